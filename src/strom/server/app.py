@@ -1,0 +1,68 @@
+"""`strom serve`: open the broker, listen, and shut down cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+import strom.server.handlers  # noqa: F401  (registers every API handler)
+from strom.config import BrokerConfig
+from strom.server.broker import Broker
+from strom.server.dispatch import Dispatcher
+from strom.server.network import KafkaConnection
+
+log = logging.getLogger("strom.server")
+
+
+async def run_broker(config: BrokerConfig, started_at: float | None = None) -> None:
+    started_at = started_at if started_at is not None else time.monotonic()
+    loop = asyncio.get_running_loop()
+    broker = await loop.run_in_executor(None, Broker.open, config)
+    dispatcher = Dispatcher(broker)
+    servers: list[asyncio.Server] = []
+    try:
+        for listener in config.listeners:
+            server = await loop.create_server(
+                lambda: KafkaConnection(dispatcher, config.socket_request_max_bytes),
+                host=listener.host or None,
+                port=listener.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            servers.append(server)
+            bound = server.sockets[0].getsockname()[1]
+            broker.bind_port(bound)
+            log.info("listening on %s:%d (%s)", listener.host, bound, listener.name)
+        broker.start_background_tasks()
+        log.info(
+            "strom broker %d started in %.0f ms; data in %s",
+            config.broker_id,
+            (time.monotonic() - started_at) * 1000,
+            ", ".join(str(d) for d in config.log_dirs),
+        )
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for server in servers:
+            server.close()
+        for conn in list(dispatcher.connections):
+            conn.close("broker shutting down")
+        for server in servers:
+            await server.wait_closed()
+        await broker.close()
+        log.info("stopped cleanly")
+
+
+def serve(config: BrokerConfig) -> int:
+    started_at = time.monotonic()
+    try:
+        asyncio.run(run_broker(config, started_at))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0

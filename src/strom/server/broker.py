@@ -1,0 +1,287 @@
+"""The broker: configuration, topic metadata, partition logs and the purgatories, together.
+
+Everything here runs on the event loop thread (one writer per partition, no locks); blocking
+disk work that may take long (fsync) is handed to the `io` thread pool sized by num.io.threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from strom.cluster.local_metadata import LocalMetadata, TopicRecord
+from strom.cluster.topic_names import INTERNAL_TOPICS, validate_topic_name
+from strom.config import BrokerConfig, ConfigError, log_config_for, validate_topic_configs
+from strom.protocol.errors import ErrorCode
+from strom.server.clock import Clock, SystemClock
+from strom.server.errors import ApiError
+from strom.server.fetch_session import FetchSessionCache
+from strom.server.purgatory import Purgatory
+from strom.storage.log_config import LogConfig
+from strom.storage.log_manager import LogManager
+
+if TYPE_CHECKING:
+    from strom.storage.partition_log import PartitionLog
+
+log = logging.getLogger("strom.broker")
+
+# A single broker leads every partition; its leader epoch never changes.
+SINGLE_NODE_LEADER_EPOCH = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+class Broker:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        metadata: LocalMetadata,
+        logs: LogManager,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.metadata = metadata
+        self.logs = logs
+        self.clock: Clock = clock or SystemClock()
+        self.fetch_purgatory = Purgatory("fetch")
+        self.produce_purgatory = Purgatory("produce")
+        self.fetch_sessions = FetchSessionCache(
+            config.max_incremental_fetch_session_cache_slots, self.clock
+        )
+        self.io = ThreadPoolExecutor(
+            max_workers=config.num_io_threads, thread_name_prefix="strom-io"
+        )
+        self.node = self._advertised_node()
+        self._background: list[asyncio.Task[None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, config: BrokerConfig, clock: Clock | None = None) -> Broker:
+        """Load metadata and every partition log (blocking; runs before the loop serves)."""
+        for directory in config.log_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+        metadata = LocalMetadata.load(config.log_dirs[0])
+        broker_ref: list[Broker] = []
+
+        def config_for(topic: str) -> LogConfig:
+            if broker_ref:
+                return broker_ref[0].log_config(topic)
+            record = metadata.get_topic(topic)
+            return log_config_for(record.configs if record else {}, config)
+
+        logs = LogManager.open(list(config.log_dirs), config_for)
+        broker = cls(config, metadata, logs, clock)
+        broker_ref.append(broker)
+        broker._reconcile_logs()
+        return broker
+
+    def _reconcile_logs(self) -> None:
+        """Make the partition logs on disk match the topics in the metadata store."""
+        for name, record in self.metadata.topics.items():
+            cfg = self.log_config(name)
+            for partition in range(record.num_partitions):
+                if self.logs.get(name, partition) is None:
+                    self.logs.create(name, partition, record.topic_id, cfg)
+        for topic, partition in list(self.logs.partitions()):
+            record = self.metadata.get_topic(topic)
+            if record is None or partition >= record.num_partitions:
+                log.warning(
+                    "partition %s-%d is on disk but not in the metadata: deleting it",
+                    topic,
+                    partition,
+                )
+                self.logs.delete_partition(topic, partition)
+
+    def start_background_tasks(self) -> None:
+        cfg = self.config
+        self._background = [
+            asyncio.create_task(
+                self._every(cfg.log_retention_check_interval_ms, self._retention), name="retention"
+            ),
+            asyncio.create_task(
+                self._every(cfg.log_flush_scheduler_interval_ms, self._flush), name="flush"
+            ),
+            asyncio.create_task(
+                self._every(cfg.log_flush_offset_checkpoint_interval_ms, self._checkpoint),
+                name="checkpoint",
+            ),
+        ]
+        if cfg.log_cleaner_enable:
+            self._background.append(
+                asyncio.create_task(
+                    self._every(cfg.log_cleaner_backoff_ms, self._clean), name="cleaner"
+                )
+            )
+
+    async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.fetch_purgatory.expire_all()
+        self.produce_purgatory.expire_all()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.io, self.logs.close)
+        self.io.shutdown(wait=True)
+
+    async def _every(self, interval_ms: int, job: object) -> None:
+        assert callable(job)
+        interval = max(interval_ms, 10) / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background job %s failed", getattr(job, "__name__", job))
+
+    async def _retention(self) -> None:
+        deleted = self.logs.run_retention(self.clock.now_ms())
+        if deleted:
+            log.info("retention deleted %d segment(s)", deleted)
+
+    async def _flush(self) -> None:
+        now = self.clock.now_ms()
+        loop = asyncio.get_running_loop()
+        for partition_log in self.logs.all_logs():
+            if partition_log.needs_flush(now):
+                await loop.run_in_executor(self.io, partition_log.flush)
+
+    async def _checkpoint(self) -> None:
+        self.logs.checkpoint()
+
+    async def _clean(self) -> None:
+        self.logs.run_cleaner(self.clock.now_ms())
+
+    def _advertised_node(self) -> Node:
+        listener = (self.config.advertised_listeners or self.config.listeners)[0]
+        host = listener.host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.getfqdn()
+        return Node(self.config.broker_id, host, listener.port, self.config.get("broker.rack"))
+
+    def bind_port(self, port: int) -> None:
+        """Called once the listener is bound, so that port 0 advertises the real port."""
+        if self.node.port == 0:
+            self.node = Node(self.node.node_id, self.node.host, port, self.node.rack)
+
+    # -- topics -----------------------------------------------------------------------------
+
+    def log_config(self, topic: str) -> LogConfig:
+        record = self.metadata.get_topic(topic)
+        return log_config_for(record.configs if record else {}, self.config)
+
+    def partition_log(self, topic: str, partition: int) -> PartitionLog | None:
+        return self.logs.get(topic, partition)
+
+    def leader_epoch(self, topic: str, partition: int) -> int:
+        return SINGLE_NODE_LEADER_EPOCH
+
+    def validate_new_topic(
+        self, name: str, num_partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> tuple[int, int, dict[str, str]]:
+        """Check a CreateTopics entry; returns the resolved partitions, RF and configs."""
+        problem = validate_topic_name(name)
+        if problem is not None:
+            raise ApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+        if self.metadata.get_topic(name) is not None:
+            raise ApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        if num_partitions == -1:
+            num_partitions = self.config.num_partitions
+        if num_partitions <= 0:
+            raise ApiError(
+                ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0."
+            )
+        if replication_factor == -1:
+            replication_factor = self.config.default_replication_factor
+        if replication_factor <= 0:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                "Replication factor must be larger than 0.",
+            )
+        if replication_factor > 1:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"Replication factor: {replication_factor} larger than available brokers: 1.",
+            )
+        try:
+            normalized = validate_topic_configs(configs)
+        except ConfigError as exc:
+            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
+        return num_partitions, replication_factor, normalized
+
+    def create_topic(
+        self,
+        name: str,
+        num_partitions: int = -1,
+        replication_factor: int = -1,
+        configs: dict[str, str] | None = None,
+    ) -> TopicRecord:
+        num_partitions, replication_factor, normalized = self.validate_new_topic(
+            name, num_partitions, replication_factor, configs or {}
+        )
+        record = self.metadata.create_topic(name, num_partitions, replication_factor, normalized)
+        cfg = self.log_config(name)
+        for partition in range(num_partitions):
+            self.logs.create(name, partition, record.topic_id, cfg)
+        log.info("created topic %s with %d partition(s)", name, num_partitions)
+        return record
+
+    def maybe_auto_create(self, name: str) -> TopicRecord | None:
+        """Create a topic a client asked about, when auto.create.topics.enable allows."""
+        if not self.config.auto_create_topics_enable or name in INTERNAL_TOPICS:
+            return None
+        if validate_topic_name(name) is not None:
+            return None
+        return self.create_topic(name)
+
+    def delete_topic(self, name: str) -> None:
+        record = self.metadata.get_topic(name)
+        if record is None:
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        if not self.config.delete_topic_enable:
+            raise ApiError(ErrorCode.TOPIC_DELETION_DISABLED)
+        self.metadata.delete_topic(name)
+        for partition in range(record.num_partitions):
+            self.logs.delete_partition(name, partition)
+            self.fetch_purgatory.notify((name, partition))
+        log.info("deleted topic %s", name)
+
+    def add_partitions(self, name: str, count: int) -> None:
+        record = self.metadata.get_topic(name)
+        if record is None:
+            raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        if count <= record.num_partitions:
+            raise ApiError(
+                ErrorCode.INVALID_PARTITIONS,
+                f"Topic currently has {record.num_partitions} partitions, which is higher than "
+                f"or equal to the requested {count}.",
+            )
+        cfg = self.log_config(name)
+        old = record.num_partitions
+        self.metadata.set_partition_count(name, count)
+        for partition in range(old, count):
+            self.logs.create(name, partition, record.topic_id, cfg)
+
+    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        """Replace a topic's overrides (already validated) and apply them to its logs."""
+        self.metadata.set_topic_configs(name, configs)
+        self.logs.update_config(name, self.log_config(name))
+
+    def data_dirs(self) -> list[Path]:
+        return list(self.config.log_dirs)

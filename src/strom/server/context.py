@@ -1,0 +1,21 @@
+"""What a handler knows about the request it is answering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from strom.server.broker import Broker
+
+
+@dataclass(slots=True)
+class RequestContext:
+    broker: Broker
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    peer: str
+    # The whole request frame; Produce appends record batches straight out of it.
+    frame: bytearray

@@ -1,0 +1,108 @@
+"""From a request frame to a response frame.
+
+Only a framing violation closes a connection: an unparsable header, an unknown API key, a
+version no handler covers (except ApiVersions, which answers UNSUPPORTED_VERSION as Kafka
+does so that clients can fall back), or a body that does not decode. Everything a handler can
+express as a Kafka error code goes back as a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from strom.protocol.errors import ErrorCode, ProtocolError
+from strom.protocol.framing import encode_response, parse_request
+from strom.protocol.messages import API_SPECS
+from strom.server.context import RequestContext
+from strom.server.network import Chunks, KafkaConnection
+from strom.server.registry import HANDLERS
+
+if TYPE_CHECKING:
+    from strom.server.broker import Broker
+
+log = logging.getLogger("strom.dispatch")
+
+API_VERSIONS_KEY = 18
+
+
+class Dispatcher:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.connections: set[KafkaConnection] = set()
+
+    def connection_opened(self, conn: KafkaConnection) -> None:
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: KafkaConnection) -> None:
+        self.connections.discard(conn)
+
+    def dispatch(self, conn: KafkaConnection, frame: bytearray) -> None:
+        try:
+            parsed = parse_request(memoryview(frame))
+        except ProtocolError as exc:
+            conn.close(f"malformed request header: {exc}")
+            return
+        api_key, version = parsed.api_key, parsed.api_version
+        handler = HANDLERS.get(api_key)
+        spec = API_SPECS.get(api_key)
+        if handler is None or spec is None:
+            conn.close(f"unknown or unsupported api key {api_key} (version {version})")
+            return
+        if not handler.min_version <= version <= handler.max_version:
+            if api_key == API_VERSIONS_KEY:
+                conn.respond_now(self._unsupported_api_versions(parsed.correlation_id))
+            else:
+                conn.close(
+                    f"{spec.name} version {version} is not supported "
+                    f"(this broker handles {handler.min_version}-{handler.max_version})"
+                )
+            return
+        try:
+            request = spec.request.decode(parsed.body, version)
+        except ProtocolError as exc:
+            conn.close(f"malformed {spec.name} v{version} request: {exc}")
+            return
+        ctx = RequestContext(
+            broker=self.broker,
+            api_key=api_key,
+            api_version=version,
+            correlation_id=parsed.correlation_id,
+            client_id=parsed.client_id,
+            peer=conn.peer,
+            frame=frame,
+        )
+        try:
+            result = handler.fn(ctx, request)
+        except Exception:
+            log.exception("%s v%d from %s failed", spec.name, version, conn.peer)
+            conn.close(f"internal error while handling {spec.name}")
+            return
+        if isinstance(result, Awaitable):
+            conn.respond_later(asyncio.ensure_future(self._finish(ctx, result)))
+        else:
+            conn.respond_now(self._encode(ctx, result))
+
+    async def _finish(self, ctx: RequestContext, pending: Awaitable[Any]) -> Chunks | None:
+        try:
+            response = await pending
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("request %d (api key %d) failed", ctx.correlation_id, ctx.api_key)
+            raise
+        return self._encode(ctx, response)
+
+    @staticmethod
+    def _encode(ctx: RequestContext, response: Any) -> Chunks | None:
+        if response is None:
+            return None
+        return encode_response(ctx.api_key, ctx.api_version, ctx.correlation_id, response)
+
+    def _unsupported_api_versions(self, correlation_id: int) -> Chunks:
+        from strom.server.handlers.api_versions import supported_api_versions
+
+        response = supported_api_versions(ErrorCode.UNSUPPORTED_VERSION)
+        return encode_response(API_VERSIONS_KEY, 0, correlation_id, response)

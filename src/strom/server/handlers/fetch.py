@@ -1,0 +1,267 @@
+"""Fetch (key 1), versions 4-17: read record batches, long-polling when there is too little.
+
+Each partition is read from its fetch offset up to the high watermark (the same bound for
+read_committed until transactions exist, with an empty aborted-transactions list), at most
+partition_max_bytes each and max_bytes (capped by fetch.max.bytes) in all; the first partition
+with data always returns at least one whole batch, so a batch larger than the limits still
+makes progress (KIP-74). With fewer than min_bytes available the request waits in the fetch
+purgatory until an append to one of its partitions brings enough, or max_wait_ms passes.
+Incremental fetch sessions (KIP-227) from v7; topic ids instead of names from v13.
+Not done yet: follower fetches (replica_id >= 0), preferred read replicas (rack awareness).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.fetch_request import FetchRequest
+from strom.protocol.messages.fetch_response import (
+    FetchableTopicResponse,
+    FetchResponse,
+    PartitionData,
+)
+from strom.server.broker import Broker
+from strom.server.context import RequestContext
+from strom.server.fetch_session import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
+from strom.server.registry import handles
+from strom.storage.partition_log import OffsetOutOfRangeError
+
+READ_COMMITTED = 1
+ZERO_UUID = uuid.UUID(int=0)
+
+
+@dataclass(slots=True)
+class _Target:
+    """One partition this fetch reads, in response order."""
+
+    topic: str
+    topic_id: uuid.UUID
+    partition: int
+    fetch_offset: int
+    max_bytes: int
+    session_entry: SessionPartition | None = None
+    unknown_topic_id: bool = False
+
+
+def _targets_from_request(broker: Broker, request: FetchRequest, version: int) -> list[_Target]:
+    targets: list[_Target] = []
+    for topic in request.topics:
+        name = topic.topic
+        topic_id = topic.topic_id
+        unknown_id = False
+        if version >= 13:
+            found = broker.metadata.topic_by_id(topic.topic_id)
+            if found is None:
+                name, unknown_id = "", True
+            else:
+                name = found[0]
+        else:
+            record = broker.metadata.get_topic(name)
+            topic_id = record.topic_id if record is not None else ZERO_UUID
+        for p in topic.partitions:
+            targets.append(
+                _Target(name, topic_id, p.partition, p.fetch_offset, p.partition_max_bytes, None, unknown_id)
+            )
+    return targets
+
+
+def _update_session(broker: Broker, session: FetchSession, request: FetchRequest, version: int) -> None:
+    for target in _targets_from_request(broker, request, version):
+        key = (target.topic, target.partition)
+        entry = session.partitions.get(key)
+        if entry is None:
+            session.partitions[key] = SessionPartition(
+                target.topic, target.topic_id, target.partition, target.fetch_offset, target.max_bytes
+            )
+        else:
+            entry.fetch_offset = target.fetch_offset
+            entry.max_bytes = target.max_bytes
+    for forgotten in request.forgotten_topics_data:
+        name = forgotten.topic
+        if version >= 13:
+            found = broker.metadata.topic_by_id(forgotten.topic_id)
+            name = found[0] if found is not None else ""
+        for partition in forgotten.partitions:
+            session.partitions.pop((name, partition), None)
+
+
+def _session_targets(session: FetchSession) -> list[_Target]:
+    return [
+        _Target(e.topic, e.topic_id, e.partition, e.fetch_offset, e.max_bytes, e)
+        for e in session.partitions.values()
+    ]
+
+
+class _FetchPlan:
+    """A fetch request resolved to its partitions, readable again after a wait."""
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        request: FetchRequest,
+        targets: list[_Target],
+        session_id: int,
+        incremental: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.broker = ctx.broker
+        self.request = request
+        self.targets = targets
+        self.session_id = session_id
+        self.incremental = incremental
+        self.max_bytes = min(request.max_bytes, self.broker.config.fetch_max_bytes)
+        if self.max_bytes <= 0:
+            self.max_bytes = self.broker.config.fetch_max_bytes
+        self.read_committed = request.isolation_level == READ_COMMITTED
+        self._size_at_read: dict[tuple[str, int], int] = {}
+
+    def keys(self) -> list[tuple[str, int]]:
+        return [(t.topic, t.partition) for t in self.targets]
+
+    def read(self) -> tuple[list[tuple[_Target, PartitionData]], int, bool]:
+        """Read every partition; returns (results, bytes read, whether an error occurred)."""
+        results: list[tuple[_Target, PartitionData]] = []
+        total = 0
+        errors = False
+        for target in self.targets:
+            data = self._read_one(target, total)
+            if data.error_code != ErrorCode.NONE:
+                errors = True
+            records = data.records
+            if records:
+                total += len(records)
+            results.append((target, data))
+        return results, total, errors
+
+    def _read_one(self, target: _Target, bytes_so_far: int) -> PartitionData:
+        data = PartitionData(
+            partition_index=target.partition,
+            error_code=ErrorCode.NONE,
+            high_watermark=-1,
+            last_stable_offset=-1,
+            log_start_offset=-1,
+            aborted_transactions=[] if self.read_committed else None,
+            preferred_read_replica=-1,
+            records=b"",
+        )
+        if target.unknown_topic_id:
+            data.error_code = ErrorCode.UNKNOWN_TOPIC_ID
+            return data
+        log = self.broker.partition_log(target.topic, target.partition)
+        if log is None:
+            data.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            return data
+        self._size_at_read[(target.topic, target.partition)] = log.size_bytes
+        high_watermark = log.high_watermark
+        data.high_watermark = high_watermark
+        data.last_stable_offset = high_watermark
+        data.log_start_offset = log.log_start_offset
+        remaining = self.max_bytes - bytes_so_far
+        limit = min(target.max_bytes, remaining)
+        if limit <= 0 and bytes_so_far > 0:
+            return data
+        try:
+            result = log.read(
+                target.fetch_offset,
+                max_bytes=max(limit, 0),
+                max_offset=high_watermark,
+                min_one_batch=bytes_so_far == 0,
+            )
+        except OffsetOutOfRangeError:
+            data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+            return data
+        data.records = result.records
+        return data
+
+    def grown_by(self) -> int:
+        """Bytes appended to this fetch's partitions since they were last read."""
+        grown = 0
+        for key, size in self._size_at_read.items():
+            log = self.broker.partition_log(*key)
+            if log is None:
+                return 1 << 30  # deleted: answer now with the error
+            grown += max(0, log.size_bytes - size)
+        return grown
+
+    def respond(
+        self, results: list[tuple[_Target, PartitionData]], error: ErrorCode = ErrorCode.NONE
+    ) -> FetchResponse:
+        version = self.ctx.api_version
+        topics: list[FetchableTopicResponse] = []
+        by_topic: dict[tuple[str, uuid.UUID], FetchableTopicResponse] = {}
+        for target, data in results:
+            entry = target.session_entry
+            if entry is not None:
+                changed = entry.changed(data.high_watermark, data.last_stable_offset, data.log_start_offset)
+                entry.mark_sent(data.high_watermark, data.last_stable_offset, data.log_start_offset)
+                if self.incremental and not changed and not data.records and data.error_code == ErrorCode.NONE:
+                    continue
+            key = (target.topic, target.topic_id)
+            topic = by_topic.get(key)
+            if topic is None:
+                topic = FetchableTopicResponse(
+                    topic=target.topic if version < 13 else "",
+                    topic_id=target.topic_id,
+                    partitions=[],
+                )
+                by_topic[key] = topic
+                topics.append(topic)
+            topic.partitions.append(data)
+        return FetchResponse(error_code=error, session_id=self.session_id, responses=topics)
+
+
+def _error_response(code: ErrorCode) -> FetchResponse:
+    return FetchResponse(error_code=code, session_id=0, responses=[])
+
+
+@handles(1, 4, 17)
+def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchResponse | Awaitable[FetchResponse]:
+    broker = ctx.broker
+    version = ctx.api_version
+    session_id = 0
+    incremental = False
+    if version < 7 or (request.session_id == 0 and request.session_epoch == FINAL_EPOCH):
+        targets = _targets_from_request(broker, request, version)
+    elif request.session_epoch == INITIAL_EPOCH:
+        if request.session_id:
+            broker.fetch_sessions.remove(request.session_id)
+        session = broker.fetch_sessions.create()
+        if session is None:
+            targets = _targets_from_request(broker, request, version)
+        else:
+            _update_session(broker, session, request, version)
+            session_id = session.session_id
+            targets = _session_targets(session)
+    elif request.session_epoch == FINAL_EPOCH:
+        broker.fetch_sessions.remove(request.session_id)
+        targets = _targets_from_request(broker, request, version)
+    else:
+        found = broker.fetch_sessions.get(request.session_id)
+        if found is None:
+            return _error_response(ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
+        if found.next_epoch != request.session_epoch:
+            return _error_response(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
+        found.next_epoch = found.next_epoch + 1 if found.next_epoch < 0x7FFFFFFF else 1
+        _update_session(broker, found, request, version)
+        session_id = found.session_id
+        targets = _session_targets(found)
+        incremental = True
+    plan = _FetchPlan(ctx, request, targets, session_id, incremental)
+    results, total, errors = plan.read()
+    if errors or total >= request.min_bytes or request.max_wait_ms <= 0 or not targets:
+        return plan.respond(results)
+    return _long_poll(plan, total)
+
+
+async def _long_poll(plan: _FetchPlan, already: int) -> FetchResponse:
+    request = plan.request
+
+    def enough() -> bool:
+        return already + plan.grown_by() >= request.min_bytes
+
+    await plan.broker.fetch_purgatory.wait(plan.keys(), enough, request.max_wait_ms)
+    results, _, _ = plan.read()
+    return plan.respond(results)

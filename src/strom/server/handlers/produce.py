@@ -1,0 +1,165 @@
+"""Produce (key 0), versions 3-11: validate record batches and append them unchanged.
+
+Per partition: exactly one record batch v2 (as Kafka requires from v3), validated at batch
+granularity (magic, lengths, CRC-32C, count, size against max.message.bytes, timestamps
+against message.timestamp.before/after.max.ms); then the log assigns offsets and the partition
+leader epoch in place and appends the request's own bytes. Records are only decoded where a
+feature needs them: compacted topics refuse records without a key.
+
+acks=0 gets no response; acks=1 is answered once the leader has appended; acks=-1 (all) waits in
+the produce purgatory until the high watermark passes the batch (immediately on a single
+broker, whose ISR is itself). Not done yet: idempotent/transactional producer state (producer
+id, epoch and sequence checks), quotas/throttling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.produce_request import PartitionProduceData, ProduceRequest
+from strom.protocol.messages.produce_response import (
+    BatchIndexAndErrorMessage,
+    PartitionProduceResponse,
+    ProduceResponse,
+    TopicProduceResponse,
+)
+from strom.protocol.records import RecordError, check_timestamps, decode_records, validate_batches
+from strom.server.context import RequestContext
+from strom.server.registry import handles
+from strom.storage.partition_log import PartitionLog
+
+VALID_ACKS = (-1, 0, 1)
+
+
+def _error(index: int, code: ErrorCode, message: str | None = None) -> PartitionProduceResponse:
+    return PartitionProduceResponse(
+        index=index,
+        error_code=code,
+        base_offset=-1,
+        log_append_time_ms=-1,
+        log_start_offset=-1,
+        error_message=message,
+    )
+
+
+def _append(
+    ctx: RequestContext, topic: str, data: PartitionProduceData, now_ms: int
+) -> tuple[PartitionProduceResponse, PartitionLog | None, int]:
+    """Append one partition's batch; returns its response, its log and its last offset."""
+    broker = ctx.broker
+    partition_log = broker.partition_log(topic, data.index)
+    if partition_log is None:
+        return _error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION), None, -1
+    records = data.records
+    if records is None or len(records) == 0:
+        return _error(data.index, ErrorCode.INVALID_RECORD, "no record batch"), None, -1
+    cfg = partition_log.config
+    view = records if isinstance(records, memoryview) else memoryview(bytearray(records))
+    try:
+        batches = validate_batches(view, max_batch_size=cfg.max_message_bytes)
+    except RecordError as exc:
+        return _error(data.index, ErrorCode(exc.error_code), str(exc)), None, -1
+    if len(batches) != 1:
+        return (
+            _error(
+                data.index,
+                ErrorCode.INVALID_RECORD,
+                "Produce v3+ requires exactly one record batch per partition",
+            ),
+            None,
+            -1,
+        )
+    batch = batches[0]
+    if cfg.message_timestamp_type == "CreateTime" and not check_timestamps(
+        batch, now_ms, cfg.message_timestamp_before_max_ms, cfg.message_timestamp_after_max_ms
+    ):
+        return (
+            _error(
+                data.index,
+                ErrorCode.INVALID_TIMESTAMP,
+                f"Timestamp {batch.max_timestamp} of batch is out of range "
+                "(message.timestamp.before.max.ms / message.timestamp.after.max.ms)",
+            ),
+            None,
+            -1,
+        )
+    if cfg.compact and not batch.is_control:
+        try:
+            _, decoded = decode_records(view)
+        except RecordError as exc:
+            return _error(data.index, ErrorCode(exc.error_code), str(exc)), None, -1
+        if any(record.key is None for record in decoded):
+            message = f"Compacted topic cannot accept message without key in topic partition {topic}-{data.index}."
+            response = _error(data.index, ErrorCode.INVALID_RECORD, message)
+            response.record_errors = [
+                BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=message)
+                for i, record in enumerate(decoded)
+                if record.key is None
+            ]
+            return response, None, -1
+    result = partition_log.append_as_leader(
+        view, batches, broker.leader_epoch(topic, data.index), now_ms
+    )
+    # One broker is the whole ISR: its log end is the high watermark.
+    partition_log.update_high_watermark(partition_log.log_end_offset)
+    broker.fetch_purgatory.notify((topic, data.index))
+    if partition_log.needs_flush(now_ms):
+        asyncio.get_running_loop().run_in_executor(broker.io, partition_log.flush)
+    response = PartitionProduceResponse(
+        index=data.index,
+        error_code=ErrorCode.NONE,
+        base_offset=result.first_offset,
+        log_append_time_ms=result.log_append_time_ms,
+        log_start_offset=result.log_start_offset,
+    )
+    return response, partition_log, result.last_offset
+
+
+@handles(0, 3, 11)
+def handle_produce(
+    ctx: RequestContext, request: ProduceRequest
+) -> ProduceResponse | None | Awaitable[ProduceResponse]:
+    now_ms = ctx.broker.clock.now_ms()
+    acks = request.acks
+    topics: list[TopicProduceResponse] = []
+    # (response, log, last offset) of each successful append, for acks=all.
+    appended: list[tuple[PartitionProduceResponse, PartitionLog, int]] = []
+    for topic in request.topic_data:
+        partitions: list[PartitionProduceResponse] = []
+        for data in topic.partition_data:
+            if acks not in VALID_ACKS:
+                partitions.append(_error(data.index, ErrorCode.INVALID_REQUIRED_ACKS))
+                continue
+            response, partition_log, last_offset = _append(ctx, topic.name, data, now_ms)
+            partitions.append(response)
+            if partition_log is not None:
+                appended.append((response, partition_log, last_offset))
+        topics.append(TopicProduceResponse(name=topic.name, partition_responses=partitions))
+    if acks == 0:
+        return None
+    response = ProduceResponse(responses=topics)
+
+    def replicated() -> bool:
+        return all(log.high_watermark > last for _, log, last in appended)
+
+    if acks != -1 or replicated():
+        return response
+    return _await_replication(ctx, request, response, appended, replicated)
+
+
+async def _await_replication(
+    ctx: RequestContext,
+    request: ProduceRequest,
+    response: ProduceResponse,
+    appended: list[tuple[PartitionProduceResponse, PartitionLog, int]],
+    replicated: object,
+) -> ProduceResponse:
+    assert callable(replicated)
+    keys = [(log.topic, log.partition) for _, log, _ in appended]
+    await ctx.broker.produce_purgatory.wait(keys, replicated, request.timeout_ms)
+    for partition_response, log, last in appended:
+        if log.high_watermark <= last:
+            partition_response.error_code = ErrorCode.REQUEST_TIMED_OUT
+    return response

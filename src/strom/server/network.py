@@ -1,0 +1,196 @@
+"""The network shell: an asyncio `BufferedProtocol` per client connection.
+
+Frame format (Kafka protocol): a 4-byte big-endian size, then that many bytes of request.
+Small frames are parsed out of one reusable receive buffer and copied once into a `bytearray`
+of their own (handlers may patch record batches in place). A frame larger than the receive
+buffer is read straight into a `bytearray` of its exact size, so a large produce request is
+never copied on its way in.
+
+Responses go back in request order even when a later request finishes first: each request
+takes a slot in `_pending`, and the head of the queue is written as soon as it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from strom.server.dispatch import Dispatcher
+
+log = logging.getLogger("strom.network")
+
+RECEIVE_BUFFER_BYTES = 256 * 1024
+# Stop reading from a client with this many requests in flight, as Kafka's
+# queued.max.requests does per broker; resumes when the backlog drains.
+MAX_IN_FLIGHT_PER_CONNECTION = 64
+
+Chunks = Sequence[bytes | memoryview]
+
+
+class ConnectionClosed(Exception):
+    """Raised to a handler whose connection went away while it waited."""
+
+
+class KafkaConnection(asyncio.BufferedProtocol):
+    def __init__(self, dispatcher: Dispatcher, max_request_bytes: int) -> None:
+        self._dispatcher = dispatcher
+        self._max_request_bytes = max_request_bytes
+        self._buf = bytearray(RECEIVE_BUFFER_BYTES)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        # A frame too big for the receive buffer is read into its own bytearray.
+        self._big: bytearray | None = None
+        self._big_filled = 0
+        self._pending: deque[asyncio.Future[Chunks | None]] = deque()
+        self._transport: asyncio.Transport | None = None
+        self._closed = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self.peer = "?"
+
+    # -- asyncio protocol callbacks -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._dispatcher.connection_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        for fut in self._pending:
+            fut.cancel()
+        self._pending.clear()
+        self._dispatcher.connection_closed(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._big is not None:
+            return memoryview(self._big)[self._big_filled :]
+        if len(self._buf) - self._end < 4096:
+            self._compact()
+        return self._view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._big is not None:
+            self._big_filled += nbytes
+            if self._big_filled == len(self._big):
+                frame, self._big = self._big, None
+                self._big_filled = 0
+                self._deliver(frame)
+            return
+        self._end += nbytes
+        self._parse_frames()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+
+    # -- framing --------------------------------------------------------------------------
+
+    def _compact(self) -> None:
+        live = self._end - self._start
+        if self._start:
+            self._buf[:live] = self._buf[self._start : self._end]
+        self._start, self._end = 0, live
+
+    def _parse_frames(self) -> None:
+        buf = self._buf
+        while not self._closed and self._end - self._start >= 4:
+            start = self._start
+            size = int.from_bytes(buf[start : start + 4], "big", signed=True)
+            if size < 0 or size > self._max_request_bytes:
+                self.close(
+                    f"frame of {size} bytes is outside 0..{self._max_request_bytes} "
+                    "(socket.request.max.bytes)"
+                )
+                return
+            available = self._end - start - 4
+            if available >= size:
+                frame = bytearray(self._view[start + 4 : start + 4 + size])
+                self._start = start + 4 + size
+                self._deliver(frame)
+                continue
+            if 4 + size > len(buf):
+                self._big = bytearray(size)
+                self._big[:available] = self._view[start + 4 : self._end]
+                self._big_filled = available
+                self._start = self._end = 0
+            break
+        if self._start == self._end:
+            self._start = self._end = 0
+
+    def _deliver(self, frame: bytearray) -> None:
+        self._dispatcher.dispatch(self, frame)
+
+    # -- responses ------------------------------------------------------------------------
+
+    def respond_now(self, chunks: Chunks | None) -> None:
+        """Answer a request that finished synchronously."""
+        if not self._pending:
+            if chunks is not None:
+                self._write(chunks)
+            return
+        fut: asyncio.Future[Chunks | None] = asyncio.get_running_loop().create_future()
+        fut.set_result(chunks)
+        self._pending.append(fut)
+
+    def respond_later(self, fut: asyncio.Future[Chunks | None]) -> None:
+        """Reserve the next response slot for a request still being handled."""
+        self._pending.append(fut)
+        fut.add_done_callback(self._on_response_ready)
+        self._update_reading()
+
+    def _on_response_ready(self, _fut: asyncio.Future[Chunks | None]) -> None:
+        while self._pending and self._pending[0].done():
+            fut = self._pending.popleft()
+            if fut.cancelled():
+                continue
+            exc = fut.exception()
+            if exc is not None:
+                self.close(f"request failed: {exc!r}")
+                return
+            chunks = fut.result()
+            if chunks is not None:
+                self._write(chunks)
+        self._update_reading()
+
+    def _write(self, chunks: Chunks) -> None:
+        if self._closed or self._transport is None:
+            return
+        self._transport.writelines(chunks)
+
+    def _update_reading(self) -> None:
+        if self._transport is None or self._closed:
+            return
+        should_pause = self._writing_paused or len(self._pending) >= MAX_IN_FLIGHT_PER_CONNECTION
+        if should_pause and not self._reading_paused:
+            self._transport.pause_reading()
+            self._reading_paused = True
+        elif not should_pause and self._reading_paused:
+            self._transport.resume_reading()
+            self._reading_paused = False
+
+    def close(self, reason: str) -> None:
+        if self._closed:
+            return
+        log.warning("closing connection from %s: %s", self.peer, reason)
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
