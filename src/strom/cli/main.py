@@ -1,0 +1,102 @@
+"""The `strom` command.
+
+`strom serve [--config FILE] [--set key=value ...] [--log-level LEVEL]` starts a broker;
+`strom --version` prints the version. The server package is imported only by `serve`, so that
+`--help`, `--version` and configuration errors answer without loading it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from strom.config import BrokerConfig, ConfigError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _version() -> str:
+    from importlib import metadata  # only `--version` pays for importing it
+
+    try:
+        return metadata.version("strom")
+    except metadata.PackageNotFoundError:  # running from a source tree without installing
+        return "unknown"
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strom", description="An Apache Kafka-compatible event streaming broker."
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run a broker",
+        description="Run a broker. Configuration precedence, lowest first: defaults, the "
+        "properties file, STROM_* environment variables (STROM_LOG_DIRS -> log.dirs), --set.",
+    )
+    serve.add_argument("--config", "-c", type=Path, metavar="FILE", help="a server.properties file")
+    serve.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a configuration key (repeatable; wins over the file and the environment)",
+    )
+    serve.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default INFO"
+    )
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    # Replace handlers rather than add: main() may run more than once in one process (tests).
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    try:
+        config = BrokerConfig.load(args.config, dict(args.overrides), os.environ)
+    except ConfigError as exc:
+        print(f"strom: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    from strom.server.app import serve  # imported late: it pulls in the whole server
+
+    try:
+        return serve(config)
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.version:
+        print(f"strom {_version()}")
+        return 0
+    if args.command == "serve":
+        return _serve(args)
+    parser.print_help(sys.stderr)
+    return 2

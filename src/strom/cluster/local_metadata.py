@@ -1,0 +1,313 @@
+"""Single-broker metadata: the cluster id, the topics and dynamic broker configs in one JSON file.
+
+The file (`strom-metadata.json` in the first log dir) is small and changes rarely (topic created,
+deleted, altered), so every change rewrites it whole: write a temporary file, fsync it, rename it
+over the old one, fsync the directory. A crash leaves either the old or the new file, never a mix.
+
+The store keeps no locks: like a partition log it is changed by one caller at a time (the event
+loop). A write blocks for an fsync, which is acceptable for admin operations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from strom.cluster.ids import kafka_uuid_str, new_cluster_id, parse_kafka_uuid, random_kafka_uuid
+from strom.cluster.topic_names import validate_topic_name
+
+FILE_NAME = "strom-metadata.json"
+FORMAT_VERSION = 1
+
+
+class MetadataError(Exception):
+    """Base of the store's errors."""
+
+
+class CorruptMetadataError(MetadataError):
+    """The metadata file exists but cannot be read back; the broker must not start over it."""
+
+
+class TopicExistsError(MetadataError):
+    pass
+
+
+class UnknownTopicError(MetadataError):
+    pass
+
+
+class InvalidTopicError(MetadataError):
+    pass
+
+
+class InvalidPartitionsError(MetadataError):
+    pass
+
+
+class InvalidReplicationFactorError(MetadataError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    topic_id: uuid.UUID
+    num_partitions: int
+    replication_factor: int
+    configs: dict[str, str] = field(default_factory=dict)  # overrides only; treat as read-only
+
+
+class TopicLookup(NamedTuple):
+    """A topic found by id: unpacks as `(name, record)`, or use `.name` / `.record`."""
+
+    name: str
+    record: TopicRecord
+
+
+class LocalMetadata:
+    """The metadata of a single-broker cluster, persisted on every change."""
+
+    def __init__(
+        self,
+        path: Path,
+        cluster_id: str,
+        topics: dict[str, TopicRecord],
+        dynamic_broker_configs: dict[str, dict[str, str]],
+    ) -> None:
+        self._path = path
+        self._cluster_id = cluster_id
+        self._topics = topics
+        self._by_id = {t.topic_id: name for name, t in topics.items()}
+        # Key "" holds the cluster-wide defaults, str(broker id) a broker's own values (Kafka's
+        # layout for the default and per-broker config resources).
+        self._dynamic = dynamic_broker_configs
+
+    # --- loading and saving ---------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path_dir: Path) -> LocalMetadata:
+        """Opens the store in `path_dir`, creating it (with a new cluster id) on first start."""
+        path = path_dir / FILE_NAME
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            path_dir.mkdir(parents=True, exist_ok=True)
+            store = cls(path, new_cluster_id(), {}, {})
+            store._save()
+            return store
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorruptMetadataError(f"cannot read metadata file {path}: {exc}") from exc
+        try:
+            return cls._decode(path, json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptMetadataError(
+                f"metadata file {path} is corrupt ({exc}); refusing to start so that no topic is "
+                "lost. Restore it from a backup or move it away to start an empty cluster."
+            ) from exc
+
+    @classmethod
+    def _decode(cls, path: Path, doc: Any) -> LocalMetadata:
+        if not isinstance(doc, dict):
+            raise ValueError("top level is not an object")
+        version = doc.get("version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"unsupported format version {version!r}")
+        cluster_id = doc["cluster_id"]
+        parse_kafka_uuid(cluster_id)
+        topics: dict[str, TopicRecord] = {}
+        for name, t in doc["topics"].items():
+            record = TopicRecord(
+                topic_id=parse_kafka_uuid(t["topic_id"]),
+                num_partitions=_positive_int(t["num_partitions"], "num_partitions"),
+                replication_factor=_positive_int(t["replication_factor"], "replication_factor"),
+                configs=_str_map(t.get("configs", {}), f"configs of {name}"),
+            )
+            topics[name] = record
+        dynamic = {
+            str(k): _str_map(v, f"dynamic broker configs {k!r}")
+            for k, v in doc.get("dynamic_broker_configs", {}).items()
+        }
+        return cls(path, cluster_id, topics, dynamic)
+
+    def _encode(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "cluster_id": self._cluster_id,
+            "topics": {
+                name: {
+                    "topic_id": kafka_uuid_str(t.topic_id),
+                    "num_partitions": t.num_partitions,
+                    "replication_factor": t.replication_factor,
+                    "configs": dict(sorted(t.configs.items())),
+                }
+                for name, t in sorted(self._topics.items())
+            },
+            "dynamic_broker_configs": {
+                k: dict(sorted(v.items())) for k, v in sorted(self._dynamic.items()) if v
+            },
+        }
+
+    def _save(self) -> None:
+        data = (json.dumps(self._encode(), indent=2) + "\n").encode("utf-8")
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._path)
+        # The rename is only durable once the directory entry is.
+        dir_fd = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    # --- reading --------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def cluster_id(self) -> str:
+        return self._cluster_id
+
+    @property
+    def topics(self) -> Mapping[str, TopicRecord]:
+        return MappingProxyType(self._topics)
+
+    def get_topic(self, name: str) -> TopicRecord | None:
+        return self._topics.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicLookup | None:
+        """(name, record) of the topic with this id, or None."""
+        name = self._by_id.get(topic_id)
+        return None if name is None else TopicLookup(name, self._topics[name])
+
+    @property
+    def dynamic_broker_configs(self) -> Mapping[str, Mapping[str, str]]:
+        """ "" -> cluster-wide defaults; "<broker id>" -> that broker's values."""
+        return MappingProxyType({k: MappingProxyType(v) for k, v in self._dynamic.items()})
+
+    def dynamic_configs_for(self, broker_id: int | None) -> dict[str, str]:
+        """The dynamic values of one broker (None: the cluster-wide defaults)."""
+        return dict(self._dynamic.get("" if broker_id is None else str(broker_id), {}))
+
+    # --- changing -------------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: Mapping[str, str] | None = None,
+    ) -> TopicRecord:
+        """Adds a topic; the caller has validated `configs` (strom.config.validate_topic_configs)."""
+        problem = validate_topic_name(name)
+        if problem is not None:
+            raise InvalidTopicError(problem)
+        if name in self._topics:
+            raise TopicExistsError(f"topic {name!r} already exists")
+        if num_partitions < 1:
+            raise InvalidPartitionsError(
+                f"number of partitions must be at least 1, not {num_partitions}"
+            )
+        if replication_factor < 1:
+            raise InvalidReplicationFactorError(
+                f"replication factor must be at least 1, not {replication_factor}"
+            )
+        topic_id = random_kafka_uuid()
+        while topic_id in self._by_id:  # astronomically unlikely, but ids must be unique
+            topic_id = random_kafka_uuid()
+        record = TopicRecord(topic_id, num_partitions, replication_factor, dict(configs or {}))
+        self._put(name, record)
+        return record
+
+    def delete_topic(self, name: str) -> TopicRecord:
+        record = self._require(name)
+        del self._topics[name]
+        del self._by_id[record.topic_id]
+        try:
+            self._save()
+        except BaseException:
+            self._topics[name] = record
+            self._by_id[record.topic_id] = name
+            raise
+        return record
+
+    def set_partition_count(self, name: str, num_partitions: int) -> TopicRecord:
+        """Grows a topic (Kafka never shrinks one: keys would move between partitions)."""
+        record = self._require(name)
+        if num_partitions < record.num_partitions:
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {record.num_partitions} partitions; it cannot shrink to "
+                f"{num_partitions}"
+            )
+        if num_partitions == record.num_partitions:
+            raise InvalidPartitionsError(f"topic {name!r} already has {num_partitions} partitions")
+        return self._put(name, replace(record, num_partitions=num_partitions))
+
+    def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicRecord:
+        """Replaces the topic's overrides with `configs` (validated by the caller)."""
+        record = self._require(name)
+        return self._put(name, replace(record, configs=dict(configs)))
+
+    def set_dynamic_broker_configs(self, broker_id: int | None, configs: Mapping[str, str]) -> None:
+        """Replaces the dynamic values of one broker (None: the cluster-wide defaults)."""
+        key = "" if broker_id is None else str(broker_id)
+        before = self._dynamic.get(key)
+        self._dynamic[key] = dict(configs)
+        try:
+            self._save()
+        except BaseException:
+            if before is None:
+                self._dynamic.pop(key, None)
+            else:
+                self._dynamic[key] = before
+            raise
+
+    def _require(self, name: str) -> TopicRecord:
+        record = self._topics.get(name)
+        if record is None:
+            raise UnknownTopicError(f"topic {name!r} does not exist")
+        return record
+
+    def _put(self, name: str, record: TopicRecord) -> TopicRecord:
+        """Stores `record` and persists; on a failed write the old state is kept in memory."""
+        old = self._topics.get(name)
+        self._topics[name] = record
+        self._by_id[record.topic_id] = name
+        try:
+            self._save()
+        except BaseException:
+            if old is None:
+                del self._topics[name]
+                del self._by_id[record.topic_id]
+            else:
+                self._topics[name] = old
+            raise
+        return record
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, not {value!r}")
+    return value
+
+
+def _str_map(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError(f"{what} must map strings to strings")
+    return dict(value)

@@ -1,0 +1,163 @@
+"""The single-broker metadata store."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from strom.cluster.ids import kafka_uuid_str, parse_kafka_uuid, random_kafka_uuid
+from strom.cluster.local_metadata import (
+    FILE_NAME,
+    CorruptMetadataError,
+    InvalidPartitionsError,
+    InvalidReplicationFactorError,
+    InvalidTopicError,
+    LocalMetadata,
+    TopicExistsError,
+    UnknownTopicError,
+)
+
+
+def test_kafka_uuid_text() -> None:
+    value = uuid.UUID("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+    text = kafka_uuid_str(value)
+    assert len(text) == 22 and "=" not in text
+    assert text == "Dx4tPEtaaXiHlqW0w9Lh8A"
+    assert parse_kafka_uuid(text) == value
+    assert kafka_uuid_str(uuid.UUID(int=0)) == "AAAAAAAAAAAAAAAAAAAAAA"
+    for bad in ("", "short", "Dx4tPEtaaXiHlqW0w9Lh8A=", "Dx4tPEtaaXiHlqW0w9Lh8!"):
+        with pytest.raises(ValueError):
+            parse_kafka_uuid(bad)
+
+
+def test_random_ids_avoid_reserved_and_leading_dash() -> None:
+    for _ in range(500):
+        value = random_kafka_uuid()
+        assert value.int > 1
+        assert not kafka_uuid_str(value).startswith("-")
+
+
+def test_fresh_store_gets_a_stable_cluster_id(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = LocalMetadata.load(data)
+    assert len(store.cluster_id) == 22
+    assert (data / FILE_NAME).exists()
+    assert LocalMetadata.load(data).cluster_id == store.cluster_id
+    assert store.topics == {}
+
+
+def test_topics_persist(tmp_path: Path) -> None:
+    store = LocalMetadata.load(tmp_path)
+    a = store.create_topic("orders", 3, 1, {"retention.ms": "1000"})
+    b = store.create_topic("events", 1, 1, {})
+    assert store.get_topic("orders") == a
+    assert store.topic_by_id(b.topic_id) == ("events", b)
+    assert a.topic_id != b.topic_id
+
+    again = LocalMetadata.load(tmp_path)
+    assert dict(again.topics) == {"orders": a, "events": b}
+    found = again.topic_by_id(a.topic_id)
+    assert found == ("orders", a)
+    assert found is not None and (found.name, found.record) == ("orders", a)
+
+
+def test_topics_view_is_read_only(tmp_path: Path) -> None:
+    store = LocalMetadata.load(tmp_path)
+    with pytest.raises(TypeError):
+        store.topics["x"] = None  # type: ignore[index]
+
+
+def test_create_errors(tmp_path: Path) -> None:
+    store = LocalMetadata.load(tmp_path)
+    store.create_topic("t", 1, 1)
+    with pytest.raises(TopicExistsError):
+        store.create_topic("t", 1, 1)
+    with pytest.raises(InvalidTopicError):
+        store.create_topic("bad name", 1, 1)
+    with pytest.raises(InvalidPartitionsError):
+        store.create_topic("u", 0, 1)
+    with pytest.raises(InvalidReplicationFactorError):
+        store.create_topic("u", 1, 0)
+    assert set(store.topics) == {"t"}
+
+
+def test_delete_alter_and_grow(tmp_path: Path) -> None:
+    store = LocalMetadata.load(tmp_path)
+    t = store.create_topic("t", 2, 1)
+    grown = store.set_partition_count("t", 5)
+    assert grown.num_partitions == 5 and grown.topic_id == t.topic_id
+    with pytest.raises(InvalidPartitionsError):
+        store.set_partition_count("t", 4)
+    with pytest.raises(InvalidPartitionsError):
+        store.set_partition_count("t", 5)
+    store.set_topic_configs("t", {"cleanup.policy": "compact"})
+    assert LocalMetadata.load(tmp_path).get_topic("t") == grown.__class__(
+        t.topic_id, 5, 1, {"cleanup.policy": "compact"}
+    )
+    store.delete_topic("t")
+    assert store.get_topic("t") is None and store.topic_by_id(t.topic_id) is None
+    assert LocalMetadata.load(tmp_path).topics == {}
+    with pytest.raises(UnknownTopicError):
+        store.delete_topic("t")
+    with pytest.raises(UnknownTopicError):
+        store.set_topic_configs("t", {})
+
+
+def test_dynamic_broker_configs(tmp_path: Path) -> None:
+    store = LocalMetadata.load(tmp_path)
+    store.set_dynamic_broker_configs(0, {"log.retention.ms": "5"})
+    store.set_dynamic_broker_configs(None, {"message.max.bytes": "10"})
+    again = LocalMetadata.load(tmp_path)
+    assert again.dynamic_configs_for(0) == {"log.retention.ms": "5"}
+    assert again.dynamic_configs_for(None) == {"message.max.bytes": "10"}
+    assert again.dynamic_configs_for(7) == {}
+    assert dict(again.dynamic_broker_configs["0"]) == {"log.retention.ms": "5"}
+
+
+def test_failed_write_keeps_memory_consistent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalMetadata.load(tmp_path)
+    store.create_topic("keep", 1, 1)
+
+    def boom(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("strom.cluster.local_metadata.os.fsync", boom)
+    with pytest.raises(OSError):
+        store.create_topic("lost", 1, 1)
+    with pytest.raises(OSError):
+        store.delete_topic("keep")
+    assert set(store.topics) == {"keep"}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[]",
+        json.dumps({"version": 99, "cluster_id": "x", "topics": {}}),
+        json.dumps({"version": 1, "cluster_id": "AAAAAAAAAAAAAAAAAAAAAA", "topics": {"t": {}}}),
+        json.dumps(
+            {
+                "version": 1,
+                "cluster_id": "AAAAAAAAAAAAAAAAAAAAAA",
+                "topics": {"t": {"topic_id": "bad", "num_partitions": 1, "replication_factor": 1}},
+            }
+        ),
+    ],
+)
+def test_corrupt_file_is_an_error_naming_it(tmp_path: Path, content: str) -> None:
+    (tmp_path / FILE_NAME).write_text(content)
+    with pytest.raises(CorruptMetadataError, match=FILE_NAME):
+        LocalMetadata.load(tmp_path)
+    assert (tmp_path / FILE_NAME).read_text() == content  # left untouched for the operator
+
+
+def test_no_temporary_file_left_behind(tmp_path: Path) -> None:
+    store = LocalMetadata.load(tmp_path)
+    store.create_topic("t", 1, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAME]
