@@ -1,0 +1,45 @@
+"""Exceptions raised by the storage layer.
+
+Each carries the Kafka error code the server should answer with, so handlers can map a storage
+failure to a response without knowing storage internals. The codes are Kafka's numbers; they are
+repeated here (rather than imported from `strom.protocol.errors`) so that storage stays usable
+on its own in tests and tools.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class; `error_code` is UNKNOWN_SERVER_ERROR unless a subclass says otherwise."""
+
+    error_code: int = -1
+
+
+class OffsetOutOfRangeError(StorageError):
+    """A fetch or DeleteRecords offset outside [log_start_offset, log_end_offset]."""
+
+    error_code = 1
+
+
+class KafkaStorageError(StorageError):
+    """The log directory or a file in it failed (I/O error); maps to KAFKA_STORAGE_ERROR."""
+
+    error_code = 56
+
+
+class CorruptLogError(StorageError):
+    """A segment holds bytes that are not a valid batch where one was expected."""
+
+    error_code = 2  # CORRUPT_MESSAGE
+
+
+class LogClosedError(StorageError):
+    """An operation on a PartitionLog after close() or delete()."""
+
+    error_code = 56
+
+
+class InconsistentTopicIdError(StorageError):
+    """partition.metadata names a different topic id than the caller expects."""
+
+    error_code = 103

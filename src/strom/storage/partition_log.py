@@ -1,0 +1,505 @@
+"""`PartitionLog`: one partition's log, a list of segments plus the offsets that bound it.
+
+Directory `<log dir>/<topic>-<partition>/`: segments (segment.py), `leader-epoch-checkpoint`
+(leader_epoch.py), `partition.metadata` (partition_metadata.py).
+
+Offsets, always log_start_offset <= high_watermark <= log_end_offset:
+  log_start_offset  the first offset a client may read; moved by retention and DeleteRecords
+  high_watermark    the end of what is committed and visible to consumers; moved by the caller
+                    (single node: to the log end after every append; later: by the ISR)
+  log_end_offset    the offset the next appended record gets
+  recovery_point    everything below it is fsynced; recovery after a crash starts there
+
+Threading: one caller (the event loop) changes the log. flush() may run in a worker thread at
+the same time; it only fsyncs fds (under each segment's lock, which close() also takes) and
+raises recovery_point, so appends never wait for it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from strom.protocol.records import BatchHeader, assign_offsets, decode_records, iter_batch_headers
+from strom.storage.checkpoint import fsync_dir
+from strom.storage.errors import InconsistentTopicIdError, LogClosedError, OffsetOutOfRangeError
+from strom.storage.leader_epoch import LeaderEpochCache
+from strom.storage.log_config import LogConfig
+from strom.storage.partition_metadata import read_partition_metadata, write_partition_metadata
+from strom.storage.recovery import load_segments
+from strom.storage.segment import Segment, SegmentClosedError
+
+__all__ = [
+    "AppendResult",
+    "OffsetOutOfRangeError",  # re-exported: callers of read() catch it from here
+    "PartitionLog",
+    "ReadResult",
+    "partition_dir_name",
+]
+
+log = logging.getLogger("strom.storage")
+
+ZERO_UUID = uuid.UUID(int=0)
+
+
+def now_wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    first_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 for CreateTime topics
+    log_start_offset: int
+    max_timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    records: bytes  # whole batches; empty when nothing is readable
+    first_offset: int  # base offset of the first batch returned, -1 when empty
+    next_offset: int  # offset after the last batch returned (the fetch offset when empty)
+    high_watermark: int
+    log_start_offset: int
+    log_end_offset: int
+
+
+class PartitionLog:
+    def __init__(
+        self,
+        directory: Path,
+        topic: str,
+        partition: int,
+        topic_id: uuid.UUID,
+        config: LogConfig,
+        segments: list[Segment],
+        log_start_offset: int,
+        recovery_point: int,
+    ) -> None:
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.topic_id = topic_id
+        self.config = config
+        self.segments = segments
+        self.log_start_offset = log_start_offset
+        self.recovery_point = recovery_point
+        self.high_watermark = log_start_offset
+        self.leader_epoch_cache = LeaderEpochCache(directory)
+        self.last_flush_ms = now_wall_ms()
+        self.closed = False
+        self._flush_lock = threading.Lock()
+        # Guards replacing `segments` (roll, retention, cleaner, truncation), which may happen in
+        # a worker thread (cleaner) while the event loop rolls. The list itself is never mutated.
+        self._segments_lock = threading.Lock()
+        # Earliest delete horizon the cleaner left on tombstones (in memory only): once it has
+        # passed, the log is worth cleaning again even when not dirty.
+        self.cleaner_delete_horizon_ms: int | None = None
+        self._dir_needs_fsync = False
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        topic: str,
+        partition: int,
+        topic_id: uuid.UUID,
+        config: LogConfig,
+        recovery_point: int | None,
+        clean_shutdown: bool,
+        log_start_offset: int | None = None,
+        *,
+        high_watermark: int | None = None,
+        now_ms: int | None = None,
+    ) -> PartitionLog:
+        """Open (or create) the partition directory and load its segments.
+
+        `high_watermark=None` sets it to the log end, which is right for a single node where
+        everything on disk was acknowledged; replication passes its checkpointed value.
+        """
+        now = now_wall_ms() if now_ms is None else now_ms
+        directory.mkdir(parents=True, exist_ok=True)
+        stored_id = read_partition_metadata(directory)
+        if stored_id is not None and topic_id != ZERO_UUID and stored_id != topic_id:
+            raise InconsistentTopicIdError(
+                f"{directory} belongs to topic id {stored_id}, not {topic_id}"
+            )
+        if stored_id is None and topic_id != ZERO_UUID:
+            write_partition_metadata(directory, topic_id)
+        segments = load_segments(
+            directory,
+            config,
+            recovery_point=0 if recovery_point is None else recovery_point,
+            clean_shutdown=clean_shutdown,
+            now_ms=now,
+        )
+        first_base = segments[0].base_offset if segments else (log_start_offset or 0)
+        start = max(first_base, log_start_offset or 0)
+        if not segments:
+            segments.append(Segment(directory, start, config, now))
+        end = segments[-1].next_offset
+        if start > end:
+            # A checkpointed start beyond the data (data lost in a crash): start over there.
+            log.warning("%s: log start offset %d is past the log end %d", directory, start, end)
+            start = end
+        if recovery_point is None:
+            point = end if clean_shutdown else 0
+        else:
+            point = min(end, recovery_point)
+        plog = cls(
+            directory, topic, partition, stored_id or topic_id, config, segments, start, point
+        )
+        plog.high_watermark = (
+            end if high_watermark is None else max(start, min(high_watermark, end))
+        )
+        plog.leader_epoch_cache.truncate_from_end(end)
+        plog.leader_epoch_cache.truncate_from_start(start)
+        return plog
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def active_segment(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.segments[-1].next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(segment.size for segment in self.segments)
+
+    @property
+    def name(self) -> str:
+        return partition_dir_name(self.topic, self.partition)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise LogClosedError(f"{self.name} is closed")
+
+    def update_high_watermark(self, offset: int) -> int:
+        """Set the high watermark, clamped into [log_start_offset, log_end_offset]."""
+        self.high_watermark = max(self.log_start_offset, min(offset, self.log_end_offset))
+        return self.high_watermark
+
+    def update_config(self, config: LogConfig) -> None:
+        self.config = config
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """(epoch, end offset) for OffsetsForLeaderEpoch; (-1, -1) when unknown."""
+        return self.leader_epoch_cache.end_offset_for(epoch, self.log_end_offset)
+
+    def _segment_index(self, offset: int) -> int:
+        """Index of the segment that would hold `offset` (the last with base <= offset)."""
+        bases = [segment.base_offset for segment in self.segments]
+        return max(0, bisect.bisect_right(bases, offset) - 1)
+
+    # -- appending -----------------------------------------------------------------------------
+
+    def append_as_leader(
+        self, buf: bytearray, batches: list[BatchHeader], leader_epoch: int, now_ms: int
+    ) -> AppendResult:
+        """Assign offsets to validated batches (back to back in `buf`) and append them."""
+        self._check_open()
+        if not batches:
+            raise ValueError("append_as_leader needs at least one batch")
+        log_append_time = self.config.message_timestamp_type == "LogAppendTime"
+        first_offset = self.log_end_offset
+        count = sum(header.last_offset_delta + 1 for header in batches)
+        last_offset = first_offset + count - 1
+        incoming_max_ts = now_ms if log_append_time else max(h.max_timestamp for h in batches)
+        self._maybe_roll(len(buf), incoming_max_ts, last_offset, now_ms)
+
+        position = 0
+        next_offset = first_offset
+        append_time = now_ms if log_append_time else None
+        for header in batches:
+            assign_offsets(buf, position, next_offset, leader_epoch, append_time)
+            position += header.size
+            next_offset += header.last_offset_delta + 1
+        # Re-read the patched headers (base offset, epoch, max timestamp changed in place).
+        assigned = [header for _, header in iter_batch_headers(memoryview(buf))]
+        if len(assigned) != len(batches) or position != len(buf):
+            raise ValueError("buffer does not hold exactly the given batches")
+        self.active_segment.append(buf, assigned)
+        if leader_epoch > self.leader_epoch_cache.latest_epoch:
+            self.leader_epoch_cache.assign(leader_epoch, first_offset)
+        return AppendResult(
+            first_offset=first_offset,
+            last_offset=last_offset,
+            log_append_time_ms=now_ms if log_append_time else -1,
+            log_start_offset=self.log_start_offset,
+            max_timestamp=max(header.max_timestamp for header in assigned),
+        )
+
+    def _maybe_roll(self, size: int, max_timestamp: int, last_offset: int, now_ms: int) -> None:
+        segment = self.active_segment
+        if segment.size == 0:
+            return  # an empty active segment starts at the log end: nothing to gain by rolling
+        reference = segment.first_batch_timestamp
+        if reference is not None and reference >= 0:
+            waited = max_timestamp - reference
+        else:
+            waited = now_ms - segment.created_ms
+        if (
+            segment.size + size > self.config.segment_bytes
+            or waited > self.config.segment_ms - segment.roll_jitter_ms
+            or segment.indexes_full
+            or not segment.can_hold(last_offset)
+        ):
+            self.roll(now_ms)
+
+    def roll(self, now_ms: int | None = None) -> Segment:
+        """Start a new active segment at the log end (no-op when the active one is empty)."""
+        self._check_open()
+        active = self.active_segment
+        if active.size == 0:
+            return active
+        active.on_become_inactive()
+        segment = Segment(
+            self.directory,
+            self.log_end_offset,
+            self.config,
+            now_wall_ms() if now_ms is None else now_ms,
+        )
+        with self._segments_lock:  # copy-on-write: a flush or the cleaner may be iterating
+            self.segments = [*self.segments, segment]
+        self._dir_needs_fsync = True
+        log.debug("%s: rolled to segment %d", self.name, segment.base_offset)
+        return segment
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _empty(self, fetch_offset: int) -> ReadResult:
+        return ReadResult(
+            b"", -1, fetch_offset, self.high_watermark, self.log_start_offset, self.log_end_offset
+        )
+
+    def read(
+        self, fetch_offset: int, max_bytes: int, max_offset: int, min_one_batch: bool
+    ) -> ReadResult:
+        try:
+            return self._read(fetch_offset, max_bytes, max_offset, min_one_batch)
+        except SegmentClosedError:
+            # The cleaner or retention swapped a segment out under us; the new list is whole.
+            return self._read(fetch_offset, max_bytes, max_offset, min_one_batch)
+
+    def _read(
+        self, fetch_offset: int, max_bytes: int, max_offset: int, min_one_batch: bool
+    ) -> ReadResult:
+        """Whole batches from the batch holding `fetch_offset`, below `max_offset`, one segment.
+
+        At most `max_bytes`, except that with `min_one_batch` the first batch is returned whole
+        even when bigger. Raises OffsetOutOfRangeError outside [log_start_offset, log_end_offset].
+        """
+        self._check_open()
+        end_offset = self.log_end_offset
+        if fetch_offset < self.log_start_offset or fetch_offset > end_offset:
+            raise OffsetOutOfRangeError(
+                f"{self.name}: offset {fetch_offset} outside [{self.log_start_offset}, {end_offset}]"
+            )
+        limit = min(max_offset, end_offset)
+        segments = self.segments
+        for segment in segments[self._segment_index(fetch_offset) :]:
+            if segment.base_offset >= limit:
+                break
+            found = segment.locate(fetch_offset)
+            if found is None:
+                continue  # nothing at or after fetch_offset here (e.g. compacted away)
+            start, first = found
+            if first.last_offset >= limit and first.base_offset >= limit:
+                break
+            if limit >= segment.next_offset:
+                stop = segment.size
+            else:
+                boundary = segment.locate(limit)
+                stop = segment.size if boundary is None else boundary[0]
+            if stop <= start:
+                break  # the first batch straddles max_offset
+            data = segment.read(start, min(stop - start, max_bytes))
+            cut = 0
+            last: BatchHeader | None = None
+            for rel, header in iter_batch_headers(memoryview(data)):
+                cut, last = rel + header.size, header
+            if last is None:
+                if not min_one_batch:
+                    break
+                data, cut, last = segment.read(start, first.size), first.size, first
+            records = data if cut == len(data) else data[:cut]
+            return ReadResult(
+                records,
+                first.base_offset,
+                last.next_offset,
+                self.high_watermark,
+                self.log_start_offset,
+                end_offset,
+            )
+        return self._empty(fetch_offset)
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record at or after `timestamp`, or None."""
+        self._check_open()
+        start = self.log_start_offset
+        for segment in self.segments:
+            if segment.max_timestamp < timestamp or segment.next_offset <= start:
+                continue
+            for position, header in segment.locate_timestamp(timestamp):
+                if header.max_timestamp < timestamp or header.last_offset < start:
+                    continue
+                _, records = decode_records(memoryview(segment.read(position, header.size)))
+                for record in records:  # LogAppendTime records decode with the batch time
+                    if record.timestamp >= timestamp and record.offset >= start:
+                        return record.offset, record.timestamp
+        return None
+
+    def latest_timestamp(self) -> tuple[int, int]:
+        """(offset, timestamp) of the record with the largest timestamp; (-1, -1) when none."""
+        self._check_open()
+        start = self.log_start_offset
+        best: Segment | None = None
+        for segment in self.segments:
+            if segment.next_offset <= start or segment.max_timestamp < 0:
+                continue
+            if best is None or segment.max_timestamp > best.max_timestamp:
+                best = segment
+        if best is None:
+            return -1, -1
+        found = best.locate(best.offset_of_max_timestamp)
+        if found is not None:
+            position, header = found
+            _, records = decode_records(memoryview(best.read(position, header.size)))
+            for record in records:
+                if record.timestamp == header.max_timestamp:
+                    return record.offset, header.max_timestamp
+        return best.offset_of_max_timestamp, best.max_timestamp
+
+    # -- moving the ends -----------------------------------------------------------------------
+
+    def maybe_increment_log_start_offset(self, offset: int) -> bool:
+        if offset <= self.log_start_offset:
+            return False
+        self.log_start_offset = offset
+        self.high_watermark = max(self.high_watermark, offset)
+        self.leader_epoch_cache.truncate_from_start(offset)
+        return True
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: move log_start_offset up to `offset` (-1: the high watermark)."""
+        self._check_open()
+        target = self.high_watermark if offset == -1 else offset
+        if target < 0 or target > self.high_watermark:
+            raise OffsetOutOfRangeError(
+                f"{self.name}: cannot delete before {offset}, high watermark {self.high_watermark}"
+            )
+        self.maybe_increment_log_start_offset(target)
+        return self.log_start_offset
+
+    def truncate_to(self, offset: int, now_ms: int | None = None) -> None:
+        """Remove every batch holding offsets >= `offset` (a follower diverged from its leader)."""
+        self._check_open()
+        if offset >= self.log_end_offset:
+            return
+        now = now_wall_ms() if now_ms is None else now_ms
+        keep = [segment for segment in self.segments if segment.base_offset < offset]
+        if not keep or offset < self.log_start_offset:
+            # Nothing below `offset` survives: start over with an empty segment there.
+            self.remove_segments(list(self.segments))
+            with self._segments_lock:
+                self.segments = [Segment(self.directory, offset, self.config, now)]
+            self.log_start_offset = offset
+            self.leader_epoch_cache.clear()
+        else:
+            self.remove_segments([s for s in self.segments if s.base_offset >= offset])
+            keep[-1].truncate_to(offset)
+        self.leader_epoch_cache.truncate_from_end(self.log_end_offset)
+        self.high_watermark = min(self.high_watermark, self.log_end_offset)
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+
+    def remove_segments(self, doomed: list[Segment]) -> None:
+        """Drop segments from the list (copy-on-write) and delete their files."""
+        ids = {id(segment) for segment in doomed}
+        with self._segments_lock:
+            self.segments = [segment for segment in self.segments if id(segment) not in ids]
+        for segment in doomed:
+            segment.delete()
+
+    def replace_segments(self, old: list[Segment], new: Segment) -> None:
+        """Put `new` where the consecutive segments `old` are in the list (the cleaner's swap).
+
+        Only the list changes here; the caller has already put the files in place.
+        """
+        ids = {id(segment) for segment in old}
+        with self._segments_lock:
+            kept = [segment for segment in self.segments if id(segment) not in ids]
+            position = bisect.bisect_left([s.base_offset for s in kept], new.base_offset)
+            self.segments = [*kept[:position], new, *kept[position:]]
+
+    # -- durability ----------------------------------------------------------------------------
+
+    def needs_flush(self, now_ms: int) -> bool:
+        """Whether flush.messages or flush.ms ask for an fsync, or a rolled segment awaits one."""
+        unflushed = self.log_end_offset - self.recovery_point
+        if unflushed <= 0:
+            return False
+        return (
+            unflushed >= self.config.flush_messages
+            or now_ms - self.last_flush_ms >= self.config.flush_ms
+            or self.active_segment.base_offset > self.recovery_point
+        )
+
+    def flush(self, up_to: int | None = None, now_ms: int | None = None) -> None:
+        """fsync every segment holding offsets below `up_to` (default: the log end).
+
+        Safe to call from a worker thread while the event loop appends: the segment list is
+        replaced, never mutated, and each fsync holds the segment's lock.
+        """
+        target = self.log_end_offset if up_to is None else min(up_to, self.log_end_offset)
+        with self._flush_lock:
+            if target <= self.recovery_point and not self._dir_needs_fsync:
+                return
+            for segment in self.segments:
+                if (segment.base_offset < target and segment.next_offset > self.recovery_point) or (
+                    segment.base_offset < target and segment.dirty
+                ):
+                    segment.fsync()
+            if self._dir_needs_fsync:
+                self._dir_needs_fsync = False
+                fsync_dir(self.directory)
+            self.recovery_point = max(self.recovery_point, target)
+            self.last_flush_ms = now_wall_ms() if now_ms is None else now_ms
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every file; the active segment records its largest timestamp (as Kafka does)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.active_segment.on_become_inactive()
+        for segment in self.segments:
+            segment.close()
+
+    def delete(self) -> None:
+        """Close and remove the whole partition directory."""
+        self.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self.name}, start={self.log_start_offset}, "
+            f"hw={self.high_watermark}, end={self.log_end_offset}, segments={len(self.segments)})"
+        )

@@ -1,0 +1,211 @@
+"""Loading a partition directory: finishing interrupted operations and repairing torn segments.
+
+What may be found in a partition directory and what loading does with it:
+  <base>.log / .index / .timeindex   a segment; indexes are sanity-checked and rebuilt if bad
+  *.deleted                          a deletion that was interrupted: unlinked
+  *.cleaned                          cleaner output not yet committed: unlinked (the old segments
+                                     are still complete, so this rolls the clean back)
+  <base>.log.swap                    cleaner output that was committed (fsynced, then renamed from
+                                     .cleaned): the swap is completed by deleting every segment
+                                     whose base offset falls in the swap's offset range and
+                                     renaming the .swap files into place (indexes are rebuilt)
+  *.index.swap / *.timeindex.swap    unlinked; rebuilt from the .log.swap
+  *.tmp                              a checkpoint write that never got renamed: unlinked
+  an index without its .log          unlinked
+  leader-epoch-checkpoint, partition.metadata, *.snapshot   left to their owners
+  anything else                      logged and left alone (never deleted, never fatal)
+
+After an unclean shutdown every segment from the one holding the recovery point onwards is read
+batch by batch: framing, header and CRC (records.validate_batches), offsets increasing and
+within the segment. The .log is cut at the first bad or partial batch, later segments are
+deleted, and the indexes are rebuilt from the batches that survived.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from strom.protocol.records import RecordError, validate_batches
+from strom.storage.batch_io import FRAMING, LOG_OVERHEAD
+from strom.storage.indexes import IndexCorruptError
+from strom.storage.log_config import LogConfig
+from strom.storage.segment import Segment, segment_paths
+
+log = logging.getLogger("strom.storage")
+
+SEGMENT_FILE = re.compile(r"^(\d{20})\.(log|index|timeindex)(\.swap|\.cleaned|\.deleted)?$")
+KNOWN_FILES = {"leader-epoch-checkpoint", "partition.metadata"}
+RECOVERY_CHUNK = 1024 * 1024
+MIN_BATCH_SIZE = 61
+
+
+def recover_segment(segment: Segment) -> int:
+    """Validate every batch, rebuild the indexes, cut a bad tail; returns the bytes cut."""
+    segment.reset_indexes()
+    end = segment.size
+    position = 0
+    next_expected = segment.base_offset
+    valid = True
+    while valid and position < end:
+        chunk = memoryview(segment.read(position, min(RECOVERY_CHUNK, end - position)))
+        offset_in_chunk = 0
+        while True:
+            if len(chunk) - offset_in_chunk < LOG_OVERHEAD:
+                break
+            _, length = FRAMING.unpack_from(chunk, offset_in_chunk)
+            size = length + LOG_OVERHEAD
+            if size < MIN_BATCH_SIZE or position + offset_in_chunk + size > end:
+                valid = False  # garbage length, or a batch torn by the crash
+                break
+            if offset_in_chunk + size > len(chunk):
+                if offset_in_chunk == 0:  # one batch bigger than the chunk: read it whole
+                    chunk = memoryview(segment.read(position, size))
+                    continue
+                break
+            try:
+                headers = validate_batches(
+                    chunk[offset_in_chunk : offset_in_chunk + size], from_client=False
+                )
+            except RecordError as exc:
+                log.debug(
+                    "invalid batch at %s:%d: %s", segment.log_path, position + offset_in_chunk, exc
+                )
+                valid = False
+                break
+            header = headers[0] if len(headers) == 1 else None
+            if (
+                header is None
+                or header.base_offset < next_expected
+                or not segment.can_hold(header.last_offset)
+            ):
+                valid = False
+                break
+            segment.index_batch(position + offset_in_chunk, header)
+            next_expected = header.next_offset
+            offset_in_chunk += size
+        position += offset_in_chunk
+        if offset_in_chunk == 0:
+            break
+    cut = end - position
+    if cut:
+        log.warning(
+            "truncating %s at byte %d: %d bytes after the last valid batch (next offset %d)",
+            segment.log_path,
+            position,
+            cut,
+            segment.next_offset,
+        )
+        segment.truncate_bytes(position)
+    return cut
+
+
+def _unlink(path: Path, why: str) -> None:
+    log.info("deleting %s (%s)", path, why)
+    path.unlink(missing_ok=True)
+
+
+def _open_segment(
+    directory: Path, base: int, config: LogConfig, now_ms: int, suffix: str = ""
+) -> Segment:
+    return Segment(directory, base, config, now_ms, suffix)
+
+
+def _complete_swap(
+    directory: Path, base: int, config: LogConfig, now_ms: int, bases: set[int]
+) -> None:
+    swap = _open_segment(directory, base, config, now_ms, ".swap")
+    recover_segment(swap)
+    end = swap.next_offset
+    for old in sorted(b for b in bases if base <= b < max(end, base + 1)):
+        for path in segment_paths(directory, old):
+            if path.exists():
+                _unlink(path, "replaced by a committed cleaner swap")
+        bases.discard(old)
+    swap.rename_suffix("")
+    swap.close()
+    bases.add(base)
+    log.info("completed an interrupted segment swap at %s base %d", directory, base)
+
+
+def load_segments(
+    directory: Path,
+    config: LogConfig,
+    *,
+    recovery_point: int,
+    clean_shutdown: bool,
+    now_ms: int,
+) -> list[Segment]:
+    """Open every segment of a partition directory in base-offset order (see module doc)."""
+    bases: set[int] = set()
+    swaps: list[int] = []
+    index_files: dict[int, list[Path]] = {}
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        path = Path(entry.path)
+        name = entry.name
+        if not entry.is_file():
+            log.warning("ignoring unexpected directory %s", path)
+            continue
+        match = SEGMENT_FILE.match(name)
+        if match is None:
+            if name.endswith(".deleted"):
+                _unlink(path, "interrupted deletion")
+            elif name.endswith(".tmp"):
+                _unlink(path, "interrupted checkpoint write")
+            elif name not in KNOWN_FILES and not name.endswith(".snapshot"):
+                log.warning("ignoring unexpected file %s", path)
+            continue
+        base, kind, state = int(match.group(1)), match.group(2), match.group(3)
+        if state == ".deleted":
+            _unlink(path, "interrupted deletion")
+        elif state == ".cleaned":
+            _unlink(path, "uncommitted cleaner output")
+        elif state == ".swap":
+            if kind == "log":
+                swaps.append(base)
+            else:
+                _unlink(path, "index of a swap, rebuilt from its log")
+        elif kind == "log":
+            bases.add(base)
+        else:
+            index_files.setdefault(base, []).append(path)
+    for base in swaps:
+        _complete_swap(directory, base, config, now_ms, bases)
+    for base, paths in index_files.items():
+        if base not in bases:
+            for path in paths:
+                if path.exists():
+                    _unlink(path, "index without a .log")
+
+    segments = [_open_segment(directory, base, config, now_ms) for base in sorted(bases)]
+    first_unflushed = len(segments)
+    if not clean_shutdown:
+        first_unflushed = 0
+        for i, segment in enumerate(segments):
+            if segment.base_offset <= recovery_point:
+                first_unflushed = i
+    for i, segment in enumerate(segments):
+        if i >= first_unflushed:
+            continue
+        try:
+            segment.load()
+        except IndexCorruptError as exc:
+            # Only the indexes are suspect after a clean shutdown, so later segments are kept
+            # even if this one turns out to have a bad tail.
+            log.warning("rebuilding the indexes of %s: %s", segment.log_path, exc)
+            recover_segment(segment)
+    for i in range(first_unflushed, len(segments)):
+        if recover_segment(segments[i]) and i + 1 < len(segments):
+            _drop_after(segments, i)
+            break
+    return segments
+
+
+def _drop_after(segments: list[Segment], index: int) -> None:
+    """Delete the segments after `index`: data past a corrupt point cannot be trusted to follow it."""
+    for segment in segments[index + 1 :]:
+        log.warning("deleting %s: it follows a truncated segment", segment.log_path)
+        segment.delete()
+    del segments[index + 1 :]

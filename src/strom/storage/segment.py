@@ -1,0 +1,275 @@
+"""One log segment: `<base>.log` plus its `.index` and `.timeindex` (see indexes.py).
+
+The `.log` file is record batches (format v2) back to back, exactly as produced and as Kafka
+stores them. Invariants kept by this class:
+  * batches are in increasing offset order and every offset in the file is >= base_offset and
+    fits in base_offset + 2**31 - 1 (index entries store int32 relative offsets);
+  * `size` is the file length and the end of the last whole batch;
+  * `next_offset` is the last batch's last offset + 1 (base_offset when empty);
+  * `max_timestamp` / `offset_of_max_timestamp` describe the batch with the largest max timestamp.
+
+Writes are os.write on an O_APPEND fd; reads are os.pread on the same fd (pread ignores
+O_APPEND). The fd is closed under `lock` so that a flush running in a worker thread never
+fsyncs a number that has been closed and reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from strom.protocol.records import BatchHeader
+from strom.storage.batch_io import pread_exact, scan_headers
+from strom.storage.indexes import IndexCorruptError, OffsetIndex, TimeIndex
+from strom.storage.log_config import LogConfig
+
+log = logging.getLogger("strom.storage")
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIMEINDEX_SUFFIX = ".timeindex"
+MAX_RELATIVE_OFFSET = 2**31 - 1
+
+
+def file_stem(base_offset: int) -> str:
+    """Kafka names segment files by their base offset, zero-padded to 20 digits."""
+    return f"{base_offset:020d}"
+
+
+def segment_paths(directory: Path, base_offset: int, suffix: str = "") -> tuple[Path, Path, Path]:
+    stem = file_stem(base_offset)
+    return (
+        directory / f"{stem}{LOG_SUFFIX}{suffix}",
+        directory / f"{stem}{INDEX_SUFFIX}{suffix}",
+        directory / f"{stem}{TIMEINDEX_SUFFIX}{suffix}",
+    )
+
+
+class SegmentClosedError(OSError):
+    """A read raced with the deletion or replacement of this segment; retry on the new list."""
+
+
+class Segment:
+    def __init__(
+        self, directory: Path, base_offset: int, config: LogConfig, now_ms: int, suffix: str = ""
+    ) -> None:
+        """Open (creating if missing) the three files; call load() or reset state after."""
+        self.directory = directory
+        self.base_offset = base_offset
+        self.suffix = suffix
+        self.lock = threading.Lock()
+        log_path, index_path, time_path = segment_paths(directory, base_offset, suffix)
+        self.log_path = log_path
+        self._indexes_existed = index_path.exists() and time_path.exists()
+        self._fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.offset_index = OffsetIndex(index_path, base_offset, config.segment_index_bytes)
+        self.time_index = TimeIndex(time_path, base_offset, config.segment_index_bytes)
+        self.index_interval_bytes = config.index_interval_bytes
+        self.size = os.fstat(self._fd).st_size
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        # The timestamp segment.ms is measured from: the first batch's max timestamp (Kafka's
+        # "rolling based timestamp"), else the time the segment was created or opened.
+        self.first_batch_timestamp: int | None = None
+        self.created_ms = now_ms
+        jitter = config.segment_jitter_ms
+        self.roll_jitter_ms = random.randrange(jitter) if jitter > 0 else 0
+        self._bytes_since_index_entry = 0
+        self.dirty = False  # written since the last fsync
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the indexes (raising IndexCorruptError) and derive the tail state from them."""
+        if self.size and not self._indexes_existed:
+            raise IndexCorruptError(f"{self.log_path}: index files are missing")
+        self.offset_index.load(self.size)
+        self.time_index.load()
+        last_time_offset = self.time_index.last_entry()[1]
+        if last_time_offset > self.base_offset + MAX_RELATIVE_OFFSET:
+            raise IndexCorruptError(f"{self.time_index.path}: offset beyond the segment")
+        self.max_timestamp, self.offset_of_max_timestamp = self.time_index.last_entry()
+        _, position = self.offset_index.last_entry()
+        last_position = position
+        self._bytes_since_index_entry = self.size - position
+        for pos, header in scan_headers(self.pread, position, self.size):
+            self._note_batch(header)
+            last_position = pos + header.size
+        if last_position != self.size and self.size:
+            raise IndexCorruptError(
+                f"{self.log_path}: batches end at {last_position} but the file has {self.size} bytes"
+            )
+        self._load_first_timestamp()
+
+    def _load_first_timestamp(self) -> None:
+        self.first_batch_timestamp = None
+        for _, header in scan_headers(self.pread, 0, self.size):
+            self.first_batch_timestamp = header.max_timestamp
+            break
+
+    def reset_indexes(self) -> None:
+        """Forget all index state; recovery then replays every batch through index_batch()."""
+        self.offset_index.reset()
+        self.time_index.reset()
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self.first_batch_timestamp = None
+        self._bytes_since_index_entry = 0
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _note_batch(self, header: BatchHeader) -> None:
+        self.next_offset = header.last_offset + 1
+        if header.max_timestamp > self.max_timestamp:
+            self.max_timestamp = header.max_timestamp
+            self.offset_of_max_timestamp = header.last_offset
+
+    def index_batch(self, position: int, header: BatchHeader) -> None:
+        """Account for a batch stored at `position` (appended now, or found by recovery).
+
+        As in Kafka, an index entry is added once more than index.interval.bytes have been
+        written since the previous one, pointing at the batch that crossed the threshold.
+        """
+        if position == 0:
+            self.first_batch_timestamp = header.max_timestamp
+        self._note_batch(header)
+        if self._bytes_since_index_entry > self.index_interval_bytes:
+            if not self.offset_index.is_full:
+                self.offset_index.append(header.last_offset, position)
+            if not self.time_index.is_full:
+                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_index_entry = 0
+        self._bytes_since_index_entry += header.size
+
+    def append(self, data: bytes | bytearray | memoryview, batches: list[BatchHeader]) -> None:
+        """Write whole batches (already offset-assigned) with one os.write and index them."""
+        position = self.size
+        view = memoryview(data)
+        total = len(view)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        for header in batches:
+            self.index_batch(position, header)
+            position += header.size
+        self.size += total
+        self.dirty = True
+
+    def can_hold(self, last_offset: int) -> bool:
+        return last_offset - self.base_offset <= MAX_RELATIVE_OFFSET
+
+    @property
+    def indexes_full(self) -> bool:
+        return self.offset_index.is_full or self.time_index.is_full
+
+    def on_become_inactive(self) -> None:
+        """Record the largest timestamp as the last time index entry (read back on load)."""
+        self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+
+    def truncate_bytes(self, size: int) -> None:
+        """Cut the .log file to `size` bytes (a batch boundary) without touching the indexes."""
+        os.ftruncate(self._fd, size)
+        self.size = size
+        self.dirty = True
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove the batch containing `offset` and everything after; returns bytes removed."""
+        found = self.locate(offset)
+        if found is None:
+            return 0
+        position, _ = found
+        removed = self.size - position
+        self.offset_index.truncate_to(offset)
+        self.time_index.truncate_to(offset)
+        self.truncate_bytes(position)
+        # Re-derive the tail state from what remains, as a load would.
+        self.next_offset = self.base_offset
+        self.max_timestamp, self.offset_of_max_timestamp = self.time_index.last_entry()
+        _, index_position = self.offset_index.last_entry()
+        for _, header in scan_headers(self.pread, index_position, self.size):
+            self._note_batch(header)
+        if self.size == 0:
+            self.next_offset = self.base_offset
+        self._bytes_since_index_entry = 0
+        self._load_first_timestamp()
+        return removed
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def batches(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
+        return scan_headers(self.pread, start, self.size if end is None else end)
+
+    def locate(self, offset: int) -> tuple[int, BatchHeader] | None:
+        """The first batch whose last offset is >= `offset`, as (position, header)."""
+        _, position = self.offset_index.lookup(offset)
+        for pos, header in self.batches(position):
+            if header.last_offset >= offset:
+                return pos, header
+        return None
+
+    def locate_timestamp(self, timestamp: int) -> Iterator[tuple[int, BatchHeader]]:
+        """Batches from the index's floor entry for `timestamp` onwards."""
+        _, offset = self.time_index.lookup(timestamp)
+        _, position = self.offset_index.lookup(offset)
+        return self.batches(position)
+
+    def pread(self, size: int, position: int) -> bytes:
+        """Read under the lock, so a concurrent close can never leave us reading a reused fd."""
+        with self.lock:
+            if self._fd < 0:
+                raise SegmentClosedError(f"{self.log_path} is closed")
+            return pread_exact(self._fd, size, position)
+
+    def read(self, position: int, size: int) -> bytes:
+        return self.pread(size, position)
+
+    # -- durability and lifetime ---------------------------------------------------------------
+
+    def fsync(self) -> None:
+        with self.lock:
+            if self._fd < 0:
+                return
+            os.fsync(self._fd)
+            self.offset_index.fsync()
+            self.time_index.fsync()
+            self.dirty = False
+
+    def close(self) -> None:
+        with self.lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self.offset_index.close()
+            self.time_index.close()
+
+    def paths(self) -> list[Path]:
+        return [self.log_path, self.offset_index.path, self.time_index.path]
+
+    def rename_suffix(self, suffix: str) -> None:
+        """Rename the three files to `<stem>.<kind><suffix>` (e.g. '.swap', '', '.deleted')."""
+        log_path, index_path, time_path = segment_paths(self.directory, self.base_offset, suffix)
+        os.rename(self.log_path, log_path)
+        self.log_path = log_path
+        self.offset_index.rename(index_path)
+        self.time_index.rename(time_path)
+        self.suffix = suffix
+
+    def delete(self) -> None:
+        """Close, rename to `.deleted`, then unlink (file.delete.delay.ms is not honoured)."""
+        self.close()
+        for path in self.paths():
+            deleted = path.with_name(path.name.removesuffix(self.suffix) + ".deleted")
+            try:
+                os.rename(path, deleted)
+                os.unlink(deleted)
+            except FileNotFoundError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"Segment(base={self.base_offset}, next={self.next_offset}, size={self.size})"
