@@ -22,6 +22,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     broker = await loop.run_in_executor(None, Broker.open, config)
     dispatcher = Dispatcher(broker)
     servers: list[asyncio.Server] = []
+    reaper: asyncio.Task[None] | None = None
     try:
         for listener in config.listeners:
             server = await loop.create_server(
@@ -36,6 +37,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             broker.bind_port(bound)
             log.info("listening on %s:%d (%s)", listener.host, bound, listener.name)
         broker.start_background_tasks()
+        reaper = asyncio.create_task(_close_idle_connections(dispatcher, config.connections_max_idle_ms))
         log.info(
             "strom broker %d started in %.0f ms; data in %s",
             config.broker_id,
@@ -48,6 +50,8 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
         await stop.wait()
         log.info("shutting down")
     finally:
+        if reaper is not None:
+            reaper.cancel()
         for server in servers:
             server.close()
         for conn in list(dispatcher.connections):
@@ -56,6 +60,14 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             await server.wait_closed()
         await broker.close()
         log.info("stopped cleanly")
+
+
+async def _close_idle_connections(dispatcher: Dispatcher, max_idle_ms: int) -> None:
+    if max_idle_ms <= 0:
+        return
+    while True:
+        await asyncio.sleep(min(max_idle_ms / 1000.0, 30.0) / 2)
+        dispatcher.close_idle(max_idle_ms)
 
 
 def serve(config: BrokerConfig) -> int:

@@ -74,6 +74,10 @@ class Broker:
         for directory in config.log_dirs:
             directory.mkdir(parents=True, exist_ok=True)
         metadata = LocalMetadata.load(config.log_dirs[0])
+        # Dynamic broker configs (AlterConfigs) are kept by the metadata store.
+        config = config.with_dynamic(
+            metadata.dynamic_configs_for(config.broker_id), metadata.dynamic_configs_for(None)
+        )
         broker_ref: list[Broker] = []
 
         def config_for(topic: str) -> LogConfig:
@@ -96,8 +100,8 @@ class Broker:
                 if self.logs.get(name, partition) is None:
                     self.logs.create(name, partition, record.topic_id, cfg)
         for topic, partition in list(self.logs.partitions()):
-            record = self.metadata.get_topic(topic)
-            if record is None or partition >= record.num_partitions:
+            known = self.metadata.get_topic(topic)
+            if known is None or partition >= known.num_partitions:
                 log.warning(
                     "partition %s-%d is on disk but not in the metadata: deleting it",
                     topic,
@@ -173,7 +177,7 @@ class Broker:
         host = listener.host
         if host in ("", "0.0.0.0", "::"):
             host = socket.getfqdn()
-        return Node(self.config.broker_id, host, listener.port, self.config.get("broker.rack"))
+        return Node(self.config.broker_id, host, listener.port, self.config.broker_rack)
 
     def bind_port(self, port: int) -> None:
         """Called once the listener is bound, so that port 0 advertises the real port."""
@@ -282,6 +286,18 @@ class Broker:
         """Replace a topic's overrides (already validated) and apply them to its logs."""
         self.metadata.set_topic_configs(name, configs)
         self.logs.update_config(name, self.log_config(name))
+
+    def set_dynamic_broker_configs(self, broker_id: int | None, configs: dict[str, str]) -> None:
+        """Replace the dynamic values of this broker (its id) or of the cluster-wide defaults
+        (None), already validated; persist them and apply them to the config and every log."""
+        if broker_id is None:
+            updated = self.config.with_dynamic(cluster_default=configs)
+        else:
+            updated = self.config.with_dynamic(per_broker=configs)
+        self.metadata.set_dynamic_broker_configs(broker_id, configs)
+        self.config = updated
+        for name in self.metadata.topics:
+            self.logs.update_config(name, self.log_config(name))
 
     def data_dirs(self) -> list[Path]:
         return list(self.config.log_dirs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,14 @@ class Dispatcher:
 
     def connection_closed(self, conn: KafkaConnection) -> None:
         self.connections.discard(conn)
+
+    def close_idle(self, max_idle_ms: int) -> int:
+        """Close connections silent for longer than connections.max.idle.ms."""
+        deadline = time.monotonic() - max_idle_ms / 1000.0
+        idle = [c for c in self.connections if c.last_active < deadline and not c.busy]
+        for conn in idle:
+            conn.close(f"idle for more than {max_idle_ms} ms (connections.max.idle.ms)")
+        return len(idle)
 
     def dispatch(self, conn: KafkaConnection, frame: bytearray) -> None:
         try:

@@ -87,10 +87,10 @@ class Purgatory:
         try:
             return await future
         finally:
-            # A cancelled waiter (connection closed, broker stopping) must not stay watched.
-            if not future.done():
-                op._timer.cancel()
-                self._unwatch(op)
+            # A cancelled waiter (connection closed, broker stopping) must not stay watched;
+            # both calls are no-ops for an operation that completed normally.
+            op._timer.cancel()
+            self._unwatch(op)
 
     def notify(self, key: Hashable) -> int:
         """Re-check every operation watching `key`; returns how many completed."""

@@ -211,7 +211,7 @@ class PartitionLog:
     # -- appending -----------------------------------------------------------------------------
 
     def append_as_leader(
-        self, buf: bytearray, batches: list[BatchHeader], leader_epoch: int, now_ms: int
+        self, buf: bytearray | memoryview, batches: list[BatchHeader], leader_epoch: int, now_ms: int
     ) -> AppendResult:
         """Assign offsets to validated batches (back to back in `buf`) and append them."""
         self._check_open()

@@ -67,8 +67,8 @@ def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> MetadataRe
     broker = ctx.broker
     topics: list[MetadataResponseTopic] = []
     if request.topics is None:
-        for name, record in sorted(broker.metadata.topics.items()):
-            topics.append(describe_topic(ctx, record, name))
+        for name, existing in sorted(broker.metadata.topics.items()):
+            topics.append(describe_topic(ctx, existing, name))
     else:
         # v0 has no flag; there an unknown topic was always auto-created.
         allow_auto = request.allow_auto_topic_creation if ctx.api_version >= 4 else True
@@ -81,7 +81,7 @@ def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> MetadataRe
                     topics.append(describe_topic(ctx, found[1], found[0]))
                 continue
             name = wanted.name
-            record = broker.metadata.get_topic(name)
+            record: TopicRecord | None = broker.metadata.get_topic(name)
             if record is None and validate_topic_name(name) is not None:
                 topics.append(_error_topic(name, ErrorCode.INVALID_TOPIC_EXCEPTION))
                 continue

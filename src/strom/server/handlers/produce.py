@@ -1,9 +1,10 @@
 """Produce (key 0), versions 3-11: validate record batches and append them unchanged.
 
 Per partition: exactly one record batch v2 (as Kafka requires from v3), validated at batch
-granularity (magic, lengths, CRC-32C, count, size against max.message.bytes, timestamps
-against message.timestamp.before/after.max.ms); then the log assigns offsets and the partition
-leader epoch in place and appends the request's own bytes. Records are only decoded where a
+granularity by `validate_batches` (magic, lengths, CRC-32C, count, size against
+max.message.bytes) and its header timestamps against message.timestamp.before/after.max.ms;
+then the log assigns offsets and the partition leader epoch in place and appends the
+request's own bytes. Records are only decoded where a
 feature needs them: compacted topics refuse records without a key.
 
 acks=0 gets no response; acks=1 is answered once the leader has appended; acks=-1 (all) waits in
@@ -15,7 +16,7 @@ id, epoch and sequence checks), quotas/throttling.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.produce_request import PartitionProduceData, ProduceRequest
@@ -61,16 +62,6 @@ def _append(
         batches = validate_batches(view, max_batch_size=cfg.max_message_bytes)
     except RecordError as exc:
         return _error(data.index, ErrorCode(exc.error_code), str(exc)), None, -1
-    if len(batches) != 1:
-        return (
-            _error(
-                data.index,
-                ErrorCode.INVALID_RECORD,
-                "Produce v3+ requires exactly one record batch per partition",
-            ),
-            None,
-            -1,
-        )
     batch = batches[0]
     if cfg.message_timestamp_type == "CreateTime" and not check_timestamps(
         batch, now_ms, cfg.message_timestamp_before_max_ms, cfg.message_timestamp_after_max_ms
@@ -139,14 +130,14 @@ def handle_produce(
         topics.append(TopicProduceResponse(name=topic.name, partition_responses=partitions))
     if acks == 0:
         return None
-    response = ProduceResponse(responses=topics)
+    produced = ProduceResponse(responses=topics)
 
     def replicated() -> bool:
         return all(log.high_watermark > last for _, log, last in appended)
 
     if acks != -1 or replicated():
-        return response
-    return _await_replication(ctx, request, response, appended, replicated)
+        return produced
+    return _await_replication(ctx, request, produced, appended, replicated)
 
 
 async def _await_replication(
@@ -154,9 +145,8 @@ async def _await_replication(
     request: ProduceRequest,
     response: ProduceResponse,
     appended: list[tuple[PartitionProduceResponse, PartitionLog, int]],
-    replicated: object,
+    replicated: Callable[[], bool],
 ) -> ProduceResponse:
-    assert callable(replicated)
     keys = [(log.topic, log.partition) for _, log, _ in appended]
     await ctx.broker.produce_purgatory.wait(keys, replicated, request.timeout_ms)
     for partition_response, log, last in appended:

@@ -1,0 +1,135 @@
+"""AlterConfigs (key 33), versions 0-2: replace the configuration of topics or of the broker.
+
+This is the legacy, non-incremental API: the given set replaces ALL of a resource's overrides,
+so a key that is not named goes back to its default. TOPIC (2) resources set a topic's
+overrides (validated like CreateTopics' configs: unknown keys and bad values answer
+INVALID_CONFIG, an unknown topic UNKNOWN_TOPIC_OR_PARTITION); BROKER (4) resources set the
+dynamic per-broker values (name = this broker's id) or the cluster-wide dynamic defaults (empty
+name); keys that are not dynamically updatable answer INVALID_CONFIG. Changes are persisted in
+the metadata store and applied to the running logs at once. validate_only checks and changes
+nothing. A resource named twice, or a key named twice in one resource, answers INVALID_REQUEST.
+Not done: BROKER_LOGGER resources (INVALID_REQUEST); ACLs; alter-config policies.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+from strom.cluster.topic_names import validate_topic_name
+from strom.config import (
+    ConfigError,
+    log_config_for,
+    validate_dynamic_broker_configs,
+    validate_topic_configs,
+)
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.alter_configs_request import AlterConfigsRequest
+from strom.protocol.messages.alter_configs_response import (
+    AlterConfigsResourceResponse,
+    AlterConfigsResponse,
+)
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.handlers.describe_configs import (
+    BROKER,
+    TOPIC,
+    broker_target,
+    unsupported_resource,
+)
+from strom.server.registry import handles
+
+
+def topic_overrides(ctx: RequestContext, name: str) -> dict[str, str]:
+    """A topic's current overrides; ApiError for an illegal name or an unknown topic."""
+    problem = validate_topic_name(name)
+    if problem is not None:
+        raise ApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+    record = ctx.broker.metadata.get_topic(name)
+    if record is None:
+        raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' does not exist.")
+    return dict(record.configs)
+
+
+def replace_topic_configs(
+    ctx: RequestContext, name: str, configs: Mapping[str, str | None], validate_only: bool
+) -> None:
+    """Validate `configs` as the topic's complete set of overrides and, unless validating, store
+    and apply them."""
+    topic_overrides(ctx, name)
+    try:
+        normalized = validate_topic_configs(configs)
+        log_config_for(normalized, ctx.broker.config)  # rules across keys and broker defaults
+    except ConfigError as exc:
+        raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
+    if not validate_only:
+        ctx.broker.set_topic_configs(name, normalized)
+
+
+def broker_layer(ctx: RequestContext, target: int | None) -> dict[str, str]:
+    """The dynamic values currently set for this broker (target = its id) or the cluster."""
+    config = ctx.broker.config
+    return config.dynamic_default_configs if target is None else config.dynamic_broker_configs
+
+
+def replace_broker_configs(
+    ctx: RequestContext, target: int | None, configs: Mapping[str, str | None], validate_only: bool
+) -> None:
+    """Validate `configs` as the complete dynamic layer of `target` (None: the cluster default)
+    and, unless validating, persist and apply it."""
+    broker = ctx.broker
+    try:
+        normalized = validate_dynamic_broker_configs(configs)
+        if target is None:
+            broker.config.with_dynamic(cluster_default=normalized)
+        else:
+            broker.config.with_dynamic(per_broker=normalized)
+    except ConfigError as exc:
+        raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
+    if not validate_only:
+        try:
+            broker.set_dynamic_broker_configs(target, normalized)
+        except ConfigError as exc:
+            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
+
+
+def duplicate_resources(resources: list[tuple[int, str]]) -> set[tuple[int, str]]:
+    return {key for key, n in Counter(resources).items() if n > 1}
+
+
+@handles(33, 0, 2)
+def handle_alter_configs(ctx: RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse:
+    dupes = duplicate_resources([(r.resource_type, r.resource_name) for r in request.resources])
+    responses: list[AlterConfigsResourceResponse] = []
+    for resource in request.resources:
+        response = AlterConfigsResourceResponse(
+            error_code=ErrorCode.NONE,
+            error_message=None,
+            resource_type=resource.resource_type,
+            resource_name=resource.resource_name,
+        )
+        responses.append(response)
+        try:
+            if (resource.resource_type, resource.resource_name) in dupes:
+                raise ApiError(
+                    ErrorCode.INVALID_REQUEST, "The resource appears more than once in the request."
+                )
+            names = Counter(c.name for c in resource.configs)
+            repeated = sorted(n for n, count in names.items() if count > 1)
+            if repeated:
+                raise ApiError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"Config keys named more than once: {', '.join(repeated)}.",
+                )
+            configs = {c.name: c.value for c in resource.configs}
+            if resource.resource_type == TOPIC:
+                replace_topic_configs(ctx, resource.resource_name, configs, request.validate_only)
+            elif resource.resource_type == BROKER:
+                target = broker_target(ctx, resource.resource_name)
+                replace_broker_configs(ctx, target, configs, request.validate_only)
+            else:
+                raise unsupported_resource(resource.resource_type)
+        except ApiError as exc:
+            response.error_code = exc.code
+            response.error_message = exc.message or exc.code.name
+    return AlterConfigsResponse(responses=responses)

@@ -1,0 +1,114 @@
+"""CreatePartitions (key 37), versions 0-3: raise a topic's partition count.
+
+The new partitions are created at once (empty logs), so the timeout is not used. A count that
+is not larger than the current one answers INVALID_PARTITIONS. Manual assignments, when given,
+must list one replica set per new partition, each naming only existing brokers (this broker),
+without repeats and with the topic's replication factor; anything else answers
+INVALID_REPLICA_ASSIGNMENT. A topic named twice answers INVALID_REQUEST; an unknown topic
+UNKNOWN_TOPIC_OR_PARTITION. validate_only runs every check and changes nothing. Not done: ACLs,
+controller mutation quotas.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.create_partitions_request import (
+    CreatePartitionsRequest,
+    CreatePartitionsTopic,
+)
+from strom.protocol.messages.create_partitions_response import (
+    CreatePartitionsResponse,
+    CreatePartitionsTopicResult,
+)
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.registry import handles
+
+
+def check_replicas(ctx: RequestContext, broker_ids: list[int], partition_label: str) -> None:
+    """One partition's manual replica list: non-empty, known brokers, no repeats."""
+    if not broker_ids:
+        raise ApiError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            f"The replica list for {partition_label} is empty.",
+        )
+    known = {ctx.broker.node.node_id}
+    for broker_id in broker_ids:
+        if broker_id not in known:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"The replica list for {partition_label} names broker {broker_id}, "
+                "which is not a registered broker.",
+            )
+    if len(set(broker_ids)) != len(broker_ids):
+        raise ApiError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            f"The replica list for {partition_label} names a broker more than once.",
+        )
+
+
+def _validate(ctx: RequestContext, topic: CreatePartitionsTopic) -> None:
+    record = ctx.broker.metadata.get_topic(topic.name)
+    if record is None:
+        raise ApiError(
+            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{topic.name}' does not exist."
+        )
+    current = record.num_partitions
+    if topic.count < current:
+        raise ApiError(
+            ErrorCode.INVALID_PARTITIONS,
+            f"Topic '{topic.name}' has {current} partition(s); {topic.count} would not be an "
+            "increase.",
+        )
+    if topic.count == current:
+        raise ApiError(
+            ErrorCode.INVALID_PARTITIONS,
+            f"Topic '{topic.name}' already has {current} partition(s).",
+        )
+    if topic.assignments is None:
+        return
+    additional = topic.count - current
+    if len(topic.assignments) != additional:
+        raise ApiError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            f"{additional} partition(s) would be added, but {len(topic.assignments)} "
+            "assignment(s) were given.",
+        )
+    for offset, assignment in enumerate(topic.assignments):
+        label = f"new partition {current + offset}"
+        check_replicas(ctx, assignment.broker_ids, label)
+        if len(assignment.broker_ids) != record.replication_factor:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"The replica list for {label} has {len(assignment.broker_ids)} replica(s), "
+                f"but the topic's partitions have {record.replication_factor}.",
+            )
+
+
+@handles(37, 0, 3)
+def handle_create_partitions(
+    ctx: RequestContext, request: CreatePartitionsRequest
+) -> CreatePartitionsResponse:
+    counts = Counter(topic.name for topic in request.topics)
+    results: list[CreatePartitionsTopicResult] = []
+    answered: set[str] = set()
+    for topic in request.topics:
+        if topic.name in answered:
+            continue  # a duplicated name gets one answer, as in Kafka
+        answered.add(topic.name)
+        result = CreatePartitionsTopicResult(
+            name=topic.name, error_code=ErrorCode.NONE, error_message=None
+        )
+        results.append(result)
+        try:
+            if counts[topic.name] > 1:
+                raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+            _validate(ctx, topic)
+            if not request.validate_only:
+                ctx.broker.add_partitions(topic.name, topic.count)
+        except ApiError as exc:
+            result.error_code = exc.code
+            result.error_message = exc.message or exc.code.name
+    return CreatePartitionsResponse(results=results)

@@ -1,0 +1,172 @@
+"""CreateTopics (key 19), versions 2-7: create topics, or only check that they could be.
+
+Each topic gets its own error code and message. -1 partitions or replication factor take the
+broker defaults (num.partitions, default.replication.factor); a replication factor above 1 has
+no brokers to live on (INVALID_REPLICATION_FACTOR). A manual assignment requires both to be -1
+(INVALID_REQUEST otherwise) and must name partitions 0..n-1 once each, with the same number of
+replicas each, only existing brokers (this one) and no broker twice
+(INVALID_REPLICA_ASSIGNMENT). Configs are validated as topic overrides (INVALID_CONFIG). A name
+that is illegal, or that differs from an existing topic only by '.' versus '_', answers
+INVALID_TOPIC_EXCEPTION; an existing one TOPIC_ALREADY_EXISTS; a name given twice in one request
+INVALID_REQUEST. validate_only runs every check and creates nothing. Creation is synchronous, so
+the timeout is not used. From v5 a success carries the partition count, replication factor and
+the topic's described configuration; from v7 the new topic id (zero when only validating).
+Not done: ACLs, create-topic policies, controller mutation quotas.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+from strom.cluster.topic_names import has_collision_chars, validate_topic_name
+from strom.config import ConfigError, log_config_for
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.create_topics_request import CreatableTopic, CreateTopicsRequest
+from strom.protocol.messages.create_topics_response import (
+    CreatableTopicConfigs,
+    CreatableTopicResult,
+    CreateTopicsResponse,
+)
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.handlers.create_partitions import check_replicas
+from strom.server.handlers.describe_configs import topic_config_entries
+from strom.server.registry import handles
+
+ZERO_UUID = uuid.UUID(int=0)
+UNSET = -1
+
+
+def _check_name(ctx: RequestContext, name: str) -> None:
+    problem = validate_topic_name(name)
+    if problem is not None:
+        raise ApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+    metadata = ctx.broker.metadata
+    if metadata.get_topic(name) is not None:
+        raise ApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+    if has_collision_chars(name):
+        unified = name.replace(".", "_")
+        for existing in metadata.topics:
+            if existing.replace(".", "_") == unified:
+                raise ApiError(
+                    ErrorCode.INVALID_TOPIC_EXCEPTION,
+                    f"Topic '{name}' collides with existing topic '{existing}' ('.' and '_' "
+                    "are the same in metric names).",
+                )
+
+
+def _manual_assignment(ctx: RequestContext, topic: CreatableTopic) -> tuple[int, int]:
+    """Checks a manual assignment; returns its partition count and replication factor."""
+    if topic.replication_factor != UNSET:
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST,
+            "A manual partition assignment requires replication_factor -1.",
+        )
+    if topic.num_partitions != UNSET:
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST,
+            "A manual partition assignment requires num_partitions -1.",
+        )
+    seen: set[int] = set()
+    replication_factor: int | None = None
+    for assignment in topic.assignments:
+        index = assignment.partition_index
+        if index in seen:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Partition {index} is assigned more than once.",
+            )
+        seen.add(index)
+        check_replicas(ctx, assignment.broker_ids, f"partition {index}")
+        count = len(assignment.broker_ids)
+        if replication_factor is not None and count != replication_factor:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Partition {index} has {count} replica(s) but earlier partitions have "
+                f"{replication_factor}; all partitions need the same number.",
+            )
+        replication_factor = count
+    if seen != set(range(len(seen))):
+        raise ApiError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            "The assigned partitions must be numbered 0, 1, 2, ... without gaps.",
+        )
+    assert replication_factor is not None
+    return len(seen), replication_factor
+
+
+def _create(
+    ctx: RequestContext, topic: CreatableTopic, validate_only: bool, result: CreatableTopicResult
+) -> None:
+    broker = ctx.broker
+    _check_name(ctx, topic.name)
+    num_partitions, replication_factor = topic.num_partitions, topic.replication_factor
+    if topic.assignments:
+        num_partitions, replication_factor = _manual_assignment(ctx, topic)
+    else:
+        if replication_factor < UNSET or replication_factor == 0:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                "Replication factor must be larger than 0, or -1 for the broker default.",
+            )
+        if num_partitions < UNSET or num_partitions == 0:
+            raise ApiError(
+                ErrorCode.INVALID_PARTITIONS,
+                "Number of partitions must be larger than 0, or -1 for the broker default.",
+            )
+    configs = {c.name: c.value for c in topic.configs}
+    nulls = sorted(name for name, value in configs.items() if value is None)
+    if nulls:
+        raise ApiError(
+            ErrorCode.INVALID_CONFIG, f"Topic configs need a value (null for {', '.join(nulls)})."
+        )
+    given = {k: v for k, v in configs.items() if v is not None}
+    num_partitions, replication_factor, normalized = broker.validate_new_topic(
+        topic.name, num_partitions, replication_factor, given
+    )
+    try:
+        log_config_for(normalized, broker.config)  # rules across keys and broker defaults
+    except ConfigError as exc:
+        raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
+    topic_id = ZERO_UUID
+    if not validate_only:
+        record = broker.create_topic(topic.name, num_partitions, replication_factor, normalized)
+        topic_id = record.topic_id
+    result.topic_id = topic_id
+    result.num_partitions = num_partitions
+    result.replication_factor = replication_factor
+    result.topic_config_error_code = ErrorCode.NONE
+    result.configs = [
+        CreatableTopicConfigs(
+            name=entry.name,
+            value=None if entry.is_sensitive else entry.value,
+            read_only=entry.read_only,
+            config_source=int(entry.source),
+            is_sensitive=entry.is_sensitive,
+        )
+        for entry in topic_config_entries(ctx, normalized)
+    ]
+
+
+@handles(19, 2, 7)
+def handle_create_topics(ctx: RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse:
+    counts = Counter(topic.name for topic in request.topics)
+    results: list[CreatableTopicResult] = []
+    answered: set[str] = set()
+    for topic in request.topics:
+        if topic.name in answered:
+            continue  # a duplicated name gets one answer, as in Kafka
+        answered.add(topic.name)
+        result = CreatableTopicResult(
+            name=topic.name, error_code=ErrorCode.NONE, error_message=None
+        )
+        results.append(result)
+        try:
+            if counts[topic.name] > 1:
+                raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+            _create(ctx, topic, request.validate_only, result)
+        except ApiError as exc:
+            result.error_code = exc.code
+            result.error_message = exc.message or exc.code.name
+    return CreateTopicsResponse(topics=results)

@@ -1,0 +1,56 @@
+"""DescribeCluster (key 60), versions 0-1: cluster id, controller and the brokers.
+
+A single broker is its own controller, so `controller_id` is this broker's id and the broker
+list has one entry. Only the broker endpoint type (1) is served: asking a broker for the
+controller endpoints (2) answers MISMATCHED_ENDPOINT_TYPE, any other type
+UNSUPPORTED_ENDPOINT_TYPE. Not done: authorized operations (no ACLs; always the "omitted"
+value).
+"""
+
+from __future__ import annotations
+
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.describe_cluster_request import DescribeClusterRequest
+from strom.protocol.messages.describe_cluster_response import (
+    DescribeClusterBroker,
+    DescribeClusterResponse,
+)
+from strom.server.context import RequestContext
+from strom.server.registry import handles
+
+BROKER_ENDPOINTS = 1
+CONTROLLER_ENDPOINTS = 2
+AUTHORIZED_OPERATIONS_OMITTED = -2147483648
+
+
+@handles(60, 0, 1)
+def handle_describe_cluster(
+    ctx: RequestContext, request: DescribeClusterRequest
+) -> DescribeClusterResponse:
+    broker = ctx.broker
+    endpoint_type = request.endpoint_type if ctx.api_version >= 1 else BROKER_ENDPOINTS
+    response = DescribeClusterResponse(
+        endpoint_type=endpoint_type,
+        cluster_id=broker.metadata.cluster_id,
+        controller_id=broker.node.node_id,
+        brokers=[],
+        cluster_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+    )
+    if endpoint_type != BROKER_ENDPOINTS:
+        if endpoint_type == CONTROLLER_ENDPOINTS:
+            response.error_code = ErrorCode.MISMATCHED_ENDPOINT_TYPE
+            response.error_message = (
+                "This is a broker endpoint; it does not describe controller endpoints."
+            )
+        else:
+            response.error_code = ErrorCode.UNSUPPORTED_ENDPOINT_TYPE
+            response.error_message = f"Unknown endpoint type {endpoint_type}."
+        response.controller_id = -1
+        return response
+    node = broker.node
+    response.brokers = [
+        DescribeClusterBroker(
+            broker_id=node.node_id, host=node.host, port=node.port, rack=node.rack
+        )
+    ]
+    return response

@@ -1,0 +1,170 @@
+"""IncrementalAlterConfigs (key 44), versions 0-1: change single keys of topics or the broker.
+
+Operations per key: SET (0) sets an override, DELETE (1) removes it (the key goes back to its
+inherited or default value), APPEND (2) and SUBTRACT (3) add or remove elements of a LIST-typed
+key (other types answer INVALID_CONFIG). APPEND and SUBTRACT start from the key's current
+override, or where there is none from its current effective value (what DescribeConfigs shows);
+APPEND adds only elements that are not there yet. The resulting set of overrides is validated
+as a whole (unknown keys and bad values answer INVALID_CONFIG) and then stored and applied, as
+with AlterConfigs: TOPIC (2) resources change a topic's overrides, BROKER (4) resources the
+dynamic values of this broker (its id) or the cluster-wide defaults (empty name). A null value
+for anything but DELETE, a key named twice in one resource, or a resource named twice answers
+INVALID_REQUEST. validate_only checks and changes nothing. Not done: BROKER_LOGGER, GROUP and
+CLIENT_METRICS resources (INVALID_REQUEST); ACLs; alter-config policies.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from strom.config import BROKER_DEFS, TOPIC_DEFS, ConfigDef, ConfigType, effective_topic_value
+from strom.config.definitions import ConfigValue, format_value
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.incremental_alter_configs_request import (
+    AlterableConfig,
+    IncrementalAlterConfigsRequest,
+)
+from strom.protocol.messages.incremental_alter_configs_response import (
+    AlterConfigsResourceResponse,
+    IncrementalAlterConfigsResponse,
+)
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.handlers.alter_configs import (
+    broker_layer,
+    duplicate_resources,
+    replace_broker_configs,
+    replace_topic_configs,
+    topic_overrides,
+)
+from strom.server.handlers.describe_configs import (
+    BROKER,
+    TOPIC,
+    broker_target,
+    unsupported_resource,
+)
+from strom.server.registry import handles
+
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+_OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
+
+
+def _split(text: str | None) -> list[str]:
+    if not text:
+        return []
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def apply_ops(
+    current: dict[str, str],
+    ops: list[AlterableConfig],
+    defs: dict[str, ConfigDef],
+    effective: dict[str, ConfigValue],
+) -> dict[str, str | None]:
+    """The overrides after `ops`; `effective` holds current values of keys without overrides."""
+    result: dict[str, str | None] = dict(current)
+    for op in ops:
+        name = op.name
+        if op.config_operation not in _OP_NAMES:
+            raise ApiError(
+                ErrorCode.INVALID_REQUEST,
+                f"Unknown config operation {op.config_operation} for {name}.",
+            )
+        d = defs.get(name)
+        if d is None:
+            raise ApiError(ErrorCode.INVALID_CONFIG, f"Unknown config name: {name}")
+        if op.config_operation == DELETE:
+            result.pop(name, None)
+            continue
+        if op.value is None:
+            raise ApiError(
+                ErrorCode.INVALID_REQUEST,
+                f"A null value is only allowed with DELETE ({_OP_NAMES[op.config_operation]} "
+                f"{name}).",
+            )
+        if op.config_operation == SET:
+            result[name] = op.value
+            continue
+        if d.type is not ConfigType.LIST:
+            raise ApiError(
+                ErrorCode.INVALID_CONFIG,
+                f"{_OP_NAMES[op.config_operation]} works on LIST-typed configs only; {name} is "
+                f"{d.type.name}.",
+            )
+        if name in current:
+            items = _split(current[name])
+        else:
+            items = _split(format_value(d.type, effective.get(name)))
+        change = _split(op.value)
+        if op.config_operation == APPEND:
+            items.extend(x for x in dict.fromkeys(change) if x not in items)
+        else:
+            items = [x for x in items if x not in change]
+        result[name] = ",".join(items)
+    return result
+
+
+def _alter(
+    ctx: RequestContext,
+    resource_type: int,
+    resource_name: str,
+    ops: list[AlterableConfig],
+    validate_only: bool,
+) -> None:
+    names = Counter(op.name for op in ops)
+    repeated = sorted(n for n, count in names.items() if count > 1)
+    if repeated:
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST, f"Config keys named more than once: {', '.join(repeated)}."
+        )
+    if resource_type == TOPIC:
+        current = topic_overrides(ctx, resource_name)
+        config = ctx.broker.config
+        effective = {
+            op.name: effective_topic_value(op.name, current, config)[0]
+            for op in ops
+            if op.name in TOPIC_DEFS and op.name not in current
+        }
+        wanted = apply_ops(current, ops, TOPIC_DEFS, effective)
+        replace_topic_configs(ctx, resource_name, wanted, validate_only)
+    elif resource_type == BROKER:
+        target = broker_target(ctx, resource_name)
+        current = broker_layer(ctx, target)
+        config = ctx.broker.config
+        effective = {op.name: config.get(op.name) for op in ops if op.name in BROKER_DEFS}
+        wanted = apply_ops(current, ops, BROKER_DEFS, effective)
+        replace_broker_configs(ctx, target, wanted, validate_only)
+    else:
+        raise unsupported_resource(resource_type)
+
+
+@handles(44, 0, 1)
+def handle_incremental_alter_configs(
+    ctx: RequestContext, request: IncrementalAlterConfigsRequest
+) -> IncrementalAlterConfigsResponse:
+    dupes = duplicate_resources([(r.resource_type, r.resource_name) for r in request.resources])
+    responses: list[AlterConfigsResourceResponse] = []
+    for resource in request.resources:
+        response = AlterConfigsResourceResponse(
+            error_code=ErrorCode.NONE,
+            error_message=None,
+            resource_type=resource.resource_type,
+            resource_name=resource.resource_name,
+        )
+        responses.append(response)
+        try:
+            if (resource.resource_type, resource.resource_name) in dupes:
+                raise ApiError(
+                    ErrorCode.INVALID_REQUEST, "The resource appears more than once in the request."
+                )
+            _alter(
+                ctx,
+                resource.resource_type,
+                resource.resource_name,
+                resource.configs,
+                request.validate_only,
+            )
+        except ApiError as exc:
+            response.error_code = exc.code
+            response.error_message = exc.message or exc.code.name
+    return IncrementalAlterConfigsResponse(responses=responses)
