@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from strom.protocol.errors import ErrorCode, ProtocolError
 from strom.protocol.framing import encode_response, parse_request
 from strom.protocol.messages import API_SPECS
+from strom.protocol.primitives import Reader
 from strom.server.context import RequestContext
 from strom.server.network import Chunks, KafkaConnection
 from strom.server.registry import HANDLERS
@@ -70,7 +71,9 @@ class Dispatcher:
                 )
             return
         try:
-            request = spec.request.decode(parsed.body, version)
+            # Bytes after the message are ignored, as Kafka does: librdkafka's Metadata v12
+            # request carries three of them.
+            request = spec.request.read(Reader(parsed.body), version)
         except ProtocolError as exc:
             conn.close(f"malformed {spec.name} v{version} request: {exc}")
             return
