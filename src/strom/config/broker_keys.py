@@ -227,6 +227,26 @@ BROKER_DEFS: dict[str, ConfigDef] = names(
         _d("group.max.session.timeout.ms", I, 1800000, "Largest session timeout a member may "
            "ask for."),
         _d("group.max.size", I, INT_MAX, "Most members one group may have.", at_least(1)),
+        _d("group.consumer.session.timeout.ms", I, 45000, "Session timeout of members of "
+           "consumer-protocol (KIP-848) groups.", at_least(1)),
+        _d("group.consumer.min.session.timeout.ms", I, 45000, "Smallest session timeout a "
+           "consumer-protocol member may ask for.", at_least(1)),
+        _d("group.consumer.max.session.timeout.ms", I, 60000, "Largest session timeout a "
+           "consumer-protocol member may ask for.", at_least(1)),
+        _d("group.consumer.heartbeat.interval.ms", I, 5000, "Heartbeat interval the coordinator "
+           "gives consumer-protocol members.", at_least(1)),
+        _d("group.consumer.min.heartbeat.interval.ms", I, 5000, "Smallest heartbeat interval of "
+           "consumer-protocol members.", at_least(1)),
+        _d("group.consumer.max.heartbeat.interval.ms", I, 15000, "Largest heartbeat interval of "
+           "consumer-protocol members.", at_least(1)),
+        _d("group.consumer.assignors", LS, "uniform,range", "Server-side assignors of "
+           "consumer-protocol groups, the first being the default."),
+        _d("group.consumer.max.size", I, INT_MAX, "Most members one consumer-protocol group may "
+           "have.", at_least(1)),
+        _d("group.coordinator.rebalance.protocols", LS, "classic,consumer", "Group protocols the "
+           "coordinator accepts."),
+        _d("offset.metadata.max.bytes", I, 4096, "Largest metadata string an offset commit may "
+           "carry.", at_least(0)),
         _d("offsets.topic.num.partitions", I, 50, "Partitions of __consumer_offsets (fixed "
            "once created).", at_least(1)),
         _d("offsets.topic.replication.factor", SH, 1, "Replication factor of "

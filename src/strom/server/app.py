@@ -37,7 +37,9 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             broker.bind_port(bound)
             log.info("listening on %s:%d (%s)", listener.host, bound, listener.name)
         broker.start_background_tasks()
-        reaper = asyncio.create_task(_close_idle_connections(dispatcher, config.connections_max_idle_ms))
+        reaper = asyncio.create_task(
+            _close_idle_connections(dispatcher, config.connections_max_idle_ms)
+        )
         log.info(
             "strom broker %d started in %.0f ms; data in %s",
             config.broker_id,

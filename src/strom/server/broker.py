@@ -22,6 +22,7 @@ from strom.protocol.errors import ErrorCode
 from strom.server.clock import Clock, SystemClock
 from strom.server.errors import ApiError
 from strom.server.fetch_session import FetchSessionCache
+from strom.server.group_runtime import GroupCoordinatorRuntime
 from strom.server.purgatory import Purgatory
 from strom.storage.log_config import LogConfig
 from strom.storage.log_manager import LogManager
@@ -65,6 +66,7 @@ class Broker:
         )
         self.node = self._advertised_node()
         self._background: list[asyncio.Task[None]] = []
+        self.groups = GroupCoordinatorRuntime(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -90,6 +92,7 @@ class Broker:
         broker = cls(config, metadata, logs, clock)
         broker_ref.append(broker)
         broker._reconcile_logs()
+        broker.groups.load()
         return broker
 
     def _reconcile_logs(self) -> None:
@@ -136,6 +139,7 @@ class Broker:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.groups.close()
         self.fetch_purgatory.expire_all()
         self.produce_purgatory.expire_all()
         loop = asyncio.get_running_loop()
@@ -245,6 +249,12 @@ class Broker:
             self.logs.create(name, partition, record.topic_id, cfg)
         log.info("created topic %s with %d partition(s)", name, num_partitions)
         return record
+
+    def create_internal_topic(
+        self, name: str, num_partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> TopicRecord:
+        """Create an internal topic (__consumer_offsets, __transaction_state) on first use."""
+        return self.create_topic(name, num_partitions, replication_factor, configs)
 
     def maybe_auto_create(self, name: str) -> TopicRecord | None:
         """Create a topic a client asked about, when auto.create.topics.enable allows."""

@@ -42,7 +42,9 @@ class SessionPartition:
             or self.sent_log_start_offset != log_start_offset
         )
 
-    def mark_sent(self, high_watermark: int, last_stable_offset: int, log_start_offset: int) -> None:
+    def mark_sent(
+        self, high_watermark: int, last_stable_offset: int, log_start_offset: int
+    ) -> None:
         self.sent_high_watermark = high_watermark
         self.sent_last_stable_offset = last_stable_offset
         self.sent_log_start_offset = log_start_offset

@@ -3,6 +3,8 @@
 from strom.server.handlers import (  # noqa: F401
     alter_configs,
     api_versions,
+    classic_group,
+    consumer_group_heartbeat,
     create_partitions,
     create_topics,
     delete_records,
@@ -11,6 +13,9 @@ from strom.server.handlers import (  # noqa: F401
     describe_configs,
     describe_log_dirs,
     fetch,
+    find_coordinator,
+    group_admin,
+    group_offsets,
     incremental_alter_configs,
     list_offsets,
     metadata,

@@ -63,18 +63,32 @@ def _targets_from_request(broker: Broker, request: FetchRequest, version: int) -
             topic_id = record.topic_id if record is not None else ZERO_UUID
         for p in topic.partitions:
             targets.append(
-                _Target(name, topic_id, p.partition, p.fetch_offset, p.partition_max_bytes, None, unknown_id)
+                _Target(
+                    name,
+                    topic_id,
+                    p.partition,
+                    p.fetch_offset,
+                    p.partition_max_bytes,
+                    None,
+                    unknown_id,
+                )
             )
     return targets
 
 
-def _update_session(broker: Broker, session: FetchSession, request: FetchRequest, version: int) -> None:
+def _update_session(
+    broker: Broker, session: FetchSession, request: FetchRequest, version: int
+) -> None:
     for target in _targets_from_request(broker, request, version):
         key = (target.topic, target.partition)
         entry = session.partitions.get(key)
         if entry is None:
             session.partitions[key] = SessionPartition(
-                target.topic, target.topic_id, target.partition, target.fetch_offset, target.max_bytes
+                target.topic,
+                target.topic_id,
+                target.partition,
+                target.fetch_offset,
+                target.max_bytes,
             )
         else:
             entry.fetch_offset = target.fetch_offset
@@ -195,9 +209,16 @@ class _FetchPlan:
         for target, data in results:
             entry = target.session_entry
             if entry is not None:
-                changed = entry.changed(data.high_watermark, data.last_stable_offset, data.log_start_offset)
+                changed = entry.changed(
+                    data.high_watermark, data.last_stable_offset, data.log_start_offset
+                )
                 entry.mark_sent(data.high_watermark, data.last_stable_offset, data.log_start_offset)
-                if self.incremental and not changed and not data.records and data.error_code == ErrorCode.NONE:
+                if (
+                    self.incremental
+                    and not changed
+                    and not data.records
+                    and data.error_code == ErrorCode.NONE
+                ):
                     continue
             key = (target.topic, target.topic_id)
             topic = by_topic.get(key)
@@ -218,7 +239,9 @@ def _error_response(code: ErrorCode) -> FetchResponse:
 
 
 @handles(1, 4, 17)
-def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchResponse | Awaitable[FetchResponse]:
+def handle_fetch(
+    ctx: RequestContext, request: FetchRequest
+) -> FetchResponse | Awaitable[FetchResponse]:
     broker = ctx.broker
     version = ctx.api_version
     session_id = 0

@@ -9,7 +9,7 @@ NO_EPOCH = -1
 
 def check_leader_epoch(client_epoch: int, leader_epoch: int) -> ErrorCode:
     """A client behind the leader's epoch is fenced; one ahead of it knows a newer leader."""
-    if client_epoch == NO_EPOCH or client_epoch == leader_epoch:
+    if client_epoch in (NO_EPOCH, leader_epoch):
         return ErrorCode.NONE
     if client_epoch < leader_epoch:
         return ErrorCode.FENCED_LEADER_EPOCH

@@ -42,7 +42,7 @@ def _lookup(
         return response
     ts = wanted.timestamp
     found: tuple[int, int] | None
-    if ts == EARLIEST or ts == EARLIEST_LOCAL:
+    if ts in (EARLIEST, EARLIEST_LOCAL):
         found = (log.log_start_offset, -1)
     elif ts == LATEST:
         found = (log.high_watermark, -1)

@@ -51,7 +51,9 @@ def describe_topic(ctx: RequestContext, record: TopicRecord, name: str) -> Metad
     )
 
 
-def _error_topic(name: str | None, code: ErrorCode, topic_id: uuid.UUID = ZERO_UUID) -> MetadataResponseTopic:
+def _error_topic(
+    name: str | None, code: ErrorCode, topic_id: uuid.UUID = ZERO_UUID
+) -> MetadataResponseTopic:
     return MetadataResponseTopic(
         error_code=code,
         name=name,
@@ -94,7 +96,9 @@ def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> MetadataRe
     node = broker.node
     return MetadataResponse(
         brokers=[
-            MetadataResponseBroker(node_id=node.node_id, host=node.host, port=node.port, rack=node.rack)
+            MetadataResponseBroker(
+                node_id=node.node_id, host=node.host, port=node.port, rack=node.rack
+            )
         ],
         cluster_id=broker.metadata.cluster_id,
         controller_id=node.node_id,

@@ -111,7 +111,7 @@ def _append(
 @handles(0, 3, 11)
 def handle_produce(
     ctx: RequestContext, request: ProduceRequest
-) -> ProduceResponse | None | Awaitable[ProduceResponse]:
+) -> ProduceResponse | Awaitable[ProduceResponse] | None:
     now_ms = ctx.broker.clock.now_ms()
     acks = request.acks
     topics: list[TopicProduceResponse] = []

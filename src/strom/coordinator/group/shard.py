@@ -1,0 +1,221 @@
+"""GroupCoordinatorShard: the group coordinator for one `__consumer_offsets` partition.
+
+The runtime (sockets, the log, timers) drives a shard with four kinds of calls:
+- request handlers, which return the records to append and answer either by return value or
+  through a `respond` callback (JoinGroup and SyncGroup may wait for other members);
+- `replay(record)`, called for each returned record once it is appended, in order, before the
+  next call, and for every record of the partition when it is loaded;
+- `tick()`, whenever `next_deadline_ms()` has passed (call it again while the deadline stays in
+  the past: it returns after the first timer that produced records, so that those records are
+  replayed before the next timer looks at the state);
+- `unload()`, when the partition moves away.
+
+Responses given during a call (returned, or passed to `respond` while the call runs) describe
+the state after that call's records: the runtime should send them once the records are
+appended, as Kafka does.
+
+How state changes: committed offsets and consumer groups (KIP-848) change only in `replay`.
+Classic groups keep their membership (parked requests, rebalance state) in memory and change
+it in the handlers, as Kafka's coordinator does; their GroupMetadata records are the durable
+summary that loading rebuilds the group from, and replay ignores the ones this shard itself
+produced (see `ShardContext.own_records`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from strom.coordinator.group import admin
+from strom.coordinator.group.classic import ClassicGroups
+from strom.coordinator.group.config import GroupConfig, TopicsView
+from strom.coordinator.group.consumer import ConsumerGroups
+from strom.coordinator.group.context import ShardContext
+from strom.coordinator.group.generated.offset_commit_key import OffsetCommitKey
+from strom.coordinator.group.offsets import FetchedOffset, Offsets
+from strom.coordinator.group.offsets_store import OffsetAndMetadata
+from strom.coordinator.group.records import (
+    GROUP_METADATA_KEY_VERSION,
+    CoordinatorRecord,
+    decode,
+)
+from strom.protocol.messages.consumer_group_describe_response import (
+    DescribedGroup as ConsumerDescribedGroup,
+)
+from strom.protocol.messages.consumer_group_heartbeat_request import ConsumerGroupHeartbeatRequest
+from strom.protocol.messages.consumer_group_heartbeat_response import (
+    ConsumerGroupHeartbeatResponse,
+)
+from strom.protocol.messages.describe_groups_response import DescribedGroup
+from strom.protocol.messages.heartbeat_request import HeartbeatRequest
+from strom.protocol.messages.heartbeat_response import HeartbeatResponse
+from strom.protocol.messages.join_group_request import JoinGroupRequest
+from strom.protocol.messages.join_group_response import JoinGroupResponse
+from strom.protocol.messages.leave_group_request import LeaveGroupRequest
+from strom.protocol.messages.leave_group_response import LeaveGroupResponse
+from strom.protocol.messages.list_groups_response import ListedGroup
+from strom.protocol.messages.offset_commit_request import OffsetCommitRequest
+from strom.protocol.messages.offset_commit_response import OffsetCommitResponse
+from strom.protocol.messages.offset_delete_request import OffsetDeleteRequest
+from strom.protocol.messages.offset_delete_response import OffsetDeleteResponse
+from strom.protocol.messages.sync_group_request import SyncGroupRequest
+from strom.protocol.messages.sync_group_response import SyncGroupResponse
+from strom.server.clock import Clock
+
+__all__ = ["GroupCoordinatorShard"]
+
+Records = list[CoordinatorRecord]
+
+
+class GroupCoordinatorShard:
+    """The state of one `__consumer_offsets` partition."""
+
+    def __init__(
+        self, partition: int, config: GroupConfig, clock: Clock, topics: TopicsView
+    ) -> None:
+        self._ctx = ShardContext(partition, config, clock, topics)
+        self._classic = ClassicGroups(self._ctx)
+        self._consumer = ConsumerGroups(self._ctx)
+        self._offsets = Offsets(self._ctx, self._classic.touch_member)
+        self._offsets.schedule_expiry()
+
+    @property
+    def partition(self) -> int:
+        return self._ctx.partition
+
+    # -- replay --------------------------------------------------------------------------
+
+    def replay(self, record: CoordinatorRecord) -> None:
+        decoded = decode(record)
+        if decoded is None:
+            return  # a record type Strom does not use (share groups, newer Kafka)
+        key = decoded.key
+        if isinstance(key, OffsetCommitKey):
+            value = decoded.value
+            om = None
+            if value is not None:
+                om = OffsetAndMetadata(
+                    offset=value.offset,
+                    leader_epoch=value.leader_epoch if decoded.value_version >= 3 else -1,
+                    metadata=value.metadata,
+                    commit_timestamp_ms=value.commit_timestamp,
+                    expire_timestamp_ms=(
+                        value.expire_timestamp
+                        if decoded.value_version == 1 and value.expire_timestamp != -1
+                        else None
+                    ),
+                )
+            self._offsets.replay(key.group, key.topic, key.partition, om)
+        elif decoded.key_version == GROUP_METADATA_KEY_VERSION:
+            own = self._ctx.own_records
+            if own[record] > 0:
+                own[record] -= 1
+                if own[record] == 0:
+                    del own[record]
+                return
+            self._classic.replay(key.group, decoded.value)
+        else:
+            self._consumer.replay(decoded)
+
+    # -- classic protocol ----------------------------------------------------------------
+
+    def join_group(
+        self,
+        request: JoinGroupRequest,
+        version: int,
+        client_id: str,
+        client_host: str,
+        respond: Callable[[JoinGroupResponse], None],
+    ) -> Records:
+        return self._classic.join(request, version, client_id, client_host, respond)
+
+    def sync_group(
+        self,
+        request: SyncGroupRequest,
+        version: int,
+        respond: Callable[[SyncGroupResponse], None],
+    ) -> Records:
+        return self._classic.sync(request, version, respond)
+
+    def heartbeat(
+        self, request: HeartbeatRequest, version: int
+    ) -> tuple[HeartbeatResponse, Records]:
+        return self._classic.heartbeat(request, version)
+
+    def leave_group(
+        self, request: LeaveGroupRequest, version: int
+    ) -> tuple[LeaveGroupResponse, Records]:
+        return self._classic.leave(request, version)
+
+    # -- offsets -------------------------------------------------------------------------
+
+    def offset_commit(
+        self, request: OffsetCommitRequest, version: int
+    ) -> tuple[OffsetCommitResponse, Records]:
+        return self._offsets.commit(request, version)
+
+    def offset_fetch(
+        self,
+        group_id: str,
+        topics: list[tuple[str, list[int]]] | None,
+        member_id: str | None = None,
+        member_epoch: int = -1,
+    ) -> tuple[int, list[FetchedOffset]]:
+        """(group error code, [(topic, partition, offset, leader epoch, metadata, error)]).
+
+        `topics` None asks for every committed offset of the group. For OffsetFetch v0-v7
+        the runtime puts the group error code in the top-level error_code (v2+); for v8+ in
+        the group's entry. `member_id`/`member_epoch` are those of OffsetFetch v9.
+        """
+        return self._offsets.fetch(group_id, topics, member_id, member_epoch)
+
+    def offset_delete(
+        self, request: OffsetDeleteRequest, version: int
+    ) -> tuple[OffsetDeleteResponse, Records]:
+        return self._offsets.delete(request, version)
+
+    # -- KIP-848 -------------------------------------------------------------------------
+
+    def consumer_group_heartbeat(
+        self,
+        request: ConsumerGroupHeartbeatRequest,
+        version: int,
+        client_id: str = "",
+        client_host: str = "",
+    ) -> tuple[ConsumerGroupHeartbeatResponse, Records]:
+        return self._consumer.heartbeat(request, version, client_id, client_host)
+
+    def consumer_group_describe(
+        self, group_ids: list[str], version: int
+    ) -> list[ConsumerDescribedGroup]:
+        return admin.consumer_group_describe(self._ctx, group_ids, self._consumer.default_assignor)
+
+    # -- admin ---------------------------------------------------------------------------
+
+    def describe_groups(self, group_ids: list[str], version: int) -> list[DescribedGroup]:
+        return admin.describe_groups(self._ctx, group_ids)
+
+    def list_groups(self, states_filter: list[str], types_filter: list[str]) -> list[ListedGroup]:
+        return admin.list_groups(self._ctx, states_filter, types_filter)
+
+    def delete_groups(self, group_ids: list[str]) -> tuple[list[tuple[str, int]], Records]:
+        return admin.delete_groups(self._ctx, self._offsets, group_ids)
+
+    # -- time and lifecycle --------------------------------------------------------------
+
+    def tick(self) -> Records:
+        now = self._ctx.now_ms()
+        while (action := self._ctx.timers.pop_due(now)) is not None:
+            records = action()
+            if records:
+                # Stop here: the next timer must see the state after these records.
+                return records
+        return []
+
+    def next_deadline_ms(self) -> int | None:
+        return self._ctx.timers.next_deadline_ms()
+
+    def unload(self) -> None:
+        self._classic.unload()
+        self._ctx.timers.clear()
+        self._ctx.groups.clear()
+        self._ctx.offsets = type(self._ctx.offsets)()

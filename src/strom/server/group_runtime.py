@@ -1,0 +1,266 @@
+"""The group coordinator's runtime: the I/O around the I/O-free coordinator shards.
+
+`__consumer_offsets` has offsets.topic.num.partitions partitions; a group belongs to the
+partition `abs(java_hash(group_id)) % partitions` (Kafka's placement, so a Strom data directory
+and Kafka agree), and each partition has one `GroupCoordinatorShard`. The runtime:
+- creates `__consumer_offsets` on first use (FindCoordinator, as Kafka does),
+- loads a shard by replaying every record of its partition at start-up,
+- appends the records a shard handler returns as one batch, then replays them into the shard
+  before anything else runs (the event loop is the shard's only writer), and
+- keeps one timer per shard at the shard's next deadline (session and rebalance timeouts,
+  the initial rebalance delay, offset expiry), driven by the broker's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from strom.coordinator.group.config import GroupConfig
+from strom.coordinator.group.records import CoordinatorRecord
+from strom.coordinator.group.shard import GroupCoordinatorShard
+from strom.protocol.errors import ErrorCode
+from strom.protocol.records import Record, build_batch, decode_records, iter_batch_headers
+from strom.server.errors import ApiError
+
+if TYPE_CHECKING:
+    from strom.server.broker import Broker
+
+log = logging.getLogger("strom.groups")
+
+OFFSETS_TOPIC = "__consumer_offsets"
+T = TypeVar("T")
+
+
+def java_string_hash(text: str) -> int:
+    """Java's String.hashCode (over UTF-16 code units), as a signed 32-bit int."""
+    h = 0
+    data = text.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Kafka's placement of a group (or transactional id) on its internal topic."""
+    h = java_string_hash(key)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def group_config(broker: Broker) -> GroupConfig:
+    cfg = broker.config
+    return GroupConfig(
+        initial_rebalance_delay_ms=cfg.get_int("group.initial.rebalance.delay.ms"),
+        min_session_timeout_ms=cfg.get_int("group.min.session.timeout.ms"),
+        max_session_timeout_ms=cfg.get_int("group.max.session.timeout.ms"),
+        max_size=cfg.get_int("group.max.size"),
+        offsets_retention_ms=cfg.get_int("offsets.retention.minutes") * 60_000,
+        offsets_retention_check_interval_ms=cfg.get_int("offsets.retention.check.interval.ms"),
+        consumer_session_timeout_ms=cfg.get_int("group.consumer.session.timeout.ms"),
+        consumer_heartbeat_interval_ms=cfg.get_int("group.consumer.heartbeat.interval.ms"),
+        consumer_assignors=tuple(cfg.get_list("group.consumer.assignors") or ("uniform",)),
+        consumer_max_size=cfg.get_int("group.consumer.max.size"),
+        offset_metadata_max_bytes=cfg.get_int("offset.metadata.max.bytes"),
+    )
+
+
+class BrokerTopics:
+    """The coordinator's read-only view of topic metadata."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    def partitions_of(self, topic: str) -> int | None:
+        record = self._broker.metadata.get_topic(topic)
+        return record.num_partitions if record is not None else None
+
+    def topic_id_of(self, topic: str) -> uuid.UUID | None:
+        record = self._broker.metadata.get_topic(topic)
+        return record.topic_id if record is not None else None
+
+    def topic_names(self) -> list[str]:
+        return sorted(self._broker.metadata.topics)
+
+
+class GroupCoordinatorRuntime:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.config = group_config(broker)
+        self.topics = BrokerTopics(broker)
+        self.shards: dict[int, GroupCoordinatorShard] = {}
+        self._timers: dict[int, tuple[int, asyncio.TimerHandle]] = {}
+
+    @property
+    def num_partitions(self) -> int:
+        record = self.broker.metadata.get_topic(OFFSETS_TOPIC)
+        if record is not None:
+            return record.num_partitions
+        return self.broker.config.get_int("offsets.topic.num.partitions")
+
+    def partition_for(self, group_id: str) -> int:
+        return partition_for(group_id, self.num_partitions)
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Replay every existing `__consumer_offsets` partition into a fresh shard."""
+        record = self.broker.metadata.get_topic(OFFSETS_TOPIC)
+        if record is None:
+            return
+        loaded = 0
+        for partition in range(record.num_partitions):
+            shard = self._new_shard(partition)
+            loaded += self._replay_log(partition, shard)
+            self.shards[partition] = shard
+        log.info("loaded %d group coordinator record(s) from %s", loaded, OFFSETS_TOPIC)
+
+    def _new_shard(self, partition: int) -> GroupCoordinatorShard:
+        return GroupCoordinatorShard(partition, self.config, self.broker.clock, self.topics)
+
+    def _replay_log(self, partition: int, shard: GroupCoordinatorShard) -> int:
+        partition_log = self.broker.partition_log(OFFSETS_TOPIC, partition)
+        if partition_log is None:
+            return 0
+        count = 0
+        offset = partition_log.log_start_offset
+        end = partition_log.high_watermark
+        while offset < end:
+            result = partition_log.read(offset, 1 << 20, end, True)
+            if not result.records:
+                break
+            view = memoryview(result.records)
+            for position, header in iter_batch_headers(view):
+                if not header.is_control:
+                    _, records = decode_records(view[position : position + header.size])
+                    for rec in records:
+                        if rec.key is not None:
+                            shard.replay(CoordinatorRecord(rec.key, rec.value))
+                            count += 1
+                offset = header.next_offset
+        return count
+
+    def ensure_topic(self) -> None:
+        """Create `__consumer_offsets` the first time a group needs it."""
+        if self.broker.metadata.get_topic(OFFSETS_TOPIC) is not None:
+            return
+        cfg = self.broker.config
+        self.broker.create_internal_topic(
+            OFFSETS_TOPIC,
+            cfg.get_int("offsets.topic.num.partitions"),
+            min(cfg.get_int("offsets.topic.replication.factor"), 1),
+            {
+                "cleanup.policy": "compact",
+                "segment.bytes": str(cfg.get_int("offsets.topic.segment.bytes")),
+            },
+        )
+        for partition in range(self.num_partitions):
+            self.shards[partition] = self._new_shard(partition)
+
+    # -- running handlers -------------------------------------------------------------------
+
+    def shard_for(self, group_id: str) -> tuple[int, GroupCoordinatorShard]:
+        if self.broker.metadata.get_topic(OFFSETS_TOPIC) is None:
+            self.ensure_topic()
+        partition = self.partition_for(group_id)
+        shard = self.shards.get(partition)
+        if shard is None:
+            raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        return partition, shard
+
+    def run(
+        self,
+        group_id: str,
+        call: Callable[[GroupCoordinatorShard], tuple[T, list[CoordinatorRecord]]],
+    ) -> T:
+        """Run one handler on the group's shard, then persist and replay its records."""
+        partition, shard = self.shard_for(group_id)
+        result, records = call(shard)
+        self.write(partition, records)
+        return result
+
+    def run_waiting(
+        self,
+        group_id: str,
+        call: Callable[[GroupCoordinatorShard, Callable[[T], None]], list[CoordinatorRecord]],
+    ) -> asyncio.Future[T]:
+        """Run a handler that answers through a callback (JoinGroup, SyncGroup)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def respond(response: T) -> None:
+            if not future.done():
+                future.set_result(response)
+
+        partition, shard = self.shard_for(group_id)
+        self.write(partition, call(shard, respond))
+        return future
+
+    def write(self, partition: int, records: list[CoordinatorRecord]) -> None:
+        shard = self.shards[partition]
+        if records:
+            partition_log = self.broker.partition_log(OFFSETS_TOPIC, partition)
+            if partition_log is None:
+                raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+            now = self.broker.clock.now_ms()
+            batch = bytearray(
+                build_batch(
+                    [
+                        Record(offset=i, timestamp=now, key=r.key, value=r.value, headers=[])
+                        for i, r in enumerate(records)
+                    ],
+                    base_offset=0,
+                )
+            )
+            headers = [header for _, header in iter_batch_headers(batch)]
+            partition_log.append_as_leader(
+                batch, headers, self.broker.leader_epoch(OFFSETS_TOPIC, partition), now
+            )
+            partition_log.update_high_watermark(partition_log.log_end_offset)
+            self.broker.fetch_purgatory.notify((OFFSETS_TOPIC, partition))
+            for record in records:
+                shard.replay(record)
+        self._schedule(partition)
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _schedule(self, partition: int) -> None:
+        shard = self.shards.get(partition)
+        deadline = shard.next_deadline_ms() if shard is not None else None
+        current = self._timers.get(partition)
+        if current is not None:
+            if current[0] == deadline:
+                return
+            current[1].cancel()
+            del self._timers[partition]
+        if deadline is None:
+            return
+        delay = max(0, deadline - self.broker.clock.now_ms()) / 1000.0
+        handle = asyncio.get_running_loop().call_later(delay, self._fire, partition)
+        self._timers[partition] = (deadline, handle)
+
+    def _fire(self, partition: int) -> None:
+        self._timers.pop(partition, None)
+        shard = self.shards.get(partition)
+        if shard is None:
+            return
+        try:
+            # tick() returns after the first timer that produced records, so those records
+            # are replayed before the next due timer looks at the state.
+            for _ in range(10_000):
+                records = shard.tick()
+                self.write(partition, records)
+                deadline = shard.next_deadline_ms()
+                if not records or deadline is None or deadline > self.broker.clock.now_ms():
+                    break
+        except Exception:
+            log.exception("group coordinator timer failed on partition %d", partition)
+        self._schedule(partition)
+
+    def close(self) -> None:
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for shard in self.shards.values():
+            shard.unload()

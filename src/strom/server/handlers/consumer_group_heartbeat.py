@@ -1,0 +1,32 @@
+"""ConsumerGroupHeartbeat (key 68), versions 0-1: the KIP-848 consumer group protocol.
+
+One request both joins and heartbeats; the shard's server-side assignor (uniform or range)
+computes the target assignment and the member reconciles towards it epoch by epoch.
+"""
+
+from __future__ import annotations
+
+from strom.protocol.messages.consumer_group_heartbeat_request import ConsumerGroupHeartbeatRequest
+from strom.protocol.messages.consumer_group_heartbeat_response import (
+    ConsumerGroupHeartbeatResponse,
+)
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.handlers.classic_group import client_host
+from strom.server.registry import handles
+
+
+@handles(68, 0, 1)
+def handle_consumer_group_heartbeat(
+    ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
+) -> ConsumerGroupHeartbeatResponse:
+    version = ctx.api_version
+    try:
+        return ctx.broker.groups.run(
+            request.group_id,
+            lambda shard: shard.consumer_group_heartbeat(
+                request, version, ctx.client_id or "", client_host(ctx)
+            ),
+        )
+    except ApiError as exc:
+        return ConsumerGroupHeartbeatResponse(error_code=exc.code, error_message=exc.message)

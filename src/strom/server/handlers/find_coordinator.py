@@ -1,0 +1,53 @@
+"""FindCoordinator (key 10), versions 0-5: this broker coordinates every group.
+
+Key type 0 (group): the first lookup creates `__consumer_offsets`, as Kafka does. v4+ batches
+several keys. Not done: key type 1 (transactions, answered COORDINATOR_NOT_AVAILABLE until the
+transaction coordinator exists), key type 2 (share groups, v6).
+"""
+
+from __future__ import annotations
+
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.find_coordinator_request import FindCoordinatorRequest
+from strom.protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.registry import handles
+
+GROUP_KEY = 0
+
+
+def _lookup(ctx: RequestContext, key: str, key_type: int) -> Coordinator:
+    node = ctx.broker.node
+    found = Coordinator(key=key, node_id=node.node_id, host=node.host, port=node.port)
+    if key_type != GROUP_KEY:
+        found.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        found.error_message = f"no coordinator for key type {key_type} on this broker yet"
+    elif not key:
+        found.error_code = ErrorCode.INVALID_GROUP_ID
+    else:
+        try:
+            ctx.broker.groups.shard_for(key)
+        except ApiError as exc:
+            found.error_code, found.error_message = exc.code, exc.message
+    if found.error_code != ErrorCode.NONE:
+        found.node_id, found.host, found.port = -1, "", -1
+    return found
+
+
+@handles(10, 0, 5)
+def handle_find_coordinator(
+    ctx: RequestContext, request: FindCoordinatorRequest
+) -> FindCoordinatorResponse:
+    if ctx.api_version >= 4:
+        return FindCoordinatorResponse(
+            coordinators=[_lookup(ctx, key, request.key_type) for key in request.coordinator_keys]
+        )
+    found = _lookup(ctx, request.key, request.key_type)
+    return FindCoordinatorResponse(
+        error_code=found.error_code,
+        error_message=found.error_message,
+        node_id=found.node_id,
+        host=found.host,
+        port=found.port,
+    )

@@ -1,0 +1,96 @@
+"""Group administration: DescribeGroups (15) v0-5, ListGroups (16) v0-5, DeleteGroups (42)
+v0-2, ConsumerGroupDescribe (69) v0.
+
+ListGroups asks every coordinator shard; the others go to the shard of each named group.
+Not done: authorized operations (no ACLs; always -2147483648).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from strom.coordinator.group.records import CoordinatorRecord
+from strom.coordinator.group.shard import GroupCoordinatorShard
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
+from strom.protocol.messages.consumer_group_describe_response import (
+    ConsumerGroupDescribeResponse,
+)
+from strom.protocol.messages.consumer_group_describe_response import (
+    DescribedGroup as ConsumerDescribedGroup,
+)
+from strom.protocol.messages.delete_groups_request import DeleteGroupsRequest
+from strom.protocol.messages.delete_groups_response import (
+    DeletableGroupResult,
+    DeleteGroupsResponse,
+)
+from strom.protocol.messages.describe_groups_request import DescribeGroupsRequest
+from strom.protocol.messages.describe_groups_response import DescribedGroup, DescribeGroupsResponse
+from strom.protocol.messages.list_groups_request import ListGroupsRequest
+from strom.protocol.messages.list_groups_response import ListedGroup, ListGroupsResponse
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.registry import handles
+
+AUTHORIZED_OPERATIONS_OMITTED = -2147483648
+
+
+@handles(15, 0, 5)
+def handle_describe_groups(
+    ctx: RequestContext, request: DescribeGroupsRequest
+) -> DescribeGroupsResponse:
+    described: list[DescribedGroup] = []
+    for group_id in request.groups:
+        try:
+            _, shard = ctx.broker.groups.shard_for(group_id)
+        except ApiError as exc:
+            described.append(DescribedGroup(error_code=exc.code, group_id=group_id))
+            continue
+        described.extend(shard.describe_groups([group_id], ctx.api_version))
+    for group in described:
+        group.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED
+    return DescribeGroupsResponse(groups=described)
+
+
+@handles(16, 0, 5)
+def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
+    listed: list[ListedGroup] = []
+    for _, shard in sorted(ctx.broker.groups.shards.items()):
+        listed.extend(shard.list_groups(list(request.states_filter), list(request.types_filter)))
+    return ListGroupsResponse(error_code=ErrorCode.NONE, groups=listed)
+
+
+def _deleter(
+    group_id: str,
+) -> Callable[[GroupCoordinatorShard], tuple[list[tuple[str, int]], list[CoordinatorRecord]]]:
+    return lambda shard: shard.delete_groups([group_id])
+
+
+@handles(42, 0, 2)
+def handle_delete_groups(ctx: RequestContext, request: DeleteGroupsRequest) -> DeleteGroupsResponse:
+    results: list[DeletableGroupResult] = []
+    for group_id in request.groups_names:
+        try:
+            outcome = ctx.broker.groups.run(group_id, _deleter(group_id))
+        except ApiError as exc:
+            results.append(DeletableGroupResult(group_id=group_id, error_code=exc.code))
+            continue
+        results.extend(DeletableGroupResult(group_id=g, error_code=code) for g, code in outcome)
+    return DeleteGroupsResponse(results=results)
+
+
+@handles(69, 0, 0)
+def handle_consumer_group_describe(
+    ctx: RequestContext, request: ConsumerGroupDescribeRequest
+) -> ConsumerGroupDescribeResponse:
+    described: list[ConsumerDescribedGroup] = []
+    for group_id in request.group_ids:
+        try:
+            _, shard = ctx.broker.groups.shard_for(group_id)
+        except ApiError as exc:
+            described.append(ConsumerDescribedGroup(error_code=exc.code, group_id=group_id))
+            continue
+        described.extend(shard.consumer_group_describe([group_id], ctx.api_version))
+    for group in described:
+        group.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED
+    return ConsumerGroupDescribeResponse(groups=described)
