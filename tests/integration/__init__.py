@@ -1,0 +1,1 @@
+"""Integration tests: a real `strom serve` process driven by real Kafka clients."""
