@@ -1,0 +1,618 @@
+"""The cluster controller: elected through ZooKeeper, it decides partition leaders and ISRs.
+
+Every broker runs a `ZkController`. All of them try to create the ephemeral /controller znode;
+the one that succeeds (in the same transaction it increments /controller_epoch with a
+compare-and-set) is the controller until its session ends. The others watch /controller and
+try again when it disappears.
+
+The active controller keeps a cache of the cluster (live brokers, topic assignments, partition
+states with their znode versions), watches the znodes that announce changes (/brokers/ids,
+/brokers/topics and each topic, /admin/delete_topics, /admin/preferred_replica_election,
+/isr_change_notification), asks `controller_logic` what must change, and writes the new
+partition states with compare-and-set, fenced by its controller epoch (see `store`). On a
+version conflict (a leader changed its ISR meanwhile) it re-reads the state and decides again.
+
+Like Kafka's controller, events are handled one at a time by a single task, in order; the
+watches only enqueue events. Nothing needs a lock, and a decision always sees the effects of
+the previous one.
+
+Stepping down: the moment the session expires or is closed, or the connection has been down
+for a whole session timeout (the server has then expired the session, even if we cannot hear
+it), the controller stops acting: it drops its cache and watches and makes no further writes.
+A write already in flight is rejected by ZooKeeper through the epoch fence.
+
+The local broker learns the outcome through `ControllerListener` (Kafka's controller sends
+LeaderAndIsr/UpdateMetadata requests; that wiring belongs to the broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+from strom.cluster.zk import controller_logic as logic
+from strom.cluster.zk import layout as L
+from strom.cluster.zk.client import (
+    BadVersionError,
+    NodeExistsError,
+    NoNodeError,
+    Op,
+    SessionState,
+    TransactionFailed,
+    WatchHandle,
+    ZkClient,
+    ZkConnectionError,
+    ZkError,
+)
+from strom.cluster.zk.context import (
+    ControllerContext,
+    ControllerListener,
+    NotControllerError,
+    PartitionUpdate,
+)
+from strom.cluster.zk.controller_logic import PartitionView
+from strom.cluster.zk.layout import (
+    ControllerRegistration,
+    PartitionState,
+    TopicPartition,
+)
+from strom.cluster.zk.store import (
+    ControllerFence,
+    ControllerMovedError,
+    VersionedState,
+    ZkClusterStore,
+)
+
+__all__ = [
+    "ControllerListener",
+    "NotControllerError",
+    "PartitionUpdate",
+    "ZkController",
+]
+
+log = logging.getLogger("strom.controller")
+
+# How often a write that lost a compare-and-set is re-read and decided again before giving up
+# until the next event (a partition leader changing its ISR in a tight loop).
+MAX_CAS_ATTEMPTS = 10
+
+
+_Changes = dict[TopicPartition, PartitionState]
+_Event = tuple[str, Callable[[], Awaitable[object]], "asyncio.Future[object] | None"]
+
+
+class ZkController:
+    def __init__(
+        self,
+        client: ZkClient,
+        broker_id: int,
+        *,
+        listener: ControllerListener | None = None,
+        unclean_leader_election_enable: bool = False,
+        delete_topic_enable: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.store = ZkClusterStore(client)
+        self.broker_id = broker_id
+        self.listener = listener or ControllerListener()
+        self.unclean_default = unclean_leader_election_enable
+        self.delete_topic_enable = delete_topic_enable
+        self._clock = clock
+        self._ctx: ControllerContext | None = None
+        self.active_controller_id: int | None = None
+        self._known_epoch = 0
+        self._queue: asyncio.Queue[_Event] = asyncio.Queue()
+        self._runner: asyncio.Task[None] | None = None
+        self._controller_watch: WatchHandle | None = None
+        self._suspend_timer: asyncio.TimerHandle | None = None
+        self._resync_pending = False
+
+    # --- public surface -----------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        return self._ctx is not None
+
+    @property
+    def epoch(self) -> int:
+        """The controller epoch of the active controller as last seen (own if active)."""
+        return self._ctx.fence.epoch if self._ctx else self._known_epoch
+
+    async def start(self) -> None:
+        await self.store.ensure_persistent_paths()
+        await self.client.ensure_path(L.CONTROLLER_EPOCH)
+        self.client.add_state_listener(self._on_session)
+        self._runner = asyncio.create_task(self._run(), name=f"controller-{self.broker_id}")
+        self._controller_watch = await self.client.watch_data(L.CONTROLLER, self._on_controller)
+
+    async def stop(self) -> None:
+        """Stops taking part; if active, gives up /controller so another broker takes over."""
+        self.client.remove_state_listener(self._on_session)
+        if self._controller_watch:
+            self._controller_watch.cancel()
+        if self._suspend_timer:
+            self._suspend_timer.cancel()
+        if self._runner:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self._ctx is not None:
+            self._resign("shutting down")
+            with contextlib.suppress(ZkError):
+                await self._delete_own_registration()
+
+    async def controlled_shutdown(self, broker_id: int) -> set[TopicPartition]:
+        """Moves leadership off `broker_id` before it stops; returns the partitions it still
+        leads (Kafka's ControlledShutdown response)."""
+        result = await self._submit(
+            "controlled-shutdown",
+            self._active_handler(lambda ctx: self._controlled_shutdown(ctx, broker_id)),
+        )
+        assert isinstance(result, set)
+        return result
+
+    async def elect_preferred_leaders(
+        self, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, PartitionState]:
+        """Preferred replica election for `partitions` (all when None)."""
+        wanted = None if partitions is None else set(partitions)
+        result = await self._submit(
+            "preferred-election",
+            self._active_handler(lambda ctx: self._elect_preferred_in(ctx, wanted)),
+        )
+        assert isinstance(result, dict)
+        return result
+
+    async def sync(self) -> None:
+        """Returns once every event queued before the call was handled (for tests)."""
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(("sync", _noop, fut))
+        await fut
+
+    def partition(self, tp: TopicPartition) -> PartitionUpdate | None:
+        """The active controller's view of one partition."""
+        if self._ctx is None or tp not in self._ctx.states:
+            return None
+        return self._ctx.update(tp)
+
+    # --- event machinery ------------------------------------------------------------------
+
+    def _enqueue(self, name: str, handler: Callable[[], Awaitable[object]]) -> None:
+        self._queue.put_nowait((name, handler, None))
+
+    async def _submit(self, name: str, handler: Callable[[], Awaitable[object]]) -> object:
+        if self._ctx is None:
+            raise NotControllerError(f"broker {self.broker_id} is not the controller")
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((name, handler, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            name, handler, fut = await self._queue.get()
+            try:
+                result = await handler()
+                if fut is not None and not fut.done():
+                    fut.set_result(result)
+            except ControllerMovedError as exc:
+                log.warning("controller %s: %s", self.broker_id, exc)
+                self._resign("another controller was elected")
+                self._fail(fut, NotControllerError(str(exc)))
+                self._enqueue("elect", self._elect)
+            except asyncio.CancelledError:
+                self._fail(fut, NotControllerError("controller stopped"))
+                raise
+            except Exception as exc:
+                if isinstance(exc, ZkConnectionError):
+                    log.warning("controller event %s: ZooKeeper unavailable (%s)", name, exc)
+                else:
+                    log.exception("controller event %s failed", name)
+                self._fail(fut, exc)
+                # The event's work may be half done: look at everything again shortly.
+                self._schedule_resync()
+
+    def _schedule_resync(self, delay: float = 0.5) -> None:
+        if self._ctx is None or self._resync_pending:
+            return
+        self._resync_pending = True
+
+        def fire() -> None:
+            self._resync_pending = False
+            self._enqueue("resync", self._active_handler(self._resync))
+
+        asyncio.get_running_loop().call_later(delay, fire)
+
+    @staticmethod
+    def _fail(fut: asyncio.Future[object] | None, exc: BaseException) -> None:
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+
+    def _active_handler(
+        self, fn: Callable[[ControllerContext], Awaitable[object]]
+    ) -> Callable[[], Awaitable[object]]:
+        """Wraps a handler that only makes sense while this broker is the controller."""
+
+        async def run() -> object:
+            ctx = self._ctx
+            if ctx is None:
+                raise NotControllerError(f"broker {self.broker_id} is not the controller")
+            return await fn(ctx)
+
+        return run
+
+    # --- session and election -----------------------------------------------------------
+
+    def _on_session(self, state: SessionState) -> None:
+        if self._suspend_timer:
+            self._suspend_timer.cancel()
+            self._suspend_timer = None
+        if state in (SessionState.CONNECTED, SessionState.NEW_SESSION):
+            # After a new session, or after resigning while disconnected: run for election.
+            # Still active (same session): changes may have been missed while away.
+            self._enqueue("elect", self._elect)
+            self._schedule_resync(0)
+        elif state == SessionState.SUSPENDED:
+            timeout = self.client.session_timeout_ms / 1000
+            loop = asyncio.get_running_loop()
+            self._suspend_timer = loop.call_later(timeout, self._suspended_too_long)
+        elif state in (SessionState.EXPIRED, SessionState.CLOSED):
+            self._resign(f"ZooKeeper session {state.value}")
+
+    def _suspended_too_long(self) -> None:
+        self._suspend_timer = None
+        self._resign("disconnected from ZooKeeper for a whole session timeout")
+
+    def _on_controller(self, data: bytes | None, stat: object) -> None:
+        if data is None:
+            self._set_active_controller(None)
+            self._enqueue("elect", self._elect)
+            return
+        try:
+            self._set_active_controller(ControllerRegistration.from_json(data).broker_id)
+        except L.LayoutError as exc:
+            log.error("unreadable %s: %s", L.CONTROLLER, exc)
+
+    def _set_active_controller(self, controller_id: int | None) -> None:
+        if controller_id != self.active_controller_id:
+            self.active_controller_id = controller_id
+            self.listener.on_controller_change(controller_id, self.epoch)
+
+    async def _elect(self) -> None:
+        if self._ctx is not None:
+            return
+        for _ in range(5):
+            data, stat = await self.client.get(L.CONTROLLER_EPOCH)
+            current = L.decode_controller_epoch(data) if data else logic.INITIAL_CONTROLLER_EPOCH
+            registration = ControllerRegistration(self.broker_id, int(self._clock() * 1000))
+            try:
+                await self.client.transaction(
+                    [
+                        Op.create(L.CONTROLLER, registration.to_json(), ephemeral=True),
+                        Op.set(
+                            L.CONTROLLER_EPOCH, L.encode_controller_epoch(current + 1), stat.version
+                        ),
+                    ]
+                )
+            except TransactionFailed as exc:
+                if exc.index == 0 and isinstance(exc.cause, NodeExistsError):
+                    # Someone holds /controller; if it is a leftover of ours (we resigned
+                    # while the session lived on), give it up and run again.
+                    if await self._delete_own_registration():
+                        continue
+                    self._known_epoch = current
+                    return
+                if exc.index == 1 and isinstance(exc.cause, BadVersionError):
+                    continue  # another controller came and went meanwhile: read again
+                raise exc.cause from None
+            fence = ControllerFence(current + 1, stat.version + 1)
+            log.info("broker %s is the controller, epoch %s", self.broker_id, fence.epoch)
+            self._known_epoch = fence.epoch
+            self._ctx = ctx = ControllerContext(fence)
+            self._set_active_controller(self.broker_id)
+            try:
+                await self._failover(ctx)
+            except BaseException:
+                # Half a failover is worse than none: give the role up so that a broker
+                # (maybe this one, again) starts over from ZooKeeper.
+                self._resign("failover did not complete")
+                with contextlib.suppress(ZkError):
+                    await self._delete_own_registration()
+                raise
+            return
+
+    async def _delete_own_registration(self) -> bool:
+        found = await self.client.get_or_none(L.CONTROLLER)
+        if found is None or found[1].ephemeral_owner != self.client.session_id:
+            return False
+        with contextlib.suppress(NoNodeError, BadVersionError):
+            await self.client.delete(L.CONTROLLER, found[1].version)
+        return True
+
+    def _resign(self, reason: str) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx is None:
+            return
+        log.warning(
+            "broker %s resigns as controller (epoch %s): %s",
+            self.broker_id,
+            ctx.fence.epoch,
+            reason,
+        )
+        for handle in [*ctx.watches, *ctx.topic_watches.values()]:
+            handle.cancel()
+        if self.active_controller_id == self.broker_id:
+            self._set_active_controller(None)
+
+    async def _failover(self, ctx: ControllerContext) -> None:
+        """Becoming controller: watch, load the cluster, repair every partition."""
+
+        def on(
+            name: str, fn: Callable[[ControllerContext], Awaitable[object]]
+        ) -> Callable[..., None]:
+            def callback(*_: object) -> None:
+                if self._ctx is ctx:
+                    self._enqueue(name, self._active_handler(fn))
+
+            return callback
+
+        for path, name, handler in (
+            (L.BROKER_IDS, "brokers", self._brokers_changed),
+            (L.TOPICS, "topics", self._topics_changed),
+            (L.DELETE_TOPICS, "delete", self._delete_topics),
+            (L.ISR_CHANGE_NOTIFICATION, "isr", self._isr_changed),
+        ):
+            ctx.watches.append(await self.client.watch_children(path, on(name, handler)))
+        preferred = on("preferred", self._preferred_requested)
+        ctx.watches.append(await self.client.watch_data(L.PREFERRED_REPLICA_ELECTION, preferred))
+        # Load everything, then repair; the watch events queued meanwhile find nothing new.
+        ctx.live = await self.store.live_brokers()
+        for topic in await self.store.topics():
+            await self._load_topic(ctx, topic)
+        await self._reconcile(ctx, ctx.partitions())
+        if self._ctx is ctx:
+            self.listener.on_partition_states({tp: ctx.update(tp) for tp in ctx.states})
+
+    # --- event handlers (active controller only) ----------------------------------------
+
+    async def _resync(self, ctx: ControllerContext) -> None:
+        """Looks at every watched znode again (after an error or a reconnect)."""
+        await self._brokers_changed(ctx)
+        await self._topics_changed(ctx)
+        await self._delete_topics(ctx)
+        await self._isr_changed(ctx)
+        await self._preferred_requested(ctx)
+
+    async def _brokers_changed(self, ctx: ControllerContext) -> None:
+        now = await self.store.live_brokers()
+        dead = set(ctx.live) - set(now)
+        started = set(now) - set(ctx.live)
+        # Same id, new registration: the broker restarted between two looks. It lost its
+        # leaderships' in-memory state, so treat it as failed, then as started.
+        bounced = {b for b in set(now) & set(ctx.live) if now[b] != ctx.live[b]}
+        if not (dead or started or bounced):
+            return
+        log.info(
+            "controller: brokers dead %s, started %s, bounced %s",
+            sorted(dead),
+            sorted(started),
+            sorted(bounced),
+        )
+        ctx.shutting_down -= dead | bounced
+        touched = dead | started | bounced
+        views = {tp: v for tp, v in ctx.partitions().items() if touched & set(v.replicas)}
+        if bounced:
+            ctx.live = {b: z for b, z in now.items() if b not in bounced}
+            await self._reconcile(ctx, views)
+        ctx.live = now
+        await self._reconcile(ctx, views)
+
+    async def _topics_changed(self, ctx: ControllerContext) -> None:
+        current = set(await self.store.topics())
+        for topic in set(ctx.assignments) - current:  # deleted by someone else
+            self._forget_topic(ctx, topic)
+        for topic in sorted(current - set(ctx.assignments)):
+            await self._load_topic(ctx, topic)
+            await self._reconcile(ctx, ctx.partitions([topic]))
+
+    async def _load_topic(self, ctx: ControllerContext, topic: str) -> None:
+        assignment = await self.store.topic_assignment(topic)
+        if assignment is None:
+            return
+        ctx.assignments[topic] = assignment
+        for p in assignment.partitions:
+            tp = TopicPartition(topic, p)
+            versioned = await self.store.partition_state(tp)
+            if versioned is not None:
+                ctx.states[tp] = versioned
+        if topic not in ctx.topic_watches:
+
+            def changed(data: bytes | None, stat: object) -> None:
+                if self._ctx is ctx and data is not None:
+                    self._enqueue(
+                        "partitions",
+                        self._active_handler(lambda c: self._partitions_added(c, topic)),
+                    )
+
+            ctx.topic_watches[topic] = await self.client.watch_data(L.topic_path(topic), changed)
+
+    async def _partitions_added(self, ctx: ControllerContext, topic: str) -> None:
+        old = ctx.assignments.get(topic)
+        assignment = await self.store.topic_assignment(topic)
+        if old is None or assignment is None or assignment == old:
+            return
+        ctx.assignments[topic] = assignment
+        added = {TopicPartition(topic, p) for p in set(assignment.partitions) - set(old.partitions)}
+        views = {tp: v for tp, v in ctx.partitions([topic]).items() if tp in added}
+        await self._reconcile(ctx, views)
+
+    def _forget_topic(self, ctx: ControllerContext, topic: str) -> None:
+        ctx.assignments.pop(topic, None)
+        handle = ctx.topic_watches.pop(topic, None)
+        if handle:
+            handle.cancel()
+        for tp in [tp for tp in ctx.states if tp.topic == topic]:
+            del ctx.states[tp]
+
+    async def _delete_topics(self, ctx: ControllerContext) -> None:
+        deleted: set[str] = set()
+        for topic in await self.store.topics_marked_for_deletion():
+            if not self.delete_topic_enable:
+                log.warning("topic %s marked for deletion but delete.topic.enable=false", topic)
+                with contextlib.suppress(NoNodeError):
+                    await self.client.delete(L.delete_topic_path(topic))
+                continue
+            self._forget_topic(ctx, topic)
+            await self.store.delete_topic_znodes(topic)
+            deleted.add(topic)
+        if deleted and self._ctx is ctx:
+            self.listener.on_topics_deleted(deleted)
+
+    async def _isr_changed(self, ctx: ControllerContext) -> None:
+        children = await self.client.children(L.ISR_CHANGE_NOTIFICATION)
+        changed: set[TopicPartition] = set()
+        for child in children:
+            path = f"{L.ISR_CHANGE_NOTIFICATION}/{child}"
+            found = await self.client.get_or_none(path)
+            if found is not None:
+                try:
+                    changed |= L.decode_isr_change(found[0])
+                except L.LayoutError as exc:
+                    log.error("ignoring %s: %s", path, exc)
+        for tp in changed:
+            if tp.topic in ctx.assignments:
+                versioned = await self.store.partition_state(tp)
+                if versioned is not None:
+                    ctx.states[tp] = versioned
+        # Deleted only after the states are read: a crash in between repeats the work.
+        for child in children:
+            with contextlib.suppress(NoNodeError):
+                await self.client.delete(f"{L.ISR_CHANGE_NOTIFICATION}/{child}")
+        updates = {tp: ctx.update(tp) for tp in changed if tp in ctx.states}
+        if updates and self._ctx is ctx:
+            self.listener.on_partition_states(updates)
+
+    async def _preferred_requested(self, ctx: ControllerContext) -> None:
+        found = await self.client.get_or_none(L.PREFERRED_REPLICA_ELECTION)
+        if found is None:
+            return
+        try:
+            wanted = L.decode_preferred_replica_election(found[0])
+        except L.LayoutError as exc:
+            log.error("ignoring %s: %s", L.PREFERRED_REPLICA_ELECTION, exc)
+            wanted = frozenset()
+        await self._elect_preferred_in(ctx, set(wanted))
+        with contextlib.suppress(NoNodeError):
+            await self.client.delete(L.PREFERRED_REPLICA_ELECTION)
+
+    async def _elect_preferred_in(
+        self, ctx: ControllerContext, wanted: set[TopicPartition] | None
+    ) -> dict[TopicPartition, PartitionState]:
+        views = {tp: v for tp, v in ctx.partitions().items() if wanted is None or tp in wanted}
+
+        def decide(v: Mapping[TopicPartition, PartitionView]) -> _Changes:
+            return logic.preferred_elections(v, ctx.live_ids(), ctx.fence.epoch)
+
+        written = await self._write(ctx, views, decide)
+        return {tp: vs.state for tp, vs in written.items()}
+
+    async def _controlled_shutdown(
+        self, ctx: ControllerContext, broker_id: int
+    ) -> set[TopicPartition]:
+        if broker_id not in ctx.live:
+            raise ValueError(f"broker {broker_id} is not registered")
+        ctx.shutting_down.add(broker_id)
+        views = {tp: v for tp, v in ctx.partitions().items() if broker_id in v.replicas}
+        remaining: set[TopicPartition] = set()
+
+        def decide(v: Mapping[TopicPartition, PartitionView]) -> _Changes:
+            changes, still = logic.controlled_shutdown(
+                v, set(ctx.live), ctx.shutting_down, ctx.fence.epoch
+            )
+            remaining.clear()
+            remaining.update(still)
+            return changes
+
+        await self._write(ctx, views, decide)
+        # Partitions whose write kept conflicting are still led by the broker too.
+        return remaining | {
+            tp for tp in views if (vs := ctx.states.get(tp)) and vs.state.leader == broker_id
+        }
+
+    # --- writing decisions ----------------------------------------------------------------
+
+    async def _reconcile(
+        self, ctx: ControllerContext, views: Mapping[TopicPartition, PartitionView]
+    ) -> dict[TopicPartition, VersionedState]:
+        """Writes `controller_logic.reconcile` for these partitions."""
+        unclean_topics: set[str] = set()
+
+        async def prepare(v: Mapping[TopicPartition, PartitionView]) -> None:
+            # Only topics with no live in-sync replica left need their config read.
+            for topic in logic.topics_needing_unclean_check(v, ctx.live_ids()):
+                configs = await self.store.topic_config(topic)
+                value = configs.get("unclean.leader.election.enable")
+                if (value.lower() == "true") if value is not None else self.unclean_default:
+                    unclean_topics.add(topic)
+
+        def decide(v: Mapping[TopicPartition, PartitionView]) -> _Changes:
+            return logic.reconcile(v, ctx.live_ids(), ctx.fence.epoch, unclean_topics.__contains__)
+
+        return await self._write(ctx, views, decide, prepare)
+
+    async def _write(
+        self,
+        ctx: ControllerContext,
+        views: Mapping[TopicPartition, PartitionView],
+        decide: Callable[[Mapping[TopicPartition, PartitionView]], _Changes],
+        prepare: Callable[[Mapping[TopicPartition, PartitionView]], Awaitable[None]] | None = None,
+    ) -> dict[TopicPartition, VersionedState]:
+        """Decides and writes with compare-and-set; conflicting partitions are re-read and
+        decided again. Notifies the listener of what was written."""
+        written: dict[TopicPartition, VersionedState] = {}
+        pending = dict(views)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            if not pending:
+                break
+            if prepare is not None:
+                await prepare(pending)
+            changes = decide(pending)
+            retry: set[TopicPartition] = set()
+            for tp, new in changes.items():
+                if self._ctx is not ctx:
+                    raise ControllerMovedError("resigned while writing")
+                current = ctx.states.get(tp)
+                try:
+                    if current is None:
+                        vs = await self.store.create_partition_state(tp, new, ctx.fence)
+                    else:
+                        vs = await self.store.update_partition_state(
+                            tp, new, current.version, ctx.fence
+                        )
+                except (BadVersionError, NodeExistsError):
+                    fresh = await self.store.partition_state(tp)
+                    if fresh is not None:
+                        if logic.is_fenced(fresh.state, ctx.fence.epoch):
+                            raise ControllerMovedError(
+                                f"{tp} was written by controller epoch {fresh.state.controller_epoch}"
+                            ) from None
+                        ctx.states[tp] = fresh
+                    retry.add(tp)
+                    continue
+                ctx.states[tp] = vs
+                written[tp] = vs
+            pending = {
+                tp: v for tp, v in ctx.partitions({tp.topic for tp in retry}).items() if tp in retry
+            }
+        if pending:
+            log.warning("controller: gave up on %s after repeated conflicts", sorted(pending))
+        if written and self._ctx is ctx:
+            self.listener.on_partition_states({tp: ctx.update(tp) for tp in written})
+        return written
+
+
+async def _noop() -> None:
+    return None
