@@ -15,9 +15,10 @@ Handlers never change the group: they compute records from the current state and
 changes when the runtime replays them (`replay`), as in Kafka. Timers (session and rebalance
 timeouts) are the only state changed directly.
 
-Not implemented: subscription by regular expression (SubscribedTopicRegex, v1; answered
-with INVALID_REQUEST as Kafka 3.9 does), rack-aware assignment, classic-protocol members
-inside a consumer group (upgrade/downgrade of non-empty groups).
+Not implemented: subscription by regular expression (a non-empty SubscribedTopicRegex, v1;
+answered with INVALID_REQUEST as Kafka 3.9 does; an empty one means none, as in Kafka 4),
+rack-aware assignment, classic-protocol members inside a consumer group (upgrade/downgrade of
+non-empty groups).
 """
 
 from __future__ import annotations
@@ -160,7 +161,9 @@ class ConsumerGroups:
             raise invalid("InstanceId can't be empty.")
         if r.rack_id == "":
             raise invalid("RackId can't be empty.")
-        if r.subscribed_topic_regex is not None:
+        # librdkafka (2.16) sends an empty regex with every subscription by names; Kafka 4
+        # treats an empty regex as no regex subscription, so only a non-empty one is refused.
+        if r.subscribed_topic_regex:
             raise invalid("SubscribedTopicRegex is not supported yet.")
         if r.member_epoch > 0 or r.member_epoch == LEAVE_GROUP_MEMBER_EPOCH:
             if not r.member_id:
