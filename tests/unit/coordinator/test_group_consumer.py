@@ -268,3 +268,30 @@ def test_delete_consumer_group_and_classic_join_after() -> None:
     h.apply(records)
     assert G not in h.shard._ctx.groups
     assert group_snapshot(h.fresh_replay()) == group_snapshot(h.shard) == {}
+
+
+def test_empty_subscription_regex_means_no_regex() -> None:
+    # librdkafka 2.16 sends SubscribedTopicRegex="" alongside topic names; Kafka 4 reads that
+    # as "no regex". A non-empty regex is still refused (not implemented).
+    h = Harness()
+    h.topics.add("t", 2)
+    names = ConsumerGroupHeartbeatRequest(
+        group_id=G,
+        member_epoch=0,
+        rebalance_timeout_ms=30_000,
+        subscribed_topic_names=["t"],
+        subscribed_topic_regex="",
+        topic_partitions=[],
+    )
+    response, records = h.shard.consumer_group_heartbeat(names, 1)
+    h.apply(records)
+    assert response.error_code == ErrorCode.NONE
+    assert response.member_epoch > 0
+    regex = ConsumerGroupHeartbeatRequest(
+        group_id=G,
+        member_epoch=0,
+        rebalance_timeout_ms=30_000,
+        subscribed_topic_regex="t.*",
+        topic_partitions=[],
+    )
+    assert h.shard.consumer_group_heartbeat(regex, 1)[0].error_code == ErrorCode.INVALID_REQUEST
