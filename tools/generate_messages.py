@@ -282,7 +282,8 @@ class SpecParser:
     def parse_field(self, raw: dict[str, Any], owner: StructDef) -> FieldDef:
         spec_name = str(raw["name"])
         type_str = str(raw["type"])
-        versions = parse_versions(str(raw["versions"]))
+        # As Kafka's generator: a field without "versions" exists in its taggedVersions.
+        versions = parse_versions(str(raw.get("versions", raw.get("taggedVersions"))))
         assert versions is not None, (self.file_stem, spec_name)
         is_array = type_str.startswith("[]")
         elem = type_str[2:] if is_array else type_str

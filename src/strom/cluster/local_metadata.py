@@ -78,6 +78,7 @@ class LocalMetadata:
         cluster_id: str,
         topics: dict[str, TopicRecord],
         dynamic_broker_configs: dict[str, dict[str, str]],
+        next_producer_id: int = 0,
     ) -> None:
         self._path = path
         self._cluster_id = cluster_id
@@ -86,6 +87,9 @@ class LocalMetadata:
         # Key "" holds the cluster-wide defaults, str(broker id) a broker's own values (Kafka's
         # layout for the default and per-broker config resources).
         self._dynamic = dynamic_broker_configs
+        # Producer ids are handed out in reserved blocks; this is the first id of the next
+        # block, so no id is ever given twice, even across a crash.
+        self._next_producer_id = next_producer_id
 
     # --- loading and saving ---------------------------------------------------------------
 
@@ -132,7 +136,12 @@ class LocalMetadata:
             str(k): _str_map(v, f"dynamic broker configs {k!r}")
             for k, v in doc.get("dynamic_broker_configs", {}).items()
         }
-        return cls(path, cluster_id, topics, dynamic)
+        next_producer_id = doc.get("next_producer_id", 0)
+        if not isinstance(next_producer_id, int) or isinstance(next_producer_id, bool):
+            raise ValueError(f"next_producer_id must be an integer, not {next_producer_id!r}")
+        if next_producer_id < 0:
+            raise ValueError(f"next_producer_id must not be negative, not {next_producer_id}")
+        return cls(path, cluster_id, topics, dynamic, next_producer_id)
 
     def _encode(self) -> dict[str, Any]:
         return {
@@ -150,6 +159,7 @@ class LocalMetadata:
             "dynamic_broker_configs": {
                 k: dict(sorted(v.items())) for k, v in sorted(self._dynamic.items()) if v
             },
+            "next_producer_id": self._next_producer_id,
         }
 
     def _save(self) -> None:
@@ -275,6 +285,20 @@ class LocalMetadata:
             else:
                 self._dynamic[key] = before
             raise
+
+    def reserve_producer_ids(self, count: int) -> int:
+        """Reserves `count` producer ids never reserved before (persisted before returning);
+        returns the first. Kafka's controller hands out blocks of 1000 the same way."""
+        if count < 1:
+            raise ValueError(f"cannot reserve {count} producer ids")
+        first = self._next_producer_id
+        self._next_producer_id = first + count
+        try:
+            self._save()
+        except BaseException:
+            self._next_producer_id = first
+            raise
+        return first
 
     def _require(self, name: str) -> TopicRecord:
         record = self._topics.get(name)

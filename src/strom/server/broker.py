@@ -24,6 +24,7 @@ from strom.server.errors import ApiError
 from strom.server.fetch_session import FetchSessionCache
 from strom.server.group_runtime import GroupCoordinatorRuntime
 from strom.server.purgatory import Purgatory
+from strom.server.txn_runtime import TransactionCoordinatorRuntime
 from strom.storage.log_config import LogConfig
 from strom.storage.log_manager import LogManager
 
@@ -67,6 +68,7 @@ class Broker:
         self.node = self._advertised_node()
         self._background: list[asyncio.Task[None]] = []
         self.groups = GroupCoordinatorRuntime(self)
+        self.txns = TransactionCoordinatorRuntime(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -88,11 +90,12 @@ class Broker:
             record = metadata.get_topic(topic)
             return log_config_for(record.configs if record else {}, config)
 
-        logs = LogManager.open(list(config.log_dirs), config_for)
+        logs = LogManager.open(list(config.log_dirs), config_for, config.producer_id_expiration_ms)
         broker = cls(config, metadata, logs, clock)
         broker_ref.append(broker)
         broker._reconcile_logs()
         broker.groups.load()
+        broker.txns.load()  # after the groups: it may write markers to __consumer_offsets
         return broker
 
     def _reconcile_logs(self) -> None:
@@ -114,6 +117,7 @@ class Broker:
 
     def start_background_tasks(self) -> None:
         cfg = self.config
+        self.txns.start()
         self._background = [
             asyncio.create_task(
                 self._every(cfg.log_retention_check_interval_ms, self._retention), name="retention"
@@ -126,6 +130,15 @@ class Broker:
                 name="checkpoint",
             ),
         ]
+        self._background.append(
+            asyncio.create_task(
+                self._every(
+                    cfg.get_int("producer.id.expiration.check.interval.ms"),
+                    self._expire_producers,
+                ),
+                name="producer-expiration",
+            )
+        )
         if cfg.log_cleaner_enable:
             self._background.append(
                 asyncio.create_task(
@@ -139,6 +152,7 @@ class Broker:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.txns.close()
         self.groups.close()
         self.fetch_purgatory.expire_all()
         self.produce_purgatory.expire_all()
@@ -173,6 +187,9 @@ class Broker:
     async def _checkpoint(self) -> None:
         self.logs.checkpoint()
 
+    async def _expire_producers(self) -> None:
+        self.logs.remove_expired_producers(self.clock.now_ms())
+
     async def _clean(self) -> None:
         self.logs.run_cleaner(self.clock.now_ms())
 
@@ -196,6 +213,15 @@ class Broker:
 
     def partition_log(self, topic: str, partition: int) -> PartitionLog | None:
         return self.logs.get(topic, partition)
+
+    def after_append(self, topic: str, partition: int) -> None:
+        """After any append (produce, transaction marker): move the high watermark and, with it,
+        the last stable offset, then wake the fetches waiting on the partition. One broker is
+        the whole ISR, so its log end is the high watermark."""
+        partition_log = self.logs.get(topic, partition)
+        if partition_log is not None:
+            partition_log.update_high_watermark(partition_log.log_end_offset)
+            self.fetch_purgatory.notify((topic, partition))
 
     def leader_epoch(self, topic: str, partition: int) -> int:
         return SINGLE_NODE_LEADER_EPOCH

@@ -23,8 +23,17 @@ from strom.coordinator.group.config import GroupConfig
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.shard import GroupCoordinatorShard
 from strom.protocol.errors import ErrorCode
-from strom.protocol.records import Record, build_batch, decode_records, iter_batch_headers
+from strom.protocol.records import (
+    CONTROL_ABORT,
+    CONTROL_COMMIT,
+    Record,
+    build_batch,
+    decode_records,
+    iter_batch_headers,
+    parse_control_record,
+)
 from strom.server.errors import ApiError
+from strom.storage.producer_state import Origin
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -133,11 +142,20 @@ class GroupCoordinatorRuntime:
                 break
             view = memoryview(result.records)
             for position, header in iter_batch_headers(view):
-                if not header.is_control:
-                    _, records = decode_records(view[position : position + header.size])
+                _, records = decode_records(view[position : position + header.size])
+                if header.is_control:
+                    # A transaction marker: settles the producer's pending offsets.
+                    for rec in records:
+                        kind, _ = parse_control_record(rec)
+                        if kind in (CONTROL_COMMIT, CONTROL_ABORT) and header.producer_id >= 0:
+                            shard.replay_end_transaction_marker(
+                                header.producer_id, kind == CONTROL_COMMIT
+                            )
+                else:
+                    producer_id = header.producer_id if header.is_transactional else -1
                     for rec in records:
                         if rec.key is not None:
-                            shard.replay(CoordinatorRecord(rec.key, rec.value))
+                            shard.replay(CoordinatorRecord(rec.key, rec.value), producer_id)
                             count += 1
                 offset = header.next_offset
         return count
@@ -197,8 +215,57 @@ class GroupCoordinatorRuntime:
         self.write(partition, call(shard, respond))
         return future
 
-    def write(self, partition: int, records: list[CoordinatorRecord]) -> None:
+    def run_transactional(
+        self,
+        group_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        call: Callable[[GroupCoordinatorShard], tuple[T, list[CoordinatorRecord]]],
+    ) -> T:
+        """Run TxnOffsetCommit: its records go out as a transactional batch of the producer,
+        pending until the transaction's marker (`write_marker`)."""
+        partition, shard = self.shard_for(group_id)
+        result, records = call(shard)
+        self.write(partition, records, (producer_id, producer_epoch))
+        return result
+
+    def write_marker(
+        self,
+        partition: int,
+        producer_id: int,
+        producer_epoch: int,
+        coordinator_epoch: int,
+        commit: bool,
+    ) -> None:
+        """Append a transaction's COMMIT/ABORT marker (for the transaction coordinator) and
+        replay it: the producer's pending transactional offsets are committed or dropped."""
+        partition_log = self.broker.partition_log(OFFSETS_TOPIC, partition)
+        if partition_log is None:
+            return
+        now = self.broker.clock.now_ms()
+        partition_log.append_marker(
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            commit,
+            self.broker.leader_epoch(OFFSETS_TOPIC, partition),
+            now,
+        )
+        self.broker.after_append(OFFSETS_TOPIC, partition)
+        shard = self.shards.get(partition)
+        if shard is not None:
+            shard.replay_end_transaction_marker(producer_id, commit)
+
+    def write(
+        self,
+        partition: int,
+        records: list[CoordinatorRecord],
+        producer: tuple[int, int] | None = None,
+    ) -> None:
+        """Append `records` as one batch and replay them; `producer` (id, epoch) makes the
+        batch transactional (TxnOffsetCommit)."""
         shard = self.shards[partition]
+        producer_id, producer_epoch = producer if producer is not None else (-1, -1)
         if records:
             partition_log = self.broker.partition_log(OFFSETS_TOPIC, partition)
             if partition_log is None:
@@ -211,16 +278,24 @@ class GroupCoordinatorRuntime:
                         for i, r in enumerate(records)
                     ],
                     base_offset=0,
+                    producer_id=producer_id,
+                    producer_epoch=producer_epoch,
+                    is_transactional=producer is not None,
                 )
             )
             headers = [header for _, header in iter_batch_headers(batch)]
             partition_log.append_as_leader(
-                batch, headers, self.broker.leader_epoch(OFFSETS_TOPIC, partition), now
+                batch,
+                headers,
+                self.broker.leader_epoch(OFFSETS_TOPIC, partition),
+                now,
+                # Coordinator-written transactional batches carry no sequence numbers.
+                origin=Origin.COORDINATOR,
             )
             partition_log.update_high_watermark(partition_log.log_end_offset)
             self.broker.fetch_purgatory.notify((OFFSETS_TOPIC, partition))
             for record in records:
-                shard.replay(record)
+                shard.replay(record, producer_id)
         self._schedule(partition)
 
     # -- timers -----------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 When a log is cleaned (cleanup.policy includes "compact"):
   * The cleanable range is [log start, first uncleanable offset), where the first uncleanable
     offset is the smallest of: the active segment's base, the base of the first segment that
-    reaches the high watermark, the base of the first segment holding a record younger than
+    reaches the high watermark or the last stable offset (an open transaction may still be
+    aborted), the base of the first segment holding a record younger than
     min.compaction.lag.ms. Only whole segments are cleaned.
   * The dirty section starts at the offset stored in `cleaner-offset-checkpoint` (the end of the
     previous clean; log start when absent). The log is cleaned when
@@ -11,15 +12,19 @@ When a log is cleaned (cleanup.policy includes "compact"):
     waited longer than max.compaction.lag.ms, or when a tombstone delete horizon has passed.
   * A key -> latest offset map is built over the dirty section (capped at MAX_MAP_ENTRIES keys;
     when the cap is hit the dirty section ends at that segment, as Kafka does with a full
-    dedupe buffer), then every batch of the cleanable range is rewritten keeping a record
+    dedupe buffer; records of aborted transactions are left out, so that they never shadow a
+    committed record), then every batch of the cleanable range is rewritten keeping a record
     unless a later record with its key exists in the map.
   * Offsets never change: a rebuilt batch keeps its base offset, last offset delta, producer
     id/epoch, base sequence and leader epoch; records keep their absolute offsets and
     timestamps. Control batches are copied unchanged. A batch that loses all its records is
-    dropped, except the last batch of each producer id in the range, which stays as an empty
-    batch so that the producer's last sequence survives (Kafka keeps those too), and the last
-    batch of each group (see _clean_group). Keyless records are kept (the server rejects them
-    on compacted topics).
+    dropped, except the last data batch of each producer id in the range, which stays as an
+    empty batch so that the producer's last sequence survives (Kafka keeps those too), and the
+    last batch of each group (see _clean_group). Keyless records are kept (the server rejects
+    them on compacted topics).
+  * Transactions: aborted records and markers are not removed (Kafka removes them); the
+    transaction index entries of the old segments are copied to the cleaned one, so
+    read_committed consumers still skip aborted records.
   * Tombstones (null value) use Kafka's v2 scheme: the first clean that keeps a tombstone
     rewrites its batch with attribute bit 6 set and base timestamp = now +
     delete.retention.ms (the delete horizon; record timestamps are re-based so they are
@@ -56,7 +61,7 @@ from strom.protocol.records import (
 )
 from strom.storage.checkpoint import fsync_dir, read_offsets, write_offsets
 from strom.storage.partition_log import PartitionLog
-from strom.storage.segment import MAX_RELATIVE_OFFSET, Segment, segment_paths
+from strom.storage.segment import MAX_RELATIVE_OFFSET, Segment, segment_paths, txn_index_path
 
 log = logging.getLogger("strom.storage")
 
@@ -113,9 +118,10 @@ def forget(log_dir: Path, topic: str, partition: int) -> None:
 def cleanable_segments(plog: PartitionLog, now_ms: int) -> list[Segment]:
     """The non-active segments below the high watermark whose records are all old enough."""
     lag = plog.config.min_compaction_lag_ms
+    stable = plog.last_stable_offset  # never above the high watermark
     result = []
     for segment in plog.segments[:-1]:
-        if segment.next_offset > plog.high_watermark:
+        if segment.next_offset > stable:
             break
         if lag > 0 and (segment.max_timestamp < 0 or now_ms - segment.max_timestamp < lag):
             break
@@ -151,7 +157,8 @@ def clean(plog: PartitionLog, now_ms: int) -> CleanResult | None:
     dirty_from = first_dirty_offset(plog)
     if not segments or not _is_due(plog, segments, dirty_from, now_ms):
         return None
-    key_map, segments = _build_key_map(segments, dirty_from)
+    aborted = _aborted_ranges(plog, segments)
+    key_map, segments = _build_key_map(segments, dirty_from, aborted)
     end_offset = segments[-1].next_offset
     bytes_before = sum(segment.size for segment in segments)
     last_of_producer = _last_batch_per_producer(segments)
@@ -182,8 +189,27 @@ def _batch_records(segment: Segment, position: int, header: BatchHeader) -> list
     return decode_records(memoryview(segment.read(position, header.size)))[1]
 
 
+def _aborted_ranges(plog: PartitionLog, segments: list[Segment]) -> dict[int, list[range]]:
+    """producer id -> offset ranges of its aborted transactions overlapping `segments`."""
+    ranges: dict[int, list[range]] = {}
+    if segments:
+        for txn in plog.collect_aborted_txns(segments[0].base_offset, segments[-1].next_offset):
+            ranges.setdefault(txn.producer_id, []).append(
+                range(txn.first_offset, txn.last_offset + 1)
+            )
+    return ranges
+
+
+def _is_aborted(header: BatchHeader, aborted: dict[int, list[range]]) -> bool:
+    # A producer has one transaction open at a time, so its transactional batch inside the
+    # span of one of its aborted transactions belongs to that transaction.
+    if not header.is_transactional or header.producer_id not in aborted:
+        return False
+    return any(header.base_offset in span for span in aborted[header.producer_id])
+
+
 def _build_key_map(
-    segments: list[Segment], dirty_from: int
+    segments: list[Segment], dirty_from: int, aborted: dict[int, list[range]]
 ) -> tuple[dict[bytes, int], list[Segment]]:
     """key -> latest offset over the dirty section; may shorten the range when the map is full."""
     key_map: dict[bytes, int] = {}
@@ -191,7 +217,7 @@ def _build_key_map(
         if segment.next_offset <= dirty_from:
             continue
         for position, header in segment.batches():
-            if header.last_offset < dirty_from or header.is_control:
+            if header.last_offset < dirty_from or header.is_control or _is_aborted(header, aborted):
                 continue
             for record in _batch_records(segment, position, header):
                 if record.key is not None and record.offset >= dirty_from:
@@ -205,7 +231,7 @@ def _last_batch_per_producer(segments: list[Segment]) -> dict[int, int]:
     last: dict[int, int] = {}
     for segment in segments:
         for _, header in segment.batches():
-            if header.producer_id >= 0:
+            if header.producer_id >= 0 and not header.is_control:
                 last[header.producer_id] = header.base_offset
     return last
 
@@ -295,7 +321,10 @@ def _clean_group(
     stats: _Stats,
 ) -> Segment:
     base = group[0].base_offset
-    for stale in segment_paths(plog.directory, base, ".cleaned"):
+    for stale in [
+        *segment_paths(plog.directory, base, ".cleaned"),
+        txn_index_path(plog.directory, base, ".cleaned"),
+    ]:
         stale.unlink(missing_ok=True)
     cleaned = Segment(plog.directory, base, plog.config, now_ms, ".cleaned")
     pending: list[bytes] = []
@@ -335,6 +364,9 @@ def _clean_group(
                 if pending_size >= WRITE_BUFFER:
                     write_pending()
     write_pending()
+    for segment in group:  # offsets do not change, so the aborted transactions stay as they are
+        for entry in segment.txn_index.entries():
+            cleaned.txn_index.append(entry)
     cleaned.on_become_inactive()
     cleaned.fsync()
     return cleaned

@@ -26,7 +26,12 @@ from pathlib import Path
 from strom.storage import cleaner
 from strom.storage.checkpoint import fsync_dir, read_offsets, write_atomically, write_offsets
 from strom.storage.log_config import LogConfig
-from strom.storage.partition_log import ZERO_UUID, PartitionLog, partition_dir_name
+from strom.storage.partition_log import (
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ZERO_UUID,
+    PartitionLog,
+    partition_dir_name,
+)
 from strom.storage.partition_metadata import read_partition_metadata
 from strom.storage.retention import delete_expired_segments
 
@@ -44,17 +49,28 @@ TopicPartition = tuple[str, int]
 
 
 class LogManager:
-    def __init__(self, log_dirs: list[Path], config_for: Callable[[str], LogConfig]) -> None:
+    def __init__(
+        self,
+        log_dirs: list[Path],
+        config_for: Callable[[str], LogConfig],
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ) -> None:
         if not log_dirs:
             raise ValueError("at least one log directory is needed")
         self.log_dirs = list(log_dirs)
         self.config_for = config_for
+        self.producer_id_expiration_ms = producer_id_expiration_ms
         self.logs: dict[TopicPartition, PartitionLog] = {}
         self.log_dir_of: dict[TopicPartition, Path] = {}
 
     @classmethod
-    def open(cls, log_dirs: list[Path], config_for: Callable[[str], LogConfig]) -> LogManager:
-        manager = cls(log_dirs, config_for)
+    def open(
+        cls,
+        log_dirs: list[Path],
+        config_for: Callable[[str], LogConfig],
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ) -> LogManager:
+        manager = cls(log_dirs, config_for, producer_id_expiration_ms)
         for log_dir in manager.log_dirs:
             manager._load_dir(log_dir)
         return manager
@@ -64,6 +80,12 @@ class LogManager:
         marker = log_dir / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
         recovery_points = read_offsets(log_dir / RECOVERY_POINT_FILE)
+        if not clean and any(entry.is_dir() for entry in os.scandir(log_dir)):
+            log.warning(
+                "no clean shutdown marker in %s: recovering its partitions' segments past "
+                "their recovery points",
+                log_dir,
+            )
         start_offsets = read_offsets(log_dir / LOG_START_OFFSET_FILE)
         for entry in sorted(os.scandir(log_dir), key=lambda e: e.name):
             if not entry.is_dir():
@@ -94,6 +116,7 @@ class LogManager:
                     recovery_points.get(key),
                     clean,
                     start_offsets.get(key),
+                    producer_id_expiration_ms=self.producer_id_expiration_ms,
                 )
             except Exception:
                 log.exception("could not load %s; leaving it offline", path)
@@ -138,6 +161,7 @@ class LogManager:
             recovery_point=0,
             clean_shutdown=True,
             log_start_offset=0,
+            producer_id_expiration_ms=self.producer_id_expiration_ms,
         )
         fsync_dir(log_dir)
         self.logs[key] = plog
@@ -186,6 +210,10 @@ class LogManager:
             except OSError:
                 log.exception("retention failed for %s", plog.name)
         return deleted
+
+    def remove_expired_producers(self, now_ms: int) -> int:
+        """Drop idle producer ids from every log (producer.id.expiration.ms); returns how many."""
+        return sum(plog.remove_expired_producers(now_ms) for plog in list(self.logs.values()))
 
     def run_cleaner(self, now_ms: int) -> list[cleaner.CleanResult]:
         """Compact every log whose policy includes compact and that is cleanable now."""

@@ -1,13 +1,16 @@
 """`PartitionLog`: one partition's log, a list of segments plus the offsets that bound it.
 
 Directory `<log dir>/<topic>-<partition>/`: segments (segment.py), `leader-epoch-checkpoint`
-(leader_epoch.py), `partition.metadata` (partition_metadata.py).
+(leader_epoch.py), `partition.metadata` (partition_metadata.py), producer state snapshots
+(producer_state.py: written when a segment rolls and on close, loaded on open).
 
 Offsets, always log_start_offset <= high_watermark <= log_end_offset:
   log_start_offset  the first offset a client may read; moved by retention and DeleteRecords
   high_watermark    the end of what is committed and visible to consumers; moved by the caller
                     (single node: to the log end after every append; later: by the ISR)
   log_end_offset    the offset the next appended record gets
+  last_stable_offset  min(first offset of an unfinished transaction, high watermark): the end of
+                    what read_committed consumers see
   recovery_point    everything below it is fsynced; recovery after a crash starts there
 
 Threading: one caller (the event loop) changes the log. flush() may run in a worker thread at
@@ -26,14 +29,24 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from strom.protocol.records import BatchHeader, assign_offsets, decode_records, iter_batch_headers
+from strom.protocol.records import (
+    CONTROL_ABORT,
+    CONTROL_COMMIT,
+    BatchHeader,
+    assign_offsets,
+    build_control_batch,
+    decode_records,
+    iter_batch_headers,
+)
 from strom.storage.checkpoint import fsync_dir
 from strom.storage.errors import InconsistentTopicIdError, LogClosedError, OffsetOutOfRangeError
 from strom.storage.leader_epoch import LeaderEpochCache
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_metadata import read_partition_metadata, write_partition_metadata
-from strom.storage.recovery import load_segments
+from strom.storage.producer_state import Analysis, Origin, ProducerStateManager
+from strom.storage.recovery import load_producer_state, load_segments, rebuild_producer_state
 from strom.storage.segment import Segment, SegmentClosedError
+from strom.storage.txn_index import AbortedTxn
 
 __all__ = [
     "AppendResult",
@@ -46,6 +59,7 @@ __all__ = [
 log = logging.getLogger("strom.storage")
 
 ZERO_UUID = uuid.UUID(int=0)
+DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # producer.id.expiration.ms
 
 
 def now_wall_ms() -> int:
@@ -63,6 +77,9 @@ class AppendResult:
     log_append_time_ms: int  # -1 for CreateTime topics
     log_start_offset: int
     max_timestamp: int
+    # A producer retry of a batch already in the log: nothing was written and the offsets
+    # (and log_append_time_ms, the batch's timestamp, as Kafka answers) are the original's.
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +103,7 @@ class PartitionLog:
         segments: list[Segment],
         log_start_offset: int,
         recovery_point: int,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ) -> None:
         self.directory = directory
         self.topic = topic
@@ -107,6 +125,9 @@ class PartitionLog:
         # passed, the log is worth cleaning again even when not dirty.
         self.cleaner_delete_horizon_ms: int | None = None
         self._dir_needs_fsync = False
+        # Read by DescribeProducers and the cleaner; changed only through this class.
+        self.producer_state = ProducerStateManager(directory, self.name)
+        self.producer_id_expiration_ms = producer_id_expiration_ms
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -124,6 +145,7 @@ class PartitionLog:
         *,
         high_watermark: int | None = None,
         now_ms: int | None = None,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ) -> PartitionLog:
         """Open (or create) the partition directory and load its segments.
 
@@ -160,13 +182,32 @@ class PartitionLog:
         else:
             point = min(end, recovery_point)
         plog = cls(
-            directory, topic, partition, stored_id or topic_id, config, segments, start, point
+            directory,
+            topic,
+            partition,
+            stored_id or topic_id,
+            config,
+            segments,
+            start,
+            point,
+            producer_id_expiration_ms,
         )
         plog.high_watermark = (
             end if high_watermark is None else max(start, min(high_watermark, end))
         )
         plog.leader_epoch_cache.truncate_from_end(end)
         plog.leader_epoch_cache.truncate_from_start(start)
+        load_producer_state(
+            plog.producer_state,
+            segments,
+            start,
+            end,
+            now_ms=now,
+            expiration_ms=producer_id_expiration_ms,
+            clean_shutdown=clean_shutdown,
+            recovery_point=recovery_point or 0,
+        )
+        plog.producer_state.on_high_watermark_updated(plog.high_watermark)
         return plog
 
     # -- state ---------------------------------------------------------------------------------
@@ -194,7 +235,21 @@ class PartitionLog:
     def update_high_watermark(self, offset: int) -> int:
         """Set the high watermark, clamped into [log_start_offset, log_end_offset]."""
         self.high_watermark = max(self.log_start_offset, min(offset, self.log_end_offset))
+        if self.producer_state.unreplicated:
+            self.producer_state.on_high_watermark_updated(self.high_watermark)
         return self.high_watermark
+
+    @property
+    def last_stable_offset(self) -> int:
+        """The high watermark, or the first offset of an unfinished transaction below it."""
+        first = self.producer_state.first_unstable_offset()
+        if first is None or first >= self.high_watermark:
+            return self.high_watermark
+        return max(first, self.log_start_offset)
+
+    def remove_expired_producers(self, now_ms: int) -> int:
+        """Forget producers idle for producer.id.expiration.ms (not those inside a transaction)."""
+        return self.producer_state.remove_expired(now_ms, self.producer_id_expiration_ms)
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
@@ -211,14 +266,44 @@ class PartitionLog:
     # -- appending -----------------------------------------------------------------------------
 
     def append_as_leader(
-        self, buf: bytearray | memoryview, batches: list[BatchHeader], leader_epoch: int, now_ms: int
+        self,
+        buf: bytearray | memoryview,
+        batches: list[BatchHeader],
+        leader_epoch: int,
+        now_ms: int,
+        *,
+        origin: Origin = Origin.CLIENT,
+        marker: tuple[bool, int] | None = None,
+        transaction_version: int = 0,
     ) -> AppendResult:
-        """Assign offsets to validated batches (back to back in `buf`) and append them."""
+        """Assign offsets to validated batches (back to back in `buf`) and append them.
+
+        Batches with a producer id are first checked against the producer state: a refused
+        append raises ProducerStateError (its error_code is the answer) and a retried batch
+        is not written again (AppendResult.duplicate). Batches without one skip all of that.
+        """
         self._check_open()
         if not batches:
             raise ValueError("append_as_leader needs at least one batch")
         log_append_time = self.config.message_timestamp_type == "LogAppendTime"
         first_offset = self.log_end_offset
+        analysis: Analysis | None = None
+        for header in batches:
+            if header.producer_id >= 0:
+                analysis = self.producer_state.analyze(
+                    batches, first_offset, origin, marker, transaction_version
+                )
+                duplicate = analysis.duplicate
+                if duplicate is not None:
+                    return AppendResult(
+                        first_offset=duplicate.first_offset,
+                        last_offset=duplicate.last_offset,
+                        log_append_time_ms=duplicate.timestamp,
+                        log_start_offset=self.log_start_offset,
+                        max_timestamp=duplicate.timestamp,
+                        duplicate=True,
+                    )
+                break
         count = sum(header.last_offset_delta + 1 for header in batches)
         last_offset = first_offset + count - 1
         incoming_max_ts = now_ms if log_append_time else max(h.max_timestamp for h in batches)
@@ -235,9 +320,13 @@ class PartitionLog:
         assigned = [header for _, header in iter_batch_headers(memoryview(buf))]
         if len(assigned) != len(batches) or position != len(buf):
             raise ValueError("buffer does not hold exactly the given batches")
-        self.active_segment.append(buf, assigned)
+        segment = self.active_segment
+        segment.append(buf, assigned)
         if leader_epoch > self.leader_epoch_cache.latest_epoch:
             self.leader_epoch_cache.assign(leader_epoch, first_offset)
+        if analysis is not None:
+            self.producer_state.apply(analysis, segment.txn_index)
+        self.producer_state.map_end_offset = last_offset + 1
         return AppendResult(
             first_offset=first_offset,
             last_offset=last_offset,
@@ -245,6 +334,39 @@ class PartitionLog:
             log_start_offset=self.log_start_offset,
             max_timestamp=max(header.max_timestamp for header in assigned),
         )
+
+    def append_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        coordinator_epoch: int,
+        commit: bool,
+        leader_epoch: int,
+        now_ms: int,
+        *,
+        transaction_version: int = 0,
+    ) -> int:
+        """Write a COMMIT or ABORT marker for the producer's transaction; returns its offset.
+
+        For the transaction coordinator. Raises ProducerStateError: INVALID_PRODUCER_EPOCH for
+        an old epoch (transaction_version >= 2: the marker's epoch must exceed the producer's),
+        TRANSACTION_COORDINATOR_FENCED for an old coordinator epoch. The caller then moves the
+        high watermark and wakes fetches (Broker.after_append), which moves the LSO.
+        """
+        kind = CONTROL_COMMIT if commit else CONTROL_ABORT
+        batch = bytearray(
+            build_control_batch(kind, producer_id, producer_epoch, coordinator_epoch, 0, now_ms)
+        )
+        result = self.append_as_leader(
+            batch,
+            [header for _, header in iter_batch_headers(memoryview(batch))],
+            leader_epoch,
+            now_ms,
+            origin=Origin.COORDINATOR,
+            marker=(commit, coordinator_epoch),
+            transaction_version=transaction_version,
+        )
+        return result.first_offset
 
     def _maybe_roll(self, size: int, max_timestamp: int, last_offset: int, now_ms: int) -> None:
         segment = self.active_segment
@@ -278,6 +400,10 @@ class PartitionLog:
         )
         with self._segments_lock:  # copy-on-write: a flush or the cleaner may be iterating
             self.segments = [*self.segments, segment]
+        # A snapshot at every segment base lets recovery of a segment start from its snapshot
+        # (and retention delete them together). Its fsync waits for the next flush().
+        self.producer_state.map_end_offset = segment.base_offset
+        self.producer_state.take_snapshot(sync=False)
         self._dir_needs_fsync = True
         log.debug("%s: rolled to segment %d", self.name, segment.base_offset)
         return segment
@@ -350,6 +476,17 @@ class PartitionLog:
             )
         return self._empty(fetch_offset)
 
+    def collect_aborted_txns(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [fetch_offset, upper_bound), for read_committed."""
+        found: list[AbortedTxn] = []
+        segments = self.segments
+        for segment in segments[self._segment_index(fetch_offset) :]:
+            entries, complete = segment.txn_index.collect(fetch_offset, upper_bound)
+            found.extend(entries)
+            if complete:
+                break
+        return found
+
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after `timestamp`, or None."""
         self._check_open()
@@ -395,6 +532,7 @@ class PartitionLog:
         self.log_start_offset = offset
         self.high_watermark = max(self.high_watermark, offset)
         self.leader_epoch_cache.truncate_from_start(offset)
+        self.producer_state.on_log_start_offset_incremented(offset)
         return True
 
     def delete_records_before(self, offset: int) -> int:
@@ -422,9 +560,18 @@ class PartitionLog:
                 self.segments = [Segment(self.directory, offset, self.config, now)]
             self.log_start_offset = offset
             self.leader_epoch_cache.clear()
+            self.producer_state.truncate_fully_and_start_at(offset)
         else:
             self.remove_segments([s for s in self.segments if s.base_offset >= offset])
             keep[-1].truncate_to(offset)
+            rebuild_producer_state(
+                self.producer_state,
+                self.segments,
+                self.log_start_offset,
+                self.log_end_offset,
+                now_ms=now,
+                expiration_ms=self.producer_id_expiration_ms,
+            )
         self.leader_epoch_cache.truncate_from_end(self.log_end_offset)
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
@@ -436,6 +583,8 @@ class PartitionLog:
             self.segments = [segment for segment in self.segments if id(segment) not in ids]
         for segment in doomed:
             segment.delete()
+        # A segment's snapshot goes with it (Kafka deletes them together).
+        self.producer_state.delete_snapshots_where(segment.base_offset for segment in doomed)
 
     def replace_segments(self, old: list[Segment], new: Segment) -> None:
         """Put `new` where the consecutive segments `old` are in the list (the cleaner's swap).
@@ -476,6 +625,7 @@ class PartitionLog:
                     segment.base_offset < target and segment.dirty
                 ):
                     segment.fsync()
+            self.producer_state.sync_snapshots()
             if self._dir_needs_fsync:
                 self._dir_needs_fsync = False
                 fsync_dir(self.directory)
@@ -489,6 +639,12 @@ class PartitionLog:
         if self.closed:
             return
         self.closed = True
+        # The snapshot at the log end makes the next open replay nothing.
+        self.producer_state.map_end_offset = self.log_end_offset
+        try:
+            self.producer_state.take_snapshot(sync=True)
+        except OSError:
+            log.exception("%s: could not write the producer state snapshot", self.name)
         self.active_segment.on_become_inactive()
         for segment in self.segments:
             segment.close()

@@ -2,6 +2,9 @@
 
 What may be found in a partition directory and what loading does with it:
   <base>.log / .index / .timeindex   a segment; indexes are sanity-checked and rebuilt if bad
+  <base>.txnindex                    aborted transactions of the segment (txn_index.py); cut
+                                     with a torn tail, rebuilt by the producer state replay
+                                     after an unclean shutdown
   *.deleted                          a deletion that was interrupted: unlinked
   *.cleaned                          cleaner output not yet committed: unlinked (the old segments
                                      are still complete, so this rolls the clean back)
@@ -10,15 +13,25 @@ What may be found in a partition directory and what loading does with it:
                                      whose base offset falls in the swap's offset range and
                                      renaming the .swap files into place (indexes are rebuilt)
   *.index.swap / *.timeindex.swap    unlinked; rebuilt from the .log.swap
+  <base>.txnindex.swap               it cannot be rebuilt from the .log alone, so: with a
+                                     <base>.log.swap, renamed into place with it; with a
+                                     <base>.log.cleaned (swap not committed), unlinked; else the
+                                     swap's final renames were cut short: renamed into place
   *.tmp                              a checkpoint write that never got renamed: unlinked
   an index without its .log          unlinked
-  leader-epoch-checkpoint, partition.metadata, *.snapshot   left to their owners
+  leader-epoch-checkpoint, partition.metadata, *.snapshot   left to their owners (snapshots:
+                                     producer_state.py, loaded by rebuild_producer_state below)
   anything else                      logged and left alone (never deleted, never fatal)
 
 After an unclean shutdown every segment from the one holding the recovery point onwards is read
 batch by batch: framing, header and CRC (records.validate_batches), offsets increasing and
 within the segment. The .log is cut at the first bad or partial batch, later segments are
 deleted, and the indexes are rebuilt from the batches that survived.
+
+Producer state (rebuild_producer_state) is loaded after the segments: the newest snapshot at or
+below the replay start, then every batch from there to the log end is replayed. After an
+unclean shutdown the replay starts at or below the first recovered segment, whose transaction
+indexes are rebuilt from the markers met on the way.
 """
 
 from __future__ import annotations
@@ -28,15 +41,25 @@ import os
 import re
 from pathlib import Path
 
-from strom.protocol.records import RecordError, validate_batches
+from strom.protocol.records import (
+    CONTROL_ABORT,
+    CONTROL_COMMIT,
+    RecordError,
+    decode_records,
+    parse_control_record,
+    validate_batches,
+)
 from strom.storage.batch_io import FRAMING, LOG_OVERHEAD
 from strom.storage.indexes import IndexCorruptError
 from strom.storage.log_config import LogConfig
-from strom.storage.segment import Segment, segment_paths
+from strom.storage.producer_state import Origin, ProducerStateError, ProducerStateManager
+from strom.storage.segment import Segment, segment_paths, txn_index_path
 
 log = logging.getLogger("strom.storage")
 
-SEGMENT_FILE = re.compile(r"^(\d{20})\.(log|index|timeindex)(\.swap|\.cleaned|\.deleted)?$")
+SEGMENT_FILE = re.compile(
+    r"^(\d{20})\.(log|index|timeindex|txnindex)(\.swap|\.cleaned|\.deleted)?$"
+)
 KNOWN_FILES = {"leader-epoch-checkpoint", "partition.metadata"}
 RECOVERY_CHUNK = 1024 * 1024
 MIN_BATCH_SIZE = 61
@@ -99,6 +122,7 @@ def recover_segment(segment: Segment) -> int:
             segment.next_offset,
         )
         segment.truncate_bytes(position)
+        segment.txn_index.truncate_to(segment.next_offset)
     return cut
 
 
@@ -120,7 +144,7 @@ def _complete_swap(
     recover_segment(swap)
     end = swap.next_offset
     for old in sorted(b for b in bases if base <= b < max(end, base + 1)):
-        for path in segment_paths(directory, old):
+        for path in [*segment_paths(directory, old), txn_index_path(directory, old)]:
             if path.exists():
                 _unlink(path, "replaced by a committed cleaner swap")
         bases.discard(old)
@@ -142,6 +166,8 @@ def load_segments(
     bases: set[int] = set()
     swaps: list[int] = []
     index_files: dict[int, list[Path]] = {}
+    txn_swaps: list[int] = []
+    uncommitted: set[int] = set()
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         path = Path(entry.path)
         name = entry.name
@@ -161,16 +187,29 @@ def load_segments(
         if state == ".deleted":
             _unlink(path, "interrupted deletion")
         elif state == ".cleaned":
+            if kind == "log":
+                uncommitted.add(base)
             _unlink(path, "uncommitted cleaner output")
         elif state == ".swap":
             if kind == "log":
                 swaps.append(base)
+            elif kind == "txnindex":
+                txn_swaps.append(base)
             else:
                 _unlink(path, "index of a swap, rebuilt from its log")
         elif kind == "log":
             bases.add(base)
         else:
             index_files.setdefault(base, []).append(path)
+    for base in txn_swaps:
+        if base in swaps:
+            continue  # moves with its .log.swap in _complete_swap
+        path = txn_index_path(directory, base, ".swap")
+        if base in uncommitted or base not in bases:
+            _unlink(path, "transaction index of an uncommitted swap")
+        else:
+            log.info("completing the rename of %s", path)
+            os.replace(path, txn_index_path(directory, base))
     for base in swaps:
         _complete_swap(directory, base, config, now_ms, bases)
     for base, paths in index_files.items():
@@ -209,3 +248,109 @@ def _drop_after(segments: list[Segment], index: int) -> None:
         log.warning("deleting %s: it follows a truncated segment", segment.log_path)
         segment.delete()
     del segments[index + 1 :]
+
+
+# -- producer state ---------------------------------------------------------------------------
+
+
+def load_producer_state(
+    state: ProducerStateManager,
+    segments: list[Segment],
+    log_start_offset: int,
+    log_end_offset: int,
+    *,
+    now_ms: int,
+    expiration_ms: int,
+    clean_shutdown: bool,
+    recovery_point: int,
+) -> None:
+    """Producer state when a log opens (after load_segments, with the same arguments)."""
+    # After an unclean shutdown load_segments recovered the segments from the one holding the
+    # recovery point on: their transaction indexes are rebuilt by the replay.
+    reindex_from = None
+    if not clean_shutdown and segments:
+        reindex_from = segments[0].base_offset
+        for segment in segments:
+            if segment.base_offset <= recovery_point:
+                reindex_from = segment.base_offset
+    state.remove_stray_snapshots(segment.base_offset for segment in segments)
+    rebuild_producer_state(
+        state,
+        segments,
+        log_start_offset,
+        log_end_offset,
+        now_ms=now_ms,
+        expiration_ms=expiration_ms,
+        clean_shutdown=clean_shutdown,
+        reindex_from=reindex_from,
+    )
+
+
+def rebuild_producer_state(
+    state: ProducerStateManager,
+    segments: list[Segment],
+    log_start_offset: int,
+    log_end_offset: int,
+    *,
+    now_ms: int,
+    expiration_ms: int,
+    clean_shutdown: bool = False,
+    reindex_from: int | None = None,
+) -> None:
+    """Load the newest usable snapshot and replay the log from there to `log_end_offset`.
+
+    Snapshots above the log end (written before a truncation) or at or below the log start
+    are deleted first, as Kafka does. `reindex_from`: the base of the first segment whose
+    transaction index must be rebuilt (after an unclean shutdown); the replay then starts at a
+    snapshot at or below it. A clean shutdown with no snapshot at all skips the replay and
+    starts empty at the log end (Kafka's upgrade shortcut: the data predates producer state);
+    a truncation (clean_shutdown False) always replays.
+    """
+    state.delete_snapshots_where(
+        o for o in state.snapshots if o > log_end_offset or o <= log_start_offset
+    )
+    state.clear()
+    if clean_shutdown and reindex_from is None and not state.snapshots:
+        state.map_end_offset = log_end_offset
+        state.take_snapshot(sync=False)
+        return
+    limit = log_end_offset if reindex_from is None else min(reindex_from, log_end_offset)
+    state.load_latest_snapshot(limit, log_start_offset, now_ms, expiration_ms)
+    start = max(state.map_end_offset, log_start_offset)
+    for segment in segments:
+        reindex = reindex_from is not None and segment.base_offset >= reindex_from
+        if reindex:
+            segment.txn_index.reset()
+        if segment.next_offset > start:
+            _replay_segment(state, segment, start, log_end_offset, reindex)
+    state.map_end_offset = log_end_offset
+    state.take_snapshot(sync=False)
+
+
+def _replay_segment(
+    state: ProducerStateManager, segment: Segment, start: int, end: int, reindex: bool
+) -> None:
+    for position, header in segment.batches():
+        if header.base_offset >= end:
+            break
+        if header.last_offset < start or header.producer_id < 0:
+            continue
+        marker: tuple[bool, int] | None = None
+        if header.is_control:
+            try:
+                _, records = decode_records(memoryview(segment.read(position, header.size)))
+                kind, coordinator_epoch = parse_control_record(records[0]) if records else (-1, -1)
+            except RecordError as exc:
+                log.warning(
+                    "unreadable control batch at %s:%d: %s", segment.log_path, position, exc
+                )
+                continue
+            if kind not in (CONTROL_ABORT, CONTROL_COMMIT):
+                continue  # an emptied (compacted) marker, or another kind of control record
+            marker = (kind == CONTROL_COMMIT, coordinator_epoch)
+        try:
+            analysis = state.analyze([header], header.base_offset, Origin.REPLICATION, marker)
+        except ProducerStateError as exc:  # only INVALID_TXN_STATE can be raised on replay
+            log.warning("%s: replaying %s:%d: %s", state.where, segment.log_path, position, exc)
+            continue
+        state.apply(analysis, segment.txn_index if reindex else None)

@@ -1,4 +1,5 @@
-"""One log segment: `<base>.log` plus its `.index` and `.timeindex` (see indexes.py).
+"""One log segment: `<base>.log` plus its `.index` and `.timeindex` (see indexes.py), and the
+`.txnindex` of aborted transactions whose markers it holds (txn_index.py; created on first use).
 
 The `.log` file is record batches (format v2) back to back, exactly as produced and as Kafka
 stores them. Invariants kept by this class:
@@ -26,6 +27,7 @@ from strom.protocol.records import BatchHeader
 from strom.storage.batch_io import pread_exact, scan_headers
 from strom.storage.indexes import IndexCorruptError, OffsetIndex, TimeIndex
 from strom.storage.log_config import LogConfig
+from strom.storage.txn_index import TXN_INDEX_SUFFIX, TransactionIndex
 
 log = logging.getLogger("strom.storage")
 
@@ -49,6 +51,10 @@ def segment_paths(directory: Path, base_offset: int, suffix: str = "") -> tuple[
     )
 
 
+def txn_index_path(directory: Path, base_offset: int, suffix: str = "") -> Path:
+    return directory / f"{file_stem(base_offset)}{TXN_INDEX_SUFFIX}{suffix}"
+
+
 class SegmentClosedError(OSError):
     """A read raced with the deletion or replacement of this segment; retry on the new list."""
 
@@ -68,6 +74,9 @@ class Segment:
         self._fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         self.offset_index = OffsetIndex(index_path, base_offset, config.segment_index_bytes)
         self.time_index = TimeIndex(time_path, base_offset, config.segment_index_bytes)
+        self.txn_index = TransactionIndex(
+            txn_index_path(directory, base_offset, suffix), base_offset
+        )
         self.index_interval_bytes = config.index_interval_bytes
         self.size = os.fstat(self._fd).st_size
         self.next_offset = base_offset
@@ -187,6 +196,7 @@ class Segment:
         removed = self.size - position
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset)
         self.truncate_bytes(position)
         # Re-derive the tail state from what remains, as a load would.
         self.next_offset = self.base_offset
@@ -238,6 +248,7 @@ class Segment:
             os.fsync(self._fd)
             self.offset_index.fsync()
             self.time_index.fsync()
+            self.txn_index.fsync()
             self.dirty = False
 
     def close(self) -> None:
@@ -247,17 +258,29 @@ class Segment:
                 self._fd = -1
             self.offset_index.close()
             self.time_index.close()
+            self.txn_index.close()
 
     def paths(self) -> list[Path]:
-        return [self.log_path, self.offset_index.path, self.time_index.path]
+        """Every file of the segment (the .txnindex may not exist)."""
+        return [self.log_path, self.offset_index.path, self.time_index.path, self.txn_index.path]
 
     def rename_suffix(self, suffix: str) -> None:
-        """Rename the three files to `<stem>.<kind><suffix>` (e.g. '.swap', '', '.deleted')."""
+        """Rename the files to `<stem>.<kind><suffix>` (e.g. '.swap', '', '.deleted').
+
+        The .txnindex cannot be rebuilt from the .log, so it moves to '.swap' before the .log
+        (whose rename commits a cleaner swap) and out of '.swap' after it; recovery.py relies
+        on this order to tell a committed swap's .txnindex from an uncommitted one.
+        """
+        txn_path = txn_index_path(self.directory, self.base_offset, suffix)
+        if suffix == ".swap":
+            self.txn_index.rename(txn_path)
         log_path, index_path, time_path = segment_paths(self.directory, self.base_offset, suffix)
         os.rename(self.log_path, log_path)
         self.log_path = log_path
         self.offset_index.rename(index_path)
         self.time_index.rename(time_path)
+        if suffix != ".swap":
+            self.txn_index.rename(txn_path)
         self.suffix = suffix
 
     def delete(self) -> None:

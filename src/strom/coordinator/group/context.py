@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from strom.coordinator.group.config import GroupConfig, TopicsView
-from strom.coordinator.group.offsets_store import OffsetStore
+from strom.coordinator.group.offsets_store import OffsetStore, PendingTxnOffsets
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.timers import Timers
 from strom.server.clock import Clock
@@ -27,6 +27,7 @@ class ShardContext:
     topics: TopicsView
     groups: dict[str, Group] = field(default_factory=dict)
     offsets: OffsetStore = field(default_factory=OffsetStore)
+    pending_txn_offsets: PendingTxnOffsets = field(default_factory=PendingTxnOffsets)
     timers: Timers = field(default_factory=Timers)
     # GroupMetadata records that the classic handlers produced and already applied to the
     # in-memory group (as Kafka does: classic group state is not rebuilt from its own

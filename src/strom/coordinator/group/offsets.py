@@ -176,11 +176,16 @@ class Offsets:
         topics: list[tuple[str, list[int]]] | None,
         member_id: str | None,
         member_epoch: int,
+        require_stable: bool = False,
     ) -> tuple[int, list[FetchedOffset]]:
         """Committed offsets of `topics` (all the group's offsets when None).
 
         Partitions without a commit answer offset -1, leader epoch -1, metadata "".
         A group that does not exist is not an error: every partition answers -1.
+        With `require_stable` (OffsetFetch v7+, read_committed consumers), a partition with
+        an offset pending in an open transaction answers UNSTABLE_OFFSET_COMMIT: the
+        consumer retries until the transaction ends instead of starting from an offset the
+        transaction is about to replace.
         """
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, []
@@ -198,10 +203,17 @@ class Offsets:
         elif group is None or group.is_in(ClassicState.DEAD):
             visible = False
         store = self.ctx.offsets
+        pending = self.ctx.pending_txn_offsets
+        unstable = require_stable and pending.has_group(group_id)
         rows: list[FetchedOffset] = []
         if topics is None:
             if visible:
                 for topic, partition, value in store.iter_group(group_id):
+                    if unstable and pending.has((group_id, topic, partition)):
+                        rows.append(
+                            (topic, partition, -1, -1, "", ErrorCode.UNSTABLE_OFFSET_COMMIT)
+                        )
+                        continue
                     rows.append(
                         (topic, partition, value.offset, value.leader_epoch, value.metadata, 0)
                     )
@@ -209,7 +221,9 @@ class Offsets:
         for topic, partitions in topics:
             for partition in partitions:
                 om = store.get(group_id, topic, partition) if visible else None
-                if om is None:
+                if unstable and pending.has((group_id, topic, partition)):
+                    rows.append((topic, partition, -1, -1, "", ErrorCode.UNSTABLE_OFFSET_COMMIT))
+                elif om is None:
                     rows.append((topic, partition, -1, -1, "", 0))
                 else:
                     rows.append((topic, partition, om.offset, om.leader_epoch, om.metadata, 0))
@@ -260,16 +274,23 @@ class Offsets:
         return response, records
 
     def delete_all(self, group_id: str) -> Records:
-        return [
+        records = [
             offset_commit_tombstone(group_id, topic, partition)
             for topic, partition, _ in self.ctx.offsets.iter_group(group_id)
         ]
+        # Offsets pending in open transactions go too (one tombstone per key is enough).
+        for _, topic, partition in sorted(self.ctx.pending_txn_offsets.keys_of_group(group_id)):
+            if self.ctx.offsets.get(group_id, topic, partition) is None:
+                records.append(offset_commit_tombstone(group_id, topic, partition))
+        return records
 
     # -- replay --------------------------------------------------------------------------
 
     def replay(
         self, group_id: str, topic: str, partition: int, value: OffsetAndMetadata | None
     ) -> None:
+        # A later regular commit or tombstone wins over an offset pending in a transaction.
+        self.ctx.pending_txn_offsets.discard_key((group_id, topic, partition))
         if value is None:
             self.ctx.offsets.remove(group_id, topic, partition)
             return
@@ -288,7 +309,10 @@ class Offsets:
         """Tombstones for expired offsets and for Empty groups left without offsets."""
         records: Records = []
         for group_id in list(self.ctx.groups):
-            if self._expire_group_offsets(group_id, records):
+            # A group with offsets pending in an open transaction is kept (as Kafka does).
+            if self._expire_group_offsets(
+                group_id, records
+            ) and not self.ctx.pending_txn_offsets.has_group(group_id):
                 group = self.ctx.groups[group_id]
                 if isinstance(group, ClassicGroup) and group.is_in(ClassicState.EMPTY):
                     records.append(group_metadata_tombstone(group_id))

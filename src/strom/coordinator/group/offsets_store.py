@@ -60,3 +60,58 @@ class OffsetStore:
         for topic, partitions in list(self._by_group.get(group_id, {}).items()):
             for partition, value in list(partitions.items()):
                 yield topic, partition, value
+
+
+OffsetKey = tuple[str, str, int]  # (group, topic, partition)
+
+
+class PendingTxnOffsets:
+    """Offsets committed inside open transactions (TxnOffsetCommit), per producer id.
+
+    They become committed offsets when the transaction's COMMIT marker is replayed and vanish
+    on ABORT (Kafka's pendingTransactionalOffsets / openTransactionsByGroup). A regular commit
+    or a tombstone replayed later for the same key wins over a pending one, as in Kafka, where
+    the marker materializes a pending offset only if it is newer than the committed one.
+    """
+
+    def __init__(self) -> None:
+        self._by_producer: dict[int, dict[OffsetKey, OffsetAndMetadata]] = {}
+        self._producers_by_group: dict[str, set[int]] = {}
+
+    def put(self, producer_id: int, key: OffsetKey, value: OffsetAndMetadata) -> None:
+        self._by_producer.setdefault(producer_id, {})[key] = value
+        self._producers_by_group.setdefault(key[0], set()).add(producer_id)
+
+    def discard_key(self, key: OffsetKey) -> None:
+        for producer_id in self._producers_by_group.get(key[0], ()):
+            self._by_producer.get(producer_id, {}).pop(key, None)
+
+    def pop_producer(self, producer_id: int) -> dict[OffsetKey, OffsetAndMetadata]:
+        pending = self._by_producer.pop(producer_id, {})
+        for group_id in {key[0] for key in pending}:
+            producers = self._producers_by_group.get(group_id)
+            if producers is not None:
+                producers.discard(producer_id)
+                if not producers:
+                    del self._producers_by_group[group_id]
+        return pending
+
+    def has(self, key: OffsetKey) -> bool:
+        return any(
+            key in self._by_producer.get(producer_id, {})
+            for producer_id in self._producers_by_group.get(key[0], ())
+        )
+
+    def has_group(self, group_id: str) -> bool:
+        return group_id in self._producers_by_group
+
+    def keys_of_group(self, group_id: str) -> set[OffsetKey]:
+        return {
+            key
+            for producer_id in self._producers_by_group.get(group_id, ())
+            for key in self._by_producer.get(producer_id, {})
+            if key[0] == group_id
+        }
+
+    def producers(self) -> list[int]:
+        return list(self._by_producer)

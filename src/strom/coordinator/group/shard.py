@@ -38,6 +38,7 @@ from strom.coordinator.group.records import (
     CoordinatorRecord,
     decode,
 )
+from strom.coordinator.group.txn_offsets import TxnOffsets
 from strom.protocol.messages.consumer_group_describe_response import (
     DescribedGroup as ConsumerDescribedGroup,
 )
@@ -59,6 +60,8 @@ from strom.protocol.messages.offset_delete_request import OffsetDeleteRequest
 from strom.protocol.messages.offset_delete_response import OffsetDeleteResponse
 from strom.protocol.messages.sync_group_request import SyncGroupRequest
 from strom.protocol.messages.sync_group_response import SyncGroupResponse
+from strom.protocol.messages.txn_offset_commit_request import TxnOffsetCommitRequest
+from strom.protocol.messages.txn_offset_commit_response import TxnOffsetCommitResponse
 from strom.server.clock import Clock
 
 __all__ = ["GroupCoordinatorShard"]
@@ -76,6 +79,7 @@ class GroupCoordinatorShard:
         self._classic = ClassicGroups(self._ctx)
         self._consumer = ConsumerGroups(self._ctx)
         self._offsets = Offsets(self._ctx, self._classic.touch_member)
+        self._txn_offsets = TxnOffsets(self._ctx)
         self._offsets.schedule_expiry()
 
     @property
@@ -84,7 +88,9 @@ class GroupCoordinatorShard:
 
     # -- replay --------------------------------------------------------------------------
 
-    def replay(self, record: CoordinatorRecord) -> None:
+    def replay(self, record: CoordinatorRecord, producer_id: int = -1) -> None:
+        """Apply one record; `producer_id` is that of its batch when the batch is
+        transactional (a TxnOffsetCommit, pending until its transaction's marker)."""
         decoded = decode(record)
         if decoded is None:
             return  # a record type Strom does not use (share groups, newer Kafka)
@@ -104,6 +110,11 @@ class GroupCoordinatorShard:
                         else None
                     ),
                 )
+            if producer_id >= 0 and om is not None:
+                self._txn_offsets.replay_pending(
+                    producer_id, key.group, key.topic, key.partition, om
+                )
+                return
             self._offsets.replay(key.group, key.topic, key.partition, om)
         elif decoded.key_version == GROUP_METADATA_KEY_VERSION:
             own = self._ctx.own_records
@@ -159,6 +170,7 @@ class GroupCoordinatorShard:
         topics: list[tuple[str, list[int]]] | None,
         member_id: str | None = None,
         member_epoch: int = -1,
+        require_stable: bool = False,
     ) -> tuple[int, list[FetchedOffset]]:
         """(group error code, [(topic, partition, offset, leader epoch, metadata, error)]).
 
@@ -166,12 +178,29 @@ class GroupCoordinatorShard:
         the runtime puts the group error code in the top-level error_code (v2+); for v8+ in
         the group's entry. `member_id`/`member_epoch` are those of OffsetFetch v9.
         """
-        return self._offsets.fetch(group_id, topics, member_id, member_epoch)
+        return self._offsets.fetch(group_id, topics, member_id, member_epoch, require_stable)
 
     def offset_delete(
         self, request: OffsetDeleteRequest, version: int
     ) -> tuple[OffsetDeleteResponse, Records]:
         return self._offsets.delete(request, version)
+
+    # -- transactions --------------------------------------------------------------------
+
+    def txn_offset_commit(
+        self, request: TxnOffsetCommitRequest, version: int
+    ) -> tuple[TxnOffsetCommitResponse, Records]:
+        """The runtime appends the records as a transactional batch of the request's
+        producer id and epoch, and replays them with that producer id."""
+        return self._txn_offsets.commit(request, version)
+
+    def replay_end_transaction_marker(self, producer_id: int, commit: bool) -> None:
+        """A COMMIT/ABORT marker of `producer_id` was appended to (or loaded from) this
+        partition: its pending offsets become committed, or are dropped."""
+        self._txn_offsets.replay_end_marker(producer_id, commit)
+
+    def has_pending_transaction(self, producer_id: int) -> bool:
+        return producer_id in self._ctx.pending_txn_offsets.producers()
 
     # -- KIP-848 -------------------------------------------------------------------------
 
@@ -219,3 +248,4 @@ class GroupCoordinatorShard:
         self._ctx.timers.clear()
         self._ctx.groups.clear()
         self._ctx.offsets = type(self._ctx.offsets)()
+        self._ctx.pending_txn_offsets = type(self._ctx.pending_txn_offsets)()

@@ -1,6 +1,8 @@
 """One module per Kafka API; importing this package registers every handler."""
 
 from strom.server.handlers import (  # noqa: F401
+    add_offsets_to_txn,
+    add_partitions_to_txn,
     alter_configs,
     api_versions,
     classic_group,
@@ -12,12 +14,18 @@ from strom.server.handlers import (  # noqa: F401
     describe_cluster,
     describe_configs,
     describe_log_dirs,
+    describe_producers,
+    describe_transactions,
+    end_txn,
     fetch,
     find_coordinator,
     group_admin,
     group_offsets,
     incremental_alter_configs,
+    init_producer_id,
     list_offsets,
+    list_transactions,
     metadata,
     produce,
+    txn_offset_commit,
 )

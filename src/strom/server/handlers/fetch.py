@@ -1,7 +1,10 @@
 """Fetch (key 1), versions 4-17: read record batches, long-polling when there is too little.
 
-Each partition is read from its fetch offset up to the high watermark (the same bound for
-read_committed until transactions exist, with an empty aborted-transactions list), at most
+Each partition is read from its fetch offset up to the high watermark, or with isolation_level
+1 (read_committed) up to the last stable offset, with the aborted transactions overlapping the
+records returned (from the segments' transaction indexes; the consumer drops their records).
+Both isolation levels report the last stable offset; read_uncommitted gets a null
+aborted-transactions list, as from Kafka. At most
 partition_max_bytes each and max_bytes (capped by fetch.max.bytes) in all; the first partition
 with data always returns at least one whole batch, so a batch larger than the limits still
 makes progress (KIP-74). With fewer than min_bytes available the request waits in the fetch
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.fetch_request import FetchRequest
 from strom.protocol.messages.fetch_response import (
+    AbortedTransaction,
     FetchableTopicResponse,
     FetchResponse,
     PartitionData,
@@ -131,6 +135,7 @@ class _FetchPlan:
             self.max_bytes = self.broker.config.fetch_max_bytes
         self.read_committed = request.isolation_level == READ_COMMITTED
         self._size_at_read: dict[tuple[str, int], int] = {}
+        self._stable_at_read: dict[tuple[str, int], int] = {}
 
     def keys(self) -> list[tuple[str, int]]:
         return [(t.topic, t.partition) for t in self.targets]
@@ -168,10 +173,13 @@ class _FetchPlan:
         if log is None:
             data.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             return data
-        self._size_at_read[(target.topic, target.partition)] = log.size_bytes
+        key = (target.topic, target.partition)
+        self._size_at_read[key] = log.size_bytes
         high_watermark = log.high_watermark
+        stable = log.last_stable_offset
+        self._stable_at_read[key] = stable
         data.high_watermark = high_watermark
-        data.last_stable_offset = high_watermark
+        data.last_stable_offset = stable
         data.log_start_offset = log.log_start_offset
         remaining = self.max_bytes - bytes_so_far
         limit = min(target.max_bytes, remaining)
@@ -181,22 +189,33 @@ class _FetchPlan:
             result = log.read(
                 target.fetch_offset,
                 max_bytes=max(limit, 0),
-                max_offset=high_watermark,
+                max_offset=stable if self.read_committed else high_watermark,
                 min_one_batch=bytes_so_far == 0,
             )
         except OffsetOutOfRangeError:
             data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
             return data
         data.records = result.records
+        if self.read_committed and result.records:
+            data.aborted_transactions = [
+                AbortedTransaction(producer_id=txn.producer_id, first_offset=txn.first_offset)
+                for txn in log.collect_aborted_txns(target.fetch_offset, result.next_offset)
+            ]
         return data
 
     def grown_by(self) -> int:
-        """Bytes appended to this fetch's partitions since they were last read."""
+        """Bytes appended to this fetch's partitions since they were last read.
+
+        For read_committed only once the last stable offset moved: bytes of a transaction
+        still open are not readable yet (a marker append moves it and wakes the fetch).
+        """
         grown = 0
         for key, size in self._size_at_read.items():
             log = self.broker.partition_log(*key)
             if log is None:
                 return 1 << 30  # deleted: answer now with the error
+            if self.read_committed and log.last_stable_offset <= self._stable_at_read[key]:
+                continue
             grown += max(0, log.size_bytes - size)
         return grown
 

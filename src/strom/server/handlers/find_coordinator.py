@@ -1,8 +1,9 @@
-"""FindCoordinator (key 10), versions 0-5: this broker coordinates every group.
+"""FindCoordinator (key 10), versions 0-5: this broker coordinates every group and every
+transactional id.
 
-Key type 0 (group): the first lookup creates `__consumer_offsets`, as Kafka does. v4+ batches
-several keys. Not done: key type 1 (transactions, answered COORDINATOR_NOT_AVAILABLE until the
-transaction coordinator exists), key type 2 (share groups, v6).
+Key type 0 (group): the first lookup creates `__consumer_offsets`; key type 1 (transaction):
+the first lookup creates `__transaction_state`, as Kafka does. v4+ batches several keys.
+Not done: key type 2 (share groups, v6).
 """
 
 from __future__ import annotations
@@ -15,19 +16,25 @@ from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 GROUP_KEY = 0
+TRANSACTION_KEY = 1
 
 
 def _lookup(ctx: RequestContext, key: str, key_type: int) -> Coordinator:
     node = ctx.broker.node
     found = Coordinator(key=key, node_id=node.node_id, host=node.host, port=node.port)
-    if key_type != GROUP_KEY:
+    if key_type not in (GROUP_KEY, TRANSACTION_KEY):
         found.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
         found.error_message = f"no coordinator for key type {key_type} on this broker yet"
     elif not key:
-        found.error_code = ErrorCode.INVALID_GROUP_ID
+        found.error_code = (
+            ErrorCode.INVALID_GROUP_ID if key_type == GROUP_KEY else ErrorCode.INVALID_REQUEST
+        )
     else:
         try:
-            ctx.broker.groups.shard_for(key)
+            if key_type == GROUP_KEY:
+                ctx.broker.groups.shard_for(key)
+            else:
+                ctx.broker.txns.shard_for(key)
         except ApiError as exc:
             found.error_code, found.error_message = exc.code, exc.message
     if found.error_code != ErrorCode.NONE:

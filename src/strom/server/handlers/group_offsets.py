@@ -3,7 +3,8 @@
 The group's coordinator shard validates the member and generation (or member epoch, for
 KIP-848 members) and returns the records; they are appended to `__consumer_offsets` before the
 answer goes out. OffsetFetch v8+ asks for several groups at once; each is answered by its own
-shard. Not done: require_stable (pending transactional offsets, with transactions),
+shard. require_stable (v7+, read_committed consumers): a partition with an offset pending in an
+open transaction answers UNSTABLE_OFFSET_COMMIT, and the consumer retries. Not done:
 OffsetCommit v0-1 (removed in Kafka 4.0).
 """
 
@@ -62,13 +63,14 @@ def _fetch_group(
     topics: list[tuple[str, list[int]]] | None,
     member_id: str | None,
     member_epoch: int,
+    require_stable: bool = False,
 ) -> tuple[int, dict[str, list[tuple[int, int, int, str, int]]]]:
     """(group error, {topic: [(partition, offset, leader epoch, metadata, error)]})."""
     try:
         _, shard = ctx.broker.groups.shard_for(group_id)
     except ApiError as exc:
         return exc.code, {}
-    error, rows = shard.offset_fetch(group_id, topics, member_id, member_epoch)
+    error, rows = shard.offset_fetch(group_id, topics, member_id, member_epoch, require_stable)
     by_topic: dict[str, list[tuple[int, int, int, str, int]]] = {}
     for topic, partition, offset, leader_epoch, metadata, row_error in rows:
         by_topic.setdefault(topic, []).append(
@@ -88,7 +90,12 @@ def handle_offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> Off
                 else [(t.name, list(t.partition_indexes)) for t in wanted.topics]
             )
             error, by_topic = _fetch_group(
-                ctx, wanted.group_id, topics, wanted.member_id, wanted.member_epoch
+                ctx,
+                wanted.group_id,
+                topics,
+                wanted.member_id,
+                wanted.member_epoch,
+                request.require_stable,
             )
             groups.append(
                 OffsetFetchResponseGroup(
@@ -118,7 +125,9 @@ def handle_offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> Off
         if request.topics is None
         else [(t.name, list(t.partition_indexes)) for t in request.topics]
     )
-    error, by_topic = _fetch_group(ctx, request.group_id, topics_v1, None, -1)
+    error, by_topic = _fetch_group(
+        ctx, request.group_id, topics_v1, None, -1, ctx.api_version >= 7 and request.require_stable
+    )
     response = OffsetFetchResponse(
         error_code=error,
         topics=[

@@ -1,10 +1,10 @@
 """ListOffsets (key 2), versions 1-10: offsets by timestamp and the special timestamps.
 
 -2 earliest (log start offset), -1 latest (high watermark; last stable offset for
-read_committed), -3 the record with the largest timestamp (KIP-734), -4 earliest local
+read_committed, isolation_level 1), -3 the record with the largest timestamp (KIP-734), -4 earliest local
 (KIP-1005; all data is local, so the log start offset), -5 earliest pending upload (tiered
 storage; none here, so not found). Any other timestamp finds the first record whose timestamp
-is at least that. Not done: v0 (removed in Kafka 4.0).
+is at least that; as in Kafka, an offset at or past the latest one (as above) is not found. Not done: v0 (removed in Kafka 4.0).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ EARLIEST = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
 EARLIEST_PENDING_UPLOAD = -5
+READ_COMMITTED = 1
 
 
 def _lookup(
-    ctx: RequestContext, topic: str, wanted: ListOffsetsPartition
+    ctx: RequestContext, topic: str, wanted: ListOffsetsPartition, read_committed: bool
 ) -> ListOffsetsPartitionResponse:
     response = ListOffsetsPartitionResponse(partition_index=wanted.partition_index)
     log = ctx.broker.partition_log(topic, wanted.partition_index)
@@ -41,11 +42,12 @@ def _lookup(
         response.error_code = fenced
         return response
     ts = wanted.timestamp
+    last_fetchable = log.last_stable_offset if read_committed else log.high_watermark
     found: tuple[int, int] | None
     if ts in (EARLIEST, EARLIEST_LOCAL):
         found = (log.log_start_offset, -1)
     elif ts == LATEST:
-        found = (log.high_watermark, -1)
+        found = (last_fetchable, -1)
     elif ts == MAX_TIMESTAMP:
         found = log.latest_timestamp()
     elif ts == EARLIEST_PENDING_UPLOAD:
@@ -55,8 +57,8 @@ def _lookup(
     if found is None:
         return response
     offset, timestamp = found
-    if (ts >= 0 or ts == MAX_TIMESTAMP) and offset >= log.high_watermark:
-        # Records past the high watermark are not visible to consumers yet.
+    if (ts >= 0 or ts == MAX_TIMESTAMP) and offset >= last_fetchable:
+        # Records past the high watermark (or the LSO) are not visible to such consumers yet.
         return response
     response.offset = offset
     response.timestamp = timestamp
@@ -70,7 +72,10 @@ def handle_list_offsets(ctx: RequestContext, request: ListOffsetsRequest) -> Lis
         topics=[
             ListOffsetsTopicResponse(
                 name=topic.name,
-                partitions=[_lookup(ctx, topic.name, p) for p in topic.partitions],
+                partitions=[
+                    _lookup(ctx, topic.name, p, request.isolation_level == READ_COMMITTED)
+                    for p in topic.partitions
+                ],
             )
             for topic in request.topics
         ]

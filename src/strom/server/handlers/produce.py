@@ -7,10 +7,19 @@ then the log assigns offsets and the partition leader epoch in place and appends
 request's own bytes. Records are only decoded where a
 feature needs them: compacted topics refuse records without a key.
 
+Idempotent and transactional producers (a batch with a producer id): the log checks the batch
+against its producer state before assigning offsets (storage/producer_state.py has the rules):
+a retry of one of the producer's last five batches is answered NONE with the original base
+offset and not written again; an out-of-order sequence is OUT_OF_ORDER_SEQUENCE_NUMBER, an old
+epoch INVALID_PRODUCER_EPOCH, a plain batch inside an open transaction INVALID_TXN_STATE, each
+with base offset -1 and no message, as Kafka answers. Batches without a producer id (-1) skip
+producer state entirely. Not done: Kafka 4.0's transaction verification (asking the
+coordinator whether the partition was added to the transaction before the first transactional
+batch is accepted; transaction.partition.verification.enable), quotas/throttling.
+
 acks=0 gets no response; acks=1 is answered once the leader has appended; acks=-1 (all) waits in
 the produce purgatory until the high watermark passes the batch (immediately on a single
-broker, whose ISR is itself). Not done yet: idempotent/transactional producer state (producer
-id, epoch and sequence checks), quotas/throttling.
+broker, whose ISR is itself).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from strom.protocol.records import RecordError, check_timestamps, decode_records
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 from strom.storage.partition_log import PartitionLog
+from strom.storage.producer_state import ProducerStateError
 
 VALID_ACKS = (-1, 0, 1)
 
@@ -90,12 +100,24 @@ def _append(
                 if record.key is None
             ]
             return response, None, -1
-    result = partition_log.append_as_leader(
-        view, batches, broker.leader_epoch(topic, data.index), now_ms
-    )
-    # One broker is the whole ISR: its log end is the high watermark.
-    partition_log.update_high_watermark(partition_log.log_end_offset)
-    broker.fetch_purgatory.notify((topic, data.index))
+    try:
+        result = partition_log.append_as_leader(
+            view, batches, broker.leader_epoch(topic, data.index), now_ms
+        )
+    except ProducerStateError as exc:
+        return _error(data.index, ErrorCode(exc.error_code)), None, -1
+    if result.duplicate:
+        # Already in the log: answer as the first time (Kafka sends the batch's timestamp as
+        # log_append_time_ms for a duplicate, whatever the topic's timestamp type).
+        response = PartitionProduceResponse(
+            index=data.index,
+            error_code=ErrorCode.NONE,
+            base_offset=result.first_offset,
+            log_append_time_ms=result.log_append_time_ms,
+            log_start_offset=result.log_start_offset,
+        )
+        return response, partition_log, result.last_offset
+    broker.after_append(topic, data.index)
     if partition_log.needs_flush(now_ms):
         asyncio.get_running_loop().run_in_executor(broker.io, partition_log.flush)
     response = PartitionProduceResponse(

@@ -1,0 +1,42 @@
+"""AddOffsetsToTxn (key 25), versions 0-4: adds the `__consumer_offsets` partition of a group
+to a transaction, so that the transaction's marker reaches the offsets that TxnOffsetCommit
+writes there.
+
+The partition is the group's (Kafka's placement); `__consumer_offsets` is created if this is
+its first use, because the marker must be written to it. Errors as AddPartitionsToTxn; before
+v2, PRODUCER_FENCED is answered as INVALID_PRODUCER_EPOCH.
+"""
+
+from __future__ import annotations
+
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
+from strom.protocol.messages.add_offsets_to_txn_response import AddOffsetsToTxnResponse
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.group_runtime import OFFSETS_TOPIC
+from strom.server.registry import handles
+
+
+@handles(25, 0, 4)
+def handle_add_offsets_to_txn(
+    ctx: RequestContext, request: AddOffsetsToTxnRequest
+) -> AddOffsetsToTxnResponse:
+    txn_id = request.transactional_id
+    if not txn_id:
+        return AddOffsetsToTxnResponse(error_code=ErrorCode.INVALID_REQUEST)
+    if not request.group_id:
+        return AddOffsetsToTxnResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    groups = ctx.broker.groups
+    pid, epoch = request.producer_id, request.producer_epoch
+    try:
+        groups.ensure_topic()
+        offsets_partition = (OFFSETS_TOPIC, groups.partition_for(request.group_id))
+        code = ctx.broker.txns.run(
+            txn_id, lambda shard: shard.add_partitions(txn_id, pid, epoch, [offsets_partition])
+        )
+    except ApiError as exc:
+        code = exc.code
+    if code == ErrorCode.PRODUCER_FENCED and ctx.api_version < 2:
+        code = ErrorCode.INVALID_PRODUCER_EPOCH
+    return AddOffsetsToTxnResponse(error_code=code)

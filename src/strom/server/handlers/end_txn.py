@@ -1,0 +1,36 @@
+"""EndTxn (key 26), versions 0-4: commit or abort a transaction.
+
+The coordinator shard persists PrepareCommit/PrepareAbort; the runtime then writes the marker
+to every partition of the transaction (locally: a single broker leads them all) and persists
+CompleteCommit/CompleteAbort, all before this answer goes out, so a consumer that reads right
+after the answer sees the outcome. A retried EndTxn of a completed transaction answers NONE;
+the opposite outcome, or EndTxn without a transaction, INVALID_TXN_STATE. Before v2,
+PRODUCER_FENCED is answered as INVALID_PRODUCER_EPOCH.
+
+Not handled: v5 (KIP-890 part 2, transaction version 2: the epoch is bumped by every EndTxn).
+Kafka marks it unstable in the specs Strom is generated from, and clients fall back to v4.
+"""
+
+from __future__ import annotations
+
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.end_txn_request import EndTxnRequest
+from strom.protocol.messages.end_txn_response import EndTxnResponse
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.registry import handles
+
+
+@handles(26, 0, 4)
+def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnResponse:
+    txn_id = request.transactional_id
+    if not txn_id:
+        return EndTxnResponse(error_code=ErrorCode.INVALID_REQUEST)
+    pid, epoch, commit = request.producer_id, request.producer_epoch, request.committed
+    try:
+        code = ctx.broker.txns.run(txn_id, lambda shard: shard.end_txn(txn_id, pid, epoch, commit))
+    except ApiError as exc:
+        code = exc.code
+    if code == ErrorCode.PRODUCER_FENCED and ctx.api_version < 2:
+        code = ErrorCode.INVALID_PRODUCER_EPOCH
+    return EndTxnResponse(error_code=code)

@@ -1,0 +1,90 @@
+"""TxnOffsetCommit (key 28), versions 0-4: offsets committed as part of a transaction.
+
+Checked here: every topic and partition exists (UNKNOWN_TOPIC_OR_PARTITION otherwise, for that
+partition only), and the group's `__consumer_offsets` partition is in the producer's open
+transaction (AddOffsetsToTxn came first), asked of the transaction coordinator directly since
+it runs in this process (Kafka's verification; without it a commit could open a transaction
+on `__consumer_offsets` that no marker would ever close). Then the group's shard validates the
+member and generation (v3+) and returns the records, which the group runtime appends as a
+transactional batch of the producer: pending until the transaction's marker.
+PRODUCER_FENCED is answered as INVALID_PRODUCER_EPOCH, the code the append path gives.
+"""
+
+from __future__ import annotations
+
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.txn_offset_commit_request import (
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitRequestTopic,
+)
+from strom.protocol.messages.txn_offset_commit_response import (
+    TxnOffsetCommitResponse,
+    TxnOffsetCommitResponsePartition,
+    TxnOffsetCommitResponseTopic,
+)
+from strom.server.context import RequestContext
+from strom.server.errors import ApiError
+from strom.server.group_runtime import OFFSETS_TOPIC
+from strom.server.registry import handles
+from strom.storage.errors import StorageError
+
+
+def _answer_all(
+    request: TxnOffsetCommitRequest, code: int, response: TxnOffsetCommitResponse
+) -> TxnOffsetCommitResponse:
+    for topic in request.topics:
+        response.topics.append(
+            TxnOffsetCommitResponseTopic(
+                topic.name,
+                [
+                    TxnOffsetCommitResponsePartition(p.partition_index, code)
+                    for p in topic.partitions
+                ],
+            )
+        )
+    return response
+
+
+@handles(28, 0, 4)
+def handle_txn_offset_commit(
+    ctx: RequestContext, request: TxnOffsetCommitRequest
+) -> TxnOffsetCommitResponse:
+    broker = ctx.broker
+    response = TxnOffsetCommitResponse()
+    unknown = TxnOffsetCommitRequest()
+    valid: list[TxnOffsetCommitRequestTopic] = []
+    for topic in request.topics:
+        record = broker.metadata.get_topic(topic.name)
+        count = record.num_partitions if record is not None else 0
+        good = [p for p in topic.partitions if 0 <= p.partition_index < count]
+        bad = [p for p in topic.partitions if not 0 <= p.partition_index < count]
+        if bad:
+            unknown.topics.append(TxnOffsetCommitRequestTopic(topic.name, bad))
+        if good:
+            valid.append(TxnOffsetCommitRequestTopic(topic.name, good))
+    _answer_all(unknown, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, response)
+    if not valid:
+        return response
+    request.topics = valid
+    txn_id, pid, epoch = request.transactional_id, request.producer_id, request.producer_epoch
+    version = ctx.api_version
+    try:
+        if not request.group_id:
+            raise ApiError(ErrorCode.INVALID_GROUP_ID)
+        offsets_partition = (OFFSETS_TOPIC, broker.groups.partition_for(request.group_id))
+        code = broker.txns.check_partition(txn_id, pid, epoch, offsets_partition)
+        if code != ErrorCode.NONE:
+            raise ApiError(code)
+        result = broker.groups.run_transactional(
+            request.group_id, pid, epoch, lambda shard: shard.txn_offset_commit(request, version)
+        )
+    except ApiError as exc:
+        code = exc.code
+    except StorageError as exc:  # the partition's producer state refused the batch
+        code = ErrorCode(exc.error_code) if exc.error_code >= 0 else ErrorCode.UNKNOWN_SERVER_ERROR
+    else:
+        response.topics.extend(result.topics)
+        return response
+    if code == ErrorCode.PRODUCER_FENCED:
+        code = ErrorCode.INVALID_PRODUCER_EPOCH
+    return _answer_all(request, code, response)

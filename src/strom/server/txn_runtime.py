@@ -1,0 +1,357 @@
+"""The transaction coordinator's runtime: the I/O around the I/O-free transaction shards.
+
+`__transaction_state` has transaction.state.log.num.partitions partitions (compacted); a
+transactional id belongs to partition `abs(java_hash(id)) % partitions`, Kafka's placement,
+and each partition has one `TransactionCoordinatorShard`. The runtime:
+- hands out producer ids from blocks of 1000 reserved in the broker's metadata store (the
+  reservation is persisted before an id of the block is used, so ids never repeat, even after
+  kill -9; a restart skips the unused rest of a block, as Kafka does);
+- creates `__transaction_state` on first use (FindCoordinator or InitProducerId);
+- appends the records a shard handler returns, replays them, then finishes every transaction
+  the shard has in PrepareCommit/PrepareAbort: writes the COMMIT/ABORT marker to each of its
+  partitions (user partitions through the partition log, `__consumer_offsets` partitions
+  through the group runtime, whose shard turns pending transactional offsets into committed
+  ones) and appends CompleteCommit/CompleteAbort. On a single broker all of this happens in one
+  step of the event loop, so EndTxn is answered once the transaction is complete, and no
+  WriteTxnMarkers request is ever needed;
+- at start-up, replays every partition into a fresh shard and finishes the transactions a
+  crash left in a Prepare state (writing their markers again is harmless);
+- keeps one timer per shard for the timeout abort and transactional id expiry checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from strom.coordinator.txn import (
+    MarkerJob,
+    TransactionCoordinatorShard,
+    TxnConfig,
+    TxnRecord,
+)
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.describe_transactions_response import TransactionState
+from strom.protocol.records import Record, build_batch, decode_records, iter_batch_headers
+from strom.server.errors import ApiError
+from strom.server.group_runtime import OFFSETS_TOPIC, partition_for
+from strom.storage.producer_state import (
+    InvalidProducerEpochError,
+    TransactionCoordinatorFencedError,
+)
+
+if TYPE_CHECKING:
+    from strom.server.broker import Broker
+
+log = logging.getLogger("strom.transactions")
+
+TRANSACTION_STATE_TOPIC = "__transaction_state"
+PRODUCER_ID_BLOCK_SIZE = 1000
+MARKER_RETRY_S = 1.0
+T = TypeVar("T")
+
+
+class ProducerIdManager:
+    """Producer ids from persisted blocks (Kafka's ProducerIdManager, with the block kept in
+    the local metadata store instead of the controller)."""
+
+    def __init__(self, reserve: Callable[[int], int], block_size: int = PRODUCER_ID_BLOCK_SIZE):
+        self._reserve = reserve
+        self._block_size = block_size
+        self._next = 0
+        self._end = 0
+
+    def next_id(self) -> int:
+        if self._next >= self._end:
+            first = self._reserve(self._block_size)
+            self._next, self._end = first, first + self._block_size
+        pid = self._next
+        self._next += 1
+        return pid
+
+
+def txn_config(broker: Broker) -> TxnConfig:
+    cfg = broker.config
+    return TxnConfig(
+        max_timeout_ms=cfg.get_int("transaction.max.timeout.ms"),
+        transactional_id_expiration_ms=cfg.get_int("transactional.id.expiration.ms"),
+        abort_timed_out_interval_ms=cfg.get_int(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+        ),
+        remove_expired_interval_ms=cfg.get_int(
+            "transaction.remove.expired.transaction.cleanup.interval.ms"
+        ),
+    )
+
+
+class TransactionCoordinatorRuntime:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.config = txn_config(broker)
+        self.producer_ids = ProducerIdManager(broker.metadata.reserve_producer_ids)
+        self.shards: dict[int, TransactionCoordinatorShard] = {}
+        self._timers: dict[int, tuple[int, asyncio.TimerHandle]] = {}
+        self._retry: dict[int, asyncio.TimerHandle] = {}
+
+    @property
+    def num_partitions(self) -> int:
+        record = self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC)
+        if record is not None:
+            return record.num_partitions
+        return self.broker.config.get_int("transaction.state.log.num.partitions")
+
+    def partition_for(self, transactional_id: str) -> int:
+        return partition_for(transactional_id, self.num_partitions)
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def _new_shard(self, partition: int) -> TransactionCoordinatorShard:
+        return TransactionCoordinatorShard(
+            partition, self.config, self.broker.clock, self.producer_ids.next_id
+        )
+
+    def load(self) -> None:
+        """Replay `__transaction_state` and finish the transactions a crash left prepared.
+
+        Runs after the group runtime has loaded, so that markers written to
+        `__consumer_offsets` partitions reach loaded group shards."""
+        record = self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC)
+        if record is None:
+            return
+        loaded = 0
+        for partition in range(record.num_partitions):
+            shard = self._new_shard(partition)
+            loaded += self._replay_log(partition, shard)
+            self.shards[partition] = shard
+        log.info("loaded %d transaction record(s) from %s", loaded, TRANSACTION_STATE_TOPIC)
+        for partition in self.shards:
+            self._finish_prepared(partition)
+
+    def _replay_log(self, partition: int, shard: TransactionCoordinatorShard) -> int:
+        partition_log = self.broker.partition_log(TRANSACTION_STATE_TOPIC, partition)
+        if partition_log is None:
+            return 0
+        count = 0
+        offset = partition_log.log_start_offset
+        end = partition_log.high_watermark
+        while offset < end:
+            result = partition_log.read(offset, 1 << 20, end, True)
+            if not result.records:
+                break
+            view = memoryview(result.records)
+            for position, header in iter_batch_headers(view):
+                if not header.is_control:
+                    _, records = decode_records(view[position : position + header.size])
+                    for rec in records:
+                        if rec.key is not None:
+                            shard.replay(TxnRecord(rec.key, rec.value))
+                            count += 1
+                offset = header.next_offset
+        return count
+
+    def ensure_topic(self) -> None:
+        if self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC) is not None:
+            return
+        cfg = self.broker.config
+        self.broker.create_internal_topic(
+            TRANSACTION_STATE_TOPIC,
+            cfg.get_int("transaction.state.log.num.partitions"),
+            min(cfg.get_int("transaction.state.log.replication.factor"), 1),
+            {
+                "cleanup.policy": "compact",
+                "compression.type": "uncompressed",
+                "segment.bytes": str(cfg.get_int("transaction.state.log.segment.bytes")),
+            },
+        )
+        for partition in range(self.num_partitions):
+            self.shards[partition] = self._new_shard(partition)
+            self._schedule(partition)
+
+    # -- running handlers -------------------------------------------------------------------
+
+    def shard_for(self, transactional_id: str) -> tuple[int, TransactionCoordinatorShard]:
+        if self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC) is None:
+            self.ensure_topic()
+        partition = self.partition_for(transactional_id)
+        shard = self.shards.get(partition)
+        if shard is None:
+            raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        return partition, shard
+
+    def run(
+        self,
+        transactional_id: str,
+        call: Callable[[TransactionCoordinatorShard], tuple[T, list[TxnRecord]]],
+    ) -> T:
+        """Run one handler on the id's shard; persist and replay its records, and finish any
+        transaction they prepared before the answer goes out."""
+        partition, shard = self.shard_for(transactional_id)
+        result, records = call(shard)
+        self.write(partition, records)
+        return result
+
+    def check_partition(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, tp: tuple[str, int]
+    ) -> ErrorCode:
+        """NONE when `tp` is in the producer's open transaction (TxnOffsetCommit's check)."""
+        if not transactional_id:
+            return ErrorCode.INVALID_REQUEST
+        if self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC) is None:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        _, shard = self.shard_for(transactional_id)
+        return shard.check_partition(transactional_id, producer_id, producer_epoch, tp)
+
+    def describe(self, transactional_id: str) -> TransactionState:
+        if transactional_id and self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC) is None:
+            return TransactionState(
+                error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND, transactional_id=transactional_id
+            )
+        if not transactional_id:
+            return TransactionState(error_code=ErrorCode.INVALID_REQUEST)
+        _, shard = self.shard_for(transactional_id)
+        return shard.describe(transactional_id)
+
+    def write(self, partition: int, records: list[TxnRecord]) -> None:
+        self._append(partition, records)
+        if records:
+            self._finish_prepared(partition)
+        self._schedule(partition)
+
+    def _append(self, partition: int, records: list[TxnRecord]) -> None:
+        if not records:
+            return
+        shard = self.shards[partition]
+        partition_log = self.broker.partition_log(TRANSACTION_STATE_TOPIC, partition)
+        if partition_log is None:
+            raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        now = self.broker.clock.now_ms()
+        batch = bytearray(
+            build_batch(
+                [
+                    Record(offset=i, timestamp=now, key=r.key, value=r.value, headers=[])
+                    for i, r in enumerate(records)
+                ],
+                base_offset=0,
+            )
+        )
+        headers = [header for _, header in iter_batch_headers(batch)]
+        partition_log.append_as_leader(
+            batch, headers, self.broker.leader_epoch(TRANSACTION_STATE_TOPIC, partition), now
+        )
+        self.broker.after_append(TRANSACTION_STATE_TOPIC, partition)
+        for record in records:
+            shard.replay(record)
+
+    # -- markers ----------------------------------------------------------------------------
+
+    def _finish_prepared(self, partition: int) -> None:
+        """Write the markers of every prepared transaction of the shard and complete it."""
+        shard = self.shards.get(partition)
+        if shard is None:
+            return
+        for job in shard.pending_markers():
+            try:
+                for topic, index in sorted(job.partitions):
+                    self._write_marker(partition, job, topic, index)
+            except Exception:
+                log.exception(
+                    "writing the %s markers of transactional id %r failed; retrying",
+                    "COMMIT" if job.commit else "ABORT",
+                    job.transactional_id,
+                )
+                self._retry_later(partition)
+                continue
+            self._append(partition, shard.markers_written(job))
+
+    def _write_marker(self, txn_partition: int, job: MarkerJob, topic: str, index: int) -> None:
+        coordinator_epoch = self.broker.leader_epoch(TRANSACTION_STATE_TOPIC, txn_partition)
+        try:
+            if topic == OFFSETS_TOPIC:
+                self.broker.groups.write_marker(
+                    index, job.producer_id, job.producer_epoch, coordinator_epoch, job.commit
+                )
+                return
+            partition_log = self.broker.partition_log(topic, index)
+            if partition_log is None:
+                # The topic was deleted (or shrunk) meanwhile: nothing is left to mark there.
+                log.warning("no partition %s-%d for a transaction marker: skipped", topic, index)
+                return
+            partition_log.append_marker(
+                job.producer_id,
+                job.producer_epoch,
+                coordinator_epoch,
+                job.commit,
+                self.broker.leader_epoch(topic, index),
+                self.broker.clock.now_ms(),
+            )
+        except (InvalidProducerEpochError, TransactionCoordinatorFencedError) as exc:
+            # The partition refuses the marker for good (a newer producer epoch or
+            # coordinator epoch is already there); retrying would never succeed. Kafka's
+            # coordinator gives up on such a partition as well.
+            log.warning("partition %s-%d refused a transaction marker: %s", topic, index, exc)
+            return
+        self.broker.after_append(topic, index)
+
+    def _retry_later(self, partition: int) -> None:
+        if partition in self._retry:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # loading, before the loop runs: `start` retries
+
+        def retry() -> None:
+            self._retry.pop(partition, None)
+            self._finish_prepared(partition)
+
+        self._retry[partition] = loop.call_later(MARKER_RETRY_S, retry)
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Arm the timers (and retry unfinished transactions) once the event loop runs."""
+        for partition in self.shards:
+            if self.shards[partition].pending_markers():
+                self._finish_prepared(partition)
+            self._schedule(partition)
+
+    def _schedule(self, partition: int) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving yet: `start` arms the timers
+        shard = self.shards.get(partition)
+        deadline = shard.next_deadline_ms() if shard is not None else None
+        current = self._timers.get(partition)
+        if current is not None:
+            if current[0] == deadline:
+                return
+            current[1].cancel()
+            del self._timers[partition]
+        if deadline is None:
+            return
+        delay = max(0, deadline - self.broker.clock.now_ms()) / 1000.0
+        self._timers[partition] = (deadline, loop.call_later(delay, self._fire, partition))
+
+    def _fire(self, partition: int) -> None:
+        self._timers.pop(partition, None)
+        shard = self.shards.get(partition)
+        if shard is None:
+            return
+        try:
+            self.write(partition, shard.tick())
+        except Exception:
+            log.exception("transaction coordinator timer failed on partition %d", partition)
+        self._schedule(partition)
+
+    def close(self) -> None:
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for handle in self._retry.values():
+            handle.cancel()
+        self._retry.clear()
+        for shard in self.shards.values():
+            shard.unload()

@@ -1,0 +1,153 @@
+"""The transaction index: `<base>.txnindex`, the aborted transactions whose markers are in a segment.
+
+File format (Kafka's, so its tools read it), entries back to back with no header, 34 bytes each,
+big endian:
+
+     0  version              int16   0
+     2  producer_id          int64
+    10  first_offset         int64   offset of the transaction's first batch in this partition
+    18  last_offset          int64   offset of the ABORT marker
+    26  last_stable_offset   int64   the LSO right after the marker was written: the first offset
+                                     of the next transaction still open then (of another
+                                     producer), else last_offset + 1
+
+An entry lives in the index of the segment that holds its marker; its first offset may be in an
+earlier segment. Entries are appended in marker order, so last_offset increases through a file.
+A read_committed fetch of [fetch offset, upper bound) needs every aborted transaction with
+last_offset >= fetch offset and first_offset < upper bound: they are in the segment holding the
+fetch offset and later ones, and the walk can stop at the first entry whose last stable offset
+reaches the upper bound (any later abort started at or after that LSO, so beyond the range).
+
+The file is created on the first append (most segments never see an abort). Entries are kept in
+memory once read: indexes are tiny (one entry per aborted transaction) and reads are frequent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("strom.storage")
+
+TXN_INDEX_SUFFIX = ".txnindex"
+ENTRY = struct.Struct(">hqqqq")
+ENTRY_SIZE = ENTRY.size  # 34
+VERSION = 0
+
+assert ENTRY_SIZE == 34
+
+
+@dataclass(frozen=True, slots=True)
+class AbortedTxn:
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    last_stable_offset: int
+
+    def encode(self) -> bytes:
+        return ENTRY.pack(
+            VERSION, self.producer_id, self.first_offset, self.last_offset, self.last_stable_offset
+        )
+
+
+def decode_entries(data: bytes) -> list[AbortedTxn]:
+    """Whole entries of `data`; a torn trailing entry is ignored (the caller truncates it)."""
+    out: list[AbortedTxn] = []
+    for position in range(0, len(data) - ENTRY_SIZE + 1, ENTRY_SIZE):
+        version, pid, first, last, lso = ENTRY.unpack_from(data, position)
+        if version > VERSION:
+            raise ValueError(f"aborted transaction entry version {version} is not supported")
+        out.append(AbortedTxn(pid, first, last, lso))
+    return out
+
+
+class TransactionIndex:
+    def __init__(self, path: Path, base_offset: int) -> None:
+        self.path = path
+        self.base_offset = base_offset
+        self._lock = threading.Lock()  # flush() may fsync from a worker thread
+        self._fd = -1
+        self._entries: list[AbortedTxn] | None = None  # loaded on first use
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def entries(self) -> list[AbortedTxn]:
+        if self._entries is None:
+            try:
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                data = b""
+            entries = decode_entries(data)
+            if len(data) != len(entries) * ENTRY_SIZE:
+                log.warning("%s: dropping a torn entry at its end", self.path)
+                self._truncate_file(len(entries) * ENTRY_SIZE)
+            self._entries = entries
+        return self._entries
+
+    def collect(self, fetch_offset: int, upper_bound: int) -> tuple[list[AbortedTxn], bool]:
+        """Entries overlapping [fetch_offset, upper_bound); True when later segments can't add any."""
+        found: list[AbortedTxn] = []
+        for entry in self.entries():
+            if entry.last_offset >= fetch_offset and entry.first_offset < upper_bound:
+                found.append(entry)
+            if entry.last_stable_offset >= upper_bound:
+                return found, True
+        return found, False
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, entry: AbortedTxn) -> None:
+        entries = self.entries()
+        if entries and entries[-1].last_offset >= entry.last_offset:
+            raise ValueError(
+                f"{self.path}: aborted transaction at {entry.last_offset} does not follow the one "
+                f"at {entries[-1].last_offset}"
+            )
+        with self._lock:
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.write(self._fd, entry.encode())
+        entries.append(entry)
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop the entries whose marker is at or after `offset` (the log was cut there)."""
+        entries = self.entries()
+        keep = [entry for entry in entries if entry.last_offset < offset]
+        if len(keep) != len(entries):
+            self._truncate_file(len(keep) * ENTRY_SIZE)
+            self._entries = keep
+
+    def reset(self) -> None:
+        """Remove every entry (recovery rebuilds the index while replaying the segment)."""
+        if self.path.exists():
+            self._truncate_file(0)
+        self._entries = []
+
+    def _truncate_file(self, size: int) -> None:
+        with self._lock, contextlib.suppress(FileNotFoundError):
+            os.truncate(self.path, size)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def fsync(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def rename(self, path: Path) -> None:
+        """Point at a new name, moving the file if it exists (segment suffix changes)."""
+        self.close()
+        if self.path.exists():
+            os.rename(self.path, path)
+        self.path = path
