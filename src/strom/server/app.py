@@ -19,6 +19,12 @@ log = logging.getLogger("strom.server")
 async def run_broker(config: BrokerConfig, started_at: float | None = None) -> None:
     started_at = started_at if started_at is not None else time.monotonic()
     loop = asyncio.get_running_loop()
+    if config.zookeeper_connect:
+        log.warning(
+            "zookeeper.connect=%s is set, but multi-broker clusters are not implemented yet: "
+            "running as a single broker",
+            config.zookeeper_connect,
+        )
     broker = await loop.run_in_executor(None, Broker.open, config)
     dispatcher = Dispatcher(broker)
     servers: list[asyncio.Server] = []
