@@ -117,6 +117,7 @@ class Broker:
 
     def start_background_tasks(self) -> None:
         cfg = self.config
+        self.groups.start()
         self.txns.start()
         self._background = [
             asyncio.create_task(

@@ -23,17 +23,9 @@ from strom.coordinator.group.config import GroupConfig
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.shard import GroupCoordinatorShard
 from strom.protocol.errors import ErrorCode
-from strom.protocol.records import (
-    CONTROL_ABORT,
-    CONTROL_COMMIT,
-    Record,
-    build_batch,
-    decode_records,
-    iter_batch_headers,
-    parse_control_record,
-)
+from strom.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, parse_control_record
 from strom.server.errors import ApiError
-from strom.storage.producer_state import Origin
+from strom.server.internal_topic import ShardTimers, append_records, read_batches
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -100,7 +92,7 @@ class GroupCoordinatorRuntime:
         self.config = group_config(broker)
         self.topics = BrokerTopics(broker)
         self.shards: dict[int, GroupCoordinatorShard] = {}
-        self._timers: dict[int, tuple[int, asyncio.TimerHandle]] = {}
+        self._timers = ShardTimers(broker.clock, self._fire)
 
     @property
     def num_partitions(self) -> int:
@@ -134,30 +126,21 @@ class GroupCoordinatorRuntime:
         if partition_log is None:
             return 0
         count = 0
-        offset = partition_log.log_start_offset
-        end = partition_log.high_watermark
-        while offset < end:
-            result = partition_log.read(offset, 1 << 20, end, True)
-            if not result.records:
-                break
-            view = memoryview(result.records)
-            for position, header in iter_batch_headers(view):
-                _, records = decode_records(view[position : position + header.size])
-                if header.is_control:
-                    # A transaction marker: settles the producer's pending offsets.
-                    for rec in records:
-                        kind, _ = parse_control_record(rec)
-                        if kind in (CONTROL_COMMIT, CONTROL_ABORT) and header.producer_id >= 0:
-                            shard.replay_end_transaction_marker(
-                                header.producer_id, kind == CONTROL_COMMIT
-                            )
-                else:
-                    producer_id = header.producer_id if header.is_transactional else -1
-                    for rec in records:
-                        if rec.key is not None:
-                            shard.replay(CoordinatorRecord(rec.key, rec.value), producer_id)
-                            count += 1
-                offset = header.next_offset
+        for header, records in read_batches(partition_log):
+            if header.is_control:
+                # A transaction marker: settles the producer's pending offsets.
+                for rec in records:
+                    kind, _ = parse_control_record(rec)
+                    if kind in (CONTROL_COMMIT, CONTROL_ABORT) and header.producer_id >= 0:
+                        shard.replay_end_transaction_marker(
+                            header.producer_id, kind == CONTROL_COMMIT
+                        )
+                continue
+            producer_id = header.producer_id if header.is_transactional else -1
+            for rec in records:
+                if rec.key is not None:
+                    shard.replay(CoordinatorRecord(rec.key, rec.value), producer_id)
+                    count += 1
         return count
 
     def ensure_topic(self) -> None:
@@ -265,35 +248,11 @@ class GroupCoordinatorRuntime:
         """Append `records` as one batch and replay them; `producer` (id, epoch) makes the
         batch transactional (TxnOffsetCommit)."""
         shard = self.shards[partition]
-        producer_id, producer_epoch = producer if producer is not None else (-1, -1)
         if records:
-            partition_log = self.broker.partition_log(OFFSETS_TOPIC, partition)
-            if partition_log is None:
-                raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-            now = self.broker.clock.now_ms()
-            batch = bytearray(
-                build_batch(
-                    [
-                        Record(offset=i, timestamp=now, key=r.key, value=r.value, headers=[])
-                        for i, r in enumerate(records)
-                    ],
-                    base_offset=0,
-                    producer_id=producer_id,
-                    producer_epoch=producer_epoch,
-                    is_transactional=producer is not None,
-                )
+            append_records(
+                self.broker, OFFSETS_TOPIC, partition, [(r.key, r.value) for r in records], producer
             )
-            headers = [header for _, header in iter_batch_headers(batch)]
-            partition_log.append_as_leader(
-                batch,
-                headers,
-                self.broker.leader_epoch(OFFSETS_TOPIC, partition),
-                now,
-                # Coordinator-written transactional batches carry no sequence numbers.
-                origin=Origin.COORDINATOR,
-            )
-            partition_log.update_high_watermark(partition_log.log_end_offset)
-            self.broker.fetch_purgatory.notify((OFFSETS_TOPIC, partition))
+            producer_id = producer[0] if producer is not None else -1
             for record in records:
                 shard.replay(record, producer_id)
         self._schedule(partition)
@@ -302,21 +261,9 @@ class GroupCoordinatorRuntime:
 
     def _schedule(self, partition: int) -> None:
         shard = self.shards.get(partition)
-        deadline = shard.next_deadline_ms() if shard is not None else None
-        current = self._timers.get(partition)
-        if current is not None:
-            if current[0] == deadline:
-                return
-            current[1].cancel()
-            del self._timers[partition]
-        if deadline is None:
-            return
-        delay = max(0, deadline - self.broker.clock.now_ms()) / 1000.0
-        handle = asyncio.get_running_loop().call_later(delay, self._fire, partition)
-        self._timers[partition] = (deadline, handle)
+        self._timers.schedule(partition, shard.next_deadline_ms() if shard is not None else None)
 
     def _fire(self, partition: int) -> None:
-        self._timers.pop(partition, None)
         shard = self.shards.get(partition)
         if shard is None:
             return
@@ -333,9 +280,13 @@ class GroupCoordinatorRuntime:
             log.exception("group coordinator timer failed on partition %d", partition)
         self._schedule(partition)
 
+    def start(self) -> None:
+        """Arm the timers of the loaded shards once the event loop runs (session timeouts of
+        members loaded from the log, offset expiry)."""
+        for partition in self.shards:
+            self._schedule(partition)
+
     def close(self) -> None:
-        for _, handle in self._timers.values():
-            handle.cancel()
         self._timers.clear()
         for shard in self.shards.values():
             shard.unload()

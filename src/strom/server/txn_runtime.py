@@ -34,9 +34,9 @@ from strom.coordinator.txn import (
 )
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.describe_transactions_response import TransactionState
-from strom.protocol.records import Record, build_batch, decode_records, iter_batch_headers
 from strom.server.errors import ApiError
 from strom.server.group_runtime import OFFSETS_TOPIC, partition_for
+from strom.server.internal_topic import ShardTimers, append_records, read_batches
 from strom.storage.producer_state import (
     InvalidProducerEpochError,
     TransactionCoordinatorFencedError,
@@ -92,7 +92,7 @@ class TransactionCoordinatorRuntime:
         self.config = txn_config(broker)
         self.producer_ids = ProducerIdManager(broker.metadata.reserve_producer_ids)
         self.shards: dict[int, TransactionCoordinatorShard] = {}
-        self._timers: dict[int, tuple[int, asyncio.TimerHandle]] = {}
+        self._timers = ShardTimers(broker.clock, self._fire)
         self._retry: dict[int, asyncio.TimerHandle] = {}
 
     @property
@@ -134,21 +134,13 @@ class TransactionCoordinatorRuntime:
         if partition_log is None:
             return 0
         count = 0
-        offset = partition_log.log_start_offset
-        end = partition_log.high_watermark
-        while offset < end:
-            result = partition_log.read(offset, 1 << 20, end, True)
-            if not result.records:
-                break
-            view = memoryview(result.records)
-            for position, header in iter_batch_headers(view):
-                if not header.is_control:
-                    _, records = decode_records(view[position : position + header.size])
-                    for rec in records:
-                        if rec.key is not None:
-                            shard.replay(TxnRecord(rec.key, rec.value))
-                            count += 1
-                offset = header.next_offset
+        for header, records in read_batches(partition_log):
+            if header.is_control:
+                continue
+            for rec in records:
+                if rec.key is not None:
+                    shard.replay(TxnRecord(rec.key, rec.value))
+                    count += 1
         return count
 
     def ensure_topic(self) -> None:
@@ -222,25 +214,10 @@ class TransactionCoordinatorRuntime:
     def _append(self, partition: int, records: list[TxnRecord]) -> None:
         if not records:
             return
+        append_records(
+            self.broker, TRANSACTION_STATE_TOPIC, partition, [(r.key, r.value) for r in records]
+        )
         shard = self.shards[partition]
-        partition_log = self.broker.partition_log(TRANSACTION_STATE_TOPIC, partition)
-        if partition_log is None:
-            raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        now = self.broker.clock.now_ms()
-        batch = bytearray(
-            build_batch(
-                [
-                    Record(offset=i, timestamp=now, key=r.key, value=r.value, headers=[])
-                    for i, r in enumerate(records)
-                ],
-                base_offset=0,
-            )
-        )
-        headers = [header for _, header in iter_batch_headers(batch)]
-        partition_log.append_as_leader(
-            batch, headers, self.broker.leader_epoch(TRANSACTION_STATE_TOPIC, partition), now
-        )
-        self.broker.after_append(TRANSACTION_STATE_TOPIC, partition)
         for record in records:
             shard.replay(record)
 
@@ -318,25 +295,10 @@ class TransactionCoordinatorRuntime:
             self._schedule(partition)
 
     def _schedule(self, partition: int) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # not serving yet: `start` arms the timers
         shard = self.shards.get(partition)
-        deadline = shard.next_deadline_ms() if shard is not None else None
-        current = self._timers.get(partition)
-        if current is not None:
-            if current[0] == deadline:
-                return
-            current[1].cancel()
-            del self._timers[partition]
-        if deadline is None:
-            return
-        delay = max(0, deadline - self.broker.clock.now_ms()) / 1000.0
-        self._timers[partition] = (deadline, loop.call_later(delay, self._fire, partition))
+        self._timers.schedule(partition, shard.next_deadline_ms() if shard is not None else None)
 
     def _fire(self, partition: int) -> None:
-        self._timers.pop(partition, None)
         shard = self.shards.get(partition)
         if shard is None:
             return
@@ -347,8 +309,6 @@ class TransactionCoordinatorRuntime:
         self._schedule(partition)
 
     def close(self) -> None:
-        for _, handle in self._timers.values():
-            handle.cancel()
         self._timers.clear()
         for handle in self._retry.values():
             handle.cancel()
