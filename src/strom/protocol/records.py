@@ -81,6 +81,7 @@ __all__ = [
     "check_timestamps",
     "decode_records",
     "iter_batch_headers",
+    "parse_batch_header",
     "parse_control_record",
     "validate_batches",
 ]
@@ -242,6 +243,24 @@ class Record:
 
 # --------------------------------------------------------------------------------------------
 # Batch headers: the hot path
+
+
+def parse_batch_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
+    """The 61-byte header at ``pos`` (the batch itself may extend past ``buf``).
+
+    Raises :class:`CorruptRecordError` when fewer than 61 bytes remain or the length is below
+    the header size, :class:`UnsupportedMagicError` for a magic other than 2.
+    """
+    if len(buf) - pos < BATCH_HEADER_SIZE:
+        raise CorruptRecordError(f"truncated batch header at byte {pos}")
+    header = BatchHeader._make(_HEADER.unpack_from(buf, pos))
+    if header.magic != MAGIC:
+        raise UnsupportedMagicError(f"batch at byte {pos} has magic {header.magic}")
+    if header.batch_length < _MIN_BATCH_LENGTH:
+        raise CorruptRecordError(
+            f"batch at byte {pos} has length {header.batch_length}, below the header size"
+        )
+    return header
 
 
 def iter_batch_headers(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, BatchHeader]]:

@@ -20,12 +20,13 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     started_at = started_at if started_at is not None else time.monotonic()
     loop = asyncio.get_running_loop()
     if config.zookeeper_connect:
-        log.warning(
-            "zookeeper.connect=%s is set, but multi-broker clusters are not implemented yet: "
-            "running as a single broker",
-            config.zookeeper_connect,
-        )
-    broker = await loop.run_in_executor(None, Broker.open, config)
+        # Cluster mode: metadata in ZooKeeper, partitions replicated. Imported here so that a
+        # single broker never loads the ZooKeeper client.
+        from strom.server.cluster_runtime import open_cluster_broker
+
+        broker = await open_cluster_broker(config)
+    else:
+        broker = await loop.run_in_executor(None, Broker.open, config)
     dispatcher = Dispatcher(broker)
     servers: list[asyncio.Server] = []
     reaper: asyncio.Task[None] | None = None
@@ -43,6 +44,8 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             broker.bind_port(bound)
             log.info("listening on %s:%d (%s)", listener.host, bound, listener.name)
         broker.start_background_tasks()
+        if broker.cluster is not None:
+            await broker.cluster.start()
         reaper = asyncio.create_task(
             _close_idle_connections(dispatcher, config.connections_max_idle_ms)
         )
@@ -83,6 +86,13 @@ def serve(config: BrokerConfig) -> int:
     try:
         asyncio.run(run_broker(config, started_at))
     except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except Exception as exc:
+        from strom.cluster.zk.client import ZkError  # cluster mode: ZooKeeper unreachable
+
+        if not isinstance(exc, ZkError):
+            raise
         log.error("cannot start: %s", exc)
         return 1
     return 0

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +28,21 @@ from strom.server.purgatory import Purgatory
 from strom.server.txn_runtime import TransactionCoordinatorRuntime
 from strom.storage.log_config import LogConfig
 from strom.storage.log_manager import LogManager
+from strom.storage.segment import unlink_paths
 
 if TYPE_CHECKING:
+    from strom.cluster.zk_metadata import ZkMetadata
+    from strom.server.cluster_runtime import ClusterRuntime
     from strom.storage.partition_log import PartitionLog
+
+    # Single node: the JSON file in the data directory; cluster mode: the ZooKeeper cache.
+    Metadata = LocalMetadata | ZkMetadata
 
 log = logging.getLogger("strom.broker")
 
 # A single broker leads every partition; its leader epoch never changes.
 SINGLE_NODE_LEADER_EPOCH = 0
+ZERO_UUID = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +57,7 @@ class Broker:
     def __init__(
         self,
         config: BrokerConfig,
-        metadata: LocalMetadata,
+        metadata: Metadata,
         logs: LogManager,
         clock: Clock | None = None,
     ) -> None:
@@ -65,10 +73,22 @@ class Broker:
         self.io = ThreadPoolExecutor(
             max_workers=config.num_io_threads, thread_name_prefix="strom-io"
         )
+        # Unlinking a large segment frees its extents synchronously: not on the event loop.
+        logs.set_unlinker(self._unlink_in_pool)
         self.node = self._advertised_node()
         self._background: list[asyncio.Task[None]] = []
+        self._flushing: set[PartitionLog] = set()
         self.groups = GroupCoordinatorRuntime(self)
         self.txns = TransactionCoordinatorRuntime(self)
+        # Cluster mode (zookeeper.connect) only; None on a single broker, where nothing of
+        # the replication path runs.
+        self.cluster: ClusterRuntime | None = None
+
+    def _unlink_in_pool(self, paths: list[Path]) -> None:
+        try:
+            self.io.submit(unlink_paths, paths)
+        except RuntimeError:  # the pool is shut down (closing): do it here
+            unlink_paths(paths)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -96,6 +116,34 @@ class Broker:
         broker._reconcile_logs()
         broker.groups.load()
         broker.txns.load()  # after the groups: it may write markers to __consumer_offsets
+        return broker
+
+    @classmethod
+    def open_cluster(cls, config: BrokerConfig, metadata: ZkMetadata) -> Broker:
+        """Cluster mode: open the logs against the topics in ZooKeeper (blocking). The
+        coordinators load nothing here: their partitions' logs may be follower copies."""
+        for directory in config.log_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+        broker_ref: list[Broker] = []
+
+        def config_for(topic: str) -> LogConfig:
+            if broker_ref:
+                return broker_ref[0].log_config(topic)
+            record = metadata.get_topic(topic)
+            return log_config_for(record.configs if record else {}, config)
+
+        logs = LogManager.open(list(config.log_dirs), config_for, config.producer_id_expiration_ms)
+        broker = cls(config, metadata, logs)
+        broker_ref.append(broker)
+        for topic, partition in list(logs.partitions()):
+            if config.broker_id not in metadata.replicas(topic, partition):
+                log.warning(
+                    "partition %s-%d is on disk but this broker is not one of its replicas: "
+                    "deleting it",
+                    topic,
+                    partition,
+                )
+                logs.delete_partition(topic, partition)
         return broker
 
     def _reconcile_logs(self) -> None:
@@ -148,6 +196,8 @@ class Broker:
             )
 
     async def close(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.shutdown()
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -180,10 +230,9 @@ class Broker:
 
     async def _flush(self) -> None:
         now = self.clock.now_ms()
-        loop = asyncio.get_running_loop()
         for partition_log in self.logs.all_logs():
             if partition_log.needs_flush(now):
-                await loop.run_in_executor(self.io, partition_log.flush)
+                self.request_flush(partition_log)
 
     async def _checkpoint(self) -> None:
         self.logs.checkpoint()
@@ -218,14 +267,41 @@ class Broker:
     def after_append(self, topic: str, partition: int) -> None:
         """After any append (produce, transaction marker): move the high watermark and, with it,
         the last stable offset, then wake the fetches waiting on the partition. One broker is
-        the whole ISR, so its log end is the high watermark."""
+        the whole ISR, so its log end is the high watermark. In cluster mode the ISR decides
+        (server/replica_manager.py)."""
+        if self.cluster is not None:
+            self.cluster.replicas.after_append(topic, partition)
+            return
         partition_log = self.logs.get(topic, partition)
         if partition_log is not None:
             partition_log.update_high_watermark(partition_log.log_end_offset)
             self.fetch_purgatory.notify((topic, partition))
 
+    def request_flush(self, partition_log: PartitionLog) -> None:
+        """fsync the log in the worker pool, unless a flush of it is already running: the
+        running one covers the appends made meanwhile up to its start, and the next produce or
+        the flush scheduler asks again for the rest, so fsyncs never pile up on one log."""
+        if partition_log in self._flushing:
+            return
+        self._flushing.add(partition_log)
+        future = asyncio.get_running_loop().run_in_executor(self.io, partition_log.flush)
+        future.add_done_callback(lambda _: self._flushing.discard(partition_log))
+
     def leader_epoch(self, topic: str, partition: int) -> int:
+        if self.cluster is not None:
+            return self.cluster.replicas.leader_epoch(topic, partition)
         return SINGLE_NODE_LEADER_EPOCH
+
+    def controller_id(self) -> int:
+        if self.cluster is not None:
+            active = self.cluster.controller.active_controller_id
+            return -1 if active is None else active
+        return self.node.node_id
+
+    def live_broker_ids(self) -> list[int]:
+        if self.cluster is not None:
+            return sorted(self.cluster.metadata.brokers)
+        return [self.node.node_id]
 
     def validate_new_topic(
         self, name: str, num_partitions: int, replication_factor: int, configs: dict[str, str]
@@ -249,10 +325,12 @@ class Broker:
                 ErrorCode.INVALID_REPLICATION_FACTOR,
                 "Replication factor must be larger than 0.",
             )
-        if replication_factor > 1:
+        available = len(self.live_broker_ids())
+        if replication_factor > available:
             raise ApiError(
                 ErrorCode.INVALID_REPLICATION_FACTOR,
-                f"Replication factor: {replication_factor} larger than available brokers: 1.",
+                f"Replication factor: {replication_factor} larger than available brokers: "
+                f"{available}.",
             )
         try:
             normalized = validate_topic_configs(configs)
@@ -266,10 +344,20 @@ class Broker:
         num_partitions: int = -1,
         replication_factor: int = -1,
         configs: dict[str, str] | None = None,
+        replicas: dict[int, tuple[int, ...]] | None = None,
     ) -> TopicRecord:
+        """Create a topic; `replicas` (a manual assignment) only matters in cluster mode."""
         num_partitions, replication_factor, normalized = self.validate_new_topic(
             name, num_partitions, replication_factor, configs or {}
         )
+        if self.cluster is not None:
+            # Written to ZooKeeper in the background (CreateTopics waits for it); the topic id
+            # is known once the cache has the topic.
+            self.cluster.create_topic(
+                name, num_partitions, replication_factor, normalized, replicas
+            )
+            return TopicRecord(ZERO_UUID, num_partitions, replication_factor, normalized)
+        assert isinstance(self.metadata, LocalMetadata)
         record = self.metadata.create_topic(name, num_partitions, replication_factor, normalized)
         cfg = self.log_config(name)
         for partition in range(num_partitions):
@@ -297,6 +385,12 @@ class Broker:
             raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         if not self.config.delete_topic_enable:
             raise ApiError(ErrorCode.TOPIC_DELETION_DISABLED)
+        if self.cluster is not None:
+            # The controller deletes it; every replica's watch then deletes its logs.
+            zk = self.cluster.metadata
+            self.cluster.start_write(name, lambda: zk.delete_topic(name))
+            return
+        assert isinstance(self.metadata, LocalMetadata)
         self.metadata.delete_topic(name)
         for partition in range(record.num_partitions):
             self.logs.delete_partition(name, partition)
@@ -313,6 +407,11 @@ class Broker:
                 f"Topic currently has {record.num_partitions} partitions, which is higher than "
                 f"or equal to the requested {count}.",
             )
+        if self.cluster is not None:
+            zk = self.cluster.metadata
+            self.cluster.start_write(name, lambda: zk.add_partitions(name, count))
+            return
+        assert isinstance(self.metadata, LocalMetadata)
         cfg = self.log_config(name)
         old = record.num_partitions
         self.metadata.set_partition_count(name, count)
@@ -321,12 +420,22 @@ class Broker:
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         """Replace a topic's overrides (already validated) and apply them to its logs."""
+        if self.cluster is not None:
+            zk = self.cluster.metadata
+            self.cluster.start_write(name, lambda: zk.set_topic_configs(name, configs))
+            return
+        assert isinstance(self.metadata, LocalMetadata)
         self.metadata.set_topic_configs(name, configs)
         self.logs.update_config(name, self.log_config(name))
 
     def set_dynamic_broker_configs(self, broker_id: int | None, configs: dict[str, str]) -> None:
         """Replace the dynamic values of this broker (its id) or of the cluster-wide defaults
         (None), already validated; persist them and apply them to the config and every log."""
+        if self.cluster is not None:
+            raise ApiError(
+                ErrorCode.INVALID_REQUEST, "Dynamic broker configs are not kept in cluster mode yet."
+            )
+        assert isinstance(self.metadata, LocalMetadata)
         if broker_id is None:
             updated = self.config.with_dynamic(cluster_default=configs)
         else:

@@ -57,6 +57,9 @@ def append_records(
     partition_log = broker.partition_log(topic, partition)
     if partition_log is None:
         raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    if broker.cluster is not None and not broker.cluster.replicas.is_leader(topic, partition):
+        # Cluster mode: only the partition leader writes; a follower's log is replication's.
+        raise ApiError(ErrorCode.NOT_COORDINATOR)
     producer_id, producer_epoch = producer if producer is not None else (-1, -1)
     now = broker.clock.now_ms()
     batch = bytearray(

@@ -8,15 +8,28 @@ never copied on its way in.
 
 Responses go back in request order even when a later request finishes first: each request
 takes a slot in `_pending`, and the head of the queue is written as soon as it is ready.
+
+Responses are written by this class, not by the transport: Python 3.11's
+`transport.writelines` joins the chunks into one new bytes object, and whatever the socket does
+not take at once is sliced (another copy) and appended to the transport's buffer (a third). A
+fetch response is mostly record data straight from the segment files, so instead the chunks
+wait in `_out` as they are and go out with `sendmsg` (scatter/gather, no copy) on a duplicate of
+the connection's socket; when the socket is full, a writer callback on that duplicate resumes.
+Responses produced while one receive buffer is being parsed are sent together with one
+`sendmsg`, so a burst of small requests (acks=1 produce at a steady rate) costs one system call
+per burst instead of one per response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections import deque
 from collections.abc import Sequence
+from itertools import islice
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,6 +41,11 @@ RECEIVE_BUFFER_BYTES = 256 * 1024
 # Stop reading from a client with this many requests in flight, as Kafka's
 # queued.max.requests does per broker; resumes when the backlog drains.
 MAX_IN_FLIGHT_PER_CONNECTION = 64
+# Stop reading from a client while this much of its responses waits for the socket, as the
+# transport's high-water mark did; resumes when the backlog has drained.
+WRITE_HIGH_WATER = 1 << 20
+# At most this many buffers per sendmsg (the kernel's UIO_MAXIOV).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 Chunks = Sequence[bytes | memoryview]
 
@@ -52,6 +70,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._closed = False
         self._reading_paused = False
         self._writing_paused = False
+        # Responses not yet taken by the socket, oldest first, as the chunks they were made of.
+        self._out: deque[bytes | memoryview] = deque()
+        self._out_bytes = 0
+        # A duplicate of the transport's socket to sendmsg on (None: write via the transport).
+        self._wsock: socket.socket | None = None
+        self._writer_registered = False
+        # While a receive buffer is parsed, responses are queued and sent together afterwards.
+        self._batching = False
         self.peer = "?"
         self.last_active = time.monotonic()
 
@@ -62,6 +88,15 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                # Kafka sets TCP_NODELAY on every accepted socket: a small response (a produce
+                # ack, a fetch of a few records) must not wait for the previous one's ACK.
+                # asyncio already does this; it is spelled out because latency depends on it.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._wsock = socket.fromfd(sock.fileno(), sock.family, sock.type, sock.proto)
+            self._wsock.setblocking(False)
         self._dispatcher.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -69,6 +104,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         for fut in self._pending:
             fut.cancel()
         self._pending.clear()
+        self._drop_output()
         self._dispatcher.connection_closed(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -80,20 +116,27 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_active = time.monotonic()
-        if self._big is not None:
-            self._big_filled += nbytes
-            if self._big_filled == len(self._big):
-                frame, self._big = self._big, None
-                self._big_filled = 0
-                self._deliver(frame)
-            return
-        self._end += nbytes
-        self._parse_frames()
+        self._batching = True
+        try:
+            if self._big is not None:
+                self._big_filled += nbytes
+                if self._big_filled == len(self._big):
+                    frame, self._big = self._big, None
+                    self._big_filled = 0
+                    self._deliver(frame)
+            else:
+                self._end += nbytes
+                self._parse_frames()
+        finally:
+            self._batching = False
+        if self._out and not self._writer_registered:
+            self._send()
 
     def eof_received(self) -> bool | None:
         return None
 
     def pause_writing(self) -> None:
+        # Only reached when writing through the transport (no socket to sendmsg on).
         self._writing_paused = True
         self._update_reading()
 
@@ -173,7 +216,63 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def _write(self, chunks: Chunks) -> None:
         if self._closed or self._transport is None:
             return
-        self._transport.writelines(chunks)
+        if self._wsock is None:
+            self._transport.writelines(chunks)
+            return
+        out = self._out
+        for chunk in chunks:
+            if len(chunk):
+                out.append(chunk)
+                self._out_bytes += len(chunk)
+        if not self._batching and not self._writer_registered:
+            self._send()
+
+    def _send(self) -> None:
+        """Hand `_out` to the socket until it is empty or the socket is full."""
+        wsock = self._wsock
+        out = self._out
+        assert wsock is not None
+        while out:
+            try:
+                sent = wsock.sendmsg(list(islice(out, _IOV_MAX)))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                # The peer is gone; reading will notice too, but do not wait for it.
+                self._drop_output()
+                if self._transport is not None:
+                    self._transport.abort()
+                log.debug("write to %s failed: %r", self.peer, exc)
+                return
+            self._out_bytes -= sent
+            while sent:
+                first = out[0]
+                size = len(first)
+                if sent >= size:
+                    out.popleft()
+                    sent -= size
+                else:
+                    out[0] = memoryview(first)[sent:]
+                    sent = 0
+        if out and not self._writer_registered:
+            asyncio.get_running_loop().add_writer(wsock.fileno(), self._send)
+            self._writer_registered = True
+        elif not out and self._writer_registered:
+            asyncio.get_running_loop().remove_writer(wsock.fileno())
+            self._writer_registered = False
+        self._writing_paused = self._out_bytes > WRITE_HIGH_WATER
+        self._update_reading()
+
+    def _drop_output(self) -> None:
+        """Forget unsent responses and release the duplicate socket."""
+        self._out.clear()
+        self._out_bytes = 0
+        if self._wsock is not None:
+            if self._writer_registered:
+                asyncio.get_running_loop().remove_writer(self._wsock.fileno())
+                self._writer_registered = False
+            self._wsock.close()
+            self._wsock = None
 
     def _update_reading(self) -> None:
         if self._transport is None or self._closed:
@@ -192,6 +291,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         log.warning("closing connection from %s: %s", self.peer, reason)
         self._closed = True
         if self._transport is not None:
+            # Responses already queued still go out first, as the transport's close() flushes
+            # its own buffer: hand ours over (a copy, but only on this rare path).
+            unsent = list(self._out)
+            self._drop_output()
+            if unsent:
+                self._transport.writelines(unsent)
             self._transport.close()
 
     @property

@@ -255,6 +255,12 @@ class TransactionCoordinatorRuntime:
                 # The topic was deleted (or shrunk) meanwhile: nothing is left to mark there.
                 log.warning("no partition %s-%d for a transaction marker: skipped", topic, index)
                 return
+            cluster = self.broker.cluster
+            if cluster is not None and not cluster.replicas.is_leader(topic, index):
+                # Cluster mode: a follower's log is written by replication only. Markers
+                # through the partition leader (WriteTxnMarkers) are not done yet.
+                log.warning("not the leader of %s-%d: transaction marker skipped", topic, index)
+                return
             partition_log.append_marker(
                 job.producer_id,
                 job.producer_epoch,

@@ -12,14 +12,20 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 
-from strom.protocol.records import BATCH_HEADER_SIZE, BatchHeader, RecordError, iter_batch_headers
+from strom.protocol.records import (
+    BATCH_HEADER_SIZE,
+    BatchHeader,
+    RecordError,
+    iter_batch_headers,
+    parse_batch_header,
+)
 
 FRAMING = struct.Struct(">qi")  # base offset, batch length (bytes after this field)
 LOG_OVERHEAD = FRAMING.size
 SCAN_CHUNK = 64 * 1024
 
 # read(size, position) -> bytes: a locked pread on a segment's file (see Segment.read).
-Reader = Callable[[int, int], bytes]
+Reader = Callable[[int, int], bytes | bytearray]
 
 
 def pread_exact(fd: int, size: int, position: int) -> bytes:
@@ -36,6 +42,17 @@ def pread_exact(fd: int, size: int, position: int) -> bytes:
         parts.append(more)
         got += len(more)
     return b"".join(parts)
+
+
+def read_batch_header(read: Reader, position: int) -> BatchHeader | None:
+    """The fixed header of the batch at `position`, or None if it is not a whole v2 header."""
+    data = read(BATCH_HEADER_SIZE, position)
+    if len(data) < BATCH_HEADER_SIZE:
+        return None
+    try:
+        return parse_batch_header(memoryview(data))
+    except RecordError:
+        return None
 
 
 def batch_size_at(read: Reader, position: int, end: int) -> int | None:

@@ -37,7 +37,21 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def sync_file(path: Path) -> None:
+    """fsync a file written by `write_atomically(..., sync=False)`, then its directory."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # replaced or deleted since: whoever did that made it durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(path.parent)
+
+
+def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write via `<name>.tmp` and rename; `sync=False` leaves the fsyncs to `sync_file`."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -45,11 +59,13 @@ def write_atomically(path: Path, data: bytes) -> None:
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def format_lines(entries: Iterable[tuple[object, ...]]) -> bytes:

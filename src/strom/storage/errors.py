@@ -43,3 +43,11 @@ class InconsistentTopicIdError(StorageError):
     """partition.metadata names a different topic id than the caller expects."""
 
     error_code = 103
+
+
+class NotCachedError(Exception):
+    """A read asked not to block (`nowait`) found data that is not in the page cache.
+
+    Not a StorageError: nothing is wrong; the caller repeats the read where blocking is fine
+    (the broker's worker pool).
+    """

@@ -17,6 +17,7 @@ from strom.storage.checkpoint import (
     CheckpointFormatError,
     format_lines,
     parse_lines,
+    sync_file,
     write_atomically,
 )
 
@@ -32,6 +33,11 @@ class LeaderEpochCache:
         self.path = directory / FILE_NAME
         self.epochs: list[int] = []
         self.start_offsets: list[int] = []
+        # `assign` runs on the produce path (the first append of every partition and epoch):
+        # it writes the file without fsync and leaves that to the log's next flush, as Kafka
+        # does since KAFKA-15046. Records below the recovery point were flushed with it; the
+        # unflushed ones are at the mercy of the page cache exactly as the records are.
+        self.needs_sync = False
         self._load()
 
     def _load(self) -> None:
@@ -47,8 +53,16 @@ class LeaderEpochCache:
         for epoch, offset in entries:
             self._assign(epoch, offset)
 
-    def _flush(self) -> None:
-        write_atomically(self.path, format_lines(zip(self.epochs, self.start_offsets, strict=True)))
+    def _flush(self, sync: bool = True) -> None:
+        data = format_lines(zip(self.epochs, self.start_offsets, strict=True))
+        write_atomically(self.path, data, sync=sync)
+        self.needs_sync = not sync
+
+    def sync(self) -> None:
+        """fsync a checkpoint that `assign` wrote without it (PartitionLog.flush, in a worker)."""
+        if self.needs_sync:
+            self.needs_sync = False
+            sync_file(self.path)
 
     @property
     def latest_epoch(self) -> int:
@@ -72,7 +86,7 @@ class LeaderEpochCache:
     def assign(self, epoch: int, start_offset: int) -> None:
         """Record that `epoch` starts at `start_offset`, if it is newer than the latest."""
         if self._assign(epoch, start_offset):
-            self._flush()
+            self._flush(sync=False)
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
         """(epoch, end offset) as OffsetsForLeaderEpoch answers it.

@@ -62,6 +62,13 @@ class LogManager:
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.logs: dict[TopicPartition, PartitionLog] = {}
         self.log_dir_of: dict[TopicPartition, Path] = {}
+        self._unlink: Callable[[list[Path]], object] | None = None
+
+    def set_unlinker(self, unlink: Callable[[list[Path]], object]) -> None:
+        """Remove the files of deleted segments with `unlink` (the broker: in its worker pool)."""
+        self._unlink = unlink
+        for plog in self.logs.values():
+            plog.unlink_files = unlink
 
     @classmethod
     def open(
@@ -121,6 +128,8 @@ class LogManager:
             except Exception:
                 log.exception("could not load %s; leaving it offline", path)
                 continue
+            if self._unlink is not None:
+                plog.unlink_files = self._unlink
             self.logs[key] = plog
             self.log_dir_of[key] = log_dir
         if clean:
@@ -164,6 +173,8 @@ class LogManager:
             producer_id_expiration_ms=self.producer_id_expiration_ms,
         )
         fsync_dir(log_dir)
+        if self._unlink is not None:
+            plog.unlink_files = self._unlink
         self.logs[key] = plog
         self.log_dir_of[key] = log_dir
         return plog

@@ -26,6 +26,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from strom.storage.log_config import LogConfig
 from strom.storage.partition_metadata import read_partition_metadata, write_partition_metadata
 from strom.storage.producer_state import Analysis, Origin, ProducerStateManager
 from strom.storage.recovery import load_producer_state, load_segments, rebuild_producer_state
-from strom.storage.segment import Segment, SegmentClosedError
+from strom.storage.segment import Segment, SegmentClosedError, unlink_paths
 from strom.storage.txn_index import AbortedTxn
 
 __all__ = [
@@ -84,7 +85,7 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class ReadResult:
-    records: bytes  # whole batches; empty when nothing is readable
+    records: bytes | memoryview  # whole batches; empty when nothing is readable
     first_offset: int  # base offset of the first batch returned, -1 when empty
     next_offset: int  # offset after the last batch returned (the fetch offset when empty)
     high_watermark: int
@@ -128,6 +129,9 @@ class PartitionLog:
         # Read by DescribeProducers and the cleaner; changed only through this class.
         self.producer_state = ProducerStateManager(directory, self.name)
         self.producer_id_expiration_ms = producer_id_expiration_ms
+        # Removes the `.deleted` files of dropped segments; the broker sets one that runs in
+        # its worker pool (LogManager.set_unlinker).
+        self.unlink_files: Callable[[list[Path]], object] = unlink_paths
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -416,21 +420,36 @@ class PartitionLog:
         )
 
     def read(
-        self, fetch_offset: int, max_bytes: int, max_offset: int, min_one_batch: bool
+        self,
+        fetch_offset: int,
+        max_bytes: int,
+        max_offset: int,
+        min_one_batch: bool,
+        *,
+        nowait: bool = False,
     ) -> ReadResult:
+        """See `_read`. `nowait`: raise NotCachedError rather than wait for the disk (the event
+        loop reads this way and repeats a read that would block in the worker pool)."""
         try:
-            return self._read(fetch_offset, max_bytes, max_offset, min_one_batch)
+            return self._read(fetch_offset, max_bytes, max_offset, min_one_batch, nowait)
         except SegmentClosedError:
             # The cleaner or retention swapped a segment out under us; the new list is whole.
-            return self._read(fetch_offset, max_bytes, max_offset, min_one_batch)
+            return self._read(fetch_offset, max_bytes, max_offset, min_one_batch, nowait)
 
     def _read(
-        self, fetch_offset: int, max_bytes: int, max_offset: int, min_one_batch: bool
+        self,
+        fetch_offset: int,
+        max_bytes: int,
+        max_offset: int,
+        min_one_batch: bool,
+        nowait: bool = False,
     ) -> ReadResult:
         """Whole batches from the batch holding `fetch_offset`, below `max_offset`, one segment.
 
         At most `max_bytes`, except that with `min_one_batch` the first batch is returned whole
         even when bigger. Raises OffsetOutOfRangeError outside [log_start_offset, log_end_offset].
+        The records are the bytes read (or a view of them cut at the last whole batch): never
+        copied on their way from the file to the socket.
         """
         self._check_open()
         end_offset = self.log_end_offset
@@ -443,7 +462,7 @@ class PartitionLog:
         for segment in segments[self._segment_index(fetch_offset) :]:
             if segment.base_offset >= limit:
                 break
-            found = segment.locate(fetch_offset)
+            found = segment.locate(fetch_offset, nowait)
             if found is None:
                 continue  # nothing at or after fetch_offset here (e.g. compacted away)
             start, first = found
@@ -452,11 +471,12 @@ class PartitionLog:
             if limit >= segment.next_offset:
                 stop = segment.size
             else:
-                boundary = segment.locate(limit)
+                boundary = segment.locate(limit, nowait)
                 stop = segment.size if boundary is None else boundary[0]
             if stop <= start:
                 break  # the first batch straddles max_offset
-            data = segment.read(start, min(stop - start, max_bytes))
+            read = segment.read_nowait if nowait else segment.read
+            data = read(start, min(stop - start, max_bytes))
             cut = 0
             last: BatchHeader | None = None
             for rel, header in iter_batch_headers(memoryview(data)):
@@ -464,8 +484,11 @@ class PartitionLog:
             if last is None:
                 if not min_one_batch:
                     break
-                data, cut, last = segment.read(start, first.size), first.size, first
-            records = data if cut == len(data) else data[:cut]
+                data, cut, last = read(start, first.size), first.size, first
+            segment.remember_read_end(last.next_offset, start + cut)
+            records: bytes | memoryview = (
+                data if cut == len(data) and isinstance(data, bytes) else memoryview(data)[:cut]
+            )
             return ReadResult(
                 records,
                 first.base_offset,
@@ -582,7 +605,7 @@ class PartitionLog:
         with self._segments_lock:
             self.segments = [segment for segment in self.segments if id(segment) not in ids]
         for segment in doomed:
-            segment.delete()
+            segment.delete(self.unlink_files)
         # A segment's snapshot goes with it (Kafka deletes them together).
         self.producer_state.delete_snapshots_where(segment.base_offset for segment in doomed)
 
@@ -626,6 +649,7 @@ class PartitionLog:
                 ):
                     segment.fsync()
             self.producer_state.sync_snapshots()
+            self.leader_epoch_cache.sync()
             if self._dir_needs_fsync:
                 self._dir_needs_fsync = False
                 fsync_dir(self.directory)

@@ -61,7 +61,7 @@ def append(
     return result
 
 
-def records_of(data: bytes) -> list[Record]:
+def records_of(data: bytes | memoryview) -> list[Record]:
     """Decode every batch in `data`."""
     out: list[Record] = []
     position = 0

@@ -26,6 +26,7 @@ from strom.server.handlers import (  # noqa: F401
     list_offsets,
     list_transactions,
     metadata,
+    offsets_for_leader_epoch,
     produce,
     txn_offset_commit,
 )

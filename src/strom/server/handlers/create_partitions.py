@@ -12,6 +12,7 @@ controller mutation quotas.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable
 
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.create_partitions_request import (
@@ -34,7 +35,7 @@ def check_replicas(ctx: RequestContext, broker_ids: list[int], partition_label: 
             ErrorCode.INVALID_REPLICA_ASSIGNMENT,
             f"The replica list for {partition_label} is empty.",
         )
-    known = {ctx.broker.node.node_id}
+    known = set(ctx.broker.live_broker_ids())
     for broker_id in broker_ids:
         if broker_id not in known:
             raise ApiError(
@@ -90,7 +91,7 @@ def _validate(ctx: RequestContext, topic: CreatePartitionsTopic) -> None:
 @handles(37, 0, 3)
 def handle_create_partitions(
     ctx: RequestContext, request: CreatePartitionsRequest
-) -> CreatePartitionsResponse:
+) -> CreatePartitionsResponse | Awaitable[CreatePartitionsResponse]:
     counts = Counter(topic.name for topic in request.topics)
     results: list[CreatePartitionsTopicResult] = []
     answered: set[str] = set()
@@ -111,4 +112,23 @@ def handle_create_partitions(
         except ApiError as exc:
             result.error_code = exc.code
             result.error_message = exc.message or exc.code.name
+    if ctx.broker.cluster is not None and not request.validate_only:
+        return _finish_in_cluster(ctx, CreatePartitionsResponse(results=results), request)
     return CreatePartitionsResponse(results=results)
+
+
+async def _finish_in_cluster(
+    ctx: RequestContext, response: CreatePartitionsResponse, request: CreatePartitionsRequest
+) -> CreatePartitionsResponse:
+    """Cluster mode: wait for the assignment writes, then (up to the timeout) for the cache
+    to show the new partition counts."""
+    cluster = ctx.broker.cluster
+    assert cluster is not None
+    wanted = {t.name: t.count for t in request.topics}
+
+    def grown(name: str) -> bool:
+        record = ctx.broker.metadata.get_topic(name)
+        return record is not None and record.num_partitions >= wanted.get(name, 0)
+
+    await cluster.finish(response.results, request.timeout_ms, grown)
+    return response

@@ -1,23 +1,25 @@
 """CreateTopics (key 19), versions 2-7: create topics, or only check that they could be.
 
 Each topic gets its own error code and message. -1 partitions or replication factor take the
-broker defaults (num.partitions, default.replication.factor); a replication factor above 1 has
-no brokers to live on (INVALID_REPLICATION_FACTOR). A manual assignment requires both to be -1
-(INVALID_REQUEST otherwise) and must name partitions 0..n-1 once each, with the same number of
-replicas each, only existing brokers (this one) and no broker twice
+broker defaults (num.partitions, default.replication.factor); a replication factor above the
+number of live brokers has no brokers to live on (INVALID_REPLICATION_FACTOR). A manual
+assignment requires both to be -1 (INVALID_REQUEST otherwise) and must name partitions 0..n-1
+once each, with the same number of replicas each, only live brokers and no broker twice
 (INVALID_REPLICA_ASSIGNMENT). Configs are validated as topic overrides (INVALID_CONFIG). A name
 that is illegal, or that differs from an existing topic only by '.' versus '_', answers
 INVALID_TOPIC_EXCEPTION; an existing one TOPIC_ALREADY_EXISTS; a name given twice in one request
-INVALID_REQUEST. validate_only runs every check and creates nothing. Creation is synchronous, so
-the timeout is not used. From v5 a success carries the partition count, replication factor and
-the topic's described configuration; from v7 the new topic id (zero when only validating).
-Not done: ACLs, create-topic policies, controller mutation quotas.
+INVALID_REQUEST. validate_only runs every check and creates nothing. On a single broker creation
+is synchronous, so the timeout is not used; in cluster mode the answer waits (up to the
+timeout) until the new partitions have leaders. From v5 a success carries the partition count,
+replication factor and the topic's described configuration; from v7 the new topic id (zero
+when only validating). Not done: ACLs, create-topic policies, controller mutation quotas.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Awaitable
 
 from strom.cluster.topic_names import has_collision_chars, validate_topic_name
 from strom.config import ConfigError, log_config_for
@@ -131,7 +133,10 @@ def _create(
         raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
     topic_id = ZERO_UUID
     if not validate_only:
-        record = broker.create_topic(topic.name, num_partitions, replication_factor, normalized)
+        manual = {a.partition_index: tuple(a.broker_ids) for a in topic.assignments}
+        record = broker.create_topic(
+            topic.name, num_partitions, replication_factor, normalized, manual or None
+        )
         topic_id = record.topic_id
     result.topic_id = topic_id
     result.num_partitions = num_partitions
@@ -150,7 +155,9 @@ def _create(
 
 
 @handles(19, 2, 7)
-def handle_create_topics(ctx: RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse:
+def handle_create_topics(
+    ctx: RequestContext, request: CreateTopicsRequest
+) -> CreateTopicsResponse | Awaitable[CreateTopicsResponse]:
     counts = Counter(topic.name for topic in request.topics)
     results: list[CreatableTopicResult] = []
     answered: set[str] = set()
@@ -169,4 +176,23 @@ def handle_create_topics(ctx: RequestContext, request: CreateTopicsRequest) -> C
         except ApiError as exc:
             result.error_code = exc.code
             result.error_message = exc.message or exc.code.name
-    return CreateTopicsResponse(topics=results)
+    response = CreateTopicsResponse(topics=results)
+    cluster = ctx.broker.cluster
+    if cluster is not None and not request.validate_only:
+        return _finish_in_cluster(ctx, response, request.timeout_ms)
+    return response
+
+
+async def _finish_in_cluster(
+    ctx: RequestContext, response: CreateTopicsResponse, timeout_ms: int
+) -> CreateTopicsResponse:
+    """Cluster mode: the topics were written to ZooKeeper in the background; wait for the
+    writes and for the leaders, then answer with the topic ids."""
+    cluster = ctx.broker.cluster
+    assert cluster is not None
+    await cluster.finish(response.topics, timeout_ms, cluster.topic_ready)
+    for result in response.topics:
+        record = ctx.broker.metadata.get_topic(result.name)
+        if result.error_code == ErrorCode.NONE and record is not None:
+            result.topic_id = record.topic_id
+    return response

@@ -13,6 +13,7 @@ v0 (deprecated).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.delete_topics_request import DeleteTopicsRequest
@@ -36,7 +37,9 @@ def _requested(
 
 
 @handles(20, 1, 6)
-def handle_delete_topics(ctx: RequestContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse:
+def handle_delete_topics(
+    ctx: RequestContext, request: DeleteTopicsRequest
+) -> DeleteTopicsResponse | Awaitable[DeleteTopicsResponse]:
     broker = ctx.broker
     entries = _requested(ctx, request)
     results: list[DeletableTopicResult] = []
@@ -145,4 +148,18 @@ def handle_delete_topics(ctx: RequestContext, request: DeleteTopicsRequest) -> D
             continue
         broker.fetch_sessions.forget_topic(name)
         answer(name, record.topic_id if ctx.api_version >= 6 else topic_id, ErrorCode.NONE)
+    if broker.cluster is not None:
+        return _finish_in_cluster(ctx, DeleteTopicsResponse(responses=results), request.timeout_ms)
     return DeleteTopicsResponse(responses=results)
+
+
+async def _finish_in_cluster(
+    ctx: RequestContext, response: DeleteTopicsResponse, timeout_ms: int
+) -> DeleteTopicsResponse:
+    """Cluster mode: wait for the deletion marks, then (up to the timeout) for the controller
+    to have deleted the topics."""
+    cluster = ctx.broker.cluster
+    assert cluster is not None
+    named = [r for r in response.responses if r.name is not None]
+    await cluster.finish(named, timeout_ms, lambda name: ctx.broker.metadata.get_topic(name) is None)
+    return response

@@ -1,7 +1,7 @@
 """DescribeCluster (key 60), versions 0-1: cluster id, controller and the brokers.
 
 A single broker is its own controller, so `controller_id` is this broker's id and the broker
-list has one entry. Only the broker endpoint type (1) is served: asking a broker for the
+list has one entry; in cluster mode they are the live brokers and the elected controller. Only the broker endpoint type (1) is served: asking a broker for the
 controller endpoints (2) answers MISMATCHED_ENDPOINT_TYPE, any other type
 UNSUPPORTED_ENDPOINT_TYPE. Not done: authorized operations (no ACLs; always the "omitted"
 value).
@@ -32,7 +32,7 @@ def handle_describe_cluster(
     response = DescribeClusterResponse(
         endpoint_type=endpoint_type,
         cluster_id=broker.metadata.cluster_id,
-        controller_id=broker.node.node_id,
+        controller_id=broker.controller_id(),
         brokers=[],
         cluster_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
     )
@@ -47,10 +47,11 @@ def handle_describe_cluster(
             response.error_message = f"Unknown endpoint type {endpoint_type}."
         response.controller_id = -1
         return response
-    node = broker.node
+    nodes = broker.cluster.nodes() if broker.cluster is not None else [broker.node]
     response.brokers = [
         DescribeClusterBroker(
             broker_id=node.node_id, host=node.host, port=node.port, rack=node.rack
         )
+        for node in nodes
     ]
     return response

@@ -10,11 +10,13 @@ with data always returns at least one whole batch, so a batch larger than the li
 makes progress (KIP-74). With fewer than min_bytes available the request waits in the fetch
 purgatory until an append to one of its partitions brings enough, or max_wait_ms passes.
 Incremental fetch sessions (KIP-227) from v7; topic ids instead of names from v13.
-Not done yet: follower fetches (replica_id >= 0), preferred read replicas (rack awareness).
+Cluster mode: only the leader serves consumers; follower fetches (replica_id >= 0) go to
+server/follower_fetch.py. Not done yet: preferred read replicas (rack awareness).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -30,7 +32,9 @@ from strom.protocol.messages.fetch_response import (
 from strom.server.broker import Broker
 from strom.server.context import RequestContext
 from strom.server.fetch_session import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
+from strom.server.follower_fetch import follower_id, handle_follower_fetch
 from strom.server.registry import handles
+from strom.storage.errors import NotCachedError
 from strom.storage.partition_log import OffsetOutOfRangeError
 
 READ_COMMITTED = 1
@@ -140,13 +144,17 @@ class _FetchPlan:
     def keys(self) -> list[tuple[str, int]]:
         return [(t.topic, t.partition) for t in self.targets]
 
-    def read(self) -> tuple[list[tuple[_Target, PartitionData]], int, bool]:
-        """Read every partition; returns (results, bytes read, whether an error occurred)."""
+    def read(self, nowait: bool = False) -> tuple[list[tuple[_Target, PartitionData]], int, bool]:
+        """Read every partition; returns (results, bytes read, whether an error occurred).
+
+        `nowait` (on the event loop): raise NotCachedError as soon as a partition's data is not
+        in the page cache; the caller then runs the whole read again in the worker pool.
+        """
         results: list[tuple[_Target, PartitionData]] = []
         total = 0
         errors = False
         for target in self.targets:
-            data = self._read_one(target, total)
+            data = self._read_one(target, total, nowait)
             if data.error_code != ErrorCode.NONE:
                 errors = True
             records = data.records
@@ -155,7 +163,7 @@ class _FetchPlan:
             results.append((target, data))
         return results, total, errors
 
-    def _read_one(self, target: _Target, bytes_so_far: int) -> PartitionData:
+    def _read_one(self, target: _Target, bytes_so_far: int, nowait: bool) -> PartitionData:
         data = PartitionData(
             partition_index=target.partition,
             error_code=ErrorCode.NONE,
@@ -172,6 +180,10 @@ class _FetchPlan:
         log = self.broker.partition_log(target.topic, target.partition)
         if log is None:
             data.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            return data
+        cluster = self.broker.cluster
+        if cluster is not None and not cluster.replicas.is_leader(target.topic, target.partition):
+            data.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER  # consumers read from leaders
             return data
         key = (target.topic, target.partition)
         self._size_at_read[key] = log.size_bytes
@@ -191,6 +203,7 @@ class _FetchPlan:
                 max_bytes=max(limit, 0),
                 max_offset=stable if self.read_committed else high_watermark,
                 min_one_batch=bytes_so_far == 0,
+                nowait=nowait,
             )
         except OffsetOutOfRangeError:
             data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
@@ -263,6 +276,8 @@ def handle_fetch(
 ) -> FetchResponse | Awaitable[FetchResponse]:
     broker = ctx.broker
     version = ctx.api_version
+    if broker.cluster is not None and follower_id(request, version) >= 0:
+        return handle_follower_fetch(ctx, request, broker.cluster.replicas)
     session_id = 0
     incremental = False
     if version < 7 or (request.session_id == 0 and request.session_epoch == FINAL_EPOCH):
@@ -292,10 +307,28 @@ def handle_fetch(
         targets = _session_targets(found)
         incremental = True
     plan = _FetchPlan(ctx, request, targets, session_id, incremental)
-    results, total, errors = plan.read()
+    try:
+        results, total, errors = plan.read(nowait=True)
+    except NotCachedError:
+        return _read_from_disk(plan)
     if errors or total >= request.min_bytes or request.max_wait_ms <= 0 or not targets:
         return plan.respond(results)
     return _long_poll(plan, total)
+
+
+async def _read_from_disk(plan: _FetchPlan) -> FetchResponse:
+    """A fetch whose data is not all in the page cache: read it in the worker pool.
+
+    The event loop first tries every read without blocking (RWF_NOWAIT), so a consumer that
+    keeps up (its data still cached) costs no thread hop; one that reads old data waits for
+    the disk in a worker while the loop serves everyone else.
+    """
+    request = plan.request
+    loop = asyncio.get_running_loop()
+    results, total, errors = await loop.run_in_executor(plan.broker.io, plan.read)
+    if errors or total >= request.min_bytes or request.max_wait_ms <= 0 or not plan.targets:
+        return plan.respond(results)
+    return await _long_poll(plan, total)
 
 
 async def _long_poll(plan: _FetchPlan, already: int) -> FetchResponse:
@@ -305,5 +338,9 @@ async def _long_poll(plan: _FetchPlan, already: int) -> FetchResponse:
         return already + plan.grown_by() >= request.min_bytes
 
     await plan.broker.fetch_purgatory.wait(plan.keys(), enough, request.max_wait_ms)
-    results, _, _ = plan.read()
+    try:
+        results, _, _ = plan.read(nowait=True)
+    except NotCachedError:
+        loop = asyncio.get_running_loop()
+        results, _, _ = await loop.run_in_executor(plan.broker.io, plan.read)
     return plan.respond(results)

@@ -36,6 +36,10 @@ def _lookup(
     if log is None:
         response.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return response
+    cluster = ctx.broker.cluster
+    if cluster is not None and not cluster.replicas.is_leader(topic, wanted.partition_index):
+        response.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+        return response
     epoch = ctx.broker.leader_epoch(topic, wanted.partition_index)
     fenced = check_leader_epoch(wanted.current_leader_epoch, epoch)
     if fenced != ErrorCode.NONE:

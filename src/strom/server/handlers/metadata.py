@@ -1,6 +1,7 @@
 """Metadata (key 3), versions 0-12: brokers, cluster id, controller and topic partitions.
 
-A single broker is the leader and the only replica of every partition. Topics a client names
+A single broker is the leader and the only replica of every partition; in cluster mode the
+brokers, leaders, replicas and ISRs come from ZooKeeper (server/cluster_runtime.py). Topics a client names
 that do not exist are created when auto.create.topics.enable and the request allow it (the
 creation is synchronous, so the same response already describes the new topic). Topics can
 be named by id from v12. Not done: authorized operations (no ACLs yet; always -2147483648).
@@ -29,6 +30,8 @@ ZERO_UUID = uuid.UUID(int=0)
 
 def describe_topic(ctx: RequestContext, record: TopicRecord, name: str) -> MetadataResponseTopic:
     broker = ctx.broker
+    if broker.cluster is not None:
+        return broker.cluster.describe_topic(record, name)
     node_id = broker.node.node_id
     return MetadataResponseTopic(
         error_code=ErrorCode.NONE,
@@ -93,15 +96,16 @@ def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> MetadataRe
                 topics.append(_error_topic(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
             else:
                 topics.append(describe_topic(ctx, record, name))
-    node = broker.node
+    nodes = broker.cluster.nodes() if broker.cluster is not None else [broker.node]
     return MetadataResponse(
         brokers=[
             MetadataResponseBroker(
                 node_id=node.node_id, host=node.host, port=node.port, rack=node.rack
             )
+            for node in nodes
         ],
         cluster_id=broker.metadata.cluster_id,
-        controller_id=node.node_id,
+        controller_id=broker.controller_id(),
         topics=topics,
         cluster_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
     )

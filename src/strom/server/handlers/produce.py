@@ -24,7 +24,6 @@ broker, whose ISR is itself).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from strom.protocol.errors import ErrorCode
@@ -119,7 +118,7 @@ def _append(
         return response, partition_log, result.last_offset
     broker.after_append(topic, data.index)
     if partition_log.needs_flush(now_ms):
-        asyncio.get_running_loop().run_in_executor(broker.io, partition_log.flush)
+        broker.request_flush(partition_log)
     response = PartitionProduceResponse(
         index=data.index,
         error_code=ErrorCode.NONE,
@@ -139,12 +138,18 @@ def handle_produce(
     topics: list[TopicProduceResponse] = []
     # (response, log, last offset) of each successful append, for acks=all.
     appended: list[tuple[PartitionProduceResponse, PartitionLog, int]] = []
+    cluster = ctx.broker.cluster
     for topic in request.topic_data:
         partitions: list[PartitionProduceResponse] = []
         for data in topic.partition_data:
             if acks not in VALID_ACKS:
                 partitions.append(_error(data.index, ErrorCode.INVALID_REQUIRED_ACKS))
                 continue
+            if cluster is not None:  # cluster mode: only the leader appends
+                refused = cluster.replicas.check_produce(topic.name, data.index, acks)
+                if refused != ErrorCode.NONE:
+                    partitions.append(_error(data.index, refused))
+                    continue
             response, partition_log, last_offset = _append(ctx, topic.name, data, now_ms)
             partitions.append(response)
             if partition_log is not None:
@@ -159,6 +164,8 @@ def handle_produce(
 
     if acks != -1 or replicated():
         return produced
+    if cluster is not None:  # the ISR decides when acks=all is done (server/replica_manager.py)
+        return cluster.replicas.await_acks_all(request.timeout_ms, produced, appended)
     return _await_replication(ctx, request, produced, appended, replicated)
 
 

@@ -1,0 +1,410 @@
+"""Cluster metadata from ZooKeeper: the cluster-mode counterpart of `LocalMetadata`.
+
+Every broker keeps a cache of what the cluster's znodes say (live brokers with their
+endpoints, topics with ids, assignments and configs, partition states with their znode
+versions) and keeps it current with watches, so that request handlers read it synchronously
+without touching ZooKeeper (Kafka's brokers keep a MetadataCache the same way; there the
+controller pushes UpdateMetadata, here each broker watches the znodes itself).
+
+The read side has the same shape as `LocalMetadata` (`topics`, `get_topic`, `topic_by_id`,
+`cluster_id`, dynamic configs, producer ids) so the broker and its handlers use either one.
+Writes (create and delete topics, add partitions, change topic configs) are asynchronous:
+they go to ZooKeeper through `ZkClusterStore`, the controller acts on them, and the cache
+hears of the result through its watches (`wait_until` lets a caller wait for that).
+
+Everything here runs on the event loop; watch callbacks only schedule work on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from strom.cluster.local_metadata import TopicLookup, TopicRecord
+from strom.cluster.zk import layout as L
+from strom.cluster.zk.client import Stat, WatchHandle, ZkClient, ZkError
+from strom.cluster.zk.controller_logic import BrokerInfo, assign_added_partitions, assign_replicas
+from strom.cluster.zk.layout import (
+    BrokerRegistration,
+    PartitionState,
+    ProducerIdBlock,
+    TopicAssignment,
+    TopicPartition,
+)
+from strom.cluster.zk.store import VersionedState, ZkClusterStore
+
+log = logging.getLogger("strom.cluster")
+
+ZERO_UUID = uuid.UUID(int=0)
+
+
+class ClusterMetadataError(Exception):
+    """A cluster-mode operation cannot be done (the message says why)."""
+
+
+class ProducerIdsUnavailableError(ClusterMetadataError):
+    """No block of producer ids has been fetched from ZooKeeper yet."""
+
+
+@dataclass
+class MetadataListener:
+    """What the broker wants to hear about; every callback runs on the event loop."""
+
+    on_partition: Callable[[TopicPartition], None] = lambda tp: None
+    on_topic_removed: Callable[[str, int], None] = lambda topic, count: None
+    on_topic_config: Callable[[str], None] = lambda topic: None
+    on_brokers: Callable[[], None] = lambda: None
+
+
+@dataclass
+class _TopicWatches:
+    handles: list[WatchHandle] = field(default_factory=list)
+    partitions: dict[int, WatchHandle] = field(default_factory=dict)
+
+    def cancel(self) -> None:
+        for handle in [*self.handles, *self.partitions.values()]:
+            handle.cancel()
+
+
+class ZkMetadata:
+    def __init__(self, client: ZkClient, broker_id: int) -> None:
+        self.client = client
+        self.store = ZkClusterStore(client)
+        self.broker_id = broker_id
+        self.listener = MetadataListener()
+        self._cluster_id = ""
+        self.brokers: dict[int, BrokerRegistration] = {}
+        self.assignments: dict[str, TopicAssignment] = {}
+        self.configs: dict[str, dict[str, str]] = {}
+        self.states: dict[TopicPartition, VersionedState] = {}
+        self._topics: dict[str, TopicRecord] = {}
+        self._by_id: dict[uuid.UUID, str] = {}
+        self._watches: list[WatchHandle] = []
+        self._topic_watches: dict[str, _TopicWatches] = {}
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Producer ids: the current block (next, end exclusive) and the next one, fetched
+        # ahead so that InitProducerId (synchronous) never waits for ZooKeeper.
+        self._pid_next = 0
+        self._pid_end = 0
+        self._pid_spare: ProducerIdBlock | None = None
+        self._pid_fetching = False
+
+    # --- start and stop -----------------------------------------------------------------
+
+    async def start(self, proposed_cluster_id: str) -> None:
+        await self.store.ensure_persistent_paths()
+        self._cluster_id = await self.store.get_or_create_cluster_id(proposed_cluster_id)
+        self._watches.append(await self.client.watch_children(L.BROKER_IDS, self._brokers_seen))
+        self._watches.append(await self.client.watch_children(L.TOPICS, self._topics_seen))
+        await self._fetch_producer_id_block()
+
+    async def load(self) -> None:
+        """Reads every topic now (start-up: the logs are reconciled against the result)."""
+        for topic in await self.store.topics():
+            await self._load_topic(topic)
+        await self._read_brokers(await self.store.broker_ids())
+
+    async def register(self, registration: BrokerRegistration) -> None:
+        await self.store.register_broker(registration)
+
+    def stop(self) -> None:
+        for handle in self._watches:
+            handle.cancel()
+        for watches in self._topic_watches.values():
+            watches.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.cancel()
+
+    # --- the LocalMetadata-shaped read side -----------------------------------------------
+
+    @property
+    def cluster_id(self) -> str:
+        return self._cluster_id
+
+    @property
+    def topics(self) -> Mapping[str, TopicRecord]:
+        return MappingProxyType(self._topics)
+
+    def get_topic(self, name: str) -> TopicRecord | None:
+        return self._topics.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicLookup | None:
+        name = self._by_id.get(topic_id)
+        return None if name is None else TopicLookup(name, self._topics[name])
+
+    @property
+    def dynamic_broker_configs(self) -> Mapping[str, Mapping[str, str]]:
+        # Dynamic broker configs are not kept in ZooKeeper by Strom yet.
+        return MappingProxyType({})
+
+    def dynamic_configs_for(self, broker_id: int | None) -> dict[str, str]:
+        return {}
+
+    def reserve_producer_ids(self, count: int) -> int:
+        """`count` ids from the blocks claimed in ZooKeeper (at most one block's worth)."""
+        if self._pid_next + count > self._pid_end:
+            spare, self._pid_spare = self._pid_spare, None
+            if spare is None or spare.block_end - spare.block_start + 1 < count:
+                self._spawn(self._fetch_producer_id_block())
+                raise ProducerIdsUnavailableError("no producer id block available yet")
+            self._pid_next, self._pid_end = spare.block_start, spare.block_end + 1
+            self._spawn(self._fetch_producer_id_block())
+        first = self._pid_next
+        self._pid_next += count
+        return first
+
+    async def _fetch_producer_id_block(self) -> None:
+        if self._pid_fetching or self._pid_spare is not None:
+            return
+        self._pid_fetching = True
+        try:
+            block = await self.store.allocate_producer_id_block(self.broker_id)
+        finally:
+            self._pid_fetching = False
+        if self._pid_next >= self._pid_end:
+            self._pid_next, self._pid_end = block.block_start, block.block_end + 1
+            self._spawn(self._fetch_producer_id_block())
+        else:
+            self._pid_spare = block
+
+    # --- cluster views ------------------------------------------------------------------
+
+    def state(self, topic: str, partition: int) -> VersionedState | None:
+        return self.states.get(TopicPartition(topic, partition))
+
+    def replicas(self, topic: str, partition: int) -> tuple[int, ...]:
+        assignment = self.assignments.get(topic)
+        return assignment.partitions.get(partition, ()) if assignment else ()
+
+    def live_broker_infos(self) -> list[BrokerInfo]:
+        return [BrokerInfo(b, r.rack) for b, r in sorted(self.brokers.items())]
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        """Waits until the cache satisfies `predicate` (checked after every change)."""
+        if predicate():
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (predicate, fut)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+            return True
+        except TimeoutError:
+            return predicate()
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    def _changed(self) -> None:
+        for predicate, fut in list(self._waiters):
+            if not fut.done() and predicate():
+                fut.set_result(None)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def create_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: Mapping[str, str],
+        replicas: Mapping[int, tuple[int, ...]] | None = None,
+    ) -> TopicAssignment:
+        """Places the replicas over the live brokers (unless given) and writes the topic; the
+        controller then elects the leaders. Raises controller_logic's AssignmentError and the
+        store's TopicExistsError."""
+        if replicas is None:
+            replicas = assign_replicas(self.live_broker_infos(), num_partitions, replication_factor)
+        return await self.store.create_topic(name, replicas, configs)
+
+    async def delete_topic(self, name: str) -> None:
+        await self.store.mark_topic_for_deletion(name)
+
+    async def add_partitions(self, name: str, count: int) -> None:
+        found = await self.client.get_or_none(L.topic_path(name))
+        if found is None:
+            raise ClusterMetadataError(f"topic {name!r} does not exist")
+        current = TopicAssignment.from_json(name, found[0])
+        added = assign_added_partitions(
+            self.live_broker_infos(), current.partitions, count - len(current.partitions)
+        )
+        merged = dict(current.partitions)
+        merged.update(added)
+        updated = TopicAssignment(merged, current.topic_id)
+        await self.store.set_topic_assignment(name, updated, found[1].version)
+
+    async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> None:
+        """Replaces the topic's overrides; every broker's config watch applies them. The
+        change notification is written too, for Kafka tools that read it."""
+        await self.client.set(L.topic_config_path(name), L.EntityConfig(dict(configs)).to_json())
+        with contextlib.suppress(ZkError):
+            await self.client.create(
+                f"{L.CONFIG_CHANGES}/{L.CONFIG_CHANGE_PREFIX}",
+                L.ConfigChangeNotification(f"topics/{name}").to_json(),
+                sequential=True,
+                make_parents=True,
+            )
+
+    # --- watches ------------------------------------------------------------------------
+
+    def _spawn(self, coro: object) -> None:
+        async def guarded() -> None:
+            try:
+                await coro  # type: ignore[misc]
+            except asyncio.CancelledError:
+                raise
+            except ZkError as exc:
+                log.warning("ZooKeeper read failed: %r", exc)
+            except Exception:
+                log.exception("cluster metadata update failed")
+
+        task = asyncio.ensure_future(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _brokers_seen(self, children: list[str]) -> None:
+        ids = [int(c) for c in children if c.isdigit()]
+
+        async def refresh() -> None:
+            if await self._read_brokers(ids):
+                self.listener.on_brokers()
+                self._changed()
+
+        self._spawn(refresh())
+
+    async def _read_brokers(self, ids: list[int]) -> bool:
+        fresh: dict[int, BrokerRegistration] = {}
+        for broker_id in ids:
+            found = self.brokers.get(broker_id)
+            if found is None:
+                read = await self.store.broker(broker_id)
+                if read is None:
+                    continue
+                found = read[0]
+            fresh[broker_id] = found
+        if fresh == self.brokers:
+            return False
+        self.brokers = fresh
+        log.info("live brokers: %s", sorted(fresh))
+        return True
+
+    def _topics_seen(self, children: list[str]) -> None:
+        current = set(children)
+        for topic in set(self._topic_watches) - current:
+            self._forget_topic(topic)
+        for topic in sorted(current - set(self._topic_watches)):
+            self._spawn(self._load_topic(topic))
+
+    async def _load_topic(self, topic: str) -> None:
+        if topic in self._topic_watches:
+            return
+        watches = self._topic_watches[topic] = _TopicWatches()
+
+        def assignment_changed(data: bytes | None, stat: object) -> None:
+            if data is None or self._topic_watches.get(topic) is not watches:
+                return
+            try:
+                assignment = TopicAssignment.from_json(topic, data)
+            except L.LayoutError as exc:
+                log.error("ignoring topic %s: %s", topic, exc)
+                return
+            self.assignments[topic] = assignment
+            self._refresh_record(topic)
+            for p in assignment.partitions:
+                if p not in watches.partitions:
+                    self._spawn(self._watch_partition(topic, p, watches))
+            for p in assignment.partitions:
+                self.listener.on_partition(TopicPartition(topic, p))
+
+        def config_changed(data: bytes | None, stat: object) -> None:
+            if self._topic_watches.get(topic) is not watches:
+                return
+            try:
+                self.configs[topic] = dict(L.EntityConfig.from_json(data).config)
+            except L.LayoutError as exc:
+                log.error("ignoring config of topic %s: %s", topic, exc)
+                return
+            if self._refresh_record(topic):
+                self.listener.on_topic_config(topic)
+
+        # The config first: the topic must not appear (in `topics`) without its overrides.
+        watches.handles.append(
+            await self.client.watch_data(L.topic_config_path(topic), config_changed)
+        )
+        watches.handles.append(
+            await self.client.watch_data(L.topic_path(topic), assignment_changed)
+        )
+
+    async def _watch_partition(self, topic: str, partition: int, watches: _TopicWatches) -> None:
+        tp = TopicPartition(topic, partition)
+        if partition in watches.partitions:
+            return
+
+        def state_changed(data: bytes | None, stat: Stat | None) -> None:
+            if self._topic_watches.get(topic) is not watches:
+                return
+            if data is None or stat is None:
+                self.states.pop(tp, None)
+            else:
+                try:
+                    state = PartitionState.from_json(data, L.partition_state_path(tp))
+                except L.LayoutError as exc:
+                    log.error("ignoring state of %s: %s", tp, exc)
+                    return
+                old = self.states.get(tp)
+                if old is not None and old.version > stat.version and old.state == state:
+                    return
+                self.states[tp] = VersionedState(state, stat.version)
+            self.listener.on_partition(tp)
+            self._changed()
+
+        handle = WatchHandle()  # placeholder until the real one is known
+        watches.partitions[partition] = handle
+        watches.partitions[partition] = await self.client.watch_data(
+            L.partition_state_path(tp), state_changed
+        )
+
+    def _refresh_record(self, topic: str) -> bool:
+        """Rebuilds the TopicRecord of `topic`; True when it changed."""
+        assignment = self.assignments.get(topic)
+        if assignment is None or topic not in self.configs:
+            return False
+        rf = len(next(iter(assignment.partitions.values()), ()))
+        record = TopicRecord(
+            assignment.topic_id or ZERO_UUID,
+            len(assignment.partitions),
+            max(rf, 1),
+            dict(self.configs[topic]),
+        )
+        if self._topics.get(topic) == record:
+            return False
+        self._topics[topic] = record
+        self._by_id[record.topic_id] = topic
+        self._changed()
+        return True
+
+    def _forget_topic(self, topic: str) -> None:
+        watches = self._topic_watches.pop(topic, None)
+        if watches is not None:
+            watches.cancel()
+        assignment = self.assignments.pop(topic, None)
+        self.configs.pop(topic, None)
+        record = self._topics.pop(topic, None)
+        if record is not None:
+            self._by_id.pop(record.topic_id, None)
+        count = len(assignment.partitions) if assignment else 0
+        for tp in [tp for tp in self.states if tp.topic == topic]:
+            del self.states[tp]
+            count = max(count, tp.partition + 1)
+        log.info("topic %s removed from the cluster metadata", topic)
+        self.listener.on_topic_removed(topic, count)
+        self._changed()

@@ -1,0 +1,351 @@
+"""Cluster mode (zookeeper.connect set): ZooKeeper session, metadata cache, controller, replicas.
+
+`open_cluster_broker` builds a `Broker` whose metadata is a `ZkMetadata` and attaches a
+`ClusterRuntime` to it (`broker.cluster`); `ClusterRuntime.start` runs once the listeners are
+bound (the registration must carry the real port): it registers the broker in /brokers/ids,
+runs for controller (every broker runs a `ZkController`, one wins) and applies the partition
+states. `shutdown` is the controlled shutdown of SIGTERM: leaderships move to other in-sync
+replicas first, then the session is closed (its ephemeral znodes disappear at once).
+
+Admin writes from the synchronous handlers (CreateTopics, DeleteTopics, CreatePartitions,
+configs, auto-creation) start a ZooKeeper write here and return; the handlers that can wait
+then `await settle(...)`, which waits for the writes and for the cache to show the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from strom.cluster.ids import new_cluster_id
+from strom.cluster.local_metadata import TopicRecord
+from strom.cluster.topic_names import INTERNAL_TOPICS
+from strom.cluster.zk import controller_logic as logic
+from strom.cluster.zk.client import BadVersionError, ZkClient, ZkError
+from strom.cluster.zk.context import ControllerListener, NotControllerError, PartitionUpdate
+from strom.cluster.zk.controller import ZkController
+from strom.cluster.zk.controller_logic import PartitionView
+from strom.cluster.zk.layout import BrokerRegistration, Endpoint, TopicPartition
+from strom.cluster.zk.store import TopicExistsError, VersionedState
+from strom.cluster.zk_metadata import MetadataListener, ZkMetadata
+from strom.config import BrokerConfig
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.metadata_response import (
+    MetadataResponsePartition,
+    MetadataResponseTopic,
+)
+from strom.server.errors import ApiError
+from strom.server.replica_manager import ReplicaManager
+
+if TYPE_CHECKING:
+    from strom.server.broker import Broker, Node
+
+log = logging.getLogger("strom.cluster")
+
+CONTROLLED_SHUTDOWN_ATTEMPTS = 3
+AUTHORIZED_OPERATIONS_OMITTED = -2147483648
+
+
+class _ControllerHooks(ControllerListener):
+    """The active controller's decisions reach the partitions at once (the other brokers
+    hear of them through their watches of the state znodes)."""
+
+    def __init__(self, runtime: ClusterRuntime) -> None:
+        self.runtime = runtime
+
+    def on_partition_states(self, updates: Mapping[TopicPartition, PartitionUpdate]) -> None:
+        metadata = self.runtime.metadata
+        for tp, update in updates.items():
+            known = metadata.states.get(tp)
+            if known is None or known.version < update.zk_version:
+                metadata.states[tp] = VersionedState(update.state, update.zk_version)
+            self.runtime.replicas.apply(tp)
+
+
+class ClusterRuntime:
+    def __init__(self, broker: Broker, client: ZkClient, metadata: ZkMetadata) -> None:
+        self.broker = broker
+        self.client = client
+        self.metadata = metadata
+        self.replicas = ReplicaManager(broker, metadata)
+        cfg = broker.config
+        self.controller = ZkController(
+            client,
+            cfg.broker_id,
+            listener=_ControllerHooks(self),
+            unclean_leader_election_enable=cfg.get("unclean.leader.election.enable") is True,
+            delete_topic_enable=cfg.delete_topic_enable,
+        )
+        self._pending: list[tuple[str, asyncio.Task[None]]] = []
+        self._shrinker: asyncio.Task[None] | None = None
+
+    # --- start and stop -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        replicas = self.replicas
+        self.metadata.listener = MetadataListener(
+            on_partition=replicas.apply,
+            on_topic_removed=replicas.topic_removed,
+            on_topic_config=replicas.topic_config_changed,
+            on_brokers=replicas.brokers_changed,
+        )
+        await self.metadata.register(self._registration())
+        await self.controller.start()
+        replicas.apply_all()
+        self._shrinker = asyncio.create_task(self._shrink_loop(), name="isr-shrink")
+
+    def _registration(self) -> BrokerRegistration:
+        cfg = self.broker.config
+        node = self.broker.node
+        advertised = cfg.advertised_listeners or cfg.listeners
+        endpoints = []
+        for i, listener in enumerate(advertised):
+            host = node.host if i == 0 else (listener.host or node.host)
+            port = node.port if i == 0 else listener.port
+            endpoints.append(Endpoint(listener.name, host, port, "PLAINTEXT"))
+        return BrokerRegistration(
+            cfg.broker_id, tuple(endpoints), cfg.broker_rack, int(time.time() * 1000)
+        )
+
+    async def _shrink_loop(self) -> None:
+        interval = max(self.replicas.lag_max_ms / 2, 50) / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.replicas.shrink_isr()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ISR shrink failed")
+
+    async def shutdown(self) -> None:
+        """Controlled shutdown, then leave the cluster (the session closes)."""
+        try:
+            await asyncio.wait_for(self._controlled_shutdown(), timeout=10)
+        except (TimeoutError, ZkError, NotControllerError, ValueError) as exc:
+            log.warning("controlled shutdown incomplete (%r); leaving anyway", exc)
+        if self._shrinker is not None:
+            self._shrinker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._shrinker
+        await self.replicas.stop()
+        await self.controller.stop()
+        self.metadata.stop()
+        await self.client.close()
+
+    async def _controlled_shutdown(self) -> None:
+        broker_id = self.broker.config.broker_id
+        for _ in range(CONTROLLED_SHUTDOWN_ATTEMPTS):
+            if self.controller.is_active:
+                remaining = await self.controller.controlled_shutdown(broker_id)
+            else:
+                remaining = await self._controlled_shutdown_via_zk(broker_id)
+            if not remaining:
+                log.info("controlled shutdown: no partition is led here any more")
+                return
+            log.info("controlled shutdown: still leading %d partition(s)", len(remaining))
+            await asyncio.sleep(0.2)
+
+    async def _controlled_shutdown_via_zk(self, broker_id: int) -> set[TopicPartition]:
+        """Not the controller: write the controller's own controlled-shutdown decisions with
+        compare-and-set, stamped with the current controller epoch, then announce them as
+        ISR changes so that the controller re-reads these states into its cache."""
+        metadata = self.metadata
+        store = metadata.store
+        views = {
+            tp: PartitionView(metadata.replicas(tp.topic, tp.partition), vs.state)
+            for tp, vs in metadata.states.items()
+            if broker_id in metadata.replicas(tp.topic, tp.partition)
+        }
+        live = set(metadata.brokers)
+        epoch = self.controller.epoch
+        changes, remaining = logic.controlled_shutdown(views, live, {broker_id}, epoch)
+        written: list[TopicPartition] = []
+        for tp, state in changes.items():
+            known = metadata.states.get(tp)
+            if known is None:
+                continue
+            try:
+                await store.update_partition_state(tp, state, known.version)
+                written.append(tp)
+            except BadVersionError:
+                if known.state.leader == broker_id:
+                    remaining.add(tp)  # changed meanwhile: look again on the next attempt
+        if written:
+            await store.notify_isr_change(written)
+            await metadata.wait_until(
+                lambda: all(
+                    (vs := metadata.states.get(tp)) is None or vs.state == changes[tp]
+                    for tp in written
+                ),
+                timeout_s=5,
+            )
+        return remaining
+
+    # --- admin writes started by synchronous handlers --------------------------------------
+
+    def start_write(self, name: str, make: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await make()
+
+        self._pending.append((name, asyncio.ensure_future(run())))
+
+    async def settle(self) -> dict[str, ApiError]:
+        """Waits for the writes started so far; returns their errors by topic name."""
+        pending, self._pending = self._pending, []
+        errors: dict[str, ApiError] = {}
+        for name, task in pending:
+            try:
+                await task
+            except TopicExistsError:
+                errors[name] = ApiError(
+                    ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
+                )
+            except logic.AssignmentError as exc:
+                errors[name] = ApiError(ErrorCode.INVALID_REPLICATION_FACTOR, str(exc))
+            except ZkError as exc:
+                errors[name] = ApiError(ErrorCode.REQUEST_TIMED_OUT, f"ZooKeeper: {exc!r}")
+            except Exception as exc:
+                log.exception("admin write for %s failed", name)
+                errors[name] = ApiError(ErrorCode.UNKNOWN_SERVER_ERROR, repr(exc))
+        return errors
+
+    async def finish(
+        self, results: Sequence[Any], timeout_ms: int, done: Callable[[str], bool]
+    ) -> None:
+        """For an admin response whose entries (with `name`, `error_code`, `error_message`)
+        started writes: put the write errors in, then wait up to `timeout_ms` until the cache
+        shows every other entry `done` (other brokers see it about as soon)."""
+        errors = await self.settle()
+        ok: list[str] = []
+        for result in results:
+            error = errors.get(result.name)
+            if error is not None:
+                result.error_code = error.code
+                result.error_message = error.message or error.code.name
+            elif result.error_code == ErrorCode.NONE:
+                ok.append(result.name)
+        await self.metadata.wait_until(
+            lambda: all(done(name) for name in ok), max(timeout_ms, 0) / 1000
+        )
+
+    def create_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: Mapping[str, str],
+        replicas: Mapping[int, tuple[int, ...]] | None = None,
+    ) -> None:
+        live = len(self.metadata.brokers)
+        if replicas is None and replication_factor > live:
+            raise ApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"Replication factor: {replication_factor} larger than available brokers: {live}.",
+            )
+
+        async def write() -> None:
+            await self.metadata.create_topic(
+                name, num_partitions, replication_factor, configs, replicas
+            )
+            log.info(
+                "created topic %s (%d partition(s), RF %d)",
+                name,
+                num_partitions,
+                replication_factor,
+            )
+
+        self.start_write(name, write)
+
+    # --- views for Metadata and DescribeCluster -------------------------------------------
+
+    def nodes(self) -> list[Node]:
+        """The live brokers, at the endpoint of the listener clients reach this one on."""
+        from strom.server.broker import Node
+
+        listeners = self.broker.config.listeners
+        wanted = listeners[0].name if listeners else None
+        out: list[Node] = []
+        for broker_id, registration in sorted(self.metadata.brokers.items()):
+            if broker_id == self.broker.node.node_id:
+                out.append(self.broker.node)
+                continue
+            if not registration.endpoints:
+                continue
+            endpoint = next(
+                (e for e in registration.endpoints if e.listener_name == wanted),
+                registration.endpoints[0],
+            )
+            out.append(Node(broker_id, endpoint.host, endpoint.port, registration.rack))
+        return out
+
+    def describe_topic(self, record: TopicRecord, name: str) -> MetadataResponseTopic:
+        live = set(self.metadata.brokers)
+        partitions: list[MetadataResponsePartition] = []
+        for p in range(record.num_partitions):
+            replicas = list(self.metadata.replicas(name, p))
+            versioned = self.metadata.state(name, p)
+            leader, epoch, isr = -1, -1, []
+            if versioned is not None:
+                leader = versioned.state.leader
+                epoch = versioned.state.leader_epoch
+                isr = list(versioned.state.isr)
+            error = ErrorCode.NONE if leader in live else ErrorCode.LEADER_NOT_AVAILABLE
+            partitions.append(
+                MetadataResponsePartition(
+                    error_code=error,
+                    partition_index=p,
+                    leader_id=leader if leader in live else -1,
+                    leader_epoch=epoch,
+                    replica_nodes=replicas,
+                    isr_nodes=isr,
+                    offline_replicas=[r for r in replicas if r not in live],
+                )
+            )
+        return MetadataResponseTopic(
+            error_code=ErrorCode.NONE,
+            name=name,
+            topic_id=record.topic_id,
+            is_internal=name in INTERNAL_TOPICS,
+            partitions=partitions,
+            topic_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+        )
+
+    def topic_ready(self, name: str) -> bool:
+        """The topic is in the cache and each of its partitions has a leader."""
+        record = self.metadata.get_topic(name)
+        if record is None:
+            return False
+        for p in range(record.num_partitions):
+            vs = self.metadata.state(name, p)
+            if vs is None or vs.state.leader < 0:
+                return False
+        return True
+
+
+async def open_cluster_broker(config: BrokerConfig) -> Broker:
+    """Connect to ZooKeeper, read the cluster, open the logs (blocking part in a thread)."""
+    from strom.server.broker import Broker
+
+    assert config.zookeeper_connect
+    client = ZkClient(
+        config.zookeeper_connect,
+        session_timeout_ms=config.get_int("zookeeper.session.timeout.ms"),
+        connection_timeout_ms=config.get("zookeeper.connection.timeout.ms"),  # type: ignore[arg-type]
+    )
+    await client.start()
+    try:
+        metadata = ZkMetadata(client, config.broker_id)
+        await metadata.start(new_cluster_id())
+        await metadata.load()
+        loop = asyncio.get_running_loop()
+        broker = await loop.run_in_executor(None, Broker.open_cluster, config, metadata)
+        broker.cluster = ClusterRuntime(broker, client, metadata)
+        return broker
+    except BaseException:
+        await client.close()
+        raise
