@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strom.network")
 
+# Every connection starts with a small receive buffer, so that idle clients cost little
+# memory; one whose reads fill the buffer (a busy producer) gets the large one.
+INITIAL_RECEIVE_BUFFER_BYTES = 16 * 1024
 RECEIVE_BUFFER_BYTES = 256 * 1024
 # Stop reading from a client with this many requests in flight, as Kafka's
 # queued.max.requests does per broker; resumes when the backlog drains.
@@ -58,10 +61,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(self, dispatcher: Dispatcher, max_request_bytes: int) -> None:
         self._dispatcher = dispatcher
         self._max_request_bytes = max_request_bytes
-        self._buf = bytearray(RECEIVE_BUFFER_BYTES)
+        self._buf = bytearray(INITIAL_RECEIVE_BUFFER_BYTES)
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
+        self._offered = 0  # size of the last buffer handed to the transport
         # A frame too big for the receive buffer is read into its own bytearray.
         self._big: bytearray | None = None
         self._big_filled = 0
@@ -112,7 +116,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return memoryview(self._big)[self._big_filled :]
         if len(self._buf) - self._end < 4096:
             self._compact()
-        return self._view[self._end :]
+        view = self._view[self._end :]
+        self._offered = len(view)
+        return view
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_active = time.monotonic()
@@ -127,6 +133,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             else:
                 self._end += nbytes
                 self._parse_frames()
+                if nbytes == self._offered and len(self._buf) < RECEIVE_BUFFER_BYTES:
+                    self._grow()
         finally:
             self._batching = False
         if self._out and not self._writer_registered:
@@ -145,6 +153,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._update_reading()
 
     # -- framing --------------------------------------------------------------------------
+
+    def _grow(self) -> None:
+        """Move to the large receive buffer, keeping the unparsed bytes."""
+        live = self._end - self._start
+        grown = bytearray(RECEIVE_BUFFER_BYTES)
+        grown[:live] = self._view[self._start : self._end]
+        self._buf, self._view = grown, memoryview(grown)
+        self._start, self._end = 0, live
 
     def _compact(self) -> None:
         live = self._end - self._start
