@@ -27,7 +27,7 @@ from types import MappingProxyType
 
 from strom.cluster.local_metadata import TopicLookup, TopicRecord
 from strom.cluster.zk import layout as L
-from strom.cluster.zk.client import Stat, WatchHandle, ZkClient, ZkError
+from strom.cluster.zk.client import NodeExistsError, Stat, WatchHandle, ZkClient, ZkError
 from strom.cluster.zk.controller_logic import BrokerInfo, assign_added_partitions, assign_replicas
 from strom.cluster.zk.layout import (
     BrokerRegistration,
@@ -110,8 +110,25 @@ class ZkMetadata:
             await self._load_topic(topic)
         await self._read_brokers(await self.store.broker_ids())
 
-    async def register(self, registration: BrokerRegistration) -> None:
-        await self.store.register_broker(registration)
+    async def register(self, registration: BrokerRegistration, wait_ms: int = 30_000) -> None:
+        """Register /brokers/ids/<id>. A broker restarted quickly after a crash finds its
+        previous session's znode still there until that session expires; like Kafka, wait
+        for it (up to `wait_ms`, about a session timeout) instead of failing at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000.0
+        while True:
+            try:
+                await self.store.register_broker(registration)
+                return
+            except NodeExistsError:
+                if loop.time() >= deadline:
+                    raise
+                log.warning(
+                    "broker id %d is still registered by an older ZooKeeper session; "
+                    "waiting for that session to expire",
+                    registration.broker_id,
+                )
+                await asyncio.sleep(1.0)
 
     def stop(self) -> None:
         for handle in self._watches:

@@ -81,6 +81,7 @@ class ClusterRuntime:
             delete_topic_enable=cfg.delete_topic_enable,
         )
         self._pending: list[tuple[str, asyncio.Task[None]]] = []
+        self._creating_internal: dict[str, asyncio.Task[None]] = {}
         self._shrinker: asyncio.Task[None] | None = None
 
     # --- start and stop -------------------------------------------------------------------
@@ -93,7 +94,12 @@ class ClusterRuntime:
             on_topic_config=replicas.topic_config_changed,
             on_brokers=replicas.brokers_changed,
         )
-        await self.metadata.register(self._registration())
+        # A quick restart after kill -9 may find the old session's registration until it
+        # expires: wait a little longer than a session timeout for it.
+        await self.metadata.register(
+            self._registration(),
+            self.broker.config.get_int("zookeeper.session.timeout.ms") + 2000,
+        )
         await self.controller.start()
         replicas.apply_all()
         self._shrinker = asyncio.create_task(self._shrink_loop(), name="isr-shrink")
@@ -260,6 +266,44 @@ class ClusterRuntime:
             )
 
         self.start_write(name, write)
+
+    def create_internal_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: Mapping[str, str],
+    ) -> None:
+        """Start creating `__consumer_offsets` or `__transaction_state` (first FindCoordinator),
+        with the configured replication factor capped at the live brokers. Nobody waits: the
+        client asks again (COORDINATOR_NOT_AVAILABLE) and finds the leader once it is elected.
+        Two brokers racing to create it is harmless (the second one finds it exists)."""
+        if name in self._creating_internal:
+            return
+        rf = max(1, min(replication_factor, len(self.metadata.brokers)))
+
+        async def write() -> None:
+            try:
+                await self.metadata.create_topic(name, num_partitions, rf, configs, None)
+                log.info(
+                    "created internal topic %s (%d partition(s), RF %d)", name, num_partitions, rf
+                )
+            except TopicExistsError:
+                pass
+            except Exception:
+                log.exception("creating internal topic %s failed", name)
+            finally:
+                self._creating_internal.pop(name, None)
+
+        self._creating_internal[name] = asyncio.ensure_future(write())
+
+    def leader_node(self, topic: str, partition: int) -> Node | None:
+        """The live broker leading the partition (FindCoordinator), None without one."""
+        versioned = self.metadata.state(topic, partition)
+        if versioned is None:
+            return None
+        leader = versioned.state.leader
+        return next((node for node in self.nodes() if node.node_id == leader), None)
 
     # --- views for Metadata and DescribeCluster -------------------------------------------
 

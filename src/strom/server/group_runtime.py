@@ -4,7 +4,9 @@
 partition `abs(java_hash(group_id)) % partitions` (Kafka's placement, so a Strom data directory
 and Kafka agree), and each partition has one `GroupCoordinatorShard`. The runtime:
 - creates `__consumer_offsets` on first use (FindCoordinator, as Kafka does),
-- loads a shard by replaying every record of its partition at start-up,
+- loads a shard by replaying every record of its partition at start-up (in cluster mode: when
+  this broker becomes the partition's leader, and unloads it when it stops leading it; the
+  requests for a partition led elsewhere answer NOT_COORDINATOR),
 - appends the records a shard handler returns as one batch, then replays them into the shard
   before anything else runs (the event loop is the shard's only writer), and
 - keeps one timer per shard at the shard's next deadline (session and rebalance timeouts,
@@ -25,7 +27,7 @@ from strom.coordinator.group.shard import GroupCoordinatorShard
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, parse_control_record
 from strom.server.errors import ApiError
-from strom.server.internal_topic import ShardTimers, append_records, read_batches
+from strom.server.internal_topic import ShardTimers, append_records, read_batches, replay_end
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -126,7 +128,7 @@ class GroupCoordinatorRuntime:
         if partition_log is None:
             return 0
         count = 0
-        for header, records in read_batches(partition_log):
+        for header, records in read_batches(partition_log, replay_end(self.broker, partition_log)):
             if header.is_control:
                 # A transaction marker: settles the producer's pending offsets.
                 for rec in records:
@@ -143,19 +145,56 @@ class GroupCoordinatorRuntime:
                     count += 1
         return count
 
+    def become_leader(self, partition: int) -> None:
+        """Cluster mode: this broker now leads the partition, so it coordinates its groups;
+        load the shard from the partition (a no-op when it is loaded already)."""
+        if partition in self.shards:
+            return
+        shard = self._new_shard(partition)
+        loaded = self._replay_log(partition, shard)
+        self.shards[partition] = shard
+        log.info(
+            "coordinating the groups of %s-%d (%d record(s) loaded)",
+            OFFSETS_TOPIC,
+            partition,
+            loaded,
+        )
+        self._schedule(partition)
+
+    def resign(self, partition: int) -> None:
+        """Cluster mode: another broker leads the partition now; drop the shard (its waiting
+        requests are answered NOT_COORDINATOR)."""
+        self._timers.schedule(partition, None)
+        shard = self.shards.pop(partition, None)
+        if shard is not None:
+            shard.unload()
+            log.info("no longer coordinating the groups of %s-%d", OFFSETS_TOPIC, partition)
+
     def ensure_topic(self) -> None:
         """Create `__consumer_offsets` the first time a group needs it."""
         if self.broker.metadata.get_topic(OFFSETS_TOPIC) is not None:
             return
         cfg = self.broker.config
+        configs = {
+            "cleanup.policy": "compact",
+            "segment.bytes": str(cfg.get_int("offsets.topic.segment.bytes")),
+        }
+        replication_factor = cfg.get_int("offsets.topic.replication.factor")
+        cluster = self.broker.cluster
+        if cluster is not None:
+            # The shards come with the partitions' leaderships (`become_leader`).
+            cluster.create_internal_topic(
+                OFFSETS_TOPIC,
+                cfg.get_int("offsets.topic.num.partitions"),
+                replication_factor,
+                configs,
+            )
+            return
         self.broker.create_internal_topic(
             OFFSETS_TOPIC,
             cfg.get_int("offsets.topic.num.partitions"),
-            min(cfg.get_int("offsets.topic.replication.factor"), 1),
-            {
-                "cleanup.policy": "compact",
-                "segment.bytes": str(cfg.get_int("offsets.topic.segment.bytes")),
-            },
+            min(replication_factor, 1),
+            configs,
         )
         for partition in range(self.num_partitions):
             self.shards[partition] = self._new_shard(partition)
@@ -165,9 +204,14 @@ class GroupCoordinatorRuntime:
     def shard_for(self, group_id: str) -> tuple[int, GroupCoordinatorShard]:
         if self.broker.metadata.get_topic(OFFSETS_TOPIC) is None:
             self.ensure_topic()
+            if self.broker.cluster is not None:
+                raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         partition = self.partition_for(group_id)
         shard = self.shards.get(partition)
         if shard is None:
+            if self.broker.cluster is not None:
+                # Cluster mode: the partition's leader coordinates the group.
+                raise ApiError(ErrorCode.NOT_COORDINATOR)
             raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         return partition, shard
 
@@ -224,6 +268,14 @@ class GroupCoordinatorRuntime:
         replay it: the producer's pending transactional offsets are committed or dropped."""
         partition_log = self.broker.partition_log(OFFSETS_TOPIC, partition)
         if partition_log is None:
+            return
+        cluster = self.broker.cluster
+        if cluster is not None and not cluster.replicas.is_leader(OFFSETS_TOPIC, partition):
+            # Cluster mode: a follower's log is written by replication only. Markers through
+            # the partition leader (WriteTxnMarkers) are not done yet.
+            log.warning(
+                "not the leader of %s-%d: transaction marker skipped", OFFSETS_TOPIC, partition
+            )
             return
         now = self.broker.clock.now_ms()
         partition_log.append_marker(

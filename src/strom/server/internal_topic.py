@@ -31,10 +31,14 @@ if TYPE_CHECKING:
 READ_CHUNK_BYTES = 1 << 20
 
 
-def read_batches(partition_log: PartitionLog) -> Iterator[tuple[BatchHeader, list[Record]]]:
-    """Every batch from the log start to the high watermark, with its records decoded."""
+def read_batches(
+    partition_log: PartitionLog, end: int | None = None
+) -> Iterator[tuple[BatchHeader, list[Record]]]:
+    """Every batch from the log start to `end` (the high watermark unless given), with its
+    records decoded."""
     offset = partition_log.log_start_offset
-    end = partition_log.high_watermark
+    if end is None:
+        end = partition_log.high_watermark
     while offset < end:
         result = partition_log.read(offset, READ_CHUNK_BYTES, end, True)
         if not result.records:
@@ -84,6 +88,13 @@ def append_records(
         origin=Origin.COORDINATOR,
     )
     broker.after_append(topic, partition)
+
+
+def replay_end(broker: Broker, partition_log: PartitionLog) -> int | None:
+    """Where loading a shard stops: the high watermark on a single broker; in cluster mode,
+    where this broker has just become the partition's leader, its whole log (what it has
+    beyond the high watermark is the new leader's to commit, as Kafka's loader reads it)."""
+    return partition_log.log_end_offset if broker.cluster is not None else None
 
 
 class ShardTimers:

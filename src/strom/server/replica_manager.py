@@ -38,6 +38,8 @@ from strom.replication.replica_state import (
     PendingIsrChange,
     ReplicaState,
 )
+from strom.server.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
+from strom.server.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -254,6 +256,7 @@ class ReplicaManager:
         self.handle_events(key, transition.events)
         self.broker.fetch_purgatory.notify(key)
         self.broker.produce_purgatory.notify(key)
+        self._coordinators(key, leading=True)
 
     def _become_follower(
         self, key: Key, state: ReplicaState, update: PartitionStateUpdate, plog: PartitionLog
@@ -262,6 +265,7 @@ class ReplicaManager:
         transition = state.become_follower(update)
         if not transition.applied:
             return
+        self._coordinators(key, leading=False)
         if was_leader or transition.new_leader_epoch:
             # Waiting acks=all produces learn that this broker no longer leads.
             self.broker.produce_purgatory.notify(key)
@@ -282,6 +286,25 @@ class ReplicaManager:
         )
         self.following[key] = endpoint
         self.fetchers.add_partitions(endpoint, {key: PartitionToFollow(plog, state.leader_epoch)})
+
+    def _coordinators(self, key: Key, leading: bool) -> None:
+        """The group and transaction coordinators move with the leadership of their internal
+        topics' partitions: load the shard on becoming leader, unload it on losing it."""
+        topic, partition = key
+        runtime: GroupCoordinatorRuntime | TransactionCoordinatorRuntime
+        if topic == OFFSETS_TOPIC:
+            runtime = self.broker.groups
+        elif topic == TRANSACTION_STATE_TOPIC:
+            runtime = self.broker.txns
+        else:
+            return
+        try:
+            if leading:
+                runtime.become_leader(partition)
+            else:
+                runtime.resign(partition)
+        except Exception:
+            log.exception("moving the coordinator of %s-%d failed", topic, partition)
 
     def brokers_changed(self) -> None:
         """A leader may have registered (or moved): start following where we could not."""
@@ -322,6 +345,7 @@ class ReplicaManager:
         state = self.states.pop(key, None)
         if state is not None:
             state.become_none()
+        self._coordinators(key, leading=False)
         if key in self.following:
             del self.following[key]
         self.fetchers.remove_partitions([key])

@@ -17,6 +17,9 @@ and each partition has one `TransactionCoordinatorShard`. The runtime:
 - at start-up, replays every partition into a fresh shard and finishes the transactions a
   crash left in a Prepare state (writing their markers again is harmless);
 - keeps one timer per shard for the timeout abort and transactional id expiry checks.
+
+In cluster mode a shard lives on the leader of its partition: it is loaded (and its prepared
+transactions finished) when this broker becomes the leader, unloaded when it stops leading.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.describe_transactions_response import TransactionState
 from strom.server.errors import ApiError
 from strom.server.group_runtime import OFFSETS_TOPIC, partition_for
-from strom.server.internal_topic import ShardTimers, append_records, read_batches
+from strom.server.internal_topic import ShardTimers, append_records, read_batches, replay_end
 from strom.storage.producer_state import (
     InvalidProducerEpochError,
     TransactionCoordinatorFencedError,
@@ -134,7 +137,7 @@ class TransactionCoordinatorRuntime:
         if partition_log is None:
             return 0
         count = 0
-        for header, records in read_batches(partition_log):
+        for header, records in read_batches(partition_log, replay_end(self.broker, partition_log)):
             if header.is_control:
                 continue
             for rec in records:
@@ -143,19 +146,65 @@ class TransactionCoordinatorRuntime:
                     count += 1
         return count
 
+    def become_leader(self, partition: int) -> None:
+        """Cluster mode: this broker now leads the partition, so it coordinates its
+        transactional ids; load the shard from the partition and finish the transactions the
+        previous coordinator left prepared (a no-op when the shard is loaded already)."""
+        if partition in self.shards:
+            return
+        shard = self._new_shard(partition)
+        loaded = self._replay_log(partition, shard)
+        self.shards[partition] = shard
+        log.info(
+            "coordinating the transactional ids of %s-%d (%d record(s) loaded)",
+            TRANSACTION_STATE_TOPIC,
+            partition,
+            loaded,
+        )
+        self._finish_prepared(partition)
+        self._schedule(partition)
+
+    def resign(self, partition: int) -> None:
+        """Cluster mode: another broker leads the partition now; drop the shard."""
+        self._timers.schedule(partition, None)
+        retry = self._retry.pop(partition, None)
+        if retry is not None:
+            retry.cancel()
+        shard = self.shards.pop(partition, None)
+        if shard is not None:
+            shard.unload()
+            log.info(
+                "no longer coordinating the transactional ids of %s-%d",
+                TRANSACTION_STATE_TOPIC,
+                partition,
+            )
+
     def ensure_topic(self) -> None:
         if self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC) is not None:
             return
         cfg = self.broker.config
+        configs = {
+            "cleanup.policy": "compact",
+            "compression.type": "uncompressed",
+            "segment.bytes": str(cfg.get_int("transaction.state.log.segment.bytes")),
+        }
+        replication_factor = cfg.get_int("transaction.state.log.replication.factor")
+        cluster = self.broker.cluster
+        if cluster is not None:
+            # The shards come with the partitions' leaderships (`become_leader`).
+            configs["min.insync.replicas"] = str(cfg.get_int("transaction.state.log.min.isr"))
+            cluster.create_internal_topic(
+                TRANSACTION_STATE_TOPIC,
+                cfg.get_int("transaction.state.log.num.partitions"),
+                replication_factor,
+                configs,
+            )
+            return
         self.broker.create_internal_topic(
             TRANSACTION_STATE_TOPIC,
             cfg.get_int("transaction.state.log.num.partitions"),
-            min(cfg.get_int("transaction.state.log.replication.factor"), 1),
-            {
-                "cleanup.policy": "compact",
-                "compression.type": "uncompressed",
-                "segment.bytes": str(cfg.get_int("transaction.state.log.segment.bytes")),
-            },
+            min(replication_factor, 1),
+            configs,
         )
         for partition in range(self.num_partitions):
             self.shards[partition] = self._new_shard(partition)
@@ -166,9 +215,14 @@ class TransactionCoordinatorRuntime:
     def shard_for(self, transactional_id: str) -> tuple[int, TransactionCoordinatorShard]:
         if self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC) is None:
             self.ensure_topic()
+            if self.broker.cluster is not None:
+                raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         partition = self.partition_for(transactional_id)
         shard = self.shards.get(partition)
         if shard is None:
+            if self.broker.cluster is not None:
+                # Cluster mode: the partition's leader coordinates the transactional id.
+                raise ApiError(ErrorCode.NOT_COORDINATOR)
             raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         return partition, shard
 

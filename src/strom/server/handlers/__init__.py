@@ -16,6 +16,7 @@ from strom.server.handlers import (  # noqa: F401
     describe_log_dirs,
     describe_producers,
     describe_transactions,
+    elect_leaders,
     end_txn,
     fetch,
     find_coordinator,

@@ -1,5 +1,6 @@
-"""FindCoordinator (key 10), versions 0-5: this broker coordinates every group and every
-transactional id.
+"""FindCoordinator (key 10), versions 0-5: a single broker coordinates every group and every
+transactional id; in cluster mode the coordinator is the broker leading the key's partition of
+`__consumer_offsets` / `__transaction_state` (COORDINATOR_NOT_AVAILABLE while it has none).
 
 Key type 0 (group): the first lookup creates `__consumer_offsets`; key type 1 (transaction):
 the first lookup creates `__transaction_state`, as Kafka does. v4+ batches several keys.
@@ -13,7 +14,9 @@ from strom.protocol.messages.find_coordinator_request import FindCoordinatorRequ
 from strom.protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
 from strom.server.context import RequestContext
 from strom.server.errors import ApiError
+from strom.server.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from strom.server.registry import handles
+from strom.server.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1
@@ -29,6 +32,8 @@ def _lookup(ctx: RequestContext, key: str, key_type: int) -> Coordinator:
         found.error_code = (
             ErrorCode.INVALID_GROUP_ID if key_type == GROUP_KEY else ErrorCode.INVALID_REQUEST
         )
+    elif ctx.broker.cluster is not None:
+        _lookup_in_cluster(ctx, key, key_type, found)
     else:
         try:
             if key_type == GROUP_KEY:
@@ -40,6 +45,27 @@ def _lookup(ctx: RequestContext, key: str, key_type: int) -> Coordinator:
     if found.error_code != ErrorCode.NONE:
         found.node_id, found.host, found.port = -1, "", -1
     return found
+
+
+def _lookup_in_cluster(ctx: RequestContext, key: str, key_type: int, found: Coordinator) -> None:
+    """Cluster mode: the coordinator is the broker leading the key's internal partition."""
+    cluster = ctx.broker.cluster
+    assert cluster is not None
+    runtime: GroupCoordinatorRuntime | TransactionCoordinatorRuntime
+    if key_type == GROUP_KEY:
+        runtime, topic = ctx.broker.groups, OFFSETS_TOPIC
+    else:
+        runtime, topic = ctx.broker.txns, TRANSACTION_STATE_TOPIC
+    leader = None
+    if ctx.broker.metadata.get_topic(topic) is None:
+        runtime.ensure_topic()  # created in the background; the client asks again
+    else:
+        leader = cluster.leader_node(topic, runtime.partition_for(key))
+    if leader is None:
+        found.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        found.error_message = "The coordinator is not available."
+        return
+    found.node_id, found.host, found.port = leader.node_id, leader.host, leader.port
 
 
 @handles(10, 0, 5)
