@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, TypeVar
 from strom.coordinator.group.config import GroupConfig
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.shard import GroupCoordinatorShard
-from strom.protocol.errors import ErrorCode
 from strom.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, parse_control_record
-from strom.server.errors import ApiError
-from strom.server.internal_topic import ShardTimers, append_records, read_batches, replay_end
+from strom.server.coordinator_runtime import CoordinatorRuntime
+from strom.server.internal_topic import append_records, read_batches, replay_end
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -36,21 +35,6 @@ log = logging.getLogger("strom.groups")
 
 OFFSETS_TOPIC = "__consumer_offsets"
 T = TypeVar("T")
-
-
-def java_string_hash(text: str) -> int:
-    """Java's String.hashCode (over UTF-16 code units), as a signed 32-bit int."""
-    h = 0
-    data = text.encode("utf-16-be")
-    for i in range(0, len(data), 2):
-        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """Kafka's placement of a group (or transactional id) on its internal topic."""
-    h = java_string_hash(key)
-    return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
 def group_config(broker: Broker) -> GroupConfig:
@@ -88,37 +72,17 @@ class BrokerTopics:
         return sorted(self._broker.metadata.topics)
 
 
-class GroupCoordinatorRuntime:
+class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinatorShard]):
+    TOPIC = OFFSETS_TOPIC
+    PARTITIONS_KEY = "offsets.topic.num.partitions"
+    REPLICATION_KEY = "offsets.topic.replication.factor"
+    KEYS = "groups"
+    log = log
+
     def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+        super().__init__(broker)
         self.config = group_config(broker)
         self.topics = BrokerTopics(broker)
-        self.shards: dict[int, GroupCoordinatorShard] = {}
-        self._timers = ShardTimers(broker.clock, self._fire)
-
-    @property
-    def num_partitions(self) -> int:
-        record = self.broker.metadata.get_topic(OFFSETS_TOPIC)
-        if record is not None:
-            return record.num_partitions
-        return self.broker.config.get_int("offsets.topic.num.partitions")
-
-    def partition_for(self, group_id: str) -> int:
-        return partition_for(group_id, self.num_partitions)
-
-    # -- loading ----------------------------------------------------------------------------
-
-    def load(self) -> None:
-        """Replay every existing `__consumer_offsets` partition into a fresh shard."""
-        record = self.broker.metadata.get_topic(OFFSETS_TOPIC)
-        if record is None:
-            return
-        loaded = 0
-        for partition in range(record.num_partitions):
-            shard = self._new_shard(partition)
-            loaded += self._replay_log(partition, shard)
-            self.shards[partition] = shard
-        log.info("loaded %d group coordinator record(s) from %s", loaded, OFFSETS_TOPIC)
 
     def _new_shard(self, partition: int) -> GroupCoordinatorShard:
         return GroupCoordinatorShard(partition, self.config, self.broker.clock, self.topics)
@@ -145,75 +109,13 @@ class GroupCoordinatorRuntime:
                     count += 1
         return count
 
-    def become_leader(self, partition: int) -> None:
-        """Cluster mode: this broker now leads the partition, so it coordinates its groups;
-        load the shard from the partition (a no-op when it is loaded already)."""
-        if partition in self.shards:
-            return
-        shard = self._new_shard(partition)
-        loaded = self._replay_log(partition, shard)
-        self.shards[partition] = shard
-        log.info(
-            "coordinating the groups of %s-%d (%d record(s) loaded)",
-            OFFSETS_TOPIC,
-            partition,
-            loaded,
-        )
-        self._schedule(partition)
-
-    def resign(self, partition: int) -> None:
-        """Cluster mode: another broker leads the partition now; drop the shard (its waiting
-        requests are answered NOT_COORDINATOR)."""
-        self._timers.schedule(partition, None)
-        shard = self.shards.pop(partition, None)
-        if shard is not None:
-            shard.unload()
-            log.info("no longer coordinating the groups of %s-%d", OFFSETS_TOPIC, partition)
-
-    def ensure_topic(self) -> None:
-        """Create `__consumer_offsets` the first time a group needs it."""
-        if self.broker.metadata.get_topic(OFFSETS_TOPIC) is not None:
-            return
-        cfg = self.broker.config
-        configs = {
+    def _topic_configs(self, clustered: bool) -> dict[str, str]:
+        return {
             "cleanup.policy": "compact",
-            "segment.bytes": str(cfg.get_int("offsets.topic.segment.bytes")),
+            "segment.bytes": str(self.broker.config.get_int("offsets.topic.segment.bytes")),
         }
-        replication_factor = cfg.get_int("offsets.topic.replication.factor")
-        cluster = self.broker.cluster
-        if cluster is not None:
-            # The shards come with the partitions' leaderships (`become_leader`).
-            cluster.create_internal_topic(
-                OFFSETS_TOPIC,
-                cfg.get_int("offsets.topic.num.partitions"),
-                replication_factor,
-                configs,
-            )
-            return
-        self.broker.create_internal_topic(
-            OFFSETS_TOPIC,
-            cfg.get_int("offsets.topic.num.partitions"),
-            min(replication_factor, 1),
-            configs,
-        )
-        for partition in range(self.num_partitions):
-            self.shards[partition] = self._new_shard(partition)
 
     # -- running handlers -------------------------------------------------------------------
-
-    def shard_for(self, group_id: str) -> tuple[int, GroupCoordinatorShard]:
-        if self.broker.metadata.get_topic(OFFSETS_TOPIC) is None:
-            self.ensure_topic()
-            if self.broker.cluster is not None:
-                raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        partition = self.partition_for(group_id)
-        shard = self.shards.get(partition)
-        if shard is None:
-            if self.broker.cluster is not None:
-                # Cluster mode: the partition's leader coordinates the group.
-                raise ApiError(ErrorCode.NOT_COORDINATOR)
-            raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        return partition, shard
 
     def run(
         self,
@@ -311,10 +213,6 @@ class GroupCoordinatorRuntime:
 
     # -- timers -----------------------------------------------------------------------------
 
-    def _schedule(self, partition: int) -> None:
-        shard = self.shards.get(partition)
-        self._timers.schedule(partition, shard.next_deadline_ms() if shard is not None else None)
-
     def _fire(self, partition: int) -> None:
         shard = self.shards.get(partition)
         if shard is None:
@@ -337,8 +235,3 @@ class GroupCoordinatorRuntime:
         members loaded from the log, offset expiry)."""
         for partition in self.shards:
             self._schedule(partition)
-
-    def close(self) -> None:
-        self._timers.clear()
-        for shard in self.shards.values():
-            shard.unload()

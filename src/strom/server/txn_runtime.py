@@ -37,9 +37,9 @@ from strom.coordinator.txn import (
 )
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.describe_transactions_response import TransactionState
-from strom.server.errors import ApiError
-from strom.server.group_runtime import OFFSETS_TOPIC, partition_for
-from strom.server.internal_topic import ShardTimers, append_records, read_batches, replay_end
+from strom.server.coordinator_runtime import CoordinatorRuntime
+from strom.server.group_runtime import OFFSETS_TOPIC
+from strom.server.internal_topic import append_records, read_batches, replay_end
 from strom.storage.producer_state import (
     InvalidProducerEpochError,
     TransactionCoordinatorFencedError,
@@ -89,24 +89,18 @@ def txn_config(broker: Broker) -> TxnConfig:
     )
 
 
-class TransactionCoordinatorRuntime:
+class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorShard]):
+    TOPIC = TRANSACTION_STATE_TOPIC
+    PARTITIONS_KEY = "transaction.state.log.num.partitions"
+    REPLICATION_KEY = "transaction.state.log.replication.factor"
+    KEYS = "transactional ids"
+    log = log
+
     def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+        self._retry: dict[int, asyncio.TimerHandle] = {}
+        super().__init__(broker)
         self.config = txn_config(broker)
         self.producer_ids = ProducerIdManager(broker.metadata.reserve_producer_ids)
-        self.shards: dict[int, TransactionCoordinatorShard] = {}
-        self._timers = ShardTimers(broker.clock, self._fire)
-        self._retry: dict[int, asyncio.TimerHandle] = {}
-
-    @property
-    def num_partitions(self) -> int:
-        record = self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC)
-        if record is not None:
-            return record.num_partitions
-        return self.broker.config.get_int("transaction.state.log.num.partitions")
-
-    def partition_for(self, transactional_id: str) -> int:
-        return partition_for(transactional_id, self.num_partitions)
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -114,23 +108,6 @@ class TransactionCoordinatorRuntime:
         return TransactionCoordinatorShard(
             partition, self.config, self.broker.clock, self.producer_ids.next_id
         )
-
-    def load(self) -> None:
-        """Replay `__transaction_state` and finish the transactions a crash left prepared.
-
-        Runs after the group runtime has loaded, so that markers written to
-        `__consumer_offsets` partitions reach loaded group shards."""
-        record = self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC)
-        if record is None:
-            return
-        loaded = 0
-        for partition in range(record.num_partitions):
-            shard = self._new_shard(partition)
-            loaded += self._replay_log(partition, shard)
-            self.shards[partition] = shard
-        log.info("loaded %d transaction record(s) from %s", loaded, TRANSACTION_STATE_TOPIC)
-        for partition in self.shards:
-            self._finish_prepared(partition)
 
     def _replay_log(self, partition: int, shard: TransactionCoordinatorShard) -> int:
         partition_log = self.broker.partition_log(TRANSACTION_STATE_TOPIC, partition)
@@ -146,85 +123,29 @@ class TransactionCoordinatorRuntime:
                     count += 1
         return count
 
-    def become_leader(self, partition: int) -> None:
-        """Cluster mode: this broker now leads the partition, so it coordinates its
-        transactional ids; load the shard from the partition and finish the transactions the
-        previous coordinator left prepared (a no-op when the shard is loaded already)."""
-        if partition in self.shards:
-            return
-        shard = self._new_shard(partition)
-        loaded = self._replay_log(partition, shard)
-        self.shards[partition] = shard
-        log.info(
-            "coordinating the transactional ids of %s-%d (%d record(s) loaded)",
-            TRANSACTION_STATE_TOPIC,
-            partition,
-            loaded,
-        )
-        self._finish_prepared(partition)
-        self._schedule(partition)
-
-    def resign(self, partition: int) -> None:
-        """Cluster mode: another broker leads the partition now; drop the shard."""
-        self._timers.schedule(partition, None)
-        retry = self._retry.pop(partition, None)
-        if retry is not None:
-            retry.cancel()
-        shard = self.shards.pop(partition, None)
-        if shard is not None:
-            shard.unload()
-            log.info(
-                "no longer coordinating the transactional ids of %s-%d",
-                TRANSACTION_STATE_TOPIC,
-                partition,
-            )
-
-    def ensure_topic(self) -> None:
-        if self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC) is not None:
-            return
+    def _topic_configs(self, clustered: bool) -> dict[str, str]:
         cfg = self.broker.config
         configs = {
             "cleanup.policy": "compact",
             "compression.type": "uncompressed",
             "segment.bytes": str(cfg.get_int("transaction.state.log.segment.bytes")),
         }
-        replication_factor = cfg.get_int("transaction.state.log.replication.factor")
-        cluster = self.broker.cluster
-        if cluster is not None:
-            # The shards come with the partitions' leaderships (`become_leader`).
+        if clustered:
             configs["min.insync.replicas"] = str(cfg.get_int("transaction.state.log.min.isr"))
-            cluster.create_internal_topic(
-                TRANSACTION_STATE_TOPIC,
-                cfg.get_int("transaction.state.log.num.partitions"),
-                replication_factor,
-                configs,
-            )
-            return
-        self.broker.create_internal_topic(
-            TRANSACTION_STATE_TOPIC,
-            cfg.get_int("transaction.state.log.num.partitions"),
-            min(replication_factor, 1),
-            configs,
-        )
-        for partition in range(self.num_partitions):
-            self.shards[partition] = self._new_shard(partition)
-            self._schedule(partition)
+        return configs
+
+    def _loaded(self, partition: int) -> None:
+        # Finish what the previous coordinator (or a crash) left prepared. At start-up this
+        # runs after the group runtime has loaded, so markers written to `__consumer_offsets`
+        # partitions reach loaded group shards.
+        self._finish_prepared(partition)
+
+    def _dropping(self, partition: int) -> None:
+        retry = self._retry.pop(partition, None)
+        if retry is not None:
+            retry.cancel()
 
     # -- running handlers -------------------------------------------------------------------
-
-    def shard_for(self, transactional_id: str) -> tuple[int, TransactionCoordinatorShard]:
-        if self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC) is None:
-            self.ensure_topic()
-            if self.broker.cluster is not None:
-                raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        partition = self.partition_for(transactional_id)
-        shard = self.shards.get(partition)
-        if shard is None:
-            if self.broker.cluster is not None:
-                # Cluster mode: the partition's leader coordinates the transactional id.
-                raise ApiError(ErrorCode.NOT_COORDINATOR)
-            raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        return partition, shard
 
     def run(
         self,
@@ -354,10 +275,6 @@ class TransactionCoordinatorRuntime:
                 self._finish_prepared(partition)
             self._schedule(partition)
 
-    def _schedule(self, partition: int) -> None:
-        shard = self.shards.get(partition)
-        self._timers.schedule(partition, shard.next_deadline_ms() if shard is not None else None)
-
     def _fire(self, partition: int) -> None:
         shard = self.shards.get(partition)
         if shard is None:
@@ -367,11 +284,3 @@ class TransactionCoordinatorRuntime:
         except Exception:
             log.exception("transaction coordinator timer failed on partition %d", partition)
         self._schedule(partition)
-
-    def close(self) -> None:
-        self._timers.clear()
-        for handle in self._retry.values():
-            handle.cancel()
-        self._retry.clear()
-        for shard in self.shards.values():
-            shard.unload()
