@@ -68,33 +68,6 @@ def whole_batches_length(data: bytes | bytearray | memoryview) -> int:
     return end
 
 
-def _needs_roll(
-    log_: PartitionLog,
-    pending_size: int,
-    pending_first_timestamp: int | None,
-    header: BatchHeader,
-    now_ms: int,
-) -> bool:
-    """PartitionLog's roll rule (kept in step with it) for appending `header`'s batch after
-    `pending_size` bytes of batches not yet written to the active segment."""
-    segment = log_.active_segment
-    current = segment.size + pending_size
-    if current == 0:
-        return False  # an empty segment takes any batch
-    reference = segment.first_batch_timestamp if segment.size else pending_first_timestamp
-    if reference is not None and reference >= 0:
-        waited = header.max_timestamp - reference
-    else:
-        waited = now_ms - segment.created_ms
-    config = log_.config
-    return (
-        current + header.size > config.segment_bytes
-        or waited > config.segment_ms - segment.roll_jitter_ms
-        or segment.indexes_full
-        or not segment.can_hold(header.last_offset)
-    )
-
-
 def append_as_follower(
     log_: PartitionLog, records: bytes | bytearray | memoryview, now_ms: int
 ) -> FollowerAppendResult:
@@ -123,10 +96,15 @@ def append_as_follower(
     group: list[BatchHeader] = []
     for header in headers:
         first_ts = group[0].max_timestamp if group else None
-        if _needs_roll(log_, position - group_start, first_ts, header, now_ms):
+        pending = position - group_start
+        if log_.needs_roll(
+            pending, first_ts, header.size, header.max_timestamp, header.last_offset, now_ms
+        ):
             _write(log_, view[group_start:position], group)
             group, group_start = [], position
-            if _needs_roll(log_, 0, None, header, now_ms):
+            if log_.needs_roll(
+                0, None, header.size, header.max_timestamp, header.last_offset, now_ms
+            ):
                 log_.roll(now_ms)
         group.append(header)
         position += header.size

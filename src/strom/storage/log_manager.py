@@ -23,12 +23,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from strom.protocol.primitives import ZERO_UUID
 from strom.storage import cleaner
 from strom.storage.checkpoint import fsync_dir, read_offsets, write_atomically, write_offsets
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_log import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
-    ZERO_UUID,
     PartitionLog,
     partition_dir_name,
 )

@@ -36,16 +36,15 @@ from strom.protocol.records import (
     BatchHeader,
     assign_offsets,
     build_control_batch,
-    decode_records,
     iter_batch_headers,
 )
+from strom.storage import log_reads
 from strom.storage.checkpoint import fsync_dir
-from strom.storage.errors import InconsistentTopicIdError, LogClosedError, OffsetOutOfRangeError
+from strom.storage.errors import LogClosedError, OffsetOutOfRangeError
 from strom.storage.leader_epoch import LeaderEpochCache
 from strom.storage.log_config import LogConfig
-from strom.storage.partition_metadata import read_partition_metadata, write_partition_metadata
 from strom.storage.producer_state import Analysis, Origin, ProducerStateManager
-from strom.storage.recovery import load_producer_state, load_segments, rebuild_producer_state
+from strom.storage.recovery import load_log_files, load_producer_state, rebuild_producer_state
 from strom.storage.segment import Segment, SegmentClosedError, unlink_paths
 from strom.storage.txn_index import AbortedTxn
 
@@ -59,7 +58,6 @@ __all__ = [
 
 log = logging.getLogger("strom.storage")
 
-ZERO_UUID = uuid.UUID(int=0)
 DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # producer.id.expiration.ms
 
 
@@ -157,39 +155,15 @@ class PartitionLog:
         everything on disk was acknowledged; replication passes its checkpointed value.
         """
         now = now_wall_ms() if now_ms is None else now_ms
-        directory.mkdir(parents=True, exist_ok=True)
-        stored_id = read_partition_metadata(directory)
-        if stored_id is not None and topic_id != ZERO_UUID and stored_id != topic_id:
-            raise InconsistentTopicIdError(
-                f"{directory} belongs to topic id {stored_id}, not {topic_id}"
-            )
-        if stored_id is None and topic_id != ZERO_UUID:
-            write_partition_metadata(directory, topic_id)
-        segments = load_segments(
-            directory,
-            config,
-            recovery_point=0 if recovery_point is None else recovery_point,
-            clean_shutdown=clean_shutdown,
-            now_ms=now,
+        stored_id, segments, start, point = load_log_files(
+            directory, topic_id, config, recovery_point, clean_shutdown, log_start_offset, now
         )
-        first_base = segments[0].base_offset if segments else (log_start_offset or 0)
-        start = max(first_base, log_start_offset or 0)
-        if not segments:
-            segments.append(Segment(directory, start, config, now))
         end = segments[-1].next_offset
-        if start > end:
-            # A checkpointed start beyond the data (data lost in a crash): start over there.
-            log.warning("%s: log start offset %d is past the log end %d", directory, start, end)
-            start = end
-        if recovery_point is None:
-            point = end if clean_shutdown else 0
-        else:
-            point = min(end, recovery_point)
         plog = cls(
             directory,
             topic,
             partition,
-            stored_id or topic_id,
+            stored_id,
             config,
             segments,
             start,
@@ -373,21 +347,36 @@ class PartitionLog:
         return result.first_offset
 
     def _maybe_roll(self, size: int, max_timestamp: int, last_offset: int, now_ms: int) -> None:
+        if self.needs_roll(0, None, size, max_timestamp, last_offset, now_ms):
+            self.roll(now_ms)
+
+    def needs_roll(
+        self,
+        pending_size: int,
+        pending_first_timestamp: int | None,
+        size: int,
+        max_timestamp: int,
+        last_offset: int,
+        now_ms: int,
+    ) -> bool:
+        """Whether a batch (`size` bytes, up to `last_offset`) must go to a new segment, when
+        `pending_size` bytes of batches (the first stamped `pending_first_timestamp`) are
+        still to be written to the active one (a follower writes runs of batches at once)."""
         segment = self.active_segment
-        if segment.size == 0:
-            return  # an empty active segment starts at the log end: nothing to gain by rolling
-        reference = segment.first_batch_timestamp
+        current = segment.size + pending_size
+        if current == 0:
+            return False  # an empty segment takes any batch: nothing to gain by rolling
+        reference = segment.first_batch_timestamp if segment.size else pending_first_timestamp
         if reference is not None and reference >= 0:
             waited = max_timestamp - reference
         else:
             waited = now_ms - segment.created_ms
-        if (
-            segment.size + size > self.config.segment_bytes
+        return (
+            current + size > self.config.segment_bytes
             or waited > self.config.segment_ms - segment.roll_jitter_ms
             or segment.indexes_full
             or not segment.can_hold(last_offset)
-        ):
-            self.roll(now_ms)
+        )
 
     def roll(self, now_ms: int | None = None) -> Segment:
         """Start a new active segment at the log end (no-op when the active one is empty)."""
@@ -444,108 +433,52 @@ class PartitionLog:
         min_one_batch: bool,
         nowait: bool = False,
     ) -> ReadResult:
-        """Whole batches from the batch holding `fetch_offset`, below `max_offset`, one segment.
-
-        At most `max_bytes`, except that with `min_one_batch` the first batch is returned whole
-        even when bigger. Raises OffsetOutOfRangeError outside [log_start_offset, log_end_offset].
-        The records are the bytes read (or a view of them cut at the last whole batch): never
-        copied on their way from the file to the socket.
-        """
+        """Whole batches from the batch holding `fetch_offset`, below `max_offset`, from one
+        segment (see `log_reads.read_batches`). Raises OffsetOutOfRangeError outside
+        [log_start_offset, log_end_offset]."""
         self._check_open()
         end_offset = self.log_end_offset
         if fetch_offset < self.log_start_offset or fetch_offset > end_offset:
             raise OffsetOutOfRangeError(
                 f"{self.name}: offset {fetch_offset} outside [{self.log_start_offset}, {end_offset}]"
             )
-        limit = min(max_offset, end_offset)
         segments = self.segments
-        for segment in segments[self._segment_index(fetch_offset) :]:
-            if segment.base_offset >= limit:
-                break
-            found = segment.locate(fetch_offset, nowait)
-            if found is None:
-                continue  # nothing at or after fetch_offset here (e.g. compacted away)
-            start, first = found
-            if first.last_offset >= limit and first.base_offset >= limit:
-                break
-            if limit >= segment.next_offset:
-                stop = segment.size
-            else:
-                boundary = segment.locate(limit, nowait)
-                stop = segment.size if boundary is None else boundary[0]
-            if stop <= start:
-                break  # the first batch straddles max_offset
-            read = segment.read_nowait if nowait else segment.read
-            data = read(start, min(stop - start, max_bytes))
-            cut = 0
-            last: BatchHeader | None = None
-            for rel, header in iter_batch_headers(memoryview(data)):
-                cut, last = rel + header.size, header
-            if last is None:
-                if not min_one_batch:
-                    break
-                data, cut, last = read(start, first.size), first.size, first
-            segment.remember_read_end(last.next_offset, start + cut)
-            records: bytes | memoryview = (
-                data if cut == len(data) and isinstance(data, bytes) else memoryview(data)[:cut]
-            )
-            return ReadResult(
-                records,
-                first.base_offset,
-                last.next_offset,
-                self.high_watermark,
-                self.log_start_offset,
-                end_offset,
-            )
-        return self._empty(fetch_offset)
+        found = log_reads.read_batches(
+            segments[self._segment_index(fetch_offset) :],
+            fetch_offset,
+            max_bytes,
+            min(max_offset, end_offset),
+            min_one_batch,
+            nowait,
+        )
+        if found is None:
+            return self._empty(fetch_offset)
+        records, first_offset, next_offset = found
+        return ReadResult(
+            records,
+            first_offset,
+            next_offset,
+            self.high_watermark,
+            self.log_start_offset,
+            end_offset,
+        )
 
     def collect_aborted_txns(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
         """Aborted transactions overlapping [fetch_offset, upper_bound), for read_committed."""
-        found: list[AbortedTxn] = []
         segments = self.segments
-        for segment in segments[self._segment_index(fetch_offset) :]:
-            entries, complete = segment.txn_index.collect(fetch_offset, upper_bound)
-            found.extend(entries)
-            if complete:
-                break
-        return found
+        return log_reads.collect_aborted_txns(
+            segments[self._segment_index(fetch_offset) :], fetch_offset, upper_bound
+        )
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after `timestamp`, or None."""
         self._check_open()
-        start = self.log_start_offset
-        for segment in self.segments:
-            if segment.max_timestamp < timestamp or segment.next_offset <= start:
-                continue
-            for position, header in segment.locate_timestamp(timestamp):
-                if header.max_timestamp < timestamp or header.last_offset < start:
-                    continue
-                _, records = decode_records(memoryview(segment.read(position, header.size)))
-                for record in records:  # LogAppendTime records decode with the batch time
-                    if record.timestamp >= timestamp and record.offset >= start:
-                        return record.offset, record.timestamp
-        return None
+        return log_reads.offset_for_timestamp(self.segments, self.log_start_offset, timestamp)
 
     def latest_timestamp(self) -> tuple[int, int]:
         """(offset, timestamp) of the record with the largest timestamp; (-1, -1) when none."""
         self._check_open()
-        start = self.log_start_offset
-        best: Segment | None = None
-        for segment in self.segments:
-            if segment.next_offset <= start or segment.max_timestamp < 0:
-                continue
-            if best is None or segment.max_timestamp > best.max_timestamp:
-                best = segment
-        if best is None:
-            return -1, -1
-        found = best.locate(best.offset_of_max_timestamp)
-        if found is not None:
-            position, header = found
-            _, records = decode_records(memoryview(best.read(position, header.size)))
-            for record in records:
-                if record.timestamp == header.max_timestamp:
-                    return record.offset, header.max_timestamp
-        return best.offset_of_max_timestamp, best.max_timestamp
+        return log_reads.latest_timestamp(self.segments, self.log_start_offset)
 
     # -- moving the ends -----------------------------------------------------------------------
 

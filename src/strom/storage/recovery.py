@@ -39,8 +39,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import uuid
 from pathlib import Path
 
+from strom.protocol.primitives import ZERO_UUID
 from strom.protocol.records import (
     CONTROL_ABORT,
     CONTROL_COMMIT,
@@ -50,8 +52,10 @@ from strom.protocol.records import (
     validate_batches,
 )
 from strom.storage.batch_io import FRAMING, LOG_OVERHEAD
+from strom.storage.errors import InconsistentTopicIdError
 from strom.storage.indexes import IndexCorruptError
 from strom.storage.log_config import LogConfig
+from strom.storage.partition_metadata import read_partition_metadata, write_partition_metadata
 from strom.storage.producer_state import Origin, ProducerStateError, ProducerStateManager
 from strom.storage.segment import Segment, segment_paths, txn_index_path
 
@@ -152,6 +156,48 @@ def _complete_swap(
     swap.close()
     bases.add(base)
     log.info("completed an interrupted segment swap at %s base %d", directory, base)
+
+
+def load_log_files(
+    directory: Path,
+    topic_id: uuid.UUID,
+    config: LogConfig,
+    recovery_point: int | None,
+    clean_shutdown: bool,
+    log_start_offset: int | None,
+    now_ms: int,
+) -> tuple[uuid.UUID, list[Segment], int, int]:
+    """Create or check the partition directory and load its segments (never empty: an empty
+    log gets one segment at its start). Returns (topic id, segments, log start offset,
+    recovery point). A zero `topic_id` adopts the stored one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stored_id = read_partition_metadata(directory)
+    if stored_id is not None and topic_id != ZERO_UUID and stored_id != topic_id:
+        raise InconsistentTopicIdError(
+            f"{directory} belongs to topic id {stored_id}, not {topic_id}"
+        )
+    if stored_id is None and topic_id != ZERO_UUID:
+        write_partition_metadata(directory, topic_id)
+    segments = load_segments(
+        directory,
+        config,
+        recovery_point=0 if recovery_point is None else recovery_point,
+        clean_shutdown=clean_shutdown,
+        now_ms=now_ms,
+    )
+    first_base = segments[0].base_offset if segments else (log_start_offset or 0)
+    start = max(first_base, log_start_offset or 0)
+    if not segments:
+        segments.append(Segment(directory, start, config, now_ms))
+    end = segments[-1].next_offset
+    if start > end:
+        # A checkpointed start beyond the data (data lost in a crash): start over there.
+        log.warning("%s: log start offset %d is past the log end %d", directory, start, end)
+        start = end
+    # Without a checkpoint, only a clean shutdown vouches for what is on disk.
+    unknown_point = end if clean_shutdown else 0
+    point = unknown_point if recovery_point is None else min(end, recovery_point)
+    return stored_id or topic_id, segments, start, point
 
 
 def load_segments(
