@@ -29,6 +29,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from strom.cluster.zk_metadata import ProducerIdsUnavailableError
 from strom.coordinator.txn import (
     MarkerJob,
     TransactionCoordinatorShard,
@@ -38,6 +39,7 @@ from strom.coordinator.txn import (
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.describe_transactions_response import TransactionState
 from strom.server.coordinator_runtime import CoordinatorRuntime
+from strom.server.errors import ApiError
 from strom.server.group_runtime import OFFSETS_TOPIC
 from strom.server.internal_topic import append_records, read_batches, replay_end
 from strom.storage.producer_state import (
@@ -68,7 +70,12 @@ class ProducerIdManager:
 
     def next_id(self) -> int:
         if self._next >= self._end:
-            first = self._reserve(self._block_size)
+            try:
+                first = self._reserve(self._block_size)
+            except ProducerIdsUnavailableError as exc:
+                # Cluster mode, while the next block is claimed from ZooKeeper: Kafka's
+                # answer then is the retriable COORDINATOR_LOAD_IN_PROGRESS.
+                raise ApiError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS) from exc
             self._next, self._end = first, first + self._block_size
         pid = self._next
         self._next += 1

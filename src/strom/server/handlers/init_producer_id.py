@@ -31,7 +31,11 @@ def handle_init_producer_id(
         return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST)
     txn_id = request.transactional_id
     if txn_id is None:
-        return InitProducerIdResponse(producer_id=runtime.producer_ids.next_id(), producer_epoch=0)
+        try:
+            producer_id = runtime.producer_ids.next_id()
+        except ApiError as exc:
+            return InitProducerIdResponse(error_code=exc.code)
+        return InitProducerIdResponse(producer_id=producer_id, producer_epoch=0)
     if not txn_id:
         return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST)
     expected = None if request.producer_id == -1 else (request.producer_id, request.producer_epoch)

@@ -7,9 +7,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from strom.cluster.local_metadata import LocalMetadata
+from strom.cluster.zk_metadata import ProducerIdsUnavailableError
 from strom.config import BrokerConfig
 from strom.coordinator.txn import TxnState
+from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.txn_offset_commit_request import (
     TxnOffsetCommitRequest,
     TxnOffsetCommitRequestPartition,
@@ -17,6 +21,7 @@ from strom.protocol.messages.txn_offset_commit_request import (
 )
 from strom.protocol.records import Record, build_batch, iter_batch_headers
 from strom.server.broker import Broker
+from strom.server.errors import ApiError
 from strom.server.group_runtime import OFFSETS_TOPIC
 from strom.server.txn_runtime import ProducerIdManager
 
@@ -48,6 +53,22 @@ def test_producer_ids_never_repeat_across_restarts(tmp_path: Path) -> None:
     assert first == list(range(15))
     again = ProducerIdManager(LocalMetadata.load(tmp_path).reserve_producer_ids, block_size=10)
     assert again.next_id() == 20  # the rest of the block in use is skipped, never reused
+
+
+def test_producer_ids_while_no_block_is_available_are_retriable() -> None:
+    blocks = iter([ProducerIdsUnavailableError("claiming"), 500])
+
+    def reserve(count: int) -> int:
+        outcome = next(blocks)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    ids = ProducerIdManager(reserve, block_size=10)
+    with pytest.raises(ApiError) as raised:
+        ids.next_id()
+    assert raised.value.code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    assert ids.next_id() == 500  # the next call claims again and gets the block
 
 
 def produce_transactional(broker: Broker, topic: str, pid: int, epoch: int, seq: int) -> None:
