@@ -27,7 +27,14 @@ from types import MappingProxyType
 
 from strom.cluster.local_metadata import TopicLookup, TopicRecord
 from strom.cluster.zk import layout as L
-from strom.cluster.zk.client import NodeExistsError, Stat, WatchHandle, ZkClient, ZkError
+from strom.cluster.zk.client import (
+    NodeExistsError,
+    NoNodeError,
+    Stat,
+    WatchHandle,
+    ZkClient,
+    ZkError,
+)
 from strom.cluster.zk.controller_logic import BrokerInfo, assign_added_partitions, assign_replicas
 from strom.cluster.zk.layout import (
     BrokerRegistration,
@@ -41,6 +48,9 @@ from strom.cluster.zk.store import VersionedState, ZkClusterStore
 log = logging.getLogger("strom.cluster")
 
 ZERO_UUID = uuid.UUID(int=0)
+# How long a config write waits for this broker's own watch to apply it (the write itself
+# is done by then; this only makes a describe right after it read its own write).
+APPLY_WAIT_S = 5.0
 
 
 class ClusterMetadataError(Exception):
@@ -59,6 +69,7 @@ class MetadataListener:
     on_topic_removed: Callable[[str, int], None] = lambda topic, count: None
     on_topic_config: Callable[[str], None] = lambda topic: None
     on_brokers: Callable[[], None] = lambda: None
+    on_broker_configs: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -81,6 +92,9 @@ class ZkMetadata:
         self.brokers: dict[int, BrokerRegistration] = {}
         self.assignments: dict[str, TopicAssignment] = {}
         self.configs: dict[str, dict[str, str]] = {}
+        # Dynamic broker configs: this broker's (/config/brokers/<id>) and the cluster-wide
+        # default (/config/brokers/<default>, key None), kept current by data watches.
+        self.broker_configs: dict[int | None, dict[str, str]] = {}
         self.states: dict[TopicPartition, VersionedState] = {}
         self._topics: dict[str, TopicRecord] = {}
         self._by_id: dict[uuid.UUID, str] = {}
@@ -102,6 +116,12 @@ class ZkMetadata:
         self._cluster_id = await self.store.get_or_create_cluster_id(proposed_cluster_id)
         self._watches.append(await self.client.watch_children(L.BROKER_IDS, self._brokers_seen))
         self._watches.append(await self.client.watch_children(L.TOPICS, self._topics_seen))
+        for entity in (None, self.broker_id):
+            self._watches.append(
+                await self.client.watch_data(
+                    L.broker_config_path(entity), self._broker_config_watcher(entity)
+                )
+            )
         await self._fetch_producer_id_block()
 
     async def load(self) -> None:
@@ -158,13 +178,9 @@ class ZkMetadata:
         name = self._by_id.get(topic_id)
         return None if name is None else TopicLookup(name, self._topics[name])
 
-    @property
-    def dynamic_broker_configs(self) -> Mapping[str, Mapping[str, str]]:
-        # Dynamic broker configs are not kept in ZooKeeper by Strom yet.
-        return MappingProxyType({})
-
     def dynamic_configs_for(self, broker_id: int | None) -> dict[str, str]:
-        return {}
+        """The dynamic broker configs of this broker (its id) or the cluster default (None)."""
+        return dict(self.broker_configs.get(broker_id, {}))
 
     def reserve_producer_ids(self, count: int) -> int:
         """`count` ids from the blocks claimed in ZooKeeper (at most one block's worth)."""
@@ -263,15 +279,58 @@ class ZkMetadata:
         """Replaces the topic's overrides; every broker's config watch applies them. The
         change notification is written too, for Kafka tools that read it."""
         await self.client.set(L.topic_config_path(name), L.EntityConfig(dict(configs)).to_json())
+        await self._notify_config_change(f"topics/{name}")
+        # Answer once this broker applies them: a DescribeConfigs here then shows them.
+        await self.wait_until(lambda: self.configs.get(name) == dict(configs), APPLY_WAIT_S)
+
+    async def set_dynamic_broker_configs(
+        self, broker_id: int | None, configs: Mapping[str, str]
+    ) -> None:
+        """Replaces a broker's (or, with None, the cluster default's) dynamic configs; the
+        brokers concerned apply them from their watch. As Kafka, a change notification is
+        written too."""
+        path = L.broker_config_path(broker_id)
+        data = L.EntityConfig(dict(configs)).to_json()
+        try:
+            await self.client.set(path, data)
+        except NoNodeError:
+            try:
+                await self.client.create(path, data, make_parents=True)
+            except NodeExistsError:  # created meanwhile by another broker: ours is newer
+                await self.client.set(path, data)
+        await self._notify_config_change(path.removeprefix(L.CONFIG + "/"))
+        if broker_id in (None, self.broker_id):
+            await self.wait_until(
+                lambda: self.broker_configs.get(broker_id, {}) == dict(configs), APPLY_WAIT_S
+            )
+
+    async def _notify_config_change(self, entity_path: str) -> None:
         with contextlib.suppress(ZkError):
             await self.client.create(
                 f"{L.CONFIG_CHANGES}/{L.CONFIG_CHANGE_PREFIX}",
-                L.ConfigChangeNotification(f"topics/{name}").to_json(),
+                L.ConfigChangeNotification(entity_path).to_json(),
                 sequential=True,
                 make_parents=True,
             )
 
     # --- watches ------------------------------------------------------------------------
+
+    def _broker_config_watcher(
+        self, entity: int | None
+    ) -> Callable[[bytes | None, Stat | None], None]:
+        def changed(data: bytes | None, stat: Stat | None) -> None:
+            try:
+                configs = dict(L.EntityConfig.from_json(data).config)
+            except L.LayoutError as exc:
+                log.error("ignoring dynamic configs of %s: %s", L.broker_config_path(entity), exc)
+                return
+            if self.broker_configs.get(entity, {}) == configs:
+                return
+            self.broker_configs[entity] = configs
+            self.listener.on_broker_configs()
+            self._changed()
+
+        return changed
 
     def _spawn(self, coro: object) -> None:
         async def guarded() -> None:

@@ -40,6 +40,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strom.broker")
 
+
+def broker_config_write_name(broker_id: int | None) -> str:
+    """How a dynamic broker config write is named among a cluster's pending admin writes
+    (topic config writes are named by their topic)."""
+    return f"broker:{'' if broker_id is None else broker_id}"
+
+
 # A single broker leads every partition; its leader epoch never changes.
 SINGLE_NODE_LEADER_EPOCH = 0
 ZERO_UUID = uuid.UUID(int=0)
@@ -430,17 +437,37 @@ class Broker:
 
     def set_dynamic_broker_configs(self, broker_id: int | None, configs: dict[str, str]) -> None:
         """Replace the dynamic values of this broker (its id) or of the cluster-wide defaults
-        (None), already validated; persist them and apply them to the config and every log."""
+        (None), already validated; persist them and apply them to the config and every log.
+        In cluster mode they go to ZooKeeper, and every broker concerned applies them from
+        its watch (`apply_dynamic_broker_configs`)."""
         if self.cluster is not None:
-            raise ApiError(
-                ErrorCode.INVALID_REQUEST, "Dynamic broker configs are not kept in cluster mode yet."
+            zk = self.cluster.metadata
+            self.cluster.start_write(
+                broker_config_write_name(broker_id),
+                lambda: zk.set_dynamic_broker_configs(broker_id, configs),
             )
+            return
         assert isinstance(self.metadata, LocalMetadata)
         if broker_id is None:
             updated = self.config.with_dynamic(cluster_default=configs)
         else:
             updated = self.config.with_dynamic(per_broker=configs)
         self.metadata.set_dynamic_broker_configs(broker_id, configs)
+        self._use_config(updated)
+
+    def apply_dynamic_broker_configs(
+        self, per_broker: dict[str, str], default: dict[str, str]
+    ) -> None:
+        """Cluster mode: the dynamic configs in ZooKeeper changed. Values this version cannot
+        take (written by another tool) are refused whole, with a log line."""
+        try:
+            updated = self.config.with_dynamic(per_broker=per_broker, cluster_default=default)
+        except ConfigError as exc:
+            log.error("ignoring dynamic broker configs from ZooKeeper: %s", exc)
+            return
+        self._use_config(updated)
+
+    def _use_config(self, updated: BrokerConfig) -> None:
         self.config = updated
         for name in self.metadata.topics:
             self.logs.update_config(name, self.log_config(name))

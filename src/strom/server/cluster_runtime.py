@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from strom.cluster.ids import new_cluster_id
@@ -32,7 +32,7 @@ from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import BrokerRegistration, Endpoint, TopicPartition
 from strom.cluster.zk.store import TopicExistsError, VersionedState
 from strom.cluster.zk_metadata import MetadataListener, ZkMetadata
-from strom.config import BrokerConfig
+from strom.config import BrokerConfig, ConfigError
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.metadata_response import (
     MetadataResponsePartition,
@@ -48,6 +48,7 @@ log = logging.getLogger("strom.cluster")
 
 CONTROLLED_SHUTDOWN_ATTEMPTS = 3
 AUTHORIZED_OPERATIONS_OMITTED = -2147483648
+UNSETTLED_WRITE_KEEP_S = 60.0
 
 
 class _ControllerHooks(ControllerListener):
@@ -80,7 +81,7 @@ class ClusterRuntime:
             unclean_leader_election_enable=cfg.get("unclean.leader.election.enable") is True,
             delete_topic_enable=cfg.delete_topic_enable,
         )
-        self._pending: list[tuple[str, asyncio.Task[None]]] = []
+        self._pending: list[tuple[str, asyncio.Future[None], float]] = []
         self._creating_internal: dict[str, asyncio.Task[None]] = {}
         self._shrinker: asyncio.Task[None] | None = None
 
@@ -93,6 +94,7 @@ class ClusterRuntime:
             on_topic_removed=replicas.topic_removed,
             on_topic_config=replicas.topic_config_changed,
             on_brokers=replicas.brokers_changed,
+            on_broker_configs=self._broker_configs_changed,
         )
         # A quick restart after kill -9 may find the old session's registration until it
         # expires: wait a little longer than a session timeout for it.
@@ -103,6 +105,15 @@ class ClusterRuntime:
         await self.controller.start()
         replicas.apply_all()
         self._shrinker = asyncio.create_task(self._shrink_loop(), name="isr-shrink")
+
+    def _broker_configs_changed(self) -> None:
+        metadata = self.metadata
+        self.broker.apply_dynamic_broker_configs(
+            metadata.dynamic_configs_for(self.broker.config.broker_id),
+            metadata.dynamic_configs_for(None),
+        )
+        for topic in list(metadata.topics):
+            self.replicas.topic_config_changed(topic)  # broker defaults under topic configs
 
     def _registration(self) -> BrokerRegistration:
         cfg = self.broker.config
@@ -195,16 +206,29 @@ class ClusterRuntime:
     # --- admin writes started by synchronous handlers --------------------------------------
 
     def start_write(self, name: str, make: Callable[[], Awaitable[None]]) -> None:
+        """Start an admin write to ZooKeeper; the request that started it collects its
+        outcome with `settle(names)`. Writes nobody settles (topics auto-created by Metadata)
+        are dropped once finished for a while."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._pending = [
+            entry
+            for entry in self._pending
+            if not (entry[1].done() and now - entry[2] > UNSETTLED_WRITE_KEEP_S)
+        ]
+
         async def run() -> None:
             await make()
 
-        self._pending.append((name, asyncio.ensure_future(run())))
+        self._pending.append((name, asyncio.ensure_future(run()), now))
 
-    async def settle(self) -> dict[str, ApiError]:
-        """Waits for the writes started so far; returns their errors by topic name."""
-        pending, self._pending = self._pending, []
+    async def settle(self, names: Collection[str]) -> dict[str, ApiError]:
+        """Waits for the writes started under these names (by the request at hand: the
+        writes of other requests are left to them); returns their errors by name."""
+        mine = [(name, task) for name, task, _ in self._pending if name in names]
+        self._pending = [entry for entry in self._pending if entry[0] not in names]
         errors: dict[str, ApiError] = {}
-        for name, task in pending:
+        for name, task in mine:
             try:
                 await task
             except TopicExistsError:
@@ -226,7 +250,7 @@ class ClusterRuntime:
         """For an admin response whose entries (with `name`, `error_code`, `error_message`)
         started writes: put the write errors in, then wait up to `timeout_ms` until the cache
         shows every other entry `done` (other brokers see it about as soon)."""
-        errors = await self.settle()
+        errors = await self.settle({result.name for result in results})
         ok: list[str] = []
         for result in results:
             error = errors.get(result.name)
@@ -386,6 +410,12 @@ async def open_cluster_broker(config: BrokerConfig) -> Broker:
         metadata = ZkMetadata(client, config.broker_id)
         await metadata.start(new_cluster_id())
         await metadata.load()
+        try:
+            config = config.with_dynamic(
+                metadata.dynamic_configs_for(config.broker_id), metadata.dynamic_configs_for(None)
+            )
+        except ConfigError as exc:
+            log.error("ignoring dynamic broker configs from ZooKeeper: %s", exc)
         loop = asyncio.get_running_loop()
         broker = await loop.run_in_executor(None, Broker.open_cluster, config, metadata)
         broker.cluster = ClusterRuntime(broker, client, metadata)

@@ -6,7 +6,8 @@ overrides (validated like CreateTopics' configs: unknown keys and bad values ans
 INVALID_CONFIG, an unknown topic UNKNOWN_TOPIC_OR_PARTITION); BROKER (4) resources set the
 dynamic per-broker values (name = this broker's id) or the cluster-wide dynamic defaults (empty
 name); keys that are not dynamically updatable answer INVALID_CONFIG. Changes are persisted in
-the metadata store and applied to the running logs at once. validate_only checks and changes
+the metadata store and applied to the running logs at once (cluster mode: written to ZooKeeper,
+answered once this broker's watch applied them; the others follow). validate_only checks and changes
 nothing. A resource named twice, or a key named twice in one resource, answers INVALID_REQUEST.
 Not done: BROKER_LOGGER resources (INVALID_REQUEST); ACLs; alter-config policies.
 """
@@ -14,7 +15,8 @@ Not done: BROKER_LOGGER resources (INVALID_REQUEST); ACLs; alter-config policies
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Protocol
 
 from strom.cluster.topic_names import validate_topic_name
 from strom.config import (
@@ -29,6 +31,7 @@ from strom.protocol.messages.alter_configs_response import (
     AlterConfigsResourceResponse,
     AlterConfigsResponse,
 )
+from strom.server.broker import broker_config_write_name
 from strom.server.context import RequestContext
 from strom.server.errors import ApiError
 from strom.server.handlers.describe_configs import (
@@ -93,12 +96,47 @@ def replace_broker_configs(
             raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
 
 
+class ResourceResult(Protocol):
+    error_code: int
+    error_message: str | None
+    resource_type: int
+    resource_name: str
+
+
+async def settle_config_writes(ctx: RequestContext, results: Sequence[ResourceResult]) -> None:
+    """Cluster mode: wait for the config writes the resources started (to ZooKeeper, until
+    this broker's watch applied them) and put their errors into the results."""
+    cluster = ctx.broker.cluster
+    assert cluster is not None
+    names = {
+        _write_name(result.resource_type, result.resource_name)
+        for result in results
+        if result.error_code == ErrorCode.NONE
+    }
+    errors = await cluster.settle(names)
+    for result in results:
+        if result.error_code != ErrorCode.NONE:
+            continue
+        error = errors.get(_write_name(result.resource_type, result.resource_name))
+        if error is not None:
+            result.error_code = error.code
+            result.error_message = error.message or error.code.name
+
+
+def _write_name(resource_type: int, resource_name: str) -> str:
+    if resource_type == BROKER:  # a valid broker resource: its name is "" or a number
+        return broker_config_write_name(None if resource_name == "" else int(resource_name))
+    return resource_name
+
+
 def duplicate_resources(resources: list[tuple[int, str]]) -> set[tuple[int, str]]:
     return {key for key, n in Counter(resources).items() if n > 1}
 
 
 @handles(33, 0, 2)
-def handle_alter_configs(ctx: RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse:
+def handle_alter_configs(
+    ctx: RequestContext, request: AlterConfigsRequest
+) -> AlterConfigsResponse | Awaitable[AlterConfigsResponse]:
     dupes = duplicate_resources([(r.resource_type, r.resource_name) for r in request.resources])
     responses: list[AlterConfigsResourceResponse] = []
     for resource in request.resources:
@@ -132,4 +170,14 @@ def handle_alter_configs(ctx: RequestContext, request: AlterConfigsRequest) -> A
         except ApiError as exc:
             response.error_code = exc.code
             response.error_message = exc.message or exc.code.name
-    return AlterConfigsResponse(responses=responses)
+    answer = AlterConfigsResponse(responses=responses)
+    if ctx.broker.cluster is not None and not request.validate_only:
+        return _answer_when_written(ctx, answer)
+    return answer
+
+
+async def _answer_when_written(
+    ctx: RequestContext, answer: AlterConfigsResponse
+) -> AlterConfigsResponse:
+    await settle_config_writes(ctx, answer.responses)
+    return answer

@@ -16,6 +16,7 @@ CLIENT_METRICS resources (INVALID_REQUEST); ACLs; alter-config policies.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable
 
 from strom.config import BROKER_DEFS, TOPIC_DEFS, ConfigDef, ConfigType, effective_topic_value
 from strom.config.definitions import ConfigValue, format_value
@@ -35,6 +36,7 @@ from strom.server.handlers.alter_configs import (
     duplicate_resources,
     replace_broker_configs,
     replace_topic_configs,
+    settle_config_writes,
     topic_overrides,
 )
 from strom.server.handlers.describe_configs import (
@@ -141,7 +143,7 @@ def _alter(
 @handles(44, 0, 1)
 def handle_incremental_alter_configs(
     ctx: RequestContext, request: IncrementalAlterConfigsRequest
-) -> IncrementalAlterConfigsResponse:
+) -> IncrementalAlterConfigsResponse | Awaitable[IncrementalAlterConfigsResponse]:
     dupes = duplicate_resources([(r.resource_type, r.resource_name) for r in request.resources])
     responses: list[AlterConfigsResourceResponse] = []
     for resource in request.resources:
@@ -167,4 +169,14 @@ def handle_incremental_alter_configs(
         except ApiError as exc:
             response.error_code = exc.code
             response.error_message = exc.message or exc.code.name
-    return IncrementalAlterConfigsResponse(responses=responses)
+    answer = IncrementalAlterConfigsResponse(responses=responses)
+    if ctx.broker.cluster is not None and not request.validate_only:
+        return _answer_when_written(ctx, answer)
+    return answer
+
+
+async def _answer_when_written(
+    ctx: RequestContext, answer: IncrementalAlterConfigsResponse
+) -> IncrementalAlterConfigsResponse:
+    await settle_config_writes(ctx, answer.responses)
+    return answer
