@@ -114,6 +114,10 @@ class ClusterRuntime:
         )
         for topic in list(metadata.topics):
             self.replicas.topic_config_changed(topic)  # broker defaults under topic configs
+        # The controller's default for topics without their own unclean.leader.election.enable.
+        self.controller.unclean_default = (
+            self.broker.config.get("unclean.leader.election.enable") is True
+        )
 
     def _registration(self) -> BrokerRegistration:
         cfg = self.broker.config
