@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -101,7 +101,7 @@ class ZkMetadata:
         self._watches: list[WatchHandle] = []
         self._topic_watches: dict[str, _TopicWatches] = {}
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[object]] = set()
         # Producer ids: the current block (next, end exclusive) and the next one, fetched
         # ahead so that InitProducerId (synchronous) never waits for ZooKeeper.
         self._pid_next = 0
@@ -332,20 +332,22 @@ class ZkMetadata:
 
         return changed
 
-    def _spawn(self, coro: object) -> None:
-        async def guarded() -> None:
-            try:
-                await coro  # type: ignore[misc]
-            except asyncio.CancelledError:
-                raise
-            except ZkError as exc:
-                log.warning("ZooKeeper read failed: %r", exc)
-            except Exception:
-                log.exception("cluster metadata update failed")
-
-        task = asyncio.ensure_future(guarded())
+    def _spawn(self, coro: Coroutine[object, object, object]) -> None:
+        # The task runs the coroutine itself (not a wrapper awaiting it), so one cancelled
+        # before it started (at stop) closes it instead of leaving it never awaited.
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[object]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, ZkError):
+            log.warning("ZooKeeper read failed: %r", exc)
+        elif exc is not None:
+            log.error("cluster metadata update failed", exc_info=exc)
 
     def _brokers_seen(self, children: list[str]) -> None:
         ids = [int(c) for c in children if c.isdigit()]
