@@ -35,7 +35,13 @@ from strom.replication.follower import FetcherConfig, FollowerSession, Key
 from strom.replication.replica_state import MonotonicClock
 from strom.storage.partition_log import PartitionLog
 
-__all__ = ["LeaderEndpoint", "PartitionToFollow", "ReplicaFetcher", "ReplicaFetcherManager"]
+__all__ = [
+    "BrokerConnection",
+    "LeaderEndpoint",
+    "PartitionToFollow",
+    "ReplicaFetcher",
+    "ReplicaFetcherManager",
+]
 
 log = logging.getLogger("strom.replication")
 
@@ -68,7 +74,7 @@ class PartitionToFollow:
     topic_id: uuid.UUID | None = None  # default: the log's
 
 
-class _Connection:
+class BrokerConnection:
     """One Kafka-protocol connection: send a request, read its response (one at a time)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client_id: str):
@@ -122,7 +128,7 @@ class ReplicaFetcher:
         self.client_id = f"strom-replica-fetcher-{local_broker_id}-{leader.broker_id}"
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
-        self._connection: _Connection | None = None
+        self._connection: BrokerConnection | None = None
         self._versions: dict[int, tuple[int, int]] = {}
 
     # -- control ---------------------------------------------------------------------------
@@ -233,7 +239,7 @@ class ReplicaFetcher:
 
     # -- connection ------------------------------------------------------------------------
 
-    async def _connect(self, now_ms: int) -> _Connection | None:
+    async def _connect(self, now_ms: int) -> BrokerConnection | None:
         if self._connection is not None:
             return self._connection
         if self.session.next_ready_ms() is not None and all(
@@ -244,7 +250,7 @@ class ReplicaFetcher:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(self.leader.host, self.leader.port), timeout_s
         )
-        connection = _Connection(reader, writer, self.client_id)
+        connection = BrokerConnection(reader, writer, self.client_id)
         try:
             response = await connection.call(
                 API_VERSIONS, API_VERSIONS_VERSION, ApiVersionsRequest(), timeout_s

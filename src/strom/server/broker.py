@@ -210,6 +210,7 @@ class Broker:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.txns.stop()
         self.txns.close()
         self.groups.close()
         self.fetch_purgatory.expire_all()

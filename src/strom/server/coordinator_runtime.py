@@ -5,12 +5,25 @@ internal topic, with one I/O-free shard per partition that this broker leads. Th
 placement, creating the topic on first use, loading a shard by replaying its partition (at
 start-up, or in cluster mode when this broker becomes the partition's leader), dropping it when
 another broker leads, routing a key to its shard, and one timer per shard at its next deadline.
+
+Cluster mode: a shard applies its records at once (it is I/O-free), but nothing it decided is
+told to anyone before the internal partition's high watermark has passed the shard's last
+write, like Kafka's coordinators appending with acks=all. Every answer of a shard (`run` and
+`answer_when_committed`) waits for that, so a client never sees state that a failover could
+lose; the wait fails after the runtime's write timeout or when leadership moves, with Kafka's
+coordinator error mapping (`coordinator_error`). The shard's state is not reverted when a write
+fails: it stays equal to the leader's log (uncommitted tail included), which either becomes
+committed later or is truncated when another broker leads, and then the shard is dropped and
+rebuilt from the new leader's log. Until then every answer of the shard keeps waiting for the
+tail (and times out while the ISR cannot take it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from strom.protocol.errors import ErrorCode
 from strom.server.errors import ApiError
@@ -27,6 +40,50 @@ class Shard(Protocol):
 
 
 ShardT = TypeVar("ShardT", bound=Shard)
+T = TypeVar("T")
+R = TypeVar("R")
+
+# What a coordinator answers when its write to the internal topic failed (Kafka's group and
+# transaction coordinators map the append's error the same way): the client looks for the
+# coordinator again, or retries.
+_COORDINATOR_ERRORS = {
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.MESSAGE_TOO_LARGE: ErrorCode.UNKNOWN_SERVER_ERROR,
+    ErrorCode.RECORD_LIST_TOO_LARGE: ErrorCode.UNKNOWN_SERVER_ERROR,
+}
+
+
+def coordinator_error(code: ErrorCode) -> ErrorCode:
+    """The coordinator's answer for a failed append to its internal partition."""
+    return _COORDINATOR_ERRORS.get(code, code)
+
+
+def then(answer: T | Awaitable[T], finish: Callable[[T], R]) -> R | Awaitable[R]:
+    """Apply `finish` to an answer now, or once it is ready when it has to wait."""
+    if isinstance(answer, Awaitable):
+        waiting = answer
+
+        async def later() -> R:
+            return finish(await waiting)
+
+        return later()
+    return finish(answer)
+
+
+def gather(answers: Sequence[T | Awaitable[T]]) -> list[T] | Awaitable[list[T]]:
+    """Several answers as one: a list now, or a list once all that wait are ready."""
+    if not any(isinstance(a, Awaitable) for a in answers):
+        return list(answers)  # type: ignore[arg-type]
+
+    async def later() -> list[T]:
+        return [await a if isinstance(a, Awaitable) else a for a in answers]
+
+    return later()
 
 
 def java_string_hash(text: str) -> int:
@@ -49,12 +106,16 @@ class CoordinatorRuntime(Generic[ShardT]):
     PARTITIONS_KEY: ClassVar[str]  # the broker config giving the topic's partition count
     REPLICATION_KEY: ClassVar[str]  # ... and its replication factor
     KEYS: ClassVar[str]  # what a shard coordinates, for log lines ("groups")
+    WRITE_TIMEOUT_KEY: ClassVar[str]  # how long an answer waits for the ISR (cluster mode)
     log: ClassVar[logging.Logger]
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.shards: dict[int, ShardT] = {}
         self._timers = ShardTimers(broker.clock, self._fire)
+        # Cluster mode: the partition's log end after the shard's last append; answers wait
+        # until the high watermark reaches it.
+        self.last_written: dict[int, int] = {}
 
     # -- what each runtime defines ----------------------------------------------------------
 
@@ -113,6 +174,11 @@ class CoordinatorRuntime(Generic[ShardT]):
         shard = self._new_shard(partition)
         loaded = self._replay_log(partition, shard)
         self.shards[partition] = shard
+        partition_log = self.broker.partition_log(self.TOPIC, partition)
+        if partition_log is not None:
+            # What the old leader wrote beyond the high watermark was replayed too: answers
+            # wait until this leader has committed it.
+            self.last_written[partition] = partition_log.log_end_offset
         self.log.info(
             "coordinating the %s of %s-%d (%d record(s) loaded)",
             self.KEYS,
@@ -128,6 +194,7 @@ class CoordinatorRuntime(Generic[ShardT]):
         requests are answered NOT_COORDINATOR)."""
         self._timers.schedule(partition, None)
         self._dropping(partition)
+        self.last_written.pop(partition, None)
         shard = self.shards.pop(partition, None)
         if shard is not None:
             shard.unload()
@@ -174,6 +241,97 @@ class CoordinatorRuntime(Generic[ShardT]):
                 raise ApiError(ErrorCode.NOT_COORDINATOR)
             raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         return partition, shard
+
+    # -- answering after the ISR has the writes (cluster mode) ------------------------------
+
+    def appended(self, partition: int, log_end_offset: int) -> None:
+        """Note an append of the shard (its records or a transaction marker)."""
+        if self.broker.cluster is not None:
+            self.last_written[partition] = log_end_offset
+
+    def uncommitted(self, partition: int) -> bool:
+        """Whether the shard has written beyond the high watermark (always False on a single
+        broker, where an append is committed at once)."""
+        cluster = self.broker.cluster
+        end = self.last_written.get(partition)
+        if cluster is None or end is None:
+            return False
+        partition_log = self.broker.partition_log(self.TOPIC, partition)
+        return partition_log is None or partition_log.high_watermark < end
+
+    async def await_committed(self, partition: int) -> ErrorCode:
+        """Wait until everything the shard wrote so far is replicated to the ISR; NONE or the
+        coordinator error to answer instead."""
+        cluster = self.broker.cluster
+        end = self.last_written.get(partition)
+        if cluster is None or end is None:
+            return ErrorCode.NONE
+        timeout_ms = self.broker.config.get_int(self.WRITE_TIMEOUT_KEY)
+        code = await cluster.replicas.await_replicated(self.TOPIC, partition, end, timeout_ms)
+        return coordinator_error(code)
+
+    def answer_when_committed(
+        self, partition: int, result: T, on_error: Callable[[ErrorCode], T]
+    ) -> T | Awaitable[T]:
+        """`result` now when the shard has nothing uncommitted; otherwise once it has, or
+        `on_error(code)` when that fails."""
+        if not self.uncommitted(partition):
+            return result
+
+        async def later() -> T:
+            code = await self.await_committed(partition)
+            return result if code == ErrorCode.NONE else on_error(code)
+
+        return later()
+
+    def run(
+        self,
+        key: str,
+        call: Callable[[ShardT], tuple[T, Any]],
+        on_error: Callable[[ErrorCode], T],
+    ) -> T | Awaitable[T]:
+        """Run one handler on the key's shard, persist and replay its records (`write`), and
+        answer once they are committed; `on_error(code)` answers a failure."""
+        try:
+            partition, shard = self.shard_for(key)
+            result, records = call(shard)
+            self.write(partition, records)
+        except ApiError as exc:
+            return on_error(exc.code)
+        return self.answer_when_committed(partition, result, on_error)
+
+    def run_waiting(
+        self,
+        key: str,
+        call: Callable[[ShardT, Callable[[T], None]], Any],
+        on_error: Callable[[ErrorCode], T],
+    ) -> T | Awaitable[T]:
+        """Run a handler that answers through a callback (JoinGroup, SyncGroup): the answer
+        goes out once it is given and what the shard wrote until then is committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def respond(response: T) -> None:
+            if not future.done():
+                future.set_result(response)
+
+        try:
+            partition, shard = self.shard_for(key)
+            self.write(partition, call(shard, respond))
+        except ApiError as exc:
+            return on_error(exc.code)
+
+        async def answer() -> T:
+            response = await future
+            if not self.uncommitted(partition):
+                return response
+            code = await self.await_committed(partition)
+            return response if code == ErrorCode.NONE else on_error(code)
+
+        return answer()
+
+    def write(self, partition: int, records: Any) -> None:
+        """Append the shard's records (a list of the runtime's record type) and replay them."""
+        raise NotImplementedError
 
     # -- timers and shutdown ----------------------------------------------------------------
 

@@ -15,17 +15,18 @@ and Kafka agree), and each partition has one `GroupCoordinatorShard`. The runtim
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from strom.coordinator.group.config import GroupConfig
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.shard import GroupCoordinatorShard
+from strom.protocol.errors import ErrorCode
 from strom.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, parse_control_record
 from strom.server.coordinator_runtime import CoordinatorRuntime
+from strom.server.errors import ApiError
 from strom.server.internal_topic import append_records, read_batches, replay_end
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinatorShard]):
     PARTITIONS_KEY = "offsets.topic.num.partitions"
     REPLICATION_KEY = "offsets.topic.replication.factor"
     KEYS = "groups"
+    WRITE_TIMEOUT_KEY = "offsets.commit.timeout.ms"
     log = log
 
     def __init__(self, broker: Broker) -> None:
@@ -117,46 +119,24 @@ class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinatorShard]):
 
     # -- running handlers -------------------------------------------------------------------
 
-    def run(
-        self,
-        group_id: str,
-        call: Callable[[GroupCoordinatorShard], tuple[T, list[CoordinatorRecord]]],
-    ) -> T:
-        """Run one handler on the group's shard, then persist and replay its records."""
-        partition, shard = self.shard_for(group_id)
-        result, records = call(shard)
-        self.write(partition, records)
-        return result
-
-    def run_waiting(
-        self,
-        group_id: str,
-        call: Callable[[GroupCoordinatorShard, Callable[[T], None]], list[CoordinatorRecord]],
-    ) -> asyncio.Future[T]:
-        """Run a handler that answers through a callback (JoinGroup, SyncGroup)."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-
-        def respond(response: T) -> None:
-            if not future.done():
-                future.set_result(response)
-
-        partition, shard = self.shard_for(group_id)
-        self.write(partition, call(shard, respond))
-        return future
-
     def run_transactional(
         self,
         group_id: str,
         producer_id: int,
         producer_epoch: int,
         call: Callable[[GroupCoordinatorShard], tuple[T, list[CoordinatorRecord]]],
-    ) -> T:
+        on_error: Callable[[ErrorCode], T],
+    ) -> T | Awaitable[T]:
         """Run TxnOffsetCommit: its records go out as a transactional batch of the producer,
-        pending until the transaction's marker (`write_marker`)."""
-        partition, shard = self.shard_for(group_id)
-        result, records = call(shard)
-        self.write(partition, records, (producer_id, producer_epoch))
-        return result
+        pending until the transaction's marker (`write_marker`). Raises StorageError when the
+        partition's producer state refuses the batch."""
+        try:
+            partition, shard = self.shard_for(group_id)
+            result, records = call(shard)
+            self.write(partition, records, (producer_id, producer_epoch))
+        except ApiError as exc:
+            return on_error(exc.code)
+        return self.answer_when_committed(partition, result, on_error)
 
     def write_marker(
         self,
@@ -165,20 +145,15 @@ class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinatorShard]):
         producer_epoch: int,
         coordinator_epoch: int,
         commit: bool,
-    ) -> None:
-        """Append a transaction's COMMIT/ABORT marker (for the transaction coordinator) and
-        replay it: the producer's pending transactional offsets are committed or dropped."""
+    ) -> int | None:
+        """Append a transaction's COMMIT/ABORT marker (for the transaction coordinator, or a
+        WriteTxnMarkers request) and replay it: the producer's pending transactional offsets
+        are committed or dropped. Returns the log end offset after it; None when the
+        partition does not exist here. The caller checks leadership (cluster mode); raises
+        ProducerStateError when the partition refuses the marker."""
         partition_log = self.broker.partition_log(OFFSETS_TOPIC, partition)
         if partition_log is None:
-            return
-        cluster = self.broker.cluster
-        if cluster is not None and not cluster.replicas.is_leader(OFFSETS_TOPIC, partition):
-            # Cluster mode: a follower's log is written by replication only. Markers through
-            # the partition leader (WriteTxnMarkers) are not done yet.
-            log.warning(
-                "not the leader of %s-%d: transaction marker skipped", OFFSETS_TOPIC, partition
-            )
-            return
+            return None
         now = self.broker.clock.now_ms()
         partition_log.append_marker(
             producer_id,
@@ -188,10 +163,13 @@ class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinatorShard]):
             self.broker.leader_epoch(OFFSETS_TOPIC, partition),
             now,
         )
+        end = partition_log.log_end_offset
         self.broker.after_append(OFFSETS_TOPIC, partition)
         shard = self.shards.get(partition)
         if shard is not None:
             shard.replay_end_transaction_marker(producer_id, commit)
+            self.appended(partition, end)
+        return end
 
     def write(
         self,
@@ -203,9 +181,10 @@ class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinatorShard]):
         batch transactional (TxnOffsetCommit)."""
         shard = self.shards[partition]
         if records:
-            append_records(
+            end = append_records(
                 self.broker, OFFSETS_TOPIC, partition, [(r.key, r.value) for r in records], producer
             )
+            self.appended(partition, end)
             producer_id = producer[0] if producer is not None else -1
             for record in records:
                 shard.replay(record, producer_id)

@@ -56,8 +56,9 @@ def append_records(
     partition: int,
     records: Sequence[tuple[bytes, bytes | None]],
     producer: tuple[int, int] | None = None,
-) -> None:
-    """Append key/value records as one batch; `producer` (id, epoch) makes it transactional."""
+) -> int:
+    """Append key/value records as one batch; `producer` (id, epoch) makes it transactional.
+    Returns the log end offset after it (in cluster mode, what the ISR must reach)."""
     partition_log = broker.partition_log(topic, partition)
     if partition_log is None:
         raise ApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
@@ -87,7 +88,9 @@ def append_records(
         # Coordinator-written transactional batches carry no sequence numbers.
         origin=Origin.COORDINATOR,
     )
+    end = partition_log.log_end_offset
     broker.after_append(topic, partition)
+    return end
 
 
 def replay_end(broker: Broker, partition_log: PartitionLog) -> int | None:

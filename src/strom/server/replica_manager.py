@@ -122,6 +122,24 @@ class ReplicaManager:
             partition_response.error_code = ErrorCode.REQUEST_TIMED_OUT if code is None else code
         return response
 
+    async def await_replicated(
+        self, topic: str, partition: int, end_offset: int, timeout_ms: int
+    ) -> ErrorCode:
+        """Wait until the partition's high watermark reaches `end_offset` (an append of this
+        leader, acks=all style): NONE, or the produce error (NOT_LEADER_OR_FOLLOWER,
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND, REQUEST_TIMED_OUT)."""
+        key = (topic, partition)
+
+        def outcome() -> ErrorCode | None:
+            state = self.states.get(key)
+            if state is None:
+                return ErrorCode.NOT_LEADER_OR_FOLLOWER
+            return state.check_enough_replicas(end_offset)
+
+        await self.broker.produce_purgatory.wait([key], lambda: outcome() is not None, timeout_ms)
+        code = outcome()
+        return ErrorCode.REQUEST_TIMED_OUT if code is None else code
+
     # --- appends and follower fetches (leader side) --------------------------------------------
 
     def after_append(self, topic: str, partition: int) -> None:
@@ -273,7 +291,7 @@ class ReplicaManager:
         self._follow(key, state, plog, restart=transition.new_leader_epoch)
 
     def _follow(self, key: Key, state: ReplicaState, plog: PartitionLog, restart: bool) -> None:
-        endpoint = self._endpoint(state.leader_id)
+        endpoint = self.endpoint(state.leader_id)
         if state.leader_id == NO_LEADER or endpoint is None:
             if key in self.following:
                 del self.following[key]
@@ -311,10 +329,12 @@ class ReplicaManager:
         for key, state in list(self.states.items()):
             if state.leader_id not in (NO_LEADER, self.broker_id) and not state.is_leader:
                 plog = self.broker.logs.get(*key)
-                if plog is not None and self.following.get(key) != self._endpoint(state.leader_id):
+                if plog is not None and self.following.get(key) != self.endpoint(state.leader_id):
                     self._follow(key, state, plog, restart=True)
 
-    def _endpoint(self, broker_id: int) -> LeaderEndpoint | None:
+    def endpoint(self, broker_id: int) -> LeaderEndpoint | None:
+        """Where this broker reaches another one (its inter-broker listener, the first one
+        configured here)."""
         registration = self.metadata.brokers.get(broker_id)
         if registration is None or not registration.endpoints:
             return None

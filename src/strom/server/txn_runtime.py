@@ -13,13 +13,16 @@ and each partition has one `TransactionCoordinatorShard`. The runtime:
   through the group runtime, whose shard turns pending transactional offsets into committed
   ones) and appends CompleteCommit/CompleteAbort. On a single broker all of this happens in one
   step of the event loop, so EndTxn is answered once the transaction is complete, and no
-  WriteTxnMarkers request is ever needed;
+  WriteTxnMarkers request is ever needed. In cluster mode EndTxn is answered once the Prepare
+  record is replicated, and `TxnMarkerSender` then writes the markers through the partitions'
+  leaders (WriteTxnMarkers) before CompleteCommit/CompleteAbort is appended;
 - at start-up, replays every partition into a fresh shard and finishes the transactions a
   crash left in a Prepare state (writing their markers again is harmless);
 - keeps one timer per shard for the timeout abort and transactional id expiry checks.
 
 In cluster mode a shard lives on the leader of its partition: it is loaded (and its prepared
 transactions finished) when this broker becomes the leader, unloaded when it stops leading.
+Every answer waits until the ISR has what the shard wrote (`CoordinatorRuntime.run`).
 """
 
 from __future__ import annotations
@@ -40,12 +43,9 @@ from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.describe_transactions_response import TransactionState
 from strom.server.coordinator_runtime import CoordinatorRuntime
 from strom.server.errors import ApiError
-from strom.server.group_runtime import OFFSETS_TOPIC
 from strom.server.internal_topic import append_records, read_batches, replay_end
-from strom.storage.producer_state import (
-    InvalidProducerEpochError,
-    TransactionCoordinatorFencedError,
-)
+from strom.server.txn_marker_sender import TxnMarkerSender
+from strom.server.txn_markers import TxnMarker, append_marker
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -101,10 +101,12 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorSha
     PARTITIONS_KEY = "transaction.state.log.num.partitions"
     REPLICATION_KEY = "transaction.state.log.replication.factor"
     KEYS = "transactional ids"
+    WRITE_TIMEOUT_KEY = "request.timeout.ms"
     log = log
 
     def __init__(self, broker: Broker) -> None:
         self._retry: dict[int, asyncio.TimerHandle] = {}
+        self._sender: TxnMarkerSender | None = None
         super().__init__(broker)
         self.config = txn_config(broker)
         self.producer_ids = ProducerIdManager(broker.metadata.reserve_producer_ids)
@@ -151,20 +153,10 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorSha
         retry = self._retry.pop(partition, None)
         if retry is not None:
             retry.cancel()
+        if self._sender is not None:
+            self._sender.stop(partition)
 
     # -- running handlers -------------------------------------------------------------------
-
-    def run(
-        self,
-        transactional_id: str,
-        call: Callable[[TransactionCoordinatorShard], tuple[T, list[TxnRecord]]],
-    ) -> T:
-        """Run one handler on the id's shard; persist and replay its records, and finish any
-        transaction they prepared before the answer goes out."""
-        partition, shard = self.shard_for(transactional_id)
-        result, records = call(shard)
-        self.write(partition, records)
-        return result
 
     def check_partition(
         self, transactional_id: str, producer_id: int, producer_epoch: int, tp: tuple[str, int]
@@ -174,7 +166,14 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorSha
             return ErrorCode.INVALID_REQUEST
         if self.broker.metadata.get_topic(TRANSACTION_STATE_TOPIC) is None:
             return ErrorCode.INVALID_PRODUCER_ID_MAPPING
-        _, shard = self.shard_for(transactional_id)
+        try:
+            _, shard = self.shard_for(transactional_id)
+        except ApiError as exc:
+            if self.broker.cluster is not None and exc.code == ErrorCode.NOT_COORDINATOR:
+                # Another broker coordinates the id. Kafka asks it (AddPartitionsToTxn v4,
+                # KIP-890); not done here: the commit is taken unverified, as before KIP-890.
+                return ErrorCode.NONE
+            raise
         return shard.check_partition(transactional_id, producer_id, producer_epoch, tp)
 
     def describe(self, transactional_id: str) -> TransactionState:
@@ -196,9 +195,10 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorSha
     def _append(self, partition: int, records: list[TxnRecord]) -> None:
         if not records:
             return
-        append_records(
+        end = append_records(
             self.broker, TRANSACTION_STATE_TOPIC, partition, [(r.key, r.value) for r in records]
         )
+        self.appended(partition, end)
         shard = self.shards[partition]
         for record in records:
             shard.replay(record)
@@ -206,9 +206,16 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorSha
     # -- markers ----------------------------------------------------------------------------
 
     def _finish_prepared(self, partition: int) -> None:
-        """Write the markers of every prepared transaction of the shard and complete it."""
+        """Write the markers of every prepared transaction of the shard and complete it (in
+        cluster mode: in the background, `TxnMarkerSender`)."""
         shard = self.shards.get(partition)
         if shard is None:
+            return
+        if self.broker.cluster is not None:
+            sender = self._marker_sender()
+            if sender is not None:
+                for job in shard.pending_markers():
+                    sender.start(partition, job)
             return
         for job in shard.pending_markers():
             try:
@@ -224,40 +231,51 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorSha
                 continue
             self._append(partition, shard.markers_written(job))
 
-    def _write_marker(self, txn_partition: int, job: MarkerJob, topic: str, index: int) -> None:
-        coordinator_epoch = self.broker.leader_epoch(TRANSACTION_STATE_TOPIC, txn_partition)
-        try:
-            if topic == OFFSETS_TOPIC:
-                self.broker.groups.write_marker(
-                    index, job.producer_id, job.producer_epoch, coordinator_epoch, job.commit
-                )
-                return
-            partition_log = self.broker.partition_log(topic, index)
-            if partition_log is None:
-                # The topic was deleted (or shrunk) meanwhile: nothing is left to mark there.
-                log.warning("no partition %s-%d for a transaction marker: skipped", topic, index)
-                return
-            cluster = self.broker.cluster
-            if cluster is not None and not cluster.replicas.is_leader(topic, index):
-                # Cluster mode: a follower's log is written by replication only. Markers
-                # through the partition leader (WriteTxnMarkers) are not done yet.
-                log.warning("not the leader of %s-%d: transaction marker skipped", topic, index)
-                return
-            partition_log.append_marker(
-                job.producer_id,
-                job.producer_epoch,
-                coordinator_epoch,
-                job.commit,
-                self.broker.leader_epoch(topic, index),
-                self.broker.clock.now_ms(),
+    def _marker_sender(self) -> TxnMarkerSender | None:
+        if self._sender is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return None  # before the loop runs: `start` comes back
+            self._sender = TxnMarkerSender(
+                self.broker,
+                self.await_committed,
+                self._complete,
+                lambda partition: partition in self.shards,
+                TRANSACTION_STATE_TOPIC,
             )
-        except (InvalidProducerEpochError, TransactionCoordinatorFencedError) as exc:
+        return self._sender
+
+    def _complete(self, partition: int, job: MarkerJob) -> None:
+        """Every marker of `job` is written: append CompleteCommit/CompleteAbort."""
+        shard = self.shards.get(partition)
+        if shard is None:
+            return
+        try:
+            self._append(partition, shard.markers_written(job))
+        except ApiError as exc:
+            log.warning(
+                "completing transactional id %r failed (%s); the next leader retries",
+                job.transactional_id,
+                exc.code.name,
+            )
+        self._schedule(partition)
+
+    def _write_marker(self, txn_partition: int, job: MarkerJob, topic: str, index: int) -> None:
+        """Single broker: write one marker now (this broker leads every partition)."""
+        coordinator_epoch = self.broker.leader_epoch(TRANSACTION_STATE_TOPIC, txn_partition)
+        marker = TxnMarker(
+            job.producer_id, job.producer_epoch, job.commit, coordinator_epoch, ((topic, index),)
+        )
+        code, _ = append_marker(self.broker, marker, topic, index)
+        if code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+            # The topic was deleted (or shrunk) meanwhile: nothing is left to mark there.
+            log.warning("no partition %s-%d for a transaction marker: skipped", topic, index)
+        elif code != ErrorCode.NONE:
             # The partition refuses the marker for good (a newer producer epoch or
             # coordinator epoch is already there); retrying would never succeed. Kafka's
             # coordinator gives up on such a partition as well.
-            log.warning("partition %s-%d refused a transaction marker: %s", topic, index, exc)
-            return
-        self.broker.after_append(topic, index)
+            log.warning("partition %s-%d refused a transaction marker: %s", topic, index, code)
 
     def _retry_later(self, partition: int) -> None:
         if partition in self._retry:
@@ -281,6 +299,11 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorSha
             if self.shards[partition].pending_markers():
                 self._finish_prepared(partition)
             self._schedule(partition)
+
+    async def stop(self) -> None:
+        """Abandon the markers in flight (cluster mode) and close their connections."""
+        if self._sender is not None:
+            await self._sender.close()
 
     def _fire(self, partition: int) -> None:
         shard = self.shards.get(partition)

@@ -30,4 +30,5 @@ from strom.server.handlers import (  # noqa: F401
     offsets_for_leader_epoch,
     produce,
     txn_offset_commit,
+    write_txn_markers,
 )

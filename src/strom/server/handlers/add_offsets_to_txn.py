@@ -9,10 +9,13 @@ v2, PRODUCER_FENCED is answered as INVALID_PRODUCER_EPOCH.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
 from strom.protocol.messages.add_offsets_to_txn_response import AddOffsetsToTxnResponse
 from strom.server.context import RequestContext
+from strom.server.coordinator_runtime import then
 from strom.server.errors import ApiError
 from strom.server.group_runtime import OFFSETS_TOPIC
 from strom.server.registry import handles
@@ -21,7 +24,7 @@ from strom.server.registry import handles
 @handles(25, 0, 4)
 def handle_add_offsets_to_txn(
     ctx: RequestContext, request: AddOffsetsToTxnRequest
-) -> AddOffsetsToTxnResponse:
+) -> AddOffsetsToTxnResponse | Awaitable[AddOffsetsToTxnResponse]:
     txn_id = request.transactional_id
     if not txn_id:
         return AddOffsetsToTxnResponse(error_code=ErrorCode.INVALID_REQUEST)
@@ -29,14 +32,20 @@ def handle_add_offsets_to_txn(
         return AddOffsetsToTxnResponse(error_code=ErrorCode.INVALID_GROUP_ID)
     groups = ctx.broker.groups
     pid, epoch = request.producer_id, request.producer_epoch
+
+    def respond(code: ErrorCode) -> AddOffsetsToTxnResponse:
+        if code == ErrorCode.PRODUCER_FENCED and ctx.api_version < 2:
+            code = ErrorCode.INVALID_PRODUCER_EPOCH
+        return AddOffsetsToTxnResponse(error_code=code)
+
     try:
         groups.ensure_topic()
-        offsets_partition = (OFFSETS_TOPIC, groups.partition_for(request.group_id))
-        code = ctx.broker.txns.run(
-            txn_id, lambda shard: shard.add_partitions(txn_id, pid, epoch, [offsets_partition])
-        )
     except ApiError as exc:
-        code = exc.code
-    if code == ErrorCode.PRODUCER_FENCED and ctx.api_version < 2:
-        code = ErrorCode.INVALID_PRODUCER_EPOCH
-    return AddOffsetsToTxnResponse(error_code=code)
+        return respond(exc.code)
+    offsets_partition = (OFFSETS_TOPIC, groups.partition_for(request.group_id))
+    answer = ctx.broker.txns.run(
+        txn_id,
+        lambda shard: shard.add_partitions(txn_id, pid, epoch, [offsets_partition]),
+        lambda code: code,
+    )
+    return then(answer, respond)

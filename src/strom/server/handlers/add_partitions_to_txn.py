@@ -14,6 +14,8 @@ on a single broker the produce path has no other broker to ask.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.add_partitions_to_txn_request import AddPartitionsToTxnRequest
 from strom.protocol.messages.add_partitions_to_txn_response import (
@@ -22,14 +24,14 @@ from strom.protocol.messages.add_partitions_to_txn_response import (
     AddPartitionsToTxnTopicResult,
 )
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
+from strom.server.coordinator_runtime import then
 from strom.server.registry import handles
 
 
 @handles(24, 0, 3)
 def handle_add_partitions_to_txn(
     ctx: RequestContext, request: AddPartitionsToTxnRequest
-) -> AddPartitionsToTxnResponse:
+) -> AddPartitionsToTxnResponse | Awaitable[AddPartitionsToTxnResponse]:
     metadata = ctx.broker.metadata
     wanted = [(t.name, p) for t in request.v3_and_below_topics for p in t.partitions]
     errors: dict[tuple[str, int], int] = {}
@@ -37,29 +39,28 @@ def handle_add_partitions_to_txn(
         record = metadata.get_topic(topic)
         if record is None or not 0 <= partition < record.num_partitions:
             errors[(topic, partition)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    if errors:
-        code: int = ErrorCode.OPERATION_NOT_ATTEMPTED
-    else:
-        txn_id = request.v3_and_below_transactional_id
-        pid, epoch = request.v3_and_below_producer_id, request.v3_and_below_producer_epoch
-        if not txn_id:
-            code = ErrorCode.INVALID_REQUEST
-        else:
-            try:
-                code = ctx.broker.txns.run(
-                    txn_id, lambda shard: shard.add_partitions(txn_id, pid, epoch, wanted)
-                )
-            except ApiError as exc:
-                code = exc.code
+
+    def respond(code: int) -> AddPartitionsToTxnResponse:
         if code == ErrorCode.PRODUCER_FENCED and ctx.api_version < 2:
             code = ErrorCode.INVALID_PRODUCER_EPOCH
-    by_topic: dict[str, list[AddPartitionsToTxnPartitionResult]] = {}
-    for topic, partition in wanted:
-        by_topic.setdefault(topic, []).append(
-            AddPartitionsToTxnPartitionResult(partition, errors.get((topic, partition), code))
+        by_topic: dict[str, list[AddPartitionsToTxnPartitionResult]] = {}
+        for topic, partition in wanted:
+            by_topic.setdefault(topic, []).append(
+                AddPartitionsToTxnPartitionResult(partition, errors.get((topic, partition), code))
+            )
+        return AddPartitionsToTxnResponse(
+            results_by_topic_v3_and_below=[
+                AddPartitionsToTxnTopicResult(name, results) for name, results in by_topic.items()
+            ]
         )
-    return AddPartitionsToTxnResponse(
-        results_by_topic_v3_and_below=[
-            AddPartitionsToTxnTopicResult(name, results) for name, results in by_topic.items()
-        ]
+
+    if errors:
+        return respond(ErrorCode.OPERATION_NOT_ATTEMPTED)
+    txn_id = request.v3_and_below_transactional_id
+    pid, epoch = request.v3_and_below_producer_id, request.v3_and_below_producer_epoch
+    if not txn_id:
+        return respond(ErrorCode.INVALID_REQUEST)
+    answer = ctx.broker.txns.run(
+        txn_id, lambda shard: shard.add_partitions(txn_id, pid, epoch, wanted), lambda code: code
     )
+    return then(answer, respond)

@@ -4,13 +4,14 @@ LeaveGroup (13) v0-5.
 The coordinator shard decides everything (see strom.coordinator.group); these handlers only
 route a request to the shard of its group, persist what the shard returns, and answer. A
 JoinGroup or SyncGroup that must wait for the other members parks as a future that the shard
-completes (from another member's request or a timer). Not done: JoinGroup v0-1 (removed in
-Kafka 4.0).
+completes (from another member's request or a timer). In cluster mode an answer goes out once
+what the shard wrote is replicated to the ISR (`CoordinatorRuntime.run`). Not done: JoinGroup
+v0-1 (removed in Kafka 4.0).
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable
 
 from strom.protocol.messages.heartbeat_request import HeartbeatRequest
 from strom.protocol.messages.heartbeat_response import HeartbeatResponse
@@ -21,7 +22,6 @@ from strom.protocol.messages.leave_group_response import LeaveGroupResponse
 from strom.protocol.messages.sync_group_request import SyncGroupRequest
 from strom.protocol.messages.sync_group_response import SyncGroupResponse
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 
@@ -33,49 +33,50 @@ def client_host(ctx: RequestContext) -> str:
 @handles(11, 2, 9)
 def handle_join_group(
     ctx: RequestContext, request: JoinGroupRequest
-) -> JoinGroupResponse | asyncio.Future[JoinGroupResponse]:
+) -> JoinGroupResponse | Awaitable[JoinGroupResponse]:
     version = ctx.api_version
-    try:
-        return ctx.broker.groups.run_waiting(
-            request.group_id,
-            lambda shard, respond: shard.join_group(
-                request, version, ctx.client_id or "", client_host(ctx), respond
-            ),
-        )
-    except ApiError as exc:
-        return JoinGroupResponse(error_code=exc.code, generation_id=-1, member_id=request.member_id)
+    return ctx.broker.groups.run_waiting(
+        request.group_id,
+        lambda shard, respond: shard.join_group(
+            request, version, ctx.client_id or "", client_host(ctx), respond
+        ),
+        lambda code: JoinGroupResponse(
+            error_code=code, generation_id=-1, member_id=request.member_id
+        ),
+    )
 
 
 @handles(14, 0, 5)
 def handle_sync_group(
     ctx: RequestContext, request: SyncGroupRequest
-) -> SyncGroupResponse | asyncio.Future[SyncGroupResponse]:
+) -> SyncGroupResponse | Awaitable[SyncGroupResponse]:
     version = ctx.api_version
-    try:
-        return ctx.broker.groups.run_waiting(
-            request.group_id, lambda shard, respond: shard.sync_group(request, version, respond)
-        )
-    except ApiError as exc:
-        return SyncGroupResponse(error_code=exc.code)
+    return ctx.broker.groups.run_waiting(
+        request.group_id,
+        lambda shard, respond: shard.sync_group(request, version, respond),
+        lambda code: SyncGroupResponse(error_code=code),
+    )
 
 
 @handles(12, 0, 4)
-def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
+def handle_heartbeat(
+    ctx: RequestContext, request: HeartbeatRequest
+) -> HeartbeatResponse | Awaitable[HeartbeatResponse]:
     version = ctx.api_version
-    try:
-        return ctx.broker.groups.run(
-            request.group_id, lambda shard: shard.heartbeat(request, version)
-        )
-    except ApiError as exc:
-        return HeartbeatResponse(error_code=exc.code)
+    return ctx.broker.groups.run(
+        request.group_id,
+        lambda shard: shard.heartbeat(request, version),
+        lambda code: HeartbeatResponse(error_code=code),
+    )
 
 
 @handles(13, 0, 5)
-def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
+def handle_leave_group(
+    ctx: RequestContext, request: LeaveGroupRequest
+) -> LeaveGroupResponse | Awaitable[LeaveGroupResponse]:
     version = ctx.api_version
-    try:
-        return ctx.broker.groups.run(
-            request.group_id, lambda shard: shard.leave_group(request, version)
-        )
-    except ApiError as exc:
-        return LeaveGroupResponse(error_code=exc.code)
+    return ctx.broker.groups.run(
+        request.group_id,
+        lambda shard: shard.leave_group(request, version),
+        lambda code: LeaveGroupResponse(error_code=code),
+    )

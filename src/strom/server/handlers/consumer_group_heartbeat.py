@@ -6,12 +6,13 @@ computes the target assignment and the member reconciles towards it epoch by epo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from strom.protocol.messages.consumer_group_heartbeat_request import ConsumerGroupHeartbeatRequest
 from strom.protocol.messages.consumer_group_heartbeat_response import (
     ConsumerGroupHeartbeatResponse,
 )
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.handlers.classic_group import client_host
 from strom.server.registry import handles
 
@@ -19,14 +20,12 @@ from strom.server.registry import handles
 @handles(68, 0, 1)
 def handle_consumer_group_heartbeat(
     ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
-) -> ConsumerGroupHeartbeatResponse:
+) -> ConsumerGroupHeartbeatResponse | Awaitable[ConsumerGroupHeartbeatResponse]:
     version = ctx.api_version
-    try:
-        return ctx.broker.groups.run(
-            request.group_id,
-            lambda shard: shard.consumer_group_heartbeat(
-                request, version, ctx.client_id or "", client_host(ctx)
-            ),
-        )
-    except ApiError as exc:
-        return ConsumerGroupHeartbeatResponse(error_code=exc.code, error_message=exc.message)
+    return ctx.broker.groups.run(
+        request.group_id,
+        lambda shard: shard.consumer_group_heartbeat(
+            request, version, ctx.client_id or "", client_host(ctx)
+        ),
+        lambda code: ConsumerGroupHeartbeatResponse(error_code=code),
+    )

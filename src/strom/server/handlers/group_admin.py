@@ -7,7 +7,7 @@ Not done: authorized operations (no ACLs; always -2147483648).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.shard import GroupCoordinatorShard
@@ -29,6 +29,7 @@ from strom.protocol.messages.describe_groups_response import DescribedGroup, Des
 from strom.protocol.messages.list_groups_request import ListGroupsRequest
 from strom.protocol.messages.list_groups_response import ListedGroup, ListGroupsResponse
 from strom.server.context import RequestContext
+from strom.server.coordinator_runtime import gather, then
 from strom.server.errors import ApiError
 from strom.server.registry import handles
 
@@ -66,17 +67,28 @@ def _deleter(
     return lambda shard: shard.delete_groups([group_id])
 
 
+def _failed(group_id: str) -> Callable[[ErrorCode], list[tuple[str, int]]]:
+    return lambda code: [(group_id, code)]
+
+
 @handles(42, 0, 2)
-def handle_delete_groups(ctx: RequestContext, request: DeleteGroupsRequest) -> DeleteGroupsResponse:
-    results: list[DeletableGroupResult] = []
-    for group_id in request.groups_names:
-        try:
-            outcome = ctx.broker.groups.run(group_id, _deleter(group_id))
-        except ApiError as exc:
-            results.append(DeletableGroupResult(group_id=group_id, error_code=exc.code))
-            continue
-        results.extend(DeletableGroupResult(group_id=g, error_code=code) for g, code in outcome)
-    return DeleteGroupsResponse(results=results)
+def handle_delete_groups(
+    ctx: RequestContext, request: DeleteGroupsRequest
+) -> DeleteGroupsResponse | Awaitable[DeleteGroupsResponse]:
+    outcomes = [
+        ctx.broker.groups.run(group_id, _deleter(group_id), _failed(group_id))
+        for group_id in request.groups_names
+    ]
+    return then(
+        gather(outcomes),
+        lambda done: DeleteGroupsResponse(
+            results=[
+                DeletableGroupResult(group_id=g, error_code=code)
+                for outcome in done
+                for g, code in outcome
+            ]
+        ),
+    )
 
 
 @handles(69, 0, 0)

@@ -2,13 +2,17 @@
 
 The group's coordinator shard validates the member and generation (or member epoch, for
 KIP-848 members) and returns the records; they are appended to `__consumer_offsets` before the
-answer goes out. OffsetFetch v8+ asks for several groups at once; each is answered by its own
-shard. require_stable (v7+, read_committed consumers): a partition with an offset pending in an
+answer goes out (in cluster mode: once they are replicated to the ISR, and OffsetFetch waits
+until what the shard wrote before it is). OffsetFetch v8+ asks for several groups at once;
+each is answered by its own shard. require_stable (v7+, read_committed consumers): a partition with an offset pending in an
 open transaction answers UNSTABLE_OFFSET_COMMIT, and the consumer retries. Not done:
 OffsetCommit v0-1 (removed in Kafka 4.0).
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
 
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.offset_commit_request import OffsetCommitRequest
@@ -34,20 +38,19 @@ from strom.server.registry import handles
 
 
 @handles(8, 2, 9)
-def handle_offset_commit(ctx: RequestContext, request: OffsetCommitRequest) -> OffsetCommitResponse:
+def handle_offset_commit(
+    ctx: RequestContext, request: OffsetCommitRequest
+) -> OffsetCommitResponse | Awaitable[OffsetCommitResponse]:
     version = ctx.api_version
-    try:
-        return ctx.broker.groups.run(
-            request.group_id, lambda shard: shard.offset_commit(request, version)
-        )
-    except ApiError as exc:
+
+    def failed(code: ErrorCode) -> OffsetCommitResponse:
         return OffsetCommitResponse(
             topics=[
                 OffsetCommitResponseTopic(
                     name=topic.name,
                     partitions=[
                         OffsetCommitResponsePartition(
-                            partition_index=p.partition_index, error_code=exc.code
+                            partition_index=p.partition_index, error_code=code
                         )
                         for p in topic.partitions
                     ],
@@ -56,6 +59,10 @@ def handle_offset_commit(ctx: RequestContext, request: OffsetCommitRequest) -> O
             ]
         )
 
+    return ctx.broker.groups.run(
+        request.group_id, lambda shard: shard.offset_commit(request, version), failed
+    )
+
 
 def _fetch_group(
     ctx: RequestContext,
@@ -63,13 +70,16 @@ def _fetch_group(
     topics: list[tuple[str, list[int]]] | None,
     member_id: str | None,
     member_epoch: int,
-    require_stable: bool = False,
+    require_stable: bool,
+    failed: dict[int, ErrorCode],
 ) -> tuple[int, dict[str, list[tuple[int, int, int, str, int]]]]:
     """(group error, {topic: [(partition, offset, leader epoch, metadata, error)]})."""
     try:
-        _, shard = ctx.broker.groups.shard_for(group_id)
+        partition, shard = ctx.broker.groups.shard_for(group_id)
     except ApiError as exc:
         return exc.code, {}
+    if partition in failed:
+        return failed[partition], {}
     error, rows = shard.offset_fetch(group_id, topics, member_id, member_epoch, require_stable)
     by_topic: dict[str, list[tuple[int, int, int, str, int]]] = {}
     for topic, partition, offset, leader_epoch, metadata, row_error in rows:
@@ -80,7 +90,29 @@ def _fetch_group(
 
 
 @handles(9, 1, 9)
-def handle_offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse:
+def handle_offset_fetch(
+    ctx: RequestContext, request: OffsetFetchRequest
+) -> OffsetFetchResponse | Awaitable[OffsetFetchResponse]:
+    groups = ctx.broker.groups
+    group_ids = [g.group_id for g in request.groups] if ctx.api_version >= 8 else [request.group_id]
+    # Cluster mode: read only what the ISR has (a shard's last writes may not be replicated).
+    waiting = sorted({p for p in map(groups.partition_for, group_ids) if groups.uncommitted(p)})
+    if not waiting:
+        return _offset_fetch(ctx, request, {})
+
+    async def later() -> OffsetFetchResponse:
+        codes = await asyncio.gather(*(groups.await_committed(p) for p in waiting))
+        failed: dict[int, ErrorCode] = {
+            p: c for p, c in zip(waiting, codes, strict=True) if c != ErrorCode.NONE
+        }
+        return _offset_fetch(ctx, request, failed)
+
+    return later()
+
+
+def _offset_fetch(
+    ctx: RequestContext, request: OffsetFetchRequest, failed: dict[int, ErrorCode]
+) -> OffsetFetchResponse:
     if ctx.api_version >= 8:
         groups: list[OffsetFetchResponseGroup] = []
         for wanted in request.groups:
@@ -96,6 +128,7 @@ def handle_offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> Off
                 wanted.member_id,
                 wanted.member_epoch,
                 request.require_stable,
+                failed,
             )
             groups.append(
                 OffsetFetchResponseGroup(
@@ -126,7 +159,13 @@ def handle_offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> Off
         else [(t.name, list(t.partition_indexes)) for t in request.topics]
     )
     error, by_topic = _fetch_group(
-        ctx, request.group_id, topics_v1, None, -1, ctx.api_version >= 7 and request.require_stable
+        ctx,
+        request.group_id,
+        topics_v1,
+        None,
+        -1,
+        ctx.api_version >= 7 and request.require_stable,
+        failed,
     )
     response = OffsetFetchResponse(
         error_code=error,
@@ -155,11 +194,12 @@ def handle_offset_fetch(ctx: RequestContext, request: OffsetFetchRequest) -> Off
 
 
 @handles(47, 0, 0)
-def handle_offset_delete(ctx: RequestContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse:
+def handle_offset_delete(
+    ctx: RequestContext, request: OffsetDeleteRequest
+) -> OffsetDeleteResponse | Awaitable[OffsetDeleteResponse]:
     version = ctx.api_version
-    try:
-        return ctx.broker.groups.run(
-            request.group_id, lambda shard: shard.offset_delete(request, version)
-        )
-    except ApiError as exc:
-        return OffsetDeleteResponse(error_code=exc.code)
+    return ctx.broker.groups.run(
+        request.group_id,
+        lambda shard: shard.offset_delete(request, version),
+        lambda code: OffsetDeleteResponse(error_code=code),
+    )

@@ -13,19 +13,21 @@ INVALID_PRODUCER_EPOCH, which older clients understand. v5 only adds an error co
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from strom.coordinator.txn import InitResult
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from strom.protocol.messages.init_producer_id_response import InitProducerIdResponse
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
+from strom.server.coordinator_runtime import then
 from strom.server.registry import handles
 
 
 @handles(22, 0, 5)
 def handle_init_producer_id(
     ctx: RequestContext, request: InitProducerIdRequest
-) -> InitProducerIdResponse:
+) -> InitProducerIdResponse | Awaitable[InitProducerIdResponse]:
     runtime = ctx.broker.txns
     if (request.producer_id == -1) != (request.producer_epoch == -1):
         return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST)
@@ -40,15 +42,16 @@ def handle_init_producer_id(
         return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST)
     expected = None if request.producer_id == -1 else (request.producer_id, request.producer_epoch)
     timeout = request.transaction_timeout_ms
-    try:
-        result = runtime.run(
-            txn_id, lambda shard: shard.init_producer_id(txn_id, timeout, expected)
+
+    def respond(result: InitResult) -> InitProducerIdResponse:
+        error = result.error
+        if error == ErrorCode.PRODUCER_FENCED and ctx.api_version < 4:
+            error = ErrorCode.INVALID_PRODUCER_EPOCH
+        return InitProducerIdResponse(
+            error_code=error, producer_id=result.producer_id, producer_epoch=result.producer_epoch
         )
-    except ApiError as exc:
-        result = InitResult(exc.code)
-    error = result.error
-    if error == ErrorCode.PRODUCER_FENCED and ctx.api_version < 4:
-        error = ErrorCode.INVALID_PRODUCER_EPOCH
-    return InitProducerIdResponse(
-        error_code=error, producer_id=result.producer_id, producer_epoch=result.producer_epoch
+
+    answer = runtime.run(
+        txn_id, lambda shard: shard.init_producer_id(txn_id, timeout, expected), InitResult
     )
+    return then(answer, respond)

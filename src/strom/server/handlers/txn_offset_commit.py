@@ -12,6 +12,8 @@ PRODUCER_FENCED is answered as INVALID_PRODUCER_EPOCH, the code the append path 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.txn_offset_commit_request import (
     TxnOffsetCommitRequest,
@@ -23,6 +25,7 @@ from strom.protocol.messages.txn_offset_commit_response import (
     TxnOffsetCommitResponseTopic,
 )
 from strom.server.context import RequestContext
+from strom.server.coordinator_runtime import then
 from strom.server.errors import ApiError
 from strom.server.group_runtime import OFFSETS_TOPIC
 from strom.server.registry import handles
@@ -48,7 +51,7 @@ def _answer_all(
 @handles(28, 0, 4)
 def handle_txn_offset_commit(
     ctx: RequestContext, request: TxnOffsetCommitRequest
-) -> TxnOffsetCommitResponse:
+) -> TxnOffsetCommitResponse | Awaitable[TxnOffsetCommitResponse]:
     broker = ctx.broker
     response = TxnOffsetCommitResponse()
     unknown = TxnOffsetCommitRequest()
@@ -68,6 +71,17 @@ def handle_txn_offset_commit(
     request.topics = valid
     txn_id, pid, epoch = request.transactional_id, request.producer_id, request.producer_epoch
     version = ctx.api_version
+
+    def failed(code: ErrorCode) -> TxnOffsetCommitResponse:
+        if code == ErrorCode.PRODUCER_FENCED:
+            code = ErrorCode.INVALID_PRODUCER_EPOCH
+        return _answer_all(request, code, response)
+
+    def answered(result: TxnOffsetCommitResponse) -> TxnOffsetCommitResponse:
+        if result is not response:
+            response.topics.extend(result.topics)
+        return response
+
     try:
         if not request.group_id:
             raise ApiError(ErrorCode.INVALID_GROUP_ID)
@@ -75,16 +89,17 @@ def handle_txn_offset_commit(
         code = broker.txns.check_partition(txn_id, pid, epoch, offsets_partition)
         if code != ErrorCode.NONE:
             raise ApiError(code)
-        result = broker.groups.run_transactional(
-            request.group_id, pid, epoch, lambda shard: shard.txn_offset_commit(request, version)
+        answer = broker.groups.run_transactional(
+            request.group_id,
+            pid,
+            epoch,
+            lambda shard: shard.txn_offset_commit(request, version),
+            failed,
         )
     except ApiError as exc:
-        code = exc.code
+        return failed(exc.code)
     except StorageError as exc:  # the partition's producer state refused the batch
-        code = ErrorCode(exc.error_code) if exc.error_code >= 0 else ErrorCode.UNKNOWN_SERVER_ERROR
-    else:
-        response.topics.extend(result.topics)
-        return response
-    if code == ErrorCode.PRODUCER_FENCED:
-        code = ErrorCode.INVALID_PRODUCER_EPOCH
-    return _answer_all(request, code, response)
+        return failed(
+            ErrorCode(exc.error_code) if exc.error_code >= 0 else ErrorCode.UNKNOWN_SERVER_ERROR
+        )
+    return then(answer, answered)

@@ -1,0 +1,270 @@
+"""Cluster mode: completing prepared transactions by writing their markers on every broker.
+
+Kafka's TransactionMarkerChannelManager, in small: once a transaction's PrepareCommit or
+PrepareAbort record is replicated, its markers go to the leaders of its partitions, one
+WriteTxnMarkers request per leader (over the inter-broker listener; the partitions this broker
+leads are written directly through `txn_markers.write_markers`, the handler's own path). A
+partition whose marker failed (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS, a timeout, a lost
+connection...) is retried after MARKER_RETRY_S with the leader the metadata then names. Only
+when every partition has its marker does the coordinator append CompleteCommit/CompleteAbort.
+Meanwhile the transaction stays prepared, and the shard answers CONCURRENT_TRANSACTIONS to the
+requests that would change it. A partition that refuses the marker for good (a newer producer
+epoch or coordinator epoch is there: INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED)
+or no longer exists is given up, as on a single broker.
+
+The work of a `__transaction_state` partition stops when this broker stops leading it; the new
+leader loads the shard and finds the transaction still prepared (writing a marker twice is
+harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from strom.cluster.zk.layout import NO_LEADER
+from strom.coordinator.txn import MarkerJob
+from strom.protocol.errors import ErrorCode, ProtocolError
+from strom.protocol.messages.api_versions_request import ApiVersionsRequest
+from strom.protocol.messages.write_txn_markers_request import (
+    WritableTxnMarker,
+    WritableTxnMarkerTopic,
+    WriteTxnMarkersRequest,
+)
+from strom.replication.fetcher import BrokerConnection, LeaderEndpoint
+from strom.server.txn_markers import TopicPartition, TxnMarker, write_markers
+
+if TYPE_CHECKING:
+    from strom.server.broker import Broker
+
+log = logging.getLogger("strom.transactions")
+
+MARKER_RETRY_S = 1.0
+API_VERSIONS = 18
+WRITE_TXN_MARKERS = 27
+WRITE_TXN_MARKERS_MAX_VERSION = 1
+
+# Done with the partition: written, or refused for good (as Kafka's coordinator gives up).
+_FINAL = {
+    ErrorCode.NONE,
+    ErrorCode.INVALID_PRODUCER_EPOCH,
+    ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+}
+
+
+class InterBrokerClient:
+    """One connection per other broker, one request at a time on it."""
+
+    def __init__(
+        self,
+        client_id: str,
+        endpoint_of: Callable[[int], LeaderEndpoint | None],
+        timeout_s: float,
+    ) -> None:
+        self._client_id = client_id
+        self._endpoint_of = endpoint_of
+        self._timeout_s = timeout_s
+        self._connections: dict[int, tuple[LeaderEndpoint, BrokerConnection, dict[int, int]]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def call(self, broker_id: int, api_key: int, max_version: int, request: Any) -> Any:
+        """Send one request to the broker (at the highest version both handle); raises
+        OSError, TimeoutError or ProtocolError, after which the connection is reopened."""
+        lock = self._locks.setdefault(broker_id, asyncio.Lock())
+        async with lock:
+            _, connection, versions = await self._connect(broker_id)
+            if api_key not in versions:
+                raise ProtocolError(f"broker {broker_id} does not handle api key {api_key}")
+            version = min(max_version, versions[api_key])
+            try:
+                return await connection.call(api_key, version, request, self._timeout_s)
+            except BaseException:
+                await self._drop(broker_id)
+                raise
+
+    async def _connect(
+        self, broker_id: int
+    ) -> tuple[LeaderEndpoint, BrokerConnection, dict[int, int]]:
+        endpoint = self._endpoint_of(broker_id)
+        if endpoint is None:
+            raise ConnectionError(f"broker {broker_id} is not registered")
+        current = self._connections.get(broker_id)
+        if current is not None:
+            if current[0] == endpoint:
+                return current
+            await self._drop(broker_id)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(endpoint.host, endpoint.port), self._timeout_s
+        )
+        connection = BrokerConnection(reader, writer, self._client_id)
+        try:
+            response = await connection.call(API_VERSIONS, 3, ApiVersionsRequest(), self._timeout_s)
+            if response.error_code != ErrorCode.NONE:
+                raise ProtocolError(f"ApiVersions answered error {response.error_code}")
+        except BaseException:
+            await connection.close()
+            raise
+        versions = {k.api_key: k.max_version for k in response.api_keys}
+        self._connections[broker_id] = (endpoint, connection, versions)
+        return endpoint, connection, versions
+
+    async def _drop(self, broker_id: int) -> None:
+        current = self._connections.pop(broker_id, None)
+        if current is not None:
+            await current[1].close()
+
+    async def close(self) -> None:
+        for broker_id in list(self._connections):
+            await self._drop(broker_id)
+
+
+class TxnMarkerSender:
+    """Completes the prepared transactions of the `__transaction_state` partitions this broker
+    leads (cluster mode only)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        await_prepared: Callable[[int], Any],
+        complete: Callable[[int, MarkerJob], None],
+        coordinating: Callable[[int], bool],
+        topic: str,
+    ) -> None:
+        self._broker = broker
+        self._await_prepared = await_prepared  # async (partition) -> ErrorCode
+        self._complete = complete
+        self._coordinating = coordinating
+        self._topic = topic
+        cfg = broker.config
+        self._timeout_ms = cfg.get_int("request.timeout.ms")
+        cluster = broker.cluster
+        assert cluster is not None
+        self._client = InterBrokerClient(
+            f"strom-txn-markers-{cfg.broker_id}",
+            cluster.replicas.endpoint,
+            # The receiver waits up to request.timeout.ms for its ISR before it answers.
+            self._timeout_ms / 1000.0 + 5.0,
+        )
+        self._tasks: dict[tuple[int, str], asyncio.Task[None]] = {}
+
+    def start(self, partition: int, job: MarkerJob) -> None:
+        """Complete the transaction in the background (a no-op while it is under way)."""
+        key = (partition, job.transactional_id)
+        if key in self._tasks:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(partition, job))
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+
+    def stop(self, partition: int) -> None:
+        """This broker no longer coordinates the partition: abandon its work."""
+        for key, task in list(self._tasks.items()):
+            if key[0] == partition:
+                task.cancel()
+
+    async def close(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await self._client.close()
+
+    async def _run(self, partition: int, job: MarkerJob) -> None:
+        try:
+            # Kafka sends the markers only once the Prepare record is committed.
+            while True:
+                if not self._coordinating(partition):
+                    return
+                code = await self._await_prepared(partition)
+                if code == ErrorCode.NONE:
+                    break
+                if code == ErrorCode.NOT_COORDINATOR:
+                    return
+                await asyncio.sleep(MARKER_RETRY_S)
+            remaining = set(job.partitions)
+            while remaining:
+                if not self._coordinating(partition):
+                    return
+                await self._send_round(partition, job, remaining)
+                if remaining:
+                    await asyncio.sleep(MARKER_RETRY_S)
+            if self._coordinating(partition):
+                self._complete(partition, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "completing transactional id %r failed; the next load retries it",
+                job.transactional_id,
+            )
+
+    async def _send_round(
+        self, partition: int, job: MarkerJob, remaining: set[TopicPartition]
+    ) -> None:
+        """Send the remaining markers to the current leaders; drop those that are done."""
+        broker = self._broker
+        cluster = broker.cluster
+        assert cluster is not None
+        metadata = cluster.metadata
+        by_leader: dict[int, list[TopicPartition]] = {}
+        for topic, index in sorted(remaining):
+            record = metadata.get_topic(topic)
+            if record is None or index >= record.num_partitions:
+                log.warning("no partition %s-%d for a transaction marker: skipped", topic, index)
+                remaining.discard((topic, index))
+                continue
+            state = metadata.state(topic, index)
+            leader = state.state.leader if state is not None else NO_LEADER
+            if leader != NO_LEADER:
+                by_leader.setdefault(leader, []).append((topic, index))
+        coordinator_epoch = broker.leader_epoch(self._topic, partition)
+        rounds = await asyncio.gather(
+            *(self._send(leader, job, coordinator_epoch, tps) for leader, tps in by_leader.items())
+        )
+        for codes in rounds:
+            for tp, code in codes.items():
+                if code in _FINAL:
+                    if code != ErrorCode.NONE:
+                        log.warning(
+                            "partition %s-%d refused a transaction marker: %s", *tp, code.name
+                        )
+                    remaining.discard(tp)
+
+    async def _send(
+        self, leader: int, job: MarkerJob, coordinator_epoch: int, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, ErrorCode]:
+        marker = TxnMarker(
+            job.producer_id, job.producer_epoch, job.commit, coordinator_epoch, tuple(tps)
+        )
+        if leader == self._broker.config.broker_id:
+            (written,) = await write_markers(self._broker, [marker], self._timeout_ms)
+            return written
+        topics: dict[str, list[int]] = {}
+        for topic, index in tps:
+            topics.setdefault(topic, []).append(index)
+        request = WriteTxnMarkersRequest(
+            markers=[
+                WritableTxnMarker(
+                    producer_id=marker.producer_id,
+                    producer_epoch=marker.producer_epoch,
+                    transaction_result=marker.commit,
+                    topics=[WritableTxnMarkerTopic(t, ps) for t, ps in topics.items()],
+                    coordinator_epoch=coordinator_epoch,
+                )
+            ]
+        )
+        try:
+            response = await self._client.call(
+                leader, WRITE_TXN_MARKERS, WRITE_TXN_MARKERS_MAX_VERSION, request
+            )
+        except (OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError) as exc:
+            log.info("WriteTxnMarkers to broker %d failed (%r); retrying", leader, exc)
+            return {}
+        codes: dict[TopicPartition, ErrorCode] = {}
+        for result in response.markers:
+            for topic_result in result.topics:
+                for p in topic_result.partitions:
+                    with contextlib.suppress(ValueError):
+                        codes[(topic_result.name, p.partition_index)] = ErrorCode(p.error_code)
+        return codes
