@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from strom.cluster.local_metadata import LocalMetadata
 from strom.cluster.zk_metadata import ProducerIdsUnavailableError
 from strom.config import BrokerConfig
-from strom.coordinator.txn import TxnState
+from strom.coordinator.txn import InitResult, TxnState
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.txn_offset_commit_request import (
     TxnOffsetCommitRequest,
@@ -88,6 +89,10 @@ def produce_transactional(broker: Broker, topic: str, pid: int, epoch: int, seq:
     broker.after_append(topic, 0)
 
 
+def failed(code: ErrorCode) -> Any:
+    raise AssertionError(f"the runtime answered {code!r}")
+
+
 def test_prepared_commit_left_by_a_crash_is_completed_at_startup(tmp_path: Path) -> None:
     # The runtimes arm asyncio timers, as in the server; loading itself runs without a loop.
     asyncio.run(_prepared_commit_completed_at_startup(tmp_path))
@@ -98,11 +103,15 @@ async def _prepared_commit_completed_at_startup(tmp_path: Path) -> None:
     broker = open_broker(data)
     broker.create_topic("t", 1)
     txns = broker.txns
-    init = txns.run("x", lambda s: s.init_producer_id("x", 60_000))
+    init = txns.run("x", lambda s: s.init_producer_id("x", 60_000), failed)
+    assert isinstance(init, InitResult)  # a single broker answers at once
     pid, epoch = init.producer_id, init.producer_epoch
     broker.groups.ensure_topic()
     offsets_tp = (OFFSETS_TOPIC, broker.groups.partition_for("g"))
-    assert txns.run("x", lambda s: s.add_partitions("x", pid, epoch, [("t", 0), offsets_tp])) == 0
+    added = txns.run(
+        "x", lambda s: s.add_partitions("x", pid, epoch, [("t", 0), offsets_tp]), failed
+    )
+    assert added == 0
     produce_transactional(broker, "t", pid, epoch, 0)
     request = TxnOffsetCommitRequest(
         "x",
@@ -111,7 +120,9 @@ async def _prepared_commit_completed_at_startup(tmp_path: Path) -> None:
         epoch,
         topics=[TxnOffsetCommitRequestTopic("t", [TxnOffsetCommitRequestPartition(0, 42, -1, "")])],
     )
-    broker.groups.run_transactional("g", pid, epoch, lambda s: s.txn_offset_commit(request, 3))
+    broker.groups.run_transactional(
+        "g", pid, epoch, lambda s: s.txn_offset_commit(request, 3), failed
+    )
     # EndTxn persisted PrepareCommit, then the broker died before writing any marker.
     partition, shard = txns.shard_for("x")
     code, records = shard.end_txn("x", pid, epoch, True)
