@@ -8,13 +8,15 @@ another broker leads, routing a key to its shard, and one timer per shard at its
 
 Cluster mode: a shard applies its records at once (it is I/O-free), but nothing it decided is
 told to anyone before the internal partition's high watermark has passed the shard's last
-write, like Kafka's coordinators appending with acks=all. Every answer of a shard (`run` and
-`answer_when_committed`) waits for that, so a client never sees state that a failover could
-lose; the wait fails after the runtime's write timeout or when leadership moves, with Kafka's
-coordinator error mapping (`coordinator_error`). The shard's state is not reverted when a write
-fails: it stays equal to the leader's log (uncommitted tail included), which either becomes
-committed later or is truncated when another broker leads, and then the shard is dropped and
-rebuilt from the new leader's log. Until then every answer of the shard keeps waiting for the
+write, like Kafka's coordinators appending with acks=all. Every answer of a shard through
+`run`, `run_waiting` or `answer_when_committed` (and OffsetFetch) waits for that, so a client
+is not told of a write that a failover could lose (the admin reads, DescribeGroups and the
+like, do not wait); the wait fails after the runtime's write timeout or when leadership moves,
+with Kafka's coordinator error mapping (`coordinator_error`). The shard's state is not reverted
+when a write fails: it stays equal to the leader's log (uncommitted tail included), which
+either becomes committed later or is truncated when another broker leads, and then the shard
+is dropped and rebuilt from the new leader's log. Until then every answer of the shard keeps
+waiting for the
 tail (and times out while the ISR cannot take it).
 """
 

@@ -1,13 +1,13 @@
 """EndTxn (key 26), versions 0-4: commit or abort a transaction.
 
-The coordinator shard persists PrepareCommit/PrepareAbort; the runtime then writes the marker
-to every partition of the transaction (locally: a single broker leads them all) and persists
-CompleteCommit/CompleteAbort, all before this answer goes out, so a consumer that reads right
-after the answer sees the outcome. In cluster mode the answer goes out once the Prepare record
-is replicated to the ISR; the markers then go to the partitions' leaders in the background
-(WriteTxnMarkers), and until they are all written the transactional id's next requests get
-CONCURRENT_TRANSACTIONS, which clients retry (Kafka's behaviour). A retried EndTxn of a completed transaction answers NONE;
-the opposite outcome, or EndTxn without a transaction, INVALID_TXN_STATE. Before v2,
+The coordinator shard persists PrepareCommit/PrepareAbort; on a single broker the runtime then
+writes the marker to every partition of the transaction and persists CompleteCommit/
+CompleteAbort, all before this answer goes out, so a consumer that reads right after the answer
+sees the outcome. In cluster mode the answer goes out once the Prepare record is replicated to
+the ISR; the markers then go to the partitions' leaders in the background (WriteTxnMarkers), and
+until they are all written the transactional id's next requests get CONCURRENT_TRANSACTIONS,
+which clients retry (Kafka's behaviour). A retried EndTxn of a completed transaction answers
+NONE; the opposite outcome, or EndTxn without a transaction, INVALID_TXN_STATE. Before v2,
 PRODUCER_FENCED is answered as INVALID_PRODUCER_EPOCH.
 
 Not handled: v5 (KIP-890 part 2, transaction version 2: the epoch is bumped by every EndTxn).

@@ -4,9 +4,9 @@ The group's coordinator shard validates the member and generation (or member epo
 KIP-848 members) and returns the records; they are appended to `__consumer_offsets` before the
 answer goes out (in cluster mode: once they are replicated to the ISR, and OffsetFetch waits
 until what the shard wrote before it is). OffsetFetch v8+ asks for several groups at once;
-each is answered by its own shard. require_stable (v7+, read_committed consumers): a partition with an offset pending in an
-open transaction answers UNSTABLE_OFFSET_COMMIT, and the consumer retries. Not done:
-OffsetCommit v0-1 (removed in Kafka 4.0).
+each is answered by its own shard. require_stable (v7+, read_committed consumers): a partition
+with an offset pending in an open transaction answers UNSTABLE_OFFSET_COMMIT, and the consumer
+retries. Not done: OffsetCommit v0-1 (removed in Kafka 4.0).
 """
 
 from __future__ import annotations
