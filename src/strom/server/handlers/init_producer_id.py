@@ -21,6 +21,7 @@ from strom.protocol.messages.init_producer_id_request import InitProducerIdReque
 from strom.protocol.messages.init_producer_id_response import InitProducerIdResponse
 from strom.server.context import RequestContext
 from strom.server.coordinator_runtime import then
+from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 
