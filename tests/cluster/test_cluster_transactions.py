@@ -9,7 +9,9 @@
   transaction open: a new producer with the same transactional.id recovers on the new
   coordinator, the open transaction is aborted and its producer fenced.
 - An OffsetCommit acknowledged right before its coordinator's broker is killed is on the new
-  coordinator (coordinator writes wait for the ISR).
+  coordinator, and one the ISR cannot take (both followers killed, min.insync.replicas=2) is
+  answered COORDINATOR_NOT_AVAILABLE instead of being acknowledged (coordinator writes wait
+  for the ISR).
 - WriteTxnMarkers on the wire: NONE, NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION,
   INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED.
 Nothing is timed: every wait polls a condition up to a generous deadline.
@@ -30,6 +32,12 @@ from integration.kafka_wire import frame, request_header, roundtrip
 
 from strom.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from strom.protocol.messages.init_producer_id_response import InitProducerIdResponse
+from strom.protocol.messages.offset_commit_request import (
+    OffsetCommitRequest,
+    OffsetCommitRequestPartition,
+    OffsetCommitRequestTopic,
+)
+from strom.protocol.messages.offset_commit_response import OffsetCommitResponse
 from strom.protocol.messages.write_txn_markers_request import (
     WritableTxnMarker,
     WritableTxnMarkerTopic,
@@ -61,6 +69,8 @@ def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
                 "transaction.state.log.replication.factor": "3",
                 "transaction.state.log.min.isr": "2",
                 "group.initial.rebalance.delay.ms": "0",
+                # Also `__consumer_offsets`' (Kafka gives it the broker default).
+                "min.insync.replicas": "2",
             }
         )
     try:
@@ -290,13 +300,51 @@ def test_acknowledged_offset_commit_survives_its_coordinator(cluster: Cluster) -
 NONE = 0
 UNKNOWN_TOPIC_OR_PARTITION = 3
 NOT_LEADER_OR_FOLLOWER = 6
+COORDINATOR_NOT_AVAILABLE = 15
 INVALID_PRODUCER_EPOCH = 47
 TRANSACTION_COORDINATOR_FENCED = 52
 
 
-def call(sock: socket.socket, api_key: int, request: Any, correlation_id: int) -> bytes:
-    payload = request_header(api_key, 0, correlation_id, "test") + request.encode(0)
+def call(
+    sock: socket.socket, api_key: int, request: Any, correlation_id: int, version: int = 0
+) -> bytes:
+    payload = request_header(api_key, version, correlation_id, "test") + request.encode(version)
     return roundtrip(sock, frame(payload))[4:]
+
+
+def offset_commit(broker: Any, group: str, offset: int) -> int:
+    """A simple (generation -1) OffsetCommit v2 of partition 0; its error code."""
+    request = OffsetCommitRequest(
+        group_id=group,
+        topics=[OffsetCommitRequestTopic(TOPIC, [OffsetCommitRequestPartition(0, offset)])],
+    )
+    with socket.create_connection((broker.host, broker.port), timeout=60) as sock:
+        response = OffsetCommitResponse.decode(call(sock, 8, request, 3, version=2), 2)
+    return int(response.topics[0].partitions[0].error_code)
+
+
+def test_offset_commit_the_isr_cannot_take_is_not_acknowledged(cluster: Cluster) -> None:
+    create_span_topic(cluster)
+    internal_topics_ready(cluster)
+    group = "g-isr"
+    leader = coordinator_of(cluster, "__consumer_offsets", group)
+    coordinator = cluster.brokers[leader]
+    assert offset_commit(coordinator, group, 5) == NONE
+    followers = [i for i in cluster.brokers if i != leader]
+    for i in followers:
+        cluster.brokers[i].kill9()
+    # Alone, the leader cannot move the high watermark (min.insync.replicas=2): the commit
+    # times out (offsets.commit.timeout.ms) and is answered as Kafka's coordinator does.
+    assert offset_commit(coordinator, group, 6) == COORDINATOR_NOT_AVAILABLE
+    for i in followers:
+        cluster.brokers[i].restart()
+    for i in followers:
+        cluster.brokers[i].wait_ready()
+    wait_for(
+        "__consumer_offsets replicated again", lambda: full_isr(cluster, "__consumer_offsets", 3)
+    )
+    wait_for("a commit acknowledged again", lambda: offset_commit(coordinator, group, 7) == NONE)
+    assert committed_offsets(cluster.bootstrap(), group)[0] == 7
 
 
 def write_marker(
