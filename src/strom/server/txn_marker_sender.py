@@ -46,6 +46,7 @@ MARKER_RETRY_S = 1.0
 API_VERSIONS = 18
 WRITE_TXN_MARKERS = 27
 WRITE_TXN_MARKERS_MAX_VERSION = 1
+CONNECT_TIMEOUT_S = 10.0  # Kafka's socket.connection.setup.timeout.ms default
 
 # Done with the partition: written, or refused for good (as Kafka's coordinator gives up).
 _FINAL = {
@@ -97,7 +98,8 @@ class InterBrokerClient:
                 return current
             await self._drop(broker_id)
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(endpoint.host, endpoint.port), self._timeout_s
+            asyncio.open_connection(endpoint.host, endpoint.port),
+            min(CONNECT_TIMEOUT_S, self._timeout_s),
         )
         connection = BrokerConnection(reader, writer, self._client_id)
         try:
