@@ -232,6 +232,58 @@ def test_listeners_and_advertised() -> None:
         BrokerConfig.load(None, {"advertised.listeners": "OTHER://x:1"})
 
 
+_CONTROL_PLANE = {
+    "zookeeper.connect": "zk:2181",
+    "listeners": "CONTROL_PLANE://127.0.0.1:9093,PLAINTEXT://127.0.0.1:9092",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROL_PLANE:PLAINTEXT",
+    "control.plane.listener.name": "control_plane",
+}
+
+
+def test_control_plane_listener() -> None:
+    plain = BrokerConfig.load(None, {})
+    assert plain.control_plane_listener_name is None
+    assert plain.inter_broker_listener_name == "PLAINTEXT"
+    c = BrokerConfig.load(None, _CONTROL_PLANE)
+    assert c.control_plane_listener_name == "CONTROL_PLANE"
+    # Listed first, it is still neither the inter-broker nor the clients' listener.
+    assert c.inter_broker_listener_name == "PLAINTEXT"
+    assert [x.name for x in c.data_plane_listeners] == ["PLAINTEXT"]
+    assert [x.name for x in c.advertised_data_plane_listeners] == ["PLAINTEXT"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"zookeeper.connect": None}, "only a cluster"),
+        ({"control.plane.listener.name": "OTHER"}, "must be one of the listeners"),
+        ({"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT"}, "listener.security.protocol"),
+        ({"inter.broker.listener.name": "CONTROL_PLANE"}, "must differ from inter.broker"),
+        (
+            {"advertised.listeners": "PLAINTEXT://kafka.example:9092"},
+            "must be a listener named in advertised.listeners",
+        ),
+        (
+            {
+                "listeners": "CONTROL_PLANE://127.0.0.1:9093",
+                "listener.security.protocol.map": "CONTROL_PLANE:PLAINTEXT",
+            },
+            "needs another listener",
+        ),
+    ],
+)
+def test_control_plane_listener_errors(changes: dict[str, str | None], reason: str) -> None:
+    settings = {**_CONTROL_PLANE, **changes}
+    with pytest.raises(ConfigError, match=r"control\.plane\.listener\.name") as info:
+        BrokerConfig.load(None, {k: v for k, v in settings.items() if v is not None})
+    assert reason in str(info.value)
+
+
+def test_inter_broker_listener_must_be_a_listener() -> None:
+    with pytest.raises(ConfigError, match=r"inter\.broker\.listener\.name"):
+        BrokerConfig.load(None, {"inter.broker.listener.name": "INTERNAL"})
+
+
 def test_wildcard_listener_advertises_the_host_name() -> None:
     c = BrokerConfig.load(None, {"listeners": "PLAINTEXT://:9092"})
     assert c.listeners[0].host == ""

@@ -123,6 +123,10 @@ class BrokerConfig:
     zookeeper_connect: str | None
     listeners: list[Listener]
     advertised_listeners: list[Listener]
+    # Controller-to-broker requests only (None: none); never given to clients.
+    control_plane_listener_name: str | None
+    # Follower fetches and, without a control-plane listener, the controller's requests.
+    inter_broker_listener_name: str
     socket_send_buffer_bytes: int
     socket_receive_buffer_bytes: int
     socket_request_max_bytes: int
@@ -303,6 +307,7 @@ class BrokerConfig:
             )
         self.log_dirs = self._derive_log_dirs()
         self._derive_listeners()
+        self._derive_plane_listeners()
 
     def _derive_broker_id(self) -> int:
         broker_id = self.get_int("broker.id")
@@ -339,6 +344,13 @@ class BrokerConfig:
         if len(set(ports)) != len(ports):
             raise self._error("listeners", "two listeners use the same port")
         protocols = _protocol_map(self.get_str("listener.security.protocol.map") or "")
+        control = (self.get_str("control.plane.listener.name") or "").strip().upper()
+        if control in {x.name for x in self.listeners} and control not in protocols:
+            # Said before the protocol check below, which would blame the listener instead.
+            raise self._error(
+                "control.plane.listener.name",
+                "must be a listener name defined in listener.security.protocol.map",
+            )
         for listener in self.listeners:
             protocol = protocols.get(listener.name, listener.name)
             if protocol != "PLAINTEXT":
@@ -371,6 +383,63 @@ class BrokerConfig:
                 raise self._error(
                     "advertised.listeners", f"{x.host} cannot be advertised; give a host name"
                 )
+
+    def _derive_plane_listeners(self) -> None:
+        """control.plane.listener.name and inter.broker.listener.name, checked as Kafka's
+        ZooKeeper-mode broker does: each names a listener that is also advertised, the
+        control-plane one is in listener.security.protocol.map, and they differ."""
+        names = [x.name for x in self.listeners]
+        advertised = {x.name for x in self.advertised_listeners}
+        control = self.get_str("control.plane.listener.name")
+        if control is not None:
+            control = control.strip().upper()
+            key = "control.plane.listener.name"
+            if not self.zookeeper_connect:
+                raise self._error(
+                    key, "only a cluster (zookeeper.connect) has a controller to send on it"
+                )
+            if control not in names:
+                raise self._error(key, f"must be one of the listeners ({', '.join(names)})")
+            if control not in advertised:
+                raise self._error(key, "must be a listener named in advertised.listeners")
+            protocols = _protocol_map(self.get_str("listener.security.protocol.map") or "")
+            if control not in protocols:
+                raise self._error(
+                    key, "must be a listener name defined in listener.security.protocol.map"
+                )
+            if len(names) < 2:
+                raise self._error(
+                    key, "needs another listener for clients and replication (listeners)"
+                )
+        self.control_plane_listener_name = control
+        inter = self.get_str("inter.broker.listener.name")
+        if inter is None:
+            inter = next(n for n in names if n != control)
+        else:
+            inter = inter.strip().upper()
+            if inter not in names or inter not in advertised:
+                raise self._error(
+                    "inter.broker.listener.name", "must be a listener named in advertised.listeners"
+                )
+        if control is not None and inter == control:
+            raise self._error(
+                "control.plane.listener.name",
+                f"must differ from inter.broker.listener.name ({inter})",
+            )
+        self.inter_broker_listener_name = inter
+
+    @property
+    def data_plane_listeners(self) -> list[Listener]:
+        """The listeners clients may use: all but the control-plane one."""
+        return [x for x in self.listeners if x.name != self.control_plane_listener_name]
+
+    @property
+    def advertised_data_plane_listeners(self) -> list[Listener]:
+        return [
+            x
+            for x in self.advertised_listeners or self.listeners
+            if x.name != self.control_plane_listener_name
+        ]
 
     # --- reading --------------------------------------------------------------------------
 

@@ -85,7 +85,15 @@ BROKER_DEFS: dict[str, ConfigDef] = names(
         _d("listener.security.protocol.map", S,
            "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
            "Maps listener names to security protocols; Strom serves PLAINTEXT only."),
-        _d("inter.broker.listener.name", S, None, "Listener the brokers use to reach each other."),
+        _d("inter.broker.listener.name", S, None, "Listener the brokers use to reach each other; "
+           "unset means the first listener that is not the control-plane listener."),
+        _d("control.plane.listener.name", S, None, "Listener the controller sends its requests "
+           "(LeaderAndIsr, StopReplica) to, so that they do not queue behind client traffic; "
+           "one of listeners, in listener.security.protocol.map, not the inter-broker listener. "
+           "Never given to clients in metadata. Unset: the inter-broker listener."),
+        _d("controller.socket.timeout.ms", I, 30000, "How long the controller waits for a "
+           "broker to answer one of its requests before reconnecting and sending it again.",
+           at_least(1)),
         _d("security.inter.broker.protocol", S, "PLAINTEXT", "Protocol between brokers.",
            OneOf(("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")), unused=True),
         _d("socket.send.buffer.bytes", I, 102400, "SO_SNDBUF for client sockets; -1 keeps the "

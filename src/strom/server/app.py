@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import time
@@ -33,7 +34,11 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     try:
         for listener in config.listeners:
             server = await loop.create_server(
-                lambda: KafkaConnection(dispatcher, config.socket_request_max_bytes),
+                # Each listener has its own acceptor; the connection knows which one it came
+                # through (controller requests are only taken on the control-plane listener).
+                functools.partial(
+                    KafkaConnection, dispatcher, config.socket_request_max_bytes, listener.name
+                ),
                 host=listener.host or None,
                 port=listener.port,
                 reuse_address=True,
@@ -41,7 +46,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             )
             servers.append(server)
             bound = server.sockets[0].getsockname()[1]
-            broker.bind_port(bound)
+            broker.bind_port(bound, listener.name)
             log.info("listening on %s:%d (%s)", listener.host, bound, listener.name)
         broker.start_background_tasks()
         if broker.cluster is not None:

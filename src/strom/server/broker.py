@@ -83,6 +83,8 @@ class Broker:
         # Unlinking a large segment frees its extents synchronously: not on the event loop.
         logs.set_unlinker(self._unlink_in_pool)
         self.node = self._advertised_node()
+        # Listener name -> the port it is bound to (the registration needs the real ports).
+        self.bound_ports: dict[str, int] = {}
         self._background: list[asyncio.Task[None]] = []
         self._flushing: set[PartitionLog] = set()
         self.groups = GroupCoordinatorRuntime(self)
@@ -252,15 +254,19 @@ class Broker:
         self.logs.run_cleaner(self.clock.now_ms())
 
     def _advertised_node(self) -> Node:
-        listener = (self.config.advertised_listeners or self.config.listeners)[0]
+        # Clients are told about the first data-plane listener, never the control plane's.
+        listener = self.config.advertised_data_plane_listeners[0]
         host = listener.host
         if host in ("", "0.0.0.0", "::"):
             host = socket.getfqdn()
         return Node(self.config.broker_id, host, listener.port, self.config.broker_rack)
 
-    def bind_port(self, port: int) -> None:
-        """Called once the listener is bound, so that port 0 advertises the real port."""
-        if self.node.port == 0:
+    def bind_port(self, port: int, listener_name: str | None = None) -> None:
+        """Called once a listener is bound, so that port 0 advertises the real port."""
+        if listener_name is not None:
+            self.bound_ports[listener_name] = port
+        client_listener = self.config.advertised_data_plane_listeners[0].name
+        if self.node.port == 0 and listener_name in (None, client_listener):
             self.node = Node(self.node.node_id, self.node.host, port, self.node.rack)
 
     # -- topics -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from strom.cluster.zk import controller_logic as logic
 from strom.cluster.zk.client import BadVersionError, ZkClient, ZkError
 from strom.cluster.zk.context import ControllerListener, NotControllerError, PartitionUpdate
 from strom.cluster.zk.controller import ZkController
+from strom.cluster.zk.controller_channel import ChannelConfig, ControllerChannelManager
 from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import BrokerRegistration, Endpoint, TopicPartition
 from strom.cluster.zk.store import TopicExistsError, VersionedState
@@ -38,6 +39,7 @@ from strom.protocol.messages.metadata_response import (
     MetadataResponsePartition,
     MetadataResponseTopic,
 )
+from strom.server.controller_requests import ControllerRequests
 from strom.server.errors import ApiError
 from strom.server.replica_manager import ReplicaManager
 
@@ -80,7 +82,16 @@ class ClusterRuntime:
             listener=_ControllerHooks(self),
             unclean_leader_election_enable=cfg.get("unclean.leader.election.enable") is True,
             delete_topic_enable=cfg.delete_topic_enable,
+            channel=ControllerChannelManager(
+                cfg.broker_id,
+                ChannelConfig(
+                    cfg.control_plane_listener_name,
+                    cfg.inter_broker_listener_name,
+                    request_timeout_ms=cfg.get_int("controller.socket.timeout.ms"),
+                ),
+            ),
         )
+        self.control = ControllerRequests(self)
         self._pending: list[tuple[str, asyncio.Future[None], float]] = []
         self._creating_internal: dict[str, asyncio.Task[None]] = {}
         self._shrinker: asyncio.Task[None] | None = None
@@ -102,6 +113,7 @@ class ClusterRuntime:
             self._registration(),
             self.broker.config.get_int("zookeeper.session.timeout.ms") + 2000,
         )
+        await self.control.refresh_broker_epoch()
         await self.controller.start()
         replicas.apply_all()
         self._shrinker = asyncio.create_task(self._shrink_loop(), name="isr-shrink")
@@ -123,10 +135,16 @@ class ClusterRuntime:
         cfg = self.broker.config
         node = self.broker.node
         advertised = cfg.advertised_listeners or cfg.listeners
+        client_listener = cfg.advertised_data_plane_listeners[0].name
         endpoints = []
-        for i, listener in enumerate(advertised):
-            host = node.host if i == 0 else (listener.host or node.host)
-            port = node.port if i == 0 else listener.port
+        # Every listener is registered, the control-plane one too (as Kafka does): the
+        # controller finds it there by name; clients are only ever given data-plane ones.
+        for listener in advertised:
+            if listener.name == client_listener:
+                host, port = node.host, node.port
+            else:
+                host = listener.host or node.host
+                port = listener.port or self.broker.bound_ports.get(listener.name, 0)
             endpoints.append(Endpoint(listener.name, host, port, "PLAINTEXT"))
         return BrokerRegistration(
             cfg.broker_id, tuple(endpoints), cfg.broker_rack, int(time.time() * 1000)
@@ -339,19 +357,21 @@ class ClusterRuntime:
         """The live brokers, at the endpoint of the listener clients reach this one on."""
         from strom.server.broker import Node
 
-        listeners = self.broker.config.listeners
-        wanted = listeners[0].name if listeners else None
+        cfg = self.broker.config
+        wanted = cfg.data_plane_listeners[0].name
         out: list[Node] = []
         for broker_id, registration in sorted(self.metadata.brokers.items()):
             if broker_id == self.broker.node.node_id:
                 out.append(self.broker.node)
                 continue
-            if not registration.endpoints:
+            usable = [
+                e
+                for e in registration.endpoints
+                if e.listener_name != cfg.control_plane_listener_name
+            ]
+            if not usable:
                 continue
-            endpoint = next(
-                (e for e in registration.endpoints if e.listener_name == wanted),
-                registration.endpoints[0],
-            )
+            endpoint = next((e for e in usable if e.listener_name == wanted), usable[0])
             out.append(Node(broker_id, endpoint.host, endpoint.port, registration.rack))
         return out
 

@@ -19,3 +19,5 @@ class RequestContext:
     peer: str
     # The whole request frame; Produce appends record batches straight out of it.
     frame: bytearray
+    # The listener the connection came in on ("" when not known, e.g. in unit tests).
+    listener: str = ""

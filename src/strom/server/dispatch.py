@@ -85,6 +85,7 @@ class Dispatcher:
             client_id=parsed.client_id,
             peer=conn.peer,
             frame=frame,
+            listener=conn.listener_name,
         )
         try:
             result = handler.fn(ctx, request)

@@ -58,8 +58,11 @@ class ConnectionClosed(Exception):
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, dispatcher: Dispatcher, max_request_bytes: int) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, max_request_bytes: int, listener_name: str = ""
+    ) -> None:
         self._dispatcher = dispatcher
+        self.listener_name = listener_name
         self._max_request_bytes = max_request_bytes
         self._buf = bytearray(INITIAL_RECEIVE_BUFFER_BYTES)
         self._view = memoryview(self._buf)

@@ -338,7 +338,7 @@ class ReplicaManager:
         registration = self.metadata.brokers.get(broker_id)
         if registration is None or not registration.endpoints:
             return None
-        wanted = self.broker.config.listeners[0].name if self.broker.config.listeners else None
+        wanted = self.broker.config.inter_broker_listener_name
         chosen = next(
             (e for e in registration.endpoints if e.listener_name == wanted),
             registration.endpoints[0],
@@ -360,6 +360,10 @@ class ReplicaManager:
             self._stop_hosting(key, delete=True)
         for _, partition in [k for k in self.broker.logs.partitions() if k[0] == topic]:
             self._stop_hosting((topic, partition), delete=True)
+
+    def stop_replica(self, key: Key, delete: bool) -> None:
+        """The controller's StopReplica (checked against ZooKeeper by the caller)."""
+        self._stop_hosting(key, delete)
 
     def _stop_hosting(self, key: Key, delete: bool) -> None:
         state = self.states.pop(key, None)

@@ -21,8 +21,10 @@ for a whole session timeout (the server has then expired the session, even if we
 it), the controller stops acting: it drops its cache and watches and makes no further writes.
 A write already in flight is rejected by ZooKeeper through the epoch fence.
 
-The local broker learns the outcome through `ControllerListener` (Kafka's controller sends
-LeaderAndIsr/UpdateMetadata requests; that wiring belongs to the broker).
+The local broker learns the outcome through `ControllerListener`; the other brokers hosting
+the partitions through LeaderAndIsr (and StopReplica for deleted topics) requests sent by the
+`ControllerChannelManager` right after each write, and, as a fallback that needs no request,
+through their own watches of the state znodes.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from strom.cluster.zk.context import (
     NotControllerError,
     PartitionUpdate,
 )
+from strom.cluster.zk.controller_channel import ControllerChannelManager
 from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import (
     ControllerRegistration,
@@ -94,6 +97,7 @@ class ZkController:
         unclean_leader_election_enable: bool = False,
         delete_topic_enable: bool = True,
         clock: Callable[[], float] = time.time,
+        channel: ControllerChannelManager | None = None,
     ) -> None:
         self.client = client
         self.store = ZkClusterStore(client)
@@ -102,6 +106,7 @@ class ZkController:
         self.unclean_default = unclean_leader_election_enable
         self.delete_topic_enable = delete_topic_enable
         self._clock = clock
+        self.channel = channel
         self._ctx: ControllerContext | None = None
         self.active_controller_id: int | None = None
         self._known_epoch = 0
@@ -144,6 +149,8 @@ class ZkController:
             self._resign("shutting down")
             with contextlib.suppress(ZkError):
                 await self._delete_own_registration()
+        if self.channel is not None:
+            await self.channel.close()
 
     async def controlled_shutdown(self, broker_id: int) -> set[TopicPartition]:
         """Moves leadership off `broker_id` before it stops; returns the partitions it still
@@ -344,6 +351,8 @@ class ZkController:
         )
         for handle in [*ctx.watches, *ctx.topic_watches.values()]:
             handle.cancel()
+        if self.channel is not None:
+            self.channel.clear()
         if self.active_controller_id == self.broker_id:
             self._set_active_controller(None)
 
@@ -370,11 +379,13 @@ class ZkController:
         ctx.watches.append(await self.client.watch_data(L.PREFERRED_REPLICA_ELECTION, preferred))
         # Load everything, then repair; the watch events queued meanwhile find nothing new.
         ctx.live = await self.store.live_brokers()
+        await self._open_channels(ctx, ctx.live)
         for topic in await self.store.topics():
             await self._load_topic(ctx, topic)
         await self._reconcile(ctx, ctx.partitions())
         if self._ctx is ctx:
             self.listener.on_partition_states({tp: ctx.update(tp) for tp in ctx.states})
+            self._send_states(ctx, ctx.states)  # every broker learns the new controller epoch
 
     # --- event handlers (active controller only) ----------------------------------------
 
@@ -402,13 +413,24 @@ class ZkController:
             sorted(bounced),
         )
         ctx.shutting_down -= dead | bounced
+        if self.channel is not None:
+            for broker_id in dead | bounced:
+                self.channel.remove_broker(broker_id)
         touched = dead | started | bounced
         views = {tp: v for tp, v in ctx.partitions().items() if touched & set(v.replicas)}
         if bounced:
             ctx.live = {b: z for b, z in now.items() if b not in bounced}
             await self._reconcile(ctx, views)
+        await self._open_channels(ctx, {b: now[b] for b in started | bounced})
         ctx.live = now
         await self._reconcile(ctx, views)
+        # A (re)started broker hears the state of every partition it hosts (as Kafka's
+        # onBrokerStartup), not only of those whose state changed.
+        self._send_states(
+            ctx,
+            [tp for tp, v in views.items() if (started | bounced) & set(v.replicas)],
+            started | bounced,
+        )
 
     async def _topics_changed(self, ctx: ControllerContext) -> None:
         current = set(await self.store.topics())
@@ -465,9 +487,15 @@ class ZkController:
                 with contextlib.suppress(NoNodeError):
                     await self.client.delete(L.delete_topic_path(topic))
                 continue
+            hosts: dict[int, list[TopicPartition]] = {}
+            for tp, view in ctx.partitions([topic]).items():
+                for broker_id in view.replicas:
+                    hosts.setdefault(broker_id, []).append(tp)
             self._forget_topic(ctx, topic)
             await self.store.delete_topic_znodes(topic)
             deleted.add(topic)
+            if self.channel is not None and self._ctx is ctx:
+                self.channel.send_stop_replica(ctx.fence.epoch, hosts, delete=True)
         if deleted and self._ctx is ctx:
             self.listener.on_topics_deleted(deleted)
 
@@ -611,7 +639,37 @@ class ZkController:
             log.warning("controller: gave up on %s after repeated conflicts", sorted(pending))
         if written and self._ctx is ctx:
             self.listener.on_partition_states({tp: ctx.update(tp) for tp in written})
+            self._send_states(ctx, written)
         return written
+
+    # --- requests to the other brokers ----------------------------------------------------
+
+    async def _open_channels(self, ctx: ControllerContext, brokers: Mapping[int, int]) -> None:
+        """Channels to these live brokers, at the endpoints their registrations name."""
+        if self.channel is None:
+            return
+        for broker_id in sorted(brokers):
+            try:
+                found = await self.store.broker(broker_id)
+            except L.LayoutError as exc:
+                log.error("controller: no requests to broker %d: %s", broker_id, exc)
+                continue
+            if found is not None and self._ctx is ctx:  # else gone: the watch says so next
+                registration, stat = found
+                self.channel.add_broker(broker_id, registration, stat.czxid)
+
+    def _send_states(
+        self,
+        ctx: ControllerContext,
+        partitions: Iterable[TopicPartition],
+        brokers: Iterable[int] | None = None,
+    ) -> None:
+        """LeaderAndIsr with the cached states of `partitions` to the brokers hosting them."""
+        if self.channel is None or self._ctx is not ctx:
+            return
+        updates = {tp: ctx.update(tp) for tp in partitions if tp in ctx.states}
+        if updates:
+            self.channel.send_leader_and_isr(ctx.fence.epoch, updates, brokers)
 
 
 async def _noop() -> None:

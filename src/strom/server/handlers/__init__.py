@@ -24,11 +24,13 @@ from strom.server.handlers import (  # noqa: F401
     group_offsets,
     incremental_alter_configs,
     init_producer_id,
+    leader_and_isr,
     list_offsets,
     list_transactions,
     metadata,
     offsets_for_leader_epoch,
     produce,
+    stop_replica,
     txn_offset_commit,
     write_txn_markers,
 )
