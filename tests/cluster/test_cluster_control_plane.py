@@ -10,8 +10,9 @@ CONTROL_PLANE listener for the controller's LeaderAndIsr and StopReplica request
   controller elects a new one; deleting the topic sends StopReplica there too;
 - wire-level LeaderAndIsr v7 that tries to make a follower the leader: with a stale controller
   epoch it answers STALE_CONTROLLER_EPOCH, with an epoch ZooKeeper never saw the same, with the
-  wrong broker epoch STALE_BROKER_EPOCH, on the PLAINTEXT listener CLUSTER_AUTHORIZATION_FAILED;
-  none of them changes the partition's leader;
+  wrong broker epoch STALE_BROKER_EPOCH, on the PLAINTEXT listener CLUSTER_AUTHORIZATION_FAILED,
+  with an old partition epoch STALE_CONTROLLER_EPOCH for that partition; none of them changes
+  the partition's leader;
 - bad control.plane.listener.name values make `strom serve` exit with a clear message.
 
 Nothing is timed: every wait polls a condition up to a generous deadline.
@@ -242,6 +243,15 @@ def test_control_plane_carries_leader_and_isr(
         cluster.brokers[target].port, takeover(zk, topic, target, controller, epoch)
     )
     assert data_plane.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    # The right controller and broker epochs, but the partition epoch of the topic's creation
+    # (the failover wrote a newer one): refused for that partition only.
+    old_partition = takeover(zk, topic, target, controller, epoch)
+    old_partition.topic_states[0].partition_states[0].partition_epoch = 0
+    answer = send_leader_and_isr(target_port, old_partition)
+    assert answer.error_code == ErrorCode.NONE
+    assert [p.error_code for t in answer.topics for p in t.partition_errors] == [
+        ErrorCode.STALE_CONTROLLER_EPOCH
+    ]
 
     # Nothing moved: the clients still see the controller's leader, as ZooKeeper has it.
     assert partition_state(zk, topic) == state_before
