@@ -32,7 +32,7 @@ places here answers STALE_CONTROLLER_EPOCH and is left alone.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import uuid
 from typing import TYPE_CHECKING
 
 from strom.cluster.zk import layout as L
@@ -67,8 +67,6 @@ class ControllerRequests:
         self.controller_epoch = 0
         # The czxid of this broker's registration znode (Kafka's broker epoch).
         self.broker_epoch = NO_BROKER_EPOCH
-        # Requests accepted, by API name and listener (logged; read by tests through the log).
-        self.accepted: Counter[tuple[str, str]] = Counter()
 
     async def refresh_broker_epoch(self) -> None:
         stat = await self.runtime.client.exists(L.broker_path(self.broker_id))
@@ -165,7 +163,6 @@ class ControllerRequests:
                     out[(topic.topic_name, p.partition_index)] = self._apply_one(
                         topic.topic_name, topic_id, p
                     )
-        self.accepted[("LeaderAndIsr", ctx.listener)] += 1
         log.info(
             "LeaderAndIsr from controller %d (epoch %d) on listener %s: %d partition(s), "
             "%d applied or known",
@@ -177,7 +174,9 @@ class ControllerRequests:
         )
         return out
 
-    def _apply_one(self, topic: str, topic_id: object, p: LeaderAndIsrPartitionState) -> ErrorCode:
+    def _apply_one(
+        self, topic: str, topic_id: uuid.UUID | None, p: LeaderAndIsrPartitionState
+    ) -> ErrorCode:
         metadata = self.runtime.metadata
         tp = TopicPartition(topic, p.partition_index)
         if self.broker_id not in p.replicas:
@@ -228,7 +227,7 @@ class ControllerRequests:
             ]
         out: dict[tuple[str, int], ErrorCode] = {}
         store = self.runtime.metadata.store
-        assignments: dict[str, object] = {}
+        assignments: dict[str, L.TopicAssignment | Exception | None] = {}
         for topic, partition, delete in wanted:
             if topic not in assignments:
                 try:
@@ -247,7 +246,6 @@ class ControllerRequests:
                 continue
             self.runtime.replicas.stop_replica((topic, partition), delete)
             out[(topic, partition)] = ErrorCode.NONE
-        self.accepted[("StopReplica", ctx.listener)] += 1
         log.info(
             "StopReplica from controller %d (epoch %d) on listener %s: %d partition(s)",
             request.controller_id,
