@@ -158,7 +158,8 @@ def test_paused_follower_leaves_and_rejoins_the_isr(cluster: Cluster, zk: KazooC
     )
     produce_some(producer, "isr", range(600, 700), acked)
     assert producer.flush(30) == 0
-    assert sorted(partition0(cluster, "isr").isrs) == [1, 2, 3]
+    # Every broker's cache follows (each from its own watch): poll, whichever one answers.
+    wait_for("a full ISR", lambda: sorted(partition0(cluster, "isr").isrs) == [1, 2, 3])
     check_read_back(cluster, "isr", acked)
 
 
@@ -285,7 +286,8 @@ def test_preferred_election_through_a_broker_that_is_not_the_controller(
     # Sent to the preferred replica itself, which is not the controller.
     assert active_controller(zk) != preferred
     assert elect_raw(cluster.brokers[preferred], "viazk", 0) == (0, ErrorCode.NONE)
-    assert partition0(cluster, "viazk").leader == preferred
+    # The answer waited for the preferred replica's cache; the others follow.
+    wait_for("the preferred leader", lambda: partition0(cluster, "viazk").leader == preferred)
 
 
 def test_single_broker_answers_election_not_needed(tmp_path: Path) -> None:
