@@ -13,7 +13,8 @@ Fencing, in this order (the first failing check answers for the whole request):
   STALE_CONTROLLER_EPOCH too.
 - The broker epoch (v2+; -1 means "not given", as Kafka): it must be the czxid of this
   broker's current /brokers/ids registration, else STALE_BROKER_EPOCH (a request meant for
-  an earlier incarnation of this broker).
+  an earlier incarnation of this broker). The czxid is read again after every new ZooKeeper
+  session (which registers the broker again) and whenever a request names another one.
 
 LeaderAndIsr then puts each partition state into the metadata cache, exactly as the watch of
 its state znode would (the partition epoch is the znode version), and hands it to
@@ -36,7 +37,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from strom.cluster.zk import layout as L
-from strom.cluster.zk.client import ZkError
+from strom.cluster.zk.client import SessionState, ZkError
 from strom.cluster.zk.layout import ControllerRegistration, PartitionState, TopicPartition
 from strom.cluster.zk.store import VersionedState
 from strom.protocol.errors import ErrorCode
@@ -65,13 +66,20 @@ class ControllerRequests:
         # The newest controller this broker has confirmed in ZooKeeper.
         self.controller_id = -1
         self.controller_epoch = 0
-        # The czxid of this broker's registration znode (Kafka's broker epoch).
+        # The czxid of this broker's registration znode (Kafka's broker epoch). A new session
+        # registers again (a new czxid): the value is then read again before it is trusted.
         self.broker_epoch = NO_BROKER_EPOCH
+        self._broker_epoch_current = False
+        runtime.client.add_state_listener(self._on_session)
+
+    def _on_session(self, state: SessionState) -> None:
+        if state in (SessionState.NEW_SESSION, SessionState.EXPIRED, SessionState.CLOSED):
+            self._broker_epoch_current = False
 
     async def refresh_broker_epoch(self) -> None:
         stat = await self.runtime.client.exists(L.broker_path(self.broker_id))
-        if stat is not None:
-            self.broker_epoch = stat.czxid
+        self.broker_epoch = stat.czxid if stat is not None else NO_BROKER_EPOCH
+        self._broker_epoch_current = stat is not None
 
     # --- fencing --------------------------------------------------------------------------
 
@@ -130,14 +138,16 @@ class ControllerRequests:
         return ErrorCode.NONE
 
     async def _check_broker_epoch(self, broker_epoch: int) -> ErrorCode:
-        if broker_epoch == NO_BROKER_EPOCH or broker_epoch == self.broker_epoch:
+        if broker_epoch == NO_BROKER_EPOCH:
+            return ErrorCode.NONE
+        if broker_epoch == self.broker_epoch and self._broker_epoch_current:
             return ErrorCode.NONE
         # Re-registered in a new ZooKeeper session since we last looked?
         try:
             await self.refresh_broker_epoch()
         except ZkError as exc:
             log.warning("cannot read this broker's registration: %r", exc)
-        if broker_epoch != self.broker_epoch:
+        if broker_epoch != self.broker_epoch or not self._broker_epoch_current:
             log.warning(
                 "refused controller request for broker epoch %d (this broker's is %d)",
                 broker_epoch,
