@@ -77,6 +77,9 @@ class ChannelConfig:
     inter_broker_listener_name: str
     # Kafka's controller.socket.timeout.ms.
     request_timeout_ms: int = 30_000
+    # Kafka's socket.connection.setup.timeout.ms default: a broker that does not accept (a
+    # dead host) is retried soon rather than after a whole request timeout.
+    connect_timeout_ms: int = 10_000
     reconnect_backoff_ms: int = 500
     max_queued_requests: int = 1000
 
@@ -282,7 +285,8 @@ class _BrokerChannel:
         if self._connection is not None:
             return self._connection
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.endpoint.host, self.endpoint.port), timeout_s
+            asyncio.open_connection(self.endpoint.host, self.endpoint.port),
+            min(timeout_s, self.config.connect_timeout_ms / 1000),
         )
         connection = BrokerConnection(reader, writer, self.client_id)
         try:
