@@ -22,7 +22,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from strom.cluster.local_metadata import TopicLookup, TopicRecord
@@ -272,7 +272,8 @@ class ZkMetadata:
         )
         merged = dict(current.partitions)
         merged.update(added)
-        updated = TopicAssignment(merged, current.topic_id)
+        # Reassignments in progress are kept (CreatePartitions refuses them anyway).
+        updated = replace(current, partitions=merged)
         await self.store.set_topic_assignment(name, updated, found[1].version)
 
     async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> None:
@@ -402,6 +403,7 @@ class ZkMetadata:
                     self._spawn(self._watch_partition(topic, p, watches))
             for p in assignment.partitions:
                 self.listener.on_partition(TopicPartition(topic, p))
+            self._changed()  # e.g. a reassignment recorded or completed
 
         def config_changed(data: bytes | None, stat: object) -> None:
             if self._topic_watches.get(topic) is not watches:
@@ -456,7 +458,10 @@ class ZkMetadata:
         assignment = self.assignments.get(topic)
         if assignment is None or topic not in self.configs:
             return False
-        rf = len(next(iter(assignment.partitions.values()), ()))
+        # The replication factor is the target's while partition 0 is being reassigned.
+        first = min(assignment.partitions, default=0)
+        removing = assignment.removing_replicas.get(first, ())
+        rf = len([r for r in assignment.partitions.get(first, ()) if r not in removing])
         record = TopicRecord(
             assignment.topic_id or ZERO_UUID,
             len(assignment.partitions),

@@ -266,11 +266,17 @@ class ReplicaState:
             raise ValueError(f"broker {self.local_broker_id} is not the leader in {update}")
         if self._is_stale(update):
             return Transition(applied=False, new_leader_epoch=False)
+        now = self.clock.monotonic_ms()
         if self._is_repeat(update, Role.LEADER):
             # The state we already hold (a repeated notification): keep a pending ISR change,
-            # whose write may still succeed.
-            return Transition(applied=True, new_leader_epoch=False)
-        now = self.clock.monotonic_ms()
+            # whose write may still succeed. Only the replica set may have changed (a
+            # reassignment began or ended: the assignment changes, not the state).
+            if tuple(update.replicas) == self.replicas:
+                return Transition(applied=True, new_leader_epoch=False)
+            self.replicas = tuple(update.replicas)
+            self._sync_followers()
+            events = self._maybe_increment_high_watermark(now)
+            return Transition(applied=True, new_leader_epoch=False, events=tuple(events))
         was_leader = self.is_leader
         new_epoch = update.leader_epoch > self.leader_epoch or not was_leader
         self.role = Role.LEADER
@@ -323,6 +329,7 @@ class ReplicaState:
         if self._is_stale(update):
             return Transition(applied=False, new_leader_epoch=False)
         if self._is_repeat(update, Role.FOLLOWER):
+            self.replicas = tuple(update.replicas)
             return Transition(applied=True, new_leader_epoch=False)
         new_epoch = update.leader_epoch > self.leader_epoch or self.role is not Role.FOLLOWER
         self.role = Role.FOLLOWER

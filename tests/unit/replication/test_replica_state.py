@@ -327,3 +327,31 @@ def test_hw_monotonic_and_bounded_by_isr(script: list[tuple[object, ...]], min_i
             check(state.isr_change_failed(state.pending, retry=bool(op[1])))
         elif kind == "min_isr":
             check(state.set_min_insync_replicas(int(op[1])))  # type: ignore[call-overload]
+
+
+# -- reassignment: the replica set changes without a new partition state -------------------------
+
+
+def test_replica_set_change_alone_reaches_the_leader_and_keeps_a_pending_isr_change() -> None:
+    state = leader(isr=(1, 2), leo=100, hw=100)
+    # A reassignment adds broker 4: same state znode version and epoch, new replicas.
+    moved = update(isr=(1, 2), replicas=(4, 1, 2))
+    result = state.become_leader(moved, 100, 100)
+    assert result.applied and not result.new_leader_epoch
+    assert state.replicas == (4, 1, 2) and set(state.followers) == {2, 4}
+    # The new replica may fetch in this epoch and joins the ISR once caught up.
+    assert state.check_follower_fetch(4, 5) == ErrorCode.NONE
+    (expand,) = isr_changes(state.update_follower_fetch_state(4, 100, 0, 100))
+    assert expand.change.isr == (1, 2, 4)
+    # The move completes: broker 2 is no longer a replica; the pending change survives.
+    state.become_leader(update(isr=(1, 2), replicas=(4, 1)), 100, 100)
+    assert state.replicas == (4, 1) and set(state.followers) == {4}
+    assert state.pending == expand.change
+
+
+def test_replica_set_change_alone_reaches_a_follower() -> None:
+    state = ReplicaState(2, ManualClock(), LAG)
+    assert state.become_follower(update()).new_leader_epoch
+    result = state.become_follower(update(replicas=(1, 2, 3, 4)))
+    assert result.applied and not result.new_leader_epoch
+    assert state.replicas == (1, 2, 3, 4)

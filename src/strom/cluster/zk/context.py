@@ -52,6 +52,7 @@ class ControllerContext:
     live: dict[int, int] = field(default_factory=dict)  # broker id -> registration czxid
     shutting_down: set[int] = field(default_factory=set)
     assignments: dict[str, TopicAssignment] = field(default_factory=dict)
+    assignment_versions: dict[str, int] = field(default_factory=dict)  # topic znode versions
     states: dict[TopicPartition, VersionedState] = field(default_factory=dict)
     watches: list[WatchHandle] = field(default_factory=list)
     topic_watches: dict[str, WatchHandle] = field(default_factory=dict)

@@ -36,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from strom.cluster.zk import controller_logic as logic
+from strom.cluster.zk import controller_reassign as reassign
 from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import (
     BadVersionError,
@@ -170,6 +171,18 @@ class ZkController:
         result = await self._submit(
             "preferred-election",
             self._active_handler(lambda ctx: self._elect_preferred_in(ctx, wanted)),
+        )
+        assert isinstance(result, dict)
+        return result
+
+    async def elect_unclean_leaders(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, PartitionState]:
+        """ElectLeaders UNCLEAN for `partitions` (see `controller_reassign.elect_unclean`)."""
+        wanted = set(partitions)
+        result = await self._submit(
+            "unclean-election",
+            self._active_handler(lambda ctx: reassign.elect_unclean(self, ctx, wanted)),
         )
         assert isinstance(result, dict)
         return result
@@ -373,6 +386,7 @@ class ZkController:
             (L.TOPICS, "topics", self._topics_changed),
             (L.DELETE_TOPICS, "delete", self._delete_topics),
             (L.ISR_CHANGE_NOTIFICATION, "isr", self._isr_changed),
+            (L.CONFIG_CHANGES, "config", self._config_changed),
         ):
             ctx.watches.append(await self.client.watch_children(path, on(name, handler)))
         preferred = on("preferred", self._preferred_requested)
@@ -383,6 +397,7 @@ class ZkController:
         for topic in await self.store.topics():
             await self._load_topic(ctx, topic)
         await self._reconcile(ctx, ctx.partitions())
+        await reassign.advance_reassignments(self, ctx)  # resumes moves a predecessor began
         if self._ctx is ctx:
             self.listener.on_partition_states({tp: ctx.update(tp) for tp in ctx.states})
             self._send_states(ctx, ctx.states)  # every broker learns the new controller epoch
@@ -396,6 +411,7 @@ class ZkController:
         await self._delete_topics(ctx)
         await self._isr_changed(ctx)
         await self._preferred_requested(ctx)
+        await reassign.advance_reassignments(self, ctx)
 
     async def _brokers_changed(self, ctx: ControllerContext) -> None:
         now = await self.store.live_brokers()
@@ -431,6 +447,7 @@ class ZkController:
             [tp for tp, v in views.items() if (started | bounced) & set(v.replicas)],
             started | bounced,
         )
+        await reassign.advance_reassignments(self, ctx)
 
     async def _topics_changed(self, ctx: ControllerContext) -> None:
         current = set(await self.store.topics())
@@ -441,10 +458,11 @@ class ZkController:
             await self._reconcile(ctx, ctx.partitions([topic]))
 
     async def _load_topic(self, ctx: ControllerContext, topic: str) -> None:
-        assignment = await self.store.topic_assignment(topic)
-        if assignment is None:
+        found = await self.store.versioned_topic_assignment(topic)
+        if found is None:
             return
-        ctx.assignments[topic] = assignment
+        ctx.assignments[topic], ctx.assignment_versions[topic] = found
+        assignment = found[0]
         for p in assignment.partitions:
             tp = TopicPartition(topic, p)
             versioned = await self.store.partition_state(tp)
@@ -462,17 +480,24 @@ class ZkController:
             ctx.topic_watches[topic] = await self.client.watch_data(L.topic_path(topic), changed)
 
     async def _partitions_added(self, ctx: ControllerContext, topic: str) -> None:
+        """The topic's assignment changed: partitions added, or reassignments started,
+        replaced or cancelled."""
         old = ctx.assignments.get(topic)
-        assignment = await self.store.topic_assignment(topic)
-        if old is None or assignment is None or assignment == old:
+        found = await self.store.versioned_topic_assignment(topic)
+        if old is None or found is None:
+            return
+        assignment, ctx.assignment_versions[topic] = found
+        if assignment == old:
             return
         ctx.assignments[topic] = assignment
         added = {TopicPartition(topic, p) for p in set(assignment.partitions) - set(old.partitions)}
         views = {tp: v for tp, v in ctx.partitions([topic]).items() if tp in added}
         await self._reconcile(ctx, views)
+        await reassign.advance_reassignments(self, ctx)
 
     def _forget_topic(self, ctx: ControllerContext, topic: str) -> None:
         ctx.assignments.pop(topic, None)
+        ctx.assignment_versions.pop(topic, None)
         handle = ctx.topic_watches.pop(topic, None)
         if handle:
             handle.cancel()
@@ -522,6 +547,11 @@ class ZkController:
         updates = {tp: ctx.update(tp) for tp in changed if tp in ctx.states}
         if updates and self._ctx is ctx:
             self.listener.on_partition_states(updates)
+        if changed:
+            await reassign.advance_reassignments(self, ctx)  # new replicas may be in sync now
+
+    async def _config_changed(self, ctx: ControllerContext) -> None:
+        await reassign.offline_partitions_after_config_change(self, ctx)
 
     async def _preferred_requested(self, ctx: ControllerContext) -> None:
         found = await self.client.get_or_none(L.PREFERRED_REPLICA_ELECTION)

@@ -461,6 +461,25 @@ def preferred_elections(
     return out
 
 
+def unclean_elections(
+    partitions: Mapping[TopicPartition, PartitionView],
+    live: AbstractSet[int],
+    controller_epoch: int,
+) -> dict[TopicPartition, PartitionState]:
+    """ElectLeaders UNCLEAN: every partition without a live leader gets the first live
+    in-sync replica, else the first live replica (unclean, whatever the topic's config).
+    Partitions with a live leader, or no live replica, are left out."""
+    out: dict[TopicPartition, PartitionState] = {}
+    for tp, view in partitions.items():
+        state = view.state
+        if state is None or state.leader in live:
+            continue
+        new = elect_offline(view.replicas, state, live, True, controller_epoch)
+        if new is not None:
+            out[tp] = new
+    return out
+
+
 def imbalanced_partitions(
     partitions: Mapping[TopicPartition, PartitionView],
     live: AbstractSet[int],

@@ -146,9 +146,30 @@ class ZkClusterStore:
 
     async def set_topic_assignment(
         self, topic: str, assignment: TopicAssignment, expected_version: int = -1
-    ) -> None:
-        """Rewrite the assignment (partitions added); the controller watches the topic."""
-        await self.client.set(L.topic_path(topic), assignment.to_json(), expected_version)
+    ) -> int:
+        """Rewrite the assignment (partitions added, reassignments started or cancelled); the
+        controller watches the topic. Returns the new znode version."""
+        stat = await self.client.set(L.topic_path(topic), assignment.to_json(), expected_version)
+        return stat.version
+
+    async def versioned_topic_assignment(self, topic: str) -> tuple[TopicAssignment, int] | None:
+        """The assignment with its znode version (the compare-and-set token)."""
+        found = await self.client.get_or_none(L.topic_path(topic))
+        if found is None:
+            return None
+        return TopicAssignment.from_json(topic, found[0]), found[1].version
+
+    async def set_topic_assignment_fenced(
+        self,
+        topic: str,
+        assignment: TopicAssignment,
+        expected_version: int,
+        fence: ControllerFence,
+    ) -> int:
+        """The controller's rewrite of an assignment (a completed reassignment)."""
+        op = Op.set(L.topic_path(topic), assignment.to_json(), expected_version)
+        await self._fenced([op], fence)
+        return expected_version + 1
 
     async def topic_config(self, topic: str) -> dict[str, str]:
         found = await self.client.get_or_none(L.topic_config_path(topic))

@@ -5,7 +5,8 @@ is not larger than the current one answers INVALID_PARTITIONS. Manual assignment
 must list one replica set per new partition, each naming only existing brokers (this broker),
 without repeats and with the topic's replication factor; anything else answers
 INVALID_REPLICA_ASSIGNMENT. A topic named twice answers INVALID_REQUEST; an unknown topic
-UNKNOWN_TOPIC_OR_PARTITION. validate_only runs every check and changes nothing. Not done: ACLs,
+UNKNOWN_TOPIC_OR_PARTITION; a topic with a partition reassignment in progress (cluster mode)
+REASSIGNMENT_IN_PROGRESS, as Kafka. validate_only runs every check and changes nothing. Not done: ACLs,
 controller mutation quotas.
 """
 
@@ -55,6 +56,13 @@ def _validate(ctx: RequestContext, topic: CreatePartitionsTopic) -> None:
     if record is None:
         raise ApiError(
             ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{topic.name}' does not exist."
+        )
+    cluster = ctx.broker.cluster
+    placed = cluster.metadata.assignments.get(topic.name) if cluster else None
+    if placed is not None and (placed.adding_replicas or placed.removing_replicas):
+        raise ApiError(
+            ErrorCode.REASSIGNMENT_IN_PROGRESS,
+            f"A partition reassignment is in progress for topic '{topic.name}'.",
         )
     current = record.num_partitions
     if topic.count < current:

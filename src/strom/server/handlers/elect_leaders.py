@@ -13,11 +13,16 @@ Per partition: ELECTION_NOT_NEEDED when the preferred replica already leads,
 PREFERRED_LEADER_NOT_AVAILABLE when it is not live or not in the ISR, REQUEST_TIMED_OUT when
 the election was not seen within the timeout.
 
-Unclean election: ELECTION_NOT_NEEDED while the partition has a live leader. Not done: an
-unclean election on demand for a partition without one (answers ELIGIBLE_LEADERS_NOT_AVAILABLE;
-the controller elects unclean leaders itself where the topic's unclean.leader.election.enable
-allows). A null partition list means every partition; then, as in Kafka, the partitions that
-needed no election are left out of the answer. Not done: ACLs.
+Unclean election: ELECTION_NOT_NEEDED while the partition has a live leader. A partition
+without one gets the first live in-sync replica, or else the first live replica even though it
+is not in sync (records it never had are lost), whatever the topic's
+unclean.leader.election.enable says, as Kafka's admin-triggered election;
+ELIGIBLE_LEADERS_NOT_AVAILABLE when no replica is live. The active controller runs it in its
+event queue; another broker writes the same decisions with compare-and-set, stamped with the
+controller epoch, and announces them as ISR changes so that the controller re-reads them (the
+way a controlled shutdown does without the controller). A null partition list means every
+partition; then, as in Kafka, the partitions that needed no election are left out of the
+answer. Not done: ACLs.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from strom.cluster.zk.client import NodeExistsError, ZkError
+from strom.cluster.zk import controller_logic as logic
+from strom.cluster.zk.client import BadVersionError, NodeExistsError, ZkError
 from strom.cluster.zk.context import NotControllerError
+from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import TopicPartition
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.elect_leaders_request import ElectLeadersRequest
@@ -128,11 +135,13 @@ def _decide(ctx: RequestContext, tp: TopicPartition, election_type: int) -> _Out
     if election_type == UNCLEAN:
         if vs is not None and vs.state.leader in live:
             return ErrorCode.ELECTION_NOT_NEEDED, None
-        return (
-            ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE,
-            "Unclean election on demand is not supported; the controller elects an out-of-sync "
-            "leader where the topic's unclean.leader.election.enable allows it.",
-        )
+        if vs is None or not any(r in live for r in replicas):
+            return (
+                ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                f"Failed to elect leader for partition {tp.topic}-{tp.partition}: no replica "
+                f"of {list(replicas)} is live.",
+            )
+        return None
     if vs is None or not replicas:
         return ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE, "The partition has no state yet."
     preferred = replicas[0]
@@ -145,6 +154,50 @@ def _decide(ctx: RequestContext, tp: TopicPartition, election_type: int) -> _Out
             f"replica {preferred} is not live and in sync.",
         )
     return None
+
+
+def _elected(cluster: ClusterRuntime, tp: TopicPartition, election_type: int) -> bool:
+    metadata = cluster.metadata
+    vs = metadata.state(tp.topic, tp.partition)
+    if vs is None:
+        return False
+    if election_type == UNCLEAN:
+        return vs.state.leader in metadata.brokers
+    replicas = metadata.replicas(tp.topic, tp.partition)
+    return bool(replicas) and vs.state.leader == replicas[0]
+
+
+async def _request_unclean_election(
+    cluster: ClusterRuntime, partitions: list[TopicPartition]
+) -> None:
+    """Runs the unclean election on this broker's controller if active, else writes the
+    controller's decisions itself (see the module docstring). Errors are logged: the
+    caller's wait shows whether the election happened."""
+    try:
+        if cluster.controller.is_active:
+            with contextlib.suppress(NotControllerError):
+                await cluster.controller.elect_unclean_leaders(partitions)
+                return
+        metadata = cluster.metadata
+        views = {
+            tp: PartitionView(metadata.replicas(tp.topic, tp.partition), vs.state)
+            for tp in partitions
+            if (vs := metadata.state(tp.topic, tp.partition)) is not None
+        }
+        changes = logic.unclean_elections(views, set(metadata.brokers), cluster.controller.epoch)
+        written: list[TopicPartition] = []
+        for tp, state in changes.items():
+            known = metadata.state(tp.topic, tp.partition)
+            if known is None:
+                continue
+            with contextlib.suppress(BadVersionError):  # changed meanwhile: the wait tells
+                await metadata.store.update_partition_state(tp, state, known.version)
+                written.append(tp)
+                log.warning("unclean election on demand: %s led by %s", tp, state.leader)
+        if written:
+            await metadata.store.notify_isr_change(written)
+    except ZkError as exc:
+        log.warning("unclean election failed: %r", exc)
 
 
 async def _request_election(cluster: ClusterRuntime, partitions: list[TopicPartition]) -> None:
@@ -181,25 +234,23 @@ async def _elect_in_cluster(
         else:
             outcomes[tp] = decided
     if to_elect:
-        await _request_election(cluster, to_elect)
-
-        def preferred_leads(tp: TopicPartition) -> bool:
-            vs = metadata.state(tp.topic, tp.partition)
-            replicas = metadata.replicas(tp.topic, tp.partition)
-            return vs is not None and bool(replicas) and vs.state.leader == replicas[0]
-
+        if election_type == UNCLEAN:
+            await _request_unclean_election(cluster, to_elect)
+        else:
+            await _request_election(cluster, to_elect)
         await metadata.wait_until(
-            lambda: all(preferred_leads(tp) for tp in to_elect),
+            lambda: all(_elected(cluster, tp, election_type) for tp in to_elect),
             max(request.timeout_ms, 0) / 1000,
         )
+        what = "An unclean" if election_type == UNCLEAN else "The preferred"
         for tp in to_elect:
-            if preferred_leads(tp):
+            if _elected(cluster, tp, election_type):
                 outcomes[tp] = (ErrorCode.NONE, None)
             else:
                 again = _decide(ctx, tp, election_type)
                 outcomes[tp] = again or (
                     ErrorCode.REQUEST_TIMED_OUT,
-                    f"The preferred leader of {tp.topic}-{tp.partition} was not elected within "
+                    f"{what} leader of {tp.topic}-{tp.partition} was not elected within "
                     f"{request.timeout_ms} ms.",
                 )
     ordered = {tp: outcomes[tp] for tp in wanted if tp in outcomes}

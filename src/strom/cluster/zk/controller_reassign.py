@@ -1,0 +1,142 @@
+"""The active controller's side of partition reassignment and of on-demand unclean elections.
+
+Kept apart from `controller` (the event machinery): these run inside its event task, on its
+cache, and write through its compare-and-set loop (`ZkController._write`).
+
+Reassignments are started, replaced and cancelled by rewriting a topic's assignment znode
+(any broker does it for AlterPartitionReassignments; the controller watches the znode).
+`advance_reassignments` is the level-triggered rule of `reassignment` applied to every
+partition: the controller runs it after loading the cluster (failover), after an assignment
+changed, after ISR changes and after brokers came or went, so a reassignment resumes
+wherever it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from strom.cluster.zk import controller_logic as logic
+from strom.cluster.zk import reassignment as R
+from strom.cluster.zk.client import BadVersionError, NoNodeError
+from strom.cluster.zk.context import ControllerContext
+from strom.cluster.zk.controller_logic import PartitionView
+from strom.cluster.zk.layout import PartitionState, TopicPartition
+
+if TYPE_CHECKING:
+    from strom.cluster.zk.controller import ZkController
+
+log = logging.getLogger("strom.controller")
+
+
+def reassign_views(
+    ctx: ControllerContext, tps: Iterable[TopicPartition] | None = None
+) -> dict[TopicPartition, R.ReassignView]:
+    out: dict[TopicPartition, R.ReassignView] = {}
+    wanted = None if tps is None else set(tps)
+    for topic, assignment in ctx.assignments.items():
+        for p in assignment.partitions:
+            tp = TopicPartition(topic, p)
+            if wanted is not None and tp not in wanted:
+                continue
+            ra = R.partition_assignment(assignment, p)
+            vs = ctx.states.get(tp)
+            if ra is not None:
+                out[tp] = R.ReassignView(ra, vs.state if vs else None)
+    return out
+
+
+async def advance_reassignments(controller: ZkController, ctx: ControllerContext) -> None:
+    """Completes the reassignments whose target replicas are all in sync and removes
+    brokers that are no longer replicas from leaders and ISRs."""
+    candidates = {tp for tp, view in reassign_views(ctx).items() if R.needs_action(view)}
+    if not candidates:
+        return
+    views = {tp: v for tp, v in ctx.partitions().items() if tp in candidates}
+
+    def decide(v: Mapping[TopicPartition, PartitionView]) -> dict[TopicPartition, PartitionState]:
+        states, _ = R.reassignment_actions(reassign_views(ctx, v), ctx.live_ids(), ctx.fence.epoch)
+        return states
+
+    await controller._write(ctx, views, decide)
+    pending, completed = R.reassignment_actions(
+        reassign_views(ctx, candidates), ctx.live_ids(), ctx.fence.epoch
+    )
+    by_topic: dict[str, dict[int, R.ReplicaAssignment]] = {}
+    for tp, ra in completed.items():
+        if tp not in pending:  # its state write lost every compare-and-set: later
+            by_topic.setdefault(tp.topic, {})[tp.partition] = ra
+    for topic, changes in sorted(by_topic.items()):
+        await _write_assignment(controller, ctx, topic, changes)
+
+
+async def _write_assignment(
+    controller: ZkController,
+    ctx: ControllerContext,
+    topic: str,
+    changes: Mapping[int, R.ReplicaAssignment],
+) -> None:
+    current = ctx.assignments.get(topic)
+    version = ctx.assignment_versions.get(topic)
+    if current is None or version is None:
+        return
+    new = R.with_partitions(current, changes)
+    try:
+        ctx.assignment_versions[topic] = await controller.store.set_topic_assignment_fenced(
+            topic, new, version, ctx.fence
+        )
+    except (BadVersionError, NoNodeError):
+        # Changed meanwhile (another reassignment, more partitions): the topic's watch
+        # brings the new assignment, and the rule runs again on it.
+        log.info("controller: assignment of %s changed meanwhile; deciding again", topic)
+        return
+    ctx.assignments[topic] = new
+    for p, ra in sorted(changes.items()):
+        log.info("controller: reassignment of %s-%d completed, replicas %s", topic, p, ra.replicas)
+
+
+async def elect_unclean(
+    controller: ZkController, ctx: ControllerContext, wanted: set[TopicPartition]
+) -> dict[TopicPartition, PartitionState]:
+    """ElectLeaders with election type UNCLEAN: each partition without a live leader gets
+    one, from the live in-sync replicas if any, else from any live replica, whatever the
+    topic's unclean.leader.election.enable says (Kafka's admin-triggered offline election).
+    Returns the states written."""
+    live = ctx.live_ids()
+    views = {
+        tp: v
+        for tp, v in ctx.partitions().items()
+        if tp in wanted and v.state is not None and v.state.leader not in live
+    }
+
+    def decide(v: Mapping[TopicPartition, PartitionView]) -> dict[TopicPartition, PartitionState]:
+        return logic.unclean_elections(v, ctx.live_ids(), ctx.fence.epoch)
+
+    written = await controller._write(ctx, views, decide)
+    for tp, vs in sorted(written.items()):
+        log.warning(
+            "controller: unclean election on demand: %s led by %s, ISR %s",
+            tp,
+            vs.state.leader,
+            list(vs.state.isr),
+        )
+    return {tp: vs.state for tp, vs in written.items()}
+
+
+async def offline_partitions_after_config_change(
+    controller: ZkController, ctx: ControllerContext
+) -> None:
+    """A topic config changed (a /config/changes notification): partitions without a live
+    leader are elected again, so unclean.leader.election.enable turned on takes effect (as
+    Kafka's controller does on that change)."""
+    live = ctx.live_ids()
+    views = {
+        tp: v
+        for tp, v in ctx.partitions().items()
+        if v.state is not None and v.state.leader not in live
+    }
+    if views:
+        with contextlib.suppress(NoNodeError):
+            await controller._reconcile(ctx, views)
