@@ -70,10 +70,11 @@ LAG_MAX_MS = 2000
 
 
 @pytest.fixture
-def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(zk_hosts: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     c = Cluster(tmp_path, zk_hosts)
     for broker in c.brokers.values():
         broker.sets["replica.lag.time.max.ms"] = str(LAG_MAX_MS)
+        broker.sets.update(getattr(request, "param", {}))  # per-test settings
     try:
         c.start()
         yield c
@@ -470,3 +471,32 @@ def test_unclean_election_on_demand_and_by_config(cluster: Cluster, zk: KazooCli
     for name, values in acked.items():
         got = consume_all(cluster.bootstrap(), name, len(values))
         assert got == values, f"{name}: {got[:5]}..., {len(got)} records"
+
+
+REBALANCING = {
+    "auto.leader.rebalance.enable": "true",
+    "leader.imbalance.check.interval.seconds": "1",
+}
+
+
+@pytest.mark.parametrize("cluster", [REBALANCING], indirect=True)
+def test_leadership_goes_back_to_preferred_replicas_by_itself(
+    cluster: Cluster, zk: KazooClient
+) -> None:
+    """auto.leader.rebalance.enable: after a failover and the preferred replica's return, the
+    controller's imbalance check (every second here) runs the preferred election itself."""
+    controller, other, third = roles(zk)
+    # Two partitions preferring `other`: once it is back, its imbalance is 100% > 10%.
+    create(cluster, "balanced", [[other, third, controller], [other, controller, third]])
+    cluster.brokers[other].kill9()
+    wait_for(
+        "leaders moved off the killed broker",
+        lambda: all(p.leader not in (-1, other) for p in cluster.partitions("balanced").values()),
+    )
+    cluster.brokers[other].start().wait_ready()
+    wait_for(
+        "both partitions led by their preferred replica again, with no election asked",
+        lambda: all(
+            p.leader == other and len(p.isrs) == 3 for p in cluster.partitions("balanced").values()
+        ),
+    )

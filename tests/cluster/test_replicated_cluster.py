@@ -64,6 +64,9 @@ class Cluster:
                     "zookeeper.session.timeout.ms": 4000,
                     "replica.lag.time.max.ms": 5000,
                     "auto.create.topics.enable": "false",
+                    # Leaderships move only when a test makes them (the rebalance timer is
+                    # tested on its own in test_cluster_reassignment.py).
+                    "auto.leader.rebalance.enable": "false",
                 },
                 name=f"broker{broker_id}",
             )

@@ -303,6 +303,10 @@ BROKER_DEFS: dict[str, ConfigDef] = names(
            dynamic=True),
         _d("auto.leader.rebalance.enable", B, True, "Move leadership back to preferred "
            "replicas."),
+        _d("leader.imbalance.check.interval.seconds", L, 300, "How often the controller "
+           "checks the leader imbalance.", at_least(1)),
+        _d("leader.imbalance.per.broker.percentage", I, 10, "Share of a broker's preferred "
+           "partitions led elsewhere above which the controller rebalances them.", at_least(0)),
         _d("controlled.shutdown.enable", B, True, "Hand leadership over before shutting down."),
         # --- secrets (accepted so copied files load; Strom serves PLAINTEXT only) ------------
         _d("ssl.keystore.password", P, None, "TLS keystore password (not used: PLAINTEXT "
@@ -357,8 +361,7 @@ KNOWN_UNUSED: frozenset[str] = frozenset(
     group.consumer.assignors group.share.enable share.coordinator.state.topic.replication.factor
     share.coordinator.state.topic.min.isr offsets.load.buffer.size offsets.commit.required.acks
     offsets.topic.compression.codec transaction.state.log.load.buffer.size
-    transaction.partition.verification.enable leader.imbalance.per.broker.percentage
-    leader.imbalance.check.interval.seconds controlled.shutdown.max.retries
+    transaction.partition.verification.enable controlled.shutdown.max.retries
     controlled.shutdown.retry.backoff.ms replica.fetch.backoff.ms replica.fetch.response.max.bytes
     replica.socket.receive.buffer.bytes replica.selector.class fetch.purgatory.purge.interval.requests
     producer.purgatory.purge.interval.requests delete.records.purgatory.purge.interval.requests

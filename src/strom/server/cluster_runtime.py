@@ -82,6 +82,13 @@ class ClusterRuntime:
             listener=_ControllerHooks(self),
             unclean_leader_election_enable=cfg.get("unclean.leader.election.enable") is True,
             delete_topic_enable=cfg.delete_topic_enable,
+            auto_leader_rebalance_enable=cfg.get("auto.leader.rebalance.enable") is True,
+            leader_imbalance_check_interval_s=cfg.get_int(
+                "leader.imbalance.check.interval.seconds"
+            ),
+            leader_imbalance_per_broker_percentage=cfg.get_int(
+                "leader.imbalance.per.broker.percentage"
+            ),
             channel=ControllerChannelManager(
                 cfg.broker_id,
                 ChannelConfig(

@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from strom.cluster.zk import controller_logic as logic
-from strom.cluster.zk import controller_reassign as reassign
+from strom.cluster.zk import controller_tasks as tasks
 from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import (
     BadVersionError,
@@ -82,6 +82,8 @@ log = logging.getLogger("strom.controller")
 # How often a write that lost a compare-and-set is re-read and decided again before giving up
 # until the next event (a partition leader changing its ISR in a tight loop).
 MAX_CAS_ATTEMPTS = 10
+# Kafka's first leader imbalance check comes this long after a controller takes over.
+FIRST_IMBALANCE_CHECK_S = 5.0
 
 
 _Changes = dict[TopicPartition, PartitionState]
@@ -97,6 +99,9 @@ class ZkController:
         listener: ControllerListener | None = None,
         unclean_leader_election_enable: bool = False,
         delete_topic_enable: bool = True,
+        auto_leader_rebalance_enable: bool = False,
+        leader_imbalance_check_interval_s: float = 300.0,
+        leader_imbalance_per_broker_percentage: float = 10.0,
         clock: Callable[[], float] = time.time,
         channel: ControllerChannelManager | None = None,
     ) -> None:
@@ -106,6 +111,10 @@ class ZkController:
         self.listener = listener or ControllerListener()
         self.unclean_default = unclean_leader_election_enable
         self.delete_topic_enable = delete_topic_enable
+        self.auto_leader_rebalance_enable = auto_leader_rebalance_enable
+        self.leader_imbalance_check_interval_s = leader_imbalance_check_interval_s
+        self.leader_imbalance_per_broker_percentage = leader_imbalance_per_broker_percentage
+        self._rebalance_timer: asyncio.TimerHandle | None = None
         self._clock = clock
         self.channel = channel
         self._ctx: ControllerContext | None = None
@@ -178,11 +187,11 @@ class ZkController:
     async def elect_unclean_leaders(
         self, partitions: Iterable[TopicPartition]
     ) -> dict[TopicPartition, PartitionState]:
-        """ElectLeaders UNCLEAN for `partitions` (see `controller_reassign.elect_unclean`)."""
+        """ElectLeaders UNCLEAN for `partitions` (see `controller_tasks.elect_unclean`)."""
         wanted = set(partitions)
         result = await self._submit(
             "unclean-election",
-            self._active_handler(lambda ctx: reassign.elect_unclean(self, ctx, wanted)),
+            self._active_handler(lambda ctx: tasks.elect_unclean(self, ctx, wanted)),
         )
         assert isinstance(result, dict)
         return result
@@ -366,6 +375,9 @@ class ZkController:
             handle.cancel()
         if self.channel is not None:
             self.channel.clear()
+        if self._rebalance_timer is not None:
+            self._rebalance_timer.cancel()
+            self._rebalance_timer = None
         if self.active_controller_id == self.broker_id:
             self._set_active_controller(None)
 
@@ -391,16 +403,19 @@ class ZkController:
             ctx.watches.append(await self.client.watch_children(path, on(name, handler)))
         preferred = on("preferred", self._preferred_requested)
         ctx.watches.append(await self.client.watch_data(L.PREFERRED_REPLICA_ELECTION, preferred))
+        legacy = on("reassign", self._legacy_reassignment)
+        ctx.watches.append(await self.client.watch_data(L.REASSIGN_PARTITIONS, legacy))
         # Load everything, then repair; the watch events queued meanwhile find nothing new.
         ctx.live = await self.store.live_brokers()
         await self._open_channels(ctx, ctx.live)
         for topic in await self.store.topics():
             await self._load_topic(ctx, topic)
         await self._reconcile(ctx, ctx.partitions())
-        await reassign.advance_reassignments(self, ctx)  # resumes moves a predecessor began
+        await tasks.advance_reassignments(self, ctx)  # resumes moves a predecessor began
         if self._ctx is ctx:
             self.listener.on_partition_states({tp: ctx.update(tp) for tp in ctx.states})
             self._send_states(ctx, ctx.states)  # every broker learns the new controller epoch
+            self._schedule_rebalance(ctx, FIRST_IMBALANCE_CHECK_S)
 
     # --- event handlers (active controller only) ----------------------------------------
 
@@ -411,7 +426,8 @@ class ZkController:
         await self._delete_topics(ctx)
         await self._isr_changed(ctx)
         await self._preferred_requested(ctx)
-        await reassign.advance_reassignments(self, ctx)
+        await self._legacy_reassignment(ctx)
+        await tasks.advance_reassignments(self, ctx)
 
     async def _brokers_changed(self, ctx: ControllerContext) -> None:
         now = await self.store.live_brokers()
@@ -447,7 +463,7 @@ class ZkController:
             [tp for tp, v in views.items() if (started | bounced) & set(v.replicas)],
             started | bounced,
         )
-        await reassign.advance_reassignments(self, ctx)
+        await tasks.advance_reassignments(self, ctx)
 
     async def _topics_changed(self, ctx: ControllerContext) -> None:
         current = set(await self.store.topics())
@@ -493,7 +509,7 @@ class ZkController:
         added = {TopicPartition(topic, p) for p in set(assignment.partitions) - set(old.partitions)}
         views = {tp: v for tp, v in ctx.partitions([topic]).items() if tp in added}
         await self._reconcile(ctx, views)
-        await reassign.advance_reassignments(self, ctx)
+        await tasks.advance_reassignments(self, ctx)
 
     def _forget_topic(self, ctx: ControllerContext, topic: str) -> None:
         ctx.assignments.pop(topic, None)
@@ -548,10 +564,34 @@ class ZkController:
         if updates and self._ctx is ctx:
             self.listener.on_partition_states(updates)
         if changed:
-            await reassign.advance_reassignments(self, ctx)  # new replicas may be in sync now
+            await tasks.advance_reassignments(self, ctx)  # new replicas may be in sync now
 
     async def _config_changed(self, ctx: ControllerContext) -> None:
-        await reassign.offline_partitions_after_config_change(self, ctx)
+        await tasks.offline_partitions_after_config_change(self, ctx)
+
+    async def _legacy_reassignment(self, ctx: ControllerContext) -> None:
+        await tasks.legacy_reassignment_requested(self, ctx)
+
+    def _schedule_rebalance(self, ctx: ControllerContext, delay_s: float) -> None:
+        if not self.auto_leader_rebalance_enable or self._ctx is not ctx:
+            return
+        if self._rebalance_timer is not None:
+            self._rebalance_timer.cancel()
+
+        def fire() -> None:
+            self._rebalance_timer = None
+            if self._ctx is ctx:
+                self._enqueue("auto-rebalance", self._active_handler(self._auto_rebalance))
+
+        self._rebalance_timer = asyncio.get_running_loop().call_later(delay_s, fire)
+
+    async def _auto_rebalance(self, ctx: ControllerContext) -> None:
+        try:
+            await tasks.rebalance_preferred_leaders(
+                self, ctx, self.leader_imbalance_per_broker_percentage
+            )
+        finally:
+            self._schedule_rebalance(ctx, self.leader_imbalance_check_interval_s)
 
     async def _preferred_requested(self, ctx: ControllerContext) -> None:
         found = await self.client.get_or_none(L.PREFERRED_REPLICA_ELECTION)

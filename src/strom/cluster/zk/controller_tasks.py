@@ -1,10 +1,12 @@
-"""The active controller's side of partition reassignment and of on-demand unclean elections.
+"""The active controller's work beyond reacting to failures: partition reassignment, unclean
+elections on demand or after a config change, and the preferred-leader rebalance timer.
 
 Kept apart from `controller` (the event machinery): these run inside its event task, on its
 cache, and write through its compare-and-set loop (`ZkController._write`).
 
 Reassignments are started, replaced and cancelled by rewriting a topic's assignment znode
-(any broker does it for AlterPartitionReassignments; the controller watches the znode).
+(any broker does it for AlterPartitionReassignments; the controller watches the znode; the
+legacy /admin/reassign_partitions znode is turned into the same rewrite).
 `advance_reassignments` is the level-triggered rule of `reassignment` applied to every
 partition: the controller runs it after loading the cluster (failover), after an assignment
 changed, after ISR changes and after brokers came or went, so a reassignment resumes
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from strom.cluster.zk import controller_logic as logic
+from strom.cluster.zk import layout as L
 from strom.cluster.zk import reassignment as R
 from strom.cluster.zk.client import BadVersionError, NoNodeError
 from strom.cluster.zk.context import ControllerContext
@@ -77,11 +80,12 @@ async def _write_assignment(
     ctx: ControllerContext,
     topic: str,
     changes: Mapping[int, R.ReplicaAssignment],
-) -> None:
+) -> bool:
+    """Compare-and-set of the topic's assignment; False when it changed meanwhile."""
     current = ctx.assignments.get(topic)
     version = ctx.assignment_versions.get(topic)
     if current is None or version is None:
-        return
+        return False
     new = R.with_partitions(current, changes)
     try:
         ctx.assignment_versions[topic] = await controller.store.set_topic_assignment_fenced(
@@ -91,10 +95,11 @@ async def _write_assignment(
         # Changed meanwhile (another reassignment, more partitions): the topic's watch
         # brings the new assignment, and the rule runs again on it.
         log.info("controller: assignment of %s changed meanwhile; deciding again", topic)
-        return
+        return False
     ctx.assignments[topic] = new
     for p, ra in sorted(changes.items()):
-        log.info("controller: reassignment of %s-%d completed, replicas %s", topic, p, ra.replicas)
+        log.info("controller: assignment of %s-%d is now %s", topic, p, ra)
+    return True
 
 
 async def elect_unclean(
@@ -140,3 +145,55 @@ async def offline_partitions_after_config_change(
     if views:
         with contextlib.suppress(NoNodeError):
             await controller._reconcile(ctx, views)
+
+
+async def rebalance_preferred_leaders(
+    controller: ZkController, ctx: ControllerContext, threshold_percent: float
+) -> None:
+    """auto.leader.rebalance.enable: preferred elections for the partitions of every broker
+    whose share of partitions led by another broker exceeds leader.imbalance.per.broker.
+    percentage (and that it can lead now: live and in sync)."""
+    candidates = logic.imbalanced_partitions(ctx.partitions(), ctx.live_ids(), threshold_percent)
+    if candidates:
+        log.info("controller: leader imbalance; preferred elections for %s", sorted(candidates))
+        await controller._elect_preferred_in(ctx, set(candidates))
+
+
+async def legacy_reassignment_requested(controller: ZkController, ctx: ControllerContext) -> None:
+    """/admin/reassign_partitions (what older kafka-reassign-partitions tools write): each
+    entry is started like an AlterPartitionReassignments entry, invalid ones are logged, and
+    the znode is deleted once the moves are recorded in the topics' assignments (where
+    ListPartitionReassignments shows them)."""
+    found = await controller.client.get_or_none(L.REASSIGN_PARTITIONS)
+    if found is None:
+        return
+    try:
+        requested = L.decode_reassignment(found[0])
+    except L.LayoutError as exc:
+        log.error("ignoring %s: %s", L.REASSIGN_PARTITIONS, exc)
+        requested = {}
+    by_topic: dict[str, dict[int, R.ReplicaAssignment]] = {}
+    for tp, target in sorted(requested.items()):
+        assignment = ctx.assignments.get(tp.topic)
+        current = None if assignment is None else R.partition_assignment(assignment, tp.partition)
+        planned = R.plan_reassignment(current, target, ctx.live_ids())
+        if isinstance(planned, R.ReplicaAssignment):
+            by_topic.setdefault(tp.topic, {})[tp.partition] = planned
+        else:
+            log.warning(
+                "controller: reassignment of %s in %s refused: %s",
+                tp,
+                L.REASSIGN_PARTITIONS,
+                planned,
+            )
+    recorded = [
+        await _write_assignment(controller, ctx, topic, changes)
+        for topic, changes in sorted(by_topic.items())
+    ]
+    if all(recorded):
+        # A newer request written meanwhile keeps the znode: its watch brings it here.
+        with contextlib.suppress(NoNodeError, BadVersionError):
+            await controller.client.delete(L.REASSIGN_PARTITIONS, found[1].version)
+    else:
+        controller._schedule_resync()  # the topic's new assignment first, then again
+    await advance_reassignments(controller, ctx)
