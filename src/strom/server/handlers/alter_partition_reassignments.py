@@ -13,7 +13,7 @@ Per partition: INVALID_REPLICA_ASSIGNMENT (empty list, repeated or negative ids,
 on a broker that is not live), UNKNOWN_TOPIC_OR_PARTITION (also for a topic being deleted),
 NO_REASSIGNMENT_IN_PROGRESS (cancelling none), REQUEST_TIMED_OUT (ZooKeeper unavailable).
 A single broker (no zookeeper.connect) answers the same checks against itself: only its own id
-is a live broker, so nothing can move. Not done: ACLs, the v1 allowReplicationFactorChange flag.
+is a live broker, so nothing can move. Not done: ACLs, replication throttles.
 """
 
 from __future__ import annotations
