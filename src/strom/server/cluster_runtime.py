@@ -134,9 +134,11 @@ class ClusterRuntime:
         for topic in list(metadata.topics):
             self.replicas.topic_config_changed(topic)  # broker defaults under topic configs
         # The controller's default for topics without their own unclean.leader.election.enable.
-        self.controller.unclean_default = (
-            self.broker.config.get("unclean.leader.election.enable") is True
-        )
+        unclean = self.broker.config.get("unclean.leader.election.enable") is True
+        turned_on = unclean and not self.controller.unclean_default
+        self.controller.unclean_default = unclean
+        if turned_on:
+            self.controller.reelect_offline_partitions()  # as Kafka's controller does
 
     def _registration(self) -> BrokerRegistration:
         cfg = self.broker.config

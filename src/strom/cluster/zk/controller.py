@@ -196,6 +196,12 @@ class ZkController:
         assert isinstance(result, dict)
         return result
 
+    def reelect_offline_partitions(self) -> None:
+        """Unclean election was enabled: partitions without a live leader are elected again
+        (a no-op unless this broker is the controller)."""
+        if self._ctx is not None:
+            self._enqueue("reelect-offline", self._active_handler(self._config_changed))
+
     async def sync(self) -> None:
         """Returns once every event queued before the call was handled (for tests)."""
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
