@@ -8,9 +8,11 @@ try again when it disappears.
 The active controller keeps a cache of the cluster (live brokers, topic assignments, partition
 states with their znode versions), watches the znodes that announce changes (/brokers/ids,
 /brokers/topics and each topic, /admin/delete_topics, /admin/preferred_replica_election,
-/isr_change_notification), asks `controller_logic` what must change, and writes the new
-partition states with compare-and-set, fenced by its controller epoch (see `store`). On a
-version conflict (a leader changed its ISR meanwhile) it re-reads the state and decides again.
+/admin/reassign_partitions, /isr_change_notification, /config/changes), asks
+`controller_logic` (and `reassignment`, through `controller_tasks`) what must change, and
+writes the new partition states with compare-and-set, fenced by its controller epoch (see
+`store`). On a version conflict (a leader changed its ISR meanwhile) it re-reads the state and
+decides again.
 
 Like Kafka's controller, events are handled one at a time by a single task, in order; the
 watches only enqueue events. Nothing needs a lock, and a decision always sees the effects of
