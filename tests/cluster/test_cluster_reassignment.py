@@ -45,8 +45,6 @@ from confluent_kafka.admin import (
 from integration.broker_process import BrokerProcess
 from integration.kafka_wire import (
     frame,
-    metadata_request_v1,
-    parse_metadata_v1,
     request_header,
     roundtrip,
 )
@@ -62,7 +60,13 @@ from strom.protocol.messages.list_partition_reassignments_response import (
     ListPartitionReassignmentsResponse,
 )
 
-from .test_replicated_cluster import Cluster, consume_all, produce_some, wait_for
+from .test_replicated_cluster import (
+    Cluster,
+    brokers_seen_by,
+    consume_all,
+    produce_some,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -169,13 +173,6 @@ def list_raw(broker: BrokerProcess) -> dict[tuple[str, int], tuple[list[int], ..
         for t in response.topics
         for p in t.partitions
     }
-
-
-def brokers_seen_by(broker: BrokerProcess) -> set[int]:
-    """The live brokers in this broker's Metadata answer (its own cache)."""
-    with socket.create_connection((broker.host, broker.port), timeout=10) as sock:
-        answer = roundtrip(sock, metadata_request_v1([]))
-    return {node for node, _, _ in parse_metadata_v1(answer).brokers}
 
 
 def freeze(broker: BrokerProcess) -> None:

@@ -25,6 +25,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from integration.broker_process import BrokerProcess
 from integration.kafka_wire import (
     RawRecord,
+    metadata_request_v1,
+    parse_metadata_v1,
     parse_produce_v3,
     produce_request_v3,
     record_batch,
@@ -76,6 +78,12 @@ class Cluster:
             broker.start()
         for broker in self.brokers.values():
             broker.wait_ready()
+        # Tests create topics at once: every broker's cache must list every broker first.
+        for broker in self.brokers.values():
+            wait_for(
+                f"{broker} seeing every broker",
+                lambda b=broker: brokers_seen_by(b) == set(self.brokers),
+            )
 
     def stop(self) -> None:
         for broker in self.brokers.values():
@@ -101,6 +109,13 @@ class Cluster:
 
     def log_tails(self) -> str:
         return "\n".join(b.log_tail(40) for b in self.brokers.values())
+
+
+def brokers_seen_by(broker: BrokerProcess) -> set[int]:
+    """The live brokers in this broker's Metadata answer (its own cache)."""
+    with socket.create_connection((broker.host, broker.port), timeout=10) as sock:
+        answer = roundtrip(sock, metadata_request_v1([]))
+    return {node for node, _, _ in parse_metadata_v1(answer).brokers}
 
 
 @pytest.fixture
