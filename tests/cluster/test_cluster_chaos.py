@@ -349,9 +349,7 @@ def check_replicas_identical(cluster: Cluster) -> None:
         code = broker.stop()
         assert code == 0, f"{broker} did not stop cleanly ({code})\n{broker.log_tail()}"
     for p in range(PARTITIONS):
-        copies = {
-            i: replica_records(b.partition_dir(TOPIC, p)) for i, b in cluster.brokers.items()
-        }
+        copies = {i: replica_records(b.partition_dir(TOPIC, p)) for i, b in cluster.brokers.items()}
         first = copies[1]
         for i, records in copies.items():
             assert records == first, f"partition {p}: broker {i}'s replica differs from broker 1's"

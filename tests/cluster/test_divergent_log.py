@@ -5,14 +5,17 @@ followers can be paused (SIGSTOP) for a moment without losing their sessions. An
 partition (min.insync.replicas=2) led by a broker that is not the controller, with a
 replica.lag.time.max.ms long enough that the ISR cannot shrink during the pause:
 
-1. records committed with acks=all (every replica has them);
-2. both followers paused; the leader takes a batch with acks=1 that only it has (the divergent
-   suffix), then is killed with kill -9; the followers resume;
+1. records committed with acks=all (every replica has them), from confluent-kafka and from an
+   idempotent producer on the wire;
+2. both followers paused; the leader takes an idempotent batch with acks=1 that only it has
+   (the divergent suffix), then is killed with kill -9; the followers resume;
 3. the controller elects one of the followers (both in the ISR) with a new leader epoch, which
-   takes more records with acks=all;
+   takes more records with acks=all, the idempotent producer's lost sequences among them;
 4. the old leader restarts: as a follower of the new epoch it truncates the divergent suffix
    (OffsetsForLeaderEpoch) and rejoins the ISR;
-5. a preferred election (confluent AdminClient.elect_leaders) moves leadership back to it.
+5. a preferred election (confluent AdminClient.elect_leaders) moves leadership back to it, and
+   it takes the idempotent producer's next sequence (its producer state was cut back with the
+   log).
 
 Read through it, the partition holds exactly the acks=all records, in order at consecutive
 offsets, and none of the acks=1 ones; after a clean stop the three replicas' segment files hold
@@ -36,14 +39,11 @@ from pathlib import Path
 import confluent_kafka as ck
 import pytest
 from confluent_kafka import ElectionType
-from integration.kafka_wire import (
-    RawRecord,
-    parse_produce_v3,
-    produce_request_v3,
-    record_batch,
-    roundtrip,
-)
+from integration.broker_process import BrokerProcess
+from integration.kafka_wire import parse_produce_v3, produce_request_v3, roundtrip
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+from strom.protocol.records import Record, build_batch
 
 from .replica_files import replica_records
 from .test_cluster_failover import active_controller, create_assigned, partition0
@@ -99,13 +99,25 @@ def zk(zk_server: ZooKeeperServer) -> Iterator[KazooClient]:
         client.close()
 
 
-def produce_acks_1(host: str, port: int, values: list[bytes]) -> tuple[int, int]:
-    """One batch with acks=1 straight to `host:port`: (error code, base offset)."""
-    batch = record_batch([RawRecord(None, v) for v in values])
-    with socket.create_connection((host, port), timeout=10) as sock:
-        payload = roundtrip(sock, produce_request_v3(TOPIC, 0, batch, acks=1))
+PRODUCER_ID = 4242  # an idempotent producer of the test's own, on the wire
+
+
+def produce_raw(
+    broker: BrokerProcess, acks: int, values: list[bytes], sequence: int
+) -> tuple[int, int]:
+    """One idempotent batch (PRODUCER_ID, epoch 0, first sequence `sequence`) straight to
+    `broker`: (error code, base offset)."""
+    now = int(time.time() * 1000)
+    records = [Record(i, now, None, v) for i, v in enumerate(values)]
+    batch = build_batch(records, producer_id=PRODUCER_ID, producer_epoch=0, base_sequence=sequence)
+    with socket.create_connection((broker.host, broker.port), timeout=40) as sock:
+        payload = roundtrip(sock, produce_request_v3(TOPIC, 0, batch, acks=acks, timeout_ms=30000))
     _, (result,) = parse_produce_v3(payload)
     return result.error_code, result.base_offset
+
+
+def tagged(tag: str, count: int) -> list[bytes]:
+    return [f"{tag}-{n}".encode() for n in range(count)]
 
 
 def read_partition(bootstrap: str, end: int) -> list[tuple[int, bytes]]:
@@ -159,45 +171,55 @@ def test_old_leader_truncates_its_divergent_suffix(cluster: Cluster, zk: KazooCl
     other = next(i for i in (1, 2, 3) if i not in (old_leader, controller))
     followers = [other, controller]
     create_assigned(cluster, TOPIC, [old_leader, other, controller])
-    before = partition0(cluster, TOPIC)
-    assert before.leader == old_leader
+    assert partition0(cluster, TOPIC).leader == old_leader
+    leader = cluster.brokers[old_leader]
+    expected: list[bytes] = []
 
-    # 1. Committed on every replica.
+    # 1. Committed on every replica: offsets 0-99 from confluent-kafka, 100-109 from the raw
+    # idempotent producer (sequences 0-9).
     acked: list[int] = []
     first = producer(cluster.bootstrap())
     produce_some(first, TOPIC, range(0, 100), acked)
     assert first.flush(30) == 0
     assert sorted(acked) == list(range(100))
+    expected += [str(n).encode() for n in range(100)]
+    assert produce_raw(leader, -1, tagged("committed", 10), 0) == (0, 100)
+    expected += tagged("committed", 10)
     assert full_isr(cluster, TOPIC, 1)
 
-    # 2. The divergent suffix: only the leader has it.
-    leader = cluster.brokers[old_leader]
+    # 2. The divergent suffix, offsets 110-139 (sequences 10-39): only the leader has it.
     for i in followers:
         os.kill(cluster.brokers[i].pid, signal.SIGSTOP)
     try:
         time.sleep(5 * FETCH_WAIT_MS / 1000)  # a precondition, see the module docstring
-        divergent = [f"divergent-{n}".encode() for n in range(30)]
-        assert produce_acks_1(leader.host, leader.port, divergent) == (0, 100)
+        assert produce_raw(leader, 1, tagged("divergent", 30), 10) == (0, 110)
         leader.kill9()
     finally:
         for i in followers:
             os.kill(cluster.brokers[i].pid, signal.SIGCONT)
 
-    # 3. A follower takes over with a newer epoch and takes acks=all writes.
-    elected = wait_for(
+    # 3. A follower takes over with a newer epoch and takes acks=all writes: the idempotent
+    # producer's sequences 10-19 again (its state there ends at 9), then confluent-kafka's.
+    new_leader = wait_for(
         "a follower elected",
-        lambda: (p := partition0(cluster, TOPIC, exclude={old_leader})) and p.leader in followers,
+        lambda: (
+            (p := partition0(cluster, TOPIC, exclude={old_leader}))
+            and p.leader in followers
+            and p.leader
+        ),
     )
-    assert elected
+    assert produce_raw(cluster.brokers[new_leader], -1, tagged("retried", 10), 10) == (0, 110)
+    expected += tagged("retried", 10)
     second = producer(cluster.bootstrap(exclude={old_leader}))
     produce_some(second, TOPIC, range(100, 200), acked)
     assert second.flush(60) == 0
     assert sorted(acked) == list(range(200))
+    expected += [str(n).encode() for n in range(100, 200)]
 
     # 4. The old leader returns, truncates and rejoins the ISR.
     leader.start().wait_ready()
     wait_for("the old leader back in the ISR", lambda: full_isr(cluster, TOPIC, 1))
-    assert f"{TOPIC}-0: truncating from 130 to 100" in leader.log_text_since_last_start()
+    assert f"{TOPIC}-0: truncating from 140 to 110" in leader.log_text_since_last_start()
 
     # 5. Leadership back to the old leader (the preferred replica).
     admin = cluster.admin()
@@ -208,10 +230,14 @@ def test_old_leader_truncates_its_divergent_suffix(cluster: Cluster, zk: KazooCl
         "the old leader leading again",
         lambda: partition0(cluster, TOPIC).leader == old_leader,
     )
+    # Its producer state went back with the log: sequence 20 follows 19, not 39.
+    assert produce_raw(leader, -1, tagged("after", 10), 20) == (0, 220)
+    expected += tagged("after", 10)
+
     end = high_watermark(leader.bootstrap)
-    assert end == 200
+    assert end == len(expected) == 230
     records = read_partition(leader.bootstrap, end)
-    assert records == [(n, str(n).encode()) for n in range(200)]
+    assert records == list(enumerate(expected))
 
     # The three replicas agree record for record, epochs included.
     for broker in cluster.brokers.values():
@@ -221,4 +247,4 @@ def test_old_leader_truncates_its_divergent_suffix(cluster: Cluster, zk: KazooCl
     for i, copy in copies.items():
         assert copy == copies[old_leader], f"broker {i}'s replica differs"
     epochs = [e for _, e, _ in copies[old_leader]]
-    assert epochs[99] < epochs[100], "the records after the failover carry a newer epoch"
+    assert epochs[109] < epochs[110] < epochs[220], "each leader stamps its own epoch"
