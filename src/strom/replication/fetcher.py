@@ -11,6 +11,10 @@ partition by replica.fetch.backoff.ms, then the fetcher reconnects. Partitions c
 removed while it runs; a response is applied only to partitions still fetching at the offset
 and epoch the request carried.
 
+Timeouts use `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11 `wait_for` swallows a
+cancellation that arrives as its inner await completes, and the fetcher's loop would run on
+after `stop()` cancelled it (a broker's SIGTERM then hung in `stop()`).
+
 `ReplicaFetcherManager` keeps one fetcher per leader and moves partitions between them when
 their leader changes.
 """
@@ -99,7 +103,8 @@ class BrokerConnection:
                 raise ProtocolError(f"correlation id {got}, expected {correlation_id}")
             return response
 
-        return await asyncio.wait_for(exchange(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await exchange()
 
     async def close(self) -> None:
         self.writer.close()
@@ -235,7 +240,8 @@ class ReplicaFetcher:
         if until_ms is not None:
             timeout = max(0.0, (until_ms - self.clock.monotonic_ms()) / 1000.0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
 
     # -- connection ------------------------------------------------------------------------
 
@@ -247,9 +253,8 @@ class ReplicaFetcher:
         ):
             return None  # everything is backing off
         timeout_s = self.config.socket_timeout_ms / 1000.0
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.leader.host, self.leader.port), timeout_s
-        )
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(self.leader.host, self.leader.port)
         connection = BrokerConnection(reader, writer, self.client_id)
         try:
             response = await connection.call(

@@ -242,3 +242,29 @@ def test_manager_keeps_one_fetcher_per_leader(tmp_path: Path) -> None:
             await server.close()
 
     asyncio.run(main())
+
+
+def test_stop_is_not_lost_when_the_fetcher_wakes_at_the_same_time(tmp_path: Path) -> None:
+    """A fetcher backing off (an unreachable leader) is woken by a partition change, and stopped
+    before it runs again. On Python 3.11 `asyncio.wait_for` swallows a cancellation that meets
+    its inner await completing: the fetcher ran on and `stop()` (a broker's SIGTERM) hung."""
+
+    async def main() -> None:
+        follower = open_log(tmp_path / "follower")
+        slow_backoff = FetcherConfig(fetch_backoff_ms=60_000, socket_timeout_ms=5_000)
+        fetcher = ReplicaFetcher(1, LeaderEndpoint(5, "127.0.0.1", 1), slow_backoff)
+        fetcher.add_partitions({(TOPIC, 0): PartitionToFollow(follower, 1)})
+        fetcher.start()
+        entry = fetcher.session.partitions[(TOPIC, 0)]
+        await wait_until(lambda: entry.last_error == ErrorCode.NETWORK_EXCEPTION)
+        await asyncio.sleep(0.05)  # idle now, until the backoff ends or a wakeup
+        fetcher.remove_partitions([(TOPIC, 0)])  # the wakeup ...
+        await asyncio.sleep(0)  # ... has ended the fetcher's wait, which has not resumed yet
+        stopping = asyncio.create_task(fetcher.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=10)  # (asyncio.wait cancels nothing)
+        if not done:
+            stopping.cancel()  # cancels the fetcher once more, for the cleanup
+            await asyncio.wait({stopping})
+            raise AssertionError("stop() hung: the fetcher ran on after its cancellation")
+
+    asyncio.run(main())
