@@ -53,6 +53,8 @@ def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path, zk_hosts)
     for broker in c.brokers.values():
         broker.sets["replica.lag.time.max.ms"] = "3000"
+        # Kafka's default (Strom's is 1): the group coordinator fails over as well.
+        broker.sets["offsets.topic.replication.factor"] = "3"
     try:
         c.start()
         yield c
