@@ -10,135 +10,21 @@ by tests/unit/replication/test_replica_state.py and the cluster tests).
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cluster_broker_helpers import EPOCH, Leader, close, offsets, open_leader
 
-from strom.cluster.local_metadata import TopicRecord
-from strom.cluster.zk.client import ZkClient
-from strom.cluster.zk.layout import PartitionState, TopicAssignment, TopicPartition
-from strom.cluster.zk.store import VersionedState
-from strom.cluster.zk_metadata import ZkMetadata
-from strom.config import BrokerConfig
 from strom.protocol.errors import ErrorCode
-from strom.protocol.messages.fetch_request import (
-    FetchPartition,
-    FetchRequest,
-    FetchTopic,
-    ReplicaState,
-)
-from strom.protocol.messages.fetch_response import FetchResponse, PartitionData
-from strom.protocol.records import Record, build_batch, iter_batch_headers, validate_batches
-from strom.server.broker import Broker
-from strom.server.cluster_runtime import ClusterRuntime
-from strom.server.context import RequestContext
-from strom.server.follower_fetch import handle_follower_fetch
-from strom.storage.partition_log import PartitionLog
-
-TOPIC = "rep"
-TOPIC_ID = uuid.UUID("0badc0de-0000-4000-8000-000000000001")
-TP = TopicPartition(TOPIC, 0)
-EPOCH = 5
-
-
-@dataclass
-class Leader:
-    broker: Broker
-    runtime: ClusterRuntime
-
-    @property
-    def log(self) -> PartitionLog:
-        plog = self.broker.logs.get(TOPIC, 0)
-        assert plog is not None
-        return plog
-
-    def append(self, count: int, epoch: int = EPOCH) -> None:
-        """One batch of `count` records appended as the leader in `epoch`."""
-        now = int(time.time() * 1000)
-        records = [Record(i, now, None, f"v{i}".encode()) for i in range(count)]
-        data = bytearray(build_batch(records))
-        self.log.append_as_leader(data, validate_batches(data), epoch, now)
-        self.runtime.replicas.after_append(TOPIC, 0)
-
-    def fetch(
-        self, replica: int, offset: int, epoch: int = EPOCH, version: int = 17, **kw: int
-    ) -> PartitionData:
-        response = asyncio.run(self.fetch_async(replica, offset, epoch, version, **kw))
-        ((partition,),) = [t.partitions for t in response.responses]
-        return partition
-
-    async def fetch_async(
-        self,
-        replica: int,
-        offset: int,
-        epoch: int = EPOCH,
-        version: int = 17,
-        last_fetched_epoch: int = -1,
-        max_wait_ms: int = 0,
-        topic_id: uuid.UUID = TOPIC_ID,
-    ) -> FetchResponse:
-        request = FetchRequest(
-            replica_id=replica if version < 15 else -1,
-            replica_state=ReplicaState(replica_id=replica if version >= 15 else -1),
-            max_wait_ms=max_wait_ms,
-            min_bytes=1,
-            topics=[
-                FetchTopic(
-                    topic=TOPIC,
-                    topic_id=topic_id,
-                    partitions=[
-                        FetchPartition(
-                            partition=0,
-                            current_leader_epoch=epoch,
-                            fetch_offset=offset,
-                            last_fetched_epoch=last_fetched_epoch,
-                            log_start_offset=0,
-                            partition_max_bytes=1 << 20,
-                        )
-                    ],
-                )
-            ],
-        )
-        ctx = RequestContext(self.broker, 1, version, 1, "replica", "127.0.0.1:1", bytearray())
-        return await handle_follower_fetch(ctx, request, self.runtime.replicas)
-
-
-def open_leader(tmp_path: Path, leader: int = 1) -> Leader:
-    config = BrokerConfig.load(
-        None,
-        {
-            "log.dirs": str(tmp_path / "data"),
-            "broker.id": "1",
-            "zookeeper.connect": "127.0.0.1:1",  # never connected
-        },
-    )
-    metadata = ZkMetadata(ZkClient("127.0.0.1:1"), 1)
-    # What the watches would have read: the topic, its assignment and its partition state.
-    metadata._topics[TOPIC] = TopicRecord(TOPIC_ID, 1, 3)
-    metadata._by_id[TOPIC_ID] = TOPIC
-    metadata.assignments[TOPIC] = TopicAssignment({0: (1, 2, 3)}, TOPIC_ID)
-    metadata.states[TP] = VersionedState(PartitionState(leader, EPOCH, (1, 2, 3), 1), 3)
-    broker = Broker.open_cluster(config, metadata)
-    runtime = ClusterRuntime(broker, metadata.client, metadata)
-    broker.cluster = runtime
-    runtime.replicas.apply(TP)
-    return Leader(broker, runtime)
 
 
 @pytest.fixture
 def leader(tmp_path: Path) -> Iterator[Leader]:
     lead = open_leader(tmp_path)
     yield lead
-    lead.broker.logs.close()
-    lead.broker.io.shutdown(wait=True)
-
-
-def offsets(data: PartitionData) -> list[int]:
-    return [h.base_offset for _, h in iter_batch_headers(bytes(data.records))]
+    close(lead)
 
 
 @pytest.mark.parametrize("version", [17, 12, 11])
@@ -180,9 +66,7 @@ def test_a_follower_is_no_leader(tmp_path: Path) -> None:
         answer = follower.fetch(3, 0)
         assert answer.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
     finally:
-        asyncio.run(follower.runtime.replicas.fetchers.stop())
-        follower.broker.logs.close()
-        follower.broker.io.shutdown(wait=True)
+        close(follower)
 
 
 def test_diverging_follower_gets_the_epoch_end_and_no_records(leader: Leader) -> None:
