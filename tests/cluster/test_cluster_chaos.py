@@ -9,7 +9,11 @@ After each kill the test waits until every partition has a live leader and the p
 acknowledged again on every partition, restarts the killed broker and waits until it is back
 in every ISR.
 
-Then, with the producer stopped:
+A second scenario kills the controller and the leader of a partition at the same moment: the
+survivor takes over as controller and leader of everything with an ISR of one, acks=all is
+refused (NOT_ENOUGH_REPLICAS, retried by the producer) until the others return.
+
+Then, with the producer stopped (both scenarios):
 - a fresh consumer reads the whole topic: every acknowledged record is at its acknowledged
   offset, each payload once, per partition in production order with increasing offsets, and
   the acknowledgements of a partition came in offset order;
@@ -39,7 +43,14 @@ from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
 from .replica_files import replica_records
 from .test_cluster_failover import active_controller
-from .test_replicated_cluster import Cluster, create_topic, full_isr, wait_for
+from .test_replicated_cluster import (
+    NOT_ENOUGH_REPLICAS,
+    Cluster,
+    create_topic,
+    full_isr,
+    raw_produce_acks_all,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -290,10 +301,76 @@ def test_acknowledged_records_survive_broker_and_controller_kills(
         before = producer.acks.per_partition()
         wait_for("more acknowledgements after the chaos", lambda: acked_again(producer, before))
     finally:
-        producer.stopping.set()
-        producer.join(DEADLINE_S * 3)
-        consumer.stopping.set()
-        consumer.join(DEADLINE_S)
+        stop_threads(producer, consumer)
+    check_everything(cluster, producer, consumer)
+
+
+def test_the_controller_and_a_leader_killed_together(cluster: Cluster, zk: KazooClient) -> None:
+    """Two of three brokers die at once, the controller among them: the survivor becomes the
+    controller, leads every partition with an ISR of one, and refuses acks=all
+    (NOT_ENOUGH_REPLICAS, which the producer retries) until the others are back."""
+    create_topic(cluster, TOPIC, PARTITIONS, 3, **{"min.insync.replicas": "2"})
+    wait_for("an ISR of three everywhere", lambda: full_isr(cluster, TOPIC, PARTITIONS))
+    controller = wait_for("a controller", lambda: active_controller(zk))
+    led = wait_for("leaders", lambda: leaders(cluster, exclude=set()))
+    other_leaders = sorted({b for b in led.values() if b != controller})
+    victim = other_leaders[0] if other_leaders else next(b for b in (1, 2, 3) if b != controller)
+    survivor = next(b for b in (1, 2, 3) if b not in (controller, victim))
+
+    producer = ProducerThread(cluster.bootstrap())
+    consumer = GroupConsumerThread(cluster.bootstrap(), "chaos-group")
+    producer.start()
+    consumer.start()
+    try:
+        wait_for("the producer under way", lambda: acked_again(producer, {}, more=50))
+        cluster.brokers[controller].kill9()
+        cluster.brokers[victim].kill9()
+        wait_for(
+            "the survivor as controller",
+            lambda: active_controller(zk) == survivor,
+            DEADLINE_S,
+        )
+        wait_for(
+            "the survivor leading every partition",
+            lambda: (
+                (led := leaders(cluster, exclude={controller, victim}))
+                and set(led.values()) == {survivor}
+                and full_isr(cluster, TOPIC, PARTITIONS, size=1)
+            ),
+            DEADLINE_S,
+        )
+        alone = cluster.brokers[survivor]
+        assert raw_produce_acks_all(alone.host, alone.port, TOPIC) == NOT_ENOUGH_REPLICAS
+        for broker in (controller, victim):
+            cluster.brokers[broker].start()
+        for broker in (controller, victim):
+            cluster.brokers[broker].wait_ready()
+        wait_for(
+            "an ISR of three everywhere again",
+            lambda: full_isr(cluster, TOPIC, PARTITIONS),
+            DEADLINE_S,
+        )
+        before = producer.acks.per_partition()
+        wait_for(
+            "acks=all acknowledged again on every partition",
+            lambda: acked_again(producer, before),
+            DEADLINE_S,
+        )
+    finally:
+        stop_threads(producer, consumer)
+    check_everything(cluster, producer, consumer)
+
+
+def stop_threads(producer: ProducerThread, consumer: GroupConsumerThread) -> None:
+    producer.stopping.set()
+    producer.join(DEADLINE_S * 3)
+    consumer.stopping.set()
+    consumer.join(DEADLINE_S)
+
+
+def check_everything(
+    cluster: Cluster, producer: ProducerThread, consumer: GroupConsumerThread
+) -> None:
     assert producer.error is None, f"producer thread failed: {producer.error!r}"
     assert consumer.error is None, f"consumer thread failed: {consumer.error!r}"
     assert producer.unflushed == 0, "the producer did not deliver everything"
