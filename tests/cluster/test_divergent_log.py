@@ -53,6 +53,7 @@ from .zk_server import ZooKeeperServer, zookeeper_available
 pytestmark = pytest.mark.cluster
 
 TOPIC = "div"
+NOT_LEADER_OR_FOLLOWER = 6
 SESSION_TIMEOUT_MS = 8000
 FETCH_WAIT_MS = 100
 
@@ -72,10 +73,18 @@ def zk_server(tmp_path: Path) -> Iterator[ZooKeeperServer]:
 
 
 @pytest.fixture
-def cluster(zk_server: ZooKeeperServer, tmp_path: Path) -> Iterator[Cluster]:
+def session_timeout_ms() -> int:
+    """zookeeper.session.timeout.ms of the brokers; a test may parametrize it."""
+    return SESSION_TIMEOUT_MS
+
+
+@pytest.fixture
+def cluster(
+    zk_server: ZooKeeperServer, tmp_path: Path, session_timeout_ms: int
+) -> Iterator[Cluster]:
     c = Cluster(tmp_path, zk_server.hosts)
     for broker in c.brokers.values():
-        broker.sets["zookeeper.session.timeout.ms"] = str(SESSION_TIMEOUT_MS)
+        broker.sets["zookeeper.session.timeout.ms"] = str(session_timeout_ms)
         broker.sets["replica.lag.time.max.ms"] = "60000"
         broker.sets["replica.fetch.wait.max.ms"] = str(FETCH_WAIT_MS)
     try:
@@ -103,15 +112,23 @@ PRODUCER_ID = 4242  # an idempotent producer of the test's own, on the wire
 
 
 def produce_raw(
-    broker: BrokerProcess, acks: int, values: list[bytes], sequence: int
+    broker: BrokerProcess,
+    acks: int,
+    values: list[bytes],
+    sequence: int,
+    producer_id: int = PRODUCER_ID,
+    timeout_ms: int = 30000,
 ) -> tuple[int, int]:
-    """One idempotent batch (PRODUCER_ID, epoch 0, first sequence `sequence`) straight to
+    """One idempotent batch (`producer_id`, epoch 0, first sequence `sequence`) straight to
     `broker`: (error code, base offset)."""
     now = int(time.time() * 1000)
     records = [Record(i, now, None, v) for i, v in enumerate(values)]
-    batch = build_batch(records, producer_id=PRODUCER_ID, producer_epoch=0, base_sequence=sequence)
-    with socket.create_connection((broker.host, broker.port), timeout=40) as sock:
-        payload = roundtrip(sock, produce_request_v3(TOPIC, 0, batch, acks=acks, timeout_ms=30000))
+    batch = build_batch(records, producer_id=producer_id, producer_epoch=0, base_sequence=sequence)
+    request = produce_request_v3(TOPIC, 0, batch, acks=acks, timeout_ms=timeout_ms)
+    with socket.create_connection(
+        (broker.host, broker.port), timeout=timeout_ms / 1000 + 10
+    ) as sock:
+        payload = roundtrip(sock, request)
     _, (result,) = parse_produce_v3(payload)
     return result.error_code, result.base_offset
 
@@ -248,3 +265,50 @@ def test_old_leader_truncates_its_divergent_suffix(cluster: Cluster, zk: KazooCl
         assert copy == copies[old_leader], f"broker {i}'s replica differs"
     epochs = [e for _, e, _ in copies[old_leader]]
     assert epochs[109] < epochs[110] < epochs[220], "each leader stamps its own epoch"
+
+
+@pytest.mark.parametrize("session_timeout_ms", [4000])
+def test_a_paused_leader_returns_as_a_zombie_and_is_fenced(
+    cluster: Cluster, zk: KazooClient
+) -> None:
+    """A leader paused (SIGSTOP) past its ZooKeeper session is replaced; resumed, it still
+    believes it leads. It must not acknowledge acks=all (its old followers follow the new
+    leader), whatever it took with acks=1 is cut when it learns, and it rejoins as a follower."""
+    controller = wait_for("a controller", lambda: active_controller(zk))
+    zombie_id = next(i for i in (1, 2, 3) if i != controller)
+    other = next(i for i in (1, 2, 3) if i not in (zombie_id, controller))
+    create_assigned(cluster, TOPIC, [zombie_id, other, controller])
+    zombie = cluster.brokers[zombie_id]
+    acked: list[int] = []
+    first = producer(cluster.bootstrap())
+    produce_some(first, TOPIC, range(0, 100), acked)
+    assert first.flush(30) == 0
+
+    os.kill(zombie.pid, signal.SIGSTOP)
+    try:
+        wait_for(
+            "a new leader while the old one is paused",
+            lambda: partition0(cluster, TOPIC, exclude={zombie_id}).leader in (other, controller),
+        )
+        second = producer(cluster.bootstrap(exclude={zombie_id}))
+        produce_some(second, TOPIC, range(100, 200), acked)
+        assert second.flush(60) == 0
+    finally:
+        os.kill(zombie.pid, signal.SIGCONT)
+    # At once, before it may have heard of the new leader.
+    code_all, _ = produce_raw(zombie, -1, tagged("zombie-all", 5), 0, 7001, timeout_ms=10000)
+    assert code_all != 0, "a replaced leader acknowledged acks=all"
+    code_one, _ = produce_raw(zombie, 1, tagged("zombie-one", 5), 0, 7002)
+    assert code_one in (0, NOT_LEADER_OR_FOLLOWER)
+
+    wait_for("the old leader back in the ISR", lambda: full_isr(cluster, TOPIC, 1))
+    assert sorted(acked) == list(range(200))
+    end = high_watermark(cluster.bootstrap())
+    assert end == 200
+    records = read_partition(cluster.bootstrap(), end)
+    assert records == [(n, str(n).encode()) for n in range(200)]
+    for broker in cluster.brokers.values():
+        assert broker.stop() == 0, broker.log_tail()
+    copies = {i: replica_records(b.partition_dir(TOPIC, 0)) for i, b in cluster.brokers.items()}
+    for i, copy in copies.items():
+        assert [(o, v) for o, _, v in copy] == records, f"broker {i}'s replica differs"
