@@ -11,9 +11,10 @@ in every ISR.
 
 A second scenario kills the controller and the leader of a partition at the same moment: the
 survivor takes over as controller and leader of everything with an ISR of one, acks=all is
-refused (NOT_ENOUGH_REPLICAS, retried by the producer) until the others return.
+refused (NOT_ENOUGH_REPLICAS, retried by the producer) until the others return. A third
+restarts the brokers one by one with SIGTERM (a rolling restart): every stop is clean.
 
-Then, with the producer stopped (both scenarios):
+Then, with the producer stopped (every scenario):
 - a fresh consumer reads the whole topic: every acknowledged record is at its acknowledged
   offset, each payload once, per partition in production order with increasing offsets, and
   the acknowledgements of a partition came in offset order;
@@ -356,6 +357,40 @@ def test_the_controller_and_a_leader_killed_together(cluster: Cluster, zk: Kazoo
             lambda: acked_again(producer, before),
             DEADLINE_S,
         )
+    finally:
+        stop_threads(producer, consumer)
+    check_everything(cluster, producer, consumer)
+
+
+def test_rolling_restart_under_load(cluster: Cluster, zk: KazooClient) -> None:
+    """SIGTERM, restart and wait for the ISR, broker by broker, controller included: every stop
+    is clean (controlled shutdown, exit code 0) while the producer and the group go on."""
+    create_topic(cluster, TOPIC, PARTITIONS, 3, **{"min.insync.replicas": "2"})
+    wait_for("an ISR of three everywhere", lambda: full_isr(cluster, TOPIC, PARTITIONS))
+    producer = ProducerThread(cluster.bootstrap())
+    consumer = GroupConsumerThread(cluster.bootstrap(), "chaos-group")
+    producer.start()
+    consumer.start()
+    try:
+        wait_for("the producer under way", lambda: acked_again(producer, {}, more=50))
+        for broker_id in (1, 2, 3):
+            broker = cluster.brokers[broker_id]
+            before = producer.acks.per_partition()
+            code = broker.stop()
+            assert code == 0, f"broker {broker_id} did not stop cleanly ({code})"
+            wait_for(
+                f"acks=all acknowledged again on every partition without broker {broker_id}",
+                lambda before=before: acked_again(producer, before),
+                DEADLINE_S,
+            )
+            broker.start().wait_ready()
+            wait_for(
+                f"broker {broker_id} back in every ISR",
+                lambda: full_isr(cluster, TOPIC, PARTITIONS),
+                DEADLINE_S,
+            )
+        before = producer.acks.per_partition()
+        wait_for("more acknowledgements after the restarts", lambda: acked_again(producer, before))
     finally:
         stop_threads(producer, consumer)
     check_everything(cluster, producer, consumer)
