@@ -50,7 +50,7 @@ from .test_cluster_failover import active_controller, create_assigned, partition
 from .test_replicated_cluster import Cluster, full_isr, produce_some, wait_for
 from .zk_server import ZooKeeperServer, zookeeper_available
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 TOPIC = "div"
 NOT_LEADER_OR_FOLLOWER = 6
