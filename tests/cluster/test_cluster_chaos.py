@@ -12,7 +12,8 @@ in every ISR.
 A second scenario kills the controller and the leader of a partition at the same moment: the
 survivor takes over as controller and leader of everything with an ISR of one, acks=all is
 refused (NOT_ENOUGH_REPLICAS, retried by the producer) until the others return. A third
-restarts the brokers one by one with SIGTERM (a rolling restart): every stop is clean.
+restarts the brokers one by one with SIGTERM (a rolling restart): every stop is clean and its
+controlled shutdown moves every leadership away.
 
 Then, with the producer stopped (every scenario):
 - a fresh consumer reads the whole topic: every acknowledged record is at its acknowledged
@@ -378,6 +379,13 @@ def test_rolling_restart_under_load(cluster: Cluster, zk: KazooClient) -> None:
             before = producer.acks.per_partition()
             code = broker.stop()
             assert code == 0, f"broker {broker_id} did not stop cleanly ({code})"
+            # The controlled shutdown ran while the listeners still served (its followers kept
+            # fetching, so every leadership found an in-sync replica to move to), and only then
+            # were the connections closed.
+            text = broker.log_text_since_last_start()
+            moved = text.find("controlled shutdown: no partition is led here any more")
+            closed = text.find("broker shutting down")
+            assert 0 <= moved < closed, broker.log_tail()
             wait_for(
                 f"acks=all acknowledged again on every partition without broker {broker_id}",
                 lambda before=before: acked_again(producer, before),

@@ -31,6 +31,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     dispatcher = Dispatcher(broker)
     servers: list[asyncio.Server] = []
     reaper: asyncio.Task[None] | None = None
+    cluster_started = False
     try:
         for listener in config.listeners:
             server = await loop.create_server(
@@ -51,6 +52,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
         broker.start_background_tasks()
         if broker.cluster is not None:
             await broker.cluster.start()
+            cluster_started = True
         reaper = asyncio.create_task(
             _close_idle_connections(dispatcher, config.connections_max_idle_ms)
         )
@@ -68,6 +70,11 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     finally:
         if reaper is not None:
             reaper.cancel()
+        if broker.cluster is not None and cluster_started:
+            # Before the listeners close: followers keep fetching (and stay in the ISRs) while
+            # the leaderships move, clients get NOT_LEADER_OR_FOLLOWER rather than a closed
+            # connection.
+            await broker.cluster.controlled_shutdown()
         for server in servers:
             server.close()
         for conn in list(dispatcher.connections):

@@ -4,8 +4,9 @@
 `ClusterRuntime` to it (`broker.cluster`); `ClusterRuntime.start` runs once the listeners are
 bound (the registration must carry the real port): it registers the broker in /brokers/ids,
 runs for controller (every broker runs a `ZkController`, one wins) and applies the partition
-states. `shutdown` is the controlled shutdown of SIGTERM: leaderships move to other in-sync
-replicas first, then the session is closed (its ephemeral znodes disappear at once).
+states. On SIGTERM, `controlled_shutdown` moves leaderships to other in-sync replicas while
+the listeners still serve, then `shutdown` closes the session (its ephemeral znodes disappear
+at once).
 
 Admin writes from the synchronous handlers (CreateTopics, DeleteTopics, CreatePartitions,
 configs, auto-creation) start a ZooKeeper write here and return; the handlers that can wait
@@ -102,6 +103,7 @@ class ClusterRuntime:
         self._pending: list[tuple[str, asyncio.Future[None], float]] = []
         self._creating_internal: dict[str, asyncio.Task[None]] = {}
         self._shrinker: asyncio.Task[None] | None = None
+        self._controlled_shutdown_done = False
 
     # --- start and stop -------------------------------------------------------------------
 
@@ -170,12 +172,23 @@ class ClusterRuntime:
             except Exception:
                 log.exception("ISR shrink failed")
 
-    async def shutdown(self) -> None:
-        """Controlled shutdown, then leave the cluster (the session closes)."""
+    async def controlled_shutdown(self) -> None:
+        """Move this broker's leaderships to other in-sync replicas and take it out of the
+        ISRs. The listeners must still serve meanwhile (`strom serve` closes them after this,
+        as Kafka does): followers that cannot fetch fall out of the ISR, and a partition whose
+        ISR shrank to this broker has nowhere to go. Runs once; `shutdown` calls it if needed."""
+        if self._controlled_shutdown_done:
+            return
+        self._controlled_shutdown_done = True
         try:
             await asyncio.wait_for(self._controlled_shutdown(), timeout=10)
         except (TimeoutError, ZkError, NotControllerError, ValueError) as exc:
             log.warning("controlled shutdown incomplete (%r); leaving anyway", exc)
+
+    async def shutdown(self) -> None:
+        """Controlled shutdown (unless done already), then leave the cluster (the session
+        closes)."""
+        await self.controlled_shutdown()
         if self._shrinker is not None:
             self._shrinker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -212,23 +225,23 @@ class ClusterRuntime:
         live = set(metadata.brokers)
         epoch = self.controller.epoch
         changes, remaining = logic.controlled_shutdown(views, live, {broker_id}, epoch)
-        written: list[TopicPartition] = []
+        written: dict[TopicPartition, int] = {}  # -> the version written
         for tp, state in changes.items():
             known = metadata.states.get(tp)
             if known is None:
                 continue
             try:
-                await store.update_partition_state(tp, state, known.version)
-                written.append(tp)
+                written[tp] = (await store.update_partition_state(tp, state, known.version)).version
             except BadVersionError:
                 if known.state.leader == broker_id:
                     remaining.add(tp)  # changed meanwhile: look again on the next attempt
         if written:
-            await store.notify_isr_change(written)
+            await store.notify_isr_change(list(written))
+            # By version, not by content: the controller may rewrite a state right after.
             await metadata.wait_until(
                 lambda: all(
-                    (vs := metadata.states.get(tp)) is None or vs.state == changes[tp]
-                    for tp in written
+                    (vs := metadata.states.get(tp)) is None or vs.version >= version
+                    for tp, version in written.items()
                 ),
                 timeout_s=5,
             )
