@@ -170,7 +170,9 @@ def test_controlled_shutdown_plan() -> None:
         (2,),
     )
     assert changes[TopicPartition("t", 1)].isr == (2,)
-    assert remaining == {TopicPartition("t", 2), TopicPartition("t", 3)}
+    # t-3 has no other in-sync replica; t-2 (a single replica) is not waited for at all.
+    assert TopicPartition("t", 2) not in changes
+    assert remaining == {TopicPartition("t", 3)}
 
 
 def test_imbalance_detection() -> None:
@@ -301,3 +303,4 @@ def test_controlled_shutdown_properties(
     for tp in remaining:
         state = views[tp].state
         assert state is not None and state.leader == leaving
+        assert len(views[tp].replicas) > 1

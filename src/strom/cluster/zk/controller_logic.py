@@ -421,15 +421,15 @@ def controlled_shutdown(
     """Before brokers in `shutting_down` stop: move their leaderships elsewhere and drop them
     from the ISRs of the partitions they follow, so that producers with acks=all do not wait
     for them. Returns the changes and the partitions they still lead afterwards (no other
-    in-sync replica, or a single replica: those stay until the broker is gone)."""
+    in-sync replica: those stay until the broker is gone). A partition with a single replica
+    has nowhere to go and nothing to wait for, so, as in Kafka, it is not counted: it must
+    not make the shutdown retry."""
     staying = set(live) - set(shutting_down)
     out: dict[TopicPartition, PartitionState] = {}
     remaining: set[TopicPartition] = set()
     for tp, view in partitions.items():
         state = view.state
         if state is None or len(view.replicas) <= 1:
-            if state is not None and state.leader in shutting_down:
-                remaining.add(tp)
             continue
         if state.leader in shutting_down:
             new = elect_controlled_shutdown(
