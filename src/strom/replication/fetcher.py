@@ -149,6 +149,10 @@ class ReplicaFetcher:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            # Not only the cancellation: should one be lost (Python 3.11's asyncio.wait_for
+            # turns a cancellation that meets its inner call failing into that call's error,
+            # a failed round for the loop), the loop also ends once it is no longer `_task`.
+            self._wakeup.set()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -171,17 +175,25 @@ class ReplicaFetcher:
 
     # -- the loop --------------------------------------------------------------------------
 
+    @property
+    def _stopping(self) -> bool:
+        return self._task is not asyncio.current_task()
+
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._step()
             except asyncio.CancelledError:
                 raise
             except (OSError, EOFError, ProtocolError, TimeoutError) as exc:
+                if self._stopping:
+                    break
                 log.warning("fetcher for leader %d: %r", self.leader.broker_id, exc)
                 await self._disconnect()
                 self.session.delay_all(self.clock.monotonic_ms())
             except Exception:
+                if self._stopping:
+                    break
                 log.exception("fetcher for leader %d failed a round", self.leader.broker_id)
                 await self._disconnect()
                 self.session.delay_all(self.clock.monotonic_ms(), ErrorCode.UNKNOWN_SERVER_ERROR)

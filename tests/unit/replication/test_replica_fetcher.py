@@ -268,3 +268,28 @@ def test_stop_is_not_lost_when_the_fetcher_wakes_at_the_same_time(tmp_path: Path
             raise AssertionError("stop() hung: the fetcher ran on after its cancellation")
 
     asyncio.run(main())
+
+
+def test_stop_ends_a_fetcher_whatever_it_was_doing(tmp_path: Path) -> None:
+    """stop() towards a leader that refuses connections, at every point of the fetcher's
+    connect-and-back-off cycle. On Python 3.11, a cancellation that arrives just as
+    `asyncio.wait_for`'s inner call fails is turned into that call's error (here
+    ConnectionRefusedError); the fetcher must still stop instead of retrying forever (a
+    broker stuck in its SIGTERM shutdown is then killed and leaves its registration behind)."""
+
+    async def main() -> None:
+        follower = open_log(tmp_path / "follower")
+        refused = LeaderEndpoint(0, "127.0.0.1", 1)
+        config = FetcherConfig(fetch_wait_max_ms=50, fetch_backoff_ms=1, socket_timeout_ms=5_000)
+        for delay in range(60):
+            fetcher = ReplicaFetcher(1, refused, config)
+            fetcher.add_partitions({(TOPIC, 0): PartitionToFollow(follower, 1)})
+            fetcher.start()
+            for _ in range(delay):  # a different point of the cycle each time
+                await asyncio.sleep(0)
+            stopping = asyncio.ensure_future(fetcher.stop())
+            done, _ = await asyncio.wait({stopping}, timeout=10)
+            assert stopping in done, f"stop() hung (after {delay} loop iterations)"
+            assert not fetcher.running
+
+    asyncio.run(main())
