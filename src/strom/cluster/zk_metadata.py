@@ -30,6 +30,7 @@ from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import (
     NodeExistsError,
     NoNodeError,
+    SessionState,
     Stat,
     WatchHandle,
     ZkClient,
@@ -100,6 +101,8 @@ class ZkMetadata:
         self._by_id: dict[uuid.UUID, str] = {}
         self._watches: list[WatchHandle] = []
         self._topic_watches: dict[str, _TopicWatches] = {}
+        self._brokers_dirty = False
+        self._brokers_refreshing = False
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._tasks: set[asyncio.Future[object]] = set()
         # Producer ids: the current block (next, end exclusive) and the next one, fetched
@@ -122,6 +125,7 @@ class ZkMetadata:
                     L.broker_config_path(entity), self._broker_config_watcher(entity)
                 )
             )
+        self.client.add_state_listener(self._on_session)
         await self._fetch_producer_id_block()
 
     async def load(self) -> None:
@@ -151,6 +155,7 @@ class ZkMetadata:
                 await asyncio.sleep(1.0)
 
     def stop(self) -> None:
+        self.client.remove_state_listener(self._on_session)
         for handle in self._watches:
             handle.cancel()
         for watches in self._topic_watches.values():
@@ -350,26 +355,44 @@ class ZkMetadata:
         elif exc is not None:
             log.error("cluster metadata update failed", exc_info=exc)
 
+    def _on_session(self, state: SessionState) -> None:
+        # Back after a disconnection (same session) or with a new session: the watches of
+        # topics and partition states re-read their znodes by themselves (kazoo's recipes),
+        # but the watch of /brokers/ids only reports a different list of ids, and a broker
+        # that registered again meanwhile (new session, maybe a new endpoint) keeps its id.
+        if state in (SessionState.CONNECTED, SessionState.NEW_SESSION):
+            self._refresh_brokers()
+
     def _brokers_seen(self, children: list[str]) -> None:
-        ids = [int(c) for c in children if c.isdigit()]
+        self._refresh_brokers()
+
+    def _refresh_brokers(self) -> None:
+        """Reads the registered brokers again, one refresh at a time (two overlapping reads
+        could finish in the wrong order), each reading the list of ids itself."""
+        self._brokers_dirty = True
+        if self._brokers_refreshing:
+            return
 
         async def refresh() -> None:
-            if await self._read_brokers(ids):
-                self.listener.on_brokers()
-                self._changed()
+            try:
+                while self._brokers_dirty:
+                    self._brokers_dirty = False
+                    if await self._read_brokers(await self.store.broker_ids()):
+                        self.listener.on_brokers()
+                        self._changed()
+            finally:
+                self._brokers_refreshing = False
 
+        self._brokers_refreshing = True
         self._spawn(refresh())
 
     async def _read_brokers(self, ids: list[int]) -> bool:
+        """Reads every registration again: one may have been replaced under the same id."""
         fresh: dict[int, BrokerRegistration] = {}
         for broker_id in ids:
-            found = self.brokers.get(broker_id)
-            if found is None:
-                read = await self.store.broker(broker_id)
-                if read is None:
-                    continue
-                found = read[0]
-            fresh[broker_id] = found
+            read = await self.store.broker(broker_id)
+            if read is not None:
+                fresh[broker_id] = read[0]
         if fresh == self.brokers:
             return False
         self.brokers = fresh

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -242,10 +243,27 @@ class ZkClient:
         self._closing = True
         # Listeners hear of it before the session ends, so nothing acts on it meanwhile.
         self._notify(SessionState.CLOSED)
+
+        # Not in the pool: while ZooKeeper is unreachable every worker may be busy retrying a
+        # read, and those reads only give up once kazoo is stopped.
         loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def stop_and_close() -> None:
+            try:
+                self._kazoo.stop()
+                self._kazoo.close()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is gone
+                    loop.call_soon_threadsafe(finished)
+
         try:
-            await loop.run_in_executor(self._executor, self._kazoo.stop)
-            await loop.run_in_executor(self._executor, self._kazoo.close)
+            threading.Thread(target=stop_and_close, name="strom-zk-close", daemon=True).start()
+            await done
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
             for task in list(self._tasks):
@@ -434,20 +452,30 @@ class ZkClient:
             if found[0] != data:
                 await self.set(path, data, found[1].version)
 
-    async def _reregister_ephemerals(self) -> None:
-        for path, data in list(self._ephemerals.items()):
-            # The znode of the expired session may still be disappearing: retry a little.
-            for attempt in range(20):
-                if path not in self._ephemerals or self._closing:
-                    break
+    async def _reregister_ephemerals(self, session: int | None) -> None:
+        """Creates every registered ephemeral again in the new `session`. Retries (backing
+        off up to a second) until each one exists, the client closes or yet another session
+        replaces this one: a broker must not stay unregistered because ZooKeeper flapped."""
+        pending = set(self._ephemerals)
+        attempt = 0
+        while pending and not self._closing and self._session_id == session:
+            for path in sorted(pending):
+                data = self._ephemerals.get(path)
+                if data is None:  # unregistered meanwhile
+                    pending.discard(path)
+                    continue
                 try:
                     await self._create_own_ephemeral(path, data)
-                    log.info("re-registered %s in new ZooKeeper session", path)
-                    break
                 except (NodeExistsError, ZkConnectionError) as exc:
-                    if attempt == 19:
-                        log.error("could not re-register %s: %r", path, exc)
-                    await asyncio.sleep(0.1 * (attempt + 1))
+                    # NodeExists: the expired session's znode may still be disappearing.
+                    if attempt % 20 == 19:
+                        log.error("still cannot re-register %s: %r; retrying", path, exc)
+                    continue
+                pending.discard(path)
+                log.info("re-registered %s in new ZooKeeper session", path)
+            if pending:
+                attempt += 1
+                await asyncio.sleep(min(0.1 * attempt, 1.0))
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -460,6 +488,13 @@ class ZkClient:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        except asyncio.CancelledError:
+            # A call still queued when the client closed is cancelled with the pool; the
+            # caller's task itself was not cancelled, so it gets a connection error instead.
+            task = asyncio.current_task()
+            if self._closing and task is not None and not task.cancelling():
+                raise ZkConnectionError("client closed") from None
+            raise
         except RuntimeError as exc:
             if self._closing:  # the executor was shut down under us
                 raise ZkConnectionError("client closed") from exc
@@ -524,9 +559,11 @@ class ZkClient:
                 self._notify(SessionState.CONNECTED)
 
     async def _new_session(self) -> None:
-        log.warning("ZooKeeper session expired; connected with new session %x", self._session_id)
-        await self._reregister_ephemerals()
-        self._notify(SessionState.NEW_SESSION)
+        session = self._session_id
+        log.warning("ZooKeeper session expired; connected with new session %x", session)
+        await self._reregister_ephemerals(session)
+        if not self._closing and self._session_id == session:
+            self._notify(SessionState.NEW_SESSION)
 
     def _notify(self, state: SessionState) -> None:
         for callback in list(self._listeners):
