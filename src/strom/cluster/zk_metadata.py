@@ -390,7 +390,11 @@ class ZkMetadata:
         """Reads every registration again: one may have been replaced under the same id."""
         fresh: dict[int, BrokerRegistration] = {}
         for broker_id in ids:
-            read = await self.store.broker(broker_id)
+            try:
+                read = await self.store.broker(broker_id)
+            except L.LayoutError as exc:
+                log.error("ignoring broker %d: %s", broker_id, exc)
+                continue
             if read is not None:
                 fresh[broker_id] = read[0]
         if fresh == self.brokers:

@@ -73,9 +73,9 @@ BROKER_DEFS: dict[str, ConfigDef] = names(
         _d("broker.rack", S, None, "Rack (or zone) of this broker, reported in metadata."),
         _d("zookeeper.connect", S, None, "ZooKeeper connection string for a multi-broker "
            "cluster; unset means a single broker keeping metadata in its data directory."),
-        _d("zookeeper.session.timeout.ms", I, 18000, "ZooKeeper session timeout.", unused=True),
+        _d("zookeeper.session.timeout.ms", I, 18000, "ZooKeeper session timeout."),
         _d("zookeeper.connection.timeout.ms", I, None, "Time to wait for a ZooKeeper connection; "
-           "unset means zookeeper.session.timeout.ms.", unused=True),
+           "unset means zookeeper.session.timeout.ms."),
         # --- network ------------------------------------------------------------------------
         _d("listeners", LS, "PLAINTEXT://127.0.0.1:9092", "Comma-separated NAME://host:port "
            "endpoints to accept clients on. Strom binds 127.0.0.1 by default, where Kafka binds "

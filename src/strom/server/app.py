@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import signal
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import strom.server.handlers  # noqa: F401  (registers every API handler)
 from strom.config import BrokerConfig
@@ -20,6 +23,12 @@ log = logging.getLogger("strom.server")
 async def run_broker(config: BrokerConfig, started_at: float | None = None) -> None:
     started_at = started_at if started_at is not None else time.monotonic()
     loop = asyncio.get_running_loop()
+    # From the start: a SIGTERM while the broker is still starting (in cluster mode, maybe
+    # waiting for an older session's registration to expire) must also end in a clean stop
+    # that closes the ZooKeeper session, or its ephemeral znodes outlive the process.
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     if config.zookeeper_connect:
         # Cluster mode: metadata in ZooKeeper, partitions replicated. Imported here so that a
         # single broker never loads the ZooKeeper client.
@@ -51,20 +60,17 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             log.info("listening on %s:%d (%s)", listener.host, bound, listener.name)
         broker.start_background_tasks()
         if broker.cluster is not None:
-            await broker.cluster.start()
-            cluster_started = True
+            cluster_started = await _unless_stopped(broker.cluster.start(), stop)
         reaper = asyncio.create_task(
             _close_idle_connections(dispatcher, config.connections_max_idle_ms)
         )
-        log.info(
-            "strom broker %d started in %.0f ms; data in %s",
-            config.broker_id,
-            (time.monotonic() - started_at) * 1000,
-            ", ".join(str(d) for d in config.log_dirs),
-        )
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        if not stop.is_set():
+            log.info(
+                "strom broker %d started in %.0f ms; data in %s",
+                config.broker_id,
+                (time.monotonic() - started_at) * 1000,
+                ", ".join(str(d) for d in config.log_dirs),
+            )
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -83,6 +89,25 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             await server.wait_closed()
         await broker.close()
         log.info("stopped cleanly")
+
+
+async def _unless_stopped(starting: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Runs a start-up step, abandoning it (cancelled) if a stop signal comes first; True
+    when it completed."""
+    task = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done():
+        log.info("stop requested during start-up")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()
+    return True
 
 
 async def _close_idle_connections(dispatcher: Dispatcher, max_idle_ms: int) -> None:

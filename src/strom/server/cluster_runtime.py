@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("strom.cluster")
 
 CONTROLLED_SHUTDOWN_ATTEMPTS = 3
+# Bound on each step of leaving the cluster before the session is closed anyway.
+SHUTDOWN_STEP_S = 5.0
 AUTHORIZED_OPERATIONS_OMITTED = -2147483648
 UNSETTLED_WRITE_KEEP_S = 60.0
 
@@ -187,16 +189,22 @@ class ClusterRuntime:
 
     async def shutdown(self) -> None:
         """Controlled shutdown (unless done already), then leave the cluster (the session
-        closes)."""
-        await self.controlled_shutdown()
-        if self._shrinker is not None:
-            self._shrinker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._shrinker
-        await self.replicas.stop()
-        await self.controller.stop()
-        self.metadata.stop()
-        await self.client.close()
+        closes).
+
+        Whatever happens on the way, the session is closed at the end: ZooKeeper then deletes
+        /brokers/ids/<id> (and /controller) at once. A process that exits without closing it
+        leaves them for a whole session timeout, and a quick restart waits for that."""
+        try:
+            await self.controlled_shutdown()
+            if self._shrinker is not None:
+                self._shrinker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._shrinker
+            await _bounded("stopping the replicas", self.replicas.stop(), SHUTDOWN_STEP_S)
+            await _bounded("stopping the controller", self.controller.stop(), SHUTDOWN_STEP_S)
+            self.metadata.stop()
+        finally:
+            await self.client.close()
 
     async def _controlled_shutdown(self) -> None:
         broker_id = self.broker.config.broker_id
@@ -439,6 +447,20 @@ class ClusterRuntime:
             if vs is None or vs.state.leader < 0:
                 return False
         return True
+
+
+async def _bounded(what: str, step: Awaitable[None], timeout_s: float) -> None:
+    """Runs a shutdown step for at most `timeout_s`; a step that hangs (or fails) is logged
+    and left behind, so that the steps after it (closing the session) still run. Unlike
+    `asyncio.wait_for`, it does not wait for the abandoned step to finish cancelling."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        log.warning("shutdown: %s did not finish within %.0f s; going on", what, timeout_s)
+        task.cancel()
+        return
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("shutdown: %s failed: %r", what, task.exception())
 
 
 async def open_cluster_broker(config: BrokerConfig) -> Broker:
