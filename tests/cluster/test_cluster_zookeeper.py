@@ -185,9 +185,10 @@ def idempotent_producer(bootstrap: str) -> ck.Producer:
             "enable.idempotence": True,
             "linger.ms": 5,
             "message.timeout.ms": 60000,
-            # A paused leader answers nothing: give up on its requests sooner than the
-            # default 30 s and retry with the new leader.
-            "request.timeout.ms": 5000,
+            # A paused leader answers nothing: give up on requests in flight to it sooner
+            # than the default 60 s and retry them with the new leader (the same sequence
+            # numbers, so nothing is written twice).
+            "socket.timeout.ms": 5000,
             "topic.metadata.refresh.interval.ms": 1000,
         }
     )
