@@ -14,7 +14,7 @@ import kazoo.
 
 Session model (what ZooKeeper guarantees and what callers see):
 - SUSPENDED: the connection dropped; the session may still be alive on the server, and with it
-  our ephemeral znodes. Calls fail or wait. kazoo reconnects by itself.
+  our ephemeral znodes. kazoo queues calls until it reconnects (by itself).
 - CONNECTED: connected again within the session timeout: same session, ephemerals intact.
 - EXPIRED: the server dropped the session: every ephemeral znode it owned is gone (a new
   controller may already be elected). kazoo then opens a NEW session.
