@@ -332,9 +332,17 @@ def test_zookeeper_down_briefly(setup: Setup) -> None:
     # Its session could not be closed, so its registration outlives it until the restarted
     # server expires the session; a restart meanwhile waits for that, then registers.
     leaving = next(i for i, b in cluster.brokers.items() if b.is_alive())
-    server.stop()
     broker = cluster.brokers[leaving]
+    lost = broker.log_text_since_last_start().count("Zookeeper connection lost")
+    server.stop()
+    wait_for(
+        "the broker noticing",
+        lambda: broker.log_text_since_last_start().count("Zookeeper connection lost") > lost,
+    )
     assert broker.stop() == 0 and not broker.stuck
+    assert "controlled shutdown skipped: ZooKeeper is unreachable" in (
+        broker.log_text_since_last_start()
+    )
     server.start()
     broker.start().wait_ready()
     wait_for(

@@ -182,6 +182,11 @@ class ClusterRuntime:
         if self._controlled_shutdown_done:
             return
         self._controlled_shutdown_done = True
+        if not self.client.connected:
+            # Its writes would only wait for ZooKeeper: the controller moves the leaderships
+            # once it sees the registration gone.
+            log.warning("controlled shutdown skipped: ZooKeeper is unreachable")
+            return
         try:
             await asyncio.wait_for(self._controlled_shutdown(), timeout=10)
         except (TimeoutError, ZkError, NotControllerError, ValueError) as exc:
