@@ -365,6 +365,12 @@ def test_zookeeper_down_longer_than_the_session_timeout(setup: Setup) -> None:
     proxy.cut()
     produce(producer, "expire", 0, range(200, 400), acked)
     assert producer.flush(30) == 0, "acks=all stopped while ZooKeeper was unreachable"
+    # An admin write cannot be done: answered once a connection timeout has passed.
+    admin = cluster.admin()
+    futures = admin.create_topics([NewTopic("late", 1, 3)], request_timeout=60)
+    with pytest.raises(ck.KafkaException) as raised:
+        futures["late"].result(timeout=60)
+    assert raised.value.args[0].code() == ck.KafkaError.REQUEST_TIMED_OUT
     server.stop()
     time.sleep(SESSION_TIMEOUT_MS / 1000 + 1)  # down for longer than a session timeout
     server.start()

@@ -281,11 +281,30 @@ class ClusterRuntime:
 
     async def settle(self, names: Collection[str]) -> dict[str, ApiError]:
         """Waits for the writes started under these names (by the request at hand: the
-        writes of other requests are left to them); returns their errors by name."""
+        writes of other requests are left to them); returns their errors by name.
+
+        While ZooKeeper is unreachable a write waits for it; like Kafka's brokers, the answer
+        does not: once a `zookeeper.connection.timeout.ms` has passed and ZooKeeper is still
+        away, REQUEST_TIMED_OUT (the write itself goes on, and may still be applied once
+        ZooKeeper is back)."""
         mine = [(name, task) for name, task, _ in self._pending if name in names]
         self._pending = [entry for entry in self._pending if entry[0] not in names]
         errors: dict[str, ApiError] = {}
+        waiting = {task for _, task in mine}
+        while waiting:
+            _, waiting = await asyncio.wait(
+                waiting, timeout=self.client.connection_timeout_ms / 1000
+            )
+            if waiting and not self.client.connected:
+                break
         for name, task in mine:
+            if not task.done():
+                task.add_done_callback(_log_late_write)
+                errors[name] = ApiError(
+                    ErrorCode.REQUEST_TIMED_OUT,
+                    f"ZooKeeper did not answer within {self.client.connection_timeout_ms} ms",
+                )
+                continue
             try:
                 await task
             except TopicExistsError:
@@ -452,6 +471,17 @@ class ClusterRuntime:
             if vs is None or vs.state.leader < 0:
                 return False
         return True
+
+
+def _log_late_write(task: asyncio.Future[None]) -> None:
+    """A write whose request was answered REQUEST_TIMED_OUT finished after all."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        log.info("an admin write answered as timed out was applied after all")
+    else:
+        log.warning("an admin write answered as timed out failed: %r", exc)
 
 
 async def _bounded(what: str, step: Awaitable[None], timeout_s: float) -> None:
