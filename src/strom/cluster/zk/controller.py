@@ -159,8 +159,11 @@ class ZkController:
                 await self._runner
         if self._ctx is not None:
             self._resign("shutting down")
-            with contextlib.suppress(ZkError):
-                await self._delete_own_registration()
+            # Disconnected, the delete could only wait for ZooKeeper; /controller goes with
+            # the session anyway.
+            if self.client.connected:
+                with contextlib.suppress(ZkError):
+                    await self._delete_own_registration()
         if self.channel is not None:
             await self.channel.close()
 
