@@ -130,18 +130,25 @@ class ZkClusterStore:
         assignment = TopicAssignment(dict(replicas), topic_id or random_kafka_uuid())
         config = L.EntityConfig(dict(configs or {})).to_json()
         config_path = L.topic_config_path(topic)
-        ops = [Op.create(L.topic_path(topic), assignment.to_json())]
-        # A config znode may survive from a half-deleted topic of the same name: replace it.
-        if await self.client.exists(config_path) is not None:
-            ops.insert(0, Op.set(config_path, config))
-        else:
-            ops.insert(0, Op.create(config_path, config))
-        try:
-            await self.client.transaction(ops)
-        except TransactionFailed as exc:
-            if isinstance(exc.cause, NodeExistsError) and exc.index == len(ops) - 1:
-                raise TopicExistsError(f"topic {topic!r} already exists") from None
-            raise exc.cause from None
+        for attempt in (1, 2):
+            ops = [Op.create(L.topic_path(topic), assignment.to_json())]
+            # A config znode may survive from a half-deleted topic of the same name: replace it.
+            if await self.client.exists(config_path) is not None:
+                ops.insert(0, Op.set(config_path, config))
+            else:
+                ops.insert(0, Op.create(config_path, config))
+            try:
+                await self.client.transaction(ops)
+                break
+            except TransactionFailed as exc:
+                if not isinstance(exc.cause, NodeExistsError):
+                    raise exc.cause from None
+                if exc.index == len(ops) - 1:
+                    raise TopicExistsError(f"topic {topic!r} already exists") from None
+                # The config znode appeared meanwhile: another broker creating the same
+                # topic (two brokers creating __consumer_offsets at once), or a leftover.
+                if attempt == 2 or await self.client.exists(L.topic_path(topic)) is not None:
+                    raise TopicExistsError(f"topic {topic!r} already exists") from None
         return assignment
 
     async def set_topic_assignment(
