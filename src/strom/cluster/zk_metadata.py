@@ -234,7 +234,8 @@ class ZkMetadata:
         entry = (predicate, fut)
         self._waiters.append(entry)
         try:
-            await asyncio.wait_for(fut, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await fut
             return True
         except TimeoutError:
             return predicate()

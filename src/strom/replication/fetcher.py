@@ -13,7 +13,8 @@ and epoch the request carried.
 
 Timeouts use `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11 `wait_for` swallows a
 cancellation that arrives as its inner await completes, and the fetcher's loop would run on
-after `stop()` cancelled it (a broker's SIGTERM then hung in `stop()`).
+after `stop()` cancelled it (a broker's SIGTERM then hung in `stop()`). The connection itself
+is broker_connection.py's.
 
 `ReplicaFetcherManager` keeps one fetcher per leader and moves partitions between them when
 their leader changes.
@@ -23,24 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import struct
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from strom.protocol.errors import ErrorCode, ProtocolError
-from strom.protocol.framing import decode_response, encode_request
-from strom.protocol.messages.api_versions_request import ApiVersionsRequest
+from strom.replication.broker_connection import BrokerConnection, connect_to_broker
 from strom.replication.follower import FetcherConfig, FollowerSession, Key
 from strom.replication.replica_state import MonotonicClock
 from strom.storage.partition_log import PartitionLog
 
 __all__ = [
-    "BrokerConnection",
     "LeaderEndpoint",
     "PartitionToFollow",
     "ReplicaFetcher",
@@ -49,14 +45,10 @@ __all__ = [
 
 log = logging.getLogger("strom.replication")
 
-API_VERSIONS = 18
 FETCH = 1
 OFFSETS_FOR_LEADER_EPOCH = 23
-API_VERSIONS_VERSION = 3
 MIN_FETCH_VERSION = 4  # record batch v2
 MIN_OFFSETS_FOR_LEADER_EPOCH_VERSION = 2  # the first with current_leader_epoch
-
-_SIZE = struct.Struct(">i")
 
 
 class _MonotonicSystemClock:
@@ -76,40 +68,6 @@ class PartitionToFollow:
     log: PartitionLog
     leader_epoch: int
     topic_id: uuid.UUID | None = None  # default: the log's
-
-
-class BrokerConnection:
-    """One Kafka-protocol connection: send a request, read its response (one at a time)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client_id: str):
-        self.reader = reader
-        self.writer = writer
-        self.client_id = client_id
-        self._correlation = itertools.count(1)
-
-    async def call(self, api_key: int, version: int, request: Any, timeout_s: float) -> Any:
-        correlation_id = next(self._correlation)
-        chunks = encode_request(api_key, version, correlation_id, self.client_id, request)
-        self.writer.write(b"".join(chunks))
-
-        async def exchange() -> Any:
-            await self.writer.drain()
-            (size,) = _SIZE.unpack(await self.reader.readexactly(4))
-            if size < 4:
-                raise ProtocolError(f"response frame of {size} bytes")
-            frame = await self.reader.readexactly(size)
-            got, response = decode_response(api_key, version, frame)
-            if got != correlation_id:
-                raise ProtocolError(f"correlation id {got}, expected {correlation_id}")
-            return response
-
-        async with asyncio.timeout(timeout_s):
-            return await exchange()
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
 
 
 class ReplicaFetcher:
@@ -265,19 +223,9 @@ class ReplicaFetcher:
         ):
             return None  # everything is backing off
         timeout_s = self.config.socket_timeout_ms / 1000.0
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(self.leader.host, self.leader.port)
-        connection = BrokerConnection(reader, writer, self.client_id)
-        try:
-            response = await connection.call(
-                API_VERSIONS, API_VERSIONS_VERSION, ApiVersionsRequest(), timeout_s
-            )
-            if response.error_code != ErrorCode.NONE:
-                raise ProtocolError(f"ApiVersions answered error {response.error_code}")
-        except BaseException:
-            await connection.close()
-            raise
-        self._versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+        connection, self._versions = await connect_to_broker(
+            self.leader.host, self.leader.port, self.client_id, timeout_s, timeout_s
+        )
         self._connection = connection
         log.info(
             "fetcher connected to leader %d at %s:%d",

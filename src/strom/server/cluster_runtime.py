@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("strom.cluster")
 
 CONTROLLED_SHUTDOWN_ATTEMPTS = 3
+CONTROLLED_SHUTDOWN_TIMEOUT_S = 10.0
 # Bound on each step of leaving the cluster before the session is closed anyway.
 SHUTDOWN_STEP_S = 5.0
 AUTHORIZED_OPERATIONS_OMITTED = -2147483648
@@ -188,7 +189,8 @@ class ClusterRuntime:
             log.warning("controlled shutdown skipped: ZooKeeper is unreachable")
             return
         try:
-            await asyncio.wait_for(self._controlled_shutdown(), timeout=10)
+            async with asyncio.timeout(CONTROLLED_SHUTDOWN_TIMEOUT_S):
+                await self._controlled_shutdown()
         except (TimeoutError, ZkError, NotControllerError, ValueError) as exc:
             log.warning("controlled shutdown incomplete (%r); leaving anyway", exc)
 

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 from strom.cluster.zk.layout import NO_LEADER
 from strom.coordinator.txn import MarkerJob
 from strom.protocol.errors import ErrorCode, ProtocolError
-from strom.protocol.messages.api_versions_request import ApiVersionsRequest
 from strom.protocol.messages.write_txn_markers_request import (
     WritableTxnMarker,
     WritableTxnMarkerTopic,
     WriteTxnMarkersRequest,
 )
-from strom.replication.fetcher import BrokerConnection, LeaderEndpoint
+from strom.replication.broker_connection import BrokerConnection, connect_to_broker
+from strom.replication.fetcher import LeaderEndpoint
 from strom.server.txn_markers import TopicPartition, TxnMarker, write_markers
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("strom.transactions")
 
 MARKER_RETRY_S = 1.0
-API_VERSIONS = 18
 WRITE_TXN_MARKERS = 27
 WRITE_TXN_MARKERS_MAX_VERSION = 1
 CONNECT_TIMEOUT_S = 10.0  # Kafka's socket.connection.setup.timeout.ms default
@@ -97,19 +96,14 @@ class InterBrokerClient:
             if current[0] == endpoint:
                 return current
             await self._drop(broker_id)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(endpoint.host, endpoint.port),
+        connection, ranges = await connect_to_broker(
+            endpoint.host,
+            endpoint.port,
+            self._client_id,
             min(CONNECT_TIMEOUT_S, self._timeout_s),
+            self._timeout_s,
         )
-        connection = BrokerConnection(reader, writer, self._client_id)
-        try:
-            response = await connection.call(API_VERSIONS, 3, ApiVersionsRequest(), self._timeout_s)
-            if response.error_code != ErrorCode.NONE:
-                raise ProtocolError(f"ApiVersions answered error {response.error_code}")
-        except BaseException:
-            await connection.close()
-            raise
-        versions = {k.api_key: k.max_version for k in response.api_keys}
+        versions = {api_key: high for api_key, (_, high) in ranges.items()}
         self._connections[broker_id] = (endpoint, connection, versions)
         return endpoint, connection, versions
 

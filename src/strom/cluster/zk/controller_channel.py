@@ -34,7 +34,6 @@ from strom.cluster.ids import parse_kafka_uuid
 from strom.cluster.zk.context import PartitionUpdate
 from strom.cluster.zk.layout import BrokerRegistration, Endpoint, TopicPartition
 from strom.protocol.errors import ErrorCode, ProtocolError
-from strom.protocol.messages.api_versions_request import ApiVersionsRequest
 from strom.protocol.messages.leader_and_isr_request import (
     LeaderAndIsrLiveLeader,
     LeaderAndIsrPartitionState,
@@ -48,7 +47,7 @@ from strom.protocol.messages.stop_replica_request import (
     StopReplicaTopicV1,
 )
 from strom.protocol.primitives import ZERO_UUID
-from strom.replication.fetcher import BrokerConnection
+from strom.replication.broker_connection import BrokerConnection, connect_to_broker
 
 __all__ = [
     "ChannelConfig",
@@ -60,7 +59,6 @@ __all__ = [
 
 log = logging.getLogger("strom.controller")
 
-API_VERSIONS = 18
 LEADER_AND_ISR = 4
 STOP_REPLICA = 5
 # The newest versions Kafka's ZooKeeper-mode controller sends (3.4+: the KRaft-controller flag,
@@ -284,19 +282,13 @@ class _BrokerChannel:
     async def _connect(self, timeout_s: float) -> BrokerConnection:
         if self._connection is not None:
             return self._connection
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.endpoint.host, self.endpoint.port),
+        connection, self._versions = await connect_to_broker(
+            self.endpoint.host,
+            self.endpoint.port,
+            self.client_id,
             min(timeout_s, self.config.connect_timeout_ms / 1000),
+            timeout_s,
         )
-        connection = BrokerConnection(reader, writer, self.client_id)
-        try:
-            response = await connection.call(API_VERSIONS, 3, ApiVersionsRequest(), timeout_s)
-            if response.error_code != ErrorCode.NONE:
-                raise ProtocolError(f"ApiVersions answered error {response.error_code}")
-        except BaseException:
-            await connection.close()
-            raise
-        self._versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
         self._connection = connection
         log.info(
             "controller: connected to broker %d at %s:%d (listener %s)",
