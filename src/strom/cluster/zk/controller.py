@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from strom.cluster.zk import controller_logic as logic
 from strom.cluster.zk import controller_tasks as tasks
+from strom.cluster.zk import controller_writes as writes
 from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import (
     BadVersionError,
@@ -68,7 +69,6 @@ from strom.cluster.zk.layout import (
 from strom.cluster.zk.store import (
     ControllerFence,
     ControllerMovedError,
-    VersionedState,
     ZkClusterStore,
 )
 
@@ -81,14 +81,10 @@ __all__ = [
 
 log = logging.getLogger("strom.controller")
 
-# How often a write that lost a compare-and-set is re-read and decided again before giving up
-# until the next event (a partition leader changing its ISR in a tight loop).
-MAX_CAS_ATTEMPTS = 10
 # Kafka's first leader imbalance check comes this long after a controller takes over.
 FIRST_IMBALANCE_CHECK_S = 5.0
 
 
-_Changes = dict[TopicPartition, PartitionState]
 _Event = tuple[str, Callable[[], Awaitable[object]], "asyncio.Future[object] | None"]
 
 
@@ -184,7 +180,7 @@ class ZkController:
         wanted = None if partitions is None else set(partitions)
         result = await self._submit(
             "preferred-election",
-            self._active_handler(lambda ctx: self._elect_preferred_in(ctx, wanted)),
+            self._active_handler(lambda ctx: writes.elect_preferred(self, ctx, wanted)),
         )
         assert isinstance(result, dict)
         return result
@@ -418,14 +414,15 @@ class ZkController:
         ctx.watches.append(await self.client.watch_data(L.REASSIGN_PARTITIONS, legacy))
         # Load everything, then repair; the watch events queued meanwhile find nothing new.
         ctx.live = await self.store.live_brokers()
-        await self._open_channels(ctx, ctx.live)
+        await writes.open_channels(self, ctx, ctx.live)
         for topic in await self.store.topics():
             await self._load_topic(ctx, topic)
-        await self._reconcile(ctx, ctx.partitions())
+        await writes.reconcile(self, ctx, ctx.partitions())
         await tasks.advance_reassignments(self, ctx)  # resumes moves a predecessor began
         if self._ctx is ctx:
             self.listener.on_partition_states({tp: ctx.update(tp) for tp in ctx.states})
-            self._send_states(ctx, ctx.states)  # every broker learns the new controller epoch
+            # Every broker learns the new controller epoch.
+            writes.send_states(self, ctx, ctx.states)
             self._schedule_rebalance(ctx, FIRST_IMBALANCE_CHECK_S)
 
     # --- event handlers (active controller only) ----------------------------------------
@@ -463,13 +460,14 @@ class ZkController:
         views = {tp: v for tp, v in ctx.partitions().items() if touched & set(v.replicas)}
         if bounced:
             ctx.live = {b: z for b, z in now.items() if b not in bounced}
-            await self._reconcile(ctx, views)
-        await self._open_channels(ctx, {b: now[b] for b in started | bounced})
+            await writes.reconcile(self, ctx, views)
+        await writes.open_channels(self, ctx, {b: now[b] for b in started | bounced})
         ctx.live = now
-        await self._reconcile(ctx, views)
+        await writes.reconcile(self, ctx, views)
         # A (re)started broker hears the state of every partition it hosts (as Kafka's
         # onBrokerStartup), not only of those whose state changed.
-        self._send_states(
+        writes.send_states(
+            self,
             ctx,
             [tp for tp, v in views.items() if (started | bounced) & set(v.replicas)],
             started | bounced,
@@ -482,7 +480,7 @@ class ZkController:
             self._forget_topic(ctx, topic)
         for topic in sorted(current - set(ctx.assignments)):
             await self._load_topic(ctx, topic)
-            await self._reconcile(ctx, ctx.partitions([topic]))
+            await writes.reconcile(self, ctx, ctx.partitions([topic]))
 
     async def _load_topic(self, ctx: ControllerContext, topic: str) -> None:
         found = await self.store.versioned_topic_assignment(topic)
@@ -519,7 +517,7 @@ class ZkController:
         ctx.assignments[topic] = assignment
         added = {TopicPartition(topic, p) for p in set(assignment.partitions) - set(old.partitions)}
         views = {tp: v for tp, v in ctx.partitions([topic]).items() if tp in added}
-        await self._reconcile(ctx, views)
+        await writes.reconcile(self, ctx, views)
         await tasks.advance_reassignments(self, ctx)
 
     def _forget_topic(self, ctx: ControllerContext, topic: str) -> None:
@@ -613,20 +611,9 @@ class ZkController:
         except L.LayoutError as exc:
             log.error("ignoring %s: %s", L.PREFERRED_REPLICA_ELECTION, exc)
             wanted = frozenset()
-        await self._elect_preferred_in(ctx, set(wanted))
+        await writes.elect_preferred(self, ctx, set(wanted))
         with contextlib.suppress(NoNodeError):
             await self.client.delete(L.PREFERRED_REPLICA_ELECTION)
-
-    async def _elect_preferred_in(
-        self, ctx: ControllerContext, wanted: set[TopicPartition] | None
-    ) -> dict[TopicPartition, PartitionState]:
-        views = {tp: v for tp, v in ctx.partitions().items() if wanted is None or tp in wanted}
-
-        def decide(v: Mapping[TopicPartition, PartitionView]) -> _Changes:
-            return logic.preferred_elections(v, ctx.live_ids(), ctx.fence.epoch)
-
-        written = await self._write(ctx, views, decide)
-        return {tp: vs.state for tp, vs in written.items()}
 
     async def _controlled_shutdown(
         self, ctx: ControllerContext, broker_id: int
@@ -637,7 +624,7 @@ class ZkController:
         views = {tp: v for tp, v in ctx.partitions().items() if broker_id in v.replicas}
         remaining: set[TopicPartition] = set()
 
-        def decide(v: Mapping[TopicPartition, PartitionView]) -> _Changes:
+        def decide(v: Mapping[TopicPartition, PartitionView]) -> writes.Changes:
             changes, still = logic.controlled_shutdown(
                 v, set(ctx.live), ctx.shutting_down, ctx.fence.epoch
             )
@@ -645,112 +632,11 @@ class ZkController:
             remaining.update(still)
             return changes
 
-        await self._write(ctx, views, decide)
+        await writes.write(self, ctx, views, decide)
         # Partitions whose write kept conflicting are still led by the broker too.
         return remaining | {
             tp for tp in views if (vs := ctx.states.get(tp)) and vs.state.leader == broker_id
         }
-
-    # --- writing decisions ----------------------------------------------------------------
-
-    async def _reconcile(
-        self, ctx: ControllerContext, views: Mapping[TopicPartition, PartitionView]
-    ) -> dict[TopicPartition, VersionedState]:
-        """Writes `controller_logic.reconcile` for these partitions."""
-        unclean_topics: set[str] = set()
-
-        async def prepare(v: Mapping[TopicPartition, PartitionView]) -> None:
-            # Only topics with no live in-sync replica left need their config read.
-            for topic in logic.topics_needing_unclean_check(v, ctx.live_ids()):
-                configs = await self.store.topic_config(topic)
-                value = configs.get("unclean.leader.election.enable")
-                if (value.lower() == "true") if value is not None else self.unclean_default:
-                    unclean_topics.add(topic)
-
-        def decide(v: Mapping[TopicPartition, PartitionView]) -> _Changes:
-            return logic.reconcile(v, ctx.live_ids(), ctx.fence.epoch, unclean_topics.__contains__)
-
-        return await self._write(ctx, views, decide, prepare)
-
-    async def _write(
-        self,
-        ctx: ControllerContext,
-        views: Mapping[TopicPartition, PartitionView],
-        decide: Callable[[Mapping[TopicPartition, PartitionView]], _Changes],
-        prepare: Callable[[Mapping[TopicPartition, PartitionView]], Awaitable[None]] | None = None,
-    ) -> dict[TopicPartition, VersionedState]:
-        """Decides and writes with compare-and-set; conflicting partitions are re-read and
-        decided again. Notifies the listener of what was written."""
-        written: dict[TopicPartition, VersionedState] = {}
-        pending = dict(views)
-        for _ in range(MAX_CAS_ATTEMPTS):
-            if not pending:
-                break
-            if prepare is not None:
-                await prepare(pending)
-            changes = decide(pending)
-            retry: set[TopicPartition] = set()
-            for tp, new in changes.items():
-                if self._ctx is not ctx:
-                    raise ControllerMovedError("resigned while writing")
-                current = ctx.states.get(tp)
-                try:
-                    if current is None:
-                        vs = await self.store.create_partition_state(tp, new, ctx.fence)
-                    else:
-                        vs = await self.store.update_partition_state(
-                            tp, new, current.version, ctx.fence
-                        )
-                except (BadVersionError, NodeExistsError):
-                    fresh = await self.store.partition_state(tp)
-                    if fresh is not None:
-                        if logic.is_fenced(fresh.state, ctx.fence.epoch):
-                            raise ControllerMovedError(
-                                f"{tp} was written by controller epoch {fresh.state.controller_epoch}"
-                            ) from None
-                        ctx.states[tp] = fresh
-                    retry.add(tp)
-                    continue
-                ctx.states[tp] = vs
-                written[tp] = vs
-            pending = {
-                tp: v for tp, v in ctx.partitions({tp.topic for tp in retry}).items() if tp in retry
-            }
-        if pending:
-            log.warning("controller: gave up on %s after repeated conflicts", sorted(pending))
-        if written and self._ctx is ctx:
-            self.listener.on_partition_states({tp: ctx.update(tp) for tp in written})
-            self._send_states(ctx, written)
-        return written
-
-    # --- requests to the other brokers ----------------------------------------------------
-
-    async def _open_channels(self, ctx: ControllerContext, brokers: Mapping[int, int]) -> None:
-        """Channels to these live brokers, at the endpoints their registrations name."""
-        if self.channel is None:
-            return
-        for broker_id in sorted(brokers):
-            try:
-                found = await self.store.broker(broker_id)
-            except L.LayoutError as exc:
-                log.error("controller: no requests to broker %d: %s", broker_id, exc)
-                continue
-            if found is not None and self._ctx is ctx:  # else gone: the watch says so next
-                registration, stat = found
-                self.channel.add_broker(broker_id, registration, stat.czxid)
-
-    def _send_states(
-        self,
-        ctx: ControllerContext,
-        partitions: Iterable[TopicPartition],
-        brokers: Iterable[int] | None = None,
-    ) -> None:
-        """LeaderAndIsr with the cached states of `partitions` to the brokers hosting them."""
-        if self.channel is None or self._ctx is not ctx:
-            return
-        updates = {tp: ctx.update(tp) for tp in partitions if tp in ctx.states}
-        if updates:
-            self.channel.send_leader_and_isr(ctx.fence.epoch, updates, brokers)
 
 
 async def _noop() -> None:

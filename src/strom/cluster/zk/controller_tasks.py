@@ -2,7 +2,7 @@
 elections on demand or after a config change, and the preferred-leader rebalance timer.
 
 Kept apart from `controller` (the event machinery): these run inside its event task, on its
-cache, and write through its compare-and-set loop (`ZkController._write`).
+cache, and write through its compare-and-set loop (`controller_writes.write`).
 
 Reassignments are started, replaced and cancelled by rewriting a topic's assignment znode
 (any broker does it for AlterPartitionReassignments; the controller watches the znode; the
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from strom.cluster.zk import controller_logic as logic
+from strom.cluster.zk import controller_writes as writes
 from strom.cluster.zk import layout as L
 from strom.cluster.zk import reassignment as R
 from strom.cluster.zk.client import BadVersionError, NoNodeError
@@ -63,7 +64,7 @@ async def advance_reassignments(controller: ZkController, ctx: ControllerContext
         states, _ = R.reassignment_actions(reassign_views(ctx, v), ctx.live_ids(), ctx.fence.epoch)
         return states
 
-    await controller._write(ctx, views, decide)
+    await writes.write(controller, ctx, views, decide)
     pending, completed = R.reassignment_actions(
         reassign_views(ctx, candidates), ctx.live_ids(), ctx.fence.epoch
     )
@@ -119,7 +120,7 @@ async def elect_unclean(
     def decide(v: Mapping[TopicPartition, PartitionView]) -> dict[TopicPartition, PartitionState]:
         return logic.unclean_elections(v, ctx.live_ids(), ctx.fence.epoch)
 
-    written = await controller._write(ctx, views, decide)
+    written = await writes.write(controller, ctx, views, decide)
     for tp, vs in sorted(written.items()):
         log.warning(
             "controller: unclean election on demand: %s led by %s, ISR %s",
@@ -144,7 +145,7 @@ async def offline_partitions_after_config_change(
     }
     if views:
         with contextlib.suppress(NoNodeError):
-            await controller._reconcile(ctx, views)
+            await writes.reconcile(controller, ctx, views)
 
 
 async def rebalance_preferred_leaders(
@@ -156,7 +157,7 @@ async def rebalance_preferred_leaders(
     candidates = logic.imbalanced_partitions(ctx.partitions(), ctx.live_ids(), threshold_percent)
     if candidates:
         log.info("controller: leader imbalance; preferred elections for %s", sorted(candidates))
-        await controller._elect_preferred_in(ctx, set(candidates))
+        await writes.elect_preferred(controller, ctx, set(candidates))
 
 
 async def legacy_reassignment_requested(controller: ZkController, ctx: ControllerContext) -> None:
