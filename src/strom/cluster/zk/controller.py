@@ -81,9 +81,6 @@ __all__ = [
 
 log = logging.getLogger("strom.controller")
 
-# Kafka's first leader imbalance check comes this long after a controller takes over.
-FIRST_IMBALANCE_CHECK_S = 5.0
-
 
 _Event = tuple[str, Callable[[], Awaitable[object]], "asyncio.Future[object] | None"]
 
@@ -423,7 +420,7 @@ class ZkController:
             self.listener.on_partition_states({tp: ctx.update(tp) for tp in ctx.states})
             # Every broker learns the new controller epoch.
             writes.send_states(self, ctx, ctx.states)
-            self._schedule_rebalance(ctx, FIRST_IMBALANCE_CHECK_S)
+            tasks.schedule_rebalance(self, ctx, tasks.FIRST_IMBALANCE_CHECK_S)
 
     # --- event handlers (active controller only) ----------------------------------------
 
@@ -580,27 +577,6 @@ class ZkController:
 
     async def _legacy_reassignment(self, ctx: ControllerContext) -> None:
         await tasks.legacy_reassignment_requested(self, ctx)
-
-    def _schedule_rebalance(self, ctx: ControllerContext, delay_s: float) -> None:
-        if not self.auto_leader_rebalance_enable or self._ctx is not ctx:
-            return
-        if self._rebalance_timer is not None:
-            self._rebalance_timer.cancel()
-
-        def fire() -> None:
-            self._rebalance_timer = None
-            if self._ctx is ctx:
-                self._enqueue("auto-rebalance", self._active_handler(self._auto_rebalance))
-
-        self._rebalance_timer = asyncio.get_running_loop().call_later(delay_s, fire)
-
-    async def _auto_rebalance(self, ctx: ControllerContext) -> None:
-        try:
-            await tasks.rebalance_preferred_leaders(
-                self, ctx, self.leader_imbalance_per_broker_percentage
-            )
-        finally:
-            self._schedule_rebalance(ctx, self.leader_imbalance_check_interval_s)
 
     async def _preferred_requested(self, ctx: ControllerContext) -> None:
         found = await self.client.get_or_none(L.PREFERRED_REPLICA_ELECTION)

@@ -15,6 +15,7 @@ wherever it stopped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from strom.cluster.zk.controller import ZkController
 
 log = logging.getLogger("strom.controller")
+
+# Kafka's first leader imbalance check comes this long after a controller takes over.
+FIRST_IMBALANCE_CHECK_S = 5.0
 
 
 def reassign_views(
@@ -146,6 +150,34 @@ async def offline_partitions_after_config_change(
     if views:
         with contextlib.suppress(NoNodeError):
             await writes.reconcile(controller, ctx, views)
+
+
+def schedule_rebalance(controller: ZkController, ctx: ControllerContext, delay_s: float) -> None:
+    """The next leader imbalance check (auto.leader.rebalance.enable) in `delay_s`; the timer
+    is cancelled when the controller resigns."""
+    if not controller.auto_leader_rebalance_enable or controller._ctx is not ctx:
+        return
+    if controller._rebalance_timer is not None:
+        controller._rebalance_timer.cancel()
+
+    def fire() -> None:
+        controller._rebalance_timer = None
+        if controller._ctx is ctx:
+            controller._enqueue(
+                "auto-rebalance",
+                controller._active_handler(lambda c: _auto_rebalance(controller, c)),
+            )
+
+    controller._rebalance_timer = asyncio.get_running_loop().call_later(delay_s, fire)
+
+
+async def _auto_rebalance(controller: ZkController, ctx: ControllerContext) -> None:
+    try:
+        await rebalance_preferred_leaders(
+            controller, ctx, controller.leader_imbalance_per_broker_percentage
+        )
+    finally:
+        schedule_rebalance(controller, ctx, controller.leader_imbalance_check_interval_s)
 
 
 async def rebalance_preferred_leaders(
