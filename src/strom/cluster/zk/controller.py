@@ -35,8 +35,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 
+from strom.cluster.zk import controller_events as events
 from strom.cluster.zk import controller_logic as logic
 from strom.cluster.zk import controller_tasks as tasks
 from strom.cluster.zk import controller_writes as writes
@@ -60,7 +61,6 @@ from strom.cluster.zk.context import (
     PartitionUpdate,
 )
 from strom.cluster.zk.controller_channel import ControllerChannelManager
-from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import (
     ControllerRegistration,
     PartitionState,
@@ -165,7 +165,7 @@ class ZkController:
         leads (Kafka's ControlledShutdown response)."""
         result = await self._submit(
             "controlled-shutdown",
-            self._active_handler(lambda ctx: self._controlled_shutdown(ctx, broker_id)),
+            self._active_handler(lambda ctx: events.controlled_shutdown(self, ctx, broker_id)),
         )
         assert isinstance(result, set)
         return result
@@ -198,7 +198,12 @@ class ZkController:
         """Unclean election was enabled: partitions without a live leader are elected again
         (a no-op unless this broker is the controller)."""
         if self._ctx is not None:
-            self._enqueue("reelect-offline", self._active_handler(self._config_changed))
+            self._enqueue(
+                "reelect-offline",
+                self._active_handler(
+                    lambda ctx: tasks.offline_partitions_after_config_change(self, ctx)
+                ),
+            )
 
     async def sync(self) -> None:
         """Returns once every event queued before the call was handled (for tests)."""
@@ -255,7 +260,7 @@ class ZkController:
 
         def fire() -> None:
             self._resync_pending = False
-            self._enqueue("resync", self._active_handler(self._resync))
+            self._enqueue("resync", self._active_handler(lambda ctx: events.resync(self, ctx)))
 
         asyncio.get_running_loop().call_later(delay, fire)
 
@@ -347,7 +352,7 @@ class ZkController:
             self._ctx = ctx = ControllerContext(fence)
             self._set_active_controller(self.broker_id)
             try:
-                await self._failover(ctx)
+                await events.failover(self, ctx)
             except BaseException:
                 # Half a failover is worse than none: give the role up so that a broker
                 # (maybe this one, again) starts over from ZooKeeper.
@@ -384,235 +389,6 @@ class ZkController:
             self._rebalance_timer = None
         if self.active_controller_id == self.broker_id:
             self._set_active_controller(None)
-
-    async def _failover(self, ctx: ControllerContext) -> None:
-        """Becoming controller: watch, load the cluster, repair every partition."""
-
-        def on(
-            name: str, fn: Callable[[ControllerContext], Awaitable[object]]
-        ) -> Callable[..., None]:
-            def callback(*_: object) -> None:
-                if self._ctx is ctx:
-                    self._enqueue(name, self._active_handler(fn))
-
-            return callback
-
-        for path, name, handler in (
-            (L.BROKER_IDS, "brokers", self._brokers_changed),
-            (L.TOPICS, "topics", self._topics_changed),
-            (L.DELETE_TOPICS, "delete", self._delete_topics),
-            (L.ISR_CHANGE_NOTIFICATION, "isr", self._isr_changed),
-            (L.CONFIG_CHANGES, "config", self._config_changed),
-        ):
-            ctx.watches.append(await self.client.watch_children(path, on(name, handler)))
-        preferred = on("preferred", self._preferred_requested)
-        ctx.watches.append(await self.client.watch_data(L.PREFERRED_REPLICA_ELECTION, preferred))
-        legacy = on("reassign", self._legacy_reassignment)
-        ctx.watches.append(await self.client.watch_data(L.REASSIGN_PARTITIONS, legacy))
-        # Load everything, then repair; the watch events queued meanwhile find nothing new.
-        ctx.live = await self.store.live_brokers()
-        await writes.open_channels(self, ctx, ctx.live)
-        for topic in await self.store.topics():
-            await self._load_topic(ctx, topic)
-        await writes.reconcile(self, ctx, ctx.partitions())
-        await tasks.advance_reassignments(self, ctx)  # resumes moves a predecessor began
-        if self._ctx is ctx:
-            self.listener.on_partition_states({tp: ctx.update(tp) for tp in ctx.states})
-            # Every broker learns the new controller epoch.
-            writes.send_states(self, ctx, ctx.states)
-            tasks.schedule_rebalance(self, ctx, tasks.FIRST_IMBALANCE_CHECK_S)
-
-    # --- event handlers (active controller only) ----------------------------------------
-
-    async def _resync(self, ctx: ControllerContext) -> None:
-        """Looks at every watched znode again (after an error or a reconnect)."""
-        await self._brokers_changed(ctx)
-        await self._topics_changed(ctx)
-        await self._delete_topics(ctx)
-        await self._isr_changed(ctx)
-        await self._preferred_requested(ctx)
-        await self._legacy_reassignment(ctx)
-        await tasks.advance_reassignments(self, ctx)
-
-    async def _brokers_changed(self, ctx: ControllerContext) -> None:
-        now = await self.store.live_brokers()
-        dead = set(ctx.live) - set(now)
-        started = set(now) - set(ctx.live)
-        # Same id, new registration: the broker restarted between two looks. It lost its
-        # leaderships' in-memory state, so treat it as failed, then as started.
-        bounced = {b for b in set(now) & set(ctx.live) if now[b] != ctx.live[b]}
-        if not (dead or started or bounced):
-            return
-        log.info(
-            "controller: brokers dead %s, started %s, bounced %s",
-            sorted(dead),
-            sorted(started),
-            sorted(bounced),
-        )
-        ctx.shutting_down -= dead | bounced
-        if self.channel is not None:
-            for broker_id in dead | bounced:
-                self.channel.remove_broker(broker_id)
-        touched = dead | started | bounced
-        views = {tp: v for tp, v in ctx.partitions().items() if touched & set(v.replicas)}
-        if bounced:
-            ctx.live = {b: z for b, z in now.items() if b not in bounced}
-            await writes.reconcile(self, ctx, views)
-        await writes.open_channels(self, ctx, {b: now[b] for b in started | bounced})
-        ctx.live = now
-        await writes.reconcile(self, ctx, views)
-        # A (re)started broker hears the state of every partition it hosts (as Kafka's
-        # onBrokerStartup), not only of those whose state changed.
-        writes.send_states(
-            self,
-            ctx,
-            [tp for tp, v in views.items() if (started | bounced) & set(v.replicas)],
-            started | bounced,
-        )
-        await tasks.advance_reassignments(self, ctx)
-
-    async def _topics_changed(self, ctx: ControllerContext) -> None:
-        current = set(await self.store.topics())
-        for topic in set(ctx.assignments) - current:  # deleted by someone else
-            self._forget_topic(ctx, topic)
-        for topic in sorted(current - set(ctx.assignments)):
-            await self._load_topic(ctx, topic)
-            await writes.reconcile(self, ctx, ctx.partitions([topic]))
-
-    async def _load_topic(self, ctx: ControllerContext, topic: str) -> None:
-        found = await self.store.versioned_topic_assignment(topic)
-        if found is None:
-            return
-        ctx.assignments[topic], ctx.assignment_versions[topic] = found
-        assignment = found[0]
-        for p in assignment.partitions:
-            tp = TopicPartition(topic, p)
-            versioned = await self.store.partition_state(tp)
-            if versioned is not None:
-                ctx.states[tp] = versioned
-        if topic not in ctx.topic_watches:
-
-            def changed(data: bytes | None, stat: object) -> None:
-                if self._ctx is ctx and data is not None:
-                    self._enqueue(
-                        "partitions",
-                        self._active_handler(lambda c: self._partitions_added(c, topic)),
-                    )
-
-            ctx.topic_watches[topic] = await self.client.watch_data(L.topic_path(topic), changed)
-
-    async def _partitions_added(self, ctx: ControllerContext, topic: str) -> None:
-        """The topic's assignment changed: partitions added, or reassignments started,
-        replaced or cancelled."""
-        old = ctx.assignments.get(topic)
-        found = await self.store.versioned_topic_assignment(topic)
-        if old is None or found is None:
-            return
-        assignment, ctx.assignment_versions[topic] = found
-        if assignment == old:
-            return
-        ctx.assignments[topic] = assignment
-        added = {TopicPartition(topic, p) for p in set(assignment.partitions) - set(old.partitions)}
-        views = {tp: v for tp, v in ctx.partitions([topic]).items() if tp in added}
-        await writes.reconcile(self, ctx, views)
-        await tasks.advance_reassignments(self, ctx)
-
-    def _forget_topic(self, ctx: ControllerContext, topic: str) -> None:
-        ctx.assignments.pop(topic, None)
-        ctx.assignment_versions.pop(topic, None)
-        handle = ctx.topic_watches.pop(topic, None)
-        if handle:
-            handle.cancel()
-        for tp in [tp for tp in ctx.states if tp.topic == topic]:
-            del ctx.states[tp]
-
-    async def _delete_topics(self, ctx: ControllerContext) -> None:
-        deleted: set[str] = set()
-        for topic in await self.store.topics_marked_for_deletion():
-            if not self.delete_topic_enable:
-                log.warning("topic %s marked for deletion but delete.topic.enable=false", topic)
-                with contextlib.suppress(NoNodeError):
-                    await self.client.delete(L.delete_topic_path(topic))
-                continue
-            hosts: dict[int, list[TopicPartition]] = {}
-            for tp, view in ctx.partitions([topic]).items():
-                for broker_id in view.replicas:
-                    hosts.setdefault(broker_id, []).append(tp)
-            self._forget_topic(ctx, topic)
-            await self.store.delete_topic_znodes(topic)
-            deleted.add(topic)
-            if self.channel is not None and self._ctx is ctx:
-                self.channel.send_stop_replica(ctx.fence.epoch, hosts, delete=True)
-        if deleted and self._ctx is ctx:
-            self.listener.on_topics_deleted(deleted)
-
-    async def _isr_changed(self, ctx: ControllerContext) -> None:
-        children = await self.client.children(L.ISR_CHANGE_NOTIFICATION)
-        changed: set[TopicPartition] = set()
-        for child in children:
-            path = f"{L.ISR_CHANGE_NOTIFICATION}/{child}"
-            found = await self.client.get_or_none(path)
-            if found is not None:
-                try:
-                    changed |= L.decode_isr_change(found[0])
-                except L.LayoutError as exc:
-                    log.error("ignoring %s: %s", path, exc)
-        for tp in changed:
-            if tp.topic in ctx.assignments:
-                versioned = await self.store.partition_state(tp)
-                if versioned is not None:
-                    ctx.states[tp] = versioned
-        # Deleted only after the states are read: a crash in between repeats the work.
-        for child in children:
-            with contextlib.suppress(NoNodeError):
-                await self.client.delete(f"{L.ISR_CHANGE_NOTIFICATION}/{child}")
-        updates = {tp: ctx.update(tp) for tp in changed if tp in ctx.states}
-        if updates and self._ctx is ctx:
-            self.listener.on_partition_states(updates)
-        if changed:
-            await tasks.advance_reassignments(self, ctx)  # new replicas may be in sync now
-
-    async def _config_changed(self, ctx: ControllerContext) -> None:
-        await tasks.offline_partitions_after_config_change(self, ctx)
-
-    async def _legacy_reassignment(self, ctx: ControllerContext) -> None:
-        await tasks.legacy_reassignment_requested(self, ctx)
-
-    async def _preferred_requested(self, ctx: ControllerContext) -> None:
-        found = await self.client.get_or_none(L.PREFERRED_REPLICA_ELECTION)
-        if found is None:
-            return
-        try:
-            wanted = L.decode_preferred_replica_election(found[0])
-        except L.LayoutError as exc:
-            log.error("ignoring %s: %s", L.PREFERRED_REPLICA_ELECTION, exc)
-            wanted = frozenset()
-        await writes.elect_preferred(self, ctx, set(wanted))
-        with contextlib.suppress(NoNodeError):
-            await self.client.delete(L.PREFERRED_REPLICA_ELECTION)
-
-    async def _controlled_shutdown(
-        self, ctx: ControllerContext, broker_id: int
-    ) -> set[TopicPartition]:
-        if broker_id not in ctx.live:
-            raise ValueError(f"broker {broker_id} is not registered")
-        ctx.shutting_down.add(broker_id)
-        views = {tp: v for tp, v in ctx.partitions().items() if broker_id in v.replicas}
-        remaining: set[TopicPartition] = set()
-
-        def decide(v: Mapping[TopicPartition, PartitionView]) -> writes.Changes:
-            changes, still = logic.controlled_shutdown(
-                v, set(ctx.live), ctx.shutting_down, ctx.fence.epoch
-            )
-            remaining.clear()
-            remaining.update(still)
-            return changes
-
-        await writes.write(self, ctx, views, decide)
-        # Partitions whose write kept conflicting are still led by the broker too.
-        return remaining | {
-            tp for tp in views if (vs := ctx.states.get(tp)) and vs.state.leader == broker_id
-        }
 
 
 async def _noop() -> None:
