@@ -27,6 +27,12 @@ The local broker learns the outcome through `ControllerListener`; the other brok
 the partitions through LeaderAndIsr (and StopReplica for deleted topics) requests sent by the
 `ControllerChannelManager` right after each write, and, as a fallback that needs no request,
 through their own watches of the state znodes.
+
+The parts: this module holds the election, the session states and the event task;
+`controller_events` what the active controller does on taking over and on each event;
+`controller_writes` the compare-and-set writes and the notices that follow them;
+`controller_tasks` reassignments, elections on demand and the leader imbalance timer;
+`context` the active controller's cache.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ the controller's event task:
 - /config/changes and /admin/reassign_partitions: see `controller_tasks`.
 `resync` runs all of them again after an error or a reconnect, and `controlled_shutdown`
 answers a broker's ControlledShutdown. Decisions come from `controller_logic` and are written
-through `controller_writes`.
+through `controller_writes`. These are the controller's own steps kept apart from its election
+(`controller`): they run on its event task, on its cache, and check that it is still the
+controller (`ZkController._ctx is ctx`) before telling anyone what they did.
 """
 
 from __future__ import annotations
