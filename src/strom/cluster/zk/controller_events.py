@@ -238,15 +238,15 @@ async def _isr_changed(controller: ZkController, ctx: ControllerContext) -> None
 
 
 async def _preferred_requested(controller: ZkController, ctx: ControllerContext) -> None:
-    found = await controller.client.get_or_none(L.PREFERRED_REPLICA_ELECTION)
+    found = await writes.read_admin_request(
+        controller,
+        L.PREFERRED_REPLICA_ELECTION,
+        L.decode_preferred_replica_election,
+        frozenset[TopicPartition](),
+    )
     if found is None:
         return
-    try:
-        wanted = L.decode_preferred_replica_election(found[0])
-    except L.LayoutError as exc:
-        log.error("ignoring %s: %s", L.PREFERRED_REPLICA_ELECTION, exc)
-        wanted = frozenset()
-    await writes.elect_preferred(controller, ctx, set(wanted))
+    await writes.elect_preferred(controller, ctx, set(found[0]))
     with contextlib.suppress(NoNodeError):
         await controller.client.delete(L.PREFERRED_REPLICA_ELECTION)
 

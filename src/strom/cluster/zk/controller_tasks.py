@@ -197,14 +197,15 @@ async def legacy_reassignment_requested(controller: ZkController, ctx: Controlle
     entry is started like an AlterPartitionReassignments entry, invalid ones are logged, and
     the znode is deleted once the moves are recorded in the topics' assignments (where
     ListPartitionReassignments shows them)."""
-    found = await controller.client.get_or_none(L.REASSIGN_PARTITIONS)
+    found = await writes.read_admin_request(
+        controller,
+        L.REASSIGN_PARTITIONS,
+        L.decode_reassignment,
+        dict[TopicPartition, tuple[int, ...]](),
+    )
     if found is None:
         return
-    try:
-        requested = L.decode_reassignment(found[0])
-    except L.LayoutError as exc:
-        log.error("ignoring %s: %s", L.REASSIGN_PARTITIONS, exc)
-        requested = {}
+    requested, version = found
     by_topic: dict[str, dict[int, R.ReplicaAssignment]] = {}
     for tp, target in sorted(requested.items()):
         assignment = ctx.assignments.get(tp.topic)
@@ -226,7 +227,7 @@ async def legacy_reassignment_requested(controller: ZkController, ctx: Controlle
     if all(recorded):
         # A newer request written meanwhile keeps the znode: its watch brings it here.
         with contextlib.suppress(NoNodeError, BadVersionError):
-            await controller.client.delete(L.REASSIGN_PARTITIONS, found[1].version)
+            await controller.client.delete(L.REASSIGN_PARTITIONS, version)
     else:
         controller._schedule_resync()  # the topic's new assignment first, then again
     await advance_reassignments(controller, ctx)

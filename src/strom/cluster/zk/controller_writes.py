@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from strom.cluster.zk import controller_logic as logic
 from strom.cluster.zk import layout as L
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from strom.cluster.zk.controller import ZkController
 
 log = logging.getLogger("strom.controller")
+T = TypeVar("T")
 
 # How often a write that lost a compare-and-set is re-read and decided again before giving up
 # until the next event (a partition leader changing its ISR in a tight loop).
@@ -159,3 +160,19 @@ def send_states(
     updates = {tp: ctx.update(tp) for tp in partitions if tp in ctx.states}
     if updates:
         controller.channel.send_leader_and_isr(ctx.fence.epoch, updates, brokers)
+
+
+async def read_admin_request(
+    controller: ZkController, path: str, decode: Callable[[bytes], T], unreadable: T
+) -> tuple[T, int] | None:
+    """The decoded content of an /admin request znode (what Kafka's tools write there) and
+    its version; None when there is none, `unreadable` (logged) when it cannot be decoded."""
+    found = await controller.client.get_or_none(path)
+    if found is None:
+        return None
+    data, stat = found
+    try:
+        return decode(data), stat.version
+    except L.LayoutError as exc:
+        log.error("ignoring %s: %s", path, exc)
+        return unreadable, stat.version
