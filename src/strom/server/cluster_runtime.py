@@ -26,11 +26,10 @@ from strom.cluster.ids import new_cluster_id
 from strom.cluster.local_metadata import TopicRecord
 from strom.cluster.topic_names import INTERNAL_TOPICS
 from strom.cluster.zk import controller_logic as logic
-from strom.cluster.zk.client import BadVersionError, ZkClient, ZkError
+from strom.cluster.zk.client import ZkClient, ZkError
 from strom.cluster.zk.context import ControllerListener, NotControllerError, PartitionUpdate
 from strom.cluster.zk.controller import ZkController
 from strom.cluster.zk.controller_channel import ChannelConfig, ControllerChannelManager
-from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import BrokerRegistration, Endpoint, TopicPartition
 from strom.cluster.zk.store import TopicExistsError, VersionedState
 from strom.cluster.zk_metadata import MetadataListener, ZkMetadata
@@ -40,6 +39,7 @@ from strom.protocol.messages.metadata_response import (
     MetadataResponsePartition,
     MetadataResponseTopic,
 )
+from strom.server.controlled_shutdown import move_leaderships_away
 from strom.server.controller_requests import ControllerRequests
 from strom.server.errors import ApiError
 from strom.server.replica_manager import ReplicaManager
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strom.cluster")
 
-CONTROLLED_SHUTDOWN_ATTEMPTS = 3
 CONTROLLED_SHUTDOWN_TIMEOUT_S = 10.0
 # Bound on each step of leaving the cluster before the session is closed anyway.
 SHUTDOWN_STEP_S = 5.0
@@ -190,7 +189,7 @@ class ClusterRuntime:
             return
         try:
             async with asyncio.timeout(CONTROLLED_SHUTDOWN_TIMEOUT_S):
-                await self._controlled_shutdown()
+                await move_leaderships_away(self)
         except (TimeoutError, ZkError, NotControllerError, ValueError) as exc:
             log.warning("controlled shutdown incomplete (%r); leaving anyway", exc)
 
@@ -212,55 +211,6 @@ class ClusterRuntime:
             self.metadata.stop()
         finally:
             await self.client.close()
-
-    async def _controlled_shutdown(self) -> None:
-        broker_id = self.broker.config.broker_id
-        for _ in range(CONTROLLED_SHUTDOWN_ATTEMPTS):
-            if self.controller.is_active:
-                remaining = await self.controller.controlled_shutdown(broker_id)
-            else:
-                remaining = await self._controlled_shutdown_via_zk(broker_id)
-            if not remaining:
-                log.info("controlled shutdown: no partition is led here any more")
-                return
-            log.info("controlled shutdown: still leading %d partition(s)", len(remaining))
-            await asyncio.sleep(0.2)
-
-    async def _controlled_shutdown_via_zk(self, broker_id: int) -> set[TopicPartition]:
-        """Not the controller: write the controller's own controlled-shutdown decisions with
-        compare-and-set, stamped with the current controller epoch, then announce them as
-        ISR changes so that the controller re-reads these states into its cache."""
-        metadata = self.metadata
-        store = metadata.store
-        views = {
-            tp: PartitionView(metadata.replicas(tp.topic, tp.partition), vs.state)
-            for tp, vs in metadata.states.items()
-            if broker_id in metadata.replicas(tp.topic, tp.partition)
-        }
-        live = set(metadata.brokers)
-        epoch = self.controller.epoch
-        changes, remaining = logic.controlled_shutdown(views, live, {broker_id}, epoch)
-        written: dict[TopicPartition, int] = {}  # -> the version written
-        for tp, state in changes.items():
-            known = metadata.states.get(tp)
-            if known is None:
-                continue
-            try:
-                written[tp] = (await store.update_partition_state(tp, state, known.version)).version
-            except BadVersionError:
-                if known.state.leader == broker_id:
-                    remaining.add(tp)  # changed meanwhile: look again on the next attempt
-        if written:
-            await store.notify_isr_change(list(written))
-            # By version, not by content: the controller may rewrite a state right after.
-            await metadata.wait_until(
-                lambda: all(
-                    (vs := metadata.states.get(tp)) is None or vs.version >= version
-                    for tp, version in written.items()
-                ),
-                timeout_s=5,
-            )
-        return remaining
 
     # --- admin writes started by synchronous handlers --------------------------------------
 

@@ -73,6 +73,10 @@ class ReplicaManager:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        # Set by the controlled shutdown: this broker follows nothing any more (Kafka's
+        # controller sends it StopReplica for that), so no leader takes it back into an ISR
+        # in the moments before it stops.
+        self._leaving = False
 
     # --- views used by the handlers -----------------------------------------------------------
 
@@ -290,9 +294,15 @@ class ReplicaManager:
             self.broker.fetch_purgatory.notify(key)
         self._follow(key, state, plog, restart=transition.new_leader_epoch)
 
+    def stop_following(self) -> None:
+        """Controlled shutdown: stop fetching for every partition, now and from now on."""
+        self._leaving = True
+        self.fetchers.remove_partitions(list(self.following))
+        self.following.clear()
+
     def _follow(self, key: Key, state: ReplicaState, plog: PartitionLog, restart: bool) -> None:
         endpoint = self.endpoint(state.leader_id)
-        if state.leader_id == NO_LEADER or endpoint is None:
+        if self._leaving or state.leader_id == NO_LEADER or endpoint is None:
             if key in self.following:
                 del self.following[key]
                 self.fetchers.remove_partitions([key])

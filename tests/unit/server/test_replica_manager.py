@@ -125,6 +125,25 @@ def test_a_follower_waits_for_its_leader_to_register(leader: Leader) -> None:
     asyncio.run(scenario())
 
 
+def test_a_broker_in_controlled_shutdown_follows_nothing(leader: Leader) -> None:
+    async def scenario() -> None:
+        register(leader, 2, 1)
+        leader.set_state(2, EPOCH + 1)
+        fetcher = leader.replicas.fetchers.fetchers[LeaderEndpoint(2, "127.0.0.1", 1)]
+        assert fetcher.partitions == [KEY]
+        leader.replicas.stop_following()
+        assert fetcher.partitions == [] and KEY not in leader.replicas.following
+        # A later decision (a new leader epoch, a leader registering) starts nothing either:
+        # a leader that got fetches from it would take it back into the ISR.
+        leader.set_state(2, EPOCH + 2)
+        leader.replicas.brokers_changed()
+        assert KEY not in leader.replicas.following
+        assert all(not f.partitions for f in leader.replicas.fetchers.fetchers.values())
+        await leader.replicas.fetchers.stop()
+
+    asyncio.run(scenario())
+
+
 def test_a_partition_no_longer_assigned_here_is_deleted(leader: Leader) -> None:
     leader.append(1)
     directory = leader.log.directory

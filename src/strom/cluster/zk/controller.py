@@ -166,9 +166,14 @@ class ZkController:
         if self.channel is not None:
             await self.channel.close()
 
+    def broker_epoch(self, broker_id: int) -> int | None:
+        """The active controller's view of a live broker's epoch (its registration czxid);
+        None when not the controller or the broker is not registered."""
+        return None if self._ctx is None else self._ctx.live.get(broker_id)
+
     async def controlled_shutdown(self, broker_id: int) -> set[TopicPartition]:
         """Moves leadership off `broker_id` before it stops; returns the partitions it still
-        leads (Kafka's ControlledShutdown response)."""
+        leads (Kafka's ControlledShutdown response). ValueError if it is not registered."""
         result = await self._submit(
             "controlled-shutdown",
             self._active_handler(lambda ctx: events.controlled_shutdown(self, ctx, broker_id)),

@@ -8,6 +8,7 @@ from strom.server.handlers import (  # noqa: F401
     api_versions,
     classic_group,
     consumer_group_heartbeat,
+    controlled_shutdown,
     create_partitions,
     create_topics,
     delete_records,

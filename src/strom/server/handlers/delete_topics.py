@@ -161,5 +161,7 @@ async def _finish_in_cluster(
     cluster = ctx.broker.cluster
     assert cluster is not None
     named = [r for r in response.responses if r.name is not None]
-    await cluster.finish(named, timeout_ms, lambda name: ctx.broker.metadata.get_topic(name) is None)
+    await cluster.finish(
+        named, timeout_ms, lambda name: ctx.broker.metadata.get_topic(name) is None
+    )
     return response
