@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from strom.protocol.records import decode_records, iter_batch_headers
+from strom.protocol.records.batch_header import iter_batch_headers
+from strom.protocol.records.codec import decode_records
 
 ReplicaRecord = tuple[int, int, bytes | None]  # (offset, partition leader epoch, value)
 

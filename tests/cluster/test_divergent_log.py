@@ -43,7 +43,7 @@ from integration.broker_process import BrokerProcess
 from integration.kafka_wire import parse_produce_v3, produce_request_v3, roundtrip
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
-from strom.protocol.records import Record, build_batch
+from strom.protocol.records.codec import Record, build_batch
 
 from .replica_files import replica_records
 from .test_cluster_failover import active_controller, create_assigned, partition0

@@ -22,7 +22,7 @@ from strom.protocol.messages.produce_request import (
     ProduceRequest,
     TopicProduceData,
 )
-from strom.protocol.records import Record, build_batch
+from strom.protocol.records.codec import Record, build_batch
 
 from .broker_process import BrokerProcess
 from .clients import ck_consume

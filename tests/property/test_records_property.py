@@ -11,16 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strom.protocol.compression import CompressionError, compress, decompress
-from strom.protocol.records import (
-    BATCH_HEADER_SIZE,
-    CorruptRecordError,
-    Record,
-    RecordError,
-    build_batch,
-    decode_records,
-    iter_batch_headers,
-    validate_batches,
-)
+from strom.protocol.records.batch_header import BATCH_HEADER_SIZE, iter_batch_headers
+from strom.protocol.records.codec import Record, build_batch, decode_records
+from strom.protocol.records.errors import CorruptRecordError, RecordError
+from strom.protocol.records.validation import validate_batches
 
 pytestmark = pytest.mark.property
 

@@ -32,12 +32,8 @@ from strom.protocol.compression import (
     compress,
     decompress,
 )
-from strom.protocol.records import (
-    Record,
-    build_batch,
-    decode_records,
-    validate_batches,
-)
+from strom.protocol.records.codec import Record, build_batch, decode_records
+from strom.protocol.records.validation import validate_batches
 
 ALL_CODECS = [CODEC_NONE, CODEC_GZIP, CODEC_SNAPPY, CODEC_LZ4, CODEC_ZSTD]
 COMPRESSED = [CODEC_GZIP, CODEC_SNAPPY, CODEC_LZ4, CODEC_ZSTD]

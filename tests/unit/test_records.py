@@ -5,27 +5,28 @@ import struct
 import pytest
 from crc32c import crc32c
 
-from strom.protocol.records import (
+from strom.protocol.records.batch_header import (
     BATCH_HEADER_SIZE,
+    BatchHeader,
+    assign_offsets,
+    iter_batch_headers,
+)
+from strom.protocol.records.codec import Record, build_batch, decode_records
+from strom.protocol.records.control import (
     CONTROL_ABORT,
     CONTROL_COMMIT,
-    BatchHeader,
+    build_control_batch,
+    parse_control_record,
+)
+from strom.protocol.records.errors import (
     CorruptRecordError,
     InvalidRecordError,
-    Record,
     RecordError,
     RecordTooLargeError,
     UnsupportedCompressionError,
     UnsupportedMagicError,
-    assign_offsets,
-    build_batch,
-    build_control_batch,
-    check_timestamps,
-    decode_records,
-    iter_batch_headers,
-    parse_control_record,
-    validate_batches,
 )
+from strom.protocol.records.validation import check_timestamps, validate_batches
 
 TS = 1_700_000_000_000
 

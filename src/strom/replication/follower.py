@@ -44,7 +44,7 @@ from strom.protocol.messages.offset_for_leader_epoch_request import (
     OffsetForLeaderTopic,
 )
 from strom.protocol.messages.offset_for_leader_epoch_response import OffsetForLeaderEpochResponse
-from strom.protocol.records import RecordError
+from strom.protocol.records.errors import RecordError
 from strom.replication.follower_log import append_as_follower, truncate_fully_and_start_at
 from strom.storage.errors import StorageError
 from strom.storage.partition_log import PartitionLog

@@ -21,17 +21,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from strom.protocol.records import (
-    CONTROL_ABORT,
-    CONTROL_COMMIT,
-    BatchHeader,
-    CorruptRecordError,
-    RecordError,
-    decode_records,
-    iter_batch_headers,
-    parse_control_record,
-    validate_batches,
-)
+from strom.protocol.records.batch_header import BatchHeader, iter_batch_headers
+from strom.protocol.records.codec import decode_records
+from strom.protocol.records.control import CONTROL_ABORT, CONTROL_COMMIT, parse_control_record
+from strom.protocol.records.errors import CorruptRecordError, RecordError
+from strom.protocol.records.validation import validate_batches
 from strom.storage.partition_log import PartitionLog
 from strom.storage.producer_state import Origin, ProducerStateError
 from strom.storage.segment import Segment

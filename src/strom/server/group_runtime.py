@@ -24,7 +24,7 @@ from strom.coordinator.group.config import GroupConfig
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.shard import GroupCoordinatorShard
 from strom.protocol.errors import ErrorCode
-from strom.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, parse_control_record
+from strom.protocol.records.control import CONTROL_ABORT, CONTROL_COMMIT, parse_control_record
 from strom.server.coordinator_runtime import CoordinatorRuntime
 from strom.server.errors import ApiError
 from strom.server.internal_topic import append_records, read_batches, replay_end

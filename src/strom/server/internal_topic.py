@@ -13,13 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from strom.protocol.errors import ErrorCode
-from strom.protocol.records import (
-    BatchHeader,
-    Record,
-    build_batch,
-    decode_records,
-    iter_batch_headers,
-)
+from strom.protocol.records.batch_header import BatchHeader, iter_batch_headers
+from strom.protocol.records.codec import Record, build_batch, decode_records
 from strom.server.clock import Clock
 from strom.server.errors import ApiError
 from strom.storage.producer_state import Origin

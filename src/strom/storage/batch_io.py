@@ -12,13 +12,13 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 
-from strom.protocol.records import (
+from strom.protocol.records.batch_header import (
     BATCH_HEADER_SIZE,
     BatchHeader,
-    RecordError,
     iter_batch_headers,
     parse_batch_header,
 )
+from strom.protocol.records.errors import RecordError
 
 FRAMING = struct.Struct(">qi")  # base offset, batch length (bytes after this field)
 LOG_OVERHEAD = FRAMING.size

@@ -52,13 +52,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from strom.protocol.records import (
-    BatchHeader,
-    Record,
-    build_batch,
-    decode_records,
-    iter_batch_headers,
-)
+from strom.protocol.records.batch_header import BatchHeader, iter_batch_headers
+from strom.protocol.records.codec import Record, build_batch, decode_records
 from strom.storage.checkpoint import fsync_dir, read_offsets, write_offsets
 from strom.storage.partition_log import PartitionLog
 from strom.storage.segment import MAX_RELATIVE_OFFSET, Segment, segment_paths, txn_index_path

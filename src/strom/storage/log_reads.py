@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from strom.protocol.records import BatchHeader, decode_records, iter_batch_headers
+from strom.protocol.records.batch_header import BatchHeader, iter_batch_headers
+from strom.protocol.records.codec import decode_records
 from strom.storage.segment import Segment
 from strom.storage.txn_index import AbortedTxn
 

@@ -30,14 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from strom.protocol.records import (
-    CONTROL_ABORT,
-    CONTROL_COMMIT,
-    BatchHeader,
-    assign_offsets,
-    build_control_batch,
-    iter_batch_headers,
-)
+from strom.protocol.records.batch_header import BatchHeader, assign_offsets, iter_batch_headers
+from strom.protocol.records.control import CONTROL_ABORT, CONTROL_COMMIT, build_control_batch
 from strom.storage import log_reads
 from strom.storage.checkpoint import fsync_dir
 from strom.storage.errors import LogClosedError, OffsetOutOfRangeError

@@ -50,7 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from strom.protocol.records import BatchHeader
+from strom.protocol.records.batch_header import BatchHeader
 from strom.storage.errors import StorageError
 from strom.storage.producer_snapshot import (
     SNAPSHOT_FILE,

@@ -43,14 +43,10 @@ import uuid
 from pathlib import Path
 
 from strom.protocol.primitives import ZERO_UUID
-from strom.protocol.records import (
-    CONTROL_ABORT,
-    CONTROL_COMMIT,
-    RecordError,
-    decode_records,
-    parse_control_record,
-    validate_batches,
-)
+from strom.protocol.records.codec import decode_records
+from strom.protocol.records.control import CONTROL_ABORT, CONTROL_COMMIT, parse_control_record
+from strom.protocol.records.errors import RecordError
+from strom.protocol.records.validation import validate_batches
 from strom.storage.batch_io import FRAMING, LOG_OVERHEAD
 from strom.storage.errors import InconsistentTopicIdError
 from strom.storage.indexes import IndexCorruptError

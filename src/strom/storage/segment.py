@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from strom.protocol.records import BATCH_HEADER_SIZE, BatchHeader
+from strom.protocol.records.batch_header import BATCH_HEADER_SIZE, BatchHeader
 from strom.storage.batch_io import pread_exact, read_batch_header, scan_headers
 from strom.storage.errors import NotCachedError
 from strom.storage.indexes import IndexCorruptError, OffsetIndex, TimeIndex

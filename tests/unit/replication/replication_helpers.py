@@ -18,7 +18,8 @@ from strom.protocol.messages.fetch_response import (
 )
 from strom.protocol.messages.offset_for_leader_epoch_request import OffsetForLeaderEpochRequest
 from strom.protocol.messages.offset_for_leader_epoch_response import OffsetForLeaderEpochResponse
-from strom.protocol.records import Record, build_batch, validate_batches
+from strom.protocol.records.codec import Record, build_batch
+from strom.protocol.records.validation import validate_batches
 from strom.replication.leader_epoch_handler import (
     LocalEpochs,
     diverging_epoch,

@@ -17,7 +17,8 @@ from replication_helpers import (
 )
 
 from strom.protocol.errors import ErrorCode
-from strom.protocol.records import CorruptRecordError, build_control_batch
+from strom.protocol.records.control import build_control_batch
+from strom.protocol.records.errors import CorruptRecordError
 from strom.replication.follower import FetchStatus, FollowerSession
 from strom.replication.follower_log import (
     OffsetMismatchError,
@@ -116,7 +117,8 @@ def test_producer_state_and_transactions_replicate(tmp_path: Path) -> None:
 
 
 def _txn_batch(producer_id: int) -> tuple[bytearray, list]:  # type: ignore[type-arg]
-    from strom.protocol.records import Record, build_batch, validate_batches
+    from strom.protocol.records.codec import Record, build_batch
+    from strom.protocol.records.validation import validate_batches
 
     data = bytearray(
         build_batch(

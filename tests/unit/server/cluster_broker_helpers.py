@@ -26,7 +26,9 @@ from strom.protocol.messages.fetch_request import (
     ReplicaState,
 )
 from strom.protocol.messages.fetch_response import FetchResponse, PartitionData
-from strom.protocol.records import Record, build_batch, iter_batch_headers, validate_batches
+from strom.protocol.records.batch_header import iter_batch_headers
+from strom.protocol.records.codec import Record, build_batch
+from strom.protocol.records.validation import validate_batches
 from strom.server.broker import Broker
 from strom.server.cluster_runtime import ClusterRuntime
 from strom.server.context import RequestContext

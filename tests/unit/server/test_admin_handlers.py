@@ -51,7 +51,8 @@ from strom.protocol.messages.incremental_alter_configs_request import (
 from strom.protocol.messages.incremental_alter_configs_request import (
     IncrementalAlterConfigsRequest,
 )
-from strom.protocol.records import Record, build_batch, validate_batches
+from strom.protocol.records.codec import Record, build_batch
+from strom.protocol.records.validation import validate_batches
 from strom.server.broker import Broker
 from strom.server.context import RequestContext
 from strom.server.handlers.alter_configs import handle_alter_configs

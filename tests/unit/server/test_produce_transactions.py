@@ -28,7 +28,8 @@ from strom.protocol.messages.produce_request import (
     ProduceRequest,
     TopicProduceData,
 )
-from strom.protocol.records import Record, build_batch, iter_batch_headers
+from strom.protocol.records.batch_header import iter_batch_headers
+from strom.protocol.records.codec import Record, build_batch
 from strom.server.broker import Broker
 from strom.server.context import RequestContext
 from strom.server.handlers.describe_producers import handle_describe_producers

@@ -6,13 +6,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from strom.protocol.records import (
-    BatchHeader,
-    Record,
-    build_batch,
-    decode_records,
-    validate_batches,
-)
+from strom.protocol.records.batch_header import BatchHeader
+from strom.protocol.records.codec import Record, build_batch, decode_records
+from strom.protocol.records.validation import validate_batches
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_log import AppendResult, PartitionLog
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from storage_helpers import append, open_log, read_all, records_of
 
-from strom.protocol.records import decode_records
+from strom.protocol.records.codec import decode_records
 from strom.storage.errors import OffsetOutOfRangeError
 from strom.storage.log_config import LogConfig
 

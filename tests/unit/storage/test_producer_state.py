@@ -9,7 +9,9 @@ import pytest
 from crc32c import crc32c
 from storage_helpers import open_log
 
-from strom.protocol.records import BatchHeader, Record, build_batch, validate_batches
+from strom.protocol.records.batch_header import BatchHeader
+from strom.protocol.records.codec import Record, build_batch
+from strom.protocol.records.validation import validate_batches
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_log import PartitionLog
 from strom.storage.producer_snapshot import snapshot_path

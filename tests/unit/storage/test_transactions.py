@@ -7,7 +7,8 @@ from pathlib import Path
 
 from storage_helpers import append, open_log, records_of
 
-from strom.protocol.records import Record, build_batch, decode_records, validate_batches
+from strom.protocol.records.codec import Record, build_batch, decode_records
+from strom.protocol.records.validation import validate_batches
 from strom.storage.cleaner import clean
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_log import PartitionLog

@@ -34,7 +34,9 @@ from strom.protocol.messages.produce_response import (
     ProduceResponse,
     TopicProduceResponse,
 )
-from strom.protocol.records import RecordError, check_timestamps, decode_records, validate_batches
+from strom.protocol.records.codec import decode_records
+from strom.protocol.records.errors import RecordError
+from strom.protocol.records.validation import check_timestamps, validate_batches
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 from strom.storage.partition_log import PartitionLog

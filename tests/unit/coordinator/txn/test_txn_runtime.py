@@ -20,7 +20,8 @@ from strom.protocol.messages.txn_offset_commit_request import (
     TxnOffsetCommitRequestPartition,
     TxnOffsetCommitRequestTopic,
 )
-from strom.protocol.records import Record, build_batch, iter_batch_headers
+from strom.protocol.records.batch_header import iter_batch_headers
+from strom.protocol.records.codec import Record, build_batch
 from strom.server.broker import Broker
 from strom.server.errors import ApiError
 from strom.server.group_runtime import OFFSETS_TOPIC
