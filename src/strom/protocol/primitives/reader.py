@@ -1,30 +1,30 @@
-"""Kafka wire primitives: a bounds-checked `Reader` and a chunk-collecting `Writer`.
+"""`Reader`: bounds-checked decoding of Kafka's wire primitives from a byte buffer.
 
-Safety invariant of `Reader`: no read allocates more than the bytes that remain
-in its buffer. Every length prefix is compared with the remaining byte count
-before anything is sliced, decoded or allocated, and an array's element count
-is rejected when it exceeds the remaining bytes (every element takes at least
-one byte on the wire, so a larger count cannot be honest). A hostile 5-byte
-frame therefore costs a 5-byte parse, never a 2^31-element list.
+It reads every primitive type of Kafka's protocol: fixed-width big-endian integers, float64,
+uuid (two uint64, the all-zero uuid is `ZERO_UUID`), unsigned varints (at most 32 bits) and
+zig-zag varint / varlong, int16-length and compact (uvarint length + 1, 0 for null) strings,
+int32-length and compact bytes and records, int32 and compact array lengths, and tagged-field
+sections.
 
-All failures on malformed input raise `ProtocolError` naming what was being
-read and the absolute offset at which it failed.
+Safety invariant: no read allocates more than the bytes that remain in the buffer. Every length
+prefix is compared with the remaining byte count before anything is sliced, decoded or
+allocated, and an array's element count is rejected when it exceeds the remaining bytes (every
+element takes at least one byte on the wire, so a larger count cannot be honest). A hostile
+5-byte frame therefore costs a 5-byte parse, never a 2^31-element list.
 
-`Writer` collects small writes in a bytearray and keeps large `bytes` /
-`memoryview` payloads (record batches) as separate chunks, so a fetch response
-can reach the socket without its record data ever being copied.
+All failures on malformed input raise `ProtocolError` naming what was being read and the
+absolute offset at which it failed.
 """
 
 from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterable, Sequence
 from typing import Final
 
 from strom.protocol.errors import ProtocolError
 
-__all__ = ["ZERO_UUID", "ProtocolError", "Reader", "Writer"]
+__all__ = ["ZERO_UUID", "Reader"]
 
 _I8: Final = struct.Struct(">b")
 _I16: Final = struct.Struct(">h")
@@ -43,26 +43,12 @@ _unpack_u16 = _U16.unpack_from
 _unpack_u32 = _U32.unpack_from
 _unpack_f64 = _F64.unpack_from
 _unpack_uuid = _UUID.unpack_from
-_pack_i8 = _I8.pack
-_pack_i16 = _I16.pack
-_pack_i32 = _I32.pack
-_pack_i64 = _I64.pack
-_pack_u16 = _U16.pack
-_pack_u32 = _U32.pack
-_pack_f64 = _F64.pack
 
 ZERO_UUID: Final = uuid.UUID(int=0)
 
 _MAX_INT16: Final = 0x7FFF
-_MAX_INT32: Final = 0x7FFFFFFF
 _U32_LIMIT: Final = 1 << 32
 _U64_LIMIT: Final = 1 << 64
-
-# Payloads at least this large become their own chunk instead of being copied
-# into the write buffer; below it a copy is cheaper than another chunk.
-ZERO_COPY_MIN: Final = 1024
-
-_EMPTY_TAGGED: Final = b"\x00"
 
 
 class Reader:
@@ -454,250 +440,3 @@ class Reader:
         for _ in range(self.read_uvarint()):
             self.read_uvarint()
             self.skip(self.read_uvarint())
-
-
-class Writer:
-    """Collects the encoding of a message as a list of chunks.
-
-    Small values accumulate in a bytearray; payloads of `ZERO_COPY_MIN` bytes
-    or more are kept as chunks of their own (not copied). The caller must not
-    mutate such a payload until the chunks have been written out.
-    """
-
-    __slots__ = ("_buf", "_chunks", "_flushed")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._chunks: list[bytes | memoryview] = []
-        self._flushed = 0
-
-    # -- output ---------------------------------------------------------------
-
-    def _flush(self) -> None:
-        if self._buf:
-            self._chunks.append(bytes(self._buf))
-            self._flushed += len(self._buf)
-            self._buf.clear()
-
-    @property
-    def chunks(self) -> list[bytes | memoryview]:
-        """The encoding so far, as chunks (the list is the writer's own)."""
-        self._flush()
-        return self._chunks
-
-    @property
-    def size(self) -> int:
-        return self._flushed + len(self._buf)
-
-    def getvalue(self) -> bytes:
-        if not self._chunks:
-            return bytes(self._buf)
-        self._flush()
-        return b"".join(self._chunks)
-
-    def write_raw(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) >= ZERO_COPY_MIN:
-            self._flush()
-            self._chunks.append(data if isinstance(data, bytes | memoryview) else bytes(data))
-            self._flushed += len(data)
-        else:
-            self._buf += data
-
-    def extend(self, other: Writer) -> None:
-        """Append everything `other` holds (its chunks are shared, not copied)."""
-        if other._chunks:
-            self._flush()
-            self._chunks.extend(other._chunks)
-            self._flushed += other._flushed
-        self._buf += other._buf
-
-    # -- fixed width ----------------------------------------------------------
-
-    def write_int8(self, v: int) -> None:
-        try:
-            self._buf += _pack_i8(v)
-        except struct.error:
-            raise ValueError(f"int8 out of range: {v!r}") from None
-
-    def write_bool(self, v: bool) -> None:
-        self._buf.append(1 if v else 0)
-
-    def write_int16(self, v: int) -> None:
-        try:
-            self._buf += _pack_i16(v)
-        except struct.error:
-            raise ValueError(f"int16 out of range: {v!r}") from None
-
-    def write_uint16(self, v: int) -> None:
-        try:
-            self._buf += _pack_u16(v)
-        except struct.error:
-            raise ValueError(f"uint16 out of range: {v!r}") from None
-
-    def write_int32(self, v: int) -> None:
-        try:
-            self._buf += _pack_i32(v)
-        except struct.error:
-            raise ValueError(f"int32 out of range: {v!r}") from None
-
-    def write_uint32(self, v: int) -> None:
-        try:
-            self._buf += _pack_u32(v)
-        except struct.error:
-            raise ValueError(f"uint32 out of range: {v!r}") from None
-
-    def write_int64(self, v: int) -> None:
-        try:
-            self._buf += _pack_i64(v)
-        except struct.error:
-            raise ValueError(f"int64 out of range: {v!r}") from None
-
-    def write_float64(self, v: float) -> None:
-        self._buf += _pack_f64(v)
-
-    def write_uuid(self, v: uuid.UUID) -> None:
-        self._buf += v.bytes
-
-    # -- variable width -------------------------------------------------------
-
-    def write_uvarint(self, v: int) -> None:
-        if 0 <= v < 0x80:
-            self._buf.append(v)
-            return
-        if v < 0 or v >= _U32_LIMIT:
-            raise ValueError(f"unsigned varint out of range: {v!r}")
-        self._write_varint_bits(v)
-
-    def _write_varint_bits(self, v: int) -> None:
-        buf = self._buf
-        while v >= 0x80:
-            buf.append((v & 0x7F) | 0x80)
-            v >>= 7
-        buf.append(v)
-
-    def write_varint(self, v: int) -> None:
-        if not -0x80000000 <= v <= _MAX_INT32:
-            raise ValueError(f"varint out of range: {v!r}")
-        self._write_varint_bits(((v << 1) ^ (v >> 31)) & 0xFFFFFFFF)
-
-    def write_varlong(self, v: int) -> None:
-        if not -(1 << 63) <= v < (1 << 63):
-            raise ValueError(f"varlong out of range: {v!r}")
-        self._write_varint_bits(((v << 1) ^ (v >> 63)) & 0xFFFFFFFFFFFFFFFF)
-
-    # -- strings --------------------------------------------------------------
-
-    def write_string(self, v: str) -> None:
-        data = v.encode()
-        n = len(data)
-        if n > _MAX_INT16:
-            raise ValueError(f"string of {n} bytes does not fit an int16 length")
-        self._buf += _pack_i16(n)
-        self._buf += data
-
-    def write_nullable_string(self, v: str | None) -> None:
-        if v is None:
-            self._buf += b"\xff\xff"
-        else:
-            self.write_string(v)
-
-    def write_compact_string(self, v: str) -> None:
-        data = v.encode()
-        n = len(data)
-        if n > _MAX_INT16:
-            raise ValueError(f"string of {n} bytes is longer than a Kafka string may be")
-        self.write_uvarint(n + 1)
-        self._buf += data
-
-    def write_compact_nullable_string(self, v: str | None) -> None:
-        if v is None:
-            self._buf.append(0)
-        else:
-            self.write_compact_string(v)
-
-    # -- bytes and records ----------------------------------------------------
-
-    def write_bytes(self, v: bytes | bytearray | memoryview) -> None:
-        self.write_int32(len(v))
-        self.write_raw(v)
-
-    def write_nullable_bytes(self, v: bytes | bytearray | memoryview | None) -> None:
-        if v is None:
-            self._buf += b"\xff\xff\xff\xff"
-        else:
-            self.write_int32(len(v))
-            self.write_raw(v)
-
-    def write_compact_bytes(self, v: bytes | bytearray | memoryview) -> None:
-        self.write_uvarint(len(v) + 1)
-        self.write_raw(v)
-
-    def write_compact_nullable_bytes(self, v: bytes | bytearray | memoryview | None) -> None:
-        if v is None:
-            self._buf.append(0)
-        else:
-            self.write_uvarint(len(v) + 1)
-            self.write_raw(v)
-
-    # Records share the bytes encodings; the names keep generated code readable.
-    write_records = write_bytes
-    write_nullable_records = write_nullable_bytes
-    write_compact_records = write_compact_bytes
-    write_compact_nullable_records = write_compact_nullable_bytes
-
-    # -- arrays ---------------------------------------------------------------
-
-    def write_array_length(self, n: int) -> None:
-        self.write_int32(n)
-
-    def write_compact_array_length(self, n: int) -> None:
-        self.write_uvarint(n + 1)
-
-    def write_null_array(self) -> None:
-        self._buf += b"\xff\xff\xff\xff"
-
-    def write_compact_null_array(self) -> None:
-        self._buf.append(0)
-
-    def _fixed_list(self, code: str, values: Sequence[int] | Sequence[float], what: str) -> None:
-        if not values:
-            return
-        try:
-            self._buf += struct.pack(f">{len(values)}{code}", *values)
-        except struct.error:
-            raise ValueError(f"{what} element out of range") from None
-
-    def write_int8s(self, values: Sequence[int]) -> None:
-        self._fixed_list("b", values, "int8 array")
-
-    def write_int16s(self, values: Sequence[int]) -> None:
-        self._fixed_list("h", values, "int16 array")
-
-    def write_int32s(self, values: Sequence[int]) -> None:
-        self._fixed_list("i", values, "int32 array")
-
-    def write_int64s(self, values: Sequence[int]) -> None:
-        self._fixed_list("q", values, "int64 array")
-
-    def write_uint16s(self, values: Sequence[int]) -> None:
-        self._fixed_list("H", values, "uint16 array")
-
-    def write_uint32s(self, values: Sequence[int]) -> None:
-        self._fixed_list("I", values, "uint32 array")
-
-    def write_float64s(self, values: Sequence[float]) -> None:
-        self._fixed_list("d", values, "float64 array")
-
-    def write_uuids(self, values: Iterable[uuid.UUID]) -> None:
-        for v in values:
-            self._buf += v.bytes
-
-    # -- tagged fields --------------------------------------------------------
-
-    def write_empty_tagged_fields(self) -> None:
-        self._buf += _EMPTY_TAGGED
-
-    def write_tagged_field(self, tag: int, payload: Writer) -> None:
-        self.write_uvarint(tag)
-        self.write_uvarint(payload.size)
-        self.extend(payload)
