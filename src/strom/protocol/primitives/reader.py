@@ -26,23 +26,14 @@ from strom.protocol.errors import ProtocolError
 
 __all__ = ["ZERO_UUID", "Reader"]
 
-_I8: Final = struct.Struct(">b")
-_I16: Final = struct.Struct(">h")
-_I32: Final = struct.Struct(">i")
-_I64: Final = struct.Struct(">q")
-_U16: Final = struct.Struct(">H")
-_U32: Final = struct.Struct(">I")
-_F64: Final = struct.Struct(">d")
-_UUID: Final = struct.Struct(">QQ")
-
-_unpack_i8 = _I8.unpack_from
-_unpack_i16 = _I16.unpack_from
-_unpack_i32 = _I32.unpack_from
-_unpack_i64 = _I64.unpack_from
-_unpack_u16 = _U16.unpack_from
-_unpack_u32 = _U32.unpack_from
-_unpack_f64 = _F64.unpack_from
-_unpack_uuid = _UUID.unpack_from
+_unpack_i8 = struct.Struct(">b").unpack_from
+_unpack_i16 = struct.Struct(">h").unpack_from
+_unpack_i32 = struct.Struct(">i").unpack_from
+_unpack_i64 = struct.Struct(">q").unpack_from
+_unpack_u16 = struct.Struct(">H").unpack_from
+_unpack_u32 = struct.Struct(">I").unpack_from
+_unpack_f64 = struct.Struct(">d").unpack_from
+_unpack_uuid = struct.Struct(">QQ").unpack_from
 
 ZERO_UUID: Final = uuid.UUID(int=0)
 

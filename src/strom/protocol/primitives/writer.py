@@ -19,21 +19,13 @@ from typing import Final
 
 __all__ = ["ZERO_COPY_MIN", "Writer"]
 
-_I8: Final = struct.Struct(">b")
-_I16: Final = struct.Struct(">h")
-_I32: Final = struct.Struct(">i")
-_I64: Final = struct.Struct(">q")
-_U16: Final = struct.Struct(">H")
-_U32: Final = struct.Struct(">I")
-_F64: Final = struct.Struct(">d")
-
-_pack_i8 = _I8.pack
-_pack_i16 = _I16.pack
-_pack_i32 = _I32.pack
-_pack_i64 = _I64.pack
-_pack_u16 = _U16.pack
-_pack_u32 = _U32.pack
-_pack_f64 = _F64.pack
+_pack_i8 = struct.Struct(">b").pack
+_pack_i16 = struct.Struct(">h").pack
+_pack_i32 = struct.Struct(">i").pack
+_pack_i64 = struct.Struct(">q").pack
+_pack_u16 = struct.Struct(">H").pack
+_pack_u32 = struct.Struct(">I").pack
+_pack_f64 = struct.Struct(">d").pack
 
 _MAX_INT16: Final = 0x7FFF
 _MAX_INT32: Final = 0x7FFFFFFF
