@@ -157,9 +157,7 @@ def test_group_resumes_after_coordinator_killed(coordinator_cluster: Coordinator
     old = cluster.partitions(OFFSETS_TOPIC)[index].leader
     # The group's coordinator is the leader of its partition.
     assert coordinator_of(cluster) == old
-    wait_for(
-        "the commit replicated", lambda: committed_offset_replicated(cluster, index, 40)
-    )
+    wait_for("the commit replicated", lambda: committed_offset_replicated(cluster, index, 40))
 
     cluster.brokers[old].kill9()
     wait_for(

@@ -292,8 +292,10 @@ def test_sigterm_moves_leadership_first(cluster: Cluster) -> None:
     )
     parts = wait_for(
         "leaders elsewhere",
-        lambda: (p := cluster.partitions("moving"))
-        and all(x.leader not in (-1, leader) for x in p.values())
-        and p,
+        lambda: (
+            (p := cluster.partitions("moving"))
+            and all(x.leader not in (-1, leader) for x in p.values())
+            and p
+        ),
     )
     assert all(leader not in p.isrs for p in parts.values())

@@ -36,5 +36,7 @@ def test_strom_versions_match_the_handler_registry() -> None:
         name, strom_versions = rows[api_key]
         assert name == spec.name, f"key {api_key}"
         handler = HANDLERS.get(api_key)
-        expected = "none" if handler is None else _versions(handler.min_version, handler.max_version)
+        expected = (
+            "none" if handler is None else _versions(handler.min_version, handler.max_version)
+        )
         assert strom_versions == expected, f"{spec.name} (key {api_key})"

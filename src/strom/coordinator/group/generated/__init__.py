@@ -16,111 +16,158 @@ from typing import TYPE_CHECKING, Any
 from strom.protocol.messages._spec import ApiSpec, FieldSpec, Message
 
 if TYPE_CHECKING:
-    from strom.coordinator.group.generated.consumer_group_current_member_assignment_key import ConsumerGroupCurrentMemberAssignmentKey
-    from strom.coordinator.group.generated.consumer_group_current_member_assignment_value import ConsumerGroupCurrentMemberAssignmentValue
-    from strom.coordinator.group.generated.consumer_group_member_metadata_key import ConsumerGroupMemberMetadataKey
-    from strom.coordinator.group.generated.consumer_group_member_metadata_value import ConsumerGroupMemberMetadataValue
-    from strom.coordinator.group.generated.consumer_group_metadata_key import ConsumerGroupMetadataKey
-    from strom.coordinator.group.generated.consumer_group_metadata_value import ConsumerGroupMetadataValue
-    from strom.coordinator.group.generated.consumer_group_partition_metadata_key import ConsumerGroupPartitionMetadataKey
-    from strom.coordinator.group.generated.consumer_group_partition_metadata_value import ConsumerGroupPartitionMetadataValue
-    from strom.coordinator.group.generated.consumer_group_target_assignment_member_key import ConsumerGroupTargetAssignmentMemberKey
-    from strom.coordinator.group.generated.consumer_group_target_assignment_member_value import ConsumerGroupTargetAssignmentMemberValue
-    from strom.coordinator.group.generated.consumer_group_target_assignment_metadata_key import ConsumerGroupTargetAssignmentMetadataKey
-    from strom.coordinator.group.generated.consumer_group_target_assignment_metadata_value import ConsumerGroupTargetAssignmentMetadataValue
+    from strom.coordinator.group.generated.consumer_group_current_member_assignment_key import (
+        ConsumerGroupCurrentMemberAssignmentKey,
+    )
+    from strom.coordinator.group.generated.consumer_group_current_member_assignment_value import (
+        ConsumerGroupCurrentMemberAssignmentValue,
+    )
+    from strom.coordinator.group.generated.consumer_group_member_metadata_key import (
+        ConsumerGroupMemberMetadataKey,
+    )
+    from strom.coordinator.group.generated.consumer_group_member_metadata_value import (
+        ConsumerGroupMemberMetadataValue,
+    )
+    from strom.coordinator.group.generated.consumer_group_metadata_key import (
+        ConsumerGroupMetadataKey,
+    )
+    from strom.coordinator.group.generated.consumer_group_metadata_value import (
+        ConsumerGroupMetadataValue,
+    )
+    from strom.coordinator.group.generated.consumer_group_partition_metadata_key import (
+        ConsumerGroupPartitionMetadataKey,
+    )
+    from strom.coordinator.group.generated.consumer_group_partition_metadata_value import (
+        ConsumerGroupPartitionMetadataValue,
+    )
+    from strom.coordinator.group.generated.consumer_group_target_assignment_member_key import (
+        ConsumerGroupTargetAssignmentMemberKey,
+    )
+    from strom.coordinator.group.generated.consumer_group_target_assignment_member_value import (
+        ConsumerGroupTargetAssignmentMemberValue,
+    )
+    from strom.coordinator.group.generated.consumer_group_target_assignment_metadata_key import (
+        ConsumerGroupTargetAssignmentMetadataKey,
+    )
+    from strom.coordinator.group.generated.consumer_group_target_assignment_metadata_value import (
+        ConsumerGroupTargetAssignmentMetadataValue,
+    )
     from strom.coordinator.group.generated.group_metadata_key import GroupMetadataKey
     from strom.coordinator.group.generated.group_metadata_value import GroupMetadataValue
     from strom.coordinator.group.generated.offset_commit_key import OffsetCommitKey
     from strom.coordinator.group.generated.offset_commit_value import OffsetCommitValue
-    from strom.coordinator.group.generated.share_group_current_member_assignment_key import ShareGroupCurrentMemberAssignmentKey
-    from strom.coordinator.group.generated.share_group_current_member_assignment_value import ShareGroupCurrentMemberAssignmentValue
-    from strom.coordinator.group.generated.share_group_member_metadata_key import ShareGroupMemberMetadataKey
-    from strom.coordinator.group.generated.share_group_member_metadata_value import ShareGroupMemberMetadataValue
+    from strom.coordinator.group.generated.share_group_current_member_assignment_key import (
+        ShareGroupCurrentMemberAssignmentKey,
+    )
+    from strom.coordinator.group.generated.share_group_current_member_assignment_value import (
+        ShareGroupCurrentMemberAssignmentValue,
+    )
+    from strom.coordinator.group.generated.share_group_member_metadata_key import (
+        ShareGroupMemberMetadataKey,
+    )
+    from strom.coordinator.group.generated.share_group_member_metadata_value import (
+        ShareGroupMemberMetadataValue,
+    )
     from strom.coordinator.group.generated.share_group_metadata_key import ShareGroupMetadataKey
     from strom.coordinator.group.generated.share_group_metadata_value import ShareGroupMetadataValue
-    from strom.coordinator.group.generated.share_group_partition_metadata_key import ShareGroupPartitionMetadataKey
-    from strom.coordinator.group.generated.share_group_partition_metadata_value import ShareGroupPartitionMetadataValue
-    from strom.coordinator.group.generated.share_group_state_partition_metadata_key import ShareGroupStatePartitionMetadataKey
-    from strom.coordinator.group.generated.share_group_state_partition_metadata_value import ShareGroupStatePartitionMetadataValue
-    from strom.coordinator.group.generated.share_group_target_assignment_member_key import ShareGroupTargetAssignmentMemberKey
-    from strom.coordinator.group.generated.share_group_target_assignment_member_value import ShareGroupTargetAssignmentMemberValue
-    from strom.coordinator.group.generated.share_group_target_assignment_metadata_key import ShareGroupTargetAssignmentMetadataKey
-    from strom.coordinator.group.generated.share_group_target_assignment_metadata_value import ShareGroupTargetAssignmentMetadataValue
+    from strom.coordinator.group.generated.share_group_partition_metadata_key import (
+        ShareGroupPartitionMetadataKey,
+    )
+    from strom.coordinator.group.generated.share_group_partition_metadata_value import (
+        ShareGroupPartitionMetadataValue,
+    )
+    from strom.coordinator.group.generated.share_group_state_partition_metadata_key import (
+        ShareGroupStatePartitionMetadataKey,
+    )
+    from strom.coordinator.group.generated.share_group_state_partition_metadata_value import (
+        ShareGroupStatePartitionMetadataValue,
+    )
+    from strom.coordinator.group.generated.share_group_target_assignment_member_key import (
+        ShareGroupTargetAssignmentMemberKey,
+    )
+    from strom.coordinator.group.generated.share_group_target_assignment_member_value import (
+        ShareGroupTargetAssignmentMemberValue,
+    )
+    from strom.coordinator.group.generated.share_group_target_assignment_metadata_key import (
+        ShareGroupTargetAssignmentMetadataKey,
+    )
+    from strom.coordinator.group.generated.share_group_target_assignment_metadata_value import (
+        ShareGroupTargetAssignmentMetadataValue,
+    )
 
 __all__ = [
-    'API_SPECS',
-    'ApiSpec',
-    'ConsumerGroupCurrentMemberAssignmentKey',
-    'ConsumerGroupCurrentMemberAssignmentValue',
-    'ConsumerGroupMemberMetadataKey',
-    'ConsumerGroupMemberMetadataValue',
-    'ConsumerGroupMetadataKey',
-    'ConsumerGroupMetadataValue',
-    'ConsumerGroupPartitionMetadataKey',
-    'ConsumerGroupPartitionMetadataValue',
-    'ConsumerGroupTargetAssignmentMemberKey',
-    'ConsumerGroupTargetAssignmentMemberValue',
-    'ConsumerGroupTargetAssignmentMetadataKey',
-    'ConsumerGroupTargetAssignmentMetadataValue',
-    'FieldSpec',
-    'GroupMetadataKey',
-    'GroupMetadataValue',
-    'Message',
-    'OffsetCommitKey',
-    'OffsetCommitValue',
-    'ShareGroupCurrentMemberAssignmentKey',
-    'ShareGroupCurrentMemberAssignmentValue',
-    'ShareGroupMemberMetadataKey',
-    'ShareGroupMemberMetadataValue',
-    'ShareGroupMetadataKey',
-    'ShareGroupMetadataValue',
-    'ShareGroupPartitionMetadataKey',
-    'ShareGroupPartitionMetadataValue',
-    'ShareGroupStatePartitionMetadataKey',
-    'ShareGroupStatePartitionMetadataValue',
-    'ShareGroupTargetAssignmentMemberKey',
-    'ShareGroupTargetAssignmentMemberValue',
-    'ShareGroupTargetAssignmentMetadataKey',
-    'ShareGroupTargetAssignmentMetadataValue',
-    'message_classes',
+    "API_SPECS",
+    "ApiSpec",
+    "ConsumerGroupCurrentMemberAssignmentKey",
+    "ConsumerGroupCurrentMemberAssignmentValue",
+    "ConsumerGroupMemberMetadataKey",
+    "ConsumerGroupMemberMetadataValue",
+    "ConsumerGroupMetadataKey",
+    "ConsumerGroupMetadataValue",
+    "ConsumerGroupPartitionMetadataKey",
+    "ConsumerGroupPartitionMetadataValue",
+    "ConsumerGroupTargetAssignmentMemberKey",
+    "ConsumerGroupTargetAssignmentMemberValue",
+    "ConsumerGroupTargetAssignmentMetadataKey",
+    "ConsumerGroupTargetAssignmentMetadataValue",
+    "FieldSpec",
+    "GroupMetadataKey",
+    "GroupMetadataValue",
+    "Message",
+    "OffsetCommitKey",
+    "OffsetCommitValue",
+    "ShareGroupCurrentMemberAssignmentKey",
+    "ShareGroupCurrentMemberAssignmentValue",
+    "ShareGroupMemberMetadataKey",
+    "ShareGroupMemberMetadataValue",
+    "ShareGroupMetadataKey",
+    "ShareGroupMetadataValue",
+    "ShareGroupPartitionMetadataKey",
+    "ShareGroupPartitionMetadataValue",
+    "ShareGroupStatePartitionMetadataKey",
+    "ShareGroupStatePartitionMetadataValue",
+    "ShareGroupTargetAssignmentMemberKey",
+    "ShareGroupTargetAssignmentMemberValue",
+    "ShareGroupTargetAssignmentMetadataKey",
+    "ShareGroupTargetAssignmentMetadataValue",
+    "message_classes",
 ]
 
-API_SPECS: dict[int, ApiSpec] = {
-}
+API_SPECS: dict[int, ApiSpec] = {}
 
 # Class name -> module, for every generated top-level class
 # (requests, responses, headers and data records).
 _MODULES: dict[str, str] = {
-    'ConsumerGroupCurrentMemberAssignmentKey': 'consumer_group_current_member_assignment_key',
-    'ConsumerGroupCurrentMemberAssignmentValue': 'consumer_group_current_member_assignment_value',
-    'ConsumerGroupMemberMetadataKey': 'consumer_group_member_metadata_key',
-    'ConsumerGroupMemberMetadataValue': 'consumer_group_member_metadata_value',
-    'ConsumerGroupMetadataKey': 'consumer_group_metadata_key',
-    'ConsumerGroupMetadataValue': 'consumer_group_metadata_value',
-    'ConsumerGroupPartitionMetadataKey': 'consumer_group_partition_metadata_key',
-    'ConsumerGroupPartitionMetadataValue': 'consumer_group_partition_metadata_value',
-    'ConsumerGroupTargetAssignmentMemberKey': 'consumer_group_target_assignment_member_key',
-    'ConsumerGroupTargetAssignmentMemberValue': 'consumer_group_target_assignment_member_value',
-    'ConsumerGroupTargetAssignmentMetadataKey': 'consumer_group_target_assignment_metadata_key',
-    'ConsumerGroupTargetAssignmentMetadataValue': 'consumer_group_target_assignment_metadata_value',
-    'GroupMetadataKey': 'group_metadata_key',
-    'GroupMetadataValue': 'group_metadata_value',
-    'OffsetCommitKey': 'offset_commit_key',
-    'OffsetCommitValue': 'offset_commit_value',
-    'ShareGroupCurrentMemberAssignmentKey': 'share_group_current_member_assignment_key',
-    'ShareGroupCurrentMemberAssignmentValue': 'share_group_current_member_assignment_value',
-    'ShareGroupMemberMetadataKey': 'share_group_member_metadata_key',
-    'ShareGroupMemberMetadataValue': 'share_group_member_metadata_value',
-    'ShareGroupMetadataKey': 'share_group_metadata_key',
-    'ShareGroupMetadataValue': 'share_group_metadata_value',
-    'ShareGroupPartitionMetadataKey': 'share_group_partition_metadata_key',
-    'ShareGroupPartitionMetadataValue': 'share_group_partition_metadata_value',
-    'ShareGroupStatePartitionMetadataKey': 'share_group_state_partition_metadata_key',
-    'ShareGroupStatePartitionMetadataValue': 'share_group_state_partition_metadata_value',
-    'ShareGroupTargetAssignmentMemberKey': 'share_group_target_assignment_member_key',
-    'ShareGroupTargetAssignmentMemberValue': 'share_group_target_assignment_member_value',
-    'ShareGroupTargetAssignmentMetadataKey': 'share_group_target_assignment_metadata_key',
-    'ShareGroupTargetAssignmentMetadataValue': 'share_group_target_assignment_metadata_value',
+    "ConsumerGroupCurrentMemberAssignmentKey": "consumer_group_current_member_assignment_key",
+    "ConsumerGroupCurrentMemberAssignmentValue": "consumer_group_current_member_assignment_value",
+    "ConsumerGroupMemberMetadataKey": "consumer_group_member_metadata_key",
+    "ConsumerGroupMemberMetadataValue": "consumer_group_member_metadata_value",
+    "ConsumerGroupMetadataKey": "consumer_group_metadata_key",
+    "ConsumerGroupMetadataValue": "consumer_group_metadata_value",
+    "ConsumerGroupPartitionMetadataKey": "consumer_group_partition_metadata_key",
+    "ConsumerGroupPartitionMetadataValue": "consumer_group_partition_metadata_value",
+    "ConsumerGroupTargetAssignmentMemberKey": "consumer_group_target_assignment_member_key",
+    "ConsumerGroupTargetAssignmentMemberValue": "consumer_group_target_assignment_member_value",
+    "ConsumerGroupTargetAssignmentMetadataKey": "consumer_group_target_assignment_metadata_key",
+    "ConsumerGroupTargetAssignmentMetadataValue": "consumer_group_target_assignment_metadata_value",
+    "GroupMetadataKey": "group_metadata_key",
+    "GroupMetadataValue": "group_metadata_value",
+    "OffsetCommitKey": "offset_commit_key",
+    "OffsetCommitValue": "offset_commit_value",
+    "ShareGroupCurrentMemberAssignmentKey": "share_group_current_member_assignment_key",
+    "ShareGroupCurrentMemberAssignmentValue": "share_group_current_member_assignment_value",
+    "ShareGroupMemberMetadataKey": "share_group_member_metadata_key",
+    "ShareGroupMemberMetadataValue": "share_group_member_metadata_value",
+    "ShareGroupMetadataKey": "share_group_metadata_key",
+    "ShareGroupMetadataValue": "share_group_metadata_value",
+    "ShareGroupPartitionMetadataKey": "share_group_partition_metadata_key",
+    "ShareGroupPartitionMetadataValue": "share_group_partition_metadata_value",
+    "ShareGroupStatePartitionMetadataKey": "share_group_state_partition_metadata_key",
+    "ShareGroupStatePartitionMetadataValue": "share_group_state_partition_metadata_value",
+    "ShareGroupTargetAssignmentMemberKey": "share_group_target_assignment_member_key",
+    "ShareGroupTargetAssignmentMemberValue": "share_group_target_assignment_member_value",
+    "ShareGroupTargetAssignmentMetadataKey": "share_group_target_assignment_metadata_key",
+    "ShareGroupTargetAssignmentMetadataValue": "share_group_target_assignment_metadata_value",
 }
 
 

@@ -11,17 +11,17 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ConsumerGroupCurrentMemberAssignmentKey']
+__all__ = ["ConsumerGroupCurrentMemberAssignmentKey"]
 
 
 @dataclass(slots=True)
 class ConsumerGroupCurrentMemberAssignmentKey:
-    group_id: str = ''
-    member_id: str = ''
+    group_id: str = ""
+    member_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (8, 8), None, None, None, None),
-        FieldSpec('member_id', 'string', (8, 8), None, None, None, None),
+        FieldSpec("group_id", "string", (8, 8), None, None, None, None),
+        FieldSpec("member_id", "string", (8, 8), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 8
@@ -41,18 +41,22 @@ class ConsumerGroupCurrentMemberAssignmentKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupCurrentMemberAssignmentKey', cls.API_KEY, version, 8, 8)
+        check_version("ConsumerGroupCurrentMemberAssignmentKey", cls.API_KEY, version, 8, 8)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
-            raise ProtocolError(f"ConsumerGroupCurrentMemberAssignmentKey v{version}: {exc}") from None
+            raise ProtocolError(
+                f"ConsumerGroupCurrentMemberAssignmentKey v{version}: {exc}"
+            ) from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupCurrentMemberAssignmentKey', version, reader.remaining)
+            raise trailing_bytes(
+                "ConsumerGroupCurrentMemberAssignmentKey", version, reader.remaining
+            )
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupCurrentMemberAssignmentKey', self.API_KEY, version, 8, 8)
+        check_version("ConsumerGroupCurrentMemberAssignmentKey", self.API_KEY, version, 8, 8)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

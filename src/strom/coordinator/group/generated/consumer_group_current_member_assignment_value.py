@@ -12,7 +12,7 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer, ZERO_UUID
 
-__all__ = ['ConsumerGroupCurrentMemberAssignmentValue', 'TopicPartitions']
+__all__ = ["ConsumerGroupCurrentMemberAssignmentValue", "TopicPartitions"]
 
 
 @dataclass(slots=True)
@@ -21,8 +21,8 @@ class TopicPartitions:
     partitions: list[int] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('topic_id', 'uuid', (0, 32767), None, None, None, None),
-        FieldSpec('partitions', '[]int32', (0, 32767), None, None, None, None),
+        FieldSpec("topic_id", "uuid", (0, 32767), None, None, None, None),
+        FieldSpec("partitions", "[]int32", (0, 32767), None, None, None, None),
     )
 
     @classmethod
@@ -50,11 +50,19 @@ class ConsumerGroupCurrentMemberAssignmentValue:
     partitions_pending_revocation: list[TopicPartitions] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('member_epoch', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('previous_member_epoch', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('state', 'int8', (0, 32767), None, None, None, None),
-        FieldSpec('assigned_partitions', '[]struct', (0, 32767), None, None, None, TopicPartitions),
-        FieldSpec('partitions_pending_revocation', '[]struct', (0, 32767), None, None, None, TopicPartitions),
+        FieldSpec("member_epoch", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("previous_member_epoch", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("state", "int8", (0, 32767), None, None, None, None),
+        FieldSpec("assigned_partitions", "[]struct", (0, 32767), None, None, None, TopicPartitions),
+        FieldSpec(
+            "partitions_pending_revocation",
+            "[]struct",
+            (0, 32767),
+            None,
+            None,
+            None,
+            TopicPartitions,
+        ),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -74,7 +82,13 @@ class ConsumerGroupCurrentMemberAssignmentValue:
         n = reader.read_compact_array_length()
         _partitions_pending_revocation = [TopicPartitions.read(reader, version) for _ in range(n)]
         reader.skip_tagged_fields()
-        return cls(_member_epoch, _previous_member_epoch, _state, _assigned_partitions, _partitions_pending_revocation)
+        return cls(
+            _member_epoch,
+            _previous_member_epoch,
+            _state,
+            _assigned_partitions,
+            _partitions_pending_revocation,
+        )
 
     def write(self, writer: Writer, version: int) -> None:
         writer.write_int32(self.member_epoch)
@@ -90,18 +104,22 @@ class ConsumerGroupCurrentMemberAssignmentValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupCurrentMemberAssignmentValue', cls.API_KEY, version, 0, 0)
+        check_version("ConsumerGroupCurrentMemberAssignmentValue", cls.API_KEY, version, 0, 0)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
-            raise ProtocolError(f"ConsumerGroupCurrentMemberAssignmentValue v{version}: {exc}") from None
+            raise ProtocolError(
+                f"ConsumerGroupCurrentMemberAssignmentValue v{version}: {exc}"
+            ) from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupCurrentMemberAssignmentValue', version, reader.remaining)
+            raise trailing_bytes(
+                "ConsumerGroupCurrentMemberAssignmentValue", version, reader.remaining
+            )
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupCurrentMemberAssignmentValue', self.API_KEY, version, 0, 0)
+        check_version("ConsumerGroupCurrentMemberAssignmentValue", self.API_KEY, version, 0, 0)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,17 +11,17 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ConsumerGroupMemberMetadataKey']
+__all__ = ["ConsumerGroupMemberMetadataKey"]
 
 
 @dataclass(slots=True)
 class ConsumerGroupMemberMetadataKey:
-    group_id: str = ''
-    member_id: str = ''
+    group_id: str = ""
+    member_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (5, 5), None, None, None, None),
-        FieldSpec('member_id', 'string', (5, 5), None, None, None, None),
+        FieldSpec("group_id", "string", (5, 5), None, None, None, None),
+        FieldSpec("member_id", "string", (5, 5), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 5
@@ -41,18 +41,18 @@ class ConsumerGroupMemberMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupMemberMetadataKey', cls.API_KEY, version, 5, 5)
+        check_version("ConsumerGroupMemberMetadataKey", cls.API_KEY, version, 5, 5)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ConsumerGroupMemberMetadataKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupMemberMetadataKey', version, reader.remaining)
+            raise trailing_bytes("ConsumerGroupMemberMetadataKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupMemberMetadataKey', self.API_KEY, version, 5, 5)
+        check_version("ConsumerGroupMemberMetadataKey", self.API_KEY, version, 5, 5)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

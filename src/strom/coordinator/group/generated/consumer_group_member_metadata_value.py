@@ -11,17 +11,17 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ClassicMemberMetadata', 'ClassicProtocol', 'ConsumerGroupMemberMetadataValue']
+__all__ = ["ClassicMemberMetadata", "ClassicProtocol", "ConsumerGroupMemberMetadataValue"]
 
 
 @dataclass(slots=True)
 class ClassicProtocol:
-    name: str = ''
-    metadata: bytes = b''
+    name: str = ""
+    metadata: bytes = b""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('name', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('metadata', 'bytes', (0, 32767), None, None, None, None),
+        FieldSpec("name", "string", (0, 32767), None, None, None, None),
+        FieldSpec("metadata", "bytes", (0, 32767), None, None, None, None),
     )
 
     @classmethod
@@ -43,8 +43,8 @@ class ClassicMemberMetadata:
     supported_protocols: list[ClassicProtocol] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('session_timeout_ms', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('supported_protocols', '[]struct', (0, 32767), None, None, None, ClassicProtocol),
+        FieldSpec("session_timeout_ms", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("supported_protocols", "[]struct", (0, 32767), None, None, None, ClassicProtocol),
     )
 
     @classmethod
@@ -69,26 +69,36 @@ _DEFAULT_CLASSIC_MEMBER_METADATA = ClassicMemberMetadata()
 
 @dataclass(slots=True)
 class ConsumerGroupMemberMetadataValue:
-    instance_id: str | None = ''
-    rack_id: str | None = ''
-    client_id: str = ''
-    client_host: str = ''
+    instance_id: str | None = ""
+    rack_id: str | None = ""
+    client_id: str = ""
+    client_host: str = ""
     subscribed_topic_names: list[str] = field(default_factory=list)
-    subscribed_topic_regex: str | None = ''
+    subscribed_topic_regex: str | None = ""
     rebalance_timeout_ms: int = -1
-    server_assignor: str | None = ''
-    classic_member_metadata: ClassicMemberMetadata | None = field(default_factory=ClassicMemberMetadata)
+    server_assignor: str | None = ""
+    classic_member_metadata: ClassicMemberMetadata | None = field(
+        default_factory=ClassicMemberMetadata
+    )
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('instance_id', 'string', (0, 32767), (0, 32767), None, None, None),
-        FieldSpec('rack_id', 'string', (0, 32767), (0, 32767), None, None, None),
-        FieldSpec('client_id', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('client_host', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('subscribed_topic_names', '[]string', (0, 32767), None, None, None, None),
-        FieldSpec('subscribed_topic_regex', 'string', (0, 32767), (0, 32767), None, None, None),
-        FieldSpec('rebalance_timeout_ms', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('server_assignor', 'string', (0, 32767), (0, 32767), None, None, None),
-        FieldSpec('classic_member_metadata', 'struct', (0, 32767), (0, 32767), 0, (0, 32767), ClassicMemberMetadata),
+        FieldSpec("instance_id", "string", (0, 32767), (0, 32767), None, None, None),
+        FieldSpec("rack_id", "string", (0, 32767), (0, 32767), None, None, None),
+        FieldSpec("client_id", "string", (0, 32767), None, None, None, None),
+        FieldSpec("client_host", "string", (0, 32767), None, None, None, None),
+        FieldSpec("subscribed_topic_names", "[]string", (0, 32767), None, None, None, None),
+        FieldSpec("subscribed_topic_regex", "string", (0, 32767), (0, 32767), None, None, None),
+        FieldSpec("rebalance_timeout_ms", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("server_assignor", "string", (0, 32767), (0, 32767), None, None, None),
+        FieldSpec(
+            "classic_member_metadata",
+            "struct",
+            (0, 32767),
+            (0, 32767),
+            0,
+            (0, 32767),
+            ClassicMemberMetadata,
+        ),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -114,10 +124,22 @@ class ConsumerGroupMemberMetadataValue:
             size = reader.read_uvarint()
             if tag == 0:
                 sub = reader.sub_reader(size)
-                _classic_member_metadata = None if sub.read_int8() < 0 else ClassicMemberMetadata.read(sub, version)
+                _classic_member_metadata = (
+                    None if sub.read_int8() < 0 else ClassicMemberMetadata.read(sub, version)
+                )
             else:
                 reader.skip(size)
-        return cls(_instance_id, _rack_id, _client_id, _client_host, _subscribed_topic_names, _subscribed_topic_regex, _rebalance_timeout_ms, _server_assignor, _classic_member_metadata)
+        return cls(
+            _instance_id,
+            _rack_id,
+            _client_id,
+            _client_host,
+            _subscribed_topic_names,
+            _subscribed_topic_regex,
+            _rebalance_timeout_ms,
+            _server_assignor,
+            _classic_member_metadata,
+        )
 
     def write(self, writer: Writer, version: int) -> None:
         writer.write_compact_nullable_string(self.instance_id)
@@ -143,18 +165,18 @@ class ConsumerGroupMemberMetadataValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupMemberMetadataValue', cls.API_KEY, version, 0, 0)
+        check_version("ConsumerGroupMemberMetadataValue", cls.API_KEY, version, 0, 0)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ConsumerGroupMemberMetadataValue v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupMemberMetadataValue', version, reader.remaining)
+            raise trailing_bytes("ConsumerGroupMemberMetadataValue", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupMemberMetadataValue', self.API_KEY, version, 0, 0)
+        check_version("ConsumerGroupMemberMetadataValue", self.API_KEY, version, 0, 0)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,15 +11,15 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ConsumerGroupMetadataKey']
+__all__ = ["ConsumerGroupMetadataKey"]
 
 
 @dataclass(slots=True)
 class ConsumerGroupMetadataKey:
-    group_id: str = ''
+    group_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (3, 3), None, None, None, None),
+        FieldSpec("group_id", "string", (3, 3), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 3
@@ -37,18 +37,18 @@ class ConsumerGroupMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupMetadataKey', cls.API_KEY, version, 3, 3)
+        check_version("ConsumerGroupMetadataKey", cls.API_KEY, version, 3, 3)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ConsumerGroupMetadataKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupMetadataKey', version, reader.remaining)
+            raise trailing_bytes("ConsumerGroupMetadataKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupMetadataKey', self.API_KEY, version, 3, 3)
+        check_version("ConsumerGroupMetadataKey", self.API_KEY, version, 3, 3)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,15 +11,15 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ConsumerGroupPartitionMetadataKey']
+__all__ = ["ConsumerGroupPartitionMetadataKey"]
 
 
 @dataclass(slots=True)
 class ConsumerGroupPartitionMetadataKey:
-    group_id: str = ''
+    group_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (4, 4), None, None, None, None),
+        FieldSpec("group_id", "string", (4, 4), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 4
@@ -37,18 +37,18 @@ class ConsumerGroupPartitionMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupPartitionMetadataKey', cls.API_KEY, version, 4, 4)
+        check_version("ConsumerGroupPartitionMetadataKey", cls.API_KEY, version, 4, 4)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ConsumerGroupPartitionMetadataKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupPartitionMetadataKey', version, reader.remaining)
+            raise trailing_bytes("ConsumerGroupPartitionMetadataKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupPartitionMetadataKey', self.API_KEY, version, 4, 4)
+        check_version("ConsumerGroupPartitionMetadataKey", self.API_KEY, version, 4, 4)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -12,7 +12,7 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer, ZERO_UUID
 
-__all__ = ['ConsumerGroupPartitionMetadataValue', 'PartitionMetadata', 'TopicMetadata']
+__all__ = ["ConsumerGroupPartitionMetadataValue", "PartitionMetadata", "TopicMetadata"]
 
 
 @dataclass(slots=True)
@@ -21,8 +21,8 @@ class PartitionMetadata:
     racks: list[str] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('partition', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('racks', '[]string', (0, 32767), None, None, None, None),
+        FieldSpec("partition", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("racks", "[]string", (0, 32767), None, None, None, None),
     )
 
     @classmethod
@@ -45,15 +45,17 @@ class PartitionMetadata:
 @dataclass(slots=True)
 class TopicMetadata:
     topic_id: uuid.UUID = ZERO_UUID
-    topic_name: str = ''
+    topic_name: str = ""
     num_partitions: int = 0
     partition_metadata: list[PartitionMetadata] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('topic_id', 'uuid', (0, 32767), None, None, None, None),
-        FieldSpec('topic_name', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('num_partitions', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('partition_metadata', '[]struct', (0, 32767), None, None, None, PartitionMetadata),
+        FieldSpec("topic_id", "uuid", (0, 32767), None, None, None, None),
+        FieldSpec("topic_name", "string", (0, 32767), None, None, None, None),
+        FieldSpec("num_partitions", "int32", (0, 32767), None, None, None, None),
+        FieldSpec(
+            "partition_metadata", "[]struct", (0, 32767), None, None, None, PartitionMetadata
+        ),
     )
 
     @classmethod
@@ -82,7 +84,7 @@ class ConsumerGroupPartitionMetadataValue:
     topics: list[TopicMetadata] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('topics', '[]struct', (0, 32767), None, None, None, TopicMetadata),
+        FieldSpec("topics", "[]struct", (0, 32767), None, None, None, TopicMetadata),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -106,18 +108,18 @@ class ConsumerGroupPartitionMetadataValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupPartitionMetadataValue', cls.API_KEY, version, 0, 0)
+        check_version("ConsumerGroupPartitionMetadataValue", cls.API_KEY, version, 0, 0)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ConsumerGroupPartitionMetadataValue v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupPartitionMetadataValue', version, reader.remaining)
+            raise trailing_bytes("ConsumerGroupPartitionMetadataValue", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupPartitionMetadataValue', self.API_KEY, version, 0, 0)
+        check_version("ConsumerGroupPartitionMetadataValue", self.API_KEY, version, 0, 0)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

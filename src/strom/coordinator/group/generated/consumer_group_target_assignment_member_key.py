@@ -11,17 +11,17 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ConsumerGroupTargetAssignmentMemberKey']
+__all__ = ["ConsumerGroupTargetAssignmentMemberKey"]
 
 
 @dataclass(slots=True)
 class ConsumerGroupTargetAssignmentMemberKey:
-    group_id: str = ''
-    member_id: str = ''
+    group_id: str = ""
+    member_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (7, 7), None, None, None, None),
-        FieldSpec('member_id', 'string', (7, 7), None, None, None, None),
+        FieldSpec("group_id", "string", (7, 7), None, None, None, None),
+        FieldSpec("member_id", "string", (7, 7), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 7
@@ -41,18 +41,22 @@ class ConsumerGroupTargetAssignmentMemberKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupTargetAssignmentMemberKey', cls.API_KEY, version, 7, 7)
+        check_version("ConsumerGroupTargetAssignmentMemberKey", cls.API_KEY, version, 7, 7)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
-            raise ProtocolError(f"ConsumerGroupTargetAssignmentMemberKey v{version}: {exc}") from None
+            raise ProtocolError(
+                f"ConsumerGroupTargetAssignmentMemberKey v{version}: {exc}"
+            ) from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupTargetAssignmentMemberKey', version, reader.remaining)
+            raise trailing_bytes(
+                "ConsumerGroupTargetAssignmentMemberKey", version, reader.remaining
+            )
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupTargetAssignmentMemberKey', self.API_KEY, version, 7, 7)
+        check_version("ConsumerGroupTargetAssignmentMemberKey", self.API_KEY, version, 7, 7)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -12,7 +12,7 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer, ZERO_UUID
 
-__all__ = ['ConsumerGroupTargetAssignmentMemberValue', 'TopicPartition']
+__all__ = ["ConsumerGroupTargetAssignmentMemberValue", "TopicPartition"]
 
 
 @dataclass(slots=True)
@@ -21,8 +21,8 @@ class TopicPartition:
     partitions: list[int] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('topic_id', 'uuid', (0, 32767), None, None, None, None),
-        FieldSpec('partitions', '[]int32', (0, 32767), None, None, None, None),
+        FieldSpec("topic_id", "uuid", (0, 32767), None, None, None, None),
+        FieldSpec("partitions", "[]int32", (0, 32767), None, None, None, None),
     )
 
     @classmethod
@@ -46,7 +46,7 @@ class ConsumerGroupTargetAssignmentMemberValue:
     topic_partitions: list[TopicPartition] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('topic_partitions', '[]struct', (0, 32767), None, None, None, TopicPartition),
+        FieldSpec("topic_partitions", "[]struct", (0, 32767), None, None, None, TopicPartition),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -70,18 +70,22 @@ class ConsumerGroupTargetAssignmentMemberValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupTargetAssignmentMemberValue', cls.API_KEY, version, 0, 0)
+        check_version("ConsumerGroupTargetAssignmentMemberValue", cls.API_KEY, version, 0, 0)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
-            raise ProtocolError(f"ConsumerGroupTargetAssignmentMemberValue v{version}: {exc}") from None
+            raise ProtocolError(
+                f"ConsumerGroupTargetAssignmentMemberValue v{version}: {exc}"
+            ) from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupTargetAssignmentMemberValue', version, reader.remaining)
+            raise trailing_bytes(
+                "ConsumerGroupTargetAssignmentMemberValue", version, reader.remaining
+            )
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupTargetAssignmentMemberValue', self.API_KEY, version, 0, 0)
+        check_version("ConsumerGroupTargetAssignmentMemberValue", self.API_KEY, version, 0, 0)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

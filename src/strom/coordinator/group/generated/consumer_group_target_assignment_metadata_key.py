@@ -11,15 +11,15 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ConsumerGroupTargetAssignmentMetadataKey']
+__all__ = ["ConsumerGroupTargetAssignmentMetadataKey"]
 
 
 @dataclass(slots=True)
 class ConsumerGroupTargetAssignmentMetadataKey:
-    group_id: str = ''
+    group_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (6, 6), None, None, None, None),
+        FieldSpec("group_id", "string", (6, 6), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 6
@@ -37,18 +37,22 @@ class ConsumerGroupTargetAssignmentMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ConsumerGroupTargetAssignmentMetadataKey', cls.API_KEY, version, 6, 6)
+        check_version("ConsumerGroupTargetAssignmentMetadataKey", cls.API_KEY, version, 6, 6)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
-            raise ProtocolError(f"ConsumerGroupTargetAssignmentMetadataKey v{version}: {exc}") from None
+            raise ProtocolError(
+                f"ConsumerGroupTargetAssignmentMetadataKey v{version}: {exc}"
+            ) from None
         if reader.remaining:
-            raise trailing_bytes('ConsumerGroupTargetAssignmentMetadataKey', version, reader.remaining)
+            raise trailing_bytes(
+                "ConsumerGroupTargetAssignmentMetadataKey", version, reader.remaining
+            )
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ConsumerGroupTargetAssignmentMetadataKey', self.API_KEY, version, 6, 6)
+        check_version("ConsumerGroupTargetAssignmentMetadataKey", self.API_KEY, version, 6, 6)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,15 +11,15 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['GroupMetadataKey']
+__all__ = ["GroupMetadataKey"]
 
 
 @dataclass(slots=True)
 class GroupMetadataKey:
-    group: str = ''
+    group: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group', 'string', (2, 2), None, None, None, None),
+        FieldSpec("group", "string", (2, 2), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 2
@@ -37,18 +37,18 @@ class GroupMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('GroupMetadataKey', cls.API_KEY, version, 2, 2)
+        check_version("GroupMetadataKey", cls.API_KEY, version, 2, 2)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"GroupMetadataKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('GroupMetadataKey', version, reader.remaining)
+            raise trailing_bytes("GroupMetadataKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('GroupMetadataKey', self.API_KEY, version, 2, 2)
+        check_version("GroupMetadataKey", self.API_KEY, version, 2, 2)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

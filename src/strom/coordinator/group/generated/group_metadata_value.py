@@ -11,29 +11,29 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['GroupMetadataValue', 'MemberMetadata']
+__all__ = ["GroupMetadataValue", "MemberMetadata"]
 
 
 @dataclass(slots=True)
 class MemberMetadata:
-    member_id: str = ''
+    member_id: str = ""
     group_instance_id: str | None = None
-    client_id: str = ''
-    client_host: str = ''
+    client_id: str = ""
+    client_host: str = ""
     rebalance_timeout: int = -1
     session_timeout: int = 0
-    subscription: bytes = b''
-    assignment: bytes = b''
+    subscription: bytes = b""
+    assignment: bytes = b""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('member_id', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('group_instance_id', 'string', (3, 32767), (3, 32767), None, None, None),
-        FieldSpec('client_id', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('client_host', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('rebalance_timeout', 'int32', (1, 32767), None, None, None, None),
-        FieldSpec('session_timeout', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('subscription', 'bytes', (0, 32767), None, None, None, None),
-        FieldSpec('assignment', 'bytes', (0, 32767), None, None, None, None),
+        FieldSpec("member_id", "string", (0, 32767), None, None, None, None),
+        FieldSpec("group_instance_id", "string", (3, 32767), (3, 32767), None, None, None),
+        FieldSpec("client_id", "string", (0, 32767), None, None, None, None),
+        FieldSpec("client_host", "string", (0, 32767), None, None, None, None),
+        FieldSpec("rebalance_timeout", "int32", (1, 32767), None, None, None, None),
+        FieldSpec("session_timeout", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("subscription", "bytes", (0, 32767), None, None, None, None),
+        FieldSpec("assignment", "bytes", (0, 32767), None, None, None, None),
     )
 
     @classmethod
@@ -76,7 +76,16 @@ class MemberMetadata:
             _assignment = reader.read_bytes()
         if flexible:
             reader.skip_tagged_fields()
-        return cls(_member_id, _group_instance_id, _client_id, _client_host, _rebalance_timeout, _session_timeout, _subscription, _assignment)
+        return cls(
+            _member_id,
+            _group_instance_id,
+            _client_id,
+            _client_host,
+            _rebalance_timeout,
+            _session_timeout,
+            _subscription,
+            _assignment,
+        )
 
     def write(self, writer: Writer, version: int) -> None:
         flexible = version >= 4
@@ -114,20 +123,20 @@ class MemberMetadata:
 
 @dataclass(slots=True)
 class GroupMetadataValue:
-    protocol_type: str = ''
+    protocol_type: str = ""
     generation: int = 0
-    protocol: str | None = ''
-    leader: str | None = ''
+    protocol: str | None = ""
+    leader: str | None = ""
     current_state_timestamp: int = -1
     members: list[MemberMetadata] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('protocol_type', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('generation', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('protocol', 'string', (0, 32767), (0, 32767), None, None, None),
-        FieldSpec('leader', 'string', (0, 32767), (0, 32767), None, None, None),
-        FieldSpec('current_state_timestamp', 'int64', (2, 32767), None, None, None, None),
-        FieldSpec('members', '[]struct', (0, 32767), None, None, None, MemberMetadata),
+        FieldSpec("protocol_type", "string", (0, 32767), None, None, None, None),
+        FieldSpec("generation", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("protocol", "string", (0, 32767), (0, 32767), None, None, None),
+        FieldSpec("leader", "string", (0, 32767), (0, 32767), None, None, None),
+        FieldSpec("current_state_timestamp", "int64", (2, 32767), None, None, None, None),
+        FieldSpec("members", "[]struct", (0, 32767), None, None, None, MemberMetadata),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -166,7 +175,9 @@ class GroupMetadataValue:
             _members = [MemberMetadata.read(reader, version) for _ in range(n)]
         if flexible:
             reader.skip_tagged_fields()
-        return cls(_protocol_type, _generation, _protocol, _leader, _current_state_timestamp, _members)
+        return cls(
+            _protocol_type, _generation, _protocol, _leader, _current_state_timestamp, _members
+        )
 
     def write(self, writer: Writer, version: int) -> None:
         flexible = version >= 4
@@ -198,18 +209,18 @@ class GroupMetadataValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('GroupMetadataValue', cls.API_KEY, version, 0, 4)
+        check_version("GroupMetadataValue", cls.API_KEY, version, 0, 4)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"GroupMetadataValue v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('GroupMetadataValue', version, reader.remaining)
+            raise trailing_bytes("GroupMetadataValue", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('GroupMetadataValue', self.API_KEY, version, 0, 4)
+        check_version("GroupMetadataValue", self.API_KEY, version, 0, 4)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

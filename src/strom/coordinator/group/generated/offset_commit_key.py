@@ -11,19 +11,19 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['OffsetCommitKey']
+__all__ = ["OffsetCommitKey"]
 
 
 @dataclass(slots=True)
 class OffsetCommitKey:
-    group: str = ''
-    topic: str = ''
+    group: str = ""
+    topic: str = ""
     partition: int = 0
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group', 'string', (0, 1), None, None, None, None),
-        FieldSpec('topic', 'string', (0, 1), None, None, None, None),
-        FieldSpec('partition', 'int32', (0, 1), None, None, None, None),
+        FieldSpec("group", "string", (0, 1), None, None, None, None),
+        FieldSpec("topic", "string", (0, 1), None, None, None, None),
+        FieldSpec("partition", "int32", (0, 1), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -45,18 +45,18 @@ class OffsetCommitKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('OffsetCommitKey', cls.API_KEY, version, 0, 1)
+        check_version("OffsetCommitKey", cls.API_KEY, version, 0, 1)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"OffsetCommitKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('OffsetCommitKey', version, reader.remaining)
+            raise trailing_bytes("OffsetCommitKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('OffsetCommitKey', self.API_KEY, version, 0, 1)
+        check_version("OffsetCommitKey", self.API_KEY, version, 0, 1)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

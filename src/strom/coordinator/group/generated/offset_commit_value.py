@@ -11,23 +11,23 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['OffsetCommitValue']
+__all__ = ["OffsetCommitValue"]
 
 
 @dataclass(slots=True)
 class OffsetCommitValue:
     offset: int = 0
     leader_epoch: int = -1
-    metadata: str = ''
+    metadata: str = ""
     commit_timestamp: int = 0
     expire_timestamp: int = -1
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('offset', 'int64', (0, 32767), None, None, None, None),
-        FieldSpec('leader_epoch', 'int32', (3, 32767), None, None, None, None),
-        FieldSpec('metadata', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('commit_timestamp', 'int64', (0, 32767), None, None, None, None),
-        FieldSpec('expire_timestamp', 'int64', (1, 1), None, None, None, None),
+        FieldSpec("offset", "int64", (0, 32767), None, None, None, None),
+        FieldSpec("leader_epoch", "int32", (3, 32767), None, None, None, None),
+        FieldSpec("metadata", "string", (0, 32767), None, None, None, None),
+        FieldSpec("commit_timestamp", "int64", (0, 32767), None, None, None, None),
+        FieldSpec("expire_timestamp", "int64", (1, 1), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -72,18 +72,18 @@ class OffsetCommitValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('OffsetCommitValue', cls.API_KEY, version, 0, 4)
+        check_version("OffsetCommitValue", cls.API_KEY, version, 0, 4)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"OffsetCommitValue v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('OffsetCommitValue', version, reader.remaining)
+            raise trailing_bytes("OffsetCommitValue", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('OffsetCommitValue', self.API_KEY, version, 0, 4)
+        check_version("OffsetCommitValue", self.API_KEY, version, 0, 4)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

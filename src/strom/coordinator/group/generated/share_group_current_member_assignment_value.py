@@ -12,7 +12,7 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer, ZERO_UUID
 
-__all__ = ['ShareGroupCurrentMemberAssignmentValue', 'TopicPartitions']
+__all__ = ["ShareGroupCurrentMemberAssignmentValue", "TopicPartitions"]
 
 
 @dataclass(slots=True)
@@ -21,8 +21,8 @@ class TopicPartitions:
     partitions: list[int] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('topic_id', 'uuid', (0, 32767), None, None, None, None),
-        FieldSpec('partitions', '[]int32', (0, 32767), None, None, None, None),
+        FieldSpec("topic_id", "uuid", (0, 32767), None, None, None, None),
+        FieldSpec("partitions", "[]int32", (0, 32767), None, None, None, None),
     )
 
     @classmethod
@@ -49,10 +49,10 @@ class ShareGroupCurrentMemberAssignmentValue:
     assigned_partitions: list[TopicPartitions] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('member_epoch', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('previous_member_epoch', 'int32', (0, 32767), None, None, None, None),
-        FieldSpec('state', 'int8', (0, 32767), None, None, None, None),
-        FieldSpec('assigned_partitions', '[]struct', (0, 32767), None, None, None, TopicPartitions),
+        FieldSpec("member_epoch", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("previous_member_epoch", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("state", "int8", (0, 32767), None, None, None, None),
+        FieldSpec("assigned_partitions", "[]struct", (0, 32767), None, None, None, TopicPartitions),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -82,18 +82,22 @@ class ShareGroupCurrentMemberAssignmentValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupCurrentMemberAssignmentValue', cls.API_KEY, version, 0, 0)
+        check_version("ShareGroupCurrentMemberAssignmentValue", cls.API_KEY, version, 0, 0)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
-            raise ProtocolError(f"ShareGroupCurrentMemberAssignmentValue v{version}: {exc}") from None
+            raise ProtocolError(
+                f"ShareGroupCurrentMemberAssignmentValue v{version}: {exc}"
+            ) from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupCurrentMemberAssignmentValue', version, reader.remaining)
+            raise trailing_bytes(
+                "ShareGroupCurrentMemberAssignmentValue", version, reader.remaining
+            )
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupCurrentMemberAssignmentValue', self.API_KEY, version, 0, 0)
+        check_version("ShareGroupCurrentMemberAssignmentValue", self.API_KEY, version, 0, 0)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

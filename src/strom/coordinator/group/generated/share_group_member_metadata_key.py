@@ -11,17 +11,17 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ShareGroupMemberMetadataKey']
+__all__ = ["ShareGroupMemberMetadataKey"]
 
 
 @dataclass(slots=True)
 class ShareGroupMemberMetadataKey:
-    group_id: str = ''
-    member_id: str = ''
+    group_id: str = ""
+    member_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (10, 10), None, None, None, None),
-        FieldSpec('member_id', 'string', (10, 10), None, None, None, None),
+        FieldSpec("group_id", "string", (10, 10), None, None, None, None),
+        FieldSpec("member_id", "string", (10, 10), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 10
@@ -41,18 +41,18 @@ class ShareGroupMemberMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupMemberMetadataKey', cls.API_KEY, version, 10, 10)
+        check_version("ShareGroupMemberMetadataKey", cls.API_KEY, version, 10, 10)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ShareGroupMemberMetadataKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupMemberMetadataKey', version, reader.remaining)
+            raise trailing_bytes("ShareGroupMemberMetadataKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupMemberMetadataKey', self.API_KEY, version, 10, 10)
+        check_version("ShareGroupMemberMetadataKey", self.API_KEY, version, 10, 10)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,21 +11,21 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ShareGroupMemberMetadataValue']
+__all__ = ["ShareGroupMemberMetadataValue"]
 
 
 @dataclass(slots=True)
 class ShareGroupMemberMetadataValue:
-    rack_id: str | None = ''
-    client_id: str = ''
-    client_host: str = ''
+    rack_id: str | None = ""
+    client_id: str = ""
+    client_host: str = ""
     subscribed_topic_names: list[str] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('rack_id', 'string', (0, 32767), (0, 32767), None, None, None),
-        FieldSpec('client_id', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('client_host', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('subscribed_topic_names', '[]string', (0, 32767), None, None, None, None),
+        FieldSpec("rack_id", "string", (0, 32767), (0, 32767), None, None, None),
+        FieldSpec("client_id", "string", (0, 32767), None, None, None, None),
+        FieldSpec("client_host", "string", (0, 32767), None, None, None, None),
+        FieldSpec("subscribed_topic_names", "[]string", (0, 32767), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -55,18 +55,18 @@ class ShareGroupMemberMetadataValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupMemberMetadataValue', cls.API_KEY, version, 0, 0)
+        check_version("ShareGroupMemberMetadataValue", cls.API_KEY, version, 0, 0)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ShareGroupMemberMetadataValue v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupMemberMetadataValue', version, reader.remaining)
+            raise trailing_bytes("ShareGroupMemberMetadataValue", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupMemberMetadataValue', self.API_KEY, version, 0, 0)
+        check_version("ShareGroupMemberMetadataValue", self.API_KEY, version, 0, 0)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,15 +11,15 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ShareGroupMetadataKey']
+__all__ = ["ShareGroupMetadataKey"]
 
 
 @dataclass(slots=True)
 class ShareGroupMetadataKey:
-    group_id: str = ''
+    group_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (11, 11), None, None, None, None),
+        FieldSpec("group_id", "string", (11, 11), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 11
@@ -37,18 +37,18 @@ class ShareGroupMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupMetadataKey', cls.API_KEY, version, 11, 11)
+        check_version("ShareGroupMetadataKey", cls.API_KEY, version, 11, 11)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ShareGroupMetadataKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupMetadataKey', version, reader.remaining)
+            raise trailing_bytes("ShareGroupMetadataKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupMetadataKey', self.API_KEY, version, 11, 11)
+        check_version("ShareGroupMetadataKey", self.API_KEY, version, 11, 11)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

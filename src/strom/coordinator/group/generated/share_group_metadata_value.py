@@ -11,7 +11,7 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ShareGroupMetadataValue']
+__all__ = ["ShareGroupMetadataValue"]
 
 
 @dataclass(slots=True)
@@ -19,7 +19,7 @@ class ShareGroupMetadataValue:
     epoch: int = 0
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('epoch', 'int32', (0, 32767), None, None, None, None),
+        FieldSpec("epoch", "int32", (0, 32767), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -39,18 +39,18 @@ class ShareGroupMetadataValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupMetadataValue', cls.API_KEY, version, 0, 0)
+        check_version("ShareGroupMetadataValue", cls.API_KEY, version, 0, 0)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ShareGroupMetadataValue v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupMetadataValue', version, reader.remaining)
+            raise trailing_bytes("ShareGroupMetadataValue", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupMetadataValue', self.API_KEY, version, 0, 0)
+        check_version("ShareGroupMetadataValue", self.API_KEY, version, 0, 0)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,15 +11,15 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ShareGroupPartitionMetadataKey']
+__all__ = ["ShareGroupPartitionMetadataKey"]
 
 
 @dataclass(slots=True)
 class ShareGroupPartitionMetadataKey:
-    group_id: str = ''
+    group_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (9, 9), None, None, None, None),
+        FieldSpec("group_id", "string", (9, 9), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 9
@@ -37,18 +37,18 @@ class ShareGroupPartitionMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupPartitionMetadataKey', cls.API_KEY, version, 9, 9)
+        check_version("ShareGroupPartitionMetadataKey", cls.API_KEY, version, 9, 9)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ShareGroupPartitionMetadataKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupPartitionMetadataKey', version, reader.remaining)
+            raise trailing_bytes("ShareGroupPartitionMetadataKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupPartitionMetadataKey', self.API_KEY, version, 9, 9)
+        check_version("ShareGroupPartitionMetadataKey", self.API_KEY, version, 9, 9)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,15 +11,15 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ShareGroupStatePartitionMetadataKey']
+__all__ = ["ShareGroupStatePartitionMetadataKey"]
 
 
 @dataclass(slots=True)
 class ShareGroupStatePartitionMetadataKey:
-    group_id: str = ''
+    group_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (15, 15), None, None, None, None),
+        FieldSpec("group_id", "string", (15, 15), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 15
@@ -37,18 +37,18 @@ class ShareGroupStatePartitionMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupStatePartitionMetadataKey', cls.API_KEY, version, 15, 15)
+        check_version("ShareGroupStatePartitionMetadataKey", cls.API_KEY, version, 15, 15)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ShareGroupStatePartitionMetadataKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupStatePartitionMetadataKey', version, reader.remaining)
+            raise trailing_bytes("ShareGroupStatePartitionMetadataKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupStatePartitionMetadataKey', self.API_KEY, version, 15, 15)
+        check_version("ShareGroupStatePartitionMetadataKey", self.API_KEY, version, 15, 15)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -12,19 +12,19 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer, ZERO_UUID
 
-__all__ = ['ShareGroupStatePartitionMetadataValue', 'TopicInfo', 'TopicPartitionsInfo']
+__all__ = ["ShareGroupStatePartitionMetadataValue", "TopicInfo", "TopicPartitionsInfo"]
 
 
 @dataclass(slots=True)
 class TopicPartitionsInfo:
     topic_id: uuid.UUID = ZERO_UUID
-    topic_name: str = ''
+    topic_name: str = ""
     partitions: list[int] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('topic_id', 'uuid', (0, 32767), None, None, None, None),
-        FieldSpec('topic_name', 'string', (0, 32767), None, None, None, None),
-        FieldSpec('partitions', '[]int32', (0, 32767), None, None, None, None),
+        FieldSpec("topic_id", "uuid", (0, 32767), None, None, None, None),
+        FieldSpec("topic_name", "string", (0, 32767), None, None, None, None),
+        FieldSpec("partitions", "[]int32", (0, 32767), None, None, None, None),
     )
 
     @classmethod
@@ -48,11 +48,11 @@ class TopicPartitionsInfo:
 @dataclass(slots=True)
 class TopicInfo:
     topic_id: uuid.UUID = ZERO_UUID
-    topic_name: str = ''
+    topic_name: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('topic_id', 'uuid', (0, 32767), None, None, None, None),
-        FieldSpec('topic_name', 'string', (0, 32767), None, None, None, None),
+        FieldSpec("topic_id", "uuid", (0, 32767), None, None, None, None),
+        FieldSpec("topic_name", "string", (0, 32767), None, None, None, None),
     )
 
     @classmethod
@@ -74,8 +74,10 @@ class ShareGroupStatePartitionMetadataValue:
     deleting_topics: list[TopicInfo] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('initialized_topics', '[]struct', (0, 32767), None, None, None, TopicPartitionsInfo),
-        FieldSpec('deleting_topics', '[]struct', (0, 32767), None, None, None, TopicInfo),
+        FieldSpec(
+            "initialized_topics", "[]struct", (0, 32767), None, None, None, TopicPartitionsInfo
+        ),
+        FieldSpec("deleting_topics", "[]struct", (0, 32767), None, None, None, TopicInfo),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -105,18 +107,20 @@ class ShareGroupStatePartitionMetadataValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupStatePartitionMetadataValue', cls.API_KEY, version, 0, 0)
+        check_version("ShareGroupStatePartitionMetadataValue", cls.API_KEY, version, 0, 0)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
-            raise ProtocolError(f"ShareGroupStatePartitionMetadataValue v{version}: {exc}") from None
+            raise ProtocolError(
+                f"ShareGroupStatePartitionMetadataValue v{version}: {exc}"
+            ) from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupStatePartitionMetadataValue', version, reader.remaining)
+            raise trailing_bytes("ShareGroupStatePartitionMetadataValue", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupStatePartitionMetadataValue', self.API_KEY, version, 0, 0)
+        check_version("ShareGroupStatePartitionMetadataValue", self.API_KEY, version, 0, 0)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,17 +11,17 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ShareGroupTargetAssignmentMemberKey']
+__all__ = ["ShareGroupTargetAssignmentMemberKey"]
 
 
 @dataclass(slots=True)
 class ShareGroupTargetAssignmentMemberKey:
-    group_id: str = ''
-    member_id: str = ''
+    group_id: str = ""
+    member_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (13, 13), None, None, None, None),
-        FieldSpec('member_id', 'string', (13, 13), None, None, None, None),
+        FieldSpec("group_id", "string", (13, 13), None, None, None, None),
+        FieldSpec("member_id", "string", (13, 13), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 13
@@ -41,18 +41,18 @@ class ShareGroupTargetAssignmentMemberKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupTargetAssignmentMemberKey', cls.API_KEY, version, 13, 13)
+        check_version("ShareGroupTargetAssignmentMemberKey", cls.API_KEY, version, 13, 13)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
             raise ProtocolError(f"ShareGroupTargetAssignmentMemberKey v{version}: {exc}") from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupTargetAssignmentMemberKey', version, reader.remaining)
+            raise trailing_bytes("ShareGroupTargetAssignmentMemberKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupTargetAssignmentMemberKey', self.API_KEY, version, 13, 13)
+        check_version("ShareGroupTargetAssignmentMemberKey", self.API_KEY, version, 13, 13)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,15 +11,15 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ShareGroupTargetAssignmentMetadataKey']
+__all__ = ["ShareGroupTargetAssignmentMetadataKey"]
 
 
 @dataclass(slots=True)
 class ShareGroupTargetAssignmentMetadataKey:
-    group_id: str = ''
+    group_id: str = ""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('group_id', 'string', (12, 12), None, None, None, None),
+        FieldSpec("group_id", "string", (12, 12), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 12
@@ -37,18 +37,20 @@ class ShareGroupTargetAssignmentMetadataKey:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupTargetAssignmentMetadataKey', cls.API_KEY, version, 12, 12)
+        check_version("ShareGroupTargetAssignmentMetadataKey", cls.API_KEY, version, 12, 12)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
-            raise ProtocolError(f"ShareGroupTargetAssignmentMetadataKey v{version}: {exc}") from None
+            raise ProtocolError(
+                f"ShareGroupTargetAssignmentMetadataKey v{version}: {exc}"
+            ) from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupTargetAssignmentMetadataKey', version, reader.remaining)
+            raise trailing_bytes("ShareGroupTargetAssignmentMetadataKey", version, reader.remaining)
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupTargetAssignmentMetadataKey', self.API_KEY, version, 12, 12)
+        check_version("ShareGroupTargetAssignmentMetadataKey", self.API_KEY, version, 12, 12)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()

@@ -11,7 +11,7 @@ from typing import ClassVar, Self
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
 from strom.protocol.primitives import ProtocolError, Reader, Writer
 
-__all__ = ['ShareGroupTargetAssignmentMetadataValue']
+__all__ = ["ShareGroupTargetAssignmentMetadataValue"]
 
 
 @dataclass(slots=True)
@@ -19,7 +19,7 @@ class ShareGroupTargetAssignmentMetadataValue:
     assignment_epoch: int = 0
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
-        FieldSpec('assignment_epoch', 'int32', (0, 32767), None, None, None, None),
+        FieldSpec("assignment_epoch", "int32", (0, 32767), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -39,18 +39,22 @@ class ShareGroupTargetAssignmentMetadataValue:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
-        check_version('ShareGroupTargetAssignmentMetadataValue', cls.API_KEY, version, 0, 0)
+        check_version("ShareGroupTargetAssignmentMetadataValue", cls.API_KEY, version, 0, 0)
         reader = Reader(data)
         try:
             message = cls.read(reader, version)
         except ProtocolError as exc:
-            raise ProtocolError(f"ShareGroupTargetAssignmentMetadataValue v{version}: {exc}") from None
+            raise ProtocolError(
+                f"ShareGroupTargetAssignmentMetadataValue v{version}: {exc}"
+            ) from None
         if reader.remaining:
-            raise trailing_bytes('ShareGroupTargetAssignmentMetadataValue', version, reader.remaining)
+            raise trailing_bytes(
+                "ShareGroupTargetAssignmentMetadataValue", version, reader.remaining
+            )
         return message
 
     def encode(self, version: int) -> bytes:
-        check_version('ShareGroupTargetAssignmentMetadataValue', self.API_KEY, version, 0, 0)
+        check_version("ShareGroupTargetAssignmentMetadataValue", self.API_KEY, version, 0, 0)
         writer = Writer()
         self.write(writer, version)
         return writer.getvalue()
