@@ -1,7 +1,7 @@
 """ControlledShutdown (key 7) in a three-broker cluster.
 
 - On the wire: a broker that is not the controller answers NOT_CONTROLLER; the controller
-  answers STALE_BROKER_EPOCH for an epoch that is not the broker's registration and
+  answers STALE_BROKER_EPOCH for an epoch older than the broker's registration and
   BROKER_NOT_AVAILABLE for an unknown broker; with the right epoch (the czxid of
   /brokers/ids/<id>) it moves the broker's leaderships away, answering no remaining
   partition; restarted, the broker registers with a new epoch and is back in the ISR.
@@ -85,7 +85,7 @@ def test_controlled_shutdown_on_the_wire(cluster: Cluster, zk: KazooClient) -> N
     assert controlled_shutdown(cluster.brokers[other], leaving, epoch)[0] == (
         ErrorCode.NOT_CONTROLLER
     )
-    assert controlled_shutdown(controller, leaving, epoch + 1)[0] == ErrorCode.STALE_BROKER_EPOCH
+    assert controlled_shutdown(controller, leaving, epoch - 1)[0] == ErrorCode.STALE_BROKER_EPOCH
     assert controlled_shutdown(controller, 42, -1)[0] == ErrorCode.BROKER_NOT_AVAILABLE
     # Nothing moved so far.
     assert partition0(cluster, "going").leader == leaving

@@ -243,6 +243,16 @@ class ZkMetadata:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)
 
+    def put_state(self, tp: TopicPartition, versioned: VersionedState) -> bool:
+        """A partition state learnt outside the watches (the controller's own decision, a
+        LeaderAndIsr request): kept only if newer than the cached one; wakes the waiters."""
+        known = self.states.get(tp)
+        if known is not None and known.version >= versioned.version:
+            return False
+        self.states[tp] = versioned
+        self._changed()
+        return True
+
     def _changed(self) -> None:
         for predicate, fut in list(self._waiters):
             if not fut.done() and predicate():

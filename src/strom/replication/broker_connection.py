@@ -46,10 +46,14 @@ class BrokerConnection:
 
         async def exchange() -> Any:
             await self.writer.drain()
-            (size,) = _SIZE.unpack(await self.reader.readexactly(4))
-            if size < 4:
-                raise ProtocolError(f"response frame of {size} bytes")
-            frame = await self.reader.readexactly(size)
+            try:
+                (size,) = _SIZE.unpack(await self.reader.readexactly(4))
+                if size < 4:
+                    raise ProtocolError(f"response frame of {size} bytes")
+                frame = await self.reader.readexactly(size)
+            except asyncio.IncompleteReadError as exc:
+                # An EOFError, not an OSError: callers catch connection trouble as OSError.
+                raise ConnectionError(f"connection closed by the broker ({exc!r})") from exc
             got, response = decode_response(api_key, version, frame)
             if got != correlation_id:
                 raise ProtocolError(f"correlation id {got}, expected {correlation_id}")

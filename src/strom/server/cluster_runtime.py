@@ -66,9 +66,7 @@ class _ControllerHooks(ControllerListener):
     def on_partition_states(self, updates: Mapping[TopicPartition, PartitionUpdate]) -> None:
         metadata = self.runtime.metadata
         for tp, update in updates.items():
-            known = metadata.states.get(tp)
-            if known is None or known.version < update.zk_version:
-                metadata.states[tp] = VersionedState(update.state, update.zk_version)
+            metadata.put_state(tp, VersionedState(update.state, update.zk_version))
             self.runtime.replicas.apply(tp)
 
 
@@ -182,6 +180,9 @@ class ClusterRuntime:
         if self._controlled_shutdown_done:
             return
         self._controlled_shutdown_done = True
+        if not self.broker.config.get("controlled.shutdown.enable"):
+            log.info("controlled shutdown disabled (controlled.shutdown.enable=false)")
+            return
         if not self.client.connected:
             # Its writes would only wait for ZooKeeper: the controller moves the leaderships
             # once it sees the registration gone.
@@ -192,6 +193,9 @@ class ClusterRuntime:
                 await move_leaderships_away(self)
         except (TimeoutError, ZkError, NotControllerError, ValueError) as exc:
             log.warning("controlled shutdown incomplete (%r); leaving anyway", exc)
+        except Exception:
+            # Best effort: whatever went wrong, the stop must go on and close the session.
+            log.exception("controlled shutdown failed; leaving anyway")
 
     async def shutdown(self) -> None:
         """Controlled shutdown (unless done already), then leave the cluster (the session

@@ -34,6 +34,7 @@ CONTROLLED_SHUTDOWN_ATTEMPTS = 3
 CONTROLLED_SHUTDOWN = 7  # api key
 CONTROLLED_SHUTDOWN_VERSION = 3
 CONNECT_TIMEOUT_S = 10.0  # Kafka's socket.connection.setup.timeout.ms
+ASK_TIMEOUT_S = 3.0  # per request to the controller (the whole shutdown has 10 s)
 
 
 async def move_leaderships_away(runtime: ClusterRuntime) -> None:
@@ -64,7 +65,11 @@ async def _ask_controller(runtime: ClusterRuntime, broker_id: int) -> set[TopicP
     endpoint = None if controller_id is None else runtime.replicas.endpoint(controller_id)
     if endpoint is None or controller_id == broker_id:
         return None
-    timeout_s = runtime.broker.config.get_int("controller.socket.timeout.ms") / 1000
+    # Short: an unresponsive controller must leave time for the fallback and the retries
+    # within the whole shutdown's budget.
+    timeout_s = min(
+        runtime.broker.config.get_int("controller.socket.timeout.ms") / 1000, ASK_TIMEOUT_S
+    )
     try:
         connection, versions = await connect_to_broker(
             endpoint.host,

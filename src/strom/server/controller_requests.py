@@ -130,11 +130,12 @@ class ControllerRequests:
         except L.LayoutError as exc:
             log.error("unreadable controller znodes: %s", exc)
             return ErrorCode.STALE_CONTROLLER_EPOCH
+        # Another request may have confirmed a newer controller during the reads above: the
+        # confirmed epoch only ever moves forward.
         if zk_epoch > self.controller_epoch:
             self.controller_epoch, self.controller_id = zk_epoch, zk_id
-        if epoch != zk_epoch or controller_id != zk_id:
+        if epoch != zk_epoch or controller_id != zk_id or epoch < self.controller_epoch:
             return ErrorCode.STALE_CONTROLLER_EPOCH
-        self.controller_epoch, self.controller_id = epoch, controller_id
         return ErrorCode.NONE
 
     async def _check_broker_epoch(self, broker_epoch: int) -> ErrorCode:
@@ -206,7 +207,7 @@ class ControllerRequests:
             if known.version == p.partition_epoch and known.state == state:
                 return ErrorCode.NONE  # the watch was first
             return ErrorCode.STALE_CONTROLLER_EPOCH
-        metadata.states[tp] = VersionedState(state, p.partition_epoch)
+        metadata.put_state(tp, VersionedState(state, p.partition_epoch))
         # Without the topic's assignment in the cache yet, this only primes the cache: the
         # assignment's watch applies it when it arrives.
         self.runtime.replicas.apply(tp)

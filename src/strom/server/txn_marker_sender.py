@@ -153,47 +153,64 @@ class TxnMarkerSender:
             return
         task = asyncio.get_running_loop().create_task(self._run(partition, job))
         self._tasks[key] = task
-        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+
+        def done(_: object) -> None:
+            # Only its own entry: a task abandoned by `stop` may end after a new one started.
+            if self._tasks.get(key) is task:
+                del self._tasks[key]
+
+        task.add_done_callback(done)
 
     def stop(self, partition: int) -> None:
-        """This broker no longer coordinates the partition: abandon its work."""
+        """This broker no longer coordinates the partition: abandon its work. The entries go
+        at once, so that leading the partition again at once starts the work again."""
         for key, task in list(self._tasks.items()):
             if key[0] == partition:
+                del self._tasks[key]
                 task.cancel()
 
     async def close(self) -> None:
-        for task in list(self._tasks.values()):
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._client.close()
 
     async def _run(self, partition: int, job: MarkerJob) -> None:
-        try:
-            # Kafka sends the markers only once the Prepare record is committed.
-            while True:
-                if not self._coordinating(partition):
-                    return
-                code = await self._await_prepared(partition)
-                if code == ErrorCode.NONE:
-                    break
-                if code == ErrorCode.NOT_COORDINATOR:
-                    return
+        while True:
+            try:
+                await self._complete_once(partition, job)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Still leading: try again (nothing else would until the leadership moves).
+                log.exception(
+                    "completing transactional id %r failed; retrying", job.transactional_id
+                )
                 await asyncio.sleep(MARKER_RETRY_S)
-            remaining = set(job.partitions)
-            while remaining:
-                if not self._coordinating(partition):
-                    return
-                await self._send_round(partition, job, remaining)
-                if remaining:
-                    await asyncio.sleep(MARKER_RETRY_S)
-            if self._coordinating(partition):
-                self._complete(partition, job)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(
-                "completing transactional id %r failed; the next load retries it",
-                job.transactional_id,
-            )
+
+    async def _complete_once(self, partition: int, job: MarkerJob) -> None:
+        # Kafka sends the markers only once the Prepare record is committed.
+        while True:
+            if not self._coordinating(partition):
+                return
+            code = await self._await_prepared(partition)
+            if code == ErrorCode.NONE:
+                break
+            if code == ErrorCode.NOT_COORDINATOR:
+                return
+            await asyncio.sleep(MARKER_RETRY_S)
+        remaining = set(job.partitions)
+        while remaining:
+            if not self._coordinating(partition):
+                return
+            await self._send_round(partition, job, remaining)
+            if remaining:
+                await asyncio.sleep(MARKER_RETRY_S)
+        if self._coordinating(partition):
+            self._complete(partition, job)
 
     async def _send_round(
         self, partition: int, job: MarkerJob, remaining: set[TopicPartition]

@@ -254,6 +254,13 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorSha
         try:
             self._append(partition, shard.markers_written(job))
         except ApiError as exc:
+            cluster = self.broker.cluster
+            if (
+                partition in self.shards
+                and cluster is not None
+                and cluster.replicas.is_leader(TRANSACTION_STATE_TOPIC, partition)
+            ):
+                raise  # still leading: the marker sender tries again
             log.warning(
                 "completing transactional id %r failed (%s); the next leader retries",
                 job.transactional_id,

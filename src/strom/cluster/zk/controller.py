@@ -156,6 +156,10 @@ class ZkController:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
+        # Requests still queued (ControlledShutdown, ElectLeaders handlers wait on them).
+        while not self._queue.empty():
+            _, _, fut = self._queue.get_nowait()
+            self._fail(fut, NotControllerError("controller stopped"))
         if self._ctx is not None:
             self._resign("shutting down")
             # Disconnected, the delete could only wait for ZooKeeper; /controller goes with

@@ -252,6 +252,12 @@ class _BrokerChannel:
                     )
                 await asyncio.sleep(self.config.reconnect_backoff_ms / 1000)
                 continue
+            except Exception:
+                # Anything else (a response that cannot be decoded, say) must not end the
+                # channel: the request is dropped (the watches still carry its states).
+                log.exception("controller: %s to broker %d failed", item.what, self.broker_id)
+                await self._disconnect()
+                response = None
             failures = 0
             if self.queue and self.queue[0] is item:
                 self.queue.popleft()
@@ -306,9 +312,16 @@ class _BrokerChannel:
 
     async def stop(self) -> None:
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
         await self._disconnect()
+
+
+def _error_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error {code}"
 
 
 def _log_errors(broker_id: int, what: str, response: Any) -> None:
@@ -317,7 +330,7 @@ def _log_errors(broker_id: int, what: str, response: Any) -> None:
             "controller: broker %d refused %s: %s",
             broker_id,
             what,
-            ErrorCode(response.error_code).name,
+            _error_name(response.error_code),
         )
         return
     errors = list(getattr(response, "partition_errors", []))
@@ -330,7 +343,7 @@ def _log_errors(broker_id: int, what: str, response: Any) -> None:
             broker_id,
             what,
             len(failed),
-            ErrorCode(failed[0].error_code).name,
+            _error_name(failed[0].error_code),
         )
 
 

@@ -9,7 +9,7 @@ a controller that fails over half way resumes from it.
     origin = replicas - adding      target = replicas - removing
 
 Starting (or replacing, or cancelling) a reassignment only rewrites the assignment
-(`plan_reassignments`); the new replicas then follow the leader like any follower and the
+(`plan_reassignment`); the new replicas then follow the leader like any follower and the
 leader adds them to the ISR once caught up. From there the controller's rule
 (`reassignment_actions`) is level-triggered, so that it can be re-run after any event and
 after a failover:

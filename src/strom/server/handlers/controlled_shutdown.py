@@ -8,8 +8,8 @@ answers with the partitions it still leads (no other in-sync replica; single-rep
 are not counted, as in Kafka). The broker retries while some remain.
 
 Errors: NOT_CONTROLLER from a broker that is not the active controller (and from a single
-broker, which has none); STALE_BROKER_EPOCH (v2+) when the epoch given is not the registration
-the controller knows; BROKER_NOT_AVAILABLE for a broker that is not registered. Not done: v0
+broker, which has none); STALE_BROKER_EPOCH (v2+) when the epoch given is older than the
+registration the controller knows; BROKER_NOT_AVAILABLE for a broker that is not registered. Not done: v0
 (its request header has no client id), authorization (Kafka requires CLUSTER_ACTION).
 """
 
@@ -40,7 +40,8 @@ def handle_controlled_shutdown(
     known = cluster.controller.broker_epoch(request.broker_id)
     if known is None:
         return ControlledShutdownResponse(error_code=ErrorCode.BROKER_NOT_AVAILABLE)
-    if request.broker_epoch not in (NO_BROKER_EPOCH, known):
+    if request.broker_epoch != NO_BROKER_EPOCH and request.broker_epoch < known:
+        # (A newer epoch than the controller's view: it registered again just now.)
         return ControlledShutdownResponse(error_code=ErrorCode.STALE_BROKER_EPOCH)
     return _shut_down(ctx, request.broker_id)
 
