@@ -255,8 +255,12 @@ def create(cluster: Cluster, name: str, assignment: list[list[int]]) -> None:
 
 def fail_over_leader(cluster: Cluster, topic: str, producer: ck.Producer, acked: list[int]) -> None:
     """kill -9 the leader of partition 0 while producing; a new leader from the ISR takes it."""
-    before = leader_of(cluster, topic, 0)
-    assert len(before.isrs) == 3
+    # A full ISR first: with replica.lag.time.max.ms at 2 s, a follower slowed down by a busy
+    # machine may just have left it (and rejoins once caught up).
+    before = wait_for(
+        "a full ISR before the failover",
+        lambda: (p := leader_of(cluster, topic, 0)) and len(p.isrs) == 3 and p,
+    )
     start = max(acked) + 1
     produce(producer, topic, 0, range(start, start + 200), acked)
     cluster.brokers[before.leader].kill9()
