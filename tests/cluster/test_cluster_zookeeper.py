@@ -8,7 +8,8 @@ start again on the same port and data directory.
   keep working while it is down; it comes back with the brokers' sessions intact, and a leader
   killed afterwards still fails over (the controller works) with no acknowledged record lost.
 - ZooKeeper stopped for longer than the session timeout (and unreachable until the restarted
-  server has expired the brokers' sessions): every broker opens a new session, registers
+  server has expired the brokers' sessions): admin writes meanwhile (CreateTopics,
+  AlterPartitionReassignments) answer REQUEST_TIMED_OUT; every broker opens a new session, registers
   again, exactly one controller is elected, every broker's Metadata lists all brokers and
   leaders, produce and consume work, and a later leader kill fails over.
 - The controller's own session expires (SIGSTOP for longer than the session timeout, as in a
@@ -36,6 +37,9 @@ import confluent_kafka as ck
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from integration.broker_process import BrokerProcess
+from kafka import KafkaAdminClient
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka import errors as kerr
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
 from strom.cluster.zk.layout import BrokerRegistration, Endpoint
@@ -375,6 +379,15 @@ def test_zookeeper_down_longer_than_the_session_timeout(setup: Setup) -> None:
     with pytest.raises(ck.KafkaException) as raised:
         futures["late"].result(timeout=60)
     assert raised.value.args[0].code() == ck.KafkaError.REQUEST_TIMED_OUT
+    # So is a reassignment (its current replicas as the target: harmless if ever applied).
+    replicas = list(cluster.partitions("expire")[1].replicas)
+    moving = KafkaTopicPartition("expire", 1)
+    reassigner = KafkaAdminClient(bootstrap_servers=cluster.bootstrap(), request_timeout_ms=60000)
+    try:
+        answer = reassigner.alter_partition_reassignments({moving: replicas})
+    finally:
+        reassigner.close()
+    assert answer == {moving: kerr.RequestTimedOutError}
     server.stop()
     time.sleep(SESSION_TIMEOUT_MS / 1000 + 1)  # down for longer than a session timeout
     server.start()

@@ -18,6 +18,7 @@ is a live broker, so nothing can move. Not done: ACLs, replication throttles.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Mapping
 
@@ -123,10 +124,17 @@ async def _alter_in_cluster(
     written: dict[str, L.TopicAssignment] = {}
     for topic, wanted in by_topic.items():
         try:
-            result = await _alter_topic(ctx, topic, wanted)
-        except ZkError as exc:
+            # Bounded: while ZooKeeper is unreachable its calls only wait for it.
+            async with asyncio.timeout(cluster.client.connection_timeout_ms / 1000):
+                result = await _alter_topic(ctx, topic, wanted)
+        except (ZkError, TimeoutError) as exc:
             log.warning("reassignment of %s not recorded: %r", topic, exc)
             failed = (ErrorCode.REQUEST_TIMED_OUT, f"ZooKeeper: {exc!r}")
+            outcomes.update({TopicPartition(topic, p): failed for p in wanted})
+            continue
+        except L.LayoutError as exc:
+            log.error("reassignment of %s: unreadable assignment: %s", topic, exc)
+            failed = (ErrorCode.UNKNOWN_SERVER_ERROR, f"Unreadable assignment of {topic}: {exc}")
             outcomes.update({TopicPartition(topic, p): failed for p in wanted})
             continue
         errors, assignment = result

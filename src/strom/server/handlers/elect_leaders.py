@@ -27,6 +27,7 @@ answer. Not done: ACLs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
@@ -234,14 +235,20 @@ async def _elect_in_cluster(
         else:
             outcomes[tp] = decided
     if to_elect:
-        if election_type == UNCLEAN:
-            await _request_unclean_election(cluster, to_elect)
-        else:
-            await _request_election(cluster, to_elect)
-        await metadata.wait_until(
-            lambda: all(_elected(cluster, tp, election_type) for tp in to_elect),
-            max(request.timeout_ms, 0) / 1000,
-        )
+        zk_timeout_s = cluster.client.connection_timeout_ms / 1000
+        try:
+            # Bounded: while ZooKeeper is unreachable its calls only wait for it.
+            async with asyncio.timeout(zk_timeout_s):
+                if election_type == UNCLEAN:
+                    await _request_unclean_election(cluster, to_elect)
+                else:
+                    await _request_election(cluster, to_elect)
+            await metadata.wait_until(
+                lambda: all(_elected(cluster, tp, election_type) for tp in to_elect),
+                max(request.timeout_ms, 0) / 1000,
+            )
+        except TimeoutError:
+            log.warning("election not requested: ZooKeeper did not answer in %.0f s", zk_timeout_s)
         what = "An unclean" if election_type == UNCLEAN else "The preferred"
         for tp in to_elect:
             if _elected(cluster, tp, election_type):
