@@ -3,6 +3,7 @@
 - `zk_server`: one ZooKeeper for the whole session (started on first use, ~1 s).
 - `zk_hosts`: a connect string into a fresh chroot of that server, so tests never see each
   other's znodes (`127.0.0.1:port/strom-<random>`).
+- `zk`: a kazoo client on that chroot, to look at (and poke) the cluster's znodes.
 - `zk_server_factory()`: a private server for tests that stop, kill or restart ZooKeeper;
   every server it starts is stopped at teardown.
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
+from .helpers import kazoo_session
 from .zk_server import ZooKeeperServer, zookeeper_available
 
 
@@ -53,6 +55,13 @@ def zk_hosts(zk_server: ZooKeeperServer) -> str:
         client.stop()
         client.close()
     return zk_server.hosts + chroot
+
+
+@pytest.fixture
+def zk(zk_hosts: str) -> Iterator[KazooClient]:
+    """A kazoo client on the test's chroot, to look at (and poke) the cluster's znodes."""
+    with kazoo_session(zk_hosts) as client:
+        yield client
 
 
 @pytest.fixture

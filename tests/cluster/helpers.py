@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
@@ -12,6 +13,18 @@ from kazoo.client import KazooClient  # type: ignore[import-untyped]
 from strom.cluster.zk.client import ZkClient
 from strom.cluster.zk.controller import ControllerListener, PartitionUpdate, ZkController
 from strom.cluster.zk.layout import BrokerRegistration, Endpoint, TopicPartition
+
+
+@contextlib.contextmanager
+def kazoo_session(hosts: str) -> Iterator[KazooClient]:
+    """A started kazoo client, stopped and closed on the way out."""
+    client = KazooClient(hosts=hosts)
+    client.start(timeout=30)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
 
 
 async def eventually(

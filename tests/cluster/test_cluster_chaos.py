@@ -29,8 +29,6 @@ Nothing is timed: every wait polls a condition up to a generous deadline.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from collections import defaultdict
@@ -68,28 +66,8 @@ def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
         broker.sets["replica.lag.time.max.ms"] = "3000"
         # Kafka's default (Strom's is 1): the group coordinator fails over as well.
         broker.sets["offsets.topic.replication.factor"] = "3"
-    try:
-        c.start()
+    with c.running():
         yield c
-    except BaseException:
-        print(c.log_tails())
-        raise
-    finally:
-        for broker in c.brokers.values():
-            if broker.is_alive():
-                os.kill(broker.pid, signal.SIGCONT)
-        c.stop()
-
-
-@pytest.fixture
-def zk(zk_hosts: str) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=zk_hosts)
-    client.start(timeout=30)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
 
 
 @dataclass

@@ -58,25 +58,8 @@ SET, DELETE = 0, 1  # incremental operations
 @pytest.fixture
 def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path, zk_hosts)
-    try:
-        c.start()
+    with c.running():
         yield c
-    except BaseException:
-        print(c.log_tails())
-        raise
-    finally:
-        c.stop()
-
-
-@pytest.fixture
-def zk(zk_hosts: str) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=zk_hosts)
-    client.start(timeout=30)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
 
 
 def set_config(

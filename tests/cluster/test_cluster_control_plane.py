@@ -73,25 +73,8 @@ class ControlPlaneCluster(Cluster):
 @pytest.fixture
 def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[ControlPlaneCluster]:
     c = ControlPlaneCluster(tmp_path, zk_hosts)
-    try:
-        c.start()
+    with c.running():
         yield c
-    except BaseException:
-        print(c.log_tails())
-        raise
-    finally:
-        c.stop()
-
-
-@pytest.fixture
-def zk(zk_hosts: str) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=zk_hosts)
-    client.start(timeout=30)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
 
 
 def controller_of(zk: KazooClient) -> tuple[int, int] | None:

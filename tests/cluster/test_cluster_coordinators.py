@@ -50,14 +50,8 @@ class CoordinatorCluster(Cluster):
 @pytest.fixture
 def coordinator_cluster(zk_hosts: str, tmp_path: Path) -> Iterator[CoordinatorCluster]:
     c = CoordinatorCluster(tmp_path, zk_hosts)
-    try:
-        c.start()
+    with c.running():
         yield c
-    except BaseException:
-        print(c.log_tails())
-        raise
-    finally:
-        c.stop()
 
 
 def consumer(cluster: Cluster) -> ck.Consumer:

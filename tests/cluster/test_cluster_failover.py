@@ -46,28 +46,8 @@ def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path, zk_hosts)
     for broker in c.brokers.values():
         broker.sets["replica.lag.time.max.ms"] = str(LAG_MAX_MS)
-    try:
-        c.start()
+    with c.running():
         yield c
-    except BaseException:
-        print(c.log_tails())
-        raise
-    finally:
-        for broker in c.brokers.values():
-            if broker.is_alive():  # a paused broker must run to stop
-                os.kill(broker.pid, signal.SIGCONT)
-        c.stop()
-
-
-@pytest.fixture
-def zk(zk_hosts: str) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=zk_hosts)
-    client.start(timeout=30)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
 
 
 def create_assigned(cluster: Cluster, name: str, replicas: list[int]) -> None:

@@ -22,7 +22,6 @@ Nothing is timed: every wait polls a condition up to a generous deadline.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -60,6 +59,7 @@ from strom.protocol.messages.list_partition_reassignments_response import (
     ListPartitionReassignmentsResponse,
 )
 
+from .test_cluster_failover import active_controller
 from .test_replicated_cluster import (
     Cluster,
     brokers_seen_by,
@@ -79,36 +79,8 @@ def cluster(zk_hosts: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
     for broker in c.brokers.values():
         broker.sets["replica.lag.time.max.ms"] = str(LAG_MAX_MS)
         broker.sets.update(getattr(request, "param", {}))  # per-test settings
-    try:
-        c.start()
+    with c.running():
         yield c
-    except BaseException:
-        print(c.log_tails())
-        raise
-    finally:
-        for broker in c.brokers.values():
-            if broker.is_alive():  # a frozen broker must run to stop
-                os.kill(broker.pid, signal.SIGCONT)
-        c.stop()
-
-
-@pytest.fixture
-def zk(zk_hosts: str) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=zk_hosts)
-    client.start(timeout=30)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
-
-
-def active_controller(zk: KazooClient) -> int | None:
-    try:
-        data, _ = zk.get("/controller")
-    except Exception:  # none right now
-        return None
-    return int(json.loads(data)["brokerid"])
 
 
 def kafka_admin(cluster: Cluster) -> KafkaAdminClient:

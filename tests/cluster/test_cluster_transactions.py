@@ -73,14 +73,8 @@ def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
                 "min.insync.replicas": "2",
             }
         )
-    try:
-        c.start()
+    with c.running():
         yield c
-    except BaseException:
-        print(c.log_tails())
-        raise
-    finally:
-        c.stop()
 
 
 def leaders(cluster: Cluster, topic: str) -> dict[int, int]:

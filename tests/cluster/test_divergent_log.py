@@ -45,6 +45,7 @@ from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
 from strom.protocol.records.codec import Record, build_batch
 
+from .helpers import kazoo_session
 from .replica_files import replica_records
 from .test_cluster_failover import active_controller, create_assigned, partition0
 from .test_replicated_cluster import Cluster, full_isr, produce_some, wait_for
@@ -87,25 +88,14 @@ def cluster(
         broker.sets["zookeeper.session.timeout.ms"] = str(session_timeout_ms)
         broker.sets["replica.lag.time.max.ms"] = "60000"
         broker.sets["replica.fetch.wait.max.ms"] = str(FETCH_WAIT_MS)
-    try:
-        c.start()
+    with c.running():
         yield c
-    finally:
-        for broker in c.brokers.values():
-            if broker.is_alive():  # a paused broker must run to stop
-                os.kill(broker.pid, signal.SIGCONT)
-        c.stop()
 
 
 @pytest.fixture
 def zk(zk_server: ZooKeeperServer) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=zk_server.hosts)
-    client.start(timeout=30)
-    try:
+    with kazoo_session(zk_server.hosts) as client:
         yield client
-    finally:
-        client.stop()
-        client.close()
 
 
 PRODUCER_ID = 4242  # an idempotent producer of the test's own, on the wire

@@ -13,6 +13,9 @@ Nothing is timed: every wait polls a condition up to a generous deadline.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -110,6 +113,22 @@ class Cluster:
     def log_tails(self) -> str:
         return "\n".join(b.log_tail(40) for b in self.brokers.values())
 
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Cluster]:
+        """Start the brokers; on the way out stop them all (a paused one is resumed first, so
+        that it can stop). A start that fails prints the brokers' log tails."""
+        try:
+            self.start()
+            yield self
+        except BaseException:
+            print(self.log_tails())
+            raise
+        finally:
+            for broker in self.brokers.values():
+                if broker.is_alive():
+                    os.kill(broker.pid, signal.SIGCONT)
+            self.stop()
+
 
 def brokers_seen_by(broker: BrokerProcess) -> set[int]:
     """The live brokers in this broker's Metadata answer (its own cache)."""
@@ -121,14 +140,8 @@ def brokers_seen_by(broker: BrokerProcess) -> set[int]:
 @pytest.fixture
 def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path, zk_hosts)
-    try:
-        c.start()
+    with c.running():
         yield c
-    except BaseException:
-        print(c.log_tails())
-        raise
-    finally:
-        c.stop()
 
 
 def create_topic(cluster: Cluster, name: str, partitions: int, rf: int, **configs: str) -> None:

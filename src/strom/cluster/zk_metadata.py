@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from strom.cluster.local_metadata import TopicLookup, TopicRecord
 from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import (
+    BadVersionError,
     NodeExistsError,
     NoNodeError,
     SessionState,
@@ -36,7 +37,12 @@ from strom.cluster.zk.client import (
     ZkClient,
     ZkError,
 )
-from strom.cluster.zk.controller_logic import BrokerInfo, assign_added_partitions, assign_replicas
+from strom.cluster.zk.controller_logic import (
+    BrokerInfo,
+    PartitionView,
+    assign_added_partitions,
+    assign_replicas,
+)
 from strom.cluster.zk.layout import (
     BrokerRegistration,
     PartitionState,
@@ -242,6 +248,41 @@ class ZkMetadata:
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)
+
+    def partition_views(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, PartitionView]:
+        """The cached replicas and states of `partitions` (those with a state), as
+        controller_logic decides from them."""
+        return {
+            tp: PartitionView(self.replicas(tp.topic, tp.partition), vs.state)
+            for tp in partitions
+            if (vs := self.states.get(tp)) is not None
+        }
+
+    async def write_decisions(
+        self, changes: Mapping[TopicPartition, PartitionState]
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, VersionedState]]:
+        """A broker that is not the controller writes decisions the controller would make
+        (stamped with its epoch by the caller): each a compare-and-set against the cached
+        version, then the written ones announced as ISR changes so that the controller
+        re-reads them. Returns (the versions written, the partitions whose state changed
+        meanwhile, with the state the write expected)."""
+        written: dict[TopicPartition, int] = {}
+        conflicts: dict[TopicPartition, VersionedState] = {}
+        for tp, state in changes.items():
+            known = self.states.get(tp)
+            if known is None:
+                continue
+            try:
+                written[tp] = (
+                    await self.store.update_partition_state(tp, state, known.version)
+                ).version
+            except BadVersionError:
+                conflicts[tp] = known
+        if written:
+            await self.store.notify_isr_change(list(written))
+        return written, conflicts
 
     def put_state(self, tp: TopicPartition, versioned: VersionedState) -> bool:
         """A partition state learnt outside the watches (the controller's own decision, a

@@ -18,8 +18,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from strom.cluster.zk import controller_logic as logic
-from strom.cluster.zk.client import BadVersionError
-from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import TopicPartition
 from strom.protocol.errors import ErrorCode, ProtocolError
 from strom.protocol.messages.controlled_shutdown_request import ControlledShutdownRequest
@@ -121,27 +119,16 @@ async def _via_zookeeper(runtime: ClusterRuntime, broker_id: int) -> set[TopicPa
     compare-and-set, stamped with the current controller epoch, then announce them as
     ISR changes so that the controller re-reads these states into its cache."""
     metadata = runtime.metadata
-    store = metadata.store
-    views = {
-        tp: PartitionView(metadata.replicas(tp.topic, tp.partition), vs.state)
-        for tp, vs in metadata.states.items()
-        if broker_id in metadata.replicas(tp.topic, tp.partition)
-    }
+    views = metadata.partition_views(
+        tp for tp in metadata.states if broker_id in metadata.replicas(tp.topic, tp.partition)
+    )
     live = set(metadata.brokers)
     epoch = runtime.controller.epoch
     changes, remaining = logic.controlled_shutdown(views, live, {broker_id}, epoch)
-    written: dict[TopicPartition, int] = {}  # -> the version written
-    for tp, state in changes.items():
-        known = metadata.states.get(tp)
-        if known is None:
-            continue
-        try:
-            written[tp] = (await store.update_partition_state(tp, state, known.version)).version
-        except BadVersionError:
-            if known.state.leader == broker_id:
-                remaining.add(tp)  # changed meanwhile: look again on the next attempt
+    written, conflicts = await metadata.write_decisions(changes)
+    # Changed meanwhile: look again on the next attempt.
+    remaining |= {tp for tp, known in conflicts.items() if known.state.leader == broker_id}
     if written:
-        await store.notify_isr_change(list(written))
         # By version, not by content: the controller may rewrite a state right after.
         await metadata.wait_until(
             lambda: all(

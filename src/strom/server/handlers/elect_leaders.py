@@ -34,9 +34,8 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from strom.cluster.zk import controller_logic as logic
-from strom.cluster.zk.client import BadVersionError, NodeExistsError, ZkError
+from strom.cluster.zk.client import NodeExistsError, ZkError
 from strom.cluster.zk.context import NotControllerError
-from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import TopicPartition
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.elect_leaders_request import ElectLeadersRequest
@@ -180,23 +179,12 @@ async def _request_unclean_election(
                 await cluster.controller.elect_unclean_leaders(partitions)
                 return
         metadata = cluster.metadata
-        views = {
-            tp: PartitionView(metadata.replicas(tp.topic, tp.partition), vs.state)
-            for tp in partitions
-            if (vs := metadata.state(tp.topic, tp.partition)) is not None
-        }
+        views = metadata.partition_views(partitions)
         changes = logic.unclean_elections(views, set(metadata.brokers), cluster.controller.epoch)
-        written: list[TopicPartition] = []
-        for tp, state in changes.items():
-            known = metadata.state(tp.topic, tp.partition)
-            if known is None:
-                continue
-            with contextlib.suppress(BadVersionError):  # changed meanwhile: the wait tells
-                await metadata.store.update_partition_state(tp, state, known.version)
-                written.append(tp)
-                log.warning("unclean election on demand: %s led by %s", tp, state.leader)
-        if written:
-            await metadata.store.notify_isr_change(written)
+        # A state changed meanwhile is left alone: the caller's wait tells.
+        written, _ = await metadata.write_decisions(changes)
+        for tp in written:
+            log.warning("unclean election on demand: %s led by %s", tp, changes[tp].leader)
     except ZkError as exc:
         log.warning("unclean election failed: %r", exc)
 
