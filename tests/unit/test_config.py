@@ -503,7 +503,16 @@ def test_describe_topic_configs_sources_and_synonyms() -> None:
     pol = entries["cleanup.policy"]
     assert (pol.value, pol.source) == ("compact", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)
     down = entries["message.downconversion.enable"]
-    assert (down.value, down.source, down.synonyms) == ("true", ConfigSource.DEFAULT_CONFIG, [])
+    assert (down.value, down.source) == ("true", ConfigSource.DEFAULT_CONFIG)
+    assert [(s.name, s.value, s.source) for s in down.synonyms] == [
+        ("log.message.downconversion.enable", "true", ConfigSource.DEFAULT_CONFIG)
+    ]
+    throttled = entries["follower.replication.throttled.replicas"]
+    assert (throttled.value, throttled.source, throttled.synonyms) == (
+        "",
+        ConfigSource.DEFAULT_CONFIG,
+        [],
+    )
     assert entries["min.cleanable.dirty.ratio"].config_type is ConfigType.DOUBLE
 
 

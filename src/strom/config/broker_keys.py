@@ -186,6 +186,8 @@ BROKER_DEFS: dict[str, ConfigDef] = names(
            "timestamp may be (CreateTime only).", at_least(0), dynamic=True),
         _d("log.message.timestamp.after.max.ms", L, LONG_MAX, "How far in the future a record "
            "timestamp may be (CreateTime only).", at_least(0), dynamic=True),
+        _d("log.message.downconversion.enable", B, True, "Whether Fetch v0-3 (message formats "
+           "v0/v1) may be served by converting record batches down.", dynamic=True),
         _d("log.message.timestamp.difference.max.ms", L, LONG_MAX, "Deprecated: one bound for "
            "both directions; used where the before/after keys are left at their defaults.",
            at_least(0)),
@@ -372,7 +374,7 @@ KNOWN_UNUSED: frozenset[str] = frozenset(
     alter.log.dirs.replication.quota.window.num alter.log.dirs.replication.quota.window.size.seconds
     client.quota.callback.class create.topic.policy.class.name alter.config.policy.class.name
     authorizer.class.name super.users allow.everyone.if.no.acl.found principal.builder.class
-    inter.broker.protocol.version log.message.format.version log.message.downconversion.enable
+    inter.broker.protocol.version log.message.format.version
     zookeeper.set.acl zookeeper.max.in.flight.requests zookeeper.clientCnxnSocket
     zookeeper.ssl.client.enable zookeeper.metadata.migration.enable unstable.api.versions.enable
     unstable.feature.versions.enable remote.log.storage.system.enable delegation.token.master.key

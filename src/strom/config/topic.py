@@ -144,6 +144,7 @@ def log_config_for(topic_overrides: Mapping[str, str], broker: BrokerConfig) -> 
         min_insync_replicas=_int(v, "min.insync.replicas"),
         unclean_leader_election_enable=_bool(v, "unclean.leader.election.enable"),
         compression_type=str(v["compression.type"]),
+        message_downconversion_enable=_bool(v, "message.downconversion.enable"),
         preallocate=_bool(v, "preallocate"),
     )
 

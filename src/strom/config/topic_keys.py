@@ -100,8 +100,9 @@ TOPIC_DEFS: dict[str, ConfigDef] = names(
            at_least(1), ("log.cleaner.max.compaction.lag.ms",)),
         _t("max.message.bytes", I, 1048588, "Largest record batch accepted (after "
            "compression).", at_least(0), ("message.max.bytes",)),
-        _t("message.downconversion.enable", B, True, "Accepted for compatibility; Strom only "
-           "serves record batch v2, so nothing is down-converted.", unused=True),
+        _t("message.downconversion.enable", B, True, "Whether consumers fetching with Fetch v0-3 "
+           "get record batches converted down to message format v0/v1 (false: "
+           "UNSUPPORTED_VERSION).", None, ("log.message.downconversion.enable",)),
         _t("message.timestamp.after.max.ms", L, LONG_MAX, "How far ahead of the broker's clock "
            "a CreateTime timestamp may be.", at_least(0),
            ("log.message.timestamp.after.max.ms",)),

@@ -36,6 +36,7 @@ class LogConfig:
     min_insync_replicas: int = 1
     unclean_leader_election_enable: bool = False
     compression_type: str = "producer"
+    message_downconversion_enable: bool = True
     preallocate: bool = False
 
     @property

@@ -1,4 +1,11 @@
-"""Fetch (key 1), versions 4-17: read record batches, long-polling when there is too little.
+"""Fetch (key 1), versions 0-17: read record batches, long-polling when there is too little.
+
+Versions 0-3 cannot carry record batch v2: what they read is converted down to message format v0
+(Fetch v0-1) or v1 (v2-3) as Kafka 3.x does (protocol/records/down_conversion.py), unless the
+topic's message.downconversion.enable is false (UNSUPPORTED_VERSION for the partition). They
+have no isolation level (read_uncommitted) and v0-2 a hard byte limit (a first batch above the
+partition's max bytes is not returned). Versions below 10 get UNSUPPORTED_COMPRESSION_TYPE for
+a topic with compression.type=zstd, as from Kafka.
 
 Each partition is read from its fetch offset up to the high watermark, or with isolation_level
 1 (read_committed) up to the last stable offset, with the aborted transactions overlapping the
@@ -29,6 +36,8 @@ from strom.protocol.messages.fetch_response import (
     FetchResponse,
     PartitionData,
 )
+from strom.protocol.records.down_conversion import down_convert, down_convert_magic
+from strom.protocol.records.errors import RecordError
 from strom.server.broker import Broker
 from strom.server.context import RequestContext
 from strom.server.fetch_session import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
@@ -185,6 +194,14 @@ class _FetchPlan:
         if cluster is not None and not cluster.replicas.is_leader(target.topic, target.partition):
             data.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER  # consumers read from leaders
             return data
+        version = self.ctx.api_version
+        to_magic = down_convert_magic(version)
+        if version < 10 and log.config.compression_type == "zstd":
+            data.error_code = ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
+            return data
+        if to_magic is not None and not log.config.message_downconversion_enable:
+            data.error_code = ErrorCode.UNSUPPORTED_VERSION
+            return data
         key = (target.topic, target.partition)
         self._size_at_read[key] = log.size_bytes
         high_watermark = log.high_watermark
@@ -202,11 +219,18 @@ class _FetchPlan:
                 target.fetch_offset,
                 max_bytes=max(limit, 0),
                 max_offset=stable if self.read_committed else high_watermark,
-                min_one_batch=bytes_so_far == 0,
+                # v0-2 have a hard byte limit: no batch larger than it is returned.
+                min_one_batch=bytes_so_far == 0 and version >= 3,
                 nowait=nowait,
             )
         except OffsetOutOfRangeError:
             data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+            return data
+        if to_magic is not None:
+            try:
+                data.records = down_convert(result.records, to_magic, target.fetch_offset)
+            except RecordError as exc:
+                data.error_code = ErrorCode(exc.error_code)
             return data
         data.records = result.records
         if self.read_committed and result.records:
@@ -270,7 +294,7 @@ def _error_response(code: ErrorCode) -> FetchResponse:
     return FetchResponse(error_code=code, session_id=0, responses=[])
 
 
-@handles(1, 4, 17)
+@handles(1, 0, 17)
 def handle_fetch(
     ctx: RequestContext, request: FetchRequest
 ) -> FetchResponse | Awaitable[FetchResponse]:

@@ -1,4 +1,9 @@
-"""Produce (key 0), versions 3-11: validate record batches and append them unchanged.
+"""Produce (key 0), versions 0-11: validate record batches and append them unchanged.
+
+Versions 0-2 may carry message format v0/v1 (magic 0/1 message sets): those are validated record
+by record and converted to one record batch v2 before the append, as Kafka 3.x does
+(protocol/records/up_conversion.py has the rules); a v2 batch in them takes the path below.
+Version 3-6 refuse zstd batches (UNSUPPORTED_COMPRESSION_TYPE), as Kafka does.
 
 Per partition: exactly one record batch v2 (as Kafka requires from v3), validated at batch
 granularity by `validate_batches` (magic, lengths, CRC-32C, count, size against
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from strom.protocol.compression import CODEC_ZSTD
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.produce_request import PartitionProduceData, ProduceRequest
 from strom.protocol.messages.produce_response import (
@@ -34,8 +40,11 @@ from strom.protocol.messages.produce_response import (
     ProduceResponse,
     TopicProduceResponse,
 )
+from strom.protocol.records.batch_header import BatchHeader
 from strom.protocol.records.codec import decode_records
 from strom.protocol.records.errors import RecordError
+from strom.protocol.records.legacy import is_legacy
+from strom.protocol.records.up_conversion import AppendRules, up_convert
 from strom.protocol.records.validation import check_timestamps, validate_batches
 from strom.server.context import RequestContext
 from strom.server.registry import handles
@@ -57,7 +66,7 @@ def _error(index: int, code: ErrorCode, message: str | None = None) -> Partition
 
 
 def _append(
-    ctx: RequestContext, topic: str, data: PartitionProduceData, now_ms: int
+    ctx: RequestContext, topic: str, data: PartitionProduceData, now_ms: int, version: int
 ) -> tuple[PartitionProduceResponse, PartitionLog | None, int]:
     """Append one partition's batch; returns its response, its log and its last offset."""
     broker = ctx.broker
@@ -69,11 +78,33 @@ def _append(
         return _error(data.index, ErrorCode.INVALID_RECORD, "no record batch"), None, -1
     cfg = partition_log.config
     view = records if isinstance(records, memoryview) else memoryview(bytearray(records))
+    if version < 3 and is_legacy(view):
+        # Message format v0/v1: validated record by record and converted to one v2 batch.
+        rules = AppendRules(
+            now_ms=now_ms,
+            compression_type=cfg.compression_type,
+            create_time=cfg.message_timestamp_type == "CreateTime",
+            timestamp_before_max_ms=cfg.message_timestamp_before_max_ms,
+            timestamp_after_max_ms=cfg.message_timestamp_after_max_ms,
+            compacted=cfg.compact,
+            max_message_bytes=cfg.max_message_bytes,
+        )
+        try:
+            converted = up_convert(view, rules)
+        except RecordError as exc:
+            return _error(data.index, ErrorCode(exc.error_code), str(exc)), None, -1
+        converted_view = memoryview(converted.batch)
+        return _append_batch(
+            ctx, topic, data.index, partition_log, converted_view, [converted.header], now_ms
+        )
     try:
         batches = validate_batches(view, max_batch_size=cfg.max_message_bytes)
     except RecordError as exc:
         return _error(data.index, ErrorCode(exc.error_code), str(exc)), None, -1
     batch = batches[0]
+    if 3 <= version < 7 and batch.compression == CODEC_ZSTD:
+        message = f"Produce requests with version {version} are not allowed to use ZStandard"
+        return _error(data.index, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, message), None, -1
     if cfg.message_timestamp_type == "CreateTime" and not check_timestamps(
         batch, now_ms, cfg.message_timestamp_before_max_ms, cfg.message_timestamp_after_max_ms
     ):
@@ -101,28 +132,42 @@ def _append(
                 if record.key is None
             ]
             return response, None, -1
+    return _append_batch(ctx, topic, data.index, partition_log, view, batches, now_ms)
+
+
+def _append_batch(
+    ctx: RequestContext,
+    topic: str,
+    index: int,
+    partition_log: PartitionLog,
+    view: memoryview,
+    batches: list[BatchHeader],
+    now_ms: int,
+) -> tuple[PartitionProduceResponse, PartitionLog | None, int]:
+    """Append validated batches and answer for them."""
+    broker = ctx.broker
     try:
         result = partition_log.append_as_leader(
-            view, batches, broker.leader_epoch(topic, data.index), now_ms
+            view, batches, broker.leader_epoch(topic, index), now_ms
         )
     except ProducerStateError as exc:
-        return _error(data.index, ErrorCode(exc.error_code)), None, -1
+        return _error(index, ErrorCode(exc.error_code)), None, -1
     if result.duplicate:
         # Already in the log: answer as the first time (Kafka sends the batch's timestamp as
         # log_append_time_ms for a duplicate, whatever the topic's timestamp type).
         response = PartitionProduceResponse(
-            index=data.index,
+            index=index,
             error_code=ErrorCode.NONE,
             base_offset=result.first_offset,
             log_append_time_ms=result.log_append_time_ms,
             log_start_offset=result.log_start_offset,
         )
         return response, partition_log, result.last_offset
-    broker.after_append(topic, data.index)
+    broker.after_append(topic, index)
     if partition_log.needs_flush(now_ms):
         broker.request_flush(partition_log)
     response = PartitionProduceResponse(
-        index=data.index,
+        index=index,
         error_code=ErrorCode.NONE,
         base_offset=result.first_offset,
         log_append_time_ms=result.log_append_time_ms,
@@ -131,7 +176,7 @@ def _append(
     return response, partition_log, result.last_offset
 
 
-@handles(0, 3, 11)
+@handles(0, 0, 11)
 def handle_produce(
     ctx: RequestContext, request: ProduceRequest
 ) -> ProduceResponse | Awaitable[ProduceResponse] | None:
@@ -152,7 +197,9 @@ def handle_produce(
                 if refused != ErrorCode.NONE:
                     partitions.append(_error(data.index, refused))
                     continue
-            response, partition_log, last_offset = _append(ctx, topic.name, data, now_ms)
+            response, partition_log, last_offset = _append(
+                ctx, topic.name, data, now_ms, ctx.api_version
+            )
             partitions.append(response)
             if partition_log is not None:
                 appended.append((response, partition_log, last_offset))
