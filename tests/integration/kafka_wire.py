@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import crc32c
@@ -358,3 +359,118 @@ def api_versions_ok(host: str, port: int, timeout: float = 5.0) -> bool:
         and resp.error_code == ERR_NONE
         and API_API_VERSIONS in resp.api_keys
     )
+
+
+# --------------------------------------------------------------------------- message format v0/v1
+
+API_FETCH = 1
+
+
+def legacy_message(
+    magic: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    timestamp: int = -1,
+    attributes: int = 0,
+) -> bytes:
+    """One message set entry of message format v0/v1 (offset, size, crc, magic, attributes,
+    [timestamp], key, value), CRC-32 over magic to the end, as the protocol guide lays it out."""
+    body = i8(magic) + i8(attributes) + (i64(timestamp) if magic == 1 else b"")
+    body += nbytes(key) + nbytes(value)
+    crc = struct.pack(">I", zlib.crc32(body))
+    return i64(offset) + i32(len(body) + 4) + crc + body
+
+
+def produce_request_v0_2(
+    version: int,
+    topic: str,
+    partition: int,
+    records: bytes,
+    acks: int = 1,
+    correlation_id: int = 1,
+) -> bytes:
+    """Produce v0-2: no transactional id; the same body in all three."""
+    body = i16(acks) + i32(10_000) + i32(1) + string(topic) + i32(1) + i32(partition)
+    return frame(
+        request_header(API_PRODUCE, version, correlation_id, "strom-it") + body + nbytes(records)
+    )
+
+
+@dataclass
+class OldProduceResult:
+    error_code: int
+    base_offset: int
+    log_append_time: int | None
+
+
+def parse_produce_v0_2(version: int, payload: bytes) -> OldProduceResult:
+    c = Cursor(payload)
+    c.i32()  # correlation id
+    assert c.i32() == 1
+    c.string()
+    assert c.i32() == 1
+    c.i32()  # partition
+    err, base = c.i16(), c.i64()
+    lat = c.i64() if version >= 2 else None
+    return OldProduceResult(err, base, lat)
+
+
+def fetch_request_v0_3(
+    version: int, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20
+) -> bytes:
+    body = i32(-1) + i32(100) + i32(1) + (i32(1 << 24) if version >= 3 else b"")
+    body += i32(1) + string(topic) + i32(1) + i32(partition) + i64(offset) + i32(max_bytes)
+    return frame(request_header(API_FETCH, version, 5, "strom-it") + body)
+
+
+@dataclass
+class OldMessage:
+    offset: int
+    magic: int
+    attributes: int
+    timestamp: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class OldFetchResult:
+    error_code: int
+    high_watermark: int
+    records: bytes
+
+
+def parse_fetch_v0_3(version: int, payload: bytes) -> OldFetchResult:
+    c = Cursor(payload)
+    c.i32()  # correlation id
+    if version >= 1:
+        c.i32()  # throttle time
+    assert c.i32() == 1
+    c.string()
+    assert c.i32() == 1
+    c.i32()  # partition
+    err, hw = c.i16(), c.i64()
+    size = c.i32()
+    return OldFetchResult(err, hw, c._take(size) if size > 0 else b"")
+
+
+def parse_message_set(data: bytes) -> list[OldMessage]:
+    """Shallow entries of a message set (uncompressed messages); CRCs checked."""
+    out: list[OldMessage] = []
+    c = Cursor(data)
+    while c.remaining() >= 12:
+        offset, size = c.i64(), c.i32()
+        if c.remaining() < size:
+            break
+        entry = Cursor(c._take(size))
+        crc = struct.unpack(">I", entry._take(4))[0]
+        assert crc == zlib.crc32(entry.data[4:]), "CRC-32 mismatch"
+        magic, attributes = entry.i8(), entry.i8()
+        timestamp = entry.i64() if magic == 1 else None
+        klen = entry.i32()
+        key = entry._take(klen) if klen >= 0 else None
+        vlen = entry.i32()
+        value = entry._take(vlen) if vlen >= 0 else None
+        out.append(OldMessage(offset, magic, attributes, timestamp, key, value))
+    return out
