@@ -27,6 +27,8 @@ from .clients import (
     ck_consume,
     ck_produce,
     create_topic,
+    kcat_consume,
+    kcat_produce,
     kp_consume,
     kp_produce,
     wait_until,
@@ -224,6 +226,18 @@ def test_librdkafka_old_fallback(
             assert [g.timestamp for g in got] == [r.timestamp for r in sent]
         else:  # magic 0: no timestamp anywhere
             assert all(g.timestamp in (-1, 0) for g in got)
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "lz4"])
+def test_kcat_old_fallback(shared_broker: BrokerProcess, topic: str, codec: str) -> None:
+    create_topic(shared_broker.bootstrap, topic, 1)
+    old = ["-X", "api.version.request=false", "-X", "broker.version.fallback=0.9.0"]
+    sent = [Rec(f"k{i}".encode(), f"v{i}".encode() * 20, partition=0) for i in range(25)]
+    kcat_produce(shared_broker.bootstrap, topic, sent, partition=0, extra=[*old, "-z", codec])
+    got = kcat_consume(shared_broker.bootstrap, topic, partition=0, offset="0", count=25, extra=old)
+    assert [(g.offset, g.key, g.value) for g in got] == [
+        (i, r.key, r.value) for i, r in enumerate(sent)
+    ]
 
 
 # ----------------------------------------------------------------------------- kafka-python
