@@ -20,8 +20,8 @@ import confluent_kafka as ck
 import pytest
 from integration.broker_process import BrokerProcess
 
-from strom.server.coordinator_runtime import partition_for
-from strom.server.group_runtime import OFFSETS_TOPIC
+from strom.runtime.coordinator_runtime import partition_for
+from strom.runtime.group_runtime import OFFSETS_TOPIC
 
 from .test_replicated_cluster import DEADLINE_S, Cluster, create_topic, full_isr, wait_for
 

@@ -44,7 +44,7 @@ from strom.protocol.messages.write_txn_markers_request import (
     WriteTxnMarkersRequest,
 )
 from strom.protocol.messages.write_txn_markers_response import WriteTxnMarkersResponse
-from strom.server.coordinator_runtime import partition_for
+from strom.runtime.coordinator_runtime import partition_for
 
 from .test_replicated_cluster import DEADLINE_S, Cluster, full_isr, wait_for
 

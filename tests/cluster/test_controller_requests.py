@@ -21,8 +21,8 @@ from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import ZkClient, ZkError
 from strom.config import BrokerConfig
 from strom.protocol.errors import ErrorCode
+from strom.runtime.controller_requests import ControllerRequests
 from strom.server.context import RequestContext
-from strom.server.controller_requests import ControllerRequests
 
 from .helpers import TestBroker, eventually
 

@@ -67,7 +67,7 @@ DEFAULT_REPLICA_LAG_TIME_MAX_MS = 30_000  # replica.lag.time.max.ms
 
 
 class MonotonicClock(Protocol):
-    """What the state needs of a clock (strom.server.clock.Clock satisfies it)."""
+    """What the state needs of a clock (strom.clock.Clock satisfies it)."""
 
     def monotonic_ms(self) -> int: ...
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import strom.server.handlers  # noqa: F401  (registers every API handler)
 from strom.config import BrokerConfig
-from strom.server.broker import Broker
+from strom.server.broker import Broker, open_cluster_broker
 from strom.server.dispatch import Dispatcher
 from strom.server.network import KafkaConnection
 
@@ -30,10 +30,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if config.zookeeper_connect:
-        # Cluster mode: metadata in ZooKeeper, partitions replicated. Imported here so that a
-        # single broker never loads the ZooKeeper client.
-        from strom.server.cluster_runtime import open_cluster_broker
-
+        # Cluster mode: metadata in ZooKeeper, partitions replicated.
         broker = await open_cluster_broker(config)
     else:
         broker = await loop.run_in_executor(None, Broker.open, config)

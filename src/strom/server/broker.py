@@ -12,31 +12,29 @@ import logging
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from strom.clock import Clock, SystemClock
 from strom.cluster.local_metadata import LocalMetadata, TopicRecord
 from strom.cluster.topic_names import INTERNAL_TOPICS, validate_topic_name
 from strom.config import BrokerConfig, ConfigError, log_config_for, validate_topic_configs
 from strom.protocol.errors import ErrorCode
-from strom.server.clock import Clock, SystemClock
-from strom.server.errors import ApiError
+from strom.runtime.errors import ApiError
+from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
+from strom.runtime.host import CoordinatorHandle, Node
+from strom.runtime.purgatory import Purgatory
+from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.server.fetch_session import FetchSessionCache
-from strom.server.group_runtime import GroupCoordinatorRuntime
-from strom.server.purgatory import Purgatory
-from strom.server.txn_runtime import TransactionCoordinatorRuntime
 from strom.storage.log_config import LogConfig
 from strom.storage.log_manager import LogManager
 from strom.storage.segment import unlink_paths
 
 if TYPE_CHECKING:
     from strom.cluster.zk_metadata import ZkMetadata
-    from strom.server.cluster_runtime import ClusterRuntime
+    from strom.runtime.cluster_runtime import ClusterRuntime
+    from strom.runtime.host import Metadata
     from strom.storage.partition_log import PartitionLog
-
-    # Single node: the JSON file in the data directory; cluster mode: the ZooKeeper cache.
-    Metadata = LocalMetadata | ZkMetadata
 
 log = logging.getLogger("strom.broker")
 
@@ -50,14 +48,6 @@ def broker_config_write_name(broker_id: int | None) -> str:
 # A single broker leads every partition; its leader epoch never changes.
 SINGLE_NODE_LEADER_EPOCH = 0
 ZERO_UUID = uuid.UUID(int=0)
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    node_id: int
-    host: str
-    port: int
-    rack: str | None = None
 
 
 class Broker:
@@ -275,6 +265,13 @@ class Broker:
         record = self.metadata.get_topic(topic)
         return log_config_for(record.configs if record else {}, self.config)
 
+    def coordinator_for_topic(self, topic: str) -> CoordinatorHandle | None:
+        if topic == OFFSETS_TOPIC:
+            return self.groups
+        if topic == TRANSACTION_STATE_TOPIC:
+            return self.txns
+        return None
+
     def partition_log(self, topic: str, partition: int) -> PartitionLog | None:
         return self.logs.get(topic, partition)
 
@@ -282,7 +279,7 @@ class Broker:
         """After any append (produce, transaction marker): move the high watermark and, with it,
         the last stable offset, then wake the fetches waiting on the partition. One broker is
         the whole ISR, so its log end is the high watermark. In cluster mode the ISR decides
-        (server/replica_manager.py)."""
+        (runtime/replica_manager.py)."""
         if self.cluster is not None:
             self.cluster.replicas.after_append(topic, partition)
             return
@@ -481,3 +478,37 @@ class Broker:
 
     def data_dirs(self) -> list[Path]:
         return list(self.config.log_dirs)
+
+
+async def open_cluster_broker(config: BrokerConfig) -> Broker:
+    """Cluster mode: connect to ZooKeeper, read the cluster, open the logs (blocking part in a
+    thread). The ZooKeeper client is imported here so that a single broker never loads it."""
+    from strom.cluster.ids import new_cluster_id
+    from strom.cluster.zk.client import ZkClient
+    from strom.cluster.zk_metadata import ZkMetadata
+    from strom.runtime.cluster_runtime import ClusterRuntime
+
+    assert config.zookeeper_connect
+    client = ZkClient(
+        config.zookeeper_connect,
+        session_timeout_ms=config.get_int("zookeeper.session.timeout.ms"),
+        connection_timeout_ms=config.get("zookeeper.connection.timeout.ms"),  # type: ignore[arg-type]
+    )
+    await client.start()
+    try:
+        metadata = ZkMetadata(client, config.broker_id)
+        await metadata.start(new_cluster_id())
+        await metadata.load()
+        try:
+            config = config.with_dynamic(
+                metadata.dynamic_configs_for(config.broker_id), metadata.dynamic_configs_for(None)
+            )
+        except ConfigError as exc:
+            log.error("ignoring dynamic broker configs from ZooKeeper: %s", exc)
+        loop = asyncio.get_running_loop()
+        broker = await loop.run_in_executor(None, Broker.open_cluster, config, metadata)
+        broker.cluster = ClusterRuntime(broker, client, metadata)
+        return broker
+    except BaseException:
+        await client.close()
+        raise

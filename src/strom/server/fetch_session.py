@@ -17,7 +17,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from strom.server.clock import Clock
+from strom.clock import Clock
 
 INITIAL_EPOCH = 0
 FINAL_EPOCH = -1

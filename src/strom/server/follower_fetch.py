@@ -31,7 +31,7 @@ from strom.server.context import RequestContext
 from strom.storage.partition_log import OffsetOutOfRangeError
 
 if TYPE_CHECKING:
-    from strom.server.replica_manager import ReplicaManager
+    from strom.runtime.replica_manager import ReplicaManager
 
 FIRST_TOPIC_ID_VERSION = 13
 FIRST_REPLICA_STATE_VERSION = 15

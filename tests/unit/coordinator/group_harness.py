@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from strom.clock import ManualClock
 from strom.coordinator.group import CoordinatorRecord, GroupConfig, GroupCoordinatorShard
 from strom.coordinator.group.classic_group import ClassicGroup
 from strom.coordinator.group.consumer_group import ConsumerGroup
@@ -25,7 +26,6 @@ from strom.protocol.messages.offset_commit_request import (
 )
 from strom.protocol.messages.sync_group_request import SyncGroupRequest, SyncGroupRequestAssignment
 from strom.protocol.messages.sync_group_response import SyncGroupResponse
-from strom.server.clock import ManualClock
 
 T = TypeVar("T")
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from strom.clock import ManualClock
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.fetch_request import FetchRequest
 from strom.protocol.messages.fetch_response import (
@@ -26,7 +27,6 @@ from strom.replication.leader_epoch_handler import (
     handle_offsets_for_leader_epoch,
 )
 from strom.replication.replica_state import HighWatermarkMoved, PartitionStateUpdate, ReplicaState
-from strom.server.clock import ManualClock
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_log import OffsetOutOfRangeError, PartitionLog
 

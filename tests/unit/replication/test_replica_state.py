@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strom.clock import ManualClock
 from strom.protocol.errors import ErrorCode
 from strom.replication.replica_state import (
     HighWatermarkMoved,
@@ -14,7 +15,6 @@ from strom.replication.replica_state import (
     ReplicaState,
     Role,
 )
-from strom.server.clock import ManualClock
 
 LAG = 10_000
 

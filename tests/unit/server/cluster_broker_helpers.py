@@ -29,11 +29,11 @@ from strom.protocol.messages.fetch_response import FetchResponse, PartitionData
 from strom.protocol.records.batch_header import iter_batch_headers
 from strom.protocol.records.codec import Record, build_batch
 from strom.protocol.records.validation import validate_batches
+from strom.runtime.cluster_runtime import ClusterRuntime
+from strom.runtime.replica_manager import ReplicaManager
 from strom.server.broker import Broker
-from strom.server.cluster_runtime import ClusterRuntime
 from strom.server.context import RequestContext
 from strom.server.follower_fetch import handle_follower_fetch
-from strom.server.replica_manager import ReplicaManager
 from strom.storage.partition_log import PartitionLog
 
 TOPIC = "rep"

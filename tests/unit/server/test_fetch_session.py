@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from strom.server.clock import ManualClock
+from strom.clock import ManualClock
 from strom.server.fetch_session import FetchSessionCache, SessionPartition
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from strom.server.purgatory import Purgatory
+from strom.runtime.purgatory import Purgatory
 
 
 def test_check_already_true_does_not_park() -> None:

@@ -6,11 +6,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from strom.clock import Clock
 from strom.coordinator.group.config import GroupConfig, TopicsView
 from strom.coordinator.group.offsets_store import OffsetStore, PendingTxnOffsets
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.timers import Timers
-from strom.server.clock import Clock
 
 if TYPE_CHECKING:
     from strom.coordinator.group.classic_group import ClassicGroup

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from strom.clock import Clock
 from strom.coordinator.group import admin
 from strom.coordinator.group.classic import ClassicGroups
 from strom.coordinator.group.config import GroupConfig, TopicsView
@@ -62,7 +63,6 @@ from strom.protocol.messages.sync_group_request import SyncGroupRequest
 from strom.protocol.messages.sync_group_response import SyncGroupResponse
 from strom.protocol.messages.txn_offset_commit_request import TxnOffsetCommitRequest
 from strom.protocol.messages.txn_offset_commit_response import TxnOffsetCommitResponse
-from strom.server.clock import Clock
 
 __all__ = ["GroupCoordinatorShard"]
 

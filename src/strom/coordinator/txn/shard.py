@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from strom.clock import Clock
 from strom.coordinator.txn.config import TxnConfig
 from strom.coordinator.txn.metadata import (
     EPOCH_EXHAUSTED,
@@ -46,7 +47,6 @@ from strom.protocol.messages.describe_transactions_response import TopicData, Tr
 from strom.protocol.messages.list_transactions_response import (
     TransactionState as ListedTransaction,
 )
-from strom.server.clock import Clock
 
 __all__ = ["InitResult", "MarkerJob", "TransactionCoordinatorShard"]
 

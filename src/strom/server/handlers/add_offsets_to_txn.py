@@ -14,10 +14,10 @@ from collections.abc import Awaitable
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
 from strom.protocol.messages.add_offsets_to_txn_response import AddOffsetsToTxnResponse
+from strom.runtime.coordinator_runtime import then
+from strom.runtime.errors import ApiError
+from strom.runtime.group_runtime import OFFSETS_TOPIC
 from strom.server.context import RequestContext
-from strom.server.coordinator_runtime import then
-from strom.server.errors import ApiError
-from strom.server.group_runtime import OFFSETS_TOPIC
 from strom.server.registry import handles
 
 

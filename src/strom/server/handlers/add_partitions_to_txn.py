@@ -23,8 +23,8 @@ from strom.protocol.messages.add_partitions_to_txn_response import (
     AddPartitionsToTxnResponse,
     AddPartitionsToTxnTopicResult,
 )
+from strom.runtime.coordinator_runtime import then
 from strom.server.context import RequestContext
-from strom.server.coordinator_runtime import then
 from strom.server.registry import handles
 
 

@@ -31,9 +31,9 @@ from strom.protocol.messages.alter_configs_response import (
     AlterConfigsResourceResponse,
     AlterConfigsResponse,
 )
+from strom.runtime.errors import ApiError
 from strom.server.broker import broker_config_write_name
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.handlers.describe_configs import (
     BROKER,
     TOPIC,

@@ -24,8 +24,8 @@ from strom.protocol.messages.create_partitions_response import (
     CreatePartitionsResponse,
     CreatePartitionsTopicResult,
 )
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 

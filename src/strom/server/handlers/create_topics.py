@@ -30,8 +30,8 @@ from strom.protocol.messages.create_topics_response import (
     CreatableTopicResult,
     CreateTopicsResponse,
 )
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.handlers.create_partitions import check_replicas
 from strom.server.handlers.describe_configs import topic_config_entries
 from strom.server.registry import handles

@@ -21,8 +21,8 @@ from strom.protocol.messages.delete_topics_response import (
     DeletableTopicResult,
     DeleteTopicsResponse,
 )
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 ZERO_UUID = uuid.UUID(int=0)

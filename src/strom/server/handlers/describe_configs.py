@@ -30,8 +30,8 @@ from strom.protocol.messages.describe_configs_response import (
     DescribeConfigsResult,
     DescribeConfigsSynonym,
 )
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 TOPIC = 2

@@ -12,8 +12,8 @@ from strom.protocol.messages.describe_transactions_response import (
     DescribeTransactionsResponse,
     TransactionState,
 )
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 

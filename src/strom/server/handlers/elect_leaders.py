@@ -48,7 +48,7 @@ from strom.server.context import RequestContext
 from strom.server.registry import handles
 
 if TYPE_CHECKING:
-    from strom.server.cluster_runtime import ClusterRuntime
+    from strom.runtime.cluster_runtime import ClusterRuntime
 
 log = logging.getLogger("strom.elect_leaders")
 

@@ -21,8 +21,8 @@ from collections.abc import Awaitable
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.end_txn_request import EndTxnRequest
 from strom.protocol.messages.end_txn_response import EndTxnResponse
+from strom.runtime.coordinator_runtime import then
 from strom.server.context import RequestContext
-from strom.server.coordinator_runtime import then
 from strom.server.registry import handles
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.find_coordinator_request import FindCoordinatorRequest
 from strom.protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
+from strom.runtime.errors import ApiError
+from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
+from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
-from strom.server.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from strom.server.registry import handles
-from strom.server.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1

@@ -28,9 +28,9 @@ from strom.protocol.messages.describe_groups_request import DescribeGroupsReques
 from strom.protocol.messages.describe_groups_response import DescribedGroup, DescribeGroupsResponse
 from strom.protocol.messages.list_groups_request import ListGroupsRequest
 from strom.protocol.messages.list_groups_response import ListedGroup, ListGroupsResponse
+from strom.runtime.coordinator_runtime import gather, then
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.coordinator_runtime import gather, then
-from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 AUTHORIZED_OPERATIONS_OMITTED = -2147483648

@@ -32,8 +32,8 @@ from strom.protocol.messages.offset_fetch_response import (
     OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 )
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 

@@ -29,8 +29,8 @@ from strom.protocol.messages.incremental_alter_configs_response import (
     AlterConfigsResourceResponse,
     IncrementalAlterConfigsResponse,
 )
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.errors import ApiError
 from strom.server.handlers.alter_configs import (
     broker_layer,
     duplicate_resources,

@@ -19,9 +19,9 @@ from strom.coordinator.txn import InitResult
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from strom.protocol.messages.init_producer_id_response import InitProducerIdResponse
+from strom.runtime.coordinator_runtime import then
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.coordinator_runtime import then
-from strom.server.errors import ApiError
 from strom.server.registry import handles
 
 

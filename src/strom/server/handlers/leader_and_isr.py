@@ -2,7 +2,7 @@
 partitions it hosts (leader, leader epoch, ISR, partition epoch, replicas).
 
 Cluster mode only; fencing (listener, controller epoch confirmed in ZooKeeper, broker epoch)
-and the apply path are in `strom.server.controller_requests`. A refused request answers the
+and the apply path are in `strom.runtime.controller_requests`. A refused request answers the
 top-level error and the same code for every partition, as Kafka. A single broker has no
 controller: every request answers CLUSTER_AUTHORIZATION_FAILED.
 """
@@ -82,11 +82,11 @@ def handle_leader_and_isr(
     async def run() -> LeaderAndIsrResponse:
         broker_epoch = request.broker_epoch if version >= FIRST_BROKER_EPOCH_VERSION else -1
         refused = await runtime.control.check(
-            ctx, request.controller_id, request.controller_epoch, broker_epoch
+            ctx.listener, ctx.peer, request.controller_id, request.controller_epoch, broker_epoch
         )
         if refused != ErrorCode.NONE:
             return _response(request, version, refused, {})
-        codes = runtime.control.apply_leader_and_isr(ctx, request, version)
+        codes = runtime.control.apply_leader_and_isr(ctx.listener, request, version)
         return _response(request, version, ErrorCode.NONE, codes)
 
     return run()

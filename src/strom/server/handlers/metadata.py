@@ -1,7 +1,7 @@
 """Metadata (key 3), versions 0-12: brokers, cluster id, controller and topic partitions.
 
 A single broker is the leader and the only replica of every partition; in cluster mode the
-brokers, leaders, replicas and ISRs come from ZooKeeper (server/cluster_runtime.py). Topics a client names
+brokers, leaders, replicas and ISRs come from ZooKeeper (runtime/cluster_runtime.py). Topics a client names
 that do not exist are created when auto.create.topics.enable and the request allow it (the
 creation is synchronous, so the same response already describes the new topic). Topics can
 be named by id from v12. Not done: authorized operations (no ACLs yet; always -2147483648).

@@ -213,7 +213,7 @@ def handle_produce(
 
     if acks != -1 or replicated():
         return produced
-    if cluster is not None:  # the ISR decides when acks=all is done (server/replica_manager.py)
+    if cluster is not None:  # the ISR decides when acks=all is done (runtime/replica_manager.py)
         return cluster.replicas.await_acks_all(request.timeout_ms, produced, appended)
     return _await_replication(ctx, request, produced, appended, replicated)
 

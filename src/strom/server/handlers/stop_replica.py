@@ -3,7 +3,7 @@ partitions, and to delete their logs when `delete_partition` (v3+, before: the r
 `delete_partitions`) is set; Strom's controller sends it for deleted topics.
 
 Cluster mode only; fencing as LeaderAndIsr, and a partition is only removed once ZooKeeper
-confirms this broker no longer hosts it (see `strom.server.controller_requests`). A refused
+confirms this broker no longer hosts it (see `strom.runtime.controller_requests`). A refused
 request answers the top-level error and the same code for every partition, as Kafka. A single
 broker answers CLUSTER_AUTHORIZATION_FAILED.
 """
@@ -61,11 +61,11 @@ def handle_stop_replica(
     async def run() -> StopReplicaResponse:
         broker_epoch = request.broker_epoch if version >= FIRST_BROKER_EPOCH_VERSION else -1
         refused = await runtime.control.check(
-            ctx, request.controller_id, request.controller_epoch, broker_epoch
+            ctx.listener, ctx.peer, request.controller_id, request.controller_epoch, broker_epoch
         )
         if refused != ErrorCode.NONE:
             return _response(request, version, refused, {})
-        codes = await runtime.control.stop_replicas(ctx, request, version)
+        codes = await runtime.control.stop_replicas(ctx.listener, request, version)
         return _response(request, version, ErrorCode.NONE, codes)
 
     return run()

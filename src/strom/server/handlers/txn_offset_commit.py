@@ -24,10 +24,10 @@ from strom.protocol.messages.txn_offset_commit_response import (
     TxnOffsetCommitResponsePartition,
     TxnOffsetCommitResponseTopic,
 )
+from strom.runtime.coordinator_runtime import then
+from strom.runtime.errors import ApiError
+from strom.runtime.group_runtime import OFFSETS_TOPIC
 from strom.server.context import RequestContext
-from strom.server.coordinator_runtime import then
-from strom.server.errors import ApiError
-from strom.server.group_runtime import OFFSETS_TOPIC
 from strom.server.registry import handles
 from strom.storage.errors import StorageError
 

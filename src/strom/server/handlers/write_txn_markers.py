@@ -23,9 +23,9 @@ from strom.protocol.messages.write_txn_markers_response import (
     WritableTxnMarkerTopicResult,
     WriteTxnMarkersResponse,
 )
+from strom.runtime.txn_markers import TxnMarker, write_markers
 from strom.server.context import RequestContext
 from strom.server.registry import handles
-from strom.server.txn_markers import TxnMarker, write_markers
 
 
 @handles(27, 0, 1)

@@ -22,10 +22,10 @@ from strom.protocol.messages.txn_offset_commit_request import (
 )
 from strom.protocol.records.batch_header import iter_batch_headers
 from strom.protocol.records.codec import Record, build_batch
+from strom.runtime.errors import ApiError
+from strom.runtime.group_runtime import OFFSETS_TOPIC
+from strom.runtime.txn_runtime import ProducerIdManager
 from strom.server.broker import Broker
-from strom.server.errors import ApiError
-from strom.server.group_runtime import OFFSETS_TOPIC
-from strom.server.txn_runtime import ProducerIdManager
 
 
 def open_broker(data: Path) -> Broker:

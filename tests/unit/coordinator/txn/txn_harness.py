@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from strom.clock import ManualClock
 from strom.coordinator.txn import (
     InitResult,
     MarkerJob,
@@ -20,7 +21,6 @@ from strom.coordinator.txn import (
 )
 from strom.coordinator.txn.metadata import TxnSnapshot
 from strom.protocol.errors import ErrorCode
-from strom.server.clock import ManualClock
 
 TIMEOUT = 60_000
 

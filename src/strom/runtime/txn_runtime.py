@@ -41,14 +41,14 @@ from strom.coordinator.txn import (
 )
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.describe_transactions_response import TransactionState
-from strom.server.coordinator_runtime import CoordinatorRuntime
-from strom.server.errors import ApiError
-from strom.server.internal_topic import append_records, read_batches, replay_end
-from strom.server.txn_marker_sender import TxnMarkerSender
-from strom.server.txn_markers import TxnMarker, append_marker
+from strom.runtime.coordinator_runtime import CoordinatorRuntime
+from strom.runtime.errors import ApiError
+from strom.runtime.internal_topic import append_records, read_batches, replay_end
+from strom.runtime.txn_marker_sender import TxnMarkerSender
+from strom.runtime.txn_markers import TxnMarker, append_marker
 
 if TYPE_CHECKING:
-    from strom.server.broker import Broker
+    from strom.runtime.host import BrokerHost
 
 log = logging.getLogger("strom.transactions")
 
@@ -82,7 +82,7 @@ class ProducerIdManager:
         return pid
 
 
-def txn_config(broker: Broker) -> TxnConfig:
+def txn_config(broker: BrokerHost) -> TxnConfig:
     cfg = broker.config
     return TxnConfig(
         max_timeout_ms=cfg.get_int("transaction.max.timeout.ms"),
@@ -104,7 +104,7 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinatorSha
     WRITE_TIMEOUT_KEY = "request.timeout.ms"
     log = log
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerHost) -> None:
         self._retry: dict[int, asyncio.TimerHandle] = {}
         self._sender: TxnMarkerSender | None = None
         super().__init__(broker)

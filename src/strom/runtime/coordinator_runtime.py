@@ -28,11 +28,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from strom.protocol.errors import ErrorCode
-from strom.server.errors import ApiError
-from strom.server.internal_topic import ShardTimers
+from strom.runtime.errors import ApiError
+from strom.runtime.internal_topic import ShardTimers
 
 if TYPE_CHECKING:
-    from strom.server.broker import Broker
+    from strom.runtime.host import BrokerHost
 
 
 class Shard(Protocol):
@@ -111,7 +111,7 @@ class CoordinatorRuntime(Generic[ShardT]):
     WRITE_TIMEOUT_KEY: ClassVar[str]  # how long an answer waits for the ISR (cluster mode)
     log: ClassVar[logging.Logger]
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerHost) -> None:
         self.broker = broker
         self.shards: dict[int, ShardT] = {}
         self._timers = ShardTimers(broker.clock, self._fire)

@@ -38,11 +38,9 @@ from strom.replication.replica_state import (
     PendingIsrChange,
     ReplicaState,
 )
-from strom.server.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
-from strom.server.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 
 if TYPE_CHECKING:
-    from strom.server.broker import Broker
+    from strom.runtime.host import BrokerHost
     from strom.storage.partition_log import PartitionLog
 
 log = logging.getLogger("strom.replication")
@@ -52,7 +50,7 @@ ISR_RETRY_DELAY_S = 0.5
 
 
 class ReplicaManager:
-    def __init__(self, broker: Broker, metadata: ZkMetadata) -> None:
+    def __init__(self, broker: BrokerHost, metadata: ZkMetadata) -> None:
         self.broker = broker
         self.metadata = metadata
         self.broker_id = broker.config.broker_id
@@ -316,15 +314,11 @@ class ReplicaManager:
         self.fetchers.add_partitions(endpoint, {key: PartitionToFollow(plog, state.leader_epoch)})
 
     def _coordinators(self, key: Key, leading: bool) -> None:
-        """The group and transaction coordinators move with the leadership of their internal
-        topics' partitions: load the shard on becoming leader, unload it on losing it."""
+        """The coordinators move with the leadership of their internal topics' partitions:
+        load the shard on becoming leader, unload it on losing it."""
         topic, partition = key
-        runtime: GroupCoordinatorRuntime | TransactionCoordinatorRuntime
-        if topic == OFFSETS_TOPIC:
-            runtime = self.broker.groups
-        elif topic == TRANSACTION_STATE_TOPIC:
-            runtime = self.broker.txns
-        else:
+        runtime = self.broker.coordinator_for_topic(topic)
+        if runtime is None:
             return
         try:
             if leading:

@@ -12,15 +12,15 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from strom.clock import Clock
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records.batch_header import BatchHeader, iter_batch_headers
 from strom.protocol.records.codec import Record, build_batch, decode_records
-from strom.server.clock import Clock
-from strom.server.errors import ApiError
+from strom.runtime.errors import ApiError
 from strom.storage.producer_state import Origin
 
 if TYPE_CHECKING:
-    from strom.server.broker import Broker
+    from strom.runtime.host import BrokerHost
     from strom.storage.partition_log import PartitionLog
 
 READ_CHUNK_BYTES = 1 << 20
@@ -46,7 +46,7 @@ def read_batches(
 
 
 def append_records(
-    broker: Broker,
+    broker: BrokerHost,
     topic: str,
     partition: int,
     records: Sequence[tuple[bytes, bytes | None]],
@@ -88,7 +88,7 @@ def append_records(
     return end
 
 
-def replay_end(broker: Broker, partition_log: PartitionLog) -> int | None:
+def replay_end(broker: BrokerHost, partition_log: PartitionLog) -> int | None:
     """Where loading a shard stops: the high watermark on a single broker; in cluster mode,
     where this broker has just become the partition's leader, its whole log (what it has
     beyond the high watermark is the new leader's to commit, as Kafka's loader reads it)."""

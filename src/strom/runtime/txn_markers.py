@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from strom.protocol.errors import ErrorCode
-from strom.server.group_runtime import OFFSETS_TOPIC
+from strom.runtime.group_runtime import OFFSETS_TOPIC
 from strom.storage.producer_state import ProducerStateError
 
 if TYPE_CHECKING:
-    from strom.server.broker import Broker
+    from strom.runtime.host import BrokerHost
 
 TopicPartition = tuple[str, int]
 
@@ -36,7 +36,7 @@ class TxnMarker:
 
 
 def append_marker(
-    broker: Broker, marker: TxnMarker, topic: str, index: int
+    broker: BrokerHost, marker: TxnMarker, topic: str, index: int
 ) -> tuple[ErrorCode, int]:
     """Append `marker` to one partition: (NONE, log end after it) or (error, -1). Errors:
     UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER and NOT_ENOUGH_REPLICAS (cluster mode),
@@ -69,7 +69,7 @@ def append_marker(
 
 
 async def write_markers(
-    broker: Broker, markers: list[TxnMarker], timeout_ms: int
+    broker: BrokerHost, markers: list[TxnMarker], timeout_ms: int
 ) -> list[dict[TopicPartition, ErrorCode]]:
     """Append every marker, then (cluster mode) wait until the ISR has them: one code per
     partition of each marker. A marker the ISR did not take in time answers REQUEST_TIMED_OUT

@@ -25,12 +25,12 @@ from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.shard import GroupCoordinatorShard
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records.control import CONTROL_ABORT, CONTROL_COMMIT, parse_control_record
-from strom.server.coordinator_runtime import CoordinatorRuntime
-from strom.server.errors import ApiError
-from strom.server.internal_topic import append_records, read_batches, replay_end
+from strom.runtime.coordinator_runtime import CoordinatorRuntime
+from strom.runtime.errors import ApiError
+from strom.runtime.internal_topic import append_records, read_batches, replay_end
 
 if TYPE_CHECKING:
-    from strom.server.broker import Broker
+    from strom.runtime.host import BrokerHost
 
 log = logging.getLogger("strom.groups")
 
@@ -38,7 +38,7 @@ OFFSETS_TOPIC = "__consumer_offsets"
 T = TypeVar("T")
 
 
-def group_config(broker: Broker) -> GroupConfig:
+def group_config(broker: BrokerHost) -> GroupConfig:
     cfg = broker.config
     return GroupConfig(
         initial_rebalance_delay_ms=cfg.get_int("group.initial.rebalance.delay.ms"),
@@ -58,7 +58,7 @@ def group_config(broker: Broker) -> GroupConfig:
 class BrokerTopics:
     """The coordinator's read-only view of topic metadata."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerHost) -> None:
         self._broker = broker
 
     def partitions_of(self, topic: str) -> int | None:
@@ -81,7 +81,7 @@ class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinatorShard]):
     WRITE_TIMEOUT_KEY = "offsets.commit.timeout.ms"
     log = log
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerHost) -> None:
         super().__init__(broker)
         self.config = group_config(broker)
         self.topics = BrokerTopics(broker)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import SessionState, ZkError
@@ -47,20 +47,38 @@ from strom.protocol.messages.leader_and_isr_request import (
 )
 from strom.protocol.messages.stop_replica_request import StopReplicaRequest
 from strom.protocol.primitives import ZERO_UUID
-from strom.server.context import RequestContext
 
 if TYPE_CHECKING:
-    from strom.server.cluster_runtime import ClusterRuntime
+    from strom.cluster.zk.client import ZkClient
+    from strom.cluster.zk_metadata import ZkMetadata
+    from strom.runtime.host import BrokerHost
+    from strom.runtime.replica_manager import ReplicaManager
 
 log = logging.getLogger("strom.cluster")
 
 NO_BROKER_EPOCH = -1
 
 
+class ClusterSession(Protocol):
+    """The parts of the cluster runtime the controller's requests act on."""
+
+    @property
+    def broker(self) -> BrokerHost: ...
+
+    @property
+    def client(self) -> ZkClient: ...
+
+    @property
+    def metadata(self) -> ZkMetadata: ...
+
+    @property
+    def replicas(self) -> ReplicaManager: ...
+
+
 class ControllerRequests:
     """Fencing state and apply paths for the controller's requests to this broker."""
 
-    def __init__(self, runtime: ClusterRuntime) -> None:
+    def __init__(self, runtime: ClusterSession) -> None:
         self.runtime = runtime
         self.broker_id = runtime.broker.config.broker_id
         # The newest controller this broker has confirmed in ZooKeeper.
@@ -84,14 +102,20 @@ class ControllerRequests:
     # --- fencing --------------------------------------------------------------------------
 
     async def check(
-        self, ctx: RequestContext, controller_id: int, controller_epoch: int, broker_epoch: int
+        self,
+        listener: str | None,
+        peer: str,
+        controller_id: int,
+        controller_epoch: int,
+        broker_epoch: int,
     ) -> ErrorCode:
+        """NONE, or the error that refuses a request that came from `peer` on `listener`."""
         control_plane = self.runtime.broker.config.control_plane_listener_name
-        if control_plane is not None and ctx.listener and ctx.listener != control_plane:
+        if control_plane is not None and listener and listener != control_plane:
             log.warning(
                 "refused controller request from %s on listener %s (only %s takes them)",
-                ctx.peer,
-                ctx.listener,
+                peer,
+                listener,
                 control_plane,
             )
             return ErrorCode.CLUSTER_AUTHORIZATION_FAILED
@@ -101,7 +125,7 @@ class ControllerRequests:
                 "refused request of controller %d (epoch %d) from %s: %s (current epoch %d)",
                 controller_id,
                 controller_epoch,
-                ctx.peer,
+                peer,
                 code.name,
                 self.controller_epoch,
             )
@@ -160,7 +184,7 @@ class ControllerRequests:
     # --- LeaderAndIsr ---------------------------------------------------------------------
 
     def apply_leader_and_isr(
-        self, ctx: RequestContext, request: LeaderAndIsrRequest, version: int
+        self, listener: str | None, request: LeaderAndIsrRequest, version: int
     ) -> dict[tuple[str, int], ErrorCode]:
         """Applies every partition state; returns the error code of each partition."""
         out: dict[tuple[str, int], ErrorCode] = {}
@@ -179,7 +203,7 @@ class ControllerRequests:
             "%d applied or known",
             request.controller_id,
             request.controller_epoch,
-            ctx.listener or "?",
+            listener or "?",
             len(out),
             sum(1 for code in out.values() if code == ErrorCode.NONE),
         )
@@ -216,7 +240,7 @@ class ControllerRequests:
     # --- StopReplica ----------------------------------------------------------------------
 
     async def stop_replicas(
-        self, ctx: RequestContext, request: StopReplicaRequest, version: int
+        self, listener: str | None, request: StopReplicaRequest, version: int
     ) -> dict[tuple[str, int], ErrorCode]:
         wanted: list[tuple[str, int, bool]] = []
         if version == 0:
@@ -261,7 +285,7 @@ class ControllerRequests:
             "StopReplica from controller %d (epoch %d) on listener %s: %d partition(s)",
             request.controller_id,
             request.controller_epoch,
-            ctx.listener or "?",
+            listener or "?",
             len(out),
         )
         return out

@@ -35,10 +35,10 @@ from strom.protocol.messages.write_txn_markers_request import (
 )
 from strom.replication.broker_connection import BrokerConnection, connect_to_broker
 from strom.replication.fetcher import LeaderEndpoint
-from strom.server.txn_markers import TopicPartition, TxnMarker, write_markers
+from strom.runtime.txn_markers import TopicPartition, TxnMarker, write_markers
 
 if TYPE_CHECKING:
-    from strom.server.broker import Broker
+    from strom.runtime.host import BrokerHost
 
 log = logging.getLogger("strom.transactions")
 
@@ -123,7 +123,7 @@ class TxnMarkerSender:
 
     def __init__(
         self,
-        broker: Broker,
+        broker: BrokerHost,
         await_prepared: Callable[[int], Any],
         complete: Callable[[int, MarkerJob], None],
         coordinating: Callable[[int], bool],

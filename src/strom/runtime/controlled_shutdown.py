@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from strom.cluster.zk import controller_logic as logic
 from strom.cluster.zk.layout import TopicPartition
@@ -24,7 +24,11 @@ from strom.protocol.messages.controlled_shutdown_request import ControlledShutdo
 from strom.replication.broker_connection import connect_to_broker
 
 if TYPE_CHECKING:
-    from strom.server.cluster_runtime import ClusterRuntime
+    from strom.cluster.zk.controller import ZkController
+    from strom.cluster.zk_metadata import ZkMetadata
+    from strom.runtime.controller_requests import ControllerRequests
+    from strom.runtime.host import BrokerHost
+    from strom.runtime.replica_manager import ReplicaManager
 
 log = logging.getLogger("strom.cluster")
 
@@ -35,7 +39,26 @@ CONNECT_TIMEOUT_S = 10.0  # Kafka's socket.connection.setup.timeout.ms
 ASK_TIMEOUT_S = 3.0  # per request to the controller (the whole shutdown has 10 s)
 
 
-async def move_leaderships_away(runtime: ClusterRuntime) -> None:
+class LeavingBroker(Protocol):
+    """The parts of the cluster runtime a controlled shutdown uses."""
+
+    @property
+    def broker(self) -> BrokerHost: ...
+
+    @property
+    def control(self) -> ControllerRequests: ...
+
+    @property
+    def controller(self) -> ZkController: ...
+
+    @property
+    def metadata(self) -> ZkMetadata: ...
+
+    @property
+    def replicas(self) -> ReplicaManager: ...
+
+
+async def move_leaderships_away(runtime: LeavingBroker) -> None:
     """Hand this broker's leaderships over before it stops (retried while some remain): the
     active controller decides; the broker asks it with ControlledShutdown, or is it."""
     broker_id = runtime.broker.config.broker_id
@@ -56,7 +79,7 @@ async def move_leaderships_away(runtime: ClusterRuntime) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _ask_controller(runtime: ClusterRuntime, broker_id: int) -> set[TopicPartition] | None:
+async def _ask_controller(runtime: LeavingBroker, broker_id: int) -> set[TopicPartition] | None:
     """ControlledShutdown (key 7) to the active controller, as Kafka's brokers do; the
     partitions still led here, or None when the controller could not answer."""
     controller_id = runtime.controller.active_controller_id
@@ -114,7 +137,7 @@ async def _ask_controller(runtime: ClusterRuntime, broker_id: int) -> set[TopicP
     return remaining
 
 
-async def _via_zookeeper(runtime: ClusterRuntime, broker_id: int) -> set[TopicPartition]:
+async def _via_zookeeper(runtime: LeavingBroker, broker_id: int) -> set[TopicPartition]:
     """Not the controller: write the controller's own controlled-shutdown decisions with
     compare-and-set, stamped with the current controller epoch, then announce them as
     ISR changes so that the controller re-reads these states into its cache."""

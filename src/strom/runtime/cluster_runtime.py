@@ -1,7 +1,7 @@
 """Cluster mode (zookeeper.connect set): ZooKeeper session, metadata cache, controller, replicas.
 
-`open_cluster_broker` builds a `Broker` whose metadata is a `ZkMetadata` and attaches a
-`ClusterRuntime` to it (`broker.cluster`); `ClusterRuntime.start` runs once the listeners are
+`strom.server.broker.open_cluster_broker` builds a `Broker` whose metadata is a `ZkMetadata`
+and attaches a `ClusterRuntime` to it (`broker.cluster`); `ClusterRuntime.start` runs once the listeners are
 bound (the registration must carry the real port): it registers the broker in /brokers/ids,
 runs for controller (every broker runs a `ZkController`, one wins) and applies the partition
 states. On SIGTERM, `controlled_shutdown` moves leaderships to other in-sync replicas while
@@ -20,9 +20,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from strom.cluster.ids import new_cluster_id
 from strom.cluster.local_metadata import TopicRecord
 from strom.cluster.topic_names import INTERNAL_TOPICS
 from strom.cluster.zk import controller_logic as logic
@@ -33,19 +32,16 @@ from strom.cluster.zk.controller_channel import ChannelConfig, ControllerChannel
 from strom.cluster.zk.layout import BrokerRegistration, Endpoint, TopicPartition
 from strom.cluster.zk.store import TopicExistsError, VersionedState
 from strom.cluster.zk_metadata import MetadataListener, ZkMetadata
-from strom.config import BrokerConfig, ConfigError
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.metadata_response import (
     MetadataResponsePartition,
     MetadataResponseTopic,
 )
-from strom.server.controlled_shutdown import move_leaderships_away
-from strom.server.controller_requests import ControllerRequests
-from strom.server.errors import ApiError
-from strom.server.replica_manager import ReplicaManager
-
-if TYPE_CHECKING:
-    from strom.server.broker import Broker, Node
+from strom.runtime.controlled_shutdown import move_leaderships_away
+from strom.runtime.controller_requests import ControllerRequests
+from strom.runtime.errors import ApiError
+from strom.runtime.host import ClusterHost, Node
+from strom.runtime.replica_manager import ReplicaManager
 
 log = logging.getLogger("strom.cluster")
 
@@ -71,7 +67,7 @@ class _ControllerHooks(ControllerListener):
 
 
 class ClusterRuntime:
-    def __init__(self, broker: Broker, client: ZkClient, metadata: ZkMetadata) -> None:
+    def __init__(self, broker: ClusterHost, client: ZkClient, metadata: ZkMetadata) -> None:
         self.broker = broker
         self.client = client
         self.metadata = metadata
@@ -365,8 +361,6 @@ class ClusterRuntime:
 
     def nodes(self) -> list[Node]:
         """The live brokers, at the endpoint of the listener clients reach this one on."""
-        from strom.server.broker import Node
-
         cfg = self.broker.config
         wanted = cfg.data_plane_listeners[0].name
         out: list[Node] = []
@@ -452,33 +446,3 @@ async def _bounded(what: str, step: Awaitable[None], timeout_s: float) -> None:
         return
     if not task.cancelled() and task.exception() is not None:
         log.warning("shutdown: %s failed: %r", what, task.exception())
-
-
-async def open_cluster_broker(config: BrokerConfig) -> Broker:
-    """Connect to ZooKeeper, read the cluster, open the logs (blocking part in a thread)."""
-    from strom.server.broker import Broker
-
-    assert config.zookeeper_connect
-    client = ZkClient(
-        config.zookeeper_connect,
-        session_timeout_ms=config.get_int("zookeeper.session.timeout.ms"),
-        connection_timeout_ms=config.get("zookeeper.connection.timeout.ms"),  # type: ignore[arg-type]
-    )
-    await client.start()
-    try:
-        metadata = ZkMetadata(client, config.broker_id)
-        await metadata.start(new_cluster_id())
-        await metadata.load()
-        try:
-            config = config.with_dynamic(
-                metadata.dynamic_configs_for(config.broker_id), metadata.dynamic_configs_for(None)
-            )
-        except ConfigError as exc:
-            log.error("ignoring dynamic broker configs from ZooKeeper: %s", exc)
-        loop = asyncio.get_running_loop()
-        broker = await loop.run_in_executor(None, Broker.open_cluster, config, metadata)
-        broker.cluster = ClusterRuntime(broker, client, metadata)
-        return broker
-    except BaseException:
-        await client.close()
-        raise
