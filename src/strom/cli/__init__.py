@@ -1,1 +1,1 @@
-"""Strom."""
+"""The `strom` command line."""
