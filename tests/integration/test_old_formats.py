@@ -33,6 +33,7 @@ from .clients import (
     kp_produce,
     wait_until,
 )
+from .conftest import BrokerFactory
 from .kafka_wire import (
     api_versions_request,
     connect,
@@ -183,6 +184,19 @@ def test_down_conversion_disabled_per_topic(shared_broker: BrokerProcess, topic:
         == 0
     )
     assert len(ck_consume(shared_broker.bootstrap, topic, count=4)) == 4
+
+
+def test_down_conversion_disabled_for_the_broker(broker_factory: BrokerFactory, topic: str) -> None:
+    """log.message.downconversion.enable is the broker-wide default; a topic may turn it on."""
+    b = broker_factory({"log.message.downconversion.enable": "false"})
+    create_topic(b.bootstrap, topic, 1)
+    ck_produce(b.bootstrap, topic, recs(2))
+    assert raw_fetch_old(b, 3, topic, 0).error_code == ERR_UNSUPPORTED_VERSION
+    enabled = f"{topic}-on"
+    create_topic(b.bootstrap, enabled, 1, {"message.downconversion.enable": "true"})
+    ck_produce(b.bootstrap, enabled, recs(2))
+    f = raw_fetch_old(b, 3, enabled, 0)
+    assert f.error_code == 0 and len(parse_message_set(f.records)) == 2
 
 
 def test_zstd_cannot_reach_old_consumers(shared_broker: BrokerProcess, new_topic: Any) -> None:
