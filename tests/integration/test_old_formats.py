@@ -35,6 +35,7 @@ from .clients import (
 )
 from .conftest import BrokerFactory
 from .kafka_wire import (
+    RawRecord,
     api_versions_request,
     connect,
     fetch_request_v0_3,
@@ -44,6 +45,7 @@ from .kafka_wire import (
     parse_message_set,
     parse_produce_v0_2,
     produce_request_v0_2,
+    record_batch,
     roundtrip,
 )
 
@@ -139,6 +141,16 @@ def test_raw_produce_v0_2_and_fetch_v0_3(shared_broker: BrokerProcess, topic: st
             assert tp.offset == found, wanted
     finally:
         c.close()
+
+
+def test_raw_produce_v2_with_a_record_batch_v2(shared_broker: BrokerProcess, topic: str) -> None:
+    """Produce v0-2 do not restrict the format: a v2 batch takes the usual path, as in Kafka."""
+    create_topic(shared_broker.bootstrap, topic, 1)
+    batch = record_batch([RawRecord(b"k", b"v2", [("h", b"x")])], base_timestamp=TS)
+    r = raw_produce_old(shared_broker, 2, topic, batch)
+    assert (r.error_code, r.base_offset) == (0, 0)
+    (got,) = ck_consume(shared_broker.bootstrap, topic, count=1)
+    assert (got.value, got.headers, got.timestamp) == (b"v2", (("h", b"x"),), TS)
 
 
 def test_raw_corrupt_messages_are_refused(shared_broker: BrokerProcess, topic: str) -> None:
