@@ -10,9 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 
 from .broker_process import HOST, BrokerProcess, free_port
-from .clients import Rec, ck_consume, ck_produce, topic_partition_count
+from .clients import Rec, ck_admin, ck_consume, ck_produce, topic_partition_count
 from .conftest import BrokerFactory
 
 pytestmark = pytest.mark.integration
@@ -85,6 +86,22 @@ def test_unknown_key_is_a_warning(
     lines = [ln for ln in b.log_text().splitlines() if key in ln]
     assert lines, f"no log line names the unknown key {key!r}"
     assert any(re.search(r"WARN", ln, re.IGNORECASE) for ln in lines), lines
+
+
+def test_kafka_key_strom_ignores_is_logged_as_no_effect(broker_factory: BrokerFactory) -> None:
+    """A key Kafka 3.9 knows but Strom does not act on is not warned about as unknown; one log
+    line says it has no effect, and the broker describes it back as set."""
+    key = "sasl.kerberos.min.time.before.relogin"
+    b = broker_factory({key: "120000", "no.such.strom.setting": "1"})
+    lines = [ln for ln in b.log_text().splitlines() if key in ln and "=====" not in ln]
+    assert len(lines) == 1, lines
+    assert "has no effect in Strom" in lines[0]
+    unknown = [ln for ln in b.log_text().splitlines() if "unknown configuration keys" in ln]
+    assert len(unknown) == 1 and key not in unknown[0] and "no.such.strom.setting" in unknown[0]
+    admin = ck_admin(b.bootstrap)
+    res = ConfigResource(ResourceType.BROKER, "0")
+    entry = admin.describe_configs([res])[res].result(timeout=30)[key]
+    assert (entry.value, entry.source) == ("120000", ConfigSource.STATIC_BROKER_CONFIG.value)
 
 
 def wait_for_exit(b: BrokerProcess) -> int:

@@ -76,7 +76,7 @@ def test_every_table_default_passes_its_own_validator() -> None:
     for table in (BROKER_DEFS, TOPIC_DEFS):
         for d in table.values():
             if d.default is not None and d.validator is not None:
-                assert d.validator.check(d.default) is None, d.name
+                d.validator.validate(d.name, d.default)
 
 
 def test_every_topic_synonym_is_a_defined_broker_key() -> None:
@@ -91,16 +91,16 @@ def test_every_topic_synonym_is_a_defined_broker_key() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
-        ("num.partitions", "abc", "32-bit integer"),
+        ("num.partitions", "abc", "Not a number of type INT"),
         ("num.partitions", "0", "at least 1"),
-        ("num.partitions", "1_000", "32-bit integer"),
-        ("num.partitions", "99999999999", "out of range"),
+        ("num.partitions", "1_000", "Not a number of type INT"),
+        ("num.partitions", "99999999999", "Not a number of type INT"),
         ("auto.create.topics.enable", "yes", "true or false"),
-        ("log.cleanup.policy", "compact,shred", "shred"),
+        ("log.cleanup.policy", "shred", "String must be one of: compact, delete"),
         ("log.message.timestamp.type", "Now", "CreateTime"),
         ("log.cleaner.min.cleanable.ratio", "1.5", "no more than 1"),
         ("compression.type", "brotli", "one of"),
-        ("log.segment.bytes", "1000", "at least 1048576"),
+        ("log.segment.bytes", "13", "Value must be at least 14"),
         ("listeners", "localhost:9092", "NAME://host:port"),
         ("listeners", "PLAINTEXT://:99999", "out of range"),
         ("listeners", "SSL://:9093", "PLAINTEXT only"),
@@ -121,7 +121,9 @@ def test_config_error_names_key_value_and_reason(key: str, value: str, reason: s
 def test_config_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "server.properties"
     path.write_text("num.partitions = many\n")
-    with pytest.raises(ConfigError, match=r"num.partitions .*server.properties.*32-bit"):
+    with pytest.raises(
+        ConfigError, match=r"num.partitions: Not a number of type INT .*server.properties"
+    ):
         BrokerConfig.load(path, {})
 
 
@@ -324,11 +326,13 @@ def test_dynamic_rejections() -> None:
     c = BrokerConfig.load(None, {})
     assert is_dynamic("log.retention.ms") and not is_dynamic("log.dirs")
     assert not is_dynamic("nope")
-    with pytest.raises(ConfigError, match=r"log\.dirs is not dynamically updatable"):
+    with pytest.raises(
+        ConfigError, match=r"Cannot update these configs dynamically: Set\(log\.dirs\)"
+    ):
         c.with_dynamic({"log.dirs": "/x"})
-    with pytest.raises(ConfigError, match="Unknown broker config name: nope"):
-        c.with_dynamic({"nope": "1"})
-    with pytest.raises(ConfigError, match=r"'x'.*log.retention.ms"):
+    # A name Kafka does not define is a custom config: kept, as Kafka's ZooKeeper-mode broker does.
+    assert c.with_dynamic({"nope": "1"}).dynamic_broker_configs == {"nope": "1"}
+    with pytest.raises(ConfigError, match=r"Invalid value x for configuration log.retention.ms"):
         c.with_dynamic({"log.retention.ms": "x"})
     assert validate_dynamic_broker_configs({"log.cleanup.policy": "compact , delete"}) == {
         "log.cleanup.policy": "compact,delete"
@@ -341,7 +345,7 @@ def test_dynamic_rejections() -> None:
 def test_broker_describe_entries() -> None:
     c = load(log_retention_hours="24").with_dynamic({"log.retention.ms": "5000"})
     entries = {e.name: e for e in c.describe()}
-    assert set(entries) == set(BROKER_DEFS)
+    assert set(entries) == {n for n, d in BROKER_DEFS.items() if not d.internal}
     ms = entries["log.retention.ms"]
     assert ms.value == "5000"
     assert ms.source is ConfigSource.DYNAMIC_BROKER_CONFIG
@@ -399,11 +403,19 @@ def test_validate_topic_configs_normalizes() -> None:
     ("configs", "match"),
     [
         ({"retention.mss": "1"}, "Unknown topic config name: retention.mss"),
-        ({"retention.ms": None}, "Null value not supported for topic config retention.ms"),
-        ({"retention.ms": "-2"}, r"'-2'.*retention.ms.*at least -1"),
-        ({"segment.bytes": "13"}, r"'13'.*segment.bytes.*at least 14"),
+        ({"retention.ms": None}, "Null value not supported for topic configs: retention.ms"),
+        (
+            {"retention.ms": "-2"},
+            "Invalid value -2 for configuration retention.ms: Value must be at least -1",
+        ),
+        (
+            {"segment.bytes": "13"},
+            "Invalid value 13 for configuration segment.bytes: Value must be at least 14",
+        ),
         ({"min.insync.replicas": "0"}, "min.insync.replicas"),
-        ({"remote.storage.enable": "true"}, "tiered storage"),
+        ({"remote.storage.enable": "true"}, "Tiered Storage functionality is disabled"),
+        ({"remote.log.copy.disable": "true"}, "under Zookeeper's mode"),
+        ({"message.format.version": "0.7"}, "Version 0.7 is not a valid version"),
         ({"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"}, "max.compaction.lag.ms"),
         ({"message.timestamp.type": "createtime"}, "CreateTime"),
     ],

@@ -2,20 +2,24 @@
 
 - `definitions`: types, sources, validators, ConfigError, DescribeConfigs shapes
 - `properties`: java.util.Properties-compatible parsing and writing
-- `broker_keys` / `topic_keys`: the tables of keys
+- `validators`: Kafka's validators with Kafka's messages
+- `broker_keys` (assembling broker_cluster/network/security/log/coordinator_keys) and
+  `topic_keys`: the tables of keys Kafka 3.9 knows
 - `broker`: BrokerConfig (file < STROM_* environment < --set < dynamic defaults < dynamic broker)
+- `dynamic`: Kafka's rules for broker keys changed at run time
+- `listeners`: listener endpoints
 - `topic`: topic overrides, a topic's LogConfig, topic DescribeConfigs
 """
 
 from strom.config.broker import (
     BrokerConfig,
-    Listener,
     env_to_key,
+    has_no_effect,
     is_dynamic,
     is_known_key,
-    validate_dynamic_broker_configs,
+    log_no_effect,
 )
-from strom.config.broker_keys import BROKER_DEFS, KNOWN_UNUSED
+from strom.config.broker_keys import BROKER_DEFS
 from strom.config.definitions import (
     ConfigDef,
     ConfigEntry,
@@ -24,19 +28,26 @@ from strom.config.definitions import (
     ConfigSynonym,
     ConfigType,
     ConfigValue,
+    InvalidConfigurationError,
 )
+from strom.config.dynamic import (
+    check_password_storage,
+    check_thread_pools,
+    validate_dynamic_broker_configs,
+)
+from strom.config.listeners import Listener
 from strom.config.properties import dump_properties, load_properties, parse_properties
 from strom.config.topic import (
     describe_topic_configs,
     effective_topic_value,
     log_config_for,
+    log_no_effect_topic_keys,
     validate_topic_configs,
 )
 from strom.config.topic_keys import TOPIC_DEFS
 
 __all__ = [
     "BROKER_DEFS",
-    "KNOWN_UNUSED",
     "TOPIC_DEFS",
     "BrokerConfig",
     "ConfigDef",
@@ -46,15 +57,21 @@ __all__ = [
     "ConfigSynonym",
     "ConfigType",
     "ConfigValue",
+    "InvalidConfigurationError",
     "Listener",
+    "check_password_storage",
+    "check_thread_pools",
     "describe_topic_configs",
     "dump_properties",
     "effective_topic_value",
     "env_to_key",
+    "has_no_effect",
     "is_dynamic",
     "is_known_key",
     "load_properties",
     "log_config_for",
+    "log_no_effect",
+    "log_no_effect_topic_keys",
     "parse_properties",
     "validate_dynamic_broker_configs",
     "validate_topic_configs",

@@ -10,18 +10,18 @@ metadata store). A `BrokerConfig` is immutable; a dynamic change builds a new on
 from __future__ import annotations
 
 import logging
-import re
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from strom.config.broker_keys import (
     BROKER_DEFS,
-    KNOWN_UNUSED,
-    KNOWN_UNUSED_PREFIXES,
+    DYNAMIC_ONLY,
+    PLUGIN_KEYS,
     TIME_FAMILIES,
+    config_type_of,
     family_of,
+    listener_base,
 )
 from strom.config.definitions import (
     ConfigDef,
@@ -29,31 +29,18 @@ from strom.config.definitions import (
     ConfigError,
     ConfigSource,
     ConfigSynonym,
+    ConfigType,
     ConfigValue,
     format_value,
 )
+from strom.config.dynamic import validate_dynamic_key
+from strom.config.listeners import Listener, parse_listeners, protocol_map
 from strom.config.properties import load_properties
 
 log = logging.getLogger("strom.config")
 
 ENV_PREFIX = "STROM_"
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
-_LISTENER = re.compile(
-    r"(?P<name>[A-Za-z0-9_]+)://(?P<host>\[[^\]]*\]|[^:\[\]/]*):(?P<port>[0-9]+)"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """An endpoint: listener name (e.g. PLAINTEXT), host (may be empty: every interface), port."""
-
-    name: str
-    host: str
-    port: int  # 0: any free port (tests); the server reports the port it actually bound
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.name}://{host}:{self.port}"
 
 
 def env_to_key(var: str) -> str | None:
@@ -70,8 +57,25 @@ def env_to_key(var: str) -> str | None:
     )
 
 
+def known_def(name: str) -> ConfigDef | None:
+    """The definition that governs `name`: its own, or its base key's for a listener-level key."""
+    d = BROKER_DEFS.get(name) or DYNAMIC_ONLY.get(name)
+    if d is None:
+        base = listener_base(name)
+        if base is not None:
+            d = BROKER_DEFS.get(base) or DYNAMIC_ONLY.get(base)
+    return d
+
+
 def is_known_key(name: str) -> bool:
-    return name in BROKER_DEFS or name in KNOWN_UNUSED or name.startswith(KNOWN_UNUSED_PREFIXES)
+    """Whether Kafka 3.9 knows `name` as a broker key (so a file holding it loads quietly)."""
+    return known_def(name) is not None or name in PLUGIN_KEYS
+
+
+def has_no_effect(name: str) -> bool:
+    """Whether `name` is a Kafka key that Strom accepts but does not act on."""
+    d = known_def(name)
+    return name in PLUGIN_KEYS or (d is not None and d.unused)
 
 
 def is_dynamic(name: str) -> bool:
@@ -80,38 +84,16 @@ def is_dynamic(name: str) -> bool:
     return d is not None and d.dynamic
 
 
-def parse_listeners(key: str, raw: str, origin: str | None = None) -> list[Listener]:
-    out: list[Listener] = []
-    where = f" (from {origin})" if origin else ""
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
-        m = _LISTENER.fullmatch(item)
-        if m is None:
-            raise ConfigError(
-                f"Invalid value {raw!r} for configuration {key}{where}: {item!r} is not of the "
-                "form NAME://host:port",
-                key,
-                raw,
+def log_no_effect(names: Iterable[str], where: Mapping[str, str] | None = None) -> None:
+    """One log line per key that was set but does nothing in Strom."""
+    for name in sorted(set(names)):
+        if has_no_effect(name):
+            origin = f" (from {where[name]})" if where and name in where else ""
+            log.info(
+                "%s%s has no effect in Strom; it is accepted and stored as Kafka 3.9 does",
+                name,
+                origin,
             )
-        port = int(m["port"])
-        if port > 65535:
-            raise ConfigError(
-                f"Invalid value {raw!r} for configuration {key}{where}: port {port} is out of range",
-                key,
-                raw,
-            )
-        out.append(Listener(m["name"].upper(), m["host"].strip("[]"), port))
-    names = [x.name for x in out]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(
-            f"Invalid value {raw!r} for configuration {key}{where}: listener name "
-            f"{dupes[0]} appears more than once",
-            key,
-            raw,
-        )
-    return out
 
 
 class BrokerConfig:
@@ -184,6 +166,7 @@ class BrokerConfig:
         self._sources: dict[str, ConfigSource] = {}
         for name, d in BROKER_DEFS.items():
             self._values[name], self._sources[name] = self._resolve(d)
+        self._check_other_keys()
         self._derive()
 
     # --- construction ---------------------------------------------------------------------
@@ -217,7 +200,9 @@ class BrokerConfig:
                 "ignoring unknown configuration keys: %s",
                 ", ".join(f"{k} (from {origins[k]})" for k in unknown),
             )
-        return cls(static, origins)
+        config = cls(static, origins)
+        log_no_effect(static, origins)
+        return config
 
     def with_dynamic(
         self,
@@ -226,8 +211,8 @@ class BrokerConfig:
     ) -> BrokerConfig:
         """A copy with these dynamic values (each map replaces the current one; None keeps it).
 
-        Raises ConfigError for a key that is unknown, not dynamically updatable, or badly valued;
-        the server answers those with INVALID_CONFIG / INVALID_REQUEST.
+        Raises ConfigError for a key that is not dynamically updatable or a bad value; the
+        server answers those with INVALID_CONFIG. Names Kafka does not define are kept.
         """
         for layer in (per_broker or {}, cluster_default or {}):
             for key in layer:
@@ -253,6 +238,21 @@ class BrokerConfig:
             if d.name in values:
                 return d.parse(values[d.name], origin or self._origins.get(d.name)), source
         return d.default, ConfigSource.DEFAULT_CONFIG
+
+    def _check_other_keys(self) -> None:
+        """Values of listener-level and dynamic-only keys parse as their definition says."""
+        layers = (
+            (self._dynamic_broker, "dynamic broker config"),
+            (self._dynamic_default, "dynamic cluster-wide config"),
+            (self._static, None),
+        )
+        for values, origin in layers:
+            for key, raw in values.items():
+                if key in BROKER_DEFS:
+                    continue
+                d = known_def(key)
+                if d is not None:
+                    d.parse(raw, origin or self._origins.get(key), name=key)
 
     def _error(self, key: str, reason: str) -> ConfigError:
         raw = self._layer_value(key)
@@ -324,7 +324,7 @@ class BrokerConfig:
     def _derive_log_dirs(self) -> list[Path]:
         key = "log.dirs" if self.get("log.dirs") is not None else "log.dir"
         value = self.get(key)
-        items = value if isinstance(value, list) else [str(value or "")]
+        items = value if isinstance(value, list) else str(value or "").split(",")
         dirs = [item.strip() for item in items]
         if not dirs or any(not d for d in dirs):
             raise self._error(key, "needs at least one directory and no empty entries")
@@ -333,17 +333,16 @@ class BrokerConfig:
         return [Path(d).expanduser() for d in dirs]
 
     def _derive_listeners(self) -> None:
-        default = BROKER_DEFS["listeners"].default
         raw = self._layer_value("listeners")
         if raw is None:
-            raw = ",".join(default) if isinstance(default, list) else ""
+            raw = str(BROKER_DEFS["listeners"].default)
         self.listeners = parse_listeners("listeners", raw, self._origins.get("listeners"))
         if not self.listeners:
             raise self._error("listeners", "at least one listener is required")
         ports = [x.port for x in self.listeners if x.port != 0]
         if len(set(ports)) != len(ports):
             raise self._error("listeners", "two listeners use the same port")
-        protocols = _protocol_map(self.get_str("listener.security.protocol.map") or "")
+        protocols = protocol_map(self.get_str("listener.security.protocol.map") or "")
         control = (self.get_str("control.plane.listener.name") or "").strip().upper()
         if control in {x.name for x in self.listeners} and control not in protocols:
             # Said before the protocol check below, which would blame the listener instead.
@@ -402,7 +401,7 @@ class BrokerConfig:
                 raise self._error(key, f"must be one of the listeners ({', '.join(names)})")
             if control not in advertised:
                 raise self._error(key, "must be a listener named in advertised.listeners")
-            protocols = _protocol_map(self.get_str("listener.security.protocol.map") or "")
+            protocols = protocol_map(self.get_str("listener.security.protocol.map") or "")
             if control not in protocols:
                 raise self._error(
                     key, "must be a listener name defined in listener.security.protocol.map"
@@ -536,84 +535,65 @@ class BrokerConfig:
                 )
         return out
 
-    def _entry(self, d: ConfigDef, per_broker: bool) -> ConfigEntry:
-        synonyms = self.synonyms_of(family_of(d.name), d.sensitive)
+    def _entry(self, name: str, per_broker: bool) -> ConfigEntry:
+        """One key as DescribeConfigs gives it (Kafka's ConfigHelper.createBrokerConfigEntry)."""
+        d = BROKER_DEFS.get(name)
+        base = listener_base(name) if d is None else None
+        if d is not None:
+            related = family_of(name)
+        elif base is not None and base != name:
+            related = (name, base)
+        else:
+            related = (name,)
+        ctype = config_type_of(name)
+        # Kafka hides the value of a key whose type it cannot tell: it might be a password.
+        sensitive = ctype in (ConfigType.PASSWORD, ConfigType.UNKNOWN)
+        synonyms = self.synonyms_of(related, sensitive)
         if not per_broker:
-            synonyms = [s for s in synonyms if s.source is not ConfigSource.DYNAMIC_BROKER_CONFIG]
+            synonyms = [
+                s for s in synonyms if s.source is ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
+            ]
         # Higher-priority relatives (log.retention.ms when describing log.retention.hours) are
         # not synonyms of this key; Kafka drops everything before the key's own first entry.
-        while synonyms and synonyms[0].name != d.name:
+        while synonyms and synonyms[0].name != name:
             synonyms.pop(0)
-        value = self._values[d.name]
+        if sensitive:
+            value = None
+        elif not per_broker:
+            value = self._dynamic_default.get(name)
+        elif d is not None:
+            value = format_value(d.type, self._values[name])
+        else:
+            value = self._layer_value(name)
         return ConfigEntry(
-            name=d.name,
-            value=None if d.sensitive else format_value(d.type, value),
-            read_only=not d.dynamic,
+            name=name,
+            value=value,
+            # Kafka reports every key outside its list of dynamic keys as read-only, including
+            # listener-level and dynamic-only keys that AlterConfigs does change.
+            read_only=d is None or not d.dynamic,
             source=synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG,
-            is_sensitive=d.sensitive,
-            config_type=d.type,
+            is_sensitive=sensitive,
+            config_type=ctype,
             synonyms=synonyms,
-            documentation=d.doc,
+            # Kafka documents only the keys it defines under that very name.
+            documentation=None if d is None else d.documentation,
         )
 
     def describe(self, names: Iterable[str] | None = None) -> list[ConfigEntry]:
-        """DescribeConfigs for this broker's resource: every defined key (or the ones named that
-        exist), sorted by name."""
-        wanted = sorted(BROKER_DEFS) if names is None else sorted(set(names) & set(BROKER_DEFS))
-        return [self._entry(BROKER_DEFS[n], per_broker=True) for n in wanted]
+        """DescribeConfigs for this broker's resource: every key Kafka defines (its internal
+        keys only when set) and every other key that is set, or the named ones of those; by
+        name."""
+        keys = {n for n, d in BROKER_DEFS.items() if not d.internal}
+        for values, _ in self.tiers():
+            keys.update(values)
+        if names is not None:
+            keys &= set(names)
+        return [self._entry(n, per_broker=True) for n in sorted(keys)]
 
     def describe_default(self, names: Iterable[str] | None = None) -> list[ConfigEntry]:
         """DescribeConfigs for the cluster-default broker resource (empty name): only the keys
         set as dynamic cluster-wide defaults, as Kafka answers."""
-        keys = set(self._dynamic_default) & set(BROKER_DEFS)
+        keys = set(self._dynamic_default)
         if names is not None:
             keys &= set(names)
-        entries = []
-        for n in sorted(keys):
-            d = BROKER_DEFS[n]
-            entry = self._entry(d, per_broker=False)
-            text = None if d.sensitive else format_value(d.type, d.parse(self._dynamic_default[n]))
-            entries.append(
-                ConfigEntry(
-                    entry.name,
-                    text,
-                    entry.read_only,
-                    entry.source,
-                    entry.is_sensitive,
-                    entry.config_type,
-                    entry.synonyms,
-                    entry.documentation,
-                )
-            )
-        return entries
-
-
-def validate_dynamic_key(key: str) -> None:
-    if key not in BROKER_DEFS:
-        raise ConfigError(f"Unknown broker config name: {key}", key)
-    if not BROKER_DEFS[key].dynamic:
-        raise ConfigError(
-            f"{key} is not dynamically updatable; set it in the properties file and restart", key
-        )
-
-
-def validate_dynamic_broker_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
-    """Checks an AlterConfigs request's values for the broker; returns them normalized."""
-    out: dict[str, str] = {}
-    for key, raw in configs.items():
-        validate_dynamic_key(key)
-        if raw is None:
-            raise ConfigError(f"Null value not supported for broker config {key}", key)
-        d = BROKER_DEFS[key]
-        parsed = d.parse(raw, "dynamic broker config")
-        out[key] = raw if d.sensitive else (format_value(d.type, parsed) or "")
-    return out
-
-
-def _protocol_map(raw: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in raw.split(","):
-        name, sep, protocol = item.strip().partition(":")
-        if sep:
-            out[name.strip().upper()] = protocol.strip().upper()
-    return out
+        return [self._entry(n, per_broker=False) for n in sorted(keys)]

@@ -1,18 +1,23 @@
-"""The vocabulary of configuration: types, sources, validators and one key's definition.
+"""The vocabulary of configuration: types, sources, update modes and one key's definition.
 
 Values travel as strings (properties files, the wire) and are parsed here into Python values with
-the same rules Kafka's `ConfigDef` applies, so a value Kafka accepts is accepted here and a value
-Kafka rejects is rejected with a message that names the key, the value and the reason.
+the rules of Kafka's `ConfigDef`: a value Kafka accepts is accepted, a value Kafka rejects is
+rejected, and the message is the one Kafka gives ("Invalid value abc for configuration
+retention.ms: Not a number of type LONG").
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import IntEnum
+from enum import Enum, IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from strom.config.validators import Validator
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 SHORT_MIN, SHORT_MAX = -(2**15), 2**15 - 1
@@ -22,7 +27,11 @@ ConfigValue = bool | int | float | str | list[str] | None
 
 
 class ConfigError(ValueError):
-    """A configuration key or value was rejected; the message says which, what and why."""
+    """A configuration value was refused (Kafka's ConfigException).
+
+    The admin APIs answer INVALID_CONFIG and, as Kafka does, put "Invalid config value for
+    resource ...: " before the message.
+    """
 
     def __init__(self, message: str, key: str | None = None, value: str | None = None) -> None:
         super().__init__(message)
@@ -30,9 +39,16 @@ class ConfigError(ValueError):
         self.value = value
 
 
+class InvalidConfigurationError(ConfigError):
+    """A request named configuration that cannot be taken at all (Kafka's
+    InvalidConfigurationException: an unknown topic key, a null value); answered INVALID_CONFIG
+    with the message as it is."""
+
+
 class ConfigType(IntEnum):
     """Value types; the numbers are DescribeConfigs' `config_type` ids (KIP-569)."""
 
+    UNKNOWN = 0
     BOOLEAN = 1
     STRING = 2
     INT = 3
@@ -55,111 +71,17 @@ class ConfigSource(IntEnum):
     DEFAULT_CONFIG = 5
 
 
-# --- validators -------------------------------------------------------------------------------
+class UpdateMode(Enum):
+    """Which AlterConfigs may change a broker key at run time (Kafka's "Update Mode")."""
 
-
-class Validator:
-    """Checks a parsed value; returns the reason it is bad, or None."""
-
-    def check(self, value: ConfigValue) -> str | None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def describe(self) -> str:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-@dataclass(frozen=True, slots=True)
-class Range(Validator):
-    low: float | None = None
-    high: float | None = None
-
-    def check(self, value: ConfigValue) -> str | None:
-        # None means "not set" (a key whose default is null); nothing to range-check.
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        if self.low is not None and value < self.low:
-            return f"must be at least {_num(self.low)}"
-        if self.high is not None and value > self.high:
-            return f"must be no more than {_num(self.high)}"
-        return None
-
-    def describe(self) -> str:
-        if self.high is None:
-            return f"[{_num(self.low)},...]"
-        if self.low is None:
-            return f"[...,{_num(self.high)}]"
-        return f"[{_num(self.low)},...,{_num(self.high)}]"
-
-
-@dataclass(frozen=True, slots=True)
-class OneOf(Validator):
-    choices: tuple[str, ...]
-    case_sensitive: bool = True
-
-    def check(self, value: ConfigValue) -> str | None:
-        if value is None:
-            return None
-        text = str(value)
-        allowed = self.choices if self.case_sensitive else tuple(c.lower() for c in self.choices)
-        probe = text if self.case_sensitive else text.lower()
-        return None if probe in allowed else f"must be one of {', '.join(self.choices)}"
-
-    def describe(self) -> str:
-        return "[" + ", ".join(self.choices) + "]"
-
-
-@dataclass(frozen=True, slots=True)
-class ListOf(Validator):
-    """Every list element must be one of `choices`; duplicates and empty elements are rejected."""
-
-    choices: tuple[str, ...]
-    allow_empty: bool = True
-
-    def check(self, value: ConfigValue) -> str | None:
-        if not isinstance(value, list):
-            return None
-        if not value and not self.allow_empty:
-            return "must not be empty"
-        for item in value:
-            if item not in self.choices:
-                return f"contains {item!r}; each element must be one of {', '.join(self.choices)}"
-        if len(set(value)) != len(value):
-            return "contains duplicate elements"
-        return None
-
-    def describe(self) -> str:
-        return "[" + ", ".join(self.choices) + "]"
-
-
-@dataclass(frozen=True, slots=True)
-class Predicate(Validator):
-    """A rule that does not fit the shapes above (e.g. gzip's level: -1 or 1..9)."""
-
-    test: Callable[[ConfigValue], bool]
-    text: str
-
-    def check(self, value: ConfigValue) -> str | None:
-        return None if value is None or self.test(value) else f"must be {self.text}"
-
-    def describe(self) -> str:
-        return self.text
-
-
-def at_least(low: float) -> Range:
-    return Range(low=low)
-
-
-def between(low: float, high: float) -> Range:
-    return Range(low=low, high=high)
-
-
-def _num(x: float | None) -> str:
-    if x is None:
-        return ""
-    return str(int(x)) if float(x).is_integer() else repr(x)
+    READ_ONLY = "read-only"
+    PER_BROKER = "per-broker"  # only on a broker's own resource (its id)
+    CLUSTER_WIDE = "cluster-wide"  # on a broker's resource or the cluster default (empty name)
 
 
 # --- one key ----------------------------------------------------------------------------------
+
+NO_EFFECT_NOTE = "Strom accepts, stores and describes this setting but does not act on it."
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +93,14 @@ class ConfigDef:
     default: ConfigValue
     doc: str
     validator: Validator | None = None
-    dynamic: bool = False
-    # Keys that Strom parses and reports but does not act on (yet); documented as such.
+    mode: UpdateMode = UpdateMode.READ_ONLY
+    # A key Strom parses, validates, stores and describes but does not act on (a Kafka feature
+    # Strom lacks, or a tuning knob of Kafka's implementation). Setting it logs one line saying so.
     unused: bool = False
+    # Topic keys: the broker keys whose value a topic inherits, highest priority first.
     synonyms: tuple[str, ...] = field(default=())
+    # Kafka's internal keys: accepted, but described only when set.
+    internal: bool = False
 
     def __post_init__(self) -> None:
         # Tables write list defaults the way a properties file would ("delete"); keep the parsed
@@ -183,22 +109,55 @@ class ConfigDef:
             object.__setattr__(self, "default", parse_value(self.name, self.type, self.default))
 
     @property
+    def dynamic(self) -> bool:
+        return self.mode is not UpdateMode.READ_ONLY
+
+    @property
     def sensitive(self) -> bool:
         # Kafka treats PASSWORD-typed keys as sensitive; their values are never described.
         return self.type is ConfigType.PASSWORD
 
-    def parse(self, raw: str, origin: str | None = None) -> ConfigValue:
-        value = parse_value(self.name, self.type, raw, origin)
-        if self.validator is not None:
-            reason = self.validator.check(value)
-            if reason is not None:
-                raise ConfigError(_bad(self.name, raw, reason, origin), self.name, raw)
+    @property
+    def documentation(self) -> str:
+        return f"{self.doc} {NO_EFFECT_NOTE}" if self.unused else self.doc
+
+    def parse(self, raw: str, origin: str | None = None, name: str | None = None) -> ConfigValue:
+        """The value `raw` stands for; ConfigError (Kafka's message) when Kafka would refuse it.
+
+        `origin` (a file, "command line") is added to the message for start-up errors; `name`
+        is the key the value was given under when that is not this key's own name (a
+        listener-level key).
+        """
+        key = name or self.name
+        try:
+            value = parse_value(key, self.type, raw)
+            if self.validator is not None:
+                self.validator.validate(key, value)
+        except ConfigError as exc:
+            if origin is None:
+                raise
+            raise ConfigError(f"{exc} (from {origin})", exc.key, exc.value) from None
         return value
 
 
-def _bad(name: str, raw: str, reason: str, origin: str | None) -> str:
-    where = f" (from {origin})" if origin else ""
-    return f"Invalid value {raw!r} for configuration {name}{where}: {reason}"
+def invalid(name: str, value: object, reason: str | None) -> ConfigError:
+    """Kafka's ConfigException(name, value, message)."""
+    text = java_str(value)
+    tail = f": {reason}" if reason is not None else ""
+    return ConfigError(f"Invalid value {text} for configuration {name}{tail}", name, text)
+
+
+def java_str(value: object) -> str:
+    """How Java prints a parsed value in messages (String.valueOf)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _java_double(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(value) + "]"
+    return str(value)
 
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -206,40 +165,45 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 # also takes underscores and "inf", which Kafka would reject, so the shape is checked first.
 _DOUBLE = re.compile(r"[+-]?(NaN|Infinity|([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?)[dDfF]?")
 _INT_BOUNDS = {
-    ConfigType.INT: (INT_MIN, INT_MAX, "a 32-bit integer"),
-    ConfigType.SHORT: (SHORT_MIN, SHORT_MAX, "a 16-bit integer"),
-    ConfigType.LONG: (LONG_MIN, LONG_MAX, "a 64-bit integer"),
+    ConfigType.INT: (INT_MIN, INT_MAX),
+    ConfigType.SHORT: (SHORT_MIN, SHORT_MAX),
+    ConfigType.LONG: (LONG_MIN, LONG_MAX),
 }
+# A Java binary class name: dotted identifiers, `$` for nested classes.
+_CLASS_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*")
+_LIST_SEPARATOR = re.compile(r"\s*,\s*")
 
 
-def parse_value(name: str, ctype: ConfigType, raw: str, origin: str | None = None) -> ConfigValue:
-    """Parses `raw` as Kafka's ConfigDef would (it trims everything except passwords)."""
-    if ctype is ConfigType.PASSWORD:
-        return raw
+def parse_value(name: str, ctype: ConfigType, raw: str) -> ConfigValue:
+    """Parses `raw` as Kafka's ConfigDef.parseType does (it trims every type first)."""
     text = raw.strip()
+    if ctype in (ConfigType.STRING, ConfigType.PASSWORD, ConfigType.UNKNOWN):
+        return text
     if ctype is ConfigType.BOOLEAN:
         if text.lower() == "true":
             return True
         if text.lower() == "false":
             return False
-        raise ConfigError(_bad(name, raw, "expected true or false", origin), name, raw)
+        raise invalid(name, raw, "Expected value to be either true or false")
     if ctype in _INT_BOUNDS:
-        low, high, what = _INT_BOUNDS[ctype]
-        if not _INTEGER.fullmatch(text):
-            raise ConfigError(_bad(name, raw, f"expected {what}", origin), name, raw)
-        number = int(text)
-        if not low <= number <= high:
-            raise ConfigError(_bad(name, raw, f"out of range for {what}", origin), name, raw)
-        return number
+        low, high = _INT_BOUNDS[ctype]
+        if not _INTEGER.fullmatch(text) or not low <= int(text) <= high:
+            raise invalid(name, raw, f"Not a number of type {ctype.name}")
+        return int(text)
     if ctype is ConfigType.DOUBLE:
         if not _DOUBLE.fullmatch(text):
-            raise ConfigError(_bad(name, raw, "expected a number", origin), name, raw)
+            raise invalid(name, raw, "Not a number of type DOUBLE")
         return float(text.rstrip("dDfF").replace("Infinity", "inf"))
     if ctype is ConfigType.LIST:
-        if not text:
-            return []
-        return [item.strip() for item in text.split(",")]
-    return text  # STRING, CLASS
+        # Kafka splits on commas with any blanks around them and keeps empty elements, which
+        # validators then see (a trailing comma makes an empty element).
+        return [] if not text else _LIST_SEPARATOR.split(text)
+    if ctype is ConfigType.CLASS:
+        # Kafka loads the class; Strom has no JVM, so a name that could be a class is taken.
+        if not _CLASS_NAME.fullmatch(text):
+            raise invalid(name, raw, f"Class {raw} could not be found.")
+        return text
+    raise AssertionError(f"unhandled config type {ctype}")
 
 
 def format_value(ctype: ConfigType, value: ConfigValue) -> str | None:
@@ -303,4 +267,4 @@ class ConfigEntry:
     is_sensitive: bool
     config_type: ConfigType
     synonyms: list[ConfigSynonym]
-    documentation: str
+    documentation: str | None

@@ -7,6 +7,7 @@ and within a family ms > minutes > hours), converted to the topic key's unit, el
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 
 from strom.config.broker import BrokerConfig
@@ -18,39 +19,77 @@ from strom.config.definitions import (
     ConfigSource,
     ConfigSynonym,
     ConfigValue,
+    InvalidConfigurationError,
     format_value,
 )
 from strom.config.topic_keys import SYNONYM_FACTORS, TOPIC_DEFS
 from strom.storage.log_config import LogConfig
 
+log = logging.getLogger("strom.config")
+
 
 def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
     """Checks topic overrides (CreateTopics, AlterConfigs) and returns them in canonical form.
 
-    Raises ConfigError for an unknown key, a missing value or a bad value; the server answers
-    INVALID_CONFIG with the message.
+    Raises InvalidConfigurationError for an unknown key or a missing value and ConfigError for a
+    bad value, with Kafka's messages; the server answers INVALID_CONFIG.
     """
+    for key in configs:
+        if key not in TOPIC_DEFS:
+            raise InvalidConfigurationError(f"Unknown topic config name: {key}", key)
+    missing = [key for key, raw in configs.items() if raw is None]
+    if missing:
+        raise InvalidConfigurationError(
+            f"Null value not supported for topic configs: {','.join(missing)}", missing[0]
+        )
     out: dict[str, str] = {}
     parsed: dict[str, ConfigValue] = {}
     for key, raw in configs.items():
-        d = TOPIC_DEFS.get(key)
-        if d is None:
-            raise ConfigError(f"Unknown topic config name: {key}", key, raw)
-        if raw is None:
-            raise ConfigError(f"Null value not supported for topic config {key}", key)
+        assert raw is not None
+        d = TOPIC_DEFS[key]
         parsed[key] = d.parse(raw)
         # Canonical text: "compact, delete" -> "compact,delete", " TRUE" -> "true".
         out[key] = raw if d.sensitive else (format_value(d.type, parsed[key]) or "")
     min_lag = parsed.get("min.compaction.lag.ms", TOPIC_DEFS["min.compaction.lag.ms"].default)
     max_lag = parsed.get("max.compaction.lag.ms", TOPIC_DEFS["max.compaction.lag.ms"].default)
-    if isinstance(min_lag, int) and isinstance(max_lag, int) and min_lag > max_lag:
+    if isinstance(min_lag, int) and isinstance(max_lag, int):
+        check_compaction_lags(min_lag, max_lag)
+    if parsed.get("remote.log.delete.on.disable") is True or parsed.get("remote.log.copy.disable"):
+        # Kafka's ZooKeeper-mode rule; Strom's cluster is ZooKeeper-coordinated.
+        raise InvalidConfigurationError(
+            "It is invalid to set `remote.log.delete.on.disable` or `remote.log.copy.disable` "
+            "under Zookeeper's mode."
+        )
+    if parsed.get("remote.storage.enable") is True:
         raise ConfigError(
-            f"Invalid value {min_lag} for configuration min.compaction.lag.ms: must not be "
-            f"greater than max.compaction.lag.ms ({max_lag})",
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured "
+            "with remote log storage.",
+            "remote.storage.enable",
+            "true",
+        )
+    return out
+
+
+def log_no_effect_topic_keys(topic: str, configs: Iterable[str]) -> None:
+    """One log line per key set on `topic` that does nothing in Strom."""
+    for name in sorted(set(configs)):
+        d = TOPIC_DEFS.get(name)
+        if d is not None and d.unused:
+            log.info(
+                "topic %s: %s has no effect in Strom; it is accepted and stored as Kafka 3.9 does",
+                topic,
+                name,
+            )
+
+
+def check_compaction_lags(min_lag: int, max_lag: int) -> None:
+    if min_lag > max_lag:
+        raise InvalidConfigurationError(
+            f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > "
+            f"max.compaction.lag.ms ({max_lag})",
             "min.compaction.lag.ms",
             str(min_lag),
         )
-    return out
 
 
 def _broker_value(d: ConfigDef, broker: BrokerConfig) -> tuple[ConfigValue, str | None]:
@@ -114,13 +153,7 @@ def log_config_for(topic_overrides: Mapping[str, str], broker: BrokerConfig) -> 
     policy = v["cleanup.policy"]
     ratio = v["min.cleanable.dirty.ratio"]
     min_lag, max_lag = _int(v, "min.compaction.lag.ms"), _int(v, "max.compaction.lag.ms")
-    if min_lag > max_lag:
-        raise ConfigError(
-            f"min.compaction.lag.ms ({min_lag}) must not be greater than "
-            f"max.compaction.lag.ms ({max_lag})",
-            "min.compaction.lag.ms",
-            str(min_lag),
-        )
+    check_compaction_lags(min_lag, max_lag)
     return LogConfig(
         segment_bytes=_int(v, "segment.bytes"),
         segment_ms=_int(v, "segment.ms"),
@@ -180,7 +213,7 @@ def describe_topic_configs(
                 is_sensitive=d.sensitive,
                 config_type=d.type,
                 synonyms=synonyms,
-                documentation=d.doc,
+                documentation=d.documentation,
             )
         )
     return out

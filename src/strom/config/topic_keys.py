@@ -7,7 +7,7 @@ set it takes Kafka's default.
 
 from __future__ import annotations
 
-from strom.config.broker_keys import (
+from strom.config.broker_log_keys import (
     CLEANUP_POLICIES,
     COMPRESSION_TYPES,
     GZIP_LEVEL,
@@ -17,33 +17,22 @@ from strom.config.broker_keys import (
     WEEK_MS,
     ZSTD_LEVEL,
 )
-from strom.config.definitions import (
-    LONG_MAX,
-    ConfigDef,
-    ConfigType,
-    ConfigValue,
+from strom.config.definitions import LONG_MAX, ConfigDef, ConfigType, ConfigValue, names
+from strom.config.shorthand import LS, B, D, I, L, S, define
+from strom.config.validators import (
     ListOf,
+    MetadataVersion,
     OneOf,
-    Predicate,
-    Range,
+    ThrottledReplicas,
+    Validator,
     at_least,
     between,
-    names,
-)
-
-B, S, I, L, D, LS = (  # noqa: E741 - short names keep the table readable
-    ConfigType.BOOLEAN,
-    ConfigType.STRING,
-    ConfigType.INT,
-    ConfigType.LONG,
-    ConfigType.DOUBLE,
-    ConfigType.LIST,
 )
 
 # Kafka 3.x let a topic's segment.bytes go down to the size of the smallest legacy record (14
-# bytes) while the broker-wide log.segment.bytes needs 1 MiB; 4.x raised the topic minimum and
-# added an internal key for tests instead. Strom keeps the 3.x rule: tests and small deployments
-# rely on tiny segments, and nothing breaks if a segment holds a single batch.
+# bytes), as log.segment.bytes does; 4.x raised the topic minimum and added an internal key for
+# tests instead. Strom keeps the 3.x rule: tests and small deployments rely on tiny segments, and
+# nothing breaks if a segment holds a single batch.
 MIN_TOPIC_SEGMENT_BYTES = 14
 
 
@@ -52,16 +41,12 @@ def _t(
     ctype: ConfigType,
     default: ConfigValue,
     doc: str,
-    validator: Range | OneOf | ListOf | Predicate | None = None,
+    validator: Validator | None = None,
     synonyms: tuple[str, ...] = (),
     *,
     unused: bool = False,
 ) -> ConfigDef:
-    return ConfigDef(name, ctype, default, doc, validator, False, unused, synonyms)
-
-
-def _remote_off(value: ConfigValue) -> bool:
-    return value is False
+    return define(name, ctype, default, doc, validator, unused=unused, synonyms=synonyms)
 
 
 # fmt: off
@@ -86,15 +71,19 @@ TOPIC_DEFS: dict[str, ConfigDef] = names(
            at_least(1), ("log.flush.interval.messages",)),
         _t("flush.ms", L, LONG_MAX, "Longest time appended data stays unsynced.", at_least(0),
            ("log.flush.interval.ms", "log.flush.scheduler.interval.ms")),
-        _t("follower.replication.throttled.replicas", LS, "", "Replicas throttled on the "
-           "follower side (accepted, not enforced).", unused=True),
+        _t("follower.replication.throttled.replicas", LS, "", "Replicas (partition:broker, or *) "
+           "whose replication is throttled on the follower side.", ThrottledReplicas(),
+           unused=True),
         _t("index.interval.bytes", I, 4096, "Bytes of log between offset index entries.",
            at_least(0), ("log.index.interval.bytes",)),
-        _t("leader.replication.throttled.replicas", LS, "", "Replicas throttled on the leader "
-           "side (accepted, not enforced).", unused=True),
-        _t("local.retention.bytes", L, -2, "Tiered storage only; -2 means retention.bytes.",
+        _t("leader.replication.throttled.replicas", LS, "", "Replicas (partition:broker, or *) "
+           "whose replication is throttled on the leader side.", ThrottledReplicas(),
+           unused=True),
+        _t("local.retention.bytes", L, -2, "Tiered storage: local size kept once segments are "
+           "copied to remote storage; -2 means retention.bytes.",
            at_least(-2), ("log.local.retention.bytes",), unused=True),
-        _t("local.retention.ms", L, -2, "Tiered storage only; -2 means retention.ms.",
+        _t("local.retention.ms", L, -2, "Tiered storage: how long segments stay local once "
+           "copied to remote storage; -2 means retention.ms.",
            at_least(-2), ("log.local.retention.ms",), unused=True),
         _t("max.compaction.lag.ms", L, LONG_MAX, "Oldest an uncompacted record may get.",
            at_least(1), ("log.cleaner.max.compaction.lag.ms",)),
@@ -103,6 +92,10 @@ TOPIC_DEFS: dict[str, ConfigDef] = names(
         _t("message.downconversion.enable", B, True, "Whether consumers fetching with Fetch v0-3 "
            "get record batches converted down to message format v0/v1 (false: "
            "UNSUPPORTED_VERSION).", None, ("log.message.downconversion.enable",)),
+        _t("message.format.version", S, "3.0-IV1", "Deprecated: message format of the topic's new "
+           "data. Ignored when inter.broker.protocol.version is 3.0 or newer, as in Strom, which "
+           "always writes record batch v2.", MetadataVersion(), ("log.message.format.version",),
+           unused=True),
         _t("message.timestamp.after.max.ms", L, LONG_MAX, "How far ahead of the broker's clock "
            "a CreateTime timestamp may be.", at_least(0),
            ("log.message.timestamp.after.max.ms",)),
@@ -123,11 +116,12 @@ TOPIC_DEFS: dict[str, ConfigDef] = names(
         _t("min.insync.replicas", I, 1, "In-sync replicas required for an acks=all produce.",
            at_least(1), ("min.insync.replicas",)),
         _t("preallocate", B, False, "Preallocate segment files.", None, ("log.preallocate",)),
-        _t("remote.log.copy.disable", B, False, "Tiered storage only; accepted.", unused=True),
-        _t("remote.log.delete.on.disable", B, False, "Tiered storage only; accepted.",
-           unused=True),
-        _t("remote.storage.enable", B, False, "Tiered storage; Strom has none, so only false "
-           "is accepted.", Predicate(_remote_off, "false (Strom has no tiered storage)")),
+        _t("remote.log.copy.disable", B, False, "Tiered storage: stop copying segments to remote "
+           "storage, keeping what is there readable. Refused in ZooKeeper mode.", unused=True),
+        _t("remote.log.delete.on.disable", B, False, "Tiered storage: delete the remote data "
+           "when remote.storage.enable is turned off. Refused in ZooKeeper mode.", unused=True),
+        _t("remote.storage.enable", B, False, "Keep the topic's older segments in remote "
+           "(tiered) storage. Strom has none, so only false is accepted.", unused=True),
         _t("retention.bytes", L, -1, "Size a partition may reach before its oldest segments "
            "are deleted; -1: no limit.", None, ("log.retention.bytes",)),
         _t("retention.ms", L, WEEK_MS, "Age after which segments are deleted; -1: no limit.",

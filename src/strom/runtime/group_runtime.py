@@ -38,6 +38,19 @@ OFFSETS_TOPIC = "__consumer_offsets"
 T = TypeVar("T")
 
 
+# group.consumer.assignors names Kafka's assignors by class; Strom's have the short names that
+# Kafka's later versions also accept.
+_ASSIGNOR_CLASSES = {
+    "org.apache.kafka.coordinator.group.assignor.UniformAssignor": "uniform",
+    "org.apache.kafka.coordinator.group.assignor.RangeAssignor": "range",
+}
+
+
+def consumer_assignors(configured: list[str] | None) -> tuple[str, ...]:
+    names = tuple(_ASSIGNOR_CLASSES.get(n, n) for n in configured or ())
+    return names or ("uniform",)
+
+
 def group_config(broker: BrokerHost) -> GroupConfig:
     cfg = broker.config
     return GroupConfig(
@@ -49,7 +62,7 @@ def group_config(broker: BrokerHost) -> GroupConfig:
         offsets_retention_check_interval_ms=cfg.get_int("offsets.retention.check.interval.ms"),
         consumer_session_timeout_ms=cfg.get_int("group.consumer.session.timeout.ms"),
         consumer_heartbeat_interval_ms=cfg.get_int("group.consumer.heartbeat.interval.ms"),
-        consumer_assignors=tuple(cfg.get_list("group.consumer.assignors") or ("uniform",)),
+        consumer_assignors=consumer_assignors(cfg.get_list("group.consumer.assignors")),
         consumer_max_size=cfg.get_int("group.consumer.max.size"),
         offset_metadata_max_bytes=cfg.get_int("offset.metadata.max.bytes"),
     )

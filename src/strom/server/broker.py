@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 from strom.clock import Clock, SystemClock
 from strom.cluster.local_metadata import LocalMetadata, TopicRecord
 from strom.cluster.topic_names import INTERNAL_TOPICS, validate_topic_name
-from strom.config import BrokerConfig, ConfigError, log_config_for, validate_topic_configs
+from strom.config import (
+    BrokerConfig,
+    ConfigError,
+    log_config_for,
+    log_no_effect,
+    validate_topic_configs,
+)
 from strom.protocol.errors import ErrorCode
 from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
@@ -472,7 +478,19 @@ class Broker:
         self._use_config(updated)
 
     def _use_config(self, updated: BrokerConfig) -> None:
-        self.config = updated
+        old, self.config = self.config, updated
+        changed = [
+            key
+            for new_layer, old_layer in (
+                (updated.dynamic_broker_configs, old.dynamic_broker_configs),
+                (updated.dynamic_default_configs, old.dynamic_default_configs),
+            )
+            for key, value in new_layer.items()
+            if old_layer.get(key) != value
+        ]
+        log_no_effect(changed)
+        if updated.producer_id_expiration_ms != old.producer_id_expiration_ms:
+            self.logs.set_producer_id_expiration(updated.producer_id_expiration_ms)
         for name in self.metadata.topics:
             self.logs.update_config(name, self.log_config(name))
 

@@ -64,6 +64,12 @@ class LogManager:
         self.log_dir_of: dict[TopicPartition, Path] = {}
         self._unlink: Callable[[list[Path]], object] | None = None
 
+    def set_producer_id_expiration(self, expiration_ms: int) -> None:
+        """producer.id.expiration.ms changed at run time: every log uses the new value."""
+        self.producer_id_expiration_ms = expiration_ms
+        for plog in self.logs.values():
+            plog.producer_id_expiration_ms = expiration_ms
+
     def set_unlinker(self, unlink: Callable[[list[Path]], object]) -> None:
         """Remove the files of deleted segments with `unlink` (the broker: in its worker pool)."""
         self._unlink = unlink

@@ -1,15 +1,19 @@
 """AlterConfigs (key 33), versions 0-2: replace the configuration of topics or of the broker.
 
 This is the legacy, non-incremental API: the given set replaces ALL of a resource's overrides,
-so a key that is not named goes back to its default. TOPIC (2) resources set a topic's
-overrides (validated like CreateTopics' configs: unknown keys and bad values answer
-INVALID_CONFIG, an unknown topic UNKNOWN_TOPIC_OR_PARTITION); BROKER (4) resources set the
-dynamic per-broker values (name = this broker's id) or the cluster-wide dynamic defaults (empty
-name); keys that are not dynamically updatable answer INVALID_CONFIG. Changes are persisted in
-the metadata store and applied to the running logs at once (cluster mode: written to ZooKeeper,
-answered once this broker's watch applied them; the others follow). validate_only checks and changes
-nothing. A resource named twice, or a key named twice in one resource, answers INVALID_REQUEST.
-Not done: BROKER_LOGGER resources (INVALID_REQUEST); ACLs; alter-config policies.
+so a key that is not named goes back to its default; a key given a null value is left out, as
+Kafka does. TOPIC (2) resources set a topic's overrides (validated like CreateTopics' configs:
+unknown keys and bad values answer INVALID_CONFIG, an unknown topic UNKNOWN_TOPIC_OR_PARTITION);
+BROKER (4) resources set the dynamic per-broker values (name = this broker's id) or the
+cluster-wide dynamic defaults (empty name) under Kafka's rules (strom.config.dynamic): read-only
+keys, per-broker keys on the default resource, TLS keys without a listener prefix, passwords
+without password.encoder.secret answer INVALID_CONFIG with Kafka's messages; names Kafka does not
+define are stored as custom configs. Every key Kafka 3.9 knows is taken, also those Strom does
+not act on (one log line says so). Changes are persisted in the metadata store and applied to
+the running logs at once (cluster mode: written to ZooKeeper, answered once this broker's watch
+applied them; the others follow). validate_only checks and changes nothing. A resource named
+twice, or a key named twice in one resource, answers INVALID_REQUEST. Not done: BROKER_LOGGER
+resources (INVALID_REQUEST); ACLs; alter-config policies.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from typing import Protocol
 from strom.cluster.topic_names import validate_topic_name
 from strom.config import (
     ConfigError,
+    InvalidConfigurationError,
+    check_password_storage,
+    check_thread_pools,
     log_config_for,
+    log_no_effect_topic_keys,
     validate_dynamic_broker_configs,
     validate_topic_configs,
 )
@@ -54,19 +62,31 @@ def topic_overrides(ctx: RequestContext, name: str) -> dict[str, str]:
     return dict(record.configs)
 
 
+def invalid_config(resource_type: int, name: str, exc: ConfigError) -> ApiError:
+    """INVALID_CONFIG with Kafka's message: a refused value is reported with the resource."""
+    if isinstance(exc, InvalidConfigurationError):
+        return ApiError(ErrorCode.INVALID_CONFIG, str(exc))
+    kind = "TOPIC" if resource_type == TOPIC else "BROKER"
+    return ApiError(
+        ErrorCode.INVALID_CONFIG,
+        f"Invalid config value for resource ConfigResource(type={kind}, name='{name}'): {exc}",
+    )
+
+
 def replace_topic_configs(
     ctx: RequestContext, name: str, configs: Mapping[str, str | None], validate_only: bool
 ) -> None:
     """Validate `configs` as the topic's complete set of overrides and, unless validating, store
     and apply them."""
-    topic_overrides(ctx, name)
+    current = topic_overrides(ctx, name)
     try:
         normalized = validate_topic_configs(configs)
         log_config_for(normalized, ctx.broker.config)  # rules across keys and broker defaults
     except ConfigError as exc:
-        raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
+        raise invalid_config(TOPIC, name, exc) from exc
     if not validate_only:
         ctx.broker.set_topic_configs(name, normalized)
+        log_no_effect_topic_keys(name, (k for k, v in normalized.items() if current.get(k) != v))
 
 
 def broker_layer(ctx: RequestContext, target: int | None) -> dict[str, str]:
@@ -81,19 +101,21 @@ def replace_broker_configs(
     """Validate `configs` as the complete dynamic layer of `target` (None: the cluster default)
     and, unless validating, persist and apply it."""
     broker = ctx.broker
+    name = "" if target is None else str(target)
+    current = broker.config
     try:
-        normalized = validate_dynamic_broker_configs(configs)
+        normalized = validate_dynamic_broker_configs(configs, per_broker=target is not None)
         if target is None:
-            broker.config.with_dynamic(cluster_default=normalized)
+            updated = current.with_dynamic(cluster_default=normalized)
         else:
-            broker.config.with_dynamic(per_broker=normalized)
-    except ConfigError as exc:
-        raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
-    if not validate_only:
-        try:
+            updated = current.with_dynamic(per_broker=normalized)
+        check_thread_pools(current, updated)
+        if not validate_only:
+            secret = current.get("password.encoder.secret") is not None
+            check_password_storage(normalized, target is not None, secret)
             broker.set_dynamic_broker_configs(target, normalized)
-        except ConfigError as exc:
-            raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
+    except ConfigError as exc:
+        raise invalid_config(BROKER, name, exc) from exc
 
 
 class ResourceResult(Protocol):
@@ -159,7 +181,8 @@ def handle_alter_configs(
                     ErrorCode.INVALID_REQUEST,
                     f"Config keys named more than once: {', '.join(repeated)}.",
                 )
-            configs = {c.name: c.value for c in resource.configs}
+            # Kafka's legacy AlterConfigs leaves out keys given a null value.
+            configs = {c.name: c.value for c in resource.configs if c.value is not None}
             if resource.resource_type == TOPIC:
                 replace_topic_configs(ctx, resource.resource_name, configs, request.validate_only)
             elif resource.resource_type == BROKER:

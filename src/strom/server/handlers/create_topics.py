@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Awaitable
 
 from strom.cluster.topic_names import has_collision_chars, validate_topic_name
-from strom.config import ConfigError, log_config_for
+from strom.config import ConfigError, log_config_for, log_no_effect_topic_keys
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.create_topics_request import CreatableTopic, CreateTopicsRequest
 from strom.protocol.messages.create_topics_response import (
@@ -121,7 +121,8 @@ def _create(
     nulls = sorted(name for name, value in configs.items() if value is None)
     if nulls:
         raise ApiError(
-            ErrorCode.INVALID_CONFIG, f"Topic configs need a value (null for {', '.join(nulls)})."
+            ErrorCode.INVALID_CONFIG,
+            f"Null value not supported for topic configs: {','.join(nulls)}",
         )
     given = {k: v for k, v in configs.items() if v is not None}
     num_partitions, replication_factor, normalized = broker.validate_new_topic(
@@ -137,6 +138,7 @@ def _create(
         record = broker.create_topic(
             topic.name, num_partitions, replication_factor, normalized, manual or None
         )
+        log_no_effect_topic_keys(topic.name, normalized)
         topic_id = record.topic_id
     result.topic_id = topic_id
     result.num_partitions = num_partitions

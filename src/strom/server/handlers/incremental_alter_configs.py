@@ -1,8 +1,9 @@
 """IncrementalAlterConfigs (key 44), versions 0-1: change single keys of topics or the broker.
 
 Operations per key: SET (0) sets an override, DELETE (1) removes it (the key goes back to its
-inherited or default value), APPEND (2) and SUBTRACT (3) add or remove elements of a LIST-typed
-key (other types answer INVALID_CONFIG). APPEND and SUBTRACT start from the key's current
+inherited or default value; deleting a key that is not set changes nothing), APPEND (2) and
+SUBTRACT (3) add or remove elements of a LIST-typed key (other types and unknown names answer
+INVALID_CONFIG, with Kafka's messages). APPEND and SUBTRACT start from the key's current
 override, or where there is none from its current effective value (what DescribeConfigs shows);
 APPEND adds only elements that are not there yet. The resulting set of overrides is validated
 as a whole (unknown keys and bad values answer INVALID_CONFIG) and then stored and applied, as
@@ -16,9 +17,10 @@ CLIENT_METRICS resources (INVALID_REQUEST); ACLs; alter-config policies.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from strom.config import BROKER_DEFS, TOPIC_DEFS, ConfigDef, ConfigType, effective_topic_value
+from strom.config.broker import known_def
 from strom.config.definitions import ConfigValue, format_value
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.incremental_alter_configs_request import (
@@ -60,10 +62,12 @@ def _split(text: str | None) -> list[str]:
 def apply_ops(
     current: dict[str, str],
     ops: list[AlterableConfig],
-    defs: dict[str, ConfigDef],
+    defs: Callable[[str], ConfigDef | None],
     effective: dict[str, ConfigValue],
 ) -> dict[str, str | None]:
-    """The overrides after `ops`; `effective` holds current values of keys without overrides."""
+    """The overrides after `ops`; `defs` finds a key's definition, `effective` holds current
+    values of keys without overrides. Names without a definition may be SET and DELETEd (the
+    validation of the whole set then judges them)."""
     result: dict[str, str | None] = dict(current)
     for op in ops:
         name = op.name
@@ -72,9 +76,6 @@ def apply_ops(
                 ErrorCode.INVALID_REQUEST,
                 f"Unknown config operation {op.config_operation} for {name}.",
             )
-        d = defs.get(name)
-        if d is None:
-            raise ApiError(ErrorCode.INVALID_CONFIG, f"Unknown config name: {name}")
         if op.config_operation == DELETE:
             result.pop(name, None)
             continue
@@ -87,11 +88,14 @@ def apply_ops(
         if op.config_operation == SET:
             result[name] = op.value
             continue
+        d = defs(name)
+        if d is None:
+            raise ApiError(ErrorCode.INVALID_CONFIG, f"Unknown config name: {name}")
         if d.type is not ConfigType.LIST:
+            verb = "append" if op.config_operation == APPEND else "subtract"
             raise ApiError(
                 ErrorCode.INVALID_CONFIG,
-                f"{_OP_NAMES[op.config_operation]} works on LIST-typed configs only; {name} is "
-                f"{d.type.name}.",
+                f"Config value {verb} is not allowed for config key: {name}",
             )
         if name in current:
             items = _split(current[name])
@@ -127,14 +131,14 @@ def _alter(
             for op in ops
             if op.name in TOPIC_DEFS and op.name not in current
         }
-        wanted = apply_ops(current, ops, TOPIC_DEFS, effective)
+        wanted = apply_ops(current, ops, TOPIC_DEFS.get, effective)
         replace_topic_configs(ctx, resource_name, wanted, validate_only)
     elif resource_type == BROKER:
         target = broker_target(ctx, resource_name)
         current = broker_layer(ctx, target)
         config = ctx.broker.config
         effective = {op.name: config.get(op.name) for op in ops if op.name in BROKER_DEFS}
-        wanted = apply_ops(current, ops, BROKER_DEFS, effective)
+        wanted = apply_ops(current, ops, known_def, effective)
         replace_broker_configs(ctx, target, wanted, validate_only)
     else:
         raise unsupported_resource(resource_type)

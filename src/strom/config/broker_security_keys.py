@@ -1,0 +1,159 @@
+"""Broker keys of TLS, SASL, authorization, delegation tokens and the password encoder.
+
+Kafka changes the TLS keystore/truststore keys and the listener-level SASL keys at run time only
+under a `listener.name.<listener>.` prefix (see broker_keys.listener_base); the bare keys are the
+static defaults of every listener.
+"""
+
+from __future__ import annotations
+
+from strom.config.definitions import ConfigDef
+from strom.config.shorthand import LS, PB, SH, B, C, D, I, L, P, S, define
+from strom.config.validators import NonNullString, OneOf, at_least
+
+DEFAULT_PRINCIPAL_BUILDER = (
+    "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"
+)
+
+# fmt: off
+BROKER_SECURITY_DEFS: list[ConfigDef] = [
+    define("ssl.protocol", S, "TLSv1.2", "TLS protocol used to create the SSL context.",
+       mode=PB, unused=True),
+    define("ssl.provider", S, None, "Security provider of TLS connections.",
+       mode=PB, unused=True),
+    define("ssl.enabled.protocols", LS, "TLSv1.2", "TLS versions accepted from clients.",
+       mode=PB, unused=True),
+    define("ssl.cipher.suites", LS, "", "Cipher suites accepted; empty means the JVM's "
+       "defaults.", mode=PB, unused=True),
+    define("ssl.keystore.type", S, "JKS", "Format of the keystore (JKS, PKCS12, PEM).",
+       mode=PB, unused=True),
+    define("ssl.keystore.location", S, None, "Keystore file with the broker's certificate and "
+       "key.", mode=PB, unused=True),
+    define("ssl.keystore.password", P, None, "TLS keystore password (not used: PLAINTEXT "
+       "only).", mode=PB, unused=True),
+    define("ssl.key.password", P, None, "TLS private key password (not used).",
+       mode=PB, unused=True),
+    define("ssl.keystore.key", P, None, "PEM private key given inline.", mode=PB, unused=True),
+    define("ssl.keystore.certificate.chain", P, None, "PEM certificate chain given inline.",
+       mode=PB, unused=True),
+    define("ssl.truststore.type", S, "JKS", "Format of the truststore.", mode=PB, unused=True),
+    define("ssl.truststore.location", S, None, "Truststore file with the certificates the "
+       "broker trusts.", mode=PB, unused=True),
+    define("ssl.truststore.password", P, None, "TLS truststore password (not used).",
+       mode=PB, unused=True),
+    define("ssl.truststore.certificates", P, None, "PEM trusted certificates given inline.",
+       mode=PB, unused=True),
+    define("ssl.keymanager.algorithm", S, "SunX509", "Key manager factory algorithm.",
+       mode=PB, unused=True),
+    define("ssl.trustmanager.algorithm", S, "PKIX", "Trust manager factory algorithm.",
+       mode=PB, unused=True),
+    define("ssl.endpoint.identification.algorithm", S, "https", "Host name check of a peer's "
+       "certificate (https, or empty for none).", mode=PB, unused=True),
+    define("ssl.secure.random.implementation", S, None, "SecureRandom implementation for TLS.",
+       mode=PB, unused=True),
+    define("ssl.engine.factory.class", C, None, "Plugin that creates TLS engines.",
+       mode=PB, unused=True),
+    define("ssl.client.auth", S, "none", "Whether TLS clients must (required), may "
+       "(requested) or need not (none) present a certificate.",
+       OneOf(("required", "requested", "none")), mode=PB, unused=True),
+    define("ssl.principal.mapping.rules", S, "DEFAULT", "Rules that turn a client "
+       "certificate's distinguished name into a principal.", unused=True),
+    define("ssl.allow.dn.changes", B, False, "Allow a reloaded keystore certificate to have "
+       "another distinguished name.", unused=True),
+    define("ssl.allow.san.changes", B, False, "Allow a reloaded keystore certificate to have "
+       "other subject alternative names.", unused=True),
+    define("sasl.enabled.mechanisms", LS, "GSSAPI", "SASL mechanisms the broker accepts.",
+       mode=PB, unused=True),
+    define("sasl.mechanism.inter.broker.protocol", S, "GSSAPI", "SASL mechanism brokers use "
+       "with each other.", mode=PB, unused=True),
+    define("sasl.jaas.config", P, None, "JAAS login configuration, in the format of a JAAS "
+       "file entry.", mode=PB, unused=True),
+    define("sasl.client.callback.handler.class", C, None, "SASL client callback handler.",
+       unused=True),
+    define("sasl.server.callback.handler.class", C, None, "SASL server callback handler.",
+       unused=True),
+    define("sasl.login.class", C, None, "Login class (Kerberos, OAUTHBEARER).", unused=True),
+    define("sasl.login.callback.handler.class", C, None, "Callback handler of the login "
+       "class.", unused=True),
+    define("sasl.kerberos.service.name", S, None, "Kerberos principal name the broker runs "
+       "as.", mode=PB, unused=True),
+    define("sasl.kerberos.kinit.cmd", S, "/usr/bin/kinit", "Path of the Kerberos kinit "
+       "command.", mode=PB, unused=True),
+    define("sasl.kerberos.ticket.renew.window.factor", D, 0.8, "Share of a Kerberos ticket's "
+       "lifetime after which the login thread renews it.", mode=PB, unused=True),
+    define("sasl.kerberos.ticket.renew.jitter", D, 0.05, "Random share added to the Kerberos "
+       "renewal time.", mode=PB, unused=True),
+    define("sasl.kerberos.min.time.before.relogin", L, 60000, "Least time between two "
+       "Kerberos relogins, in milliseconds.", mode=PB, unused=True),
+    define("sasl.kerberos.principal.to.local.rules", LS, "DEFAULT", "Rules that turn Kerberos "
+       "principals into short names.", mode=PB, unused=True),
+    define("sasl.login.refresh.window.factor", D, 0.8, "Share of a login credential's "
+       "lifetime after which it is refreshed (OAUTHBEARER).", mode=PB, unused=True),
+    define("sasl.login.refresh.window.jitter", D, 0.05, "Random share added to the credential "
+       "refresh time.", mode=PB, unused=True),
+    define("sasl.login.refresh.min.period.seconds", SH, 60, "Least time between credential "
+       "refreshes, in seconds.", mode=PB, unused=True),
+    define("sasl.login.refresh.buffer.seconds", SH, 300, "Time before a credential expires at "
+       "which it is refreshed, in seconds.", mode=PB, unused=True),
+    define("sasl.login.connect.timeout.ms", I, None, "Connect timeout towards an OAuth login "
+       "provider.", unused=True),
+    define("sasl.login.read.timeout.ms", I, None, "Read timeout towards an OAuth login "
+       "provider.", unused=True),
+    define("sasl.login.retry.backoff.ms", L, 100, "First wait between attempts to log in to "
+       "an OAuth provider.", unused=True),
+    define("sasl.login.retry.backoff.max.ms", L, 10000, "Longest wait between attempts to log "
+       "in to an OAuth provider.", unused=True),
+    define("sasl.oauthbearer.scope.claim.name", S, "scope", "JWT claim that holds an "
+       "OAUTHBEARER token's scopes.", unused=True),
+    define("sasl.oauthbearer.sub.claim.name", S, "sub", "JWT claim that holds an OAUTHBEARER "
+       "token's subject.", unused=True),
+    define("sasl.oauthbearer.token.endpoint.url", S, None, "OAuth endpoint that issues "
+       "tokens.", unused=True),
+    define("sasl.oauthbearer.jwks.endpoint.url", S, None, "Endpoint with the keys that sign "
+       "OAUTHBEARER tokens.", unused=True),
+    define("sasl.oauthbearer.jwks.endpoint.refresh.ms", L, 3600000, "How often the signing "
+       "keys are fetched again.", unused=True),
+    define("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", L, 100, "First wait between "
+       "attempts to fetch the signing keys.", unused=True),
+    define("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms", L, 10000, "Longest wait "
+       "between attempts to fetch the signing keys.", unused=True),
+    define("sasl.oauthbearer.clock.skew.seconds", I, 30, "Clock difference tolerated when "
+       "checking token times.", unused=True),
+    define("sasl.oauthbearer.expected.audience", LS, None, "Audiences a token must name.",
+       unused=True),
+    define("sasl.oauthbearer.expected.issuer", S, None, "Issuer a token must name.",
+       unused=True),
+    define("sasl.server.max.receive.size", I, 524288, "Largest SASL message accepted before "
+       "authentication.", unused=True),
+    define("connections.max.reauth.ms", L, 0, "Longest session lifetime before a client must "
+       "authenticate again (KIP-368); 0 for none.", unused=True),
+    define("security.providers", S, None, "Classes that register security providers.",
+       unused=True),
+    define("principal.builder.class", C, DEFAULT_PRINCIPAL_BUILDER, "Builds "
+       "the principal of an authenticated connection.", mode=PB, unused=True),
+    define("authorizer.class.name", S, "", "Authorizer plugin; empty for none (every request "
+       "allowed).", NonNullString(), unused=True),
+    define("delegation.token.master.key", P, None, "Deprecated name of "
+       "delegation.token.secret.key.", unused=True),
+    define("delegation.token.secret.key", P, None, "Secret that signs delegation tokens; "
+       "unset disables them.", unused=True),
+    define("delegation.token.max.lifetime.ms", L, 604800000, "Longest a delegation token may "
+       "be renewed to.", at_least(1), unused=True),
+    define("delegation.token.expiry.time.ms", L, 86400000, "Lifetime a delegation token gets "
+       "at each renewal.", at_least(1), unused=True),
+    define("delegation.token.expiry.check.interval.ms", L, 3600000, "How often expired "
+       "delegation tokens are removed.", at_least(1), unused=True),
+    define("password.encoder.secret", P, None, "Secret that encrypts dynamically set "
+       "passwords before they are stored.", unused=True),
+    define("password.encoder.old.secret", P, None, "Previous encoder secret, for "
+       "re-encrypting stored passwords after a change.", unused=True),
+    define("password.encoder.keyfactory.algorithm", S, None, "Key derivation algorithm of the "
+       "password encoder.", unused=True),
+    define("password.encoder.cipher.algorithm", S, "AES/CBC/PKCS5Padding", "Cipher of the "
+       "password encoder.", unused=True),
+    define("password.encoder.key.length", I, 128, "Key length of the password encoder, in "
+       "bits.", at_least(8), unused=True),
+    define("password.encoder.iterations", I, 4096, "Key derivation iterations of the password "
+       "encoder.", at_least(1024), unused=True),
+]
+# fmt: on
