@@ -147,6 +147,9 @@ class _FetchPlan:
         if self.max_bytes <= 0:
             self.max_bytes = self.broker.config.fetch_max_bytes
         self.read_committed = request.isolation_level == READ_COMMITTED
+        # Fetch v0-3: the records are converted down, CPU work in Python that goes to the
+        # worker pool (with the read) rather than holding up the event loop in one piece.
+        self.converts = down_convert_magic(ctx.api_version) is not None
         self._size_at_read: dict[tuple[str, int], int] = {}
         self._stable_at_read: dict[tuple[str, int], int] = {}
 
@@ -331,6 +334,8 @@ def handle_fetch(
         targets = _session_targets(found)
         incremental = True
     plan = _FetchPlan(ctx, request, targets, session_id, incremental)
+    if plan.converts:
+        return _read_from_disk(plan)
     try:
         results, total, errors = plan.read(nowait=True)
     except NotCachedError:
@@ -341,7 +346,8 @@ def handle_fetch(
 
 
 async def _read_from_disk(plan: _FetchPlan) -> FetchResponse:
-    """A fetch whose data is not all in the page cache: read it in the worker pool.
+    """A fetch whose data is not all in the page cache, or that converts it down: read it in
+    the worker pool.
 
     The event loop first tries every read without blocking (RWF_NOWAIT), so a consumer that
     keeps up (its data still cached) costs no thread hop; one that reads old data waits for
@@ -362,9 +368,11 @@ async def _long_poll(plan: _FetchPlan, already: int) -> FetchResponse:
         return already + plan.grown_by() >= request.min_bytes
 
     await plan.broker.fetch_purgatory.wait(plan.keys(), enough, request.max_wait_ms)
-    try:
-        results, _, _ = plan.read(nowait=True)
-    except NotCachedError:
-        loop = asyncio.get_running_loop()
-        results, _, _ = await loop.run_in_executor(plan.broker.io, plan.read)
+    if not plan.converts:
+        try:
+            return plan.respond(plan.read(nowait=True)[0])
+        except NotCachedError:
+            pass
+    loop = asyncio.get_running_loop()
+    results, _, _ = await loop.run_in_executor(plan.broker.io, plan.read)
     return plan.respond(results)
