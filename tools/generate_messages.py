@@ -3,7 +3,12 @@
 
 Usage (from the repository root):
 
-    python tools/generate_messages.py [--specs ../shared/kafka/message] [--out DIR] [--check]
+    python tools/generate_messages.py [--specs ../shared/kafka/message] \
+        [--legacy ../shared/kafka/message-legacy] [--out DIR] [--check]
+
+The protocol package is generated from the current specs merged with the older set that
+still defines the versions Kafka 3.9 serves (see tools/spec_merge.py): versions up to the
+older set's newest are laid out as it lays them out, newer ones as the current specs do.
 
 Data specs that live elsewhere (the records of `__consumer_offsets`) are generated
 into their own package with `--package`, e.g.
@@ -39,6 +44,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from spec_merge import APPENDED, coordinator_record_as_data, merge_spec_sets
 
 GENERATOR = "tools/generate_messages.py"
 HEADER = (
@@ -166,6 +173,7 @@ class FieldDef:
     default: object  # parsed default (None means null), only for scalars/strings
     default_is_null: bool
     struct: StructDef | None = None
+    appended: bool = False
 
     @property
     def untagged(self) -> Range | None:
@@ -190,6 +198,11 @@ class StructDef:
     spec_name: str
     ctx: Range  # versions in which this struct's read/write can run
     fields: list[FieldDef] = field(default_factory=list)
+
+    @property
+    def declared(self) -> list[FieldDef]:
+        """The dataclass's field order: the wire order, fields newer than the legacy set last."""
+        return [f for f in self.fields if not f.appended] + [f for f in self.fields if f.appended]
 
 
 @dataclass
@@ -317,6 +330,7 @@ class SpecParser:
             no_flexible=flex_override == "none",
             default=None,
             default_is_null=default_is_null,
+            appended=bool(raw.get(APPENDED)),
         )
         if (fd.tag is None) != (fd.tagged is None):
             raise ValueError(f"{self.file_stem}: {spec_name} needs both tag and taggedVersions")
@@ -623,7 +637,7 @@ class StructEmitter:
             body += branch(flex, loop, [])
         else:
             body += branch(flex, ["reader.skip_tagged_fields()"], [])
-        args = ", ".join(f"_{f.attr}" for f in sd.fields)
+        args = ", ".join(f"_{f.attr}" for f in sd.declared)
         body.append(f"return cls({args})")
         return [
             "@classmethod",
@@ -757,7 +771,7 @@ class StructEmitter:
         is_top = sd is msg.top
         lines = ["@dataclass(slots=True)", f"class {sd.name}:"]
         body: list[str] = []
-        for f in sd.fields:
+        for f in sd.declared:
             body.append(f"{f.attr}: {annotation(f)} = {default_expr(f, local=False)}")
         if body:
             body.append("")
@@ -1032,19 +1046,30 @@ def emit_init(messages: list[MessageDef], package: str = DEFAULT_PACKAGE) -> str
     return "\n".join(lines) + "\n"
 
 
-def load_messages(spec_dir: Path) -> list[MessageDef]:
+def load_specs(spec_dir: Path) -> dict[str, dict[str, Any]]:
+    return {
+        path.stem: json.loads(strip_comments(path.read_text(encoding="utf-8")))
+        for path in sorted(spec_dir.glob("*.json"))
+    }
+
+
+def load_messages(spec_dir: Path, legacy_dir: Path | None = None) -> list[MessageDef]:
+    specs = load_specs(spec_dir)
+    if legacy_dir is not None:
+        specs = merge_spec_sets(load_specs(legacy_dir), specs)
     messages = []
-    for path in sorted(spec_dir.glob("*.json")):
-        spec = json.loads(strip_comments(path.read_text(encoding="utf-8")))
-        messages.append(SpecParser(spec, path.stem).parse())
+    for stem in sorted(specs):
+        messages.append(SpecParser(coordinator_record_as_data(specs[stem]), stem).parse())
     modules = [m.module for m in messages]
     if len(set(modules)) != len(modules):
         raise ValueError("two specs map to the same module name")
     return messages
 
 
-def render(spec_dir: Path, package: str = DEFAULT_PACKAGE) -> dict[str, str]:
-    messages = load_messages(spec_dir)
+def render(
+    spec_dir: Path, package: str = DEFAULT_PACKAGE, legacy_dir: Path | None = None
+) -> dict[str, str]:
+    messages = load_messages(spec_dir, legacy_dir)
     files = {f"{m.module}.py": emit_module(m, package) for m in messages}
     if package == DEFAULT_PACKAGE:
         files["_spec.py"] = HEADER + SPEC_MODULE
@@ -1062,12 +1087,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--package", default=DEFAULT_PACKAGE, help="dotted name of the output package"
     )
+    parser.add_argument(
+        "--legacy",
+        type=Path,
+        default=None,
+        help="older spec set whose versions are kept (default for the protocol package: "
+        "../shared/kafka/message-legacy); 'none' for none",
+    )
     parser.add_argument("--check", action="store_true", help="fail if the output is not up to date")
     args = parser.parse_args(argv)
     if not args.specs.is_dir():
         print(f"spec directory not found: {args.specs}", file=sys.stderr)
         return 2
-    files = render(args.specs, args.package)
+    legacy: Path | None = args.legacy
+    if legacy is None and args.package == DEFAULT_PACKAGE:
+        legacy = root.parent / "shared" / "kafka" / "message-legacy"
+    if legacy is not None and str(legacy) == "none":
+        legacy = None
+    if legacy is not None and not legacy.is_dir():
+        print(f"legacy spec directory not found: {legacy}", file=sys.stderr)
+        return 2
+    files = render(args.specs, args.package, legacy)
     out: Path = args.out
     existing = (
         {

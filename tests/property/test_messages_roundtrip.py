@@ -15,6 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from strom.coordinator.group.generated import message_classes as group_records
+from strom.coordinator.share.generated import message_classes as share_records
+from strom.coordinator.txn.generated import message_classes as txn_records
 from strom.protocol.messages import FieldSpec, message_classes
 
 pytestmark = pytest.mark.property
@@ -81,9 +84,13 @@ def instance_strategy(cls: type[Any], version: int) -> st.SearchStrategy[Any]:
 
 
 CLASSES = sorted(message_classes(), key=lambda c: c.__name__)
+# The records of __consumer_offsets, __transaction_state and __share_group_state.
+RECORD_CLASSES = sorted(
+    (*group_records(), *txn_records(), *share_records()), key=lambda c: c.__module__
+)
 
 
-@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", CLASSES + RECORD_CLASSES, ids=lambda c: c.__module__)
 @settings(
     max_examples=15,
     deadline=None,
@@ -100,9 +107,10 @@ def test_roundtrip_every_version(cls: type[Any], data: st.DataObject) -> None:
 
 
 def test_every_spec_generated() -> None:
-    # 176 request/response specs, 2 headers and 8 data records at the time of writing.
+    # 188 request/response specs, 2 headers and 13 data records at the time of writing.
     kinds = {c.__name__.endswith(("Request", "Response")) for c in CLASSES}
-    assert len(CLASSES) >= 186
+    assert len(CLASSES) >= 203
+    assert len(RECORD_CLASSES) >= 48
     assert kinds == {True, False}
 
 

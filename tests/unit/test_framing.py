@@ -162,7 +162,7 @@ def test_api_specs_cover_request_response_pairs() -> None:
     assert produce.name == "Produce"
     assert produce.request is ProduceRequest
     assert produce.response.__name__ == "ProduceResponse"
-    assert (produce.min_version, produce.max_version) == (0, 11)
+    assert (produce.min_version, produce.max_version) == (0, 13)
     assert produce.flexible_min == 9
     assert produce.deprecated_max == 6
     for key, spec in API_SPECS.items():

@@ -73,6 +73,7 @@ from strom.coordinator.group.generated.group_metadata_value import (
     GroupMetadataValue,
     MemberMetadata,
 )
+from strom.coordinator.group.generated.legacy_offset_commit_key import LegacyOffsetCommitKey
 from strom.coordinator.group.generated.offset_commit_key import OffsetCommitKey
 from strom.coordinator.group.generated.offset_commit_value import OffsetCommitValue
 from strom.protocol.errors import ProtocolError
@@ -109,7 +110,7 @@ GROUP_METADATA_VALUE_VERSION = 3
 
 # key version -> (key class, value class)
 _TYPES: dict[int, tuple[Any, Any]] = {
-    0: (OffsetCommitKey, OffsetCommitValue),
+    0: (LegacyOffsetCommitKey, OffsetCommitValue),
     1: (OffsetCommitKey, OffsetCommitValue),
     2: (GroupMetadataKey, GroupMetadataValue),
     3: (ConsumerGroupMetadataKey, ConsumerGroupMetadataValue),
@@ -159,6 +160,9 @@ def decode(record: CoordinatorRecord) -> DecodedRecord | None:
         return None
     key_cls, value_cls = types
     key = key_cls.decode(memoryview(record.key)[2:], key_version)
+    if isinstance(key, LegacyOffsetCommitKey):
+        # Kafka 0.8's record type: the same key, read as every later offset commit.
+        key = OffsetCommitKey(key.group, key.topic, key.partition)
     if record.value is None:
         return DecodedRecord(key_version, key, None)
     if len(record.value) < 2:

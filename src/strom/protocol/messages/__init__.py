@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from strom.protocol.messages._spec import ApiSpec, FieldSpec, Message
 
 if TYPE_CHECKING:
+    from strom.protocol.messages.aborted_txn import AbortedTxn
     from strom.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
     from strom.protocol.messages.add_offsets_to_txn_response import AddOffsetsToTxnResponse
     from strom.protocol.messages.add_partitions_to_txn_request import AddPartitionsToTxnRequest
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from strom.protocol.messages.alter_partition_response import AlterPartitionResponse
     from strom.protocol.messages.alter_replica_log_dirs_request import AlterReplicaLogDirsRequest
     from strom.protocol.messages.alter_replica_log_dirs_response import AlterReplicaLogDirsResponse
+    from strom.protocol.messages.alter_share_group_offsets_request import AlterShareGroupOffsetsRequest
+    from strom.protocol.messages.alter_share_group_offsets_response import AlterShareGroupOffsetsResponse
     from strom.protocol.messages.alter_user_scram_credentials_request import AlterUserScramCredentialsRequest
     from strom.protocol.messages.alter_user_scram_credentials_response import AlterUserScramCredentialsResponse
     from strom.protocol.messages.api_versions_request import ApiVersionsRequest
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from strom.protocol.messages.consumer_group_heartbeat_response import ConsumerGroupHeartbeatResponse
     from strom.protocol.messages.consumer_protocol_assignment import ConsumerProtocolAssignment
     from strom.protocol.messages.consumer_protocol_subscription import ConsumerProtocolSubscription
+    from strom.protocol.messages.control_record_type_schema import ControlRecordTypeSchema
     from strom.protocol.messages.controlled_shutdown_request import ControlledShutdownRequest
     from strom.protocol.messages.controlled_shutdown_response import ControlledShutdownResponse
     from strom.protocol.messages.controller_registration_request import ControllerRegistrationRequest
@@ -70,6 +74,8 @@ if TYPE_CHECKING:
     from strom.protocol.messages.delete_groups_response import DeleteGroupsResponse
     from strom.protocol.messages.delete_records_request import DeleteRecordsRequest
     from strom.protocol.messages.delete_records_response import DeleteRecordsResponse
+    from strom.protocol.messages.delete_share_group_offsets_request import DeleteShareGroupOffsetsRequest
+    from strom.protocol.messages.delete_share_group_offsets_response import DeleteShareGroupOffsetsResponse
     from strom.protocol.messages.delete_share_group_state_request import DeleteShareGroupStateRequest
     from strom.protocol.messages.delete_share_group_state_response import DeleteShareGroupStateResponse
     from strom.protocol.messages.delete_topics_request import DeleteTopicsRequest
@@ -92,6 +98,8 @@ if TYPE_CHECKING:
     from strom.protocol.messages.describe_producers_response import DescribeProducersResponse
     from strom.protocol.messages.describe_quorum_request import DescribeQuorumRequest
     from strom.protocol.messages.describe_quorum_response import DescribeQuorumResponse
+    from strom.protocol.messages.describe_share_group_offsets_request import DescribeShareGroupOffsetsRequest
+    from strom.protocol.messages.describe_share_group_offsets_response import DescribeShareGroupOffsetsResponse
     from strom.protocol.messages.describe_topic_partitions_request import DescribeTopicPartitionsRequest
     from strom.protocol.messages.describe_topic_partitions_response import DescribeTopicPartitionsResponse
     from strom.protocol.messages.describe_transactions_request import DescribeTransactionsRequest
@@ -102,6 +110,7 @@ if TYPE_CHECKING:
     from strom.protocol.messages.elect_leaders_response import ElectLeadersResponse
     from strom.protocol.messages.end_quorum_epoch_request import EndQuorumEpochRequest
     from strom.protocol.messages.end_quorum_epoch_response import EndQuorumEpochResponse
+    from strom.protocol.messages.end_txn_marker import EndTxnMarker
     from strom.protocol.messages.end_txn_request import EndTxnRequest
     from strom.protocol.messages.end_txn_response import EndTxnResponse
     from strom.protocol.messages.envelope_request import EnvelopeRequest
@@ -132,8 +141,8 @@ if TYPE_CHECKING:
     from strom.protocol.messages.leader_change_message import LeaderChangeMessage
     from strom.protocol.messages.leave_group_request import LeaveGroupRequest
     from strom.protocol.messages.leave_group_response import LeaveGroupResponse
-    from strom.protocol.messages.list_client_metrics_resources_request import ListClientMetricsResourcesRequest
-    from strom.protocol.messages.list_client_metrics_resources_response import ListClientMetricsResourcesResponse
+    from strom.protocol.messages.list_config_resources_request import ListConfigResourcesRequest
+    from strom.protocol.messages.list_config_resources_response import ListConfigResourcesResponse
     from strom.protocol.messages.list_groups_request import ListGroupsRequest
     from strom.protocol.messages.list_groups_response import ListGroupsResponse
     from strom.protocol.messages.list_offsets_request import ListOffsetsRequest
@@ -182,12 +191,20 @@ if TYPE_CHECKING:
     from strom.protocol.messages.snapshot_header_record import SnapshotHeaderRecord
     from strom.protocol.messages.stop_replica_request import StopReplicaRequest
     from strom.protocol.messages.stop_replica_response import StopReplicaResponse
+    from strom.protocol.messages.streams_group_describe_request import StreamsGroupDescribeRequest
+    from strom.protocol.messages.streams_group_describe_response import StreamsGroupDescribeResponse
+    from strom.protocol.messages.streams_group_heartbeat_request import StreamsGroupHeartbeatRequest
+    from strom.protocol.messages.streams_group_heartbeat_response import StreamsGroupHeartbeatResponse
+    from strom.protocol.messages.streams_group_topology_description_update_request import StreamsGroupTopologyDescriptionUpdateRequest
+    from strom.protocol.messages.streams_group_topology_description_update_response import StreamsGroupTopologyDescriptionUpdateResponse
     from strom.protocol.messages.sync_group_request import SyncGroupRequest
     from strom.protocol.messages.sync_group_response import SyncGroupResponse
     from strom.protocol.messages.txn_offset_commit_request import TxnOffsetCommitRequest
     from strom.protocol.messages.txn_offset_commit_response import TxnOffsetCommitResponse
     from strom.protocol.messages.unregister_broker_request import UnregisterBrokerRequest
     from strom.protocol.messages.unregister_broker_response import UnregisterBrokerResponse
+    from strom.protocol.messages.unregister_controller_request import UnregisterControllerRequest
+    from strom.protocol.messages.unregister_controller_response import UnregisterControllerResponse
     from strom.protocol.messages.update_features_request import UpdateFeaturesRequest
     from strom.protocol.messages.update_features_response import UpdateFeaturesResponse
     from strom.protocol.messages.update_metadata_request import UpdateMetadataRequest
@@ -204,6 +221,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     'API_SPECS',
+    'AbortedTxn',
     'AddOffsetsToTxnRequest',
     'AddOffsetsToTxnResponse',
     'AddPartitionsToTxnRequest',
@@ -222,6 +240,8 @@ __all__ = [
     'AlterPartitionResponse',
     'AlterReplicaLogDirsRequest',
     'AlterReplicaLogDirsResponse',
+    'AlterShareGroupOffsetsRequest',
+    'AlterShareGroupOffsetsResponse',
     'AlterUserScramCredentialsRequest',
     'AlterUserScramCredentialsResponse',
     'ApiSpec',
@@ -241,6 +261,7 @@ __all__ = [
     'ConsumerGroupHeartbeatResponse',
     'ConsumerProtocolAssignment',
     'ConsumerProtocolSubscription',
+    'ControlRecordTypeSchema',
     'ControlledShutdownRequest',
     'ControlledShutdownResponse',
     'ControllerRegistrationRequest',
@@ -260,6 +281,8 @@ __all__ = [
     'DeleteGroupsResponse',
     'DeleteRecordsRequest',
     'DeleteRecordsResponse',
+    'DeleteShareGroupOffsetsRequest',
+    'DeleteShareGroupOffsetsResponse',
     'DeleteShareGroupStateRequest',
     'DeleteShareGroupStateResponse',
     'DeleteTopicsRequest',
@@ -282,6 +305,8 @@ __all__ = [
     'DescribeProducersResponse',
     'DescribeQuorumRequest',
     'DescribeQuorumResponse',
+    'DescribeShareGroupOffsetsRequest',
+    'DescribeShareGroupOffsetsResponse',
     'DescribeTopicPartitionsRequest',
     'DescribeTopicPartitionsResponse',
     'DescribeTransactionsRequest',
@@ -292,6 +317,7 @@ __all__ = [
     'ElectLeadersResponse',
     'EndQuorumEpochRequest',
     'EndQuorumEpochResponse',
+    'EndTxnMarker',
     'EndTxnRequest',
     'EndTxnResponse',
     'EnvelopeRequest',
@@ -323,8 +349,8 @@ __all__ = [
     'LeaderChangeMessage',
     'LeaveGroupRequest',
     'LeaveGroupResponse',
-    'ListClientMetricsResourcesRequest',
-    'ListClientMetricsResourcesResponse',
+    'ListConfigResourcesRequest',
+    'ListConfigResourcesResponse',
     'ListGroupsRequest',
     'ListGroupsResponse',
     'ListOffsetsRequest',
@@ -374,12 +400,20 @@ __all__ = [
     'SnapshotHeaderRecord',
     'StopReplicaRequest',
     'StopReplicaResponse',
+    'StreamsGroupDescribeRequest',
+    'StreamsGroupDescribeResponse',
+    'StreamsGroupHeartbeatRequest',
+    'StreamsGroupHeartbeatResponse',
+    'StreamsGroupTopologyDescriptionUpdateRequest',
+    'StreamsGroupTopologyDescriptionUpdateResponse',
     'SyncGroupRequest',
     'SyncGroupResponse',
     'TxnOffsetCommitRequest',
     'TxnOffsetCommitResponse',
     'UnregisterBrokerRequest',
     'UnregisterBrokerResponse',
+    'UnregisterControllerRequest',
+    'UnregisterControllerResponse',
     'UpdateFeaturesRequest',
     'UpdateFeaturesResponse',
     'UpdateMetadataRequest',
@@ -397,59 +431,59 @@ __all__ = [
 ]
 
 API_SPECS: dict[int, ApiSpec] = {
-    0: ApiSpec('Produce', 0, 0, 11, 9, 6, 'produce_request', 'produce_response'),
-    1: ApiSpec('Fetch', 1, 0, 17, 12, 3, 'fetch_request', 'fetch_response'),
-    2: ApiSpec('ListOffsets', 2, 0, 10, 6, 0, 'list_offsets_request', 'list_offsets_response'),
-    3: ApiSpec('Metadata', 3, 0, 12, 9, 3, 'metadata_request', 'metadata_response'),
+    0: ApiSpec('Produce', 0, 0, 13, 9, 6, 'produce_request', 'produce_response'),
+    1: ApiSpec('Fetch', 1, 0, 18, 12, 3, 'fetch_request', 'fetch_response'),
+    2: ApiSpec('ListOffsets', 2, 0, 11, 6, 0, 'list_offsets_request', 'list_offsets_response'),
+    3: ApiSpec('Metadata', 3, 0, 13, 9, 3, 'metadata_request', 'metadata_response'),
     4: ApiSpec('LeaderAndIsr', 4, 0, 7, 4, None, 'leader_and_isr_request', 'leader_and_isr_response'),
     5: ApiSpec('StopReplica', 5, 0, 4, 2, None, 'stop_replica_request', 'stop_replica_response'),
     6: ApiSpec('UpdateMetadata', 6, 0, 8, 6, None, 'update_metadata_request', 'update_metadata_response'),
     7: ApiSpec('ControlledShutdown', 7, 0, 3, 3, None, 'controlled_shutdown_request', 'controlled_shutdown_response'),
-    8: ApiSpec('OffsetCommit', 8, 0, 9, 8, 1, 'offset_commit_request', 'offset_commit_response'),
-    9: ApiSpec('OffsetFetch', 9, 0, 9, 6, 0, 'offset_fetch_request', 'offset_fetch_response'),
+    8: ApiSpec('OffsetCommit', 8, 0, 10, 8, 1, 'offset_commit_request', 'offset_commit_response'),
+    9: ApiSpec('OffsetFetch', 9, 0, 10, 6, 0, 'offset_fetch_request', 'offset_fetch_response'),
     10: ApiSpec('FindCoordinator', 10, 0, 6, 3, 0, 'find_coordinator_request', 'find_coordinator_response'),
     11: ApiSpec('JoinGroup', 11, 0, 9, 6, 1, 'join_group_request', 'join_group_response'),
     12: ApiSpec('Heartbeat', 12, 0, 4, 4, None, 'heartbeat_request', 'heartbeat_response'),
     13: ApiSpec('LeaveGroup', 13, 0, 5, 4, None, 'leave_group_request', 'leave_group_response'),
     14: ApiSpec('SyncGroup', 14, 0, 5, 4, None, 'sync_group_request', 'sync_group_response'),
-    15: ApiSpec('DescribeGroups', 15, 0, 5, 5, None, 'describe_groups_request', 'describe_groups_response'),
+    15: ApiSpec('DescribeGroups', 15, 0, 6, 5, None, 'describe_groups_request', 'describe_groups_response'),
     16: ApiSpec('ListGroups', 16, 0, 5, 3, None, 'list_groups_request', 'list_groups_response'),
     17: ApiSpec('SaslHandshake', 17, 0, 1, None, 0, 'sasl_handshake_request', 'sasl_handshake_response'),
-    18: ApiSpec('ApiVersions', 18, 0, 4, 3, None, 'api_versions_request', 'api_versions_response'),
+    18: ApiSpec('ApiVersions', 18, 0, 5, 3, None, 'api_versions_request', 'api_versions_response'),
     19: ApiSpec('CreateTopics', 19, 0, 7, 5, 1, 'create_topics_request', 'create_topics_response'),
     20: ApiSpec('DeleteTopics', 20, 0, 6, 4, 0, 'delete_topics_request', 'delete_topics_response'),
     21: ApiSpec('DeleteRecords', 21, 0, 2, 2, None, 'delete_records_request', 'delete_records_response'),
-    22: ApiSpec('InitProducerId', 22, 0, 5, 2, None, 'init_producer_id_request', 'init_producer_id_response'),
+    22: ApiSpec('InitProducerId', 22, 0, 6, 2, None, 'init_producer_id_request', 'init_producer_id_response'),
     23: ApiSpec('OffsetForLeaderEpoch', 23, 0, 4, 4, 1, 'offset_for_leader_epoch_request', 'offset_for_leader_epoch_response'),
     24: ApiSpec('AddPartitionsToTxn', 24, 0, 5, 3, None, 'add_partitions_to_txn_request', 'add_partitions_to_txn_response'),
     25: ApiSpec('AddOffsetsToTxn', 25, 0, 4, 3, None, 'add_offsets_to_txn_request', 'add_offsets_to_txn_response'),
     26: ApiSpec('EndTxn', 26, 0, 5, 3, None, 'end_txn_request', 'end_txn_response'),
-    27: ApiSpec('WriteTxnMarkers', 27, 0, 1, 1, None, 'write_txn_markers_request', 'write_txn_markers_response'),
-    28: ApiSpec('TxnOffsetCommit', 28, 0, 4, 3, None, 'txn_offset_commit_request', 'txn_offset_commit_response'),
+    27: ApiSpec('WriteTxnMarkers', 27, 0, 2, 1, None, 'write_txn_markers_request', 'write_txn_markers_response'),
+    28: ApiSpec('TxnOffsetCommit', 28, 0, 6, 3, None, 'txn_offset_commit_request', 'txn_offset_commit_response'),
     29: ApiSpec('DescribeAcls', 29, 0, 3, 2, 0, 'describe_acls_request', 'describe_acls_response'),
     30: ApiSpec('CreateAcls', 30, 0, 3, 2, 0, 'create_acls_request', 'create_acls_response'),
     31: ApiSpec('DeleteAcls', 31, 0, 3, 2, 0, 'delete_acls_request', 'delete_acls_response'),
     32: ApiSpec('DescribeConfigs', 32, 0, 4, 4, 0, 'describe_configs_request', 'describe_configs_response'),
     33: ApiSpec('AlterConfigs', 33, 0, 2, 2, None, 'alter_configs_request', 'alter_configs_response'),
     34: ApiSpec('AlterReplicaLogDirs', 34, 0, 2, 2, 0, 'alter_replica_log_dirs_request', 'alter_replica_log_dirs_response'),
-    35: ApiSpec('DescribeLogDirs', 35, 0, 4, 2, 0, 'describe_log_dirs_request', 'describe_log_dirs_response'),
+    35: ApiSpec('DescribeLogDirs', 35, 0, 5, 2, 0, 'describe_log_dirs_request', 'describe_log_dirs_response'),
     36: ApiSpec('SaslAuthenticate', 36, 0, 2, 2, None, 'sasl_authenticate_request', 'sasl_authenticate_response'),
     37: ApiSpec('CreatePartitions', 37, 0, 3, 2, None, 'create_partitions_request', 'create_partitions_response'),
     38: ApiSpec('CreateDelegationToken', 38, 0, 3, 2, 0, 'create_delegation_token_request', 'create_delegation_token_response'),
     39: ApiSpec('RenewDelegationToken', 39, 0, 2, 2, 0, 'renew_delegation_token_request', 'renew_delegation_token_response'),
     40: ApiSpec('ExpireDelegationToken', 40, 0, 2, 2, 0, 'expire_delegation_token_request', 'expire_delegation_token_response'),
     41: ApiSpec('DescribeDelegationToken', 41, 0, 3, 2, 0, 'describe_delegation_token_request', 'describe_delegation_token_response'),
-    42: ApiSpec('DeleteGroups', 42, 0, 2, 2, 0, 'delete_groups_request', 'delete_groups_response'),
+    42: ApiSpec('DeleteGroups', 42, 0, 3, 2, 0, 'delete_groups_request', 'delete_groups_response'),
     43: ApiSpec('ElectLeaders', 43, 0, 2, 2, None, 'elect_leaders_request', 'elect_leaders_response'),
     44: ApiSpec('IncrementalAlterConfigs', 44, 0, 1, 1, None, 'incremental_alter_configs_request', 'incremental_alter_configs_response'),
-    45: ApiSpec('AlterPartitionReassignments', 45, 0, 0, 0, None, 'alter_partition_reassignments_request', 'alter_partition_reassignments_response'),
+    45: ApiSpec('AlterPartitionReassignments', 45, 0, 1, 0, None, 'alter_partition_reassignments_request', 'alter_partition_reassignments_response'),
     46: ApiSpec('ListPartitionReassignments', 46, 0, 0, 0, None, 'list_partition_reassignments_request', 'list_partition_reassignments_response'),
     47: ApiSpec('OffsetDelete', 47, 0, 0, None, None, 'offset_delete_request', 'offset_delete_response'),
     48: ApiSpec('DescribeClientQuotas', 48, 0, 1, 1, None, 'describe_client_quotas_request', 'describe_client_quotas_response'),
     49: ApiSpec('AlterClientQuotas', 49, 0, 1, 1, None, 'alter_client_quotas_request', 'alter_client_quotas_response'),
     50: ApiSpec('DescribeUserScramCredentials', 50, 0, 0, 0, None, 'describe_user_scram_credentials_request', 'describe_user_scram_credentials_response'),
     51: ApiSpec('AlterUserScramCredentials', 51, 0, 0, 0, None, 'alter_user_scram_credentials_request', 'alter_user_scram_credentials_response'),
-    52: ApiSpec('Vote', 52, 0, 1, 0, None, 'vote_request', 'vote_response'),
+    52: ApiSpec('Vote', 52, 0, 2, 0, None, 'vote_request', 'vote_response'),
     53: ApiSpec('BeginQuorumEpoch', 53, 0, 1, 1, None, 'begin_quorum_epoch_request', 'begin_quorum_epoch_response'),
     54: ApiSpec('EndQuorumEpoch', 54, 0, 1, 1, None, 'end_quorum_epoch_request', 'end_quorum_epoch_response'),
     55: ApiSpec('DescribeQuorum', 55, 0, 2, 0, None, 'describe_quorum_request', 'describe_quorum_response'),
@@ -457,39 +491,47 @@ API_SPECS: dict[int, ApiSpec] = {
     57: ApiSpec('UpdateFeatures', 57, 0, 2, 0, None, 'update_features_request', 'update_features_response'),
     58: ApiSpec('Envelope', 58, 0, 0, 0, None, 'envelope_request', 'envelope_response'),
     59: ApiSpec('FetchSnapshot', 59, 0, 1, 0, None, 'fetch_snapshot_request', 'fetch_snapshot_response'),
-    60: ApiSpec('DescribeCluster', 60, 0, 1, 0, None, 'describe_cluster_request', 'describe_cluster_response'),
+    60: ApiSpec('DescribeCluster', 60, 0, 2, 0, None, 'describe_cluster_request', 'describe_cluster_response'),
     61: ApiSpec('DescribeProducers', 61, 0, 0, 0, None, 'describe_producers_request', 'describe_producers_response'),
     62: ApiSpec('BrokerRegistration', 62, 0, 4, 0, None, 'broker_registration_request', 'broker_registration_response'),
-    63: ApiSpec('BrokerHeartbeat', 63, 0, 1, 0, None, 'broker_heartbeat_request', 'broker_heartbeat_response'),
+    63: ApiSpec('BrokerHeartbeat', 63, 0, 2, 0, None, 'broker_heartbeat_request', 'broker_heartbeat_response'),
     64: ApiSpec('UnregisterBroker', 64, 0, 0, 0, None, 'unregister_broker_request', 'unregister_broker_response'),
     65: ApiSpec('DescribeTransactions', 65, 0, 0, 0, None, 'describe_transactions_request', 'describe_transactions_response'),
-    66: ApiSpec('ListTransactions', 66, 0, 1, 0, None, 'list_transactions_request', 'list_transactions_response'),
+    66: ApiSpec('ListTransactions', 66, 0, 2, 0, None, 'list_transactions_request', 'list_transactions_response'),
     67: ApiSpec('AllocateProducerIds', 67, 0, 0, 0, None, 'allocate_producer_ids_request', 'allocate_producer_ids_response'),
     68: ApiSpec('ConsumerGroupHeartbeat', 68, 0, 1, 0, None, 'consumer_group_heartbeat_request', 'consumer_group_heartbeat_response'),
-    69: ApiSpec('ConsumerGroupDescribe', 69, 0, 0, 0, None, 'consumer_group_describe_request', 'consumer_group_describe_response'),
+    69: ApiSpec('ConsumerGroupDescribe', 69, 0, 1, 0, None, 'consumer_group_describe_request', 'consumer_group_describe_response'),
     70: ApiSpec('ControllerRegistration', 70, 0, 0, 0, None, 'controller_registration_request', 'controller_registration_response'),
     71: ApiSpec('GetTelemetrySubscriptions', 71, 0, 0, 0, None, 'get_telemetry_subscriptions_request', 'get_telemetry_subscriptions_response'),
     72: ApiSpec('PushTelemetry', 72, 0, 0, 0, None, 'push_telemetry_request', 'push_telemetry_response'),
     73: ApiSpec('AssignReplicasToDirs', 73, 0, 0, 0, None, 'assign_replicas_to_dirs_request', 'assign_replicas_to_dirs_response'),
-    74: ApiSpec('ListClientMetricsResources', 74, 0, 0, 0, None, 'list_client_metrics_resources_request', 'list_client_metrics_resources_response'),
+    74: ApiSpec('ListConfigResources', 74, 0, 1, 0, None, 'list_config_resources_request', 'list_config_resources_response'),
     75: ApiSpec('DescribeTopicPartitions', 75, 0, 0, 0, None, 'describe_topic_partitions_request', 'describe_topic_partitions_response'),
-    76: ApiSpec('ShareGroupHeartbeat', 76, 0, 0, 0, None, 'share_group_heartbeat_request', 'share_group_heartbeat_response'),
-    77: ApiSpec('ShareGroupDescribe', 77, 0, 0, 0, None, 'share_group_describe_request', 'share_group_describe_response'),
-    78: ApiSpec('ShareFetch', 78, 0, 0, 0, None, 'share_fetch_request', 'share_fetch_response'),
-    79: ApiSpec('ShareAcknowledge', 79, 0, 0, 0, None, 'share_acknowledge_request', 'share_acknowledge_response'),
-    80: ApiSpec('AddRaftVoter', 80, 0, 0, 0, None, 'add_raft_voter_request', 'add_raft_voter_response'),
+    76: ApiSpec('ShareGroupHeartbeat', 76, 0, 1, 0, None, 'share_group_heartbeat_request', 'share_group_heartbeat_response'),
+    77: ApiSpec('ShareGroupDescribe', 77, 0, 1, 0, None, 'share_group_describe_request', 'share_group_describe_response'),
+    78: ApiSpec('ShareFetch', 78, 0, 2, 0, None, 'share_fetch_request', 'share_fetch_response'),
+    79: ApiSpec('ShareAcknowledge', 79, 0, 2, 0, None, 'share_acknowledge_request', 'share_acknowledge_response'),
+    80: ApiSpec('AddRaftVoter', 80, 0, 1, 0, None, 'add_raft_voter_request', 'add_raft_voter_response'),
     81: ApiSpec('RemoveRaftVoter', 81, 0, 0, 0, None, 'remove_raft_voter_request', 'remove_raft_voter_response'),
     82: ApiSpec('UpdateRaftVoter', 82, 0, 0, 0, None, 'update_raft_voter_request', 'update_raft_voter_response'),
     83: ApiSpec('InitializeShareGroupState', 83, 0, 0, 0, None, 'initialize_share_group_state_request', 'initialize_share_group_state_response'),
     84: ApiSpec('ReadShareGroupState', 84, 0, 0, 0, None, 'read_share_group_state_request', 'read_share_group_state_response'),
-    85: ApiSpec('WriteShareGroupState', 85, 0, 0, 0, None, 'write_share_group_state_request', 'write_share_group_state_response'),
+    85: ApiSpec('WriteShareGroupState', 85, 0, 1, 0, None, 'write_share_group_state_request', 'write_share_group_state_response'),
     86: ApiSpec('DeleteShareGroupState', 86, 0, 0, 0, None, 'delete_share_group_state_request', 'delete_share_group_state_response'),
-    87: ApiSpec('ReadShareGroupStateSummary', 87, 0, 0, 0, None, 'read_share_group_state_summary_request', 'read_share_group_state_summary_response'),
+    87: ApiSpec('ReadShareGroupStateSummary', 87, 0, 1, 0, None, 'read_share_group_state_summary_request', 'read_share_group_state_summary_response'),
+    88: ApiSpec('StreamsGroupHeartbeat', 88, 0, 1, 0, None, 'streams_group_heartbeat_request', 'streams_group_heartbeat_response'),
+    89: ApiSpec('StreamsGroupDescribe', 89, 0, 1, 0, None, 'streams_group_describe_request', 'streams_group_describe_response'),
+    90: ApiSpec('DescribeShareGroupOffsets', 90, 0, 1, 0, None, 'describe_share_group_offsets_request', 'describe_share_group_offsets_response'),
+    91: ApiSpec('AlterShareGroupOffsets', 91, 0, 0, 0, None, 'alter_share_group_offsets_request', 'alter_share_group_offsets_response'),
+    92: ApiSpec('DeleteShareGroupOffsets', 92, 0, 0, 0, None, 'delete_share_group_offsets_request', 'delete_share_group_offsets_response'),
+    93: ApiSpec('StreamsGroupTopologyDescriptionUpdate', 93, 0, 0, 0, None, 'streams_group_topology_description_update_request', 'streams_group_topology_description_update_response'),
+    94: ApiSpec('UnregisterController', 94, 0, 0, 0, None, 'unregister_controller_request', 'unregister_controller_response'),
 }
 
 # Class name -> module, for every generated top-level class
 # (requests, responses, headers and data records).
 _MODULES: dict[str, str] = {
+    'AbortedTxn': 'aborted_txn',
     'AddOffsetsToTxnRequest': 'add_offsets_to_txn_request',
     'AddOffsetsToTxnResponse': 'add_offsets_to_txn_response',
     'AddPartitionsToTxnRequest': 'add_partitions_to_txn_request',
@@ -508,6 +550,8 @@ _MODULES: dict[str, str] = {
     'AlterPartitionResponse': 'alter_partition_response',
     'AlterReplicaLogDirsRequest': 'alter_replica_log_dirs_request',
     'AlterReplicaLogDirsResponse': 'alter_replica_log_dirs_response',
+    'AlterShareGroupOffsetsRequest': 'alter_share_group_offsets_request',
+    'AlterShareGroupOffsetsResponse': 'alter_share_group_offsets_response',
     'AlterUserScramCredentialsRequest': 'alter_user_scram_credentials_request',
     'AlterUserScramCredentialsResponse': 'alter_user_scram_credentials_response',
     'ApiVersionsRequest': 'api_versions_request',
@@ -526,6 +570,7 @@ _MODULES: dict[str, str] = {
     'ConsumerGroupHeartbeatResponse': 'consumer_group_heartbeat_response',
     'ConsumerProtocolAssignment': 'consumer_protocol_assignment',
     'ConsumerProtocolSubscription': 'consumer_protocol_subscription',
+    'ControlRecordTypeSchema': 'control_record_type_schema',
     'ControlledShutdownRequest': 'controlled_shutdown_request',
     'ControlledShutdownResponse': 'controlled_shutdown_response',
     'ControllerRegistrationRequest': 'controller_registration_request',
@@ -545,6 +590,8 @@ _MODULES: dict[str, str] = {
     'DeleteGroupsResponse': 'delete_groups_response',
     'DeleteRecordsRequest': 'delete_records_request',
     'DeleteRecordsResponse': 'delete_records_response',
+    'DeleteShareGroupOffsetsRequest': 'delete_share_group_offsets_request',
+    'DeleteShareGroupOffsetsResponse': 'delete_share_group_offsets_response',
     'DeleteShareGroupStateRequest': 'delete_share_group_state_request',
     'DeleteShareGroupStateResponse': 'delete_share_group_state_response',
     'DeleteTopicsRequest': 'delete_topics_request',
@@ -567,6 +614,8 @@ _MODULES: dict[str, str] = {
     'DescribeProducersResponse': 'describe_producers_response',
     'DescribeQuorumRequest': 'describe_quorum_request',
     'DescribeQuorumResponse': 'describe_quorum_response',
+    'DescribeShareGroupOffsetsRequest': 'describe_share_group_offsets_request',
+    'DescribeShareGroupOffsetsResponse': 'describe_share_group_offsets_response',
     'DescribeTopicPartitionsRequest': 'describe_topic_partitions_request',
     'DescribeTopicPartitionsResponse': 'describe_topic_partitions_response',
     'DescribeTransactionsRequest': 'describe_transactions_request',
@@ -577,6 +626,7 @@ _MODULES: dict[str, str] = {
     'ElectLeadersResponse': 'elect_leaders_response',
     'EndQuorumEpochRequest': 'end_quorum_epoch_request',
     'EndQuorumEpochResponse': 'end_quorum_epoch_response',
+    'EndTxnMarker': 'end_txn_marker',
     'EndTxnRequest': 'end_txn_request',
     'EndTxnResponse': 'end_txn_response',
     'EnvelopeRequest': 'envelope_request',
@@ -607,8 +657,8 @@ _MODULES: dict[str, str] = {
     'LeaderChangeMessage': 'leader_change_message',
     'LeaveGroupRequest': 'leave_group_request',
     'LeaveGroupResponse': 'leave_group_response',
-    'ListClientMetricsResourcesRequest': 'list_client_metrics_resources_request',
-    'ListClientMetricsResourcesResponse': 'list_client_metrics_resources_response',
+    'ListConfigResourcesRequest': 'list_config_resources_request',
+    'ListConfigResourcesResponse': 'list_config_resources_response',
     'ListGroupsRequest': 'list_groups_request',
     'ListGroupsResponse': 'list_groups_response',
     'ListOffsetsRequest': 'list_offsets_request',
@@ -657,12 +707,20 @@ _MODULES: dict[str, str] = {
     'SnapshotHeaderRecord': 'snapshot_header_record',
     'StopReplicaRequest': 'stop_replica_request',
     'StopReplicaResponse': 'stop_replica_response',
+    'StreamsGroupDescribeRequest': 'streams_group_describe_request',
+    'StreamsGroupDescribeResponse': 'streams_group_describe_response',
+    'StreamsGroupHeartbeatRequest': 'streams_group_heartbeat_request',
+    'StreamsGroupHeartbeatResponse': 'streams_group_heartbeat_response',
+    'StreamsGroupTopologyDescriptionUpdateRequest': 'streams_group_topology_description_update_request',
+    'StreamsGroupTopologyDescriptionUpdateResponse': 'streams_group_topology_description_update_response',
     'SyncGroupRequest': 'sync_group_request',
     'SyncGroupResponse': 'sync_group_response',
     'TxnOffsetCommitRequest': 'txn_offset_commit_request',
     'TxnOffsetCommitResponse': 'txn_offset_commit_response',
     'UnregisterBrokerRequest': 'unregister_broker_request',
     'UnregisterBrokerResponse': 'unregister_broker_response',
+    'UnregisterControllerRequest': 'unregister_controller_request',
+    'UnregisterControllerResponse': 'unregister_controller_response',
     'UpdateFeaturesRequest': 'update_features_request',
     'UpdateFeaturesResponse': 'update_features_response',
     'UpdateMetadataRequest': 'update_metadata_request',

@@ -40,6 +40,12 @@ if TYPE_CHECKING:
     from strom.coordinator.group.generated.consumer_group_partition_metadata_value import (
         ConsumerGroupPartitionMetadataValue,
     )
+    from strom.coordinator.group.generated.consumer_group_regular_expression_key import (
+        ConsumerGroupRegularExpressionKey,
+    )
+    from strom.coordinator.group.generated.consumer_group_regular_expression_value import (
+        ConsumerGroupRegularExpressionValue,
+    )
     from strom.coordinator.group.generated.consumer_group_target_assignment_member_key import (
         ConsumerGroupTargetAssignmentMemberKey,
     )
@@ -54,6 +60,8 @@ if TYPE_CHECKING:
     )
     from strom.coordinator.group.generated.group_metadata_key import GroupMetadataKey
     from strom.coordinator.group.generated.group_metadata_value import GroupMetadataValue
+    from strom.coordinator.group.generated.legacy_offset_commit_key import LegacyOffsetCommitKey
+    from strom.coordinator.group.generated.legacy_offset_commit_value import LegacyOffsetCommitValue
     from strom.coordinator.group.generated.offset_commit_key import OffsetCommitKey
     from strom.coordinator.group.generated.offset_commit_value import OffsetCommitValue
     from strom.coordinator.group.generated.share_group_current_member_assignment_key import (
@@ -70,12 +78,6 @@ if TYPE_CHECKING:
     )
     from strom.coordinator.group.generated.share_group_metadata_key import ShareGroupMetadataKey
     from strom.coordinator.group.generated.share_group_metadata_value import ShareGroupMetadataValue
-    from strom.coordinator.group.generated.share_group_partition_metadata_key import (
-        ShareGroupPartitionMetadataKey,
-    )
-    from strom.coordinator.group.generated.share_group_partition_metadata_value import (
-        ShareGroupPartitionMetadataValue,
-    )
     from strom.coordinator.group.generated.share_group_state_partition_metadata_key import (
         ShareGroupStatePartitionMetadataKey,
     )
@@ -94,6 +96,38 @@ if TYPE_CHECKING:
     from strom.coordinator.group.generated.share_group_target_assignment_metadata_value import (
         ShareGroupTargetAssignmentMetadataValue,
     )
+    from strom.coordinator.group.generated.streams_group_current_member_assignment_key import (
+        StreamsGroupCurrentMemberAssignmentKey,
+    )
+    from strom.coordinator.group.generated.streams_group_current_member_assignment_value import (
+        StreamsGroupCurrentMemberAssignmentValue,
+    )
+    from strom.coordinator.group.generated.streams_group_member_metadata_key import (
+        StreamsGroupMemberMetadataKey,
+    )
+    from strom.coordinator.group.generated.streams_group_member_metadata_value import (
+        StreamsGroupMemberMetadataValue,
+    )
+    from strom.coordinator.group.generated.streams_group_metadata_key import StreamsGroupMetadataKey
+    from strom.coordinator.group.generated.streams_group_metadata_value import (
+        StreamsGroupMetadataValue,
+    )
+    from strom.coordinator.group.generated.streams_group_target_assignment_member_key import (
+        StreamsGroupTargetAssignmentMemberKey,
+    )
+    from strom.coordinator.group.generated.streams_group_target_assignment_member_value import (
+        StreamsGroupTargetAssignmentMemberValue,
+    )
+    from strom.coordinator.group.generated.streams_group_target_assignment_metadata_key import (
+        StreamsGroupTargetAssignmentMetadataKey,
+    )
+    from strom.coordinator.group.generated.streams_group_target_assignment_metadata_value import (
+        StreamsGroupTargetAssignmentMetadataValue,
+    )
+    from strom.coordinator.group.generated.streams_group_topology_key import StreamsGroupTopologyKey
+    from strom.coordinator.group.generated.streams_group_topology_value import (
+        StreamsGroupTopologyValue,
+    )
 
 __all__ = [
     "API_SPECS",
@@ -106,6 +140,8 @@ __all__ = [
     "ConsumerGroupMetadataValue",
     "ConsumerGroupPartitionMetadataKey",
     "ConsumerGroupPartitionMetadataValue",
+    "ConsumerGroupRegularExpressionKey",
+    "ConsumerGroupRegularExpressionValue",
     "ConsumerGroupTargetAssignmentMemberKey",
     "ConsumerGroupTargetAssignmentMemberValue",
     "ConsumerGroupTargetAssignmentMetadataKey",
@@ -113,6 +149,8 @@ __all__ = [
     "FieldSpec",
     "GroupMetadataKey",
     "GroupMetadataValue",
+    "LegacyOffsetCommitKey",
+    "LegacyOffsetCommitValue",
     "Message",
     "OffsetCommitKey",
     "OffsetCommitValue",
@@ -122,14 +160,24 @@ __all__ = [
     "ShareGroupMemberMetadataValue",
     "ShareGroupMetadataKey",
     "ShareGroupMetadataValue",
-    "ShareGroupPartitionMetadataKey",
-    "ShareGroupPartitionMetadataValue",
     "ShareGroupStatePartitionMetadataKey",
     "ShareGroupStatePartitionMetadataValue",
     "ShareGroupTargetAssignmentMemberKey",
     "ShareGroupTargetAssignmentMemberValue",
     "ShareGroupTargetAssignmentMetadataKey",
     "ShareGroupTargetAssignmentMetadataValue",
+    "StreamsGroupCurrentMemberAssignmentKey",
+    "StreamsGroupCurrentMemberAssignmentValue",
+    "StreamsGroupMemberMetadataKey",
+    "StreamsGroupMemberMetadataValue",
+    "StreamsGroupMetadataKey",
+    "StreamsGroupMetadataValue",
+    "StreamsGroupTargetAssignmentMemberKey",
+    "StreamsGroupTargetAssignmentMemberValue",
+    "StreamsGroupTargetAssignmentMetadataKey",
+    "StreamsGroupTargetAssignmentMetadataValue",
+    "StreamsGroupTopologyKey",
+    "StreamsGroupTopologyValue",
     "message_classes",
 ]
 
@@ -146,12 +194,16 @@ _MODULES: dict[str, str] = {
     "ConsumerGroupMetadataValue": "consumer_group_metadata_value",
     "ConsumerGroupPartitionMetadataKey": "consumer_group_partition_metadata_key",
     "ConsumerGroupPartitionMetadataValue": "consumer_group_partition_metadata_value",
+    "ConsumerGroupRegularExpressionKey": "consumer_group_regular_expression_key",
+    "ConsumerGroupRegularExpressionValue": "consumer_group_regular_expression_value",
     "ConsumerGroupTargetAssignmentMemberKey": "consumer_group_target_assignment_member_key",
     "ConsumerGroupTargetAssignmentMemberValue": "consumer_group_target_assignment_member_value",
     "ConsumerGroupTargetAssignmentMetadataKey": "consumer_group_target_assignment_metadata_key",
     "ConsumerGroupTargetAssignmentMetadataValue": "consumer_group_target_assignment_metadata_value",
     "GroupMetadataKey": "group_metadata_key",
     "GroupMetadataValue": "group_metadata_value",
+    "LegacyOffsetCommitKey": "legacy_offset_commit_key",
+    "LegacyOffsetCommitValue": "legacy_offset_commit_value",
     "OffsetCommitKey": "offset_commit_key",
     "OffsetCommitValue": "offset_commit_value",
     "ShareGroupCurrentMemberAssignmentKey": "share_group_current_member_assignment_key",
@@ -160,14 +212,24 @@ _MODULES: dict[str, str] = {
     "ShareGroupMemberMetadataValue": "share_group_member_metadata_value",
     "ShareGroupMetadataKey": "share_group_metadata_key",
     "ShareGroupMetadataValue": "share_group_metadata_value",
-    "ShareGroupPartitionMetadataKey": "share_group_partition_metadata_key",
-    "ShareGroupPartitionMetadataValue": "share_group_partition_metadata_value",
     "ShareGroupStatePartitionMetadataKey": "share_group_state_partition_metadata_key",
     "ShareGroupStatePartitionMetadataValue": "share_group_state_partition_metadata_value",
     "ShareGroupTargetAssignmentMemberKey": "share_group_target_assignment_member_key",
     "ShareGroupTargetAssignmentMemberValue": "share_group_target_assignment_member_value",
     "ShareGroupTargetAssignmentMetadataKey": "share_group_target_assignment_metadata_key",
     "ShareGroupTargetAssignmentMetadataValue": "share_group_target_assignment_metadata_value",
+    "StreamsGroupCurrentMemberAssignmentKey": "streams_group_current_member_assignment_key",
+    "StreamsGroupCurrentMemberAssignmentValue": "streams_group_current_member_assignment_value",
+    "StreamsGroupMemberMetadataKey": "streams_group_member_metadata_key",
+    "StreamsGroupMemberMetadataValue": "streams_group_member_metadata_value",
+    "StreamsGroupMetadataKey": "streams_group_metadata_key",
+    "StreamsGroupMetadataValue": "streams_group_metadata_value",
+    "StreamsGroupTargetAssignmentMemberKey": "streams_group_target_assignment_member_key",
+    "StreamsGroupTargetAssignmentMemberValue": "streams_group_target_assignment_member_value",
+    "StreamsGroupTargetAssignmentMetadataKey": "streams_group_target_assignment_metadata_key",
+    "StreamsGroupTargetAssignmentMetadataValue": "streams_group_target_assignment_metadata_value",
+    "StreamsGroupTopologyKey": "streams_group_topology_key",
+    "StreamsGroupTopologyValue": "streams_group_topology_value",
 }
 
 

@@ -19,10 +19,12 @@ __all__ = ["ConsumerGroupCurrentMemberAssignmentValue", "TopicPartitions"]
 class TopicPartitions:
     topic_id: uuid.UUID = ZERO_UUID
     partitions: list[int] = field(default_factory=list)
+    assignment_epochs: list[int] | None = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
         FieldSpec("topic_id", "uuid", (0, 32767), None, None, None, None),
         FieldSpec("partitions", "[]int32", (0, 32767), None, None, None, None),
+        FieldSpec("assignment_epochs", "[]int32", (0, 32767), (0, 32767), 0, (0, 32767), None),
     )
 
     @classmethod
@@ -31,14 +33,35 @@ class TopicPartitions:
         _partitions: list[int]
         n = reader.read_compact_array_length()
         _partitions = reader.read_int32s(n)
-        reader.skip_tagged_fields()
-        return cls(_topic_id, _partitions)
+        _assignment_epochs: list[int] | None = []
+        for _ in range(reader.read_uvarint()):
+            tag = reader.read_uvarint()
+            size = reader.read_uvarint()
+            if tag == 0:
+                sub = reader.sub_reader(size)
+                n = sub.read_compact_nullable_array_length()
+                if n < 0:
+                    _assignment_epochs = None
+                else:
+                    _assignment_epochs = sub.read_int32s(n)
+            else:
+                reader.skip(size)
+        return cls(_topic_id, _partitions, _assignment_epochs)
 
     def write(self, writer: Writer, version: int) -> None:
         writer.write_uuid(self.topic_id)
         writer.write_compact_array_length(len(self.partitions))
         writer.write_int32s(self.partitions)
-        writer.write_empty_tagged_fields()
+        t_assignment_epochs = self.assignment_epochs != []
+        writer.write_uvarint(int(t_assignment_epochs))
+        if t_assignment_epochs:
+            sub = Writer()
+            if self.assignment_epochs is None:
+                sub.write_compact_null_array()
+            else:
+                sub.write_compact_array_length(len(self.assignment_epochs))
+                sub.write_int32s(self.assignment_epochs)
+            writer.write_tagged_field(0, sub)
 
 
 @dataclass(slots=True)

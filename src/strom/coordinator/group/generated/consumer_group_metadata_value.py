@@ -17,9 +17,11 @@ __all__ = ["ConsumerGroupMetadataValue"]
 @dataclass(slots=True)
 class ConsumerGroupMetadataValue:
     epoch: int = 0
+    metadata_hash: int = 0
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
         FieldSpec("epoch", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("metadata_hash", "int64", (0, 32767), None, 0, (0, 32767), None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -30,12 +32,25 @@ class ConsumerGroupMetadataValue:
     @classmethod
     def read(cls, reader: Reader, version: int) -> Self:
         _epoch: int = reader.read_int32()
-        reader.skip_tagged_fields()
-        return cls(_epoch)
+        _metadata_hash: int = 0
+        for _ in range(reader.read_uvarint()):
+            tag = reader.read_uvarint()
+            size = reader.read_uvarint()
+            if tag == 0:
+                sub = reader.sub_reader(size)
+                _metadata_hash = sub.read_int64()
+            else:
+                reader.skip(size)
+        return cls(_epoch, _metadata_hash)
 
     def write(self, writer: Writer, version: int) -> None:
         writer.write_int32(self.epoch)
-        writer.write_empty_tagged_fields()
+        t_metadata_hash = self.metadata_hash != 0
+        writer.write_uvarint(int(t_metadata_hash))
+        if t_metadata_hash:
+            sub = Writer()
+            sub.write_int64(self.metadata_hash)
+            writer.write_tagged_field(0, sub)
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:

@@ -17,9 +17,11 @@ __all__ = ["ConsumerGroupTargetAssignmentMetadataValue"]
 @dataclass(slots=True)
 class ConsumerGroupTargetAssignmentMetadataValue:
     assignment_epoch: int = 0
+    assignment_timestamp: int = 0
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
         FieldSpec("assignment_epoch", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("assignment_timestamp", "int64", (0, 32767), None, 0, (0, 32767), None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -30,12 +32,25 @@ class ConsumerGroupTargetAssignmentMetadataValue:
     @classmethod
     def read(cls, reader: Reader, version: int) -> Self:
         _assignment_epoch: int = reader.read_int32()
-        reader.skip_tagged_fields()
-        return cls(_assignment_epoch)
+        _assignment_timestamp: int = 0
+        for _ in range(reader.read_uvarint()):
+            tag = reader.read_uvarint()
+            size = reader.read_uvarint()
+            if tag == 0:
+                sub = reader.sub_reader(size)
+                _assignment_timestamp = sub.read_int64()
+            else:
+                reader.skip(size)
+        return cls(_assignment_epoch, _assignment_timestamp)
 
     def write(self, writer: Writer, version: int) -> None:
         writer.write_int32(self.assignment_epoch)
-        writer.write_empty_tagged_fields()
+        t_assignment_timestamp = self.assignment_timestamp != 0
+        writer.write_uvarint(int(t_assignment_timestamp))
+        if t_assignment_timestamp:
+            sub = Writer()
+            sub.write_int64(self.assignment_timestamp)
+            writer.write_tagged_field(0, sub)
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:

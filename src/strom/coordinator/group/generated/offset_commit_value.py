@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from strom.protocol.messages._spec import FieldSpec, check_version, trailing_bytes
-from strom.protocol.primitives import ProtocolError, Reader, Writer
+from strom.protocol.primitives import ProtocolError, Reader, Writer, ZERO_UUID
 
 __all__ = ["OffsetCommitValue"]
 
@@ -21,6 +22,7 @@ class OffsetCommitValue:
     metadata: str = ""
     commit_timestamp: int = 0
     expire_timestamp: int = -1
+    topic_id: uuid.UUID = ZERO_UUID
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
         FieldSpec("offset", "int64", (0, 32767), None, None, None, None),
@@ -28,6 +30,7 @@ class OffsetCommitValue:
         FieldSpec("metadata", "string", (0, 32767), None, None, None, None),
         FieldSpec("commit_timestamp", "int64", (0, 32767), None, None, None, None),
         FieldSpec("expire_timestamp", "int64", (1, 1), None, None, None, None),
+        FieldSpec("topic_id", "uuid", (4, 32767), None, 0, (4, 32767), None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -51,9 +54,19 @@ class OffsetCommitValue:
         _expire_timestamp: int = -1
         if version == 1:
             _expire_timestamp = reader.read_int64()
+        _topic_id: uuid.UUID = ZERO_UUID
         if flexible:
-            reader.skip_tagged_fields()
-        return cls(_offset, _leader_epoch, _metadata, _commit_timestamp, _expire_timestamp)
+            for _ in range(reader.read_uvarint()):
+                tag = reader.read_uvarint()
+                size = reader.read_uvarint()
+                if tag == 0:
+                    sub = reader.sub_reader(size)
+                    _topic_id = sub.read_uuid()
+                else:
+                    reader.skip(size)
+        return cls(
+            _offset, _leader_epoch, _metadata, _commit_timestamp, _expire_timestamp, _topic_id
+        )
 
     def write(self, writer: Writer, version: int) -> None:
         flexible = version >= 4
@@ -68,7 +81,12 @@ class OffsetCommitValue:
         if version == 1:
             writer.write_int64(self.expire_timestamp)
         if flexible:
-            writer.write_empty_tagged_fields()
+            t_topic_id = self.topic_id != ZERO_UUID
+            writer.write_uvarint(int(t_topic_id))
+            if t_topic_id:
+                sub = Writer()
+                sub.write_uuid(self.topic_id)
+                writer.write_tagged_field(0, sub)
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:

@@ -17,9 +17,11 @@ __all__ = ["ShareGroupMetadataValue"]
 @dataclass(slots=True)
 class ShareGroupMetadataValue:
     epoch: int = 0
+    metadata_hash: int = 0
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
         FieldSpec("epoch", "int32", (0, 32767), None, None, None, None),
+        FieldSpec("metadata_hash", "int64", (0, 32767), None, None, None, None),
     )
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -30,11 +32,13 @@ class ShareGroupMetadataValue:
     @classmethod
     def read(cls, reader: Reader, version: int) -> Self:
         _epoch: int = reader.read_int32()
+        _metadata_hash: int = reader.read_int64()
         reader.skip_tagged_fields()
-        return cls(_epoch)
+        return cls(_epoch, _metadata_hash)
 
     def write(self, writer: Writer, version: int) -> None:
         writer.write_int32(self.epoch)
+        writer.write_int64(self.metadata_hash)
         writer.write_empty_tagged_fields()
 
     @classmethod

@@ -70,10 +70,14 @@ class TopicInfo:
 
 @dataclass(slots=True)
 class ShareGroupStatePartitionMetadataValue:
+    initializing_topics: list[TopicPartitionsInfo] = field(default_factory=list)
     initialized_topics: list[TopicPartitionsInfo] = field(default_factory=list)
     deleting_topics: list[TopicInfo] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
+        FieldSpec(
+            "initializing_topics", "[]struct", (0, 32767), None, None, None, TopicPartitionsInfo
+        ),
         FieldSpec(
             "initialized_topics", "[]struct", (0, 32767), None, None, None, TopicPartitionsInfo
         ),
@@ -87,6 +91,9 @@ class ShareGroupStatePartitionMetadataValue:
 
     @classmethod
     def read(cls, reader: Reader, version: int) -> Self:
+        _initializing_topics: list[TopicPartitionsInfo]
+        n = reader.read_compact_array_length()
+        _initializing_topics = [TopicPartitionsInfo.read(reader, version) for _ in range(n)]
         _initialized_topics: list[TopicPartitionsInfo]
         n = reader.read_compact_array_length()
         _initialized_topics = [TopicPartitionsInfo.read(reader, version) for _ in range(n)]
@@ -94,9 +101,12 @@ class ShareGroupStatePartitionMetadataValue:
         n = reader.read_compact_array_length()
         _deleting_topics = [TopicInfo.read(reader, version) for _ in range(n)]
         reader.skip_tagged_fields()
-        return cls(_initialized_topics, _deleting_topics)
+        return cls(_initializing_topics, _initialized_topics, _deleting_topics)
 
     def write(self, writer: Writer, version: int) -> None:
+        writer.write_compact_array_length(len(self.initializing_topics))
+        for initializing_topics_elem in self.initializing_topics:
+            initializing_topics_elem.write(writer, version)
         writer.write_compact_array_length(len(self.initialized_topics))
         for initialized_topics_elem in self.initialized_topics:
             initialized_topics_elem.write(writer, version)

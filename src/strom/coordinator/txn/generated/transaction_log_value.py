@@ -65,6 +65,7 @@ class TransactionLogValue:
     previous_producer_id: int = -1
     next_producer_id: int = -1
     producer_epoch: int = 0
+    next_producer_epoch: int = -1
     transaction_timeout_ms: int = 0
     transaction_status: int = 0
     transaction_partitions: list[PartitionsSchema] | None = field(default_factory=list)
@@ -77,6 +78,7 @@ class TransactionLogValue:
         FieldSpec("previous_producer_id", "int64", (1, 32767), None, 0, (1, 32767), None),
         FieldSpec("next_producer_id", "int64", (1, 32767), None, 1, (1, 32767), None),
         FieldSpec("producer_epoch", "int16", (0, 32767), None, None, None, None),
+        FieldSpec("next_producer_epoch", "int16", (1, 32767), None, 3, (1, 32767), None),
         FieldSpec("transaction_timeout_ms", "int32", (0, 32767), None, None, None, None),
         FieldSpec("transaction_status", "int8", (0, 32767), None, None, None, None),
         FieldSpec(
@@ -107,6 +109,7 @@ class TransactionLogValue:
         _previous_producer_id: int = -1
         _next_producer_id: int = -1
         _producer_epoch: int = reader.read_int16()
+        _next_producer_epoch: int = -1
         _transaction_timeout_ms: int = reader.read_int32()
         _transaction_status: int = reader.read_int8()
         _transaction_partitions: list[PartitionsSchema] | None
@@ -138,6 +141,9 @@ class TransactionLogValue:
                 elif tag == 2:
                     sub = reader.sub_reader(size)
                     _client_transaction_version = sub.read_int16()
+                elif tag == 3:
+                    sub = reader.sub_reader(size)
+                    _next_producer_epoch = sub.read_int16()
                 else:
                     reader.skip(size)
         return cls(
@@ -145,6 +151,7 @@ class TransactionLogValue:
             _previous_producer_id,
             _next_producer_id,
             _producer_epoch,
+            _next_producer_epoch,
             _transaction_timeout_ms,
             _transaction_status,
             _transaction_partitions,
@@ -179,10 +186,12 @@ class TransactionLogValue:
             t_previous_producer_id = self.previous_producer_id != -1
             t_next_producer_id = self.next_producer_id != -1
             t_client_transaction_version = self.client_transaction_version != 0
+            t_next_producer_epoch = self.next_producer_epoch != -1
             writer.write_uvarint(
                 int(t_previous_producer_id)
                 + int(t_next_producer_id)
                 + int(t_client_transaction_version)
+                + int(t_next_producer_epoch)
             )
             if t_previous_producer_id:
                 sub = Writer()
@@ -196,6 +205,10 @@ class TransactionLogValue:
                 sub = Writer()
                 sub.write_int16(self.client_transaction_version)
                 writer.write_tagged_field(2, sub)
+            if t_next_producer_epoch:
+                sub = Writer()
+                sub.write_int16(self.next_producer_epoch)
+                writer.write_tagged_field(3, sub)
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, version: int) -> Self:
