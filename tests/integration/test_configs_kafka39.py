@@ -365,3 +365,26 @@ def test_custom_broker_key_is_kept_and_hidden(admin: Any, broker39: BrokerProces
     assert e.value is None and e.is_sensitive
     assert incremental(admin, ResourceType.BROKER, "0", [("my.plugin.key", None, DELETE)]) is None
     assert "my.plugin.key" not in describe(admin, ResourceType.BROKER, "0")
+
+
+def test_dynamic_password_is_stored_encrypted_and_never_described(
+    broker_factory: BrokerFactory,
+) -> None:
+    """With password.encoder.secret set, a listener-level password set at run time is accepted,
+    kept encrypted in the metadata file (Kafka's format), never described in clear, and
+    decrypted again after a restart."""
+    b = broker_factory({"password.encoder.secret": "encoder-secret"})
+    admin = ck_admin(b.bootstrap)
+    key = "listener.name.plaintext.ssl.key.password"
+    assert incremental(admin, ResourceType.BROKER, "0", [(key, "hunter2", SET)]) is None
+    stored = (b.data_dir / "strom-metadata.json").read_text()
+    assert "hunter2" not in stored and "encryptedPassword:" in stored
+    for attempt in range(2):
+        entry = describe(admin, ResourceType.BROKER, "0")[key]
+        assert entry.is_sensitive and entry.value is None, attempt
+        assert entry.source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+        assert all(s.value is None for s in entry.synonyms.values())
+        if attempt == 0:
+            b.restart()
+            admin = ck_admin(b.bootstrap)
+    assert "could not be decoded" not in b.log_text()

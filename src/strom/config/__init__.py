@@ -7,6 +7,7 @@
   `topic_keys`: the tables of keys Kafka 3.9 knows
 - `broker`: BrokerConfig (file < STROM_* environment < --set < dynamic defaults < dynamic broker)
 - `dynamic`: Kafka's rules for broker keys changed at run time
+- `password_encoder`: dynamic passwords encrypted as Kafka stores them
 - `listeners`: listener endpoints
 - `topic`: topic overrides, a topic's LogConfig, topic DescribeConfigs
 """
@@ -33,6 +34,8 @@ from strom.config.definitions import (
 from strom.config.dynamic import (
     check_password_storage,
     check_thread_pools,
+    decode_passwords,
+    encode_passwords,
     validate_dynamic_broker_configs,
 )
 from strom.config.listeners import Listener
@@ -61,9 +64,11 @@ __all__ = [
     "Listener",
     "check_password_storage",
     "check_thread_pools",
+    "decode_passwords",
     "describe_topic_configs",
     "dump_properties",
     "effective_topic_value",
+    "encode_passwords",
     "env_to_key",
     "has_no_effect",
     "is_dynamic",

@@ -13,6 +13,7 @@ ZooKeeper-mode brokers do.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
@@ -25,7 +26,10 @@ from strom.config.broker_keys import (
     is_per_broker_key,
     listener_base,
 )
-from strom.config.definitions import ConfigDef, ConfigError, format_value
+from strom.config.definitions import ConfigDef, ConfigError, ConfigValue, format_value
+from strom.config.password_encoder import decode, encode
+
+log = logging.getLogger("strom.config")
 
 # Keys Kafka changes at run time that Strom reads only at start-up (its listeners are bound once).
 RESTART_ONLY: frozenset[str] = frozenset(
@@ -119,6 +123,56 @@ def check_password_storage(
 
 class IntConfig(Protocol):
     def get_int(self, name: str) -> int: ...
+
+
+class EncoderConfig(Protocol):
+    def get(self, name: str) -> ConfigValue: ...
+
+
+def encode_passwords(configs: Mapping[str, str], config: EncoderConfig) -> dict[str, str]:
+    """The form in which dynamic configs are stored: passwords encrypted with
+    password.encoder.secret (check_password_storage has made sure it is set)."""
+    out = dict(configs)
+    secret = config.get("password.encoder.secret")
+    for name, value in configs.items():
+        if is_password_key(name):
+            if not isinstance(secret, str):
+                raise ConfigError("Password encoder secret not configured", name)
+            key_factory = config.get("password.encoder.keyfactory.algorithm")
+            out[name] = encode(
+                value,
+                secret,
+                key_factory=key_factory if isinstance(key_factory, str) else None,
+                cipher=str(config.get("password.encoder.cipher.algorithm")),
+                key_length=int(str(config.get("password.encoder.key.length"))),
+                iterations=int(str(config.get("password.encoder.iterations"))),
+            )
+    return out
+
+
+def decode_passwords(configs: Mapping[str, str], config: EncoderConfig) -> dict[str, str]:
+    """Stored dynamic configs with their passwords decrypted (with password.encoder.secret, or
+    password.encoder.old.secret after a change of secret); a password that decrypts with
+    neither is left out with an error line, as Kafka does."""
+    out = dict(configs)
+    secrets = [
+        s
+        for s in (config.get("password.encoder.secret"), config.get("password.encoder.old.secret"))
+        if isinstance(s, str)
+    ]
+    for name, value in configs.items():
+        if not is_password_key(name):
+            continue
+        del out[name]
+        for secret in secrets:
+            try:
+                out[name] = decode(value, secret)
+                break
+            except ConfigError:
+                continue
+        else:
+            log.error("Dynamic password config %s could not be decoded, ignoring.", name)
+    return out
 
 
 def check_thread_pools(current: IntConfig, updated: IntConfig) -> None:

@@ -21,6 +21,8 @@ from strom.cluster.topic_names import INTERNAL_TOPICS, validate_topic_name
 from strom.config import (
     BrokerConfig,
     ConfigError,
+    decode_passwords,
+    encode_passwords,
     log_config_for,
     log_no_effect,
     validate_topic_configs,
@@ -105,7 +107,8 @@ class Broker:
         metadata = LocalMetadata.load(config.log_dirs[0])
         # Dynamic broker configs (AlterConfigs) are kept by the metadata store.
         config = config.with_dynamic(
-            metadata.dynamic_configs_for(config.broker_id), metadata.dynamic_configs_for(None)
+            decode_passwords(metadata.dynamic_configs_for(config.broker_id), config),
+            decode_passwords(metadata.dynamic_configs_for(None), config),
         )
         broker_ref: list[Broker] = []
 
@@ -450,11 +453,12 @@ class Broker:
         (None), already validated; persist them and apply them to the config and every log.
         In cluster mode they go to ZooKeeper, and every broker concerned applies them from
         its watch (`apply_dynamic_broker_configs`)."""
+        stored = encode_passwords(configs, self.config)
         if self.cluster is not None:
             zk = self.cluster.metadata
             self.cluster.start_write(
                 broker_config_write_name(broker_id),
-                lambda: zk.set_dynamic_broker_configs(broker_id, configs),
+                lambda: zk.set_dynamic_broker_configs(broker_id, stored),
             )
             return
         assert isinstance(self.metadata, LocalMetadata)
@@ -462,7 +466,7 @@ class Broker:
             updated = self.config.with_dynamic(cluster_default=configs)
         else:
             updated = self.config.with_dynamic(per_broker=configs)
-        self.metadata.set_dynamic_broker_configs(broker_id, configs)
+        self.metadata.set_dynamic_broker_configs(broker_id, stored)
         self._use_config(updated)
 
     def apply_dynamic_broker_configs(
@@ -471,7 +475,10 @@ class Broker:
         """Cluster mode: the dynamic configs in ZooKeeper changed. Values this version cannot
         take (written by another tool) are refused whole, with a log line."""
         try:
-            updated = self.config.with_dynamic(per_broker=per_broker, cluster_default=default)
+            updated = self.config.with_dynamic(
+                per_broker=decode_passwords(per_broker, self.config),
+                cluster_default=decode_passwords(default, self.config),
+            )
         except ConfigError as exc:
             log.error("ignoring dynamic broker configs from ZooKeeper: %s", exc)
             return
@@ -519,7 +526,8 @@ async def open_cluster_broker(config: BrokerConfig) -> Broker:
         await metadata.load()
         try:
             config = config.with_dynamic(
-                metadata.dynamic_configs_for(config.broker_id), metadata.dynamic_configs_for(None)
+                decode_passwords(metadata.dynamic_configs_for(config.broker_id), config),
+                decode_passwords(metadata.dynamic_configs_for(None), config),
             )
         except ConfigError as exc:
             log.error("ignoring dynamic broker configs from ZooKeeper: %s", exc)
