@@ -166,3 +166,41 @@ def test_topic_config_change_reads_back_at_once_and_spreads(cluster: Cluster) ->
                 topic_entry(cluster.brokers[b].bootstrap, "tuned", "retention.ms").value == "123456"
             ),
         )
+
+
+def test_kafka_keys_strom_ignores_go_through_zookeeper(cluster: Cluster, zk: KazooClient) -> None:
+    """Keys Kafka 3.9 has but Strom does not act on are kept in ZooKeeper like any other:
+    per-broker, cluster-wide and on topics, described back by every broker concerned."""
+    key = "sasl.kerberos.min.time.before.relogin"
+    set_config(cluster.admin(), ConfigResource.Type.BROKER, "2", key, "90000")
+    data, _ = zk.get("/config/brokers/2")
+    assert json.loads(data)["config"] == {key: "90000"}
+    entry = broker_entry(cluster, 2, key)
+    assert (entry.value, entry.source) == ("90000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert f"{key} has no effect in Strom" in cluster.brokers[2].log_text()
+
+    cache = "remote.log.index.file.cache.total.size.bytes"
+    set_cluster_default(cluster, cache, "4096")
+    for broker_id in cluster.brokers:
+        wait_for(
+            f"broker {broker_id} describing {cache}",
+            lambda b=broker_id: broker_entry(cluster, b, cache).value == "4096",
+        )
+        assert (
+            broker_entry(cluster, broker_id, cache).source
+            == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
+        )
+
+    create_topic(cluster, "old-format", 1, 3)
+    one = AdminClient({"bootstrap.servers": cluster.brokers[1].bootstrap})
+    set_config(one, ConfigResource.Type.TOPIC, "old-format", "message.format.version", "2.8")
+    for broker_id in cluster.brokers:
+        wait_for(
+            f"broker {broker_id} seeing message.format.version",
+            lambda b=broker_id: (
+                topic_entry(
+                    cluster.brokers[b].bootstrap, "old-format", "message.format.version"
+                ).value
+                == "2.8"
+            ),
+        )

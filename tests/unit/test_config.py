@@ -104,7 +104,7 @@ def test_every_topic_synonym_is_a_defined_broker_key() -> None:
         ("listeners", "localhost:9092", "NAME://host:port"),
         ("listeners", "PLAINTEXT://:99999", "out of range"),
         ("listeners", "SSL://:9093", "PLAINTEXT only"),
-        ("log.retention.ms", "0", "at least 1 ms"),
+        ("log.retention.ms", "0", "must be unlimited (-1) or, greater than or equal to 1"),
         ("broker.id", "-1", "does not generate"),
     ],
 )

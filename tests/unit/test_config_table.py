@@ -473,3 +473,43 @@ def test_parse_value_java_edge_cases() -> None:
     assert parse_value("k", ConfigType.DOUBLE, "1.5d") == 1.5
     with pytest.raises(ConfigError, match="Not a number of type LONG"):
         parse_value("k", ConfigType.LONG, "9223372036854775808")
+
+
+@pytest.mark.parametrize(
+    ("configs", "message"),
+    [
+        ({"log.roll.ms": "0"}, "log.roll.ms must be greater than or equal to 1"),
+        ({"log.roll.hours": "1", "log.roll.jitter.ms": "-5"}, "log.roll.jitter.ms must be"),
+        ({"log.retention.minutes": "0"}, "log.retention.ms must be unlimited (-1) or, greater"),
+        ({"replica.fetch.wait.max.ms": "40000"}, "replica.socket.timeout.ms should always be"),
+        (
+            {"replica.lag.time.max.ms": "100"},
+            "replica.fetch.wait.max.ms should always be less than or equal to",
+        ),
+        ({"queued.max.request.bytes": "10"}, "queued.max.request.bytes must be larger or equal"),
+        ({"max.connections.per.ip": "0"}, "max.connections.per.ip can be set to zero only if"),
+        ({"log.cleaner.threads": "200"}, "log.cleaner.dedupe.buffer.size must be at least 1MB"),
+        ({"broker.id": "1001"}, "broker.id must be greater than or equal to -1 and not greater"),
+        (
+            {"connection.failed.authentication.delay.ms": "700000"},
+            "connection.failed.authentication.delay.ms=700000 should always be less than "
+            "connections.max.idle.ms=600000",
+        ),
+    ],
+)
+def test_kafka_cross_key_requirements(configs: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        BrokerConfig.load(None, configs)
+    assert str(info.value).startswith(f"requirement failed: {message}")
+    assert "from command line" in str(info.value)
+
+
+def test_cross_key_requirements_hold_for_dynamic_values_too() -> None:
+    c = BrokerConfig.load(None, {})
+    with pytest.raises(ConfigError) as info:
+        c.with_dynamic({"log.roll.ms": "0"})
+    assert str(info.value) == "requirement failed: log.roll.ms must be greater than or equal to 1"
+    assert BrokerConfig.load(None, {"broker.id": "1001", "broker.id.generation.enable": "false"})
+    assert BrokerConfig.load(
+        None, {"max.connections.per.ip": "0", "max.connections.per.ip.overrides": "h:5"}
+    )
