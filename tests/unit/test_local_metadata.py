@@ -117,6 +117,19 @@ def test_dynamic_broker_configs(tmp_path: Path) -> None:
     assert dict(again.dynamic_broker_configs["0"]) == {"log.retention.ms": "5"}
 
 
+def test_consumer_offsets_of_offset_commit_v0(tmp_path: Path) -> None:
+    store = LocalMetadata.load(tmp_path)
+    store.set_consumer_offsets("g", {("t", 0): 5, ("t", 1): 6, ("u", 0): 7})
+    store.set_consumer_offsets("g", {("t", 0): 8})
+    store.set_consumer_offsets("h", {})
+    again = LocalMetadata.load(tmp_path)
+    assert [again.consumer_offset("g", "t", p) for p in (0, 1, 2)] == [8, 6, None]
+    assert again.consumer_offset("g", "u", 0) == 7
+    assert again.consumer_offset("h", "t", 0) is None
+    doc = json.loads((tmp_path / FILE_NAME).read_text())
+    assert doc["consumer_offsets"] == {"g": {"t": {"0": 8, "1": 6}, "u": {"0": 7}}}
+
+
 def test_failed_write_keeps_memory_consistent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +145,9 @@ def test_failed_write_keeps_memory_consistent(
     with pytest.raises(OSError):
         store.delete_topic("keep")
     assert set(store.topics) == {"keep"}
+    with pytest.raises(OSError):
+        store.set_consumer_offsets("g", {("keep", 0): 1})
+    assert store.consumer_offset("g", "keep", 0) is None
 
 
 @pytest.mark.parametrize(
@@ -146,6 +162,14 @@ def test_failed_write_keeps_memory_consistent(
                 "version": 1,
                 "cluster_id": "AAAAAAAAAAAAAAAAAAAAAA",
                 "topics": {"t": {"topic_id": "bad", "num_partitions": 1, "replication_factor": 1}},
+            }
+        ),
+        json.dumps(
+            {
+                "version": 1,
+                "cluster_id": "AAAAAAAAAAAAAAAAAAAAAA",
+                "topics": {},
+                "consumer_offsets": {"g": {"t": {"0": "five"}}},
             }
         ),
     ],

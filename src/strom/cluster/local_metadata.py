@@ -1,7 +1,8 @@
-"""Single-broker metadata: the cluster id, the topics and dynamic broker configs in one JSON file.
+"""Single-broker metadata: the cluster id, the topics, dynamic broker configs and the offsets of
+OffsetCommit v0 in one JSON file.
 
 The file (`strom-metadata.json` in the first log dir) is small and changes rarely (topic created,
-deleted, altered), so every change rewrites it whole: write a temporary file, fsync it, rename it
+deleted, altered; an old client's v0 commit), so every change rewrites it whole: write a temporary file, fsync it, rename it
 over the old one, fsync the directory. A crash leaves either the old or the new file, never a mix.
 
 The store keeps no locks: like a partition log it is changed by one caller at a time (the event
@@ -79,6 +80,7 @@ class LocalMetadata:
         topics: dict[str, TopicRecord],
         dynamic_broker_configs: dict[str, dict[str, str]],
         next_producer_id: int = 0,
+        consumer_offsets: dict[str, dict[str, dict[int, int]]] | None = None,
     ) -> None:
         self._path = path
         self._cluster_id = cluster_id
@@ -90,6 +92,9 @@ class LocalMetadata:
         # Producer ids are handed out in reserved blocks; this is the first id of the next
         # block, so no id is ever given twice, even across a crash.
         self._next_producer_id = next_producer_id
+        # {group: {topic: {partition: offset}}}: what a cluster keeps in ZooKeeper under
+        # /consumers/<group>/offsets (OffsetCommit v0), apart from the group coordinator's.
+        self._consumer_offsets = consumer_offsets or {}
 
     # --- loading and saving ---------------------------------------------------------------
 
@@ -141,7 +146,8 @@ class LocalMetadata:
             raise ValueError(f"next_producer_id must be an integer, not {next_producer_id!r}")
         if next_producer_id < 0:
             raise ValueError(f"next_producer_id must not be negative, not {next_producer_id}")
-        return cls(path, cluster_id, topics, dynamic, next_producer_id)
+        consumer_offsets = _consumer_offsets(doc.get("consumer_offsets", {}))
+        return cls(path, cluster_id, topics, dynamic, next_producer_id, consumer_offsets)
 
     def _encode(self) -> dict[str, Any]:
         return {
@@ -160,6 +166,13 @@ class LocalMetadata:
                 k: dict(sorted(v.items())) for k, v in sorted(self._dynamic.items()) if v
             },
             "next_producer_id": self._next_producer_id,
+            "consumer_offsets": {
+                group: {
+                    topic: {str(p): o for p, o in sorted(partitions.items())}
+                    for topic, partitions in sorted(topics.items())
+                }
+                for group, topics in sorted(self._consumer_offsets.items())
+            },
         }
 
     def _save(self) -> None:
@@ -300,6 +313,27 @@ class LocalMetadata:
             raise
         return first
 
+    def consumer_offset(self, group: str, topic: str, partition: int) -> int | None:
+        return self._consumer_offsets.get(group, {}).get(topic, {}).get(partition)
+
+    def set_consumer_offsets(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Stores a group's OffsetCommit v0 offsets (persisted before returning)."""
+        if not offsets:
+            return
+        before = self._consumer_offsets.get(group)
+        topics = {topic: dict(partitions) for topic, partitions in (before or {}).items()}
+        for (topic, partition), offset in offsets.items():
+            topics.setdefault(topic, {})[partition] = offset
+        self._consumer_offsets[group] = topics
+        try:
+            self._save()
+        except BaseException:
+            if before is None:
+                del self._consumer_offsets[group]
+            else:
+                self._consumer_offsets[group] = before
+            raise
+
     def _require(self, name: str) -> TopicRecord:
         record = self._topics.get(name)
         if record is None:
@@ -335,3 +369,23 @@ def _str_map(value: Any, what: str) -> dict[str, str]:
     ):
         raise ValueError(f"{what} must map strings to strings")
     return dict(value)
+
+
+def _consumer_offsets(value: Any) -> dict[str, dict[str, dict[int, int]]]:
+    if not isinstance(value, dict):
+        raise ValueError("consumer_offsets must be an object")
+    out: dict[str, dict[str, dict[int, int]]] = {}
+    for group, topics in value.items():
+        if not isinstance(topics, dict):
+            raise ValueError(f"consumer_offsets of {group!r} must be an object")
+        out[group] = {}
+        for topic, partitions in topics.items():
+            if not isinstance(partitions, dict):
+                raise ValueError(f"consumer_offsets of {group!r}/{topic!r} must be an object")
+            parsed: dict[int, int] = {}
+            for p, offset in partitions.items():
+                if isinstance(offset, bool) or not isinstance(offset, int):
+                    raise ValueError(f"consumer offset {group!r}/{topic!r}/{p} is not an integer")
+                parsed[int(p)] = offset
+            out[group][topic] = parsed
+    return out

@@ -8,6 +8,7 @@ SegmentClosedError, which `PartitionLog.read` answers by reading the new list).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from strom.protocol.records.batch_header import BatchHeader, iter_batch_headers
@@ -115,3 +116,41 @@ def latest_timestamp(segments: Sequence[Segment], log_start_offset: int) -> tupl
             if record.timestamp == header.max_timestamp:
                 return record.offset, header.max_timestamp
     return best.offset_of_max_timestamp, best.max_timestamp
+
+
+def offsets_before(
+    segments: Sequence[Segment],
+    log_start_offset: int,
+    timestamp: int,
+    max_num_offsets: int,
+    now_ms: int,
+) -> list[int]:
+    """ListOffsets v0: up to `max_num_offsets` segment start offsets, newest first.
+
+    The candidates are each segment's base offset (raised to the log start offset) stamped with
+    its file's modification time, plus the log end offset stamped `now_ms` when the active
+    segment holds any bytes. -1 (latest) starts from the last candidate, -2 (earliest) from the
+    first; another timestamp starts from the last candidate modified at or before it. From
+    there the offsets are taken backwards. This is the granularity of Kafka's message format
+    v0, which had no timestamps: whole segments, by file time.
+    """
+    candidates = [(max(s.base_offset, log_start_offset), _modified_ms(s)) for s in segments]
+    if segments[-1].size > 0:
+        candidates.append((segments[-1].next_offset, now_ms))
+    if timestamp == -1:
+        start = len(candidates) - 1
+    elif timestamp == -2:
+        start = 0
+    else:
+        start = len(candidates) - 1
+        while start >= 0 and candidates[start][1] > timestamp:
+            start -= 1
+    count = min(max_num_offsets, start + 1)
+    return sorted((candidates[start - j][0] for j in range(max(count, 0))), reverse=True)
+
+
+def _modified_ms(segment: Segment) -> int:
+    try:
+        return os.stat(segment.log_path).st_mtime_ns // 1_000_000
+    except FileNotFoundError:  # deleted by retention meanwhile: as Java's File.lastModified
+        return 0

@@ -28,6 +28,9 @@ def test_paths() -> None:
     assert L.topic_config_path("orders") == "/config/topics/orders"
     assert L.broker_config_path(None) == "/config/brokers/<default>"
     assert L.broker_config_path(7) == "/config/brokers/7"
+    assert L.consumer_offset_path("g", "orders", 3) == "/consumers/g/offsets/orders/3"
+    # Kafka puts the group id into the path as it is: a "/" makes it deeper.
+    assert L.consumer_offset_path("a/b", "orders", 0) == "/consumers/a/b/offsets/orders/0"
     assert L.delete_topic_path("x") == "/admin/delete_topics/x"
 
 
@@ -156,3 +159,37 @@ def test_malformed_topic_assignment_is_a_layout_error() -> None:
     for data in (b'{"partitions":{"x":[1]}}', b'{"partitions":[1]}', b'{"topic_id":"bad"}'):
         with pytest.raises(LayoutError):
             TopicAssignment.from_json("t", data)
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        "",
+        "a//b",
+        "/a",
+        "a/",
+        ".",
+        "..",
+        "a/../b",
+        "nul\x00",
+        "tab\t",
+        "\x85",
+        "\ue000",
+        "\U0001f600",
+    ],
+)
+def test_consumer_offset_paths_zookeeper_refuses(group: str) -> None:
+    with pytest.raises(LayoutError):
+        L.consumer_offset_path(group, "t", 0)
+
+
+def test_consumer_offset_payload() -> None:
+    assert L.encode_consumer_offset(42) == b"42"
+    assert L.decode_consumer_offset(b"42", "p") == 42
+    assert L.decode_consumer_offset(b"-1", "p") == -1
+    for bad in (b"", None, b"x", b"\xff"):
+        with pytest.raises(LayoutError):
+            L.decode_consumer_offset(bad, "p")
+    # Names ZooKeeper accepts: dots inside a name, unicode below the reserved ranges.
+    assert L.consumer_offset_path("a.b..c", "t", 0).startswith("/consumers/a.b..c/")
+    assert L.consumer_offset_path("gr\u00fcn", "t", 0)

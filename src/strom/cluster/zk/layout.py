@@ -26,6 +26,8 @@ cluster's ZooKeeper reads like a Kafka one:
     /isr_change_notification/isr_change_<seq> {"version":1,"partitions":[...]}
     /latest_producer_id_block                 {"version":1,"broker":0,"block_start":"0",
                                                "block_end":"999"}   (numbers as strings)
+    /consumers/<group>/offsets/<topic>/<p>    42         (plain decimal text: offsets committed
+                                               with OffsetCommit v0)
 
 Every decoder raises `LayoutError` (a ValueError) on malformed data: the znodes are shared with
 other processes and tools, so bad data must be reported, never crash the caller with a KeyError.
@@ -77,6 +79,7 @@ PREFERRED_REPLICA_ELECTION = "/admin/preferred_replica_election"
 ISR_CHANGE_NOTIFICATION = "/isr_change_notification"
 ISR_CHANGE_PREFIX = "isr_change_"
 PRODUCER_ID_BLOCK = "/latest_producer_id_block"
+CONSUMERS = "/consumers"
 # The name Kafka uses for the cluster-wide default of a config entity.
 DEFAULT_ENTITY = "<default>"
 
@@ -126,6 +129,36 @@ def broker_config_path(broker_id: int | None) -> str:
 
 def delete_topic_path(topic: str) -> str:
     return f"{DELETE_TOPICS}/{topic}"
+
+
+def consumer_offset_path(group: str, topic: str, partition: int) -> str:
+    """Where OffsetCommit v0 keeps a group's offset; LayoutError when ZooKeeper would refuse
+    the path (a group id with an empty, "." or ".." segment or a forbidden character: the group
+    id goes into the path unescaped, "/" included, as in Kafka)."""
+    path = f"{CONSUMERS}/{group}/offsets/{topic}/{partition}"
+    validate_path(path)
+    return path
+
+
+def validate_path(path: str) -> None:
+    """ZooKeeper's own rules for a znode path (its PathUtils.validatePath)."""
+    if not path.startswith("/") or (len(path) > 1 and path.endswith("/")):
+        raise LayoutError(f"invalid znode path {path!r}")
+    for name in path[1:].split("/"):
+        if name in ("", ".", ".."):
+            raise LayoutError(f"invalid znode path {path!r}: empty or relative node name")
+        if any(_forbidden_in_path(c) for c in name):
+            raise LayoutError(f"invalid znode path {path!r}: forbidden character")
+
+
+def _forbidden_in_path(c: str) -> bool:
+    code = ord(c)
+    return (
+        code <= 0x1F
+        or 0x7F <= code <= 0x9F
+        or 0xD800 <= code <= 0xF8FF
+        or code >= 0xFFF0  # also every character outside Java's 16-bit chars
+    )
 
 
 # --- JSON helpers ---------------------------------------------------------------------------
@@ -187,6 +220,17 @@ def _tp(item: Mapping[str, Any], what: str) -> TopicPartition:
 
 
 # --- payloads -------------------------------------------------------------------------------
+
+
+def encode_consumer_offset(offset: int) -> bytes:
+    return str(offset).encode("ascii")
+
+
+def decode_consumer_offset(data: bytes | None, what: str) -> int:
+    try:
+        return int((data or b"").decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise LayoutError(f"{what}: not a decimal offset: {data!r}") from None
 
 
 def encode_cluster_id(cluster_id: str) -> bytes:

@@ -265,6 +265,28 @@ class ZkClusterStore:
             except BadVersionError:
                 continue
 
+    # --- offsets of OffsetCommit v0 -------------------------------------------------------
+
+    async def consumer_offset(self, group: str, topic: str, partition: int) -> int | None:
+        path = L.consumer_offset_path(group, topic, partition)
+        found = await self.client.get_or_none(path)
+        return None if found is None else L.decode_consumer_offset(found[0], path)
+
+    async def set_consumer_offset(
+        self, group: str, topic: str, partition: int, offset: int
+    ) -> None:
+        """Sets the znode, creating it and its parents when missing (Kafka's
+        setOrCreateConsumerOffset)."""
+        path = L.consumer_offset_path(group, topic, partition)
+        data = L.encode_consumer_offset(offset)
+        try:
+            await self.client.set(path, data)
+        except NoNodeError:
+            try:
+                await self.client.create(path, data, make_parents=True)
+            except NodeExistsError:  # created by another broker meanwhile: last writer wins
+                await self.client.set(path, data)
+
     # --- plumbing ------------------------------------------------------------------------
 
     async def _fenced(self, ops: list[Op], fence: ControllerFence) -> None:

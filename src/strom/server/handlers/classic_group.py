@@ -1,12 +1,12 @@
-"""The classic group protocol: JoinGroup (11) v2-9, SyncGroup (14) v0-5, Heartbeat (12) v0-4,
+"""The classic group protocol: JoinGroup (11) v0-9, SyncGroup (14) v0-5, Heartbeat (12) v0-4,
 LeaveGroup (13) v0-5.
 
 The coordinator shard decides everything (see strom.coordinator.group); these handlers only
 route a request to the shard of its group, persist what the shard returns, and answer. A
 JoinGroup or SyncGroup that must wait for the other members parks as a future that the shard
 completes (from another member's request or a timer). In cluster mode an answer goes out once
-what the shard wrote is replicated to the ISR (`CoordinatorRuntime.run`). Not done: JoinGroup
-v0-1 (removed in Kafka 4.0).
+what the shard wrote is replicated to the ISR (`CoordinatorRuntime.run`). JoinGroup v0 has no
+rebalance timeout: the session timeout serves as both, as in Kafka.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def client_host(ctx: RequestContext) -> str:
     return "/" + ctx.peer.rsplit(":", 1)[0]
 
 
-@handles(11, 2, 9)
+@handles(11, 0, 9)
 def handle_join_group(
     ctx: RequestContext, request: JoinGroupRequest
 ) -> JoinGroupResponse | Awaitable[JoinGroupResponse]:

@@ -1,12 +1,16 @@
-"""Committed offsets: OffsetCommit (8) v2-9, OffsetFetch (9) v1-9, OffsetDelete (47) v0.
+"""Committed offsets: OffsetCommit (8) v0-9, OffsetFetch (9) v0-9, OffsetDelete (47) v0.
 
-The group's coordinator shard validates the member and generation (or member epoch, for
+OffsetCommit answers UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that does not exist,
+before anything else (even when this broker does not coordinate the group), and commits the
+rest. Version 0 of both APIs keeps offsets apart from the groups (`zk_offsets`). For v1+, the
+group's coordinator shard validates the member and generation (or member epoch, for
 KIP-848 members) and returns the records; they are appended to `__consumer_offsets` before the
 answer goes out (in cluster mode: once they are replicated to the ISR, and OffsetFetch waits
 until what the shard wrote before it is). OffsetFetch v8+ asks for several groups at once;
 each is answered by its own shard. require_stable (v7+, read_committed consumers): a partition
 with an offset pending in an open transaction answers UNSTABLE_OFFSET_COMMIT, and the consumer
-retries. Not done: OffsetCommit v0-1 (removed in Kafka 4.0).
+retries. OffsetCommit v1 carries a commit timestamp per partition (-1: the broker's time);
+v2-4 a retention time (-1: offsets.retention.minutes).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import asyncio
 from collections.abc import Awaitable
 
 from strom.protocol.errors import ErrorCode
-from strom.protocol.messages.offset_commit_request import OffsetCommitRequest
+from strom.protocol.messages.offset_commit_request import (
+    OffsetCommitRequest,
+    OffsetCommitRequestTopic,
+)
 from strom.protocol.messages.offset_commit_response import (
     OffsetCommitResponse,
     OffsetCommitResponsePartition,
@@ -32,13 +39,71 @@ from strom.protocol.messages.offset_fetch_response import (
     OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 )
+from strom.runtime.coordinator_runtime import then
 from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
+from strom.server.handlers import zk_offsets
 from strom.server.registry import handles
 
 
-@handles(8, 2, 9)
+def _split_unknown(
+    ctx: RequestContext, topics: list[OffsetCommitRequestTopic]
+) -> tuple[list[OffsetCommitRequestTopic], list[OffsetCommitResponseTopic]]:
+    """(the topics with only the partitions that exist, the answers for the others)."""
+    known: list[OffsetCommitRequestTopic] = []
+    unknown: list[OffsetCommitResponseTopic] = []
+    for topic in topics:
+        record = ctx.broker.metadata.get_topic(topic.name)
+        count = 0 if record is None else record.num_partitions
+        good = [p for p in topic.partitions if 0 <= p.partition_index < count]
+        bad = [p for p in topic.partitions if not 0 <= p.partition_index < count]
+        if good:
+            known.append(OffsetCommitRequestTopic(topic.name, good))
+        if bad:
+            unknown.append(
+                OffsetCommitResponseTopic(
+                    topic.name,
+                    [
+                        OffsetCommitResponsePartition(
+                            p.partition_index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                        )
+                        for p in bad
+                    ],
+                )
+            )
+    return known, unknown
+
+
+def _merged(
+    order: list[OffsetCommitRequestTopic],
+    first: list[OffsetCommitResponseTopic],
+    second: list[OffsetCommitResponseTopic],
+) -> OffsetCommitResponse:
+    """One answer per topic of the request, in its order, with the partitions of both."""
+    by_name: dict[str, OffsetCommitResponseTopic] = {}
+    for topic in [*first, *second]:
+        into = by_name.setdefault(topic.name, OffsetCommitResponseTopic(topic.name))
+        into.partitions.extend(topic.partitions)
+    names = dict.fromkeys(t.name for t in order)
+    return OffsetCommitResponse(topics=[by_name[n] for n in names if n in by_name])
+
+
+@handles(8, 0, 9)
 def handle_offset_commit(
+    ctx: RequestContext, request: OffsetCommitRequest
+) -> OffsetCommitResponse | Awaitable[OffsetCommitResponse]:
+    order = request.topics
+    request.topics, unknown = _split_unknown(ctx, order)
+    if not request.topics:
+        return _merged(order, unknown, [])
+    if ctx.api_version == 0:
+        stored = zk_offsets.commit_v0(ctx, request)
+    else:
+        stored = _commit_to_coordinator(ctx, request)
+    return then(stored, lambda answer: _merged(order, unknown, answer.topics))
+
+
+def _commit_to_coordinator(
     ctx: RequestContext, request: OffsetCommitRequest
 ) -> OffsetCommitResponse | Awaitable[OffsetCommitResponse]:
     version = ctx.api_version
@@ -89,10 +154,12 @@ def _fetch_group(
     return error, by_topic
 
 
-@handles(9, 1, 9)
+@handles(9, 0, 9)
 def handle_offset_fetch(
     ctx: RequestContext, request: OffsetFetchRequest
 ) -> OffsetFetchResponse | Awaitable[OffsetFetchResponse]:
+    if ctx.api_version == 0:
+        return zk_offsets.fetch_v0(ctx, request)
     groups = ctx.broker.groups
     group_ids = [g.group_id for g in request.groups] if ctx.api_version >= 8 else [request.group_id]
     # Cluster mode: read only what the ISR has (a shard's last writes may not be replicated).
