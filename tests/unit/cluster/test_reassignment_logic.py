@@ -39,7 +39,7 @@ def test_reassign_to_lists_target_then_origin() -> None:
     assert not RA((1, 2)).reassign_to([1, 2]).is_being_reassigned
 
 
-def test_plan_reassignment_errors_in_kafkas_order() -> None:
+def test_plan_reassignment_errors_in_order() -> None:
     live = {1, 2, 3}
     current = RA((1, 2))
     assert R.plan_reassignment(current, [2, 3], live) == RA((2, 3, 1), (3,), (1,))
@@ -51,6 +51,11 @@ def test_plan_reassignment_errors_in_kafkas_order() -> None:
         "unknown": R.plan_reassignment(None, [1, 2], live),
         "cancel none": R.plan_reassignment(current, None, live),
         "cancel unknown": R.plan_reassignment(None, None, live),
+        # A partition that does not exist is unknown before its replicas are looked at.
+        "unknown empty": R.plan_reassignment(None, [], live),
+        "unknown dup": R.plan_reassignment(None, [2, 2], live),
+        "unknown negative": R.plan_reassignment(None, [-1], live),
+        "unknown dead": R.plan_reassignment(None, [4], live),
     }
     got = {k: v[0] for k, v in codes.items() if isinstance(v, tuple)}
     assert got == {
@@ -60,7 +65,11 @@ def test_plan_reassignment_errors_in_kafkas_order() -> None:
         "dead": ErrorCode.INVALID_REPLICA_ASSIGNMENT,
         "unknown": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
         "cancel none": ErrorCode.NO_REASSIGNMENT_IN_PROGRESS,
-        "cancel unknown": ErrorCode.NO_REASSIGNMENT_IN_PROGRESS,
+        "cancel unknown": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        "unknown empty": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        "unknown dup": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        "unknown negative": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        "unknown dead": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     }
     # A dead broker that is already a replica may stay one (only new replicas must be live).
     assert R.plan_reassignment(RA((1, 4)), [4], {1}) == RA((4, 1), (), (1,))

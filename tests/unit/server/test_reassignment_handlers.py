@@ -32,7 +32,7 @@ from strom.server.handlers.list_partition_reassignments import (
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     b = Broker.open(BrokerConfig.load(None, {"log.dirs": str(tmp_path / "data")}))
-    b.create_topic("t", 2, 1, {})
+    b.create_topic("t", 3, 1, {})
     yield b
     b.logs.close()
     b.io.shutdown(wait=True)
@@ -50,6 +50,11 @@ def test_single_broker_answers_kafkas_checks(broker: Broker) -> None:
         ("t", 7): [own],  # no such partition
         ("u", 0): [own],
         ("t", 2): [],
+        # Unknown before the replicas are looked at (they are wrong too).
+        ("u", 1): [],
+        ("u", 2): [own, own],
+        ("u", 3): None,
+        ("t", 8): [own + 5],
     }
     request = AlterPartitionReassignmentsRequest(
         timeout_ms=1000,
@@ -75,6 +80,10 @@ def test_single_broker_answers_kafkas_checks(broker: Broker) -> None:
         ("t", 7): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
         ("u", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
         ("t", 2): ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+        ("u", 1): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ("u", 2): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ("u", 3): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ("t", 8): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     }
     # Another broker id is not a live broker.
     moved = AlterPartitionReassignmentsRequest(

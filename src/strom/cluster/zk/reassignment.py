@@ -113,10 +113,16 @@ def plan_reassignment(
     live: AbstractSet[int],
 ) -> ReplicaAssignment | Outcome:
     """The new assignment of one partition for an AlterPartitionReassignments entry, or the
-    error to answer (Kafka's checks, in its order). `target` None cancels; `current` None
-    means the partition does not exist."""
+    error to answer. `target` None cancels; `current` None means the partition does not exist.
+
+    A partition that does not exist is UNKNOWN_TOPIC_OR_PARTITION whatever the entry says, as
+    Kafka's KRaft controller answers (Kafka 3.9's ZooKeeper controller looked at the replicas
+    first: INVALID_REPLICA_ASSIGNMENT or NO_REASSIGNMENT_IN_PROGRESS for an unknown topic whose
+    entry was also wrong). Then the replicas, in the ZooKeeper controller's order."""
+    if current is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist."
     if target is None:
-        if current is None or not current.is_being_reassigned:
+        if not current.is_being_reassigned:
             return ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No reassignment is in progress."
         return current.reassign_to(current.origin)
     if not target:
@@ -125,15 +131,13 @@ def plan_reassignment(
         return _invalid(f"Duplicate replica ids in partition reassignment replica list: {target}")
     if any(r < 0 for r in target):
         return _invalid(f"Invalid broker id in replica list: {target}")
-    new = (current or ReplicaAssignment(())).reassign_to(target)
+    new = current.reassign_to(target)
     dead = [r for r in new.adding if r not in live]
     if dead:
         return _invalid(
             f"Replica assignment has brokers that are not alive. Replica list: {list(new.adding)},"
             f" live broker list: {sorted(live)}"
         )
-    if current is None:
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist."
     return new
 
 
