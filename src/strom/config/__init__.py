@@ -7,20 +7,14 @@
   `topic_keys`: the tables of keys Kafka 3.9 knows
 - `broker`: BrokerConfig (file < STROM_* environment < --set < dynamic defaults < dynamic broker)
 - `dynamic`: Kafka's rules for broker keys changed at run time
+- `requirements`: Kafka's checks across broker keys
 - `password_encoder`: dynamic passwords encrypted as Kafka stores them
 - `listeners`: listener endpoints
 - `topic`: topic overrides, a topic's LogConfig, topic DescribeConfigs
 """
 
-from strom.config.broker import (
-    BrokerConfig,
-    env_to_key,
-    has_no_effect,
-    is_dynamic,
-    is_known_key,
-    log_no_effect,
-)
-from strom.config.broker_keys import BROKER_DEFS
+from strom.config.broker import BrokerConfig, env_to_key, is_dynamic, log_no_effect
+from strom.config.broker_keys import BROKER_DEFS, has_no_effect, is_known_key, known_def
 from strom.config.definitions import (
     ConfigDef,
     ConfigEntry,
@@ -73,6 +67,7 @@ __all__ = [
     "has_no_effect",
     "is_dynamic",
     "is_known_key",
+    "known_def",
     "load_properties",
     "log_config_for",
     "log_no_effect",

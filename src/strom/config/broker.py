@@ -16,11 +16,12 @@ from pathlib import Path
 
 from strom.config.broker_keys import (
     BROKER_DEFS,
-    DYNAMIC_ONLY,
-    PLUGIN_KEYS,
     TIME_FAMILIES,
     config_type_of,
     family_of,
+    has_no_effect,
+    is_known_key,
+    known_def,
     listener_base,
 )
 from strom.config.definitions import (
@@ -36,6 +37,7 @@ from strom.config.definitions import (
 from strom.config.dynamic import validate_dynamic_key
 from strom.config.listeners import Listener, parse_listeners, protocol_map
 from strom.config.properties import load_properties
+from strom.config.requirements import check_requirements
 
 log = logging.getLogger("strom.config")
 
@@ -55,27 +57,6 @@ def env_to_key(var: str) -> str | None:
         .replace("\0", "-")
         .replace("\1", "_")
     )
-
-
-def known_def(name: str) -> ConfigDef | None:
-    """The definition that governs `name`: its own, or its base key's for a listener-level key."""
-    d = BROKER_DEFS.get(name) or DYNAMIC_ONLY.get(name)
-    if d is None:
-        base = listener_base(name)
-        if base is not None:
-            d = BROKER_DEFS.get(base) or DYNAMIC_ONLY.get(base)
-    return d
-
-
-def is_known_key(name: str) -> bool:
-    """Whether Kafka 3.9 knows `name` as a broker key (so a file holding it loads quietly)."""
-    return known_def(name) is not None or name in PLUGIN_KEYS
-
-
-def has_no_effect(name: str) -> bool:
-    """Whether `name` is a Kafka key that Strom accepts but does not act on."""
-    d = known_def(name)
-    return name in PLUGIN_KEYS or (d is not None and d.unused)
 
 
 def is_dynamic(name: str) -> bool:
@@ -294,7 +275,7 @@ class BrokerConfig:
         self.log_roll_ms = self.resolved_ms("log.roll.ms")
         self.log_roll_jitter_ms = self.resolved_ms("log.roll.jitter.ms")
         self.log_flush_interval_ms = self.resolved_ms("log.flush.interval.ms")
-        self._check_kafka_requirements()
+        check_requirements(self)
         if self.get_int("log.cleaner.min.compaction.lag.ms") > self.get_int(
             "log.cleaner.max.compaction.lag.ms"
         ):
@@ -305,93 +286,6 @@ class BrokerConfig:
         self.log_dirs = self._derive_log_dirs()
         self._derive_listeners()
         self._derive_plane_listeners()
-
-    def _require(self, ok: bool, keys: tuple[str, ...], message: str) -> None:
-        """Kafka's cross-key checks (KafkaConfig.validateValues) with their messages; the keys
-        involved that were set in the file or on the command line are named after it."""
-        if ok:
-            return
-        named = [
-            name
-            for key in keys
-            for name in family_of(key)
-            if name in self._static and self._sources.get(name) is ConfigSource.STATIC_BROKER_CONFIG
-        ]
-        where = ", ".join(
-            f"{n}={self._static[n]} from {self._origins.get(n, 'the start')}" for n in named
-        )
-        raise ConfigError(
-            f"requirement failed: {message}" + (f" ({where})" if where else ""),
-            keys[0],
-            self._layer_value(keys[0]),
-        )
-
-    def _check_kafka_requirements(self) -> None:
-        self._require(
-            self.log_roll_ms >= 1,
-            ("log.roll.ms",),
-            "log.roll.ms must be greater than or equal to 1",
-        )
-        self._require(
-            self.log_roll_jitter_ms >= 0,
-            ("log.roll.jitter.ms",),
-            "log.roll.jitter.ms must be greater than or equal to 0",
-        )
-        self._require(
-            self.log_retention_ms != 0,
-            ("log.retention.ms",),
-            "log.retention.ms must be unlimited (-1) or, greater than or equal to 1",
-        )
-        threads = self.get_int("log.cleaner.threads")
-        self._require(
-            threads == 0 or self.get_int("log.cleaner.dedupe.buffer.size") // threads > 1 << 20,
-            ("log.cleaner.dedupe.buffer.size", "log.cleaner.threads"),
-            "log.cleaner.dedupe.buffer.size must be at least 1MB per cleaner thread.",
-        )
-        fetch_wait = self.get_int("replica.fetch.wait.max.ms")
-        self._require(
-            fetch_wait <= self.get_int("replica.socket.timeout.ms"),
-            ("replica.fetch.wait.max.ms", "replica.socket.timeout.ms"),
-            "replica.socket.timeout.ms should always be at least replica.fetch.wait.max.ms to "
-            "prevent unnecessary socket timeouts",
-        )
-        self._require(
-            fetch_wait <= self.get_int("replica.lag.time.max.ms"),
-            ("replica.fetch.wait.max.ms", "replica.lag.time.max.ms"),
-            "replica.fetch.wait.max.ms should always be less than or equal to "
-            "replica.lag.time.max.ms to prevent frequent changes in ISR",
-        )
-        queued = self.get_int("queued.max.request.bytes")
-        self._require(
-            queued <= 0 or queued >= self.get_int("socket.request.max.bytes"),
-            ("queued.max.request.bytes", "socket.request.max.bytes"),
-            "queued.max.request.bytes must be larger or equal to socket.request.max.bytes",
-        )
-        self._require(
-            self.get_int("max.connections.per.ip") != 0
-            or bool(self.get_str("max.connections.per.ip.overrides")),
-            ("max.connections.per.ip",),
-            "max.connections.per.ip can be set to zero only if max.connections.per.ip.overrides "
-            "property is set.",
-        )
-        idle, delay = (
-            self.get_int("connections.max.idle.ms"),
-            self.get_int("connection.failed.authentication.delay.ms"),
-        )
-        self._require(
-            idle < 0 or delay < idle,
-            ("connection.failed.authentication.delay.ms", "connections.max.idle.ms"),
-            f"connection.failed.authentication.delay.ms={delay} should always be less than "
-            f"connections.max.idle.ms={idle} to prevent failed authentication responses from "
-            "timing out",
-        )
-        if self.get_bool("broker.id.generation.enable"):
-            self._require(
-                self.get_int("broker.id") <= self.get_int("reserved.broker.max.id"),
-                ("broker.id", "reserved.broker.max.id"),
-                "broker.id must be greater than or equal to -1 and not greater than "
-                "reserved.broker.max.id",
-            )
 
     def _derive_broker_id(self) -> int:
         broker_id = self.get_int("broker.id")
@@ -575,6 +469,11 @@ class BrokerConfig:
         if value is not None and not isinstance(value, list):
             raise TypeError(f"{name} is not a list (it is {value!r})")
         return value
+
+    def origin(self, name: str) -> str | None:
+        """Where a statically set key came from (a file, an environment variable, the command
+        line)."""
+        return self._origins.get(name)
 
     def source(self, name: str) -> ConfigSource:
         if name not in self._sources:

@@ -59,6 +59,11 @@ def family_of(name: str) -> tuple[str, ...]:
     return (name,)
 
 
+# Kafka keys read by its plugins rather than defined by the broker (the ACL authorizer); a
+# properties file copied from Kafka may hold them, so they load without the unknown-key warning.
+PLUGIN_KEYS: frozenset[str] = frozenset({"super.users", "allow.everyone.if.no.acl.found"})
+
+
 # --- listener-level keys ------------------------------------------------------------------------
 
 _LISTENER_KEY = re.compile(r"listener\.name\.[^.]*\.(.*)")
@@ -79,6 +84,27 @@ def listener_base(name: str) -> str | None:
         return None
     base = m[1]
     return next((k for k in LISTENER_MECHANISM_KEYS if base.endswith(k)), base)
+
+
+def known_def(name: str) -> ConfigDef | None:
+    """The definition that governs `name`: its own, or its base key's for a listener-level key."""
+    d = BROKER_DEFS.get(name) or DYNAMIC_ONLY.get(name)
+    if d is None:
+        base = listener_base(name)
+        if base is not None:
+            d = BROKER_DEFS.get(base) or DYNAMIC_ONLY.get(base)
+    return d
+
+
+def is_known_key(name: str) -> bool:
+    """Whether Kafka 3.9 knows `name` as a broker key (so a file holding it loads quietly)."""
+    return known_def(name) is not None or name in PLUGIN_KEYS
+
+
+def has_no_effect(name: str) -> bool:
+    """Whether `name` is a Kafka key that Strom accepts but does not act on."""
+    d = known_def(name)
+    return name in PLUGIN_KEYS or (d is not None and d.unused)
 
 
 def config_type_of(name: str) -> ConfigType:
@@ -129,8 +155,3 @@ def is_per_broker_key(name: str) -> bool:
         return d.mode is UpdateMode.PER_BROKER
     base = listener_base(name)
     return base is not None and base not in CLUSTER_LEVEL_LISTENER_KEYS
-
-
-# Kafka keys read by its plugins rather than defined by the broker (the ACL authorizer); a
-# properties file copied from Kafka may hold them, so they load without the unknown-key warning.
-PLUGIN_KEYS: frozenset[str] = frozenset({"super.users", "allow.everyone.if.no.acl.found"})

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from strom.config import BROKER_DEFS, TOPIC_DEFS, ConfigDef, ConfigType, effective_topic_value
-from strom.config.broker import known_def
+from strom.config.broker_keys import known_def
 from strom.config.definitions import ConfigValue, format_value
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.incremental_alter_configs_request import (
