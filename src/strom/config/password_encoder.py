@@ -9,8 +9,8 @@ encrypts the UTF-8 bytes, and the stored value lists every parameter needed to d
     salt:<base64>,iterations:4096,encryptedPassword:<base64>,passwordLength:<chars>,
     initializationVector:<base64>
 
-(one line, in no particular order). The standard library has PBKDF2 but no block cipher, so AES
-is implemented here from FIPS-197; it only ever sees a few short passwords.
+(one line, in no particular order). PBKDF2 comes from hashlib, AES-CBC from `cryptography`;
+the PKCS5 padding is checked here, so that a wrong secret is a ConfigError.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from strom.config.definitions import ConfigError
 
@@ -122,127 +124,13 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-# --- AES (FIPS-197) -----------------------------------------------------------------------------
-
-
-def _xtime(a: int) -> int:
-    a <<= 1
-    return (a ^ 0x11B) & 0xFF if a & 0x100 else a
-
-
-def _gmul(a: int, b: int) -> int:
-    out = 0
-    while b:
-        if b & 1:
-            out ^= a
-        a = _xtime(a)
-        b >>= 1
-    return out
-
-
-def _make_sbox() -> tuple[bytes, bytes]:
-    # Powers of the generator 3 give every non-zero element of GF(2^8) and its logarithm, and
-    # so its multiplicative inverse.
-    exp, log = [0] * 255, [0] * 256
-    x = 1
-    for i in range(255):
-        exp[i], log[x] = x, i
-        x = _gmul(x, 3)
-    sbox = bytearray(256)
-    for x in range(256):
-        # The inverse (0 maps to 0), then the affine transform.
-        inv = 0 if x == 0 else exp[(255 - log[x]) % 255]
-        s = inv
-        for shift in range(1, 5):
-            s ^= ((inv << shift) | (inv >> (8 - shift))) & 0xFF
-        sbox[x] = s ^ 0x63
-    inverse = bytearray(256)
-    for x, s in enumerate(sbox):
-        inverse[s] = x
-    return bytes(sbox), bytes(inverse)
-
-
-_SBOX, _INV_SBOX = _make_sbox()
-
-
-def _expand_key(key: bytes) -> list[bytes]:
-    nk = len(key) // 4
-    rounds = nk + 6
-    words = [key[4 * i : 4 * i + 4] for i in range(nk)]
-    rcon = 1
-    for i in range(nk, 4 * (rounds + 1)):
-        temp = words[i - 1]
-        if i % nk == 0:
-            temp = bytes(_SBOX[b] for b in temp[1:] + temp[:1])
-            temp = bytes([temp[0] ^ rcon]) + temp[1:]
-            rcon = _xtime(rcon)
-        elif nk > 6 and i % nk == 4:
-            temp = bytes(_SBOX[b] for b in temp)
-        words.append(bytes(a ^ b for a, b in zip(words[i - nk], temp, strict=True)))
-    return [b"".join(words[4 * r : 4 * r + 4]) for r in range(rounds + 1)]
-
-
-def _add(state: bytes, round_key: bytes) -> bytes:
-    return bytes(a ^ b for a, b in zip(state, round_key, strict=True))
-
-
-# The state is column-major: byte 4*c + r is row r of column c.
-_SHIFT = [((c + r) % 4) * 4 + r for c in range(4) for r in range(4)]
-_UNSHIFT = [0] * 16
-for _to, _from in enumerate(_SHIFT):
-    _UNSHIFT[_from] = _to
-
-
-def _mix(state: bytes, m: tuple[int, int, int, int]) -> bytes:
-    out = bytearray(16)
-    for c in range(4):
-        col = state[4 * c : 4 * c + 4]
-        for r in range(4):
-            out[4 * c + r] = (
-                _gmul(col[0], m[(0 - r) % 4])
-                ^ _gmul(col[1], m[(1 - r) % 4])
-                ^ _gmul(col[2], m[(2 - r) % 4])
-                ^ _gmul(col[3], m[(3 - r) % 4])
-            )
-    return bytes(out)
-
-
-def encrypt_block(keys: list[bytes], block: bytes) -> bytes:
-    state = _add(block, keys[0])
-    for r in range(1, len(keys)):
-        state = bytes(_SBOX[state[i]] for i in _SHIFT)
-        if r != len(keys) - 1:
-            state = _mix(state, (2, 3, 1, 1))
-        state = _add(state, keys[r])
-    return state
-
-
-def decrypt_block(keys: list[bytes], block: bytes) -> bytes:
-    state = _add(block, keys[-1])
-    for r in range(len(keys) - 2, -1, -1):
-        state = bytes(_INV_SBOX[state[i]] for i in _UNSHIFT)
-        state = _add(state, keys[r])
-        if r != 0:
-            state = _mix(state, (14, 11, 13, 9))
-    return state
-
-
 def _cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
-    keys = _expand_key(key)
-    out, previous = bytearray(), iv
-    for i in range(0, len(data), _BLOCK):
-        previous = encrypt_block(keys, _add(data[i : i + _BLOCK], previous))
-        out += previous
-    return bytes(out)
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return encryptor.update(data) + encryptor.finalize()
 
 
 def _cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     if not data or len(data) % _BLOCK or len(iv) != _BLOCK:
         raise ValueError("not whole AES blocks")
-    keys = _expand_key(key)
-    out, previous = bytearray(), iv
-    for i in range(0, len(data), _BLOCK):
-        block = data[i : i + _BLOCK]
-        out += _add(decrypt_block(keys, block), previous)
-        previous = block
-    return bytes(out)
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    return decryptor.update(data) + decryptor.finalize()
