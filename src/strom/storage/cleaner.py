@@ -1,380 +1,229 @@
-"""Log compaction: keep only the latest record per key in the non-active part of a log.
+"""Log compaction (cleanup.policy includes "compact"): when to clean a log, and its checkpoint.
 
-When a log is cleaned (cleanup.policy includes "compact"):
-  * The cleanable range is [log start, first uncleanable offset), where the first uncleanable
-    offset is the smallest of: the active segment's base, the base of the first segment that
-    reaches the high watermark or the last stable offset (an open transaction may still be
-    aborted), the base of the first segment holding a record younger than
-    min.compaction.lag.ms. Only whole segments are cleaned.
-  * The dirty section starts at the offset stored in `cleaner-offset-checkpoint` (the end of the
-    previous clean; log start when absent). The log is cleaned when
-    dirty bytes / cleanable bytes >= min.cleanable.dirty.ratio, or when the first dirty segment
-    waited longer than max.compaction.lag.ms, or when a tombstone delete horizon has passed.
-  * A key -> latest offset map is built over the dirty section (capped at MAX_MAP_ENTRIES keys;
-    when the cap is hit the dirty section ends at that segment, as Kafka does with a full
-    dedupe buffer; records of aborted transactions are left out, so that they never shadow a
-    committed record), then every batch of the cleanable range is rewritten keeping a record
-    unless a later record with its key exists in the map.
-  * Offsets never change: a rebuilt batch keeps its base offset, last offset delta, producer
-    id/epoch, base sequence and leader epoch; records keep their absolute offsets and
-    timestamps. Control batches are copied unchanged. A batch that loses all its records is
-    dropped, except the last data batch of each producer id in the range, which stays as an
-    empty batch so that the producer's last sequence survives (Kafka keeps those too), and the
-    last batch of each group (see _clean_group). Keyless records are kept (the server rejects
-    them on compacted topics).
-  * Transactions: aborted records and markers are not removed (Kafka removes them); the
-    transaction index entries of the old segments are copied to the cleaned one, so
-    read_committed consumers still skip aborted records.
-  * Tombstones (null value) use Kafka's v2 scheme: the first clean that keeps a tombstone
-    rewrites its batch with attribute bit 6 set and base timestamp = now +
-    delete.retention.ms (the delete horizon; record timestamps are re-based so they are
-    unchanged). A later clean after the horizon drops the tombstones of that batch.
-  * Consecutive segments are grouped into one cleaned segment while their total size stays
-    within segment.bytes and their offsets within 2**31 - 1 of the group's base.
+A log is cleaned in passes (Kafka's LogCleanerManager decides when, its Cleaner does the pass):
+`plan` runs on the event loop and decides from the log's state whether a pass is due, taking
+what the pass needs from state only the loop may read (segment list, last stable offset,
+producer state, aborted transactions); `cleaning_pass.run` does the pass, off the loop, in a
+cleaner thread; `finish` runs on the loop again with the outcome. `clean` does all three in a
+row (tests, tools).
 
-Swapping a group in, crash-safe (recovery.py finishes or rolls back what a crash interrupts):
-  1. write `<base>.log.cleaned` (+ .index.cleaned, .timeindex.cleaned), fsync;
-  2. rename the indexes, then the log, to `.swap` (the `.log.swap` rename is the commit), fsync
-     the directory;
-  3. delete the old segments (rename to `.deleted`, unlink);
-  4. rename the `.swap` files to their final names, fsync the directory.
-A crash before 2 leaves `.cleaned` files, which loading deletes (the old segments are intact);
-after 2, loading deletes the old segments in the swap's offset range and completes the rename.
+The cleanable range is [log start, upper bound): the upper bound is the base offset of the
+segment holding the first uncleanable offset, the smallest of the last stable offset (never
+above the high watermark; an open transaction may still abort), the active segment's base and,
+with min.compaction.lag.ms, the base of the first dirty segment holding a record younger than
+that; only whole segments are cleaned. The dirty section starts at the offset stored in
+`cleaner-offset-checkpoint` (one per log dir, Kafka's checkpoint format: the end of the previous
+pass; the log start when absent, below the log start or past the log end).
 
-`cleaner-offset-checkpoint` (one per log dir, Kafka's checkpoint format) holds, per partition,
-the first dirty offset. The map is a Python dict, so memory grows with the number of distinct
-keys in the dirty section up to the cap (Kafka bounds it with a fixed 24-byte-per-key buffer).
+A pass is due when, as in Kafka:
+  * dirty bytes / (clean bytes + dirty bytes) > min.cleanable.dirty.ratio (dirty: the segments
+    from the one holding the first dirty offset up to the upper bound; clean: those below the
+    first dirty offset), or
+  * a dirty segment's first batch is older than max.compaction.lag.ms;
+and also (Strom's addition, so that tombstones and markers go without new writes) when a delete
+horizon stored in a batch of the range has passed. That horizon is read from the batches: each
+pass reports the earliest horizon it left behind, and after the log is opened the first pass
+that is not otherwise due reads the batch headers to find it (`cleaner_horizon_ms`, None until
+then).
+
+The key map is a Python dict, so memory grows with the number of distinct keys in the dirty
+section, up to cleaning_pass.MAX_MAP_ENTRIES (Kafka bounds it with a fixed 24-byte-per-key
+buffer).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 
-from strom.protocol.records.batch_header import BatchHeader, iter_batch_headers
-from strom.protocol.records.codec import Record, build_batch, decode_records
-from strom.storage.checkpoint import fsync_dir, read_offsets, write_offsets
+from strom.storage.checkpoint import read_offsets, write_offsets
+from strom.storage.cleaning_pass import CleanJob, CleanResult, PassOutcome, run
+from strom.storage.compaction import NO_HORIZON, ProducerLast
 from strom.storage.partition_log import PartitionLog
-from strom.storage.segment import MAX_RELATIVE_OFFSET, Segment, segment_paths, txn_index_path
+from strom.storage.segment import Segment, floor_index
+
+__all__ = [
+    "NO_HORIZON",
+    "CleanJob",
+    "CleanResult",
+    "clean",
+    "finish",
+    "forget",
+    "plan",
+    "run_job",
+]
 
 log = logging.getLogger("strom.storage")
 
 CHECKPOINT_FILE = "cleaner-offset-checkpoint"
-MAX_MAP_ENTRIES = 2_000_000
-WRITE_BUFFER = 1024 * 1024
+# Cleaner threads store their passes' offsets while the event loop forgets deleted partitions.
+_checkpoint_lock = threading.Lock()
 
-
-@dataclass(frozen=True, slots=True)
-class CleanResult:
-    topic: str
-    partition: int
-    start_offset: int  # first offset of the cleaned range (the log start)
-    end_offset: int  # end of the cleaned range, now the first dirty offset
-    bytes_before: int
-    bytes_after: int
-    records_removed: int
-    segments_before: int
-    segments_after: int
+Checkpoints = Mapping[tuple[str, int], int]
 
 
 # -- checkpoint ---------------------------------------------------------------------------------
 
 
-def _checkpoint_path(plog: PartitionLog) -> Path:
-    return plog.directory.parent / CHECKPOINT_FILE
+def checkpoint_path(log_dir: Path) -> Path:
+    return log_dir / CHECKPOINT_FILE
 
 
-def first_dirty_offset(plog: PartitionLog) -> int:
-    stored = read_offsets(_checkpoint_path(plog)).get((plog.topic, plog.partition))
+def read_checkpoint(log_dir: Path) -> dict[tuple[str, int], int]:
+    with _checkpoint_lock:
+        return read_offsets(checkpoint_path(log_dir))
+
+
+def first_dirty_offset(plog: PartitionLog, checkpoints: Checkpoints | None = None) -> int:
+    if checkpoints is None:
+        checkpoints = read_checkpoint(plog.directory.parent)
+    stored = checkpoints.get((plog.topic, plog.partition))
     if stored is None or stored < plog.log_start_offset or stored > plog.log_end_offset:
         return plog.log_start_offset
     return stored
 
 
 def _store_checkpoint(plog: PartitionLog, offset: int) -> None:
-    path = _checkpoint_path(plog)
-    offsets = read_offsets(path)
-    offsets[(plog.topic, plog.partition)] = offset
-    write_offsets(path, offsets)
+    path = checkpoint_path(plog.directory.parent)
+    with _checkpoint_lock:
+        offsets = read_offsets(path)
+        offsets[(plog.topic, plog.partition)] = offset
+        write_offsets(path, offsets)
 
 
 def forget(log_dir: Path, topic: str, partition: int) -> None:
     """Remove a deleted partition from the log dir's cleaner checkpoint."""
-    path = log_dir / CHECKPOINT_FILE
-    offsets = read_offsets(path)
-    if offsets.pop((topic, partition), None) is not None:
-        write_offsets(path, offsets)
+    path = checkpoint_path(log_dir)
+    with _checkpoint_lock:
+        offsets = read_offsets(path)
+        if offsets.pop((topic, partition), None) is not None:
+            write_offsets(path, offsets)
 
 
-# -- choosing what to clean ---------------------------------------------------------------------
+# -- planning (event loop) ----------------------------------------------------------------------
 
 
-def cleanable_segments(plog: PartitionLog, now_ms: int) -> list[Segment]:
-    """The non-active segments below the high watermark whose records are all old enough."""
+def _largest_timestamp(segment: Segment) -> int:
+    if segment.max_timestamp >= 0:
+        return segment.max_timestamp
+    try:
+        return os.stat(segment.log_path).st_mtime_ns // 1_000_000
+    except FileNotFoundError:
+        return -1
+
+
+def cleanable_range(plog: PartitionLog, first_dirty: int, now_ms: int) -> tuple[list[Segment], int]:
+    """(the cleanable segments, the upper bound): see module doc."""
+    segments = plog.segments
+    active = len(segments) - 1
+    uncleanable = min(plog.last_stable_offset, segments[active].base_offset)
     lag = plog.config.min_compaction_lag_ms
-    stable = plog.last_stable_offset  # never above the high watermark
-    result = []
-    for segment in plog.segments[:-1]:
-        if segment.next_offset > stable:
-            break
-        if lag > 0 and (segment.max_timestamp < 0 or now_ms - segment.max_timestamp < lag):
-            break
-        result.append(segment)
-    return result
+    if lag > 0:
+        for segment in segments[floor_index(segments, first_dirty) : active]:
+            if _largest_timestamp(segment) > now_ms - lag:
+                uncleanable = min(uncleanable, segment.base_offset)
+                break
+    first_uncleanable = min(floor_index(segments, max(first_dirty, uncleanable)), active)
+    return segments[:first_uncleanable], segments[first_uncleanable].base_offset
 
 
-def _is_due(plog: PartitionLog, segments: list[Segment], dirty_from: int, now_ms: int) -> bool:
-    total = sum(segment.size for segment in segments)
-    dirty = [s for s in segments if s.next_offset > dirty_from]
-    if not total:
+def _is_due(plog: PartitionLog, segments: list[Segment], first_dirty: int, now_ms: int) -> bool:
+    """Kafka's two reasons to clean a log (module doc)."""
+    dirty = [
+        s for s in segments[floor_index(segments, first_dirty) :] if s.next_offset > first_dirty
+    ]
+    dirty_bytes = sum(segment.size for segment in dirty)
+    clean_bytes = sum(s.size for s in plog.segments if s.base_offset < first_dirty)
+    total = clean_bytes + dirty_bytes
+    if total == 0 or dirty_bytes == 0:
         return False
-    horizon = plog.cleaner_delete_horizon_ms
-    if horizon is not None and horizon <= now_ms:
+    if dirty_bytes / total > plog.config.min_cleanable_dirty_ratio:
         return True
-    if not dirty:
-        return False
-    if sum(segment.size for segment in dirty) / total >= plog.config.min_cleanable_dirty_ratio:
-        return True
-    first_ts = dirty[0].first_batch_timestamp
     max_lag = plog.config.max_compaction_lag_ms
-    return first_ts is not None and first_ts >= 0 and now_ms - first_ts > max_lag
+    active = plog.segments[-1]
+    first_timestamps = [
+        s.first_batch_timestamp
+        for s in plog.segments[floor_index(plog.segments, first_dirty) :]
+        if s is not active and s.first_batch_timestamp is not None and s.first_batch_timestamp > 0
+    ]
+    return bool(first_timestamps) and min(first_timestamps) < now_ms - max_lag
 
 
-# -- cleaning -----------------------------------------------------------------------------------
-
-
-def clean(plog: PartitionLog, now_ms: int) -> CleanResult | None:
-    """Compact `plog` if it is cleanable now (see module doc); None when nothing was done."""
-    if not plog.config.compact:
+def plan(
+    plog: PartitionLog, now_ms: int, checkpoints: Checkpoints | None = None
+) -> CleanJob | None:
+    """A pass over `plog` if one is due now (module doc), else None. A planned log is marked as
+    being cleaned (retention leaves it alone) until `finish`."""
+    if not plog.config.compact or plog.closed or plog.cleaning:
         return None
-    segments = cleanable_segments(plog, now_ms)
-    dirty_from = first_dirty_offset(plog)
-    if not segments or not _is_due(plog, segments, dirty_from, now_ms):
+    first_dirty = first_dirty_offset(plog, checkpoints)
+    segments, upper = cleanable_range(plog, first_dirty, now_ms)
+    if not segments or not any(segment.size for segment in segments):
         return None
-    aborted = _aborted_ranges(plog, segments)
-    key_map, segments = _build_key_map(segments, dirty_from, aborted)
-    end_offset = segments[-1].next_offset
-    bytes_before = sum(segment.size for segment in segments)
-    last_of_producer = _last_batch_per_producer(segments)
-    stats = _Stats()
-    cleaned_segments = []
-    for group in _group(segments, plog.config.segment_bytes):
-        cleaned = _clean_group(plog, group, key_map, last_of_producer, now_ms, stats)
-        _swap_in(plog, group, cleaned)
-        cleaned_segments.append(cleaned)
-    _store_checkpoint(plog, max(end_offset, dirty_from))
-    plog.cleaner_delete_horizon_ms = stats.earliest_horizon
-    result = CleanResult(
-        plog.topic,
-        plog.partition,
-        segments[0].base_offset,
-        end_offset,
-        bytes_before,
-        sum(segment.size for segment in cleaned_segments),
-        stats.records_removed,
-        len(segments),
-        len(cleaned_segments),
+    due = _is_due(plog, segments, first_dirty, now_ms)
+    horizon = plog.cleaner_horizon_ms
+    if not due and horizon is not None:
+        if horizon > now_ms:
+            return None
+        due = True
+    producers = {
+        pid: ProducerLast(entry.last_data_offset if entry.batches else None, entry.producer_epoch)
+        for pid, entry in plog.producer_state.producers.items()
+    }
+    aborted = tuple(plog.collect_aborted_txns(segments[0].base_offset, upper))
+    plog.cleaning = True
+    plog.cleaning_aborted = False
+    return CleanJob(
+        plog,
+        tuple(segments),
+        first_dirty,
+        upper,
+        now_ms,
+        producers,
+        aborted,
+        plog.config,
+        due,
     )
-    log.info("%s: cleaned %s", plog.name, result)
-    return result
 
 
-def _batch_records(segment: Segment, position: int, header: BatchHeader) -> list[Record]:
-    return decode_records(memoryview(segment.read(position, header.size)))[1]
+# -- running (cleaner thread) and finishing (event loop) ----------------------------------------
 
 
-def _aborted_ranges(plog: PartitionLog, segments: list[Segment]) -> dict[int, list[range]]:
-    """producer id -> offset ranges of its aborted transactions overlapping `segments`."""
-    ranges: dict[int, list[range]] = {}
-    if segments:
-        for txn in plog.collect_aborted_txns(segments[0].base_offset, segments[-1].next_offset):
-            ranges.setdefault(txn.producer_id, []).append(
-                range(txn.first_offset, txn.last_offset + 1)
-            )
-    return ranges
+def run_job(job: CleanJob) -> PassOutcome:
+    """The pass itself; blocking, for a cleaner thread."""
+    return run(job, _store_checkpoint)
 
 
-def _is_aborted(header: BatchHeader, aborted: dict[int, list[range]]) -> bool:
-    # A producer has one transaction open at a time, so its transactional batch inside the
-    # span of one of its aborted transactions belongs to that transaction.
-    if not header.is_transactional or header.producer_id not in aborted:
-        return False
-    return any(header.base_offset in span for span in aborted[header.producer_id])
-
-
-def _build_key_map(
-    segments: list[Segment], dirty_from: int, aborted: dict[int, list[range]]
-) -> tuple[dict[bytes, int], list[Segment]]:
-    """key -> latest offset over the dirty section; may shorten the range when the map is full."""
-    key_map: dict[bytes, int] = {}
-    for i, segment in enumerate(segments):
-        if segment.next_offset <= dirty_from:
-            continue
-        for position, header in segment.batches():
-            if header.last_offset < dirty_from or header.is_control or _is_aborted(header, aborted):
-                continue
-            for record in _batch_records(segment, position, header):
-                if record.key is not None and record.offset >= dirty_from:
-                    key_map[record.key] = record.offset
-        if len(key_map) >= MAX_MAP_ENTRIES and i + 1 < len(segments):
-            return key_map, segments[: i + 1]
-    return key_map, segments
-
-
-def _last_batch_per_producer(segments: list[Segment]) -> dict[int, int]:
-    last: dict[int, int] = {}
-    for segment in segments:
-        for _, header in segment.batches():
-            if header.producer_id >= 0 and not header.is_control:
-                last[header.producer_id] = header.base_offset
-    return last
-
-
-def _group(segments: list[Segment], max_bytes: int) -> list[list[Segment]]:
-    groups: list[list[Segment]] = []
-    for segment in segments:
-        if groups:
-            current = groups[-1]
-            size = sum(s.size for s in current) + segment.size
-            span = segment.next_offset - 1 - current[0].base_offset
-            if size <= max_bytes and span <= MAX_RELATIVE_OFFSET:
-                current.append(segment)
-                continue
-        groups.append([segment])
-    return groups
-
-
-@dataclass(slots=True)
-class _Stats:
-    records_removed: int = 0
-    earliest_horizon: int | None = None
-
-    def note_horizon(self, horizon: int) -> None:
-        if self.earliest_horizon is None or horizon < self.earliest_horizon:
-            self.earliest_horizon = horizon
-
-
-def _clean_batch(
-    segment: Segment,
-    position: int,
-    header: BatchHeader,
-    key_map: dict[bytes, int],
-    keep_if_empty: bool,
-    now_ms: int,
-    delete_retention_ms: int,
-    stats: _Stats,
-) -> bytes | None:
-    """The batch as it should be after cleaning; None to drop it."""
-    original = segment.read(position, header.size)
-    if header.is_control:
-        return original
-    records = decode_records(memoryview(original))[1]
-    horizon_passed = header.has_delete_horizon and header.first_timestamp <= now_ms
-    kept = []
-    for record in records:
-        latest = key_map.get(record.key) if record.key is not None else None
-        if latest is not None and record.offset < latest:
-            continue  # superseded by a later record with the same key
-        if record.value is None and horizon_passed:
-            continue  # tombstone whose delete.retention.ms is over
-        kept.append(record)
-    stats.records_removed += len(records) - len(kept)
-    has_tombstone = any(record.value is None for record in kept)
-    if has_tombstone:
-        horizon = (
-            header.first_timestamp if header.has_delete_horizon else now_ms + delete_retention_ms
+def finish(job: CleanJob, outcome: PassOutcome | None) -> CleanResult | None:
+    """After the pass (None: it failed): the log is no longer being cleaned; the snapshots of
+    the segments merged away go, as Kafka deletes them with the segments."""
+    plog = job.plog
+    plog.cleaning = False
+    if outcome is None:
+        plog.cleaner_horizon_ms = None
+        return None
+    plog.cleaner_horizon_ms = outcome.earliest_horizon
+    if outcome.replaced_bases and not plog.closed:
+        current = {segment.base_offset for segment in plog.segments}
+        plog.producer_state.delete_snapshots_where(
+            base for base in outcome.replaced_bases if base not in current
         )
-        stats.note_horizon(horizon)
-    if len(kept) == len(records) and has_tombstone == header.has_delete_horizon:
-        return original
-    if not kept and not keep_if_empty:
+    return outcome.result
+
+
+def clean(
+    plog: PartitionLog, now_ms: int, checkpoints: Checkpoints | None = None
+) -> CleanResult | None:
+    """Plan, run and finish a pass in this thread; None when none was due or it stopped."""
+    job = plan(plog, now_ms, checkpoints)
+    if job is None:
         return None
-    return build_batch(
-        kept,
-        base_offset=header.base_offset,
-        last_offset_delta=header.last_offset_delta,
-        compression=header.compression,
-        timestamp_type=header.timestamp_type,
-        producer_id=header.producer_id,
-        producer_epoch=header.producer_epoch,
-        base_sequence=header.base_sequence,
-        is_transactional=header.is_transactional,
-        has_delete_horizon=has_tombstone,
-        partition_leader_epoch=header.partition_leader_epoch,
-        first_timestamp=horizon if has_tombstone else None,
-        max_timestamp=header.max_timestamp if header.timestamp_type else None,
-    )
-
-
-def _clean_group(
-    plog: PartitionLog,
-    group: list[Segment],
-    key_map: dict[bytes, int],
-    last_of_producer: dict[int, int],
-    now_ms: int,
-    stats: _Stats,
-) -> Segment:
-    base = group[0].base_offset
-    for stale in [
-        *segment_paths(plog.directory, base, ".cleaned"),
-        txn_index_path(plog.directory, base, ".cleaned"),
-    ]:
-        stale.unlink(missing_ok=True)
-    cleaned = Segment(plog.directory, base, plog.config, now_ms, ".cleaned")
-    pending: list[bytes] = []
-    pending_size = 0
-
-    def write_pending() -> None:
-        nonlocal pending_size
-        if pending:
-            data = b"".join(pending)
-            cleaned.append(data, [header for _, header in iter_batch_headers(data)])
-            pending.clear()
-            pending_size = 0
-
-    # The group's last batch is kept (possibly empty) so that the cleaned segment ends where
-    # the group ended: recovery of an interrupted swap deletes the old segments whose base
-    # offsets fall inside the swap's offset range, which must therefore span the whole group.
-    group_last_offset = max(segment.next_offset for segment in group) - 1
-    for segment in group:
-        for position, header in segment.batches():
-            keep_if_empty = header.last_offset == group_last_offset or (
-                header.producer_id >= 0
-                and last_of_producer.get(header.producer_id) == header.base_offset
-            )
-            batch = _clean_batch(
-                segment,
-                position,
-                header,
-                key_map,
-                keep_if_empty,
-                now_ms,
-                plog.config.delete_retention_ms,
-                stats,
-            )
-            if batch is not None:
-                pending.append(batch)
-                pending_size += len(batch)
-                if pending_size >= WRITE_BUFFER:
-                    write_pending()
-    write_pending()
-    for segment in group:  # offsets do not change, so the aborted transactions stay as they are
-        for entry in segment.txn_index.entries():
-            cleaned.txn_index.append(entry)
-    cleaned.on_become_inactive()
-    cleaned.fsync()
-    return cleaned
-
-
-def _swap_in(plog: PartitionLog, group: list[Segment], cleaned: Segment) -> None:
-    """Steps 2-4 of the module doc; crash points between them are handled by recovery.py."""
-    directory = plog.directory
-    # The .log rename is the commit point; an index left as .cleaned is rebuilt by recovery.
-    cleaned.rename_suffix(".swap")
-    fsync_dir(directory)
-    for old in group:
-        old.delete()
-    cleaned.rename_suffix("")
-    fsync_dir(directory)
-    plog.replace_segments(group, cleaned)
+    outcome: PassOutcome | None = None
+    try:
+        outcome = run_job(job)
+    finally:
+        result = finish(job, outcome)
+    return result

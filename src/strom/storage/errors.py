@@ -51,3 +51,10 @@ class NotCachedError(Exception):
     Not a StorageError: nothing is wrong; the caller repeats the read where blocking is fine
     (the broker's worker pool).
     """
+
+
+class CleaningAbortedError(Exception):
+    """A cleaning pass stopped because its log is being truncated, moved, closed or deleted.
+
+    Not a StorageError: nothing failed; the pass is simply not finished (cleaning_pass.py).
+    """

@@ -219,9 +219,12 @@ class LogManager:
             )
 
     def run_retention(self, now_ms: int) -> int:
-        """Apply retention to every log; returns the number of segments deleted."""
+        """Apply retention to every log; returns the number of segments deleted. A log being
+        cleaned is left for the next round (as Kafka's retention leaves a log the cleaner holds)."""
         deleted = 0
         for plog in list(self.logs.values()):
+            if plog.cleaning:
+                continue
             try:
                 deleted += delete_expired_segments(plog, now_ms)
             except OSError:
@@ -232,20 +235,38 @@ class LogManager:
         """Drop idle producer ids from every log (producer.id.expiration.ms); returns how many."""
         return sum(plog.remove_expired_producers(now_ms) for plog in list(self.logs.values()))
 
-    def run_cleaner(self, now_ms: int) -> list[cleaner.CleanResult]:
-        """Compact every log whose policy includes compact and that is cleanable now."""
-        results = []
-        for plog in list(self.logs.values()):
+    def plan_cleaning(self, now_ms: int) -> list[cleaner.CleanJob]:
+        """A cleaning pass for every compacted log that is due one now (cleaner.plan). Each
+        planned log is marked as being cleaned until cleaner.finish."""
+        checkpoints = {log_dir: cleaner.read_checkpoint(log_dir) for log_dir in self.log_dirs}
+        jobs = []
+        for key, plog in list(self.logs.items()):
             if not plog.config.compact:
                 continue
+            job = cleaner.plan(plog, now_ms, checkpoints.get(self.log_dir_of[key]))
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def run_cleaner(self, now_ms: int) -> list[cleaner.CleanResult]:
+        """Compact, in this thread, every log whose policy includes compact and that is due."""
+        results = []
+        for job in self.plan_cleaning(now_ms):
+            outcome = None
             try:
-                result = cleaner.clean(plog, now_ms)
-            except OSError:
-                log.exception("cleaning failed for %s", plog.name)
-                continue
+                outcome = cleaner.run_job(job)
+            except Exception:
+                log.exception("cleaning failed for %s", job.plog.name)
+            result = cleaner.finish(job, outcome)
             if result is not None:
                 results.append(result)
         return results
+
+    def abort_cleaning(self) -> None:
+        """Make every cleaning pass in progress stop at its next step (shutting down)."""
+        for plog in list(self.logs.values()):
+            if plog.cleaning:
+                plog.abort_cleaning()
 
     def flush(self) -> None:
         for plog in list(self.logs.values()):

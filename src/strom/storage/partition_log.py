@@ -114,9 +114,16 @@ class PartitionLog:
         # Guards replacing `segments` (roll, retention, cleaner, truncation), which may happen in
         # a worker thread (cleaner) while the event loop rolls. The list itself is never mutated.
         self._segments_lock = threading.Lock()
-        # Earliest delete horizon the cleaner left on tombstones (in memory only): once it has
-        # passed, the log is worth cleaning again even when not dirty.
-        self.cleaner_delete_horizon_ms: int | None = None
+        # The cleaner (cleaner.py, cleaning_pass.py). `cleaning`: a pass is planned or running
+        # (set and cleared on the event loop). `cleaning_aborted`: set by whatever removes or
+        # truncates segments, which then takes `cleaner_lock`, held by a pass while it swaps
+        # segments in; the pass stops at its next step. `cleaner_horizon_ms`: the earliest
+        # delete horizon stored in the batches as the last pass saw them (None: not known since
+        # opening).
+        self.cleaning = False
+        self.cleaning_aborted = False
+        self.cleaner_lock = threading.Lock()
+        self.cleaner_horizon_ms: int | None = None
         self._dir_needs_fsync = False
         # Read by DescribeProducers and the cleaner; changed only through this class.
         self.producer_state = ProducerStateManager(directory, self.name)
@@ -496,11 +503,19 @@ class PartitionLog:
         self.maybe_increment_log_start_offset(target)
         return self.log_start_offset
 
+    def abort_cleaning(self) -> None:
+        """Stop a cleaning pass from swapping anything in from now on (waits for a swap in
+        progress). For whatever is about to remove or truncate segments."""
+        self.cleaning_aborted = True
+        with self.cleaner_lock:
+            pass
+
     def truncate_to(self, offset: int, now_ms: int | None = None) -> None:
         """Remove every batch holding offsets >= `offset` (a follower diverged from its leader)."""
         self._check_open()
         if offset >= self.log_end_offset:
             return
+        self.abort_cleaning()
         now = now_wall_ms() if now_ms is None else now_ms
         keep = [segment for segment in self.segments if segment.base_offset < offset]
         if not keep or offset < self.log_start_offset:
@@ -589,6 +604,7 @@ class PartitionLog:
         """Close every file; the active segment records its largest timestamp (as Kafka does)."""
         if self.closed:
             return
+        self.abort_cleaning()
         self.closed = True
         # The snapshot at the log end makes the next open replay nothing.
         self.producer_state.map_end_offset = self.log_end_offset

@@ -16,12 +16,13 @@ fsyncs a number that has been closed and reused.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from strom.protocol.records.batch_header import BATCH_HEADER_SIZE, BatchHeader
@@ -64,6 +65,13 @@ def unlink_paths(paths: list[Path]) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def floor_index(segments: Sequence[Segment], offset: int) -> int:
+    """Index of the segment that would hold `offset`: the last whose base is at or below it
+    (0 when `offset` is below them all)."""
+    bases = [segment.base_offset for segment in segments]
+    return max(0, bisect.bisect_right(bases, offset) - 1)
 
 
 class SegmentClosedError(OSError):

@@ -101,3 +101,48 @@ def open_log(
         log_start_offset,
         now_ms=0,
     )
+
+
+def producer_append(
+    plog: PartitionLog,
+    pid: int,
+    seq: int,
+    keys: Sequence[bytes | None],
+    values: Sequence[bytes | None],
+    *,
+    epoch: int = 0,
+    transactional: bool = False,
+    timestamp: int = 1_000,
+    now_ms: int = 10_000,
+) -> AppendResult:
+    """An idempotent (or transactional) producer's batch, as a produce request carries it."""
+    records = [
+        Record(i, timestamp + i, key, value)
+        for i, (key, value) in enumerate(zip(keys, values, strict=True))
+    ]
+    data = build_batch(
+        records,
+        producer_id=pid,
+        producer_epoch=epoch,
+        base_sequence=seq,
+        is_transactional=transactional,
+    )
+    result = plog.append_as_leader(bytearray(data), validate_batches(data), 0, now_ms)
+    plog.update_high_watermark(plog.log_end_offset)
+    return result
+
+
+def end_txn(plog: PartitionLog, pid: int, commit: bool, *, epoch: int = 0) -> int:
+    """The transaction coordinator's marker for `pid`; returns its offset."""
+    offset = plog.append_marker(pid, epoch, 0, commit, 0, 20_000)
+    plog.update_high_watermark(plog.log_end_offset)
+    return offset
+
+
+def stored_batches(plog: PartitionLog) -> list[tuple[BatchHeader, list[Record]]]:
+    """Every batch in the log's segment files, decoded, in offset order."""
+    out: list[tuple[BatchHeader, list[Record]]] = []
+    for segment in plog.segments:
+        for position, header in segment.batches():
+            out.append(decode_records(segment.read(position, header.size)))
+    return out

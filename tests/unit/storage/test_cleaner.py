@@ -76,7 +76,7 @@ def test_tombstones_removed_after_delete_retention(tmp_path: Path) -> None:
     assert cleaner.clean(plog, now_ms=5_000) is not None
     keys = {r.key: r.value for r in read_all(plog)}
     assert keys[b"k1"] is None  # the tombstone stays for delete.retention.ms
-    assert plog.cleaner_delete_horizon_ms == 6_000
+    assert plog.cleaner_horizon_ms == 6_000
     assert cleaner.clean(plog, now_ms=5_500) is None  # not dirty, horizon not reached
     assert cleaner.clean(plog, now_ms=6_000) is not None
     keys = {r.key: r.value for r in read_all(plog)}
@@ -129,7 +129,7 @@ def test_crash_after_commit_completes_the_swap(tmp_path: Path) -> None:
     real_delete = Segment.delete
     calls = {"n": 0}
 
-    def crashing_delete(self: Segment) -> None:
+    def crashing_delete(self: Segment, unlink: object = None) -> None:
         calls["n"] += 1
         if calls["n"] == 2:  # crash after the first old segment of the group is gone
             raise Crash
@@ -174,7 +174,7 @@ def test_small_cleaned_segments_are_grouped_and_crash_mid_swap(tmp_path: Path) -
     class Crash(Exception):
         pass
 
-    def crashing_delete(self: Segment) -> None:
+    def crashing_delete(self: Segment, unlink: object = None) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             raise Crash

@@ -55,7 +55,7 @@ from strom.protocol.records.errors import (
     UnsupportedMagicError,
 )
 
-__all__ = ["Record", "build_batch", "decode_records"]
+__all__ = ["Record", "build_batch", "build_empty_batch", "decode_records"]
 
 _INT32_MAX: Final = 0x7FFFFFFF
 _U32: Final = struct.Struct(">I")
@@ -332,6 +332,39 @@ def build_batch(
         producer_epoch,
         base_sequence,
         len(records),
+    )
+    _U32.pack_into(out, CRC_OFFSET, crc32c(memoryview(out)[ATTRIBUTES_OFFSET:]))
+    return bytes(out)
+
+
+def build_empty_batch(header: BatchHeader) -> bytes:
+    """The header-only batch that stands for `header`'s batch once compaction removed all of its
+    records (Kafka's ``DefaultRecordBatch.writeEmptyHeader``): same offsets, producer id, epoch,
+    base sequence, leader epoch, timestamp type, transactional and control bits and max
+    timestamp; no records, no compression, no delete horizon, base timestamp ``NO_TIMESTAMP``.
+    """
+    attributes = (
+        (ATTR_TIMESTAMP_TYPE if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME else 0)
+        | (ATTR_TRANSACTIONAL if header.is_transactional else 0)
+        | (ATTR_CONTROL if header.is_control else 0)
+    )
+    out = bytearray(BATCH_HEADER_SIZE)
+    HEADER_STRUCT.pack_into(
+        out,
+        0,
+        header.base_offset,
+        BATCH_HEADER_SIZE - LOG_OVERHEAD,
+        header.partition_leader_epoch,
+        MAGIC,
+        0,
+        attributes,
+        header.last_offset_delta,
+        NO_TIMESTAMP,
+        header.max_timestamp,
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        0,
     )
     _U32.pack_into(out, CRC_OFFSET, crc32c(memoryview(out)[ATTRIBUTES_OFFSET:]))
     return bytes(out)
