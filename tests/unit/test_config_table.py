@@ -427,6 +427,24 @@ def test_thread_pools_change_by_at_most_a_factor_of_two(value: str, reason: str)
     check_thread_pools(current, current.with_dynamic({"num.io.threads": "4"}))
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("0", "Log cleaner threads should be at least 1"),
+        ("3", "Log cleaner threads cannot be increased to more than double the current value 1"),
+    ],
+)
+def test_log_cleaner_threads_change_as_kafka_allows(value: str, reason: str) -> None:
+    current = BrokerConfig.load(None, {})
+    with pytest.raises(ConfigError) as info:
+        check_thread_pools(current, current.with_dynamic({"log.cleaner.threads": value}))
+    assert str(info.value) == (
+        f"Invalid value org.apache.kafka.common.config.ConfigException: {reason} for "
+        "configuration Invalid dynamic configuration"
+    )
+    check_thread_pools(current, current.with_dynamic({"log.cleaner.threads": "2"}))
+
+
 # --- start-up -----------------------------------------------------------------------------------
 
 

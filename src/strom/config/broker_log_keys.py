@@ -128,7 +128,8 @@ BROKER_LOG_DEFS: list[ConfigDef] = [
        "requests.", unused=True),
     define("log.cleaner.enable", B, True, "Run the log cleaner, which compacts topics whose "
        "cleanup.policy includes compact."),
-    define("log.cleaner.threads", I, 1, "Cleaner threads.", at_least(0), mode=CW, unused=True),
+    define("log.cleaner.threads", I, 1, "Cleaner threads (0: no cleaning).", at_least(0),
+       mode=CW),
     define("log.cleaner.backoff.ms", L, 15000, "Cleaner sleep when nothing is cleanable.",
        at_least(0), mode=CW),
     define("log.cleaner.delete.retention.ms", L, 86400000, "How long tombstones survive "

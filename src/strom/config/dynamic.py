@@ -176,24 +176,44 @@ def decode_passwords(configs: Mapping[str, str], config: EncoderConfig) -> dict[
 
 
 def check_thread_pools(current: IntConfig, updated: IntConfig) -> None:
-    """Kafka resizes a thread pool to at least half and at most double its current size."""
+    """Kafka resizes a thread pool to at least half and at most double its current size (the
+    log cleaner's threads too, with the cleaner's own messages)."""
     for key in THREAD_POOL_KEYS:
         old, new = current.get_int(key), updated.get_int(key)
         if new == old:
             continue
         failed = f"Dynamic thread count update validation failed for {key}={new}"
         if new <= 0:
-            reason = f"{failed}, value should be at least 1"
+            _refuse(key, f"{failed}, value should be at least 1")
         elif new < old // 2:
-            reason = f"{failed}, value should be at least half the current value {old}"
+            _refuse(key, f"{failed}, value should be at least half the current value {old}")
         elif new > old * 2:
-            reason = f"{failed}, value should not be greater than double the current value {old}"
-        else:
-            continue
-        # Kafka wraps the reason in a second ConfigException built from (name, value), which is
-        # where this message's odd shape comes from.
-        raise ConfigError(
-            f"Invalid value org.apache.kafka.common.config.ConfigException: {reason} for "
-            "configuration Invalid dynamic configuration",
-            key,
-        )
+            _refuse(
+                key, f"{failed}, value should not be greater than double the current value {old}"
+            )
+    key = "log.cleaner.threads"
+    old, new = current.get_int(key), updated.get_int(key)
+    if new != old:
+        if new < 1:
+            _refuse(key, "Log cleaner threads should be at least 1")
+        elif new < old // 2:
+            _refuse(
+                key,
+                f"Log cleaner threads cannot be reduced to less than half the current value {old}",
+            )
+        elif new > old * 2:
+            _refuse(
+                key,
+                f"Log cleaner threads cannot be increased to more than double the "
+                f"current value {old}",
+            )
+
+
+def _refuse(key: str, reason: str) -> None:
+    # Kafka wraps the reason in a second ConfigException built from (name, value), which is
+    # where this message's odd shape comes from.
+    raise ConfigError(
+        f"Invalid value org.apache.kafka.common.config.ConfigException: {reason} for "
+        "configuration Invalid dynamic configuration",
+        key,
+    )

@@ -28,13 +28,13 @@ from strom.config import (
     validate_topic_configs,
 )
 from strom.protocol.errors import ErrorCode
+from strom.runtime.cleaner_runtime import CleanerRuntime
 from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from strom.runtime.host import CoordinatorHandle, Node
 from strom.runtime.purgatory import Purgatory
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.server.fetch_session import FetchSessionCache
-from strom.storage import cleaner
 from strom.storage.log_config import LogConfig
 from strom.storage.log_manager import LogManager
 from strom.storage.segment import unlink_paths
@@ -86,9 +86,7 @@ class Broker:
         self.bound_ports: dict[str, int] = {}
         self._background: list[asyncio.Task[None]] = []
         self._flushing: set[PartitionLog] = set()
-        # Cleaning passes run here, off the loop (log.cleaner.threads; none when disabled).
-        self._cleaner_pool: ThreadPoolExecutor | None = None
-        self._cleaner_slots = asyncio.Semaphore(1)
+        self.cleaner = CleanerRuntime(self)
         self.groups = GroupCoordinatorRuntime(self)
         self.txns = TransactionCoordinatorRuntime(self)
         # Cluster mode (zookeeper.connect) only; None on a single broker, where nothing of
@@ -200,33 +198,17 @@ class Broker:
                 name="producer-expiration",
             )
         )
-        threads = cfg.get_int("log.cleaner.threads")
-        if cfg.log_cleaner_enable and threads > 0:
-            self._cleaner_pool = ThreadPoolExecutor(
-                max_workers=threads, thread_name_prefix="strom-log-cleaner"
-            )
-            self._cleaner_slots = asyncio.Semaphore(threads)
-            self._background.append(
-                asyncio.create_task(
-                    self._every(cfg.log_cleaner_backoff_ms, self._clean), name="cleaner"
-                )
-            )
+        self.cleaner.start()
 
     async def close(self) -> None:
         if self.cluster is not None:
             await self.cluster.shutdown()
-        # A pass in a cleaner thread stops at its next batch; it is waited for below, before
-        # the logs close under it.
-        self.logs.abort_cleaning()
+        await self.cleaner.stop()  # before the logs close under a pass
         for task in self._background:
             task.cancel()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._cleaner_pool is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self._cleaner_pool.shutdown, True
-            )
         await self.txns.stop()
         self.txns.close()
         self.groups.close()
@@ -264,27 +246,6 @@ class Broker:
 
     async def _expire_producers(self) -> None:
         self.logs.remove_expired_producers(self.clock.now_ms())
-
-    async def _clean(self) -> None:
-        """Run the due cleaning passes in the cleaner threads (log.cleaner.threads at a time)
-        and wait for them: planning and finishing happen here, on the loop (cleaner.py)."""
-        jobs = self.logs.plan_cleaning(self.clock.now_ms())
-        if jobs:
-            await asyncio.gather(*(self._run_cleaning(job) for job in jobs))
-
-    async def _run_cleaning(self, job: cleaner.CleanJob) -> None:
-        assert self._cleaner_pool is not None
-        outcome = None
-        try:
-            async with self._cleaner_slots:
-                if not job.plog.cleaning_aborted:
-                    outcome = await asyncio.get_running_loop().run_in_executor(
-                        self._cleaner_pool, cleaner.run_job, job
-                    )
-        except Exception:
-            log.exception("cleaning failed for %s", job.plog.name)
-        finally:
-            cleaner.finish(job, outcome)
 
     def _advertised_node(self) -> Node:
         # Clients are told about the first data-plane listener, never the control plane's.
