@@ -10,6 +10,8 @@
 - AlterPartitionReassignments for a topic or partition that does not exist answers
   UNKNOWN_TOPIC_OR_PARTITION whatever replicas it names; for one that exists, the replica
   checks as before.
+- ControlledShutdown v0 (request header v0, no client id, no broker epoch): NOT_CONTROLLER,
+  BROKER_NOT_AVAILABLE, then the broker's leadership moves; the connection keeps working.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import kafka.errors as kerr
 import pytest
 from integration import kafka_wire_v0 as w
 from integration.broker_process import BrokerProcess
+from integration.kafka_wire import api_versions_request, parse_api_versions_v0, recv_frame
 from kafka.admin import KafkaAdminClient
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
+from .test_cluster_failover import active_controller, create_assigned, partition0
 from .test_replicated_cluster import Cluster, create_topic, full_isr, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -117,3 +121,32 @@ def test_commit_and_reassignment_for_unknown_topics(cluster: Cluster) -> None:
         }
     finally:
         admin.close()
+
+
+def test_controlled_shutdown_v0(cluster: Cluster, zk: KazooClient) -> None:
+    controller_id = wait_for("a controller", lambda: active_controller(zk))
+    leaving = next(i for i in cluster.brokers if i != controller_id)
+    other = next(i for i in cluster.brokers if i not in (controller_id, leaving))
+    create_assigned(cluster, "going", [leaving, controller_id, other])
+    wait_for("the preferred leader", lambda: partition0(cluster, "going").leader == leaving)
+    controller = cluster.brokers[controller_id]
+
+    assert w.parse_controlled_shutdown(
+        on_wire(cluster.brokers[other], w.controlled_shutdown_v0(leaving))
+    ) == (41, [])  # NOT_CONTROLLER
+    with socket.create_connection((controller.host, controller.port), timeout=40) as sock:
+        unknown = w.parse_controlled_shutdown(w.call(sock, w.controlled_shutdown_v0(42, 7)))
+        assert unknown == (8, [])  # BROKER_NOT_AVAILABLE
+        assert w.parse_controlled_shutdown(w.call(sock, w.controlled_shutdown_v0(leaving, 8))) == (
+            0,
+            [],
+        )
+        # The header without a client id was read exactly: the next request on the connection
+        # is understood and answered with its own correlation id.
+        sock.sendall(api_versions_request(correlation_id=9))
+        answer = parse_api_versions_v0(recv_frame(sock))
+        assert answer.correlation_id == 9 and answer.api_keys[7] == (0, 3)
+    wait_for(
+        "the leadership away from the leaving broker",
+        lambda: partition0(cluster, "going", exclude={leaving}).leader in (controller_id, other),
+    )

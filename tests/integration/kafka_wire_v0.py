@@ -259,3 +259,57 @@ def leave_group_v0(group: str, member_id: str, correlation_id: int = 1) -> bytes
 
 def parse_error_only(c: Cursor) -> int:
     return c.i16()
+
+
+# --------------------------------------------------------------------------- OffsetForLeaderEpoch
+
+
+API_OFFSET_FOR_LEADER_EPOCH = 23
+
+
+def offset_for_leader_epoch(
+    version: int, topic: str, epochs: list[tuple[int, int]], correlation_id: int = 1
+) -> bytes:
+    """OffsetForLeaderEpoch v0 or v1 (the same request): `epochs` is (partition, epoch)."""
+    parts = [i32(p) + i32(epoch) for p, epoch in epochs]
+    body = _array([string(topic) + _array(parts)])
+    return _request(API_OFFSET_FOR_LEADER_EPOCH, version, correlation_id, body)
+
+
+def parse_offset_for_leader_epoch(
+    version: int, c: Cursor
+) -> dict[tuple[str, int], tuple[int, int | None, int]]:
+    """{(topic, partition): (error, leader epoch (v1; None in v0), end offset)}"""
+    out: dict[tuple[str, int], tuple[int, int | None, int]] = {}
+    for _ in range(c.i32()):
+        name = c.string() or ""
+        for _ in range(c.i32()):
+            err = c.i16()
+            p = c.i32()
+            epoch = c.i32() if version >= 1 else None
+            out[(name, p)] = (err, epoch, c.i64())
+    if c.remaining():
+        raise ValueError(f"{c.remaining()} bytes after an OffsetForLeaderEpoch v{version} answer")
+    return out
+
+
+# --------------------------------------------------------------------------- ControlledShutdown v0
+
+
+API_CONTROLLED_SHUTDOWN = 7
+
+
+def controlled_shutdown_v0(broker_id: int, correlation_id: int = 1) -> bytes:
+    """ControlledShutdown v0 behind request header v0: api key, version and correlation id
+    only (no client id), the one request of the protocol without it."""
+    header = i16(API_CONTROLLED_SHUTDOWN) + i16(0) + i32(correlation_id)
+    return frame(header + i32(broker_id))
+
+
+def parse_controlled_shutdown(c: Cursor) -> tuple[int, list[tuple[str, int]]]:
+    err = c.i16()
+    remaining = []
+    for _ in range(c.i32()):
+        topic = c.string() or ""
+        remaining.append((topic, c.i32()))
+    return err, remaining

@@ -420,3 +420,85 @@ def test_txn_offset_commit_to_unknown_topic(old_broker: BrokerProcess) -> None:
         producer.abort_transaction(DEADLINE_S)
     finally:
         consumer.close()
+
+
+# -- admin APIs at their oldest versions ------------------------------------------------------------
+
+
+def test_kafka_python_admin_old_brokers(old_broker: BrokerProcess) -> None:
+    """kafka-python pinned to 0.10.1 creates and deletes topics with CreateTopics and
+    DeleteTopics v0, to 0.10.2 validates with CreateTopics v1, to 0.11 describes configs with
+    DescribeConfigs v0 (is_default tells kafka-python which values are modified)."""
+    from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+
+    first, second, third = name("a0"), name("a1"), name("a2")
+    admin = kafka.KafkaAdminClient(bootstrap_servers=old_broker.bootstrap, api_version=(0, 10, 1))
+    try:
+        created = admin.create_topics(
+            [NewTopic(first, 2, 1, topic_configs={"retention.ms": "1234"})]
+        )
+        assert created["topics"] == [{"name": first, "error_code": 0}]
+        with pytest.raises(kafka.errors.TopicAlreadyExistsError):
+            admin.create_topics([NewTopic(first, 2, 1)])
+    finally:
+        admin.close()
+
+    admin = kafka.KafkaAdminClient(bootstrap_servers=old_broker.bootstrap, api_version=(0, 10, 2))
+    try:
+        checked = admin.create_topics([NewTopic(second, 1, 1)], validate_only=True)
+        assert checked["topics"] == [{"name": second, "error_code": 0, "error_message": None}]
+        assert second not in admin.list_topics()
+    finally:
+        admin.close()
+
+    admin = kafka.KafkaAdminClient(bootstrap_servers=old_broker.bootstrap, api_version=(0, 11))
+    try:
+        resource = ConfigResource(
+            ConfigResourceType.TOPIC, first, ["retention.ms", "cleanup.policy"]
+        )
+        modified = admin.describe_configs([resource])
+        assert set(modified["topic"][first]) == {"retention.ms"}
+        assert modified["topic"][first]["retention.ms"]["value"] == "1234"
+        everything = admin.describe_configs([resource], config_filter="all")
+        configs = everything["topic"][first]
+        assert configs["retention.ms"]["is_default"] is False
+        assert configs["cleanup.policy"] == {
+            "value": "delete",
+            "read_only": False,
+            "is_default": True,
+            "is_sensitive": False,
+            "config_source": "DEFAULT_CONFIG",
+        }
+    finally:
+        admin.close()
+
+    admin = kafka.KafkaAdminClient(bootstrap_servers=old_broker.bootstrap, api_version=(0, 10, 1))
+    try:
+        with pytest.raises(kafka.errors.UnknownTopicOrPartitionError):
+            admin.delete_topics([third])
+        assert admin.delete_topics([first])["topics"] == [{"name": first, "error_code": 0}]
+        assert first not in admin.list_topics()
+    finally:
+        admin.close()
+
+
+def test_offset_for_leader_epoch_v0_v1_on_the_wire(old_broker: BrokerProcess) -> None:
+    topic = name("ofle")
+    create_topic(old_broker.bootstrap, topic, 1)
+    kp_produce(old_broker.bootstrap, topic, make_recs(6, partition=0))
+    tp = (topic, 0)
+    with sock(old_broker) as s:
+        v0 = w.parse_offset_for_leader_epoch(
+            0, w.call(s, w.offset_for_leader_epoch(0, topic, [(0, 0), (3, 0)]))
+        )
+        v1 = w.parse_offset_for_leader_epoch(
+            1, w.call(s, w.offset_for_leader_epoch(1, topic, [(0, 0)]))
+        )
+        ahead = w.parse_offset_for_leader_epoch(
+            1, w.call(s, w.offset_for_leader_epoch(1, topic, [(0, 5)]))
+        )
+    # A single broker leads at epoch 0: its end is the log end; v0 has no epoch in the answer.
+    assert v0 == {tp: (0, None, 6), (topic, 3): (w.ERR_UNKNOWN_TOPIC_OR_PARTITION, None, -1)}
+    # v1 answers the epoch too; an epoch above every known one is (-1, -1) without an error.
+    assert v1 == {tp: (0, 0, 6)}
+    assert ahead == {tp: (0, -1, -1)}

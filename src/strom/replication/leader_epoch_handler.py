@@ -5,7 +5,7 @@ broker leads it, and the log's leader-epoch lookup); the server's handler resolv
 partitions and calls them.
 
 OffsetsForLeaderEpoch, per requested partition (Kafka answers the same way):
-  * current_leader_epoch (v2+) is checked first: older than ours FENCED_LEADER_EPOCH, newer
+  * current_leader_epoch (v2+; v0-1 do not have it) is checked first: older than ours FENCED_LEADER_EPOCH, newer
     UNKNOWN_LEADER_EPOCH, -1 not checked;
   * only the leader answers (NOT_LEADER_OR_FOLLOWER otherwise), for followers and consumers
     alike;
@@ -43,7 +43,7 @@ __all__ = [
     "handle_offsets_for_leader_epoch",
 ]
 
-MIN_VERSION = 2  # the first with current_leader_epoch (fencing)
+MIN_VERSION = 0  # v0-1 carry no current_leader_epoch (never fenced); v0 answers no epoch
 MAX_VERSION = 4
 UNDEFINED_EPOCH = -1
 UNDEFINED_EPOCH_OFFSET = -1

@@ -1,7 +1,8 @@
 """The oldest versions Kafka 3.9 still answers, through the handlers of a real broker on a
 temporary data directory: ListOffsets v0 (segment offsets by file time), the special
 timestamps' minimum versions, OffsetCommit / OffsetFetch v0 (offsets kept apart from the
-group coordinator), and OffsetCommit for topics and partitions that do not exist."""
+group coordinator), OffsetCommit for topics and partitions that do not exist, and the admin
+and replication APIs at v0 (answers encoded at the old version and read back)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ import pytest
 
 from strom.config import BrokerConfig
 from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.create_topics_request import CreatableTopic, CreateTopicsRequest
+from strom.protocol.messages.create_topics_response import CreateTopicsResponse
+from strom.protocol.messages.delete_topics_request import DeleteTopicsRequest
+from strom.protocol.messages.delete_topics_response import DeleteTopicsResponse
+from strom.protocol.messages.describe_configs_request import (
+    DescribeConfigsRequest,
+    DescribeConfigsResource,
+)
+from strom.protocol.messages.describe_configs_response import DescribeConfigsResponse
 from strom.protocol.messages.list_offsets_request import (
     ListOffsetsPartition,
     ListOffsetsRequest,
@@ -27,12 +37,23 @@ from strom.protocol.messages.offset_commit_request import (
     OffsetCommitRequestTopic,
 )
 from strom.protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopic
+from strom.protocol.messages.offset_for_leader_epoch_request import (
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderPartition,
+    OffsetForLeaderTopic,
+)
+from strom.protocol.messages.offset_for_leader_epoch_response import OffsetForLeaderEpochResponse
 from strom.protocol.records.codec import Record, build_batch
 from strom.protocol.records.validation import validate_batches
 from strom.server.broker import Broker
 from strom.server.context import RequestContext
+from strom.server.handlers.create_topics import handle_create_topics
+from strom.server.handlers.delete_topics import handle_delete_topics
+from strom.server.handlers.describe_configs import handle_describe_configs
 from strom.server.handlers.group_offsets import handle_offset_commit, handle_offset_fetch
 from strom.server.handlers.list_offsets import handle_list_offsets
+from strom.server.handlers.offsets_for_leader_epoch import handle_offsets_for_leader_epoch_request
+from strom.server.registry import HANDLERS
 
 TOPIC = "t"
 NOW = time.time_ns() // 1_000_000
@@ -371,3 +392,116 @@ def test_commit_to_unknown_topic_or_partition(broker: Broker, version: int) -> N
     # group it could not accept (an empty group id).
     assert commit(broker, version, "", {nope: 1}) == {nope: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
     assert commit(broker, version, "", {tp0: 1}) == {tp0: ErrorCode.INVALID_GROUP_ID}
+
+
+# -- admin and replication APIs at v0 ---------------------------------------------------------------
+
+
+def test_versions_registered_down_to_kafka_39s() -> None:
+    expected = {2: 0, 7: 0, 8: 0, 9: 0, 11: 0, 19: 0, 20: 0, 23: 0, 32: 0}
+    assert {key: HANDLERS[key].min_version for key in expected} == expected
+
+
+def test_create_topics_v0_and_v1(broker: Broker) -> None:
+    def create(version: int, name: str, validate_only: bool = False) -> Any:
+        request = CreateTopicsRequest(
+            topics=[CreatableTopic(name=name, num_partitions=3, replication_factor=1)],
+            timeout_ms=1_000,
+            validate_only=validate_only,
+        )
+        response = handle_create_topics(ctx(broker, 19, version), request)
+        return CreateTopicsResponse.decode(response.encode(version), version).topics[0]
+
+    made = create(0, "v0topic")
+    assert (made.name, made.error_code) == ("v0topic", ErrorCode.NONE)
+    record = broker.metadata.get_topic("v0topic")
+    assert record is not None and record.num_partitions == 3
+    # v0 has no error message on the wire; v1 does, and validate_only.
+    again = create(0, "v0topic")
+    assert (again.error_code, again.error_message) == (ErrorCode.TOPIC_ALREADY_EXISTS, "")
+    again = create(1, "v0topic")
+    assert again.error_code == ErrorCode.TOPIC_ALREADY_EXISTS and again.error_message
+    checked = create(1, "v1topic", validate_only=True)
+    assert checked.error_code == ErrorCode.NONE
+    assert broker.metadata.get_topic("v1topic") is None
+
+
+def test_delete_topics_v0(tmp_path: Path) -> None:
+    b = Broker.open(
+        BrokerConfig.load(None, {"log.dirs": str(tmp_path / "d"), "delete.topic.enable": "false"})
+    )
+    try:
+        b.create_topic("locked", 1)
+        request = DeleteTopicsRequest(topic_names=["locked", "nope"])
+        response = handle_delete_topics(ctx(b, 20, 0), request)
+        read = DeleteTopicsResponse.decode(response.encode(0), 0)
+        # TOPIC_DELETION_DISABLED came with v3: older versions get INVALID_REQUEST.
+        assert [(r.name, r.error_code) for r in read.responses] == [
+            ("locked", ErrorCode.INVALID_REQUEST),
+            ("nope", ErrorCode.INVALID_REQUEST),
+        ]
+    finally:
+        shut(b)
+    b = open_broker(tmp_path / "e")
+    try:
+        b.create_topic("gone", 1)
+        request = DeleteTopicsRequest(topic_names=["gone", "nope"])
+        response = handle_delete_topics(ctx(b, 20, 0), request)
+        read = DeleteTopicsResponse.decode(response.encode(0), 0)
+        assert [(r.name, r.error_code) for r in read.responses] == [
+            ("gone", ErrorCode.NONE),
+            ("nope", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+        ]
+        assert b.metadata.get_topic("gone") is None
+    finally:
+        shut(b)
+
+
+def test_describe_configs_v0_says_is_default(broker: Broker) -> None:
+    broker.set_topic_configs(TOPIC, {"retention.ms": "1234"})
+    request = DescribeConfigsRequest(
+        resources=[
+            DescribeConfigsResource(
+                resource_type=2,
+                resource_name=TOPIC,
+                configuration_keys=["retention.ms", "cleanup.policy"],
+            ),
+            DescribeConfigsResource(resource_type=2, resource_name="nope"),
+        ]
+    )
+    response = handle_describe_configs(ctx(broker, 32, 0), request)
+    ours, missing = DescribeConfigsResponse.decode(response.encode(0), 0).results
+    entries = {c.name: (c.value, c.is_default, c.read_only, c.synonyms) for c in ours.configs}
+    assert entries == {
+        "retention.ms": ("1234", False, False, []),
+        "cleanup.policy": ("delete", True, False, []),
+    }
+    assert missing.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_offset_for_leader_epoch_v0_v1(broker: Broker) -> None:
+    produce(broker, 4)
+    request = OffsetForLeaderEpochRequest(
+        topics=[
+            OffsetForLeaderTopic(
+                topic=TOPIC,
+                partitions=[
+                    OffsetForLeaderPartition(partition=0, leader_epoch=0),
+                    OffsetForLeaderPartition(partition=1, leader_epoch=3),
+                    OffsetForLeaderPartition(partition=7, leader_epoch=0),
+                ],
+            )
+        ]
+    )
+    answers = {}
+    for version in (0, 1):
+        response = handle_offsets_for_leader_epoch_request(ctx(broker, 23, version), request)
+        read = OffsetForLeaderEpochResponse.decode(response.encode(version), version)
+        answers[version] = [
+            (p.partition, p.error_code, p.leader_epoch, p.end_offset)
+            for p in read.topics[0].partitions
+        ]
+    unknown = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    # v0's answer carries no epoch (read back as -1).
+    assert answers[0] == [(0, 0, -1, 4), (1, 0, -1, -1), (7, unknown, -1, -1)]
+    assert answers[1] == [(0, 0, 0, 4), (1, 0, -1, -1), (7, unknown, -1, -1)]

@@ -1,4 +1,4 @@
-"""ControlledShutdown (key 7), versions 1-3: a broker about to stop asks the controller to move
+"""ControlledShutdown (key 7), versions 0-3: a broker about to stop asks the controller to move
 its leaderships away (Kafka's ZooKeeper mode).
 
 Sent by a broker's SIGTERM path (`ClusterRuntime`) to the active controller. The controller
@@ -9,8 +9,9 @@ are not counted, as in Kafka). The broker retries while some remain.
 
 Errors: NOT_CONTROLLER from a broker that is not the active controller (and from a single
 broker, which has none); STALE_BROKER_EPOCH (v2+) when the epoch given is older than the
-registration the controller knows; BROKER_NOT_AVAILABLE for a broker that is not registered. Not done: v0
-(its request header has no client id), authorization (Kafka requires CLUSTER_ACTION).
+registration the controller knows; BROKER_NOT_AVAILABLE for a broker that is not registered. v0
+comes with request header v0 (no client id; `protocol/framing.py`) and v0-1 carry no broker
+epoch, so nothing is stale. Not done: authorization (Kafka requires CLUSTER_ACTION).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from strom.server.registry import handles
 NO_BROKER_EPOCH = -1
 
 
-@handles(7, 1, 3)
+@handles(7, 0, 3)
 def handle_controlled_shutdown(
     ctx: RequestContext, request: ControlledShutdownRequest
 ) -> ControlledShutdownResponse | Awaitable[ControlledShutdownResponse]:

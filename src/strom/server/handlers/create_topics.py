@@ -1,4 +1,4 @@
-"""CreateTopics (key 19), versions 2-7: create topics, or only check that they could be.
+"""CreateTopics (key 19), versions 0-7: create topics, or only check that they could be.
 
 Each topic gets its own error code and message. -1 partitions or replication factor take the
 broker defaults (num.partitions, default.replication.factor); a replication factor above the
@@ -8,7 +8,7 @@ once each, with the same number of replicas each, only live brokers and no broke
 (INVALID_REPLICA_ASSIGNMENT). Configs are validated as topic overrides (INVALID_CONFIG). A name
 that is illegal, or that differs from an existing topic only by '.' versus '_', answers
 INVALID_TOPIC_EXCEPTION; an existing one TOPIC_ALREADY_EXISTS; a name given twice in one request
-INVALID_REQUEST. validate_only runs every check and creates nothing. On a single broker creation
+INVALID_REQUEST. validate_only (v1+) runs every check and creates nothing. On a single broker creation
 is synchronous, so the timeout is not used; in cluster mode the answer waits (up to the
 timeout) until the new partitions have leaders. From v5 a success carries the partition count,
 replication factor and the topic's described configuration; from v7 the new topic id (zero
@@ -156,7 +156,7 @@ def _create(
     ]
 
 
-@handles(19, 2, 7)
+@handles(19, 0, 7)
 def handle_create_topics(
     ctx: RequestContext, request: CreateTopicsRequest
 ) -> CreateTopicsResponse | Awaitable[CreateTopicsResponse]:

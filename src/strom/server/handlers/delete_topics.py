@@ -1,4 +1,4 @@
-"""DeleteTopics (key 20), versions 1-6: delete topics by name, or by topic id from v6.
+"""DeleteTopics (key 20), versions 0-6: delete topics by name, or by topic id from v6.
 
 Deletion is immediate: the topic leaves the metadata store, its partition directories are
 removed, waiting fetches on it are woken and fetch sessions forget it, so the response already
@@ -6,8 +6,7 @@ reflects the deletion and the timeout is not used. An unknown name answers
 UNKNOWN_TOPIC_OR_PARTITION, an unknown id UNKNOWN_TOPIC_ID; an entry naming both a name and an
 id, neither, or a topic named twice answers INVALID_REQUEST. With delete.topic.enable=false
 every entry answers TOPIC_DELETION_DISABLED (INVALID_REQUEST before v3, which lacks that code).
-Internal topics can be deleted, as in Kafka (which guards them only by ACLs). Not done: ACLs;
-v0 (deprecated).
+Internal topics can be deleted, as in Kafka (which guards them only by ACLs). Not done: ACLs.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ def _requested(
     return [(name, ZERO_UUID) for name in request.topic_names]
 
 
-@handles(20, 1, 6)
+@handles(20, 0, 6)
 def handle_delete_topics(
     ctx: RequestContext, request: DeleteTopicsRequest
 ) -> DeleteTopicsResponse | Awaitable[DeleteTopicsResponse]:

@@ -1,4 +1,4 @@
-"""DescribeConfigs (key 32), versions 1-4: the configuration of topics and of this broker.
+"""DescribeConfigs (key 32), versions 0-4: the configuration of topics and of this broker.
 
 Resource types: TOPIC (2) lists every topic key with its effective value and where it came from
 (the topic's override, a broker `log.*` synonym, or Kafka's default); BROKER (4) with this
@@ -10,7 +10,10 @@ from v3. Sensitive values are never returned. An unknown topic answers
 UNKNOWN_TOPIC_OR_PARTITION, an illegal topic name INVALID_TOPIC_EXCEPTION, another broker's id
 or a non-numeric broker name INVALID_REQUEST. Not done: BROKER_LOGGER (8) resources, answered
 with INVALID_REQUEST (there are no log4j loggers to describe); GROUP and CLIENT_METRICS
-resources (INVALID_REQUEST); v0 (deprecated).
+resources (INVALID_REQUEST).
+
+v0 has no config source: each entry says is_default instead (true for a key at Kafka's default),
+which is what brokers answered when v0 was current; Kafka 3.9 leaves it false for every entry.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ def _result_entry(
     )
 
 
-@handles(32, 1, 4)
+@handles(32, 0, 4)
 def handle_describe_configs(
     ctx: RequestContext, request: DescribeConfigsRequest
 ) -> DescribeConfigsResponse:

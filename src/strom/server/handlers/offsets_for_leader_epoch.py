@@ -1,11 +1,12 @@
-"""OffsetsForLeaderEpoch (key 23), versions 2-4: where each of the leader's epochs ends.
+"""OffsetsForLeaderEpoch (key 23), versions 0-4: where each of the leader's epochs ends.
 
 Followers ask it before fetching (to truncate what a previous leader wrote past the point
 where the new leader's log diverges), and consumers use it to detect log truncation. The
 answers are `replication/leader_epoch_handler.py`'s; this module resolves partitions. On a
 single broker every partition is led here at epoch 0; in cluster mode only the leader answers
 (NOT_LEADER_OR_FOLLOWER elsewhere, UNKNOWN_TOPIC_OR_PARTITION for a partition the metadata does
-not have).
+not have). v0-1 carry no current leader epoch (nothing to fence) and v0's answer has no epoch,
+only the end offset.
 """
 
 from __future__ import annotations
