@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import pytest
@@ -77,15 +78,19 @@ class SharePartitionMachine(RuleBasedStateMachine):
         self.batches.append((base, base + size - 1))
         self.log_end = base + size
 
-    @rule(member=st.sampled_from(MEMBERS), max_records=st.integers(1, 8))
-    def acquire(self, member: str, max_records: int) -> None:
+    @rule(
+        member=st.sampled_from(MEMBERS),
+        max_records=st.integers(1, 8),
+        through=st.none() | st.integers(0, 40),
+    )
+    def acquire(self, member: str, max_records: int, through: int | None) -> None:
         new = [(b, last) for b, last in self.batches if last >= self.next_new]
-        got = self.sp.acquire(member, self.now, max_records, new)
+        got = self.sp.acquire(member, self.now, max_records, new, through=through)
         expected: list[tuple[int, int]] = []  # (offset, delivery count)
         taken = 0
         for o in range(self.model_start(), self.next_new):
             rec = self.model[o]
-            if taken >= max_records:
+            if taken >= max_records or (through is not None and o > through):
                 break
             if rec.state == RecordState.AVAILABLE:
                 rec.state, rec.count = RecordState.ACQUIRED, rec.count + 1
@@ -111,7 +116,7 @@ class SharePartitionMachine(RuleBasedStateMachine):
             (o, r.delivery_count) for r in got for o in range(r.first_offset, r.last_offset + 1)
         ]
         assert flat == expected
-        for a, b in zip(got, got[1:], strict=False):
+        for a, b in itertools.pairwise(got):
             assert a.last_offset < b.first_offset
 
     @rule(
@@ -184,6 +189,15 @@ class SharePartitionMachine(RuleBasedStateMachine):
             assert self.sp.state_of(o) == rec.state, o
             assert self.sp.delivery_count(o) == rec.count, o
             assert self.sp.owner(o) == rec.owner, o
+
+    @invariant()
+    def first_available(self) -> None:
+        available = [
+            o
+            for o in range(self.model_start(), self.next_new)
+            if self.model[o].state == RecordState.AVAILABLE
+        ]
+        assert self.sp.first_available() == (available[0] if available else None)
 
     @invariant()
     def bounded(self) -> None:

@@ -65,6 +65,9 @@ def group_config(broker: BrokerHost) -> GroupConfig:
         consumer_assignors=consumer_assignors(cfg.get_list("group.consumer.assignors")),
         consumer_max_size=cfg.get_int("group.consumer.max.size"),
         offset_metadata_max_bytes=cfg.get_int("offset.metadata.max.bytes"),
+        share_session_timeout_ms=cfg.get_int("group.share.session.timeout.ms"),
+        share_heartbeat_interval_ms=cfg.get_int("group.share.heartbeat.interval.ms"),
+        share_max_size=cfg.get_int("group.share.max.size"),
     )
 
 

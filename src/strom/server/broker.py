@@ -33,6 +33,7 @@ from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from strom.runtime.host import CoordinatorHandle, Node
 from strom.runtime.purgatory import Purgatory
+from strom.runtime.share_runtime import ShareRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.server.fetch_session import FetchSessionCache
 from strom.storage.log_config import LogConfig
@@ -89,6 +90,7 @@ class Broker:
         self.cleaner = CleanerRuntime(self)
         self.groups = GroupCoordinatorRuntime(self)
         self.txns = TransactionCoordinatorRuntime(self)
+        self.shares = ShareRuntime(self)
         # Cluster mode (zookeeper.connect) only; None on a single broker, where nothing of
         # the replication path runs.
         self.cluster: ClusterRuntime | None = None

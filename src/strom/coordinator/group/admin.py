@@ -7,6 +7,7 @@ from strom.coordinator.group.consumer_group import Assignment, ConsumerGroup
 from strom.coordinator.group.context import ShardContext
 from strom.coordinator.group.offsets import Offsets
 from strom.coordinator.group.records import CoordinatorRecord, group_metadata_tombstone
+from strom.coordinator.share.group import ShareGroup
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.consumer_group_describe_response import (
     Assignment as DescribedAssignment,
@@ -28,6 +29,7 @@ from strom.protocol.messages.list_groups_response import ListedGroup
 
 CLASSIC_TYPE = "classic"
 CONSUMER_TYPE = "consumer"
+SHARE_TYPE = "share"
 
 
 def list_groups(
@@ -44,6 +46,8 @@ def list_groups(
                 CLASSIC_TYPE,
                 group.protocol_type or "",
             )
+        elif isinstance(group, ShareGroup):
+            state, group_type, protocol_type = group.state.value, SHARE_TYPE, SHARE_TYPE
         else:
             state, group_type, protocol_type = group.state.value, CONSUMER_TYPE, "consumer"
         if state == ClassicState.DEAD.value:

@@ -36,6 +36,7 @@ from strom.coordinator.group.records import (
     GroupMetadataValue,
     group_metadata,
 )
+from strom.coordinator.share.group import ShareGroup
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.heartbeat_request import HeartbeatRequest
 from strom.protocol.messages.heartbeat_response import HeartbeatResponse
@@ -103,7 +104,7 @@ class ClassicGroups(ClassicRebalance):
         records: Records = []
         existing = self.ctx.groups.get(request.group_id)
         if existing is not None and not isinstance(existing, ClassicGroup):
-            if not existing.is_empty():
+            if not existing.is_empty() or isinstance(existing, ShareGroup):
                 # Mixed groups (classic members in a consumer-protocol group) are not
                 # supported: the group id is taken by the other protocol.
                 reply(join_error(request.member_id, ErrorCode.INCONSISTENT_GROUP_PROTOCOL))

@@ -31,6 +31,10 @@ class GroupConfig:
     consumer_assignors: tuple[str, ...] = ("uniform", "range")
     consumer_max_size: int = 2**31 - 1
     offset_metadata_max_bytes: int = 4096
+    # group.share.session.timeout.ms, group.share.heartbeat.interval.ms, group.share.max.size
+    share_session_timeout_ms: int = 45_000
+    share_heartbeat_interval_ms: int = 5000
+    share_max_size: int = 200
     # Kafka's group.classic.new.member.join.timeout (not a public property): a member that
     # joins for the first time is dropped if its JoinGroup stays parked this long.
     new_member_join_timeout_ms: int = 300_000

@@ -199,7 +199,10 @@ class ConsumerGroups:
             if not create:
                 raise GroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
             return ConsumerGroup(group_id)  # created when its records are replayed
-        assert isinstance(group, ClassicGroup)
+        if not isinstance(group, ClassicGroup):
+            raise GroupError(
+                ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group."
+            )
         if create and group.is_empty():
             # An empty classic group (or a simple one) becomes a consumer group; its
             # committed offsets stay.

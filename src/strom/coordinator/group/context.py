@@ -15,8 +15,9 @@ from strom.coordinator.group.timers import Timers
 if TYPE_CHECKING:
     from strom.coordinator.group.classic_group import ClassicGroup
     from strom.coordinator.group.consumer_group import ConsumerGroup
+    from strom.coordinator.share.group import ShareGroup
 
-    Group = ClassicGroup | ConsumerGroup
+    Group = ClassicGroup | ConsumerGroup | ShareGroup
 
 
 @dataclass

@@ -32,6 +32,7 @@ from strom.coordinator.group.records import (
     offset_commit,
     offset_commit_tombstone,
 )
+from strom.coordinator.share.group import ShareGroup
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.offset_commit_request import OffsetCommitRequest
 from strom.protocol.messages.offset_commit_response import (
@@ -83,6 +84,8 @@ class Offsets:
                 if version >= OFFSET_COMMIT_CONSUMER_PROTOCOL_VERSION
                 else ErrorCode.ILLEGAL_GENERATION
             )
+        if isinstance(group, ShareGroup):
+            return ErrorCode.GROUP_ID_NOT_FOUND
         if isinstance(group, ConsumerGroup):
             if generation < 0 and group.is_empty():
                 return None
@@ -200,7 +203,7 @@ class Offsets:
                 error = _member_epoch_error(member_epoch, member.member_epoch, classic_member=False)
                 if error is not None:
                     return error, []
-        elif group is None or group.is_in(ClassicState.DEAD):
+        elif group is None or isinstance(group, ShareGroup) or group.is_in(ClassicState.DEAD):
             visible = False
         store = self.ctx.offsets
         pending = self.ctx.pending_txn_offsets
@@ -237,7 +240,7 @@ class Offsets:
         if not request.group_id:
             return OffsetDeleteResponse(error_code=ErrorCode.INVALID_GROUP_ID), []
         group = self.ctx.groups.get(request.group_id)
-        if group is None:
+        if group is None or isinstance(group, ShareGroup):
             return OffsetDeleteResponse(error_code=ErrorCode.GROUP_ID_NOT_FOUND), []
         if isinstance(group, ClassicGroup):
             if group.is_in(ClassicState.DEAD):
@@ -331,7 +334,7 @@ class Offsets:
         retention = self.ctx.config.offsets_retention_ms
         # The time each offset's retention counts from; None: this group keeps its offsets.
         base_of: object
-        if isinstance(group, ConsumerGroup):
+        if isinstance(group, ConsumerGroup | ShareGroup):
             base_of = "commit"
         elif group.protocol_type is None:
             base_of = "commit"  # simple group

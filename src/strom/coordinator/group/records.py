@@ -18,9 +18,10 @@ A value is an int16 value version followed by the value struct. A record with no
 
 Values are written at the versions Kafka 3.x/4.0 writes (OffsetCommitValue v3, or v1 when
 the commit carries an explicit expiry; GroupMetadataValue v3; consumer-group values v0), so
-Kafka's tools can read a Strom `__consumer_offsets`. Key versions 9 and up (share groups,
-regular expressions) are not used by Strom yet; `decode` returns None for them and loading
-skips them, as Kafka skips record types it does not know.
+Kafka's tools can read a Strom `__consumer_offsets`. The share groups' records (types 10-15)
+are decoded here and built by `strom.coordinator.share.records`. Other types
+(regular expressions, streams groups) are not used by Strom; `decode` returns None for them
+and loading skips them, as Kafka skips record types it does not know.
 """
 
 from __future__ import annotations
@@ -76,16 +77,50 @@ from strom.coordinator.group.generated.group_metadata_value import (
 from strom.coordinator.group.generated.legacy_offset_commit_key import LegacyOffsetCommitKey
 from strom.coordinator.group.generated.offset_commit_key import OffsetCommitKey
 from strom.coordinator.group.generated.offset_commit_value import OffsetCommitValue
+from strom.coordinator.group.generated.share_group_current_member_assignment_key import (
+    ShareGroupCurrentMemberAssignmentKey,
+)
+from strom.coordinator.group.generated.share_group_current_member_assignment_value import (
+    ShareGroupCurrentMemberAssignmentValue,
+)
+from strom.coordinator.group.generated.share_group_member_metadata_key import (
+    ShareGroupMemberMetadataKey,
+)
+from strom.coordinator.group.generated.share_group_member_metadata_value import (
+    ShareGroupMemberMetadataValue,
+)
+from strom.coordinator.group.generated.share_group_metadata_key import ShareGroupMetadataKey
+from strom.coordinator.group.generated.share_group_metadata_value import ShareGroupMetadataValue
+from strom.coordinator.group.generated.share_group_state_partition_metadata_key import (
+    ShareGroupStatePartitionMetadataKey,
+)
+from strom.coordinator.group.generated.share_group_state_partition_metadata_value import (
+    ShareGroupStatePartitionMetadataValue,
+)
+from strom.coordinator.group.generated.share_group_target_assignment_member_key import (
+    ShareGroupTargetAssignmentMemberKey,
+)
+from strom.coordinator.group.generated.share_group_target_assignment_member_value import (
+    ShareGroupTargetAssignmentMemberValue,
+)
+from strom.coordinator.group.generated.share_group_target_assignment_metadata_key import (
+    ShareGroupTargetAssignmentMetadataKey,
+)
+from strom.coordinator.group.generated.share_group_target_assignment_metadata_value import (
+    ShareGroupTargetAssignmentMetadataValue,
+)
 from strom.protocol.errors import ProtocolError
 
 __all__ = [
     "GROUP_METADATA_VALUE_VERSION",
     "OFFSET_COMMIT_KEY_VERSION",
+    "SHARE_GROUP_RECORD_TYPES",
     "CoordinatorRecord",
     "DecodedRecord",
     "GroupMetadataValue",
     "MemberMetadata",
     "decode",
+    "encode_record",
     "group_metadata",
     "group_metadata_tombstone",
     "offset_commit",
@@ -119,7 +154,14 @@ _TYPES: dict[int, tuple[Any, Any]] = {
     6: (ConsumerGroupTargetAssignmentMetadataKey, ConsumerGroupTargetAssignmentMetadataValue),
     7: (ConsumerGroupTargetAssignmentMemberKey, ConsumerGroupTargetAssignmentMemberValue),
     8: (ConsumerGroupCurrentMemberAssignmentKey, ConsumerGroupCurrentMemberAssignmentValue),
+    10: (ShareGroupMemberMetadataKey, ShareGroupMemberMetadataValue),
+    11: (ShareGroupMetadataKey, ShareGroupMetadataValue),
+    12: (ShareGroupTargetAssignmentMetadataKey, ShareGroupTargetAssignmentMetadataValue),
+    13: (ShareGroupTargetAssignmentMemberKey, ShareGroupTargetAssignmentMemberValue),
+    14: (ShareGroupCurrentMemberAssignmentKey, ShareGroupCurrentMemberAssignmentValue),
+    15: (ShareGroupStatePartitionMetadataKey, ShareGroupStatePartitionMetadataValue),
 }
+SHARE_GROUP_RECORD_TYPES = range(10, 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +187,13 @@ def _encode(key_version: int, key: Any, value_version: int, value: Any | None) -
     if value is None:
         return CoordinatorRecord(key_bytes, None)
     return CoordinatorRecord(key_bytes, _INT16.pack(value_version) + value.encode(value_version))
+
+
+def encode_record(
+    key_version: int, key: Any, value_version: int, value: Any | None
+) -> CoordinatorRecord:
+    """A record of any type: the key at its record type, the value at `value_version`."""
+    return _encode(key_version, key, value_version, value)
 
 
 def decode(record: CoordinatorRecord) -> DecodedRecord | None:

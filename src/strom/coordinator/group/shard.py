@@ -36,10 +36,12 @@ from strom.coordinator.group.offsets import FetchedOffset, Offsets
 from strom.coordinator.group.offsets_store import OffsetAndMetadata
 from strom.coordinator.group.records import (
     GROUP_METADATA_KEY_VERSION,
+    SHARE_GROUP_RECORD_TYPES,
     CoordinatorRecord,
     decode,
 )
 from strom.coordinator.group.txn_offsets import TxnOffsets
+from strom.coordinator.share.heartbeat import ShareGroups, describe_share_groups
 from strom.protocol.messages.consumer_group_describe_response import (
     DescribedGroup as ConsumerDescribedGroup,
 )
@@ -59,6 +61,11 @@ from strom.protocol.messages.offset_commit_request import OffsetCommitRequest
 from strom.protocol.messages.offset_commit_response import OffsetCommitResponse
 from strom.protocol.messages.offset_delete_request import OffsetDeleteRequest
 from strom.protocol.messages.offset_delete_response import OffsetDeleteResponse
+from strom.protocol.messages.share_group_describe_response import (
+    DescribedGroup as ShareDescribedGroup,
+)
+from strom.protocol.messages.share_group_heartbeat_request import ShareGroupHeartbeatRequest
+from strom.protocol.messages.share_group_heartbeat_response import ShareGroupHeartbeatResponse
 from strom.protocol.messages.sync_group_request import SyncGroupRequest
 from strom.protocol.messages.sync_group_response import SyncGroupResponse
 from strom.protocol.messages.txn_offset_commit_request import TxnOffsetCommitRequest
@@ -80,6 +87,7 @@ class GroupCoordinatorShard:
         self._consumer = ConsumerGroups(self._ctx)
         self._offsets = Offsets(self._ctx, self._classic.touch_member)
         self._txn_offsets = TxnOffsets(self._ctx)
+        self._share = ShareGroups(self._ctx)
         self._offsets.schedule_expiry()
 
     @property
@@ -124,6 +132,8 @@ class GroupCoordinatorShard:
                     del own[record]
                 return
             self._classic.replay(key.group, decoded.value)
+        elif decoded.key_version in SHARE_GROUP_RECORD_TYPES:
+            self._share.replay(decoded)
         else:
             self._consumer.replay(decoded)
 
@@ -217,6 +227,20 @@ class GroupCoordinatorShard:
         self, group_ids: list[str], version: int
     ) -> list[ConsumerDescribedGroup]:
         return admin.consumer_group_describe(self._ctx, group_ids, self._consumer.default_assignor)
+
+    # -- KIP-932 -------------------------------------------------------------------------
+
+    def share_group_heartbeat(
+        self, request: ShareGroupHeartbeatRequest, client_id: str = "", client_host: str = ""
+    ) -> tuple[ShareGroupHeartbeatResponse, Records]:
+        return self._share.heartbeat(request, client_id, client_host)
+
+    def share_group_describe(self, group_ids: list[str]) -> list[ShareDescribedGroup]:
+        return describe_share_groups(self._ctx, group_ids)
+
+    def share_group_members(self, group_id: str) -> set[str]:
+        """The member ids of a share group (empty for any other or unknown group)."""
+        return self._share.member_ids(group_id)
 
     # -- admin ---------------------------------------------------------------------------
 

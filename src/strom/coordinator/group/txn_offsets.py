@@ -53,7 +53,8 @@ class TxnOffsets:
             error = _member_epoch_error(generation, member.member_epoch, classic_member=False)
             # A stale epoch is ILLEGAL_GENERATION for transactional commits (Kafka).
             return ErrorCode.ILLEGAL_GENERATION if error == ErrorCode.STALE_MEMBER_EPOCH else error
-        assert isinstance(group, ClassicGroup)
+        if not isinstance(group, ClassicGroup):
+            return ErrorCode.GROUP_ID_NOT_FOUND  # a share group commits no offsets
         if group.is_in(ClassicState.DEAD):
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         if generation < 0 and group.is_in(ClassicState.EMPTY):

@@ -140,12 +140,14 @@ class SharePartition:
     def has_available(self) -> bool:
         return RecordState.AVAILABLE in self._state
 
+    def first_available(self) -> int | None:
+        i = self._state.find(RecordState.AVAILABLE)
+        return None if i < 0 else self.start_offset + i
+
     def next_lock_deadline(self) -> int | None:
         """The earliest lock deadline of an acquired record, if any."""
         deadlines = [
-            d
-            for d, s in zip(self._deadline, self._state, strict=True)
-            if s == RecordState.ACQUIRED
+            d for d, s in zip(self._deadline, self._state, strict=True) if s == RecordState.ACQUIRED
         ]
         return min(deadlines) if deadlines else None
 
@@ -220,6 +222,7 @@ class SharePartition:
         now_ms: int,
         max_records: int,
         new_batches: Iterable[tuple[int, int]] = (),
+        through: int | None = None,
     ) -> list[AcquiredRange]:
         """Lock records to `member_id`: Available in-flight ones first, then new ones.
 
@@ -227,12 +230,16 @@ class SharePartition:
         `end_offset` on, in order. New records are taken a whole batch at a time while fewer
         than `max_records` have been acquired (so the last batch may go past it, as in
         Kafka), and never beyond `max_in_flight` records in flight: a batch is cut there.
+        `through` bounds the Available records taken again (the last offset the caller has
+        read from the log).
         """
         out: list[AcquiredRange] = []
         taken = 0
         deadline = now_ms + self.lock_duration_ms
         i = 0
         n = len(self._state)
+        if through is not None:
+            n = max(0, min(n, through - self.start_offset + 1))
         while i < n and taken < max_records:
             if self._state[i] != RecordState.AVAILABLE:
                 i += 1

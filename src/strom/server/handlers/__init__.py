@@ -33,6 +33,8 @@ from strom.server.handlers import (  # noqa: F401
     metadata,
     offsets_for_leader_epoch,
     produce,
+    share_fetch,
+    share_group,
     stop_replica,
     txn_offset_commit,
     write_txn_markers,

@@ -1,0 +1,296 @@
+"""The broker side of share groups: share partitions, share sessions, reads for ShareFetch.
+
+Each (group, topic, partition) that a share consumer fetches from this broker (its leader)
+has one `SharePartition` here (strom.coordinator.share.partition), created on first fetch at
+the offset `share.auto.offset.reset` names (latest by default: the high watermark). Locks
+expire lazily: every fetch or acknowledgement first releases the records whose lock has
+passed, so an idle partition needs no timer.
+
+Share sessions (KIP-932) are keyed by (group id, member id): epoch 0 opens one, each later
+request must carry the next epoch, -1 closes it and releases what the member still holds.
+The cache is bounded by group.share.max.share.sessions; a new session past the bound evicts
+the least recently used one that has been idle for a lock duration, else it is refused with
+SHARE_SESSION_LIMIT_REACHED.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from strom.coordinator.share.partition import AcknowledgeType, AcquiredRange, SharePartition
+from strom.protocol.errors import ErrorCode
+from strom.protocol.records.batch_header import iter_batch_headers
+from strom.storage.errors import OffsetOutOfRangeError
+
+if TYPE_CHECKING:
+    from strom.server.broker import Broker
+    from strom.storage.partition_log import PartitionLog
+
+__all__ = ["SessionKey", "ShareRead", "ShareRuntime", "ShareSession", "TopicPartitionKey"]
+
+TopicPartitionKey = tuple[uuid.UUID, str, int]  # topic id, topic name, partition
+SessionKey = tuple[str, str]  # group id, member id
+FINAL_EPOCH = -1
+INITIAL_EPOCH = 0
+DEFAULT_MAX_SESSIONS = 2000
+
+
+@dataclass
+class ShareSession:
+    group_id: str
+    member_id: str
+    epoch: int = 1  # the epoch the next request must carry
+    partitions: dict[tuple[uuid.UUID, int], TopicPartitionKey] = field(default_factory=dict)
+    last_used: float = 0.0
+
+    def next_epoch(self) -> None:
+        self.epoch = self.epoch + 1 if self.epoch < 0x7FFFFFFF else 1
+
+
+@dataclass
+class ShareRead:
+    """What one partition gave a ShareFetch."""
+
+    error: ErrorCode = ErrorCode.NONE
+    records: bytes = b""
+    acquired: list[AcquiredRange] = field(default_factory=list)
+
+
+class ShareRuntime:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.partitions: dict[tuple[str, str, int], SharePartition] = {}
+        self.sessions: OrderedDict[SessionKey, ShareSession] = OrderedDict()
+
+    # -- settings ------------------------------------------------------------------------
+
+    def _int(self, name: str, default: int) -> int:
+        try:
+            return self.broker.config.get_int(name)
+        except (KeyError, AttributeError, ValueError):
+            return default
+
+    @property
+    def lock_duration_ms(self) -> int:
+        return self._int("group.share.record.lock.duration.ms", 30_000)
+
+    @property
+    def max_sessions(self) -> int:
+        return self._int("group.share.max.share.sessions", DEFAULT_MAX_SESSIONS)
+
+    def now_ms(self) -> int:
+        return self.broker.clock.now_ms()
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def open_session(self, group_id: str, member_id: str) -> ShareSession | None:
+        """A new session (replacing the member's previous one); None when the cache is full."""
+        key = (group_id, member_id)
+        old = self.sessions.pop(key, None)
+        if old is not None:
+            self.release_session(old)
+        if len(self.sessions) >= self.max_sessions:
+            idle_before = time.monotonic() - self.lock_duration_ms / 1000.0
+            victim = next(iter(self.sessions.values()), None)
+            if victim is None or victim.last_used > idle_before:
+                return None
+            del self.sessions[(victim.group_id, victim.member_id)]
+            self.release_session(victim)
+        session = ShareSession(group_id, member_id, last_used=time.monotonic())
+        self.sessions[key] = session
+        return session
+
+    def session(self, group_id: str, member_id: str) -> ShareSession | None:
+        session = self.sessions.get((group_id, member_id))
+        if session is not None:
+            session.last_used = time.monotonic()
+            self.sessions.move_to_end((group_id, member_id))
+        return session
+
+    def close_session(self, session: ShareSession) -> None:
+        self.sessions.pop((session.group_id, session.member_id), None)
+        self.release_session(session)
+
+    def release_session(self, session: ShareSession) -> None:
+        for _, topic, partition in session.partitions.values():
+            sp = self.partitions.get((session.group_id, topic, partition))
+            if sp is not None:
+                sp.release_member(session.member_id)
+        self._notify(session.partitions.values())
+
+    def release_member(self, group_id: str, member_id: str) -> None:
+        """The member left its group or was removed: its records go back to the others."""
+        session = self.sessions.pop((group_id, member_id), None)
+        if session is not None:
+            self.release_session(session)
+
+    # -- share partitions ----------------------------------------------------------------
+
+    def share_partition(
+        self, group_id: str, topic: str, partition: int, log: PartitionLog
+    ) -> SharePartition:
+        key = (group_id, topic, partition)
+        sp = self.partitions.get(key)
+        if sp is None:
+            start = self._initial_offset(group_id, log)
+            sp = SharePartition(
+                start,
+                max_in_flight=self._int("group.share.partition.max.record.locks", 2000),
+                max_delivery_count=self._int("group.share.delivery.count.limit", 5),
+                lock_duration_ms=self.lock_duration_ms,
+            )
+            self.partitions[key] = sp
+        sp.expire_locks(self.now_ms())
+        if sp.start_offset < log.log_start_offset:
+            sp.reset_start(log.log_start_offset)  # retention deleted what was not delivered
+        return sp
+
+    def _initial_offset(self, group_id: str, log: PartitionLog) -> int:
+        reset = self.group_setting(group_id, "share.auto.offset.reset", "latest")
+        if reset == "earliest":
+            return log.log_start_offset
+        return log.high_watermark
+
+    def group_setting(self, group_id: str, name: str, default: str) -> str:
+        """A share.* group config (IncrementalAlterConfigs on the GROUP resource)."""
+        getter = getattr(self.broker.metadata, "group_configs", None)
+        if getter is None:
+            return default
+        configs = getter(group_id) or {}
+        return str(configs.get(name, default))
+
+    # -- acknowledgements ----------------------------------------------------------------
+
+    def acknowledge(
+        self,
+        group_id: str,
+        member_id: str,
+        key: TopicPartitionKey,
+        batches: list[tuple[int, int, list[int]]],
+    ) -> ErrorCode:
+        """Apply a partition's acknowledgement batches in order; the first error stops them.
+
+        A batch carries one type for the whole range, or one per offset."""
+        _, topic, partition = key
+        log = self.broker.partition_log(topic, partition)
+        if log is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        sp = self.share_partition(group_id, topic, partition, log)
+        now = self.now_ms()
+        previous_last = -1
+        for first, last, types in batches:
+            if first > last or first <= previous_last or not types:
+                return ErrorCode.INVALID_REQUEST
+            if len(types) not in (1, last - first + 1):
+                return ErrorCode.INVALID_REQUEST
+            if any(t not in AcknowledgeType._value2member_map_ for t in types):
+                return ErrorCode.INVALID_REQUEST
+            previous_last = last
+            for lo, hi, ack in _runs(first, last, types):
+                error = sp.acknowledge(member_id, lo, hi, ack, now)
+                if error != ErrorCode.NONE:
+                    return error
+        self._notify([key])
+        return ErrorCode.NONE
+
+    # -- fetching ------------------------------------------------------------------------
+
+    def read(
+        self,
+        group_id: str,
+        member_id: str,
+        key: TopicPartitionKey,
+        max_records: int,
+        max_bytes: int,
+        nowait: bool,
+    ) -> ShareRead:
+        """Acquire records of one partition for `member_id` and the batches that hold them.
+
+        Reads whole batches from the first record that can be delivered (an Available one in
+        flight, else the end offset); the client keeps the records of its acquired ranges
+        only, so batches are sent as stored. Raises NotCachedError when `nowait` and the
+        data is not in the page cache (the caller retries in the worker pool)."""
+        _, topic, partition = key
+        log = self.broker.partition_log(topic, partition)
+        if log is None:
+            return ShareRead(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        cluster = self.broker.cluster
+        if cluster is not None and not cluster.replicas.is_leader(topic, partition):
+            return ShareRead(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        sp = self.share_partition(group_id, topic, partition, log)
+        read_committed = self.group_setting(group_id, "share.isolation.level", "") == (
+            "read_committed"
+        )
+        limit = log.last_stable_offset if read_committed else log.high_watermark
+        start = sp.first_available()
+        if start is None:
+            start = sp.end_offset
+        if start >= limit or (sp.first_available() is None and sp.in_flight >= sp.max_in_flight):
+            return ShareRead()
+        try:
+            result = log.read(start, max(max_bytes, 1), limit, True, nowait=nowait)
+        except OffsetOutOfRangeError:
+            sp.reset_start(log.log_start_offset)
+            return ShareRead()
+        data = result.records
+        if not data:
+            if result.next_offset > sp.end_offset:
+                sp.skip_to(result.next_offset)
+            return ShareRead()
+        batches = [
+            (h.base_offset, h.base_offset + h.last_offset_delta, pos, h.batch_length + 12)
+            for pos, h in iter_batch_headers(data)
+        ]
+        if not batches:
+            return ShareRead()
+        through = batches[-1][1]
+        acquired = sp.acquire(
+            member_id,
+            self.now_ms(),
+            max(max_records, 1),
+            [(base, last) for base, last, _, _ in batches if last >= sp.end_offset],
+            through=through,
+        )
+        if not acquired:
+            return ShareRead()
+        wanted = bytearray()
+        for base, last, pos, size in batches:
+            if any(r.first_offset <= last and base <= r.last_offset for r in acquired):
+                wanted += data[pos : pos + size]
+        return ShareRead(records=bytes(wanted), acquired=acquired)
+
+    def readable(self, group_id: str, key: TopicPartitionKey) -> bool:
+        """Whether a fetch of this partition could acquire something now."""
+        _, topic, partition = key
+        log = self.broker.partition_log(topic, partition)
+        if log is None:
+            return True  # an error to report
+        sp = self.partitions.get((group_id, topic, partition))
+        if sp is None:
+            return False
+        sp.expire_locks(self.now_ms())
+        if sp.first_available() is not None:
+            return True
+        return sp.end_offset < log.high_watermark and sp.in_flight < sp.max_in_flight
+
+    def _notify(self, keys: Iterable[TopicPartitionKey]) -> None:
+        purgatory = self.broker.fetch_purgatory
+        for _, topic, partition in keys:
+            purgatory.notify((topic, partition))
+
+
+def _runs(first: int, last: int, types: list[int]) -> Iterator[tuple[int, int, int]]:
+    """(first, last, type) runs of one acknowledgement batch."""
+    if len(types) == 1:
+        yield first, last, types[0]
+        return
+    run_start = first
+    for i in range(1, len(types) + 1):
+        if i == len(types) or types[i] != types[i - 1]:
+            yield run_start, first + i - 1, types[i - 1]
+            run_start = first + i

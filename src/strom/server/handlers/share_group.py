@@ -1,0 +1,55 @@
+"""ShareGroupHeartbeat (76) v1 and ShareGroupDescribe (77) v1: share group membership (KIP-932).
+
+Both go to the group coordinator of the group id (FindCoordinator key type 0, as for every
+group), which keeps share groups in `__consumer_offsets` with Kafka's share-group records.
+Version 0 (Kafka 3.9's early access, with a server-generated member id) is not served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from strom.protocol.messages.share_group_describe_request import ShareGroupDescribeRequest
+from strom.protocol.messages.share_group_describe_response import (
+    DescribedGroup,
+    ShareGroupDescribeResponse,
+)
+from strom.protocol.messages.share_group_heartbeat_request import ShareGroupHeartbeatRequest
+from strom.protocol.messages.share_group_heartbeat_response import ShareGroupHeartbeatResponse
+from strom.runtime.errors import ApiError
+from strom.server.context import RequestContext
+from strom.server.handlers.classic_group import client_host
+from strom.server.registry import handles
+
+AUTHORIZED_OPERATIONS_OMITTED = -2147483648
+
+
+@handles(76, 1, 1)
+def handle_share_group_heartbeat(
+    ctx: RequestContext, request: ShareGroupHeartbeatRequest
+) -> ShareGroupHeartbeatResponse | Awaitable[ShareGroupHeartbeatResponse]:
+    if request.member_epoch == -1 and request.member_id:
+        # Leaving: what the member still holds goes back to the others at once.
+        ctx.broker.shares.release_member(request.group_id, request.member_id)
+    return ctx.broker.groups.run(
+        request.group_id,
+        lambda shard: shard.share_group_heartbeat(request, ctx.client_id or "", client_host(ctx)),
+        lambda code: ShareGroupHeartbeatResponse(error_code=code),
+    )
+
+
+@handles(77, 1, 1)
+def handle_share_group_describe(
+    ctx: RequestContext, request: ShareGroupDescribeRequest
+) -> ShareGroupDescribeResponse:
+    described: list[DescribedGroup] = []
+    for group_id in request.group_ids:
+        try:
+            _, shard = ctx.broker.groups.shard_for(group_id)
+        except ApiError as exc:
+            described.append(DescribedGroup(error_code=exc.code, group_id=group_id))
+            continue
+        described.extend(shard.share_group_describe([group_id]))
+    for group in described:
+        group.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED
+    return ShareGroupDescribeResponse(groups=described)
