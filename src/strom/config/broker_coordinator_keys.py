@@ -52,34 +52,38 @@ BROKER_COORDINATOR_DEFS: list[ConfigDef] = [
     define("group.consumer.migration.policy", S, "disabled", "Which conversions between "
        "classic and consumer groups are allowed (bidirectional, upgrade, downgrade, "
        "disabled).", MIGRATION_POLICIES, unused=True, internal=True),
-    define("group.share.enable", B, False, "Allow share groups (KIP-932).",
+    define("group.share.enable", B, False, "Kafka 3.9's switch for its early-access share "
+       "groups (KIP-932). Strom serves share groups whatever its value, as Kafka 4.2 does.",
        unused=True, internal=True),
     define("group.share.session.timeout.ms", I, 45000, "Session timeout of share group "
-       "members.", at_least(1), unused=True),
+       "members.", at_least(1)),
     define("group.share.min.session.timeout.ms", I, 45000, "Smallest session timeout of share "
        "group members.", at_least(1), unused=True),
     define("group.share.max.session.timeout.ms", I, 60000, "Largest session timeout of share "
        "group members.", at_least(1), unused=True),
     define("group.share.heartbeat.interval.ms", I, 5000, "Heartbeat interval of share group "
-       "members.", at_least(1), unused=True),
+       "members.", at_least(1)),
     define("group.share.min.heartbeat.interval.ms", I, 5000, "Smallest heartbeat interval of "
        "share group members.", at_least(1), unused=True),
     define("group.share.max.heartbeat.interval.ms", I, 15000, "Largest heartbeat interval of "
        "share group members.", at_least(1), unused=True),
     define("group.share.max.size", SH, 200, "Most members of one share group.",
-       between(10, 1000), unused=True),
+       between(10, 1000)),
     define("group.share.max.groups", SH, 10, "Most share groups on the broker.",
        between(1, 100), unused=True),
     define("group.share.delivery.count.limit", I, 5, "Deliveries of a record to a share group "
-       "before it is archived.", between(2, 10), unused=True),
+       "before it is archived.", between(2, 10)),
     define("group.share.record.lock.duration.ms", I, 30000, "How long a record handed to a "
-       "share consumer stays locked to it.", between(1000, 60000), unused=True),
+       "share consumer stays locked to it.", between(1000, 60000)),
     define("group.share.min.record.lock.duration.ms", I, 15000, "Smallest record lock "
        "duration a share group may set.", between(1000, 30000), unused=True),
     define("group.share.max.record.lock.duration.ms", I, 60000, "Largest record lock duration "
        "a share group may set.", between(30000, 3600000), unused=True),
-    define("group.share.partition.max.record.locks", I, 200, "Most records of one partition "
-       "locked at once for share consumers.", between(100, 10000), unused=True),
+    define("group.share.partition.max.record.locks", I, 2000, "Most records of one partition "
+       "in flight (acquired, or delivered and not yet past the share-partition start offset) "
+       "for one share group; Kafka 4.x's default (Kafka 3.9: 200).", between(100, 10000)),
+    define("group.share.max.share.sessions", I, 2000, "Most share sessions (KIP-932) a broker "
+       "keeps.", at_least(1)),
     define("offset.metadata.max.bytes", I, 4096, "Largest metadata string an offset commit "
        "may carry."),
     define("offsets.load.buffer.size", I, 5242880, "Read size when loading __consumer_offsets "

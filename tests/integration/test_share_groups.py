@@ -1,0 +1,241 @@
+"""Share groups (KIP-932) with confluent-kafka's ShareConsumer against a real broker (#11).
+
+Records are told apart by their values; nothing is timed: waits are loops with generous
+deadlines. Lock timeouts are shortened with group.share.record.lock.duration.ms where a test
+waits for one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import Counter
+
+import confluent_kafka as ck
+import pytest
+
+from .broker_process import BrokerProcess
+from .clients import ck_consume, create_topic, wait_until
+from .conftest import BrokerFactory
+from .share_helpers import (
+    ShareWorker,
+    prime,
+    produce_values,
+    share_conf,
+    share_group_describe,
+    wait_members,
+)
+
+pytestmark = pytest.mark.integration
+
+LONG_S = 120.0
+
+
+def _values(prefix: str, n: int) -> list[bytes]:
+    return [f"{prefix}-{i}".encode() for i in range(n)]
+
+
+def _stop(workers: list[ShareWorker]) -> None:
+    for w in workers:
+        w.stop()
+
+
+def test_five_consumers_on_one_partition_share_it(broker: BrokerProcess, topic: str) -> None:
+    create_topic(broker.bootstrap, topic, partitions=1)
+    workers = [ShareWorker(broker.bootstrap, "five", [topic]).start() for _ in range(5)]
+    try:
+        wait_members(broker, "five", 5)
+        prime(broker.bootstrap, topic, workers)
+        expected = _values("r", 400)
+        produce_values(broker.bootstrap, topic, expected)
+
+        def all_received() -> bool:
+            return Counter(v for w in workers for v in w.values()) == Counter(expected)
+
+        wait_until(all_received, "every record received once", deadline_s=LONG_S)
+        assert all(w.values() for w in workers), [len(w.values()) for w in workers]
+        assert all(g.delivery_count == 1 for w in workers for g in w.got)
+    finally:
+        _stop(workers)
+    described = share_group_describe(broker, "five")
+    assert described.error_code == 0 and described.group_state == "Empty"
+
+
+def test_release_and_reject(broker_factory: BrokerFactory, topic: str) -> None:
+    """Explicit acknowledgement: a released record comes back with a higher delivery count,
+    a rejected one never does, and the commit callback reports every acknowledged offset."""
+    broker = broker_factory()
+    create_topic(broker.bootstrap, topic, partitions=1)
+
+    def decide(message: ck.Message) -> ck.AcknowledgeType:
+        value = message.value()
+        if value.startswith(b"release") and message.delivery_count() < 3:
+            return ck.AcknowledgeType.RELEASE
+        if value.startswith(b"reject"):
+            return ck.AcknowledgeType.REJECT
+        return ck.AcknowledgeType.ACCEPT
+
+    worker = ShareWorker(broker.bootstrap, "explicit", [topic], decide=decide).start()
+    try:
+        prime(broker.bootstrap, topic, [worker])
+        produce_values(broker.bootstrap, topic, [b"accept-0", b"release-0", b"reject-0", b"end"])
+
+        def done() -> bool:
+            got = [(g.value, g.delivery_count) for g in worker.got]
+            return (b"release-0", 3) in got and b"end" in [v for v, _ in got]
+
+        wait_until(done, "the released record redelivered twice", deadline_s=LONG_S)
+    finally:
+        worker.stop()
+    counts = Counter(g.value for g in worker.got)
+    assert counts[b"accept-0"] == 1 and counts[b"reject-0"] == 1 and counts[b"release-0"] == 3
+    assert [g.delivery_count for g in worker.got if g.value == b"release-0"] == [1, 2, 3]
+    acknowledged = {
+        o for offsets, exc in worker.ack_results if exc is None for s in offsets.values() for o in s
+    }
+    assert {g.offset for g in worker.got} <= acknowledged
+    assert not worker.errors
+
+
+def test_delivery_count_limit_archives(broker_factory: BrokerFactory, topic: str) -> None:
+    broker = broker_factory({"group.share.delivery.count.limit": 3})
+    create_topic(broker.bootstrap, topic, partitions=1)
+
+    def decide(message: ck.Message) -> ck.AcknowledgeType:
+        if message.value() == b"poison":
+            return ck.AcknowledgeType.RELEASE
+        return ck.AcknowledgeType.ACCEPT
+
+    worker = ShareWorker(broker.bootstrap, "limit", [topic], decide=decide).start()
+    try:
+        prime(broker.bootstrap, topic, [worker])
+        produce_values(broker.bootstrap, topic, [b"poison"])
+        wait_until(
+            lambda: sum(g.value == b"poison" for g in worker.got) >= 3,
+            "three deliveries of the poison record",
+            deadline_s=LONG_S,
+        )
+        produce_values(broker.bootstrap, topic, [b"after"])
+        wait_until(lambda: b"after" in worker.values(), "the next record", deadline_s=LONG_S)
+    finally:
+        worker.stop()
+    poison = [g.delivery_count for g in worker.got if g.value == b"poison"]
+    assert poison == [1, 2, 3]  # archived after the limit: never a fourth time
+
+
+KILLED_CONSUMER = textwrap.dedent(
+    """
+    import sys, confluent_kafka as ck
+    bootstrap, group, topic = sys.argv[1:4]
+    c = ck.ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group,
+                          "share.acknowledgement.mode": "explicit", "max.poll.records": 50})
+    c.subscribe([topic])
+    while True:
+        msgs = [m for m in c.poll(0.5) if not m.error()]
+        if msgs:
+            print("GOT", " ".join(m.value().decode() for m in msgs), flush=True)
+            break
+    sys.stdin.read()  # holds its records, unacknowledged, until killed
+    """
+)
+
+
+def test_consumer_killed_mid_batch_loses_nothing(broker_factory: BrokerFactory, topic: str) -> None:
+    """A consumer killed with kill -9 while holding records: once their locks expire they
+    reach the other consumer."""
+    broker = broker_factory({"group.share.record.lock.duration.ms": 3000})
+    create_topic(broker.bootstrap, topic, partitions=1)
+    victim = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CONSUMER, broker.bootstrap, "killed", topic],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    survivor: ShareWorker | None = None
+    lines: list[str] = []
+    assert victim.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(victim.stdout or []), daemon=True)
+    reader.start()
+    try:
+        produced = 0
+
+        def holding() -> list[str] | None:
+            # The victim's first fetch decides where the group starts: produce until it holds.
+            nonlocal produced
+            for line in list(lines):
+                if line.startswith("GOT"):
+                    return line.split()[1:]
+            batch = [f"k-{i}".encode() for i in range(produced, produced + 40)]
+            produce_values(broker.bootstrap, topic, batch)
+            produced += 40
+            return None
+
+        held: list[str] = wait_until(holding, "the victim to hold records", interval_s=1.0)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(30)
+        survivor = ShareWorker(broker.bootstrap, "killed", [topic]).start()
+        expected = [f"k-{i}".encode() for i in range(produced)]
+        first_held = min(int(v.split("-")[1]) for v in held)
+        wanted = [v for v in expected if int(v.split(b"-")[1]) >= first_held]
+        wait_until(
+            lambda: set(wanted) <= set(survivor.values()) if survivor else False,
+            "the killed consumer's records at the survivor",
+            deadline_s=LONG_S,
+        )
+        redelivered = [g for g in survivor.got if g.value.decode() in held]
+        assert redelivered and all(g.delivery_count == 2 for g in redelivered)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait(30)
+        if survivor is not None:
+            survivor.stop()
+
+
+def test_share_group_and_consumer_group_both_read_everything(
+    broker: BrokerProcess, topic: str
+) -> None:
+    create_topic(broker.bootstrap, topic, partitions=3)
+    workers = [ShareWorker(broker.bootstrap, "sg", [topic]).start() for _ in range(2)]
+    try:
+        wait_members(broker, "sg", 2)
+        for p in range(3):
+            prime(broker.bootstrap, topic, workers, partition=p)
+        expected = []
+        for p in range(3):
+            values = _values(f"p{p}", 50)
+            produce_values(broker.bootstrap, topic, values, partition=p)
+            expected += values
+        wait_until(
+            lambda: Counter(v for w in workers for v in w.values()) == Counter(expected),
+            "the share group to receive every record once",
+            deadline_s=LONG_S,
+        )
+    finally:
+        _stop(workers)
+    got = ck_consume(broker.bootstrap, topic, [0, 1, 2])
+    plain = {r.value for r in got if r.value and not r.value.startswith(b"prime-")}
+    assert plain == set(expected)
+
+
+def test_share_group_describe_and_errors(broker: BrokerProcess, topic: str) -> None:
+    create_topic(broker.bootstrap, topic, partitions=2)
+    worker = ShareWorker(broker.bootstrap, "described", [topic]).start()
+    try:
+        described = wait_members(broker, "described", 1)
+        assert described.group_state == "Stable"
+        (member,) = described.members
+        assert member.subscribed_topic_names == [topic]
+        (assigned,) = member.assignment.topic_partitions
+        assert assigned.topic_name == topic and assigned.partitions == [0, 1]
+        assert described.group_epoch >= 1 and described.assignment_epoch == described.group_epoch
+    finally:
+        worker.stop()
+    unknown = share_group_describe(broker, "no-such-group")
+    assert unknown.error_code == 69  # GROUP_ID_NOT_FOUND
+    consumer = ck.ShareConsumer(share_conf(broker.bootstrap, "cg-taken"))
+    consumer.close()

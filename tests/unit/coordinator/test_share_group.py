@@ -1,0 +1,168 @@
+"""KIP-932 share groups in the group coordinator: ShareGroupHeartbeat, the simple assignor,
+session expiry, ShareGroupDescribe, and state rebuilt from the records alone."""
+
+from __future__ import annotations
+
+import uuid
+
+from group_harness import Harness
+
+from strom.coordinator.group.config import GroupConfig
+from strom.coordinator.share.heartbeat import simple_assignment
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.consumer_group_heartbeat_request import ConsumerGroupHeartbeatRequest
+from strom.protocol.messages.share_group_heartbeat_request import ShareGroupHeartbeatRequest
+from strom.protocol.messages.share_group_heartbeat_response import ShareGroupHeartbeatResponse
+
+G = "sg"
+
+
+def beat(
+    h: Harness,
+    member: str,
+    epoch: int,
+    topics: list[str] | None = None,
+    group: str = G,
+) -> ShareGroupHeartbeatResponse:
+    request = ShareGroupHeartbeatRequest(
+        group_id=group, member_id=member, member_epoch=epoch, subscribed_topic_names=topics
+    )
+    response, records = h.shard.share_group_heartbeat(request, "client", "/127.0.0.1")
+    h.apply(records)
+    return response
+
+
+def owned(response: ShareGroupHeartbeatResponse) -> dict[uuid.UUID, list[int]]:
+    assert response.assignment is not None
+    return {tp.topic_id: tp.partitions for tp in response.assignment.topic_partitions}
+
+
+def test_more_members_than_partitions_all_get_work() -> None:
+    h = Harness()
+    tid = h.topics.add("t", 1)
+    first = beat(h, "m1", 0, ["t"])
+    assert first.error_code == 0 and first.member_epoch == 1
+    assert owned(first) == {tid: [0]}
+    second = beat(h, "m2", 0, ["t"])
+    assert second.member_epoch == 2 and owned(second) == {tid: [0]}
+    # m1 moves to the new epoch and keeps its (shared) partition.
+    again = beat(h, "m1", 1)
+    assert again.member_epoch == 2 and owned(again) == {tid: [0]}
+
+
+def test_partitions_spread_over_members() -> None:
+    h = Harness()
+    tid = h.topics.add("t", 4)
+    beat(h, "a", 0, ["t"])
+    b = beat(h, "b", 0, ["t"])
+    a = beat(h, "a", 1)
+    assert beat(h, "b", 2).assignment is None  # unchanged: not sent again
+    assert sorted(owned(a)[tid] + owned(b)[tid]) == [0, 1, 2, 3]
+    assert set(owned(a)[tid]).isdisjoint(owned(b)[tid])
+
+
+def test_simple_assignor_covers_every_partition_and_member() -> None:
+    t1, t2 = uuid.uuid4(), uuid.uuid4()
+    for members in (1, 2, 3, 5, 8):
+        subs = {f"m{i}": ("a", "b") if i % 2 else ("a",) for i in range(members)}
+        result = simple_assignment(subs, {"a": (t1, 3), "b": (t2, 2)})
+        assert all(result[m].get(t1) for m in subs)  # every member gets work on "a"
+        covered = {p for a in result.values() for p in a.get(t1, ())}
+        assert covered == {0, 1, 2}
+        if any("b" in s for s in subs.values()):
+            assert {p for a in result.values() for p in a.get(t2, ())} == {0, 1}
+        assert all(t2 not in result[m] for m, s in subs.items() if "b" not in s)
+
+
+def test_errors() -> None:
+    h = Harness(GroupConfig(share_max_size=1))
+    h.topics.add("t", 1)
+    assert beat(h, "", 0, ["t"]).error_code == ErrorCode.INVALID_REQUEST
+    assert beat(h, "m1", 0, None).error_code == ErrorCode.INVALID_REQUEST
+    assert beat(h, "m1", 0, ["t"]).error_code == 0
+    assert beat(h, "m2", 0, ["t"]).error_code == ErrorCode.GROUP_MAX_SIZE_REACHED
+    assert beat(h, "m1", 7).error_code == ErrorCode.FENCED_MEMBER_EPOCH
+    assert beat(h, "ghost", 1).error_code == ErrorCode.UNKNOWN_MEMBER_ID
+    assert beat(h, "m1", 1, group="other").error_code == ErrorCode.GROUP_ID_NOT_FOUND
+    # A consumer-protocol member cannot join a share group's id, nor the reverse.
+    consumer = ConsumerGroupHeartbeatRequest(
+        group_id=G,
+        member_id="c1",
+        member_epoch=0,
+        rebalance_timeout_ms=30_000,
+        subscribed_topic_names=["t"],
+        topic_partitions=[],
+    )
+    response, _ = h.shard.consumer_group_heartbeat(consumer, 0)
+    assert response.error_code == ErrorCode.GROUP_ID_NOT_FOUND
+    h.apply(
+        h.shard.consumer_group_heartbeat(
+            ConsumerGroupHeartbeatRequest(
+                group_id="cg",
+                member_id="c1",
+                member_epoch=0,
+                rebalance_timeout_ms=30_000,
+                subscribed_topic_names=["t"],
+                topic_partitions=[],
+            ),
+            0,
+        )[1]
+    )
+    assert beat(h, "m9", 0, ["t"], group="cg").error_code == ErrorCode.GROUP_ID_NOT_FOUND
+
+
+def test_leave_and_session_expiry_give_partitions_to_the_others() -> None:
+    h = Harness(GroupConfig(share_session_timeout_ms=10_000))
+    tid = h.topics.add("t", 2)
+    beat(h, "a", 0, ["t"])
+    beat(h, "b", 0, ["t"])
+    beat(h, "a", 1)
+    left = beat(h, "b", 2, None)
+    assert left.error_code == 0
+    leave = beat(h, "b", -1)
+    assert leave.member_epoch == -1
+    a = beat(h, "a", 2)
+    assert owned(a) == {tid: [0, 1]}
+    beat(h, "c", 0, ["t"])
+    # a keeps heartbeating, c goes silent: after the session timeout c is removed.
+    for _ in range(4):
+        h.advance(3_000)
+        a = beat(h, "a", a.member_epoch)
+    group = h.shard._ctx.groups[G]
+    assert set(group.members) == {"a"}  # type: ignore[union-attr]
+    assert owned(a) == {tid: [0, 1]}
+
+
+def test_describe_and_list_and_replay() -> None:
+    h = Harness()
+    tid = h.topics.add("t", 2)
+    beat(h, "a", 0, ["t"])
+    (described,) = h.shard.share_group_describe([G])
+    assert described.group_state == "Stable" and described.assignor_name == "simple"
+    (member,) = described.members
+    assert member.member_id == "a" and member.client_id == "client"
+    (tp,) = member.assignment.topic_partitions
+    assert (tp.topic_id, tp.topic_name, tp.partitions) == (tid, "t", [0, 1])
+    listed = h.shard.list_groups([], ["share"])
+    assert [(g.group_id, g.group_type, g.group_state) for g in listed] == [(G, "share", "Stable")]
+    assert h.shard.list_groups([], ["consumer"]) == []
+    # A shard that loads the records alone knows the same group.
+    fresh = h.fresh_replay()
+    (again,) = fresh.share_group_describe([G])
+    assert again == described
+    (unknown,) = h.shard.share_group_describe(["nope"])
+    assert unknown.error_code == ErrorCode.GROUP_ID_NOT_FOUND
+
+
+def test_delete_empty_share_group() -> None:
+    h = Harness()
+    h.topics.add("t", 1)
+    beat(h, "a", 0, ["t"])
+    results, records = h.shard.delete_groups([G])
+    assert results == [(G, ErrorCode.NON_EMPTY_GROUP)] and not records
+    beat(h, "a", -1)
+    results, records = h.shard.delete_groups([G])
+    assert results == [(G, ErrorCode.NONE)]
+    h.apply(records)
+    assert G not in h.shard._ctx.groups
+    assert G not in h.fresh_replay()._ctx.groups
