@@ -79,11 +79,9 @@ BROKER_COORDINATOR_DEFS: list[ConfigDef] = [
        "duration a share group may set.", between(1000, 30000), unused=True),
     define("group.share.max.record.lock.duration.ms", I, 60000, "Largest record lock duration "
        "a share group may set.", between(30000, 3600000), unused=True),
-    define("group.share.partition.max.record.locks", I, 2000, "Most records of one partition "
+    define("group.share.partition.max.record.locks", I, 200, "Most records of one partition "
        "in flight (acquired, or delivered and not yet past the share-partition start offset) "
-       "for one share group; Kafka 4.x's default (Kafka 3.9: 200).", between(100, 10000)),
-    define("group.share.max.share.sessions", I, 2000, "Most share sessions (KIP-932) a broker "
-       "keeps.", at_least(1)),
+       "for one share group (Kafka 3.9's default; Kafka 4.x's is 2000).", between(100, 10000)),
     define("offset.metadata.max.bytes", I, 4096, "Largest metadata string an offset commit "
        "may carry."),
     define("offsets.load.buffer.size", I, 5242880, "Read size when loading __consumer_offsets "

@@ -8,7 +8,8 @@ passed, so an idle partition needs no timer.
 
 Share sessions (KIP-932) are keyed by (group id, member id): epoch 0 opens one, each later
 request must carry the next epoch, -1 closes it and releases what the member still holds.
-The cache is bounded by group.share.max.share.sessions; a new session past the bound evicts
+The cache holds at most 2000 sessions (Kafka 4.x's default of group.share.max.share.sessions,
+a key Kafka 3.9's configuration, and so Strom's, does not have); a new session past the bound evicts
 the least recently used one that has been idle for a lock duration, else it is refused with
 SHARE_SESSION_LIMIT_REACHED.
 """
@@ -79,9 +80,7 @@ class ShareRuntime:
     def lock_duration_ms(self) -> int:
         return self._int("group.share.record.lock.duration.ms", 30_000)
 
-    @property
-    def max_sessions(self) -> int:
-        return self._int("group.share.max.share.sessions", DEFAULT_MAX_SESSIONS)
+    max_sessions = DEFAULT_MAX_SESSIONS
 
     def now_ms(self) -> int:
         return self.broker.clock.now_ms()
@@ -140,7 +139,7 @@ class ShareRuntime:
             start = self._initial_offset(group_id, log)
             sp = SharePartition(
                 start,
-                max_in_flight=self._int("group.share.partition.max.record.locks", 2000),
+                max_in_flight=self._int("group.share.partition.max.record.locks", 200),
                 max_delivery_count=self._int("group.share.delivery.count.limit", 5),
                 lock_duration_ms=self.lock_duration_ms,
             )
