@@ -1,8 +1,11 @@
 """The `strom` command.
 
 `strom serve [--config FILE] [--set key=value ...] [--log-level LEVEL]` starts a broker;
-`strom --version` prints the version. The server package is imported only by `serve`, so that
-`--help`, `--version` and configuration errors answer without loading it.
+`strom topic|group|produce|consume|cluster ...` talk to any Kafka-compatible broker through
+`strom.client`; `strom log dump` reads a data directory offline; `strom --version` prints the
+version. The server package is imported only by `serve`, and rich and the client only by the
+commands that use them, so that `--help`, `--version` and configuration errors answer without
+loading them.
 """
 
 from __future__ import annotations
@@ -19,8 +22,23 @@ from strom.config import BrokerConfig, ConfigError
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+EPILOG = """\
+examples:
+  strom serve                                   # a broker on 127.0.0.1:9092
+  strom topic create orders -p 6                # then, against any Kafka-compatible broker:
+  echo hello | strom produce orders
+  strom consume orders -g readers --follow
+  strom group describe readers                  # members and lag
+  strom cluster info
+  strom log dump strom-data/orders-0 --records  # offline
 
-def _version() -> str:
+exit codes: 0 done, 1 refused by the broker or not found, 2 bad usage,
+            3 no broker reachable, 130 interrupted
+'COMMAND --help' tells more about each command.
+"""
+
+
+def version() -> str:
     from importlib import metadata  # only `--version` pays for importing it
 
     try:
@@ -37,11 +55,17 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from strom.cli import cluster, consume, group, log_dump, produce, topic
+
     parser = argparse.ArgumentParser(
-        prog="strom", description="An Apache Kafka-compatible event streaming broker."
+        prog="strom",
+        description="An Apache Kafka-compatible event streaming broker, and tools to look at "
+        "and use any Kafka-compatible cluster.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
         help="run a broker",
@@ -61,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default INFO"
     )
+    for module in (topic, group, produce, consume, cluster, log_dump):
+        module.register(commands)
     return parser
 
 
@@ -94,9 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.version:
-        print(f"strom {_version()}")
+        print(f"strom {version()}")
         return 0
-    if args.command == "serve":
+    if args.subcommand == "serve":
         return _serve(args)
+    if getattr(args, "command", None) is not None:
+        from strom.cli.common import run
+
+        return run(args, args.command)
+    if getattr(args, "offline", None) is not None:
+        from strom.cli.common import run_offline
+
+        return run_offline(args, args.offline)
     parser.print_help(sys.stderr)
     return 2

@@ -1,0 +1,320 @@
+"""`strom group list|describe|seek|delete`: consumer groups, their members and lag."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from strom.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    add_client_options,
+    now_ms,
+    parse_duration_ms,
+    parse_partitions,
+    parse_timestamp_ms,
+)
+
+if TYPE_CHECKING:
+    from strom.cli.output import Output
+    from strom.client import Client
+
+EXAMPLES = """\
+examples:
+  strom group list
+  strom group describe readers                  # members, and lag per partition
+  strom group seek readers --to earliest --topic orders
+  strom group seek readers --to 1200 --topic orders:0,1
+  strom group seek readers --to-timestamp 2024-05-01T12:00:00Z --topic orders
+  strom group seek readers --to-duration 15m --topic orders   # where it was 15 minutes ago
+  strom group delete readers
+"""
+
+
+def register(commands: Any) -> None:
+    group = commands.add_parser(
+        "group",
+        help="list, describe (lag), seek and delete consumer groups",
+        description="List, describe, seek and delete consumer groups.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = group.add_subparsers(dest="group_command", metavar="COMMAND", required=True)
+
+    list_ = sub.add_parser("list", help="list groups")
+    add_client_options(list_)
+    list_.set_defaults(command=list_groups)
+
+    describe = sub.add_parser("describe", help="state, members and lag per partition")
+    describe.add_argument("groups", nargs="+", metavar="GROUP")
+    add_client_options(describe)
+    describe.set_defaults(command=describe_groups)
+
+    seek = sub.add_parser(
+        "seek",
+        help="move a group's committed offsets (the group must have no active members)",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    seek.add_argument("group", metavar="GROUP")
+    where = seek.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--to", metavar="earliest|latest|OFFSET", help="the log start, the log end, or an offset"
+    )
+    where.add_argument(
+        "--to-timestamp",
+        metavar="TIME",
+        help="the first offset at or after a time (ms since the epoch or ISO 8601)",
+    )
+    where.add_argument(
+        "--to-duration",
+        metavar="DURATION",
+        help="the first offset at or after now minus DURATION (90s, 15m, 2h, 1d)",
+    )
+    where.add_argument(
+        "--shift-by", type=int, metavar="N", help="move the committed offsets by N (negative: back)"
+    )
+    seek.add_argument(
+        "--topic",
+        action="append",
+        metavar="TOPIC[:PARTITIONS]",
+        default=[],
+        help="topics (and partitions, e.g. orders:0,2-3) to move (repeatable; "
+        "default: those the group has committed offsets for)",
+    )
+    seek.add_argument("--dry-run", action="store_true", help="show the new offsets only")
+    add_client_options(seek)
+    seek.set_defaults(command=seek_group)
+
+    delete = sub.add_parser("delete", help="delete groups (with no active members)")
+    delete.add_argument("groups", nargs="+", metavar="GROUP")
+    add_client_options(delete)
+    delete.set_defaults(command=delete_groups)
+
+
+async def list_groups(client: Client, out: Output, args: argparse.Namespace) -> int:
+    from strom.client.groups import list_groups as list_all
+
+    groups = await list_all(client)
+    rows = [
+        {
+            "group": g.group_id,
+            "state": g.state,
+            "type": g.group_type or g.protocol_type,
+            "protocol_type": g.protocol_type,
+            "coordinator": g.coordinator,
+        }
+        for g in groups
+    ]
+    if out.json:
+        out.emit_json(rows)
+    else:
+        out.table(
+            ["GROUP", "STATE", "TYPE", "COORDINATOR"],
+            [[r["group"], r["state"], r["type"], r["coordinator"]] for r in rows],
+        )
+    return EXIT_OK
+
+
+async def describe_groups(client: Client, out: Output, args: argparse.Namespace) -> int:
+    from strom.client.groups import describe_group, group_lag
+
+    described = []
+    for group_id in args.groups:
+        description = await describe_group(client, group_id)
+        lags = await group_lag(client, group_id, description)
+        described.append(
+            {
+                "group": group_id,
+                "state": description.state,
+                "protocol_type": description.protocol_type,
+                "protocol": description.protocol,
+                "coordinator": description.coordinator,
+                "members": [
+                    {
+                        "member_id": m.member_id,
+                        "instance_id": m.instance_id,
+                        "client_id": m.client_id,
+                        "host": m.client_host,
+                        "partitions": [{"topic": t, "partition": p} for t, p in m.assignment],
+                    }
+                    for m in description.members
+                ],
+                "offsets": [
+                    {
+                        "topic": lag.topic,
+                        "partition": lag.partition,
+                        "committed_offset": lag.committed,
+                        "log_end_offset": lag.log_end,
+                        "lag": lag.lag,
+                        "member_id": lag.member_id,
+                    }
+                    for lag in lags
+                ],
+                "total_lag": sum(lag.lag or 0 for lag in lags),
+            }
+        )
+    if out.json:
+        out.emit_json(described)
+        return EXIT_OK
+    for i, g in enumerate(described):
+        if i:
+            out.line()
+        out.table(
+            ["GROUP", "STATE", "PROTOCOL", "COORDINATOR", "MEMBERS", "TOTAL-LAG"],
+            [
+                [
+                    g["group"],
+                    g["state"],
+                    g["protocol"] or g["protocol_type"],
+                    g["coordinator"],
+                    len(g["members"]),
+                    g["total_lag"],
+                ]
+            ],
+        )
+        if g["members"]:
+            out.line()
+            out.table(
+                ["MEMBER", "CLIENT-ID", "HOST", "PARTITIONS"],
+                [
+                    [m["member_id"], m["client_id"], m["host"], _partition_list(m["partitions"])]
+                    for m in g["members"]
+                ],
+            )
+        if g["offsets"]:
+            out.line()
+            out.table(
+                ["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"],
+                [
+                    [
+                        o["topic"],
+                        o["partition"],
+                        "-" if o["committed_offset"] is None else o["committed_offset"],
+                        o["log_end_offset"],
+                        "-" if o["lag"] is None else o["lag"],
+                        o["member_id"] or "",
+                    ]
+                    for o in g["offsets"]
+                ],
+                right=["PARTITION", "COMMITTED", "LOG-END", "LAG"],
+            )
+    return EXIT_OK
+
+
+def _partition_list(parts: list[dict[str, Any]]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for p in parts:
+        by_topic.setdefault(p["topic"], []).append(p["partition"])
+    return " ".join(f"{t}:{','.join(map(str, ps))}" for t, ps in by_topic.items())
+
+
+async def seek_group(client: Client, out: Output, args: argparse.Namespace) -> int:
+    from strom.client.admin import EARLIEST, LATEST, list_offsets
+    from strom.client.groups import commit_offsets, committed_offsets
+
+    committed = await committed_offsets(client, args.group)
+    if args.topic:
+        wanted_topics: dict[str, list[int] | None] = {}
+        for spec in args.topic:
+            name, _, parts = spec.partition(":")
+            wanted_topics[name] = parse_partitions(parts) if parts else None
+        metadata = await client.metadata(sorted(wanted_topics))
+        partitions = []
+        for name, parts in wanted_topics.items():
+            known = sorted(metadata.topic(name).partitions)
+            for p in parts if parts is not None else known:
+                if p not in known:
+                    raise UsageError(f"topic {name!r} has no partition {p}")
+                partitions.append((name, p))
+    else:
+        partitions = sorted(committed)
+        if not partitions:
+            raise UsageError(
+                f"group {args.group!r} has no committed offsets: name the topics with --topic"
+            )
+        await client.metadata(sorted({t for t, _ in partitions}))
+    starts = await list_offsets(client, partitions, EARLIEST)
+    ends = await list_offsets(client, partitions, LATEST)
+    targets: dict[tuple[str, int], int] = {}
+    if args.to is not None:
+        if args.to in ("earliest", "start", "beginning"):
+            targets = {tp: starts[tp].offset for tp in partitions}
+        elif args.to in ("latest", "end"):
+            targets = {tp: ends[tp].offset for tp in partitions}
+        else:
+            try:
+                offset = int(args.to)
+            except ValueError:
+                raise UsageError(
+                    f"--to takes earliest, latest or an offset, not {args.to!r}"
+                ) from None
+            targets = dict.fromkeys(partitions, offset)
+    elif args.shift_by is not None:
+        targets = {}
+        for tp in partitions:
+            if tp not in committed:
+                raise UsageError(f"group {args.group!r} has no committed offset on {tp[0]}-{tp[1]}")
+            targets[tp] = committed[tp] + args.shift_by
+    else:
+        if args.to_timestamp is not None:
+            ts = parse_timestamp_ms(args.to_timestamp)
+        else:
+            ts = now_ms() - parse_duration_ms(args.to_duration)
+        found = await list_offsets(client, partitions, ts)
+        targets = {
+            tp: found[tp].offset if found[tp].offset >= 0 else ends[tp].offset for tp in partitions
+        }
+    # Kafka's tool clamps to the log's range, so a seek never lands outside it.
+    targets = {tp: min(max(o, starts[tp].offset), ends[tp].offset) for tp, o in targets.items()}
+    if not args.dry_run:
+        await commit_offsets(client, args.group, targets)
+    rows = [
+        {
+            "topic": t,
+            "partition": p,
+            "previous_offset": committed.get((t, p)),
+            "new_offset": targets[(t, p)],
+        }
+        for t, p in sorted(targets)
+    ]
+    if out.json:
+        out.emit_json(rows)
+    else:
+        out.table(
+            ["TOPIC", "PARTITION", "PREVIOUS", "NEW"],
+            [
+                [
+                    r["topic"],
+                    r["partition"],
+                    "-" if r["previous_offset"] is None else r["previous_offset"],
+                    r["new_offset"],
+                ]
+                for r in rows
+            ],
+            right=["PARTITION", "PREVIOUS", "NEW"],
+        )
+        if args.dry_run:
+            out.note("dry run: nothing committed")
+    return EXIT_OK
+
+
+async def delete_groups(client: Client, out: Output, args: argparse.Namespace) -> int:
+    from strom.client.groups import delete_groups as delete
+
+    results = await delete(client, args.groups)
+    rows = [
+        {
+            "group": g,
+            "status": "failed" if results[g] else "deleted",
+            "error": str(results[g]) if results[g] else None,
+        }
+        for g in args.groups
+    ]
+    if out.json:
+        out.emit_json(rows)
+    else:
+        out.table(["GROUP", "STATUS"], [[r["group"], r["status"]] for r in rows])
+        out.failures([r["error"] for r in rows])
+    return EXIT_FAILED if any(r["error"] for r in rows) else EXIT_OK

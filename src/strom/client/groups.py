@@ -1,0 +1,282 @@
+"""Consumer group administration: list, describe (members, assignments, lag), committed
+offsets, seek (commit new offsets for an inactive group) and delete.
+
+Group requests go to the group's coordinator. A group of the KIP-848 consumer protocol is
+described with ConsumerGroupDescribe (its members have no classic assignment bytes); a classic
+group with DescribeGroups, decoding the consumer protocol's assignments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from strom.client.admin import LATEST, TopicPartition, list_offsets
+from strom.client.client import Client
+from strom.client.errors import ClientError, KafkaError, check
+from strom.protocol.errors import ErrorCode, ProtocolError
+from strom.protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
+from strom.protocol.messages.consumer_protocol_assignment import ConsumerProtocolAssignment
+from strom.protocol.messages.delete_groups_request import DeleteGroupsRequest
+from strom.protocol.messages.describe_groups_request import DescribeGroupsRequest
+from strom.protocol.messages.list_groups_request import ListGroupsRequest
+from strom.protocol.messages.offset_commit_request import (
+    OffsetCommitRequest,
+    OffsetCommitRequestPartition,
+    OffsetCommitRequestTopic,
+)
+from strom.protocol.messages.offset_fetch_request import (
+    OffsetFetchRequest,
+    OffsetFetchRequestGroup,
+)
+from strom.protocol.primitives import Reader
+
+OFFSET_COMMIT = 8
+OFFSET_FETCH = 9
+DESCRIBE_GROUPS = 15
+LIST_GROUPS = 16
+DELETE_GROUPS = 42
+CONSUMER_GROUP_DESCRIBE = 69
+
+
+@dataclass(slots=True)
+class GroupListing:
+    group_id: str
+    protocol_type: str
+    state: str
+    group_type: str
+    coordinator: int
+
+
+@dataclass(slots=True)
+class GroupMember:
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    client_host: str
+    assignment: list[TopicPartition] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GroupDescription:
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol: str
+    coordinator: int
+    members: list[GroupMember]
+
+
+@dataclass(slots=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int | None  # None: nothing committed
+    log_end: int
+    member_id: str | None
+
+    @property
+    def lag(self) -> int | None:
+        return None if self.committed is None else max(0, self.log_end - self.committed)
+
+
+async def list_groups(client: Client) -> list[GroupListing]:
+    """Every group of every broker (each broker lists the groups it coordinates)."""
+    metadata = await client.metadata([])
+
+    async def ask(node: int) -> list[GroupListing]:
+        response = await client.call(LIST_GROUPS, ListGroupsRequest(), node_id=node)
+        check(response.error_code, f"ListGroups on broker {node}")
+        return [
+            GroupListing(g.group_id, g.protocol_type, g.group_state, g.group_type, node)
+            for g in response.groups
+        ]
+
+    results = await asyncio.gather(*(ask(n) for n in sorted(metadata.brokers)))
+    seen: dict[str, GroupListing] = {}
+    for listings in results:
+        for g in listings:
+            seen.setdefault(g.group_id, g)
+    return sorted(seen.values(), key=lambda g: g.group_id)
+
+
+def decode_assignment(data: bytes | memoryview | None) -> list[TopicPartition]:
+    """The partitions of a consumer protocol assignment (any version: the v0 prefix is what
+    every later version starts with)."""
+    if not data:
+        return []
+    reader = Reader(memoryview(data))
+    try:
+        reader.read_int16()
+        assignment = ConsumerProtocolAssignment.read(reader, 0)
+    except ProtocolError:
+        return []
+    return sorted((tp.topic, p) for tp in assignment.assigned_partitions for p in tp.partitions)
+
+
+async def describe_group(client: Client, group_id: str) -> GroupDescription:
+    coordinator = await client.find_coordinator(group_id)
+    conn = await client.connection(coordinator)
+    if CONSUMER_GROUP_DESCRIBE in conn.versions:
+        response = await client.call(
+            CONSUMER_GROUP_DESCRIBE,
+            ConsumerGroupDescribeRequest(group_ids=[group_id]),
+            node_id=coordinator,
+        )
+        g = response.groups[0]
+        if g.error_code == ErrorCode.NONE:
+            return GroupDescription(
+                group_id,
+                g.group_state,
+                "consumer",
+                g.assignor_name,
+                coordinator,
+                [
+                    GroupMember(
+                        m.member_id,
+                        m.instance_id,
+                        m.client_id,
+                        m.client_host,
+                        sorted(
+                            (tp.topic_name, p)
+                            for tp in m.assignment.topic_partitions
+                            for p in tp.partitions
+                        ),
+                    )
+                    for m in g.members
+                ],
+            )
+        if g.error_code not in (ErrorCode.GROUP_ID_NOT_FOUND, ErrorCode.UNSUPPORTED_VERSION):
+            check(g.error_code, f"group {group_id!r}", g.error_message)
+    response = await client.call(
+        DESCRIBE_GROUPS, DescribeGroupsRequest(groups=[group_id]), node_id=coordinator
+    )
+    d = response.groups[0]
+    check(d.error_code, f"group {group_id!r}")
+    consumer = d.protocol_type == "consumer"
+    members = [
+        GroupMember(
+            m.member_id,
+            m.group_instance_id,
+            m.client_id,
+            m.client_host,
+            decode_assignment(m.member_assignment) if consumer else [],
+        )
+        for m in d.members
+    ]
+    return GroupDescription(
+        group_id, d.group_state, d.protocol_type, d.protocol_data, coordinator, members
+    )
+
+
+async def committed_offsets(
+    client: Client, group_id: str, coordinator: int | None = None
+) -> dict[TopicPartition, int]:
+    """Every offset the group has committed."""
+    if coordinator is None:
+        coordinator = await client.find_coordinator(group_id)
+    version = await client.version_for(OFFSET_FETCH, coordinator)
+    request = OffsetFetchRequest(
+        group_id=group_id,
+        topics=None,
+        groups=[OffsetFetchRequestGroup(group_id=group_id, topics=None)],
+    )
+    response = await client.call(OFFSET_FETCH, request, node_id=coordinator, version=version)
+    if version >= 8:
+        g = response.groups[0]
+        check(g.error_code, f"offsets of group {group_id!r}")
+        topics = g.topics
+    else:
+        if version >= 2:
+            check(response.error_code, f"offsets of group {group_id!r}")
+        topics = response.topics
+    out = {}
+    for t in topics:
+        for p in t.partitions:
+            check(p.error_code, f"offset of group {group_id!r} on {t.name}-{p.partition_index}")
+            if p.committed_offset >= 0:
+                out[(t.name, p.partition_index)] = p.committed_offset
+    return out
+
+
+async def group_lag(
+    client: Client, group_id: str, description: GroupDescription | None = None
+) -> list[PartitionLag]:
+    """Per partition the group reads or has committed: committed offset, log end, lag and the
+    member it is assigned to."""
+    description = description or await describe_group(client, group_id)
+    committed = await committed_offsets(client, group_id, description.coordinator)
+    owner = {tp: m.member_id for m in description.members for tp in m.assignment}
+    partitions = sorted(set(committed) | set(owner))
+    if not partitions:
+        return []
+    await client.metadata(sorted({t for t, _ in partitions}))
+    ends = await list_offsets(client, partitions, LATEST)
+    return [
+        PartitionLag(t, p, committed.get((t, p)), ends[(t, p)].offset, owner.get((t, p)))
+        for t, p in partitions
+    ]
+
+
+async def commit_offsets(
+    client: Client, group_id: str, offsets: Mapping[TopicPartition, int]
+) -> None:
+    """Commit `offsets` for a group with no active members (what kafka-consumer-groups
+    --reset-offsets does); an active group answers UNKNOWN_MEMBER_ID."""
+    coordinator = await client.find_coordinator(group_id)
+    topics: dict[str, list[OffsetCommitRequestPartition]] = defaultdict(list)
+    for (topic, partition), offset in sorted(offsets.items()):
+        topics[topic].append(
+            OffsetCommitRequestPartition(
+                partition_index=partition,
+                committed_offset=offset,
+                committed_leader_epoch=-1,
+                committed_metadata="",
+            )
+        )
+    request = OffsetCommitRequest(
+        group_id=group_id,
+        generation_id_or_member_epoch=-1,
+        member_id="",
+        group_instance_id=None,
+        retention_time_ms=-1,
+        topics=[OffsetCommitRequestTopic(t, ps) for t, ps in topics.items()],
+    )
+    response = await client.call(OFFSET_COMMIT, request, node_id=coordinator)
+    for t in response.topics:
+        for p in t.partitions:
+            if p.error_code == ErrorCode.UNKNOWN_MEMBER_ID:
+                raise KafkaError(
+                    p.error_code,
+                    f"group {group_id!r}",
+                    "the group has active members; stop them first",
+                )
+            check(p.error_code, f"commit for group {group_id!r} on {t.name}-{p.partition_index}")
+
+
+async def delete_groups(client: Client, group_ids: Iterable[str]) -> dict[str, KafkaError | None]:
+    out: dict[str, KafkaError | None] = {}
+    for group_id in group_ids:
+        try:
+            coordinator = await client.find_coordinator(group_id)
+        except KafkaError as exc:
+            out[group_id] = exc
+            continue
+        response = await client.call(
+            DELETE_GROUPS, DeleteGroupsRequest(groups_names=[group_id]), node_id=coordinator
+        )
+        r = response.results[0]
+        out[group_id] = (
+            None
+            if r.error_code == ErrorCode.NONE
+            else KafkaError(r.error_code, f"group {group_id!r}")
+        )
+    return out
+
+
+def require_partitions(wanted: Iterable[TopicPartition], known: Iterable[TopicPartition]) -> None:
+    missing = sorted(set(wanted) - set(known))
+    if missing:
+        raise ClientError("unknown partitions: " + ", ".join(f"{t}-{p}" for t, p in missing[:10]))
