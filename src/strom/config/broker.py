@@ -35,7 +35,12 @@ from strom.config.definitions import (
     format_value,
 )
 from strom.config.dynamic import validate_dynamic_key
-from strom.config.listeners import Listener, parse_listeners, protocol_map
+from strom.config.listeners import (
+    Listener,
+    parse_http_listeners,
+    parse_listeners,
+    protocol_map,
+)
 from strom.config.properties import load_properties
 from strom.config.requirements import check_requirements
 
@@ -86,6 +91,7 @@ class BrokerConfig:
     zookeeper_connect: str | None
     listeners: list[Listener]
     advertised_listeners: list[Listener]
+    http_listeners: list[Listener]
     # Controller-to-broker requests only (None: none); never given to clients.
     control_plane_listener_name: str | None
     # Follower fetches and, without a control-plane listener, the controller's requests.
@@ -286,6 +292,7 @@ class BrokerConfig:
         self.log_dirs = self._derive_log_dirs()
         self._derive_listeners()
         self._derive_plane_listeners()
+        self.http_listeners = self._derive_http_listeners()
 
     def _derive_broker_id(self) -> int:
         broker_id = self.get_int("broker.id")
@@ -360,6 +367,20 @@ class BrokerConfig:
                 raise self._error(
                     "advertised.listeners", f"{x.host} cannot be advertised; give a host name"
                 )
+
+    def _derive_http_listeners(self) -> list[Listener]:
+        key = "strom.http.listeners"
+        raw = self._layer_value(key)
+        if not raw:
+            return []
+        try:
+            out = parse_http_listeners(raw)
+        except ValueError as exc:
+            raise self._error(key, str(exc)) from None
+        for endpoint in out:
+            if endpoint.port and endpoint.port in {x.port for x in self.listeners}:
+                raise self._error(key, f"port {endpoint.port} is also a Kafka listener's")
+        return out
 
     def _derive_plane_listeners(self) -> None:
         """control.plane.listener.name and inter.broker.listener.name, checked as Kafka's

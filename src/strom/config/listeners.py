@@ -59,6 +59,22 @@ def parse_listeners(key: str, raw: str, origin: str | None = None) -> list[Liste
     return out
 
 
+def parse_http_listeners(raw: str) -> list[Listener]:
+    """`strom.http.listeners`: http://host:port entries; ValueError says what is wrong."""
+    out = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        m = _LISTENER.fullmatch(item)
+        if m is None or m["name"].lower() != "http":
+            raise ValueError(f"{item!r} is not of the form http://host:port")
+        port = int(m["port"])
+        if port > 65535:
+            raise ValueError(f"port {port} is out of range")
+        out.append(Listener("HTTP", m["host"].strip("[]"), port))
+    return out
+
+
 def protocol_map(raw: str) -> dict[str, str]:
     """listener.security.protocol.map as listener name -> protocol (both upper case)."""
     out: dict[str, str] = {}

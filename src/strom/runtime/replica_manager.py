@@ -71,6 +71,10 @@ class ReplicaManager:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        # ISR changes this broker (as leader) wrote, for /metrics (Kafka's IsrShrinksPerSec,
+        # IsrExpandsPerSec).
+        self.isr_shrinks = 0
+        self.isr_expands = 0
         # Set by the controlled shutdown: this broker follows nothing any more (Kafka's
         # controller sends it StopReplica for that), so no leader takes it back into an ISR
         # in the moments before it stops.
@@ -190,6 +194,10 @@ class ReplicaManager:
                 self.handle_events(key, state.isr_change_failed(change, retry=True))
             return
         log.info("%s: ISR %s -> %s (%s)", tp, change.kind, list(change.isr), versioned.version)
+        if change.kind == "shrink":
+            self.isr_shrinks += 1
+        else:
+            self.isr_expands += 1
         state = self.states.get(key)
         if state is not None:
             self.handle_events(key, state.isr_change_committed(change, versioned.version))

@@ -8,13 +8,13 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable
 
 import strom.server.handlers  # noqa: F401  (registers every API handler)
 from strom.config import BrokerConfig
 from strom.server.broker import Broker, open_cluster_broker
 from strom.server.dispatch import Dispatcher
+from strom.server.http.listener import BrokerState, HttpListener
 from strom.server.network import KafkaConnection
 
 log = logging.getLogger("strom.server")
@@ -35,9 +35,13 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     else:
         broker = await loop.run_in_executor(None, Broker.open, config)
     dispatcher = Dispatcher(broker)
+    broker.metrics.idle.install(loop)
     servers: list[asyncio.Server] = []
     reaper: asyncio.Task[None] | None = None
     cluster_started = False
+    state = BrokerState()
+    http: HttpListener | None = None
+    http_started: asyncio.Task[None] | None = None
     try:
         for listener in config.listeners:
             server = await loop.create_server(
@@ -56,8 +60,15 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             broker.bind_port(bound, listener.name)
             log.info("listening on %s:%d (%s)", listener.host, bound, listener.name)
         broker.start_background_tasks()
+        if config.http_listeners:
+            # Beside the cluster's start, so that /health and /ready answer while it runs.
+            http = HttpListener(broker, dispatcher, config.http_listeners, state)
+            http_started = asyncio.create_task(http.start())
         if broker.cluster is not None:
             cluster_started = await _unless_stopped(broker.cluster.start(), stop)
+        if http_started is not None:
+            await _unless_stopped(http_started, stop)
+        state.serving = True
         reaper = asyncio.create_task(
             _close_idle_connections(dispatcher, config.connections_max_idle_ms)
         )
@@ -71,6 +82,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
         await stop.wait()
         log.info("shutting down")
     finally:
+        state.stopping = True
         if reaper is not None:
             reaper.cancel()
         if broker.cluster is not None and cluster_started:
@@ -84,11 +96,13 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             conn.close("broker shutting down")
         for server in servers:
             await server.wait_closed()
+        if http is not None:
+            await http.stop()
         await broker.close()
         log.info("stopped cleanly")
 
 
-async def _unless_stopped(starting: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+async def _unless_stopped(starting: Awaitable[None], stop: asyncio.Event) -> bool:
     """Runs a start-up step, abandoning it (cancelled) if a stop signal comes first; True
     when it completed."""
     task = asyncio.ensure_future(starting)

@@ -36,6 +36,7 @@ from strom.runtime.purgatory import Purgatory
 from strom.runtime.share_runtime import ShareRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.server.fetch_session import FetchSessionCache
+from strom.server.metrics import BrokerMetrics
 from strom.storage.log_config import LogConfig
 from strom.storage.log_manager import LogManager
 from strom.storage.segment import unlink_paths
@@ -72,6 +73,7 @@ class Broker:
         self.metadata = metadata
         self.logs = logs
         self.clock: Clock = clock or SystemClock()
+        self.metrics = BrokerMetrics()
         self.fetch_purgatory = Purgatory("fetch")
         self.produce_purgatory = Purgatory("produce")
         self.fetch_sessions = FetchSessionCache(

@@ -37,9 +37,12 @@ class Dispatcher:
 
     def connection_opened(self, conn: KafkaConnection) -> None:
         self.connections.add(conn)
+        self.broker.metrics.connection_opened(conn.listener_name)
 
     def connection_closed(self, conn: KafkaConnection) -> None:
-        self.connections.discard(conn)
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.broker.metrics.connection_closed(conn.listener_name)
 
     def close_idle(self, max_idle_ms: int) -> int:
         """Close connections silent for longer than connections.max.idle.ms."""
@@ -50,6 +53,7 @@ class Dispatcher:
         return len(idle)
 
     def dispatch(self, conn: KafkaConnection, frame: bytearray) -> None:
+        started = time.perf_counter()
         try:
             parsed = parse_request(memoryview(frame))
         except ProtocolError as exc:
@@ -94,11 +98,14 @@ class Dispatcher:
             conn.close(f"internal error while handling {spec.name}")
             return
         if isinstance(result, Awaitable):
-            conn.respond_later(asyncio.ensure_future(self._finish(ctx, result)))
+            conn.respond_later(asyncio.ensure_future(self._finish(ctx, result, started)))
         else:
             conn.respond_now(self._encode(ctx, result))
+            self.broker.metrics.request_done(api_key, started)
 
-    async def _finish(self, ctx: RequestContext, pending: Awaitable[Any]) -> Chunks | None:
+    async def _finish(
+        self, ctx: RequestContext, pending: Awaitable[Any], started: float
+    ) -> Chunks | None:
         try:
             response = await pending
         except asyncio.CancelledError:
@@ -106,7 +113,9 @@ class Dispatcher:
         except Exception:
             log.exception("request %d (api key %d) failed", ctx.correlation_id, ctx.api_key)
             raise
-        return self._encode(ctx, response)
+        encoded = self._encode(ctx, response)
+        self.broker.metrics.request_done(ctx.api_key, started)
+        return encoded
 
     @staticmethod
     def _encode(ctx: RequestContext, response: Any) -> Chunks | None:

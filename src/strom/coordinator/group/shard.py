@@ -244,6 +244,15 @@ class GroupCoordinatorShard:
 
     # -- admin ---------------------------------------------------------------------------
 
+    def committed_offsets(self) -> list[tuple[str, str, int, int]]:
+        """(group, topic, partition, committed offset) of every committed offset here."""
+        store = self._ctx.offsets
+        return [
+            (group, topic, partition, value.offset)
+            for group in store.groups()
+            for topic, partition, value in store.iter_group(group)
+        ]
+
     def describe_groups(self, group_ids: list[str], version: int) -> list[DescribedGroup]:
         return admin.describe_groups(self._ctx, group_ids)
 

@@ -265,7 +265,10 @@ class _FetchPlan:
         version = self.ctx.api_version
         topics: list[FetchableTopicResponse] = []
         by_topic: dict[tuple[str, uuid.UUID], FetchableTopicResponse] = {}
+        metrics = self.broker.metrics
         for target, data in results:
+            if data.records:
+                metrics.fetched(target.topic, len(data.records))
             entry = target.session_entry
             if entry is not None:
                 changed = entry.changed(

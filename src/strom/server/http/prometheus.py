@@ -1,0 +1,263 @@
+"""`/metrics`: the broker's state and counters as Prometheus metric families.
+
+Names follow Kafka's JMX metrics as the Prometheus JMX exporter's usual Kafka rules map them
+(lower-cased `kafka_<domain>_<type>_<name>`, `PerSec` meters as `_total` counters), so
+dashboards and alerts written for Kafka read Strom unchanged:
+
+| metric | Kafka MBean |
+| --- | --- |
+| kafka_server_brokertopicmetrics_{bytesin,messagesin,bytesout}_total{topic} | BrokerTopicMetrics |
+| kafka_network_requestmetrics_requests_total{request} | RequestMetrics RequestsPerSec |
+| kafka_network_requestmetrics_totaltimems{request} (histogram, ms) | RequestMetrics TotalTimeMs |
+| kafka_server_delayedoperationpurgatory_purgatorysize{delayedoperation} | DelayedOperationPurgatory |
+| kafka_server_replicamanager_{partitioncount,leadercount,underreplicatedpartitions,underminisrpartitioncount} | ReplicaManager |
+| kafka_server_replicamanager_{isrshrinks,isrexpands}_total | ReplicaManager |
+| kafka_controller_kafkacontroller_{activecontrollercount,offlinepartitionscount} | KafkaController |
+| kafka_log_log_{size,logendoffset,logstartoffset,numlogsegments}{topic,partition} | Log |
+| kafka_server_socket_server_metrics_{connection_count,connection_creation_total,connection_close_total}{listener} | socket-server-metrics |
+| kafka_network_socketserver_networkprocessoravgidlepercent | SocketServer (the event loop) |
+| kafka_consumergroup_{lag,current_offset}{consumergroup,topic,partition} | (kafka_exporter's names) |
+| process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... | prometheus_client's process collector |
+
+Gauges are read from the broker at scrape time; counters come from `server/metrics.py`. Per-topic
+counters only (Kafka's topic-less aggregate is `sum()` of them). Group lag is computed for the
+groups this broker coordinates, over the partitions it hosts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from strom.protocol.messages import API_SPECS
+from strom.server.metrics import LATENCY_BUCKETS_MS
+
+if TYPE_CHECKING:
+    from strom.server.broker import Broker
+    from strom.server.dispatch import Dispatcher
+
+
+def registry_for(broker: Broker, dispatcher: Dispatcher) -> CollectorRegistry:
+    """A registry of this broker's metrics and the process's (not the global default
+    registry: a test process may run several brokers)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BrokerCollector(broker, dispatcher))
+    registry.register(ProcessCollector(registry=None))
+    return registry
+
+
+def _api_name(key: int) -> str:
+    spec = API_SPECS.get(key)
+    return spec.name if spec is not None else str(key)
+
+
+class BrokerCollector(Collector):
+    def __init__(self, broker: Broker, dispatcher: Dispatcher) -> None:
+        self.broker = broker
+        self.dispatcher = dispatcher
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._topic_counters()
+        yield from self._requests()
+        yield from self._purgatories()
+        yield from self._replicas()
+        yield from self._logs()
+        yield from self._connections()
+        yield from self._group_lag()
+
+    def _topic_counters(self) -> Iterator[Metric]:
+        topics = self.broker.metrics.topics
+        families = {
+            "bytesin": ("Bytes appended by produce requests", "bytes_in"),
+            "messagesin": ("Records appended by produce requests", "messages_in"),
+            "bytesout": ("Bytes returned to consumer fetches", "bytes_out"),
+        }
+        for name, (doc, attr) in families.items():
+            family = CounterMetricFamily(
+                f"kafka_server_brokertopicmetrics_{name}", doc, labels=["topic"]
+            )
+            for topic, counters in sorted(topics.items()):
+                family.add_metric([topic], getattr(counters, attr))
+            yield family
+
+    def _requests(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "kafka_network_requestmetrics_requests",
+            "Requests answered, per API",
+            labels=["request"],
+        )
+        times = HistogramMetricFamily(
+            "kafka_network_requestmetrics_totaltimems",
+            "Time from a request's arrival to its encoded response, milliseconds",
+            labels=["request"],
+        )
+        for key, histogram in sorted(self.broker.metrics.requests.items()):
+            name = _api_name(key)
+            cumulative = 0
+            buckets: list[tuple[str, float]] = []
+            for bound, count in zip(LATENCY_BUCKETS_MS, histogram.counts, strict=False):
+                cumulative += count
+                buckets.append((repr(bound), cumulative))
+            cumulative += histogram.counts[-1]
+            buckets.append(("+Inf", cumulative))
+            requests.add_metric([name], cumulative)
+            times.add_metric([name], buckets, histogram.total_ms)
+        yield requests
+        yield times
+
+    def _purgatories(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "kafka_server_delayedoperationpurgatory_purgatorysize",
+            "Requests waiting in a purgatory (long-polling fetches, acks=all produces)",
+            labels=["delayedoperation"],
+        )
+        family.add_metric(["Fetch"], len(self.broker.fetch_purgatory))
+        family.add_metric(["Produce"], len(self.broker.produce_purgatory))
+        yield family
+
+    def _replicas(self) -> Iterator[Metric]:
+        broker = self.broker
+        partitions = len(broker.logs.partitions())
+        cluster = broker.cluster
+        isr_shrinks = isr_expands = 0
+        offline = 0
+        if cluster is None:
+            leaders, under_replicated, under_min_isr = partitions, 0, 0
+            active = 1
+        else:
+            states = cluster.replicas.states.values()
+            leading = [s for s in states if s.is_leader]
+            leaders = len(leading)
+            under_replicated = sum(1 for s in leading if len(s.isr) < len(s.replicas))
+            under_min_isr = sum(1 for s in leading if s.under_min_isr)
+            isr_shrinks = cluster.replicas.isr_shrinks
+            isr_expands = cluster.replicas.isr_expands
+            active = int(broker.controller_id() == broker.config.broker_id)
+            if active:
+                live = set(cluster.metadata.brokers)
+                offline = sum(
+                    1
+                    for versioned in cluster.metadata.states.values()
+                    if versioned.state.leader not in live
+                )
+        gauges = {
+            "kafka_server_replicamanager_partitioncount": (
+                "Partitions with a replica on this broker",
+                partitions,
+            ),
+            "kafka_server_replicamanager_leadercount": ("Partitions this broker leads", leaders),
+            "kafka_server_replicamanager_underreplicatedpartitions": (
+                "Partitions led here whose ISR is smaller than their replica set",
+                under_replicated,
+            ),
+            "kafka_server_replicamanager_underminisrpartitioncount": (
+                "Partitions led here whose ISR is below min.insync.replicas",
+                under_min_isr,
+            ),
+            "kafka_controller_kafkacontroller_activecontrollercount": (
+                "1 on the active controller",
+                active,
+            ),
+            "kafka_controller_kafkacontroller_offlinepartitionscount": (
+                "Partitions without a live leader (counted by the active controller)",
+                offline,
+            ),
+        }
+        for name, (doc, value) in gauges.items():
+            yield GaugeMetricFamily(name, doc, value=value)
+        yield CounterMetricFamily(
+            "kafka_server_replicamanager_isrshrinks", "ISR shrinks written", value=isr_shrinks
+        )
+        yield CounterMetricFamily(
+            "kafka_server_replicamanager_isrexpands", "ISR expansions written", value=isr_expands
+        )
+
+    def _logs(self) -> Iterator[Metric]:
+        families = {
+            "size": GaugeMetricFamily(
+                "kafka_log_log_size", "Bytes of the partition's log", labels=["topic", "partition"]
+            ),
+            "end": GaugeMetricFamily(
+                "kafka_log_log_logendoffset", "Log end offset", labels=["topic", "partition"]
+            ),
+            "start": GaugeMetricFamily(
+                "kafka_log_log_logstartoffset", "Log start offset", labels=["topic", "partition"]
+            ),
+            "segments": GaugeMetricFamily(
+                "kafka_log_log_numlogsegments", "Segments", labels=["topic", "partition"]
+            ),
+        }
+        for plog in self.broker.logs.all_logs():
+            labels = [plog.topic, str(plog.partition)]
+            families["size"].add_metric(labels, plog.size_bytes)
+            families["end"].add_metric(labels, plog.log_end_offset)
+            families["start"].add_metric(labels, plog.log_start_offset)
+            families["segments"].add_metric(labels, len(plog.segments))
+        yield from families.values()
+
+    def _connections(self) -> Iterator[Metric]:
+        metrics = self.broker.metrics
+        listeners = sorted(
+            {listener.name for listener in self.broker.config.listeners}
+            | set(metrics.connections_created)
+        )
+        open_by_listener = dict.fromkeys(listeners, 0)
+        for conn in self.dispatcher.connections:
+            open_by_listener[conn.listener_name] = open_by_listener.get(conn.listener_name, 0) + 1
+        count = GaugeMetricFamily(
+            "kafka_server_socket_server_metrics_connection_count",
+            "Open client connections",
+            labels=["listener"],
+        )
+        created = CounterMetricFamily(
+            "kafka_server_socket_server_metrics_connection_creation",
+            "Connections accepted",
+            labels=["listener"],
+        )
+        closed = CounterMetricFamily(
+            "kafka_server_socket_server_metrics_connection_close",
+            "Connections closed",
+            labels=["listener"],
+        )
+        for listener in sorted(open_by_listener):
+            count.add_metric([listener], open_by_listener[listener])
+            created.add_metric([listener], metrics.connections_created.get(listener, 0))
+            closed.add_metric([listener], metrics.connections_closed.get(listener, 0))
+        yield count
+        yield created
+        yield closed
+        yield GaugeMetricFamily(
+            "kafka_network_socketserver_networkprocessoravgidlepercent",
+            "Fraction of time the event loop waited for I/O since the previous scrape",
+            value=metrics.idle.ratio_since_last(),
+        )
+
+    def _group_lag(self) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            "kafka_consumergroup_lag",
+            "High watermark minus the group's committed offset",
+            labels=["consumergroup", "topic", "partition"],
+        )
+        current = GaugeMetricFamily(
+            "kafka_consumergroup_current_offset",
+            "The group's committed offset",
+            labels=["consumergroup", "topic", "partition"],
+        )
+        for shard in list(self.broker.groups.shards.values()):
+            for group, topic, partition, offset in shard.committed_offsets():
+                labels = [group, topic, str(partition)]
+                current.add_metric(labels, offset)
+                plog = self.broker.logs.get(topic, partition)
+                if plog is not None:
+                    lag.add_metric(labels, max(0, plog.high_watermark - offset))
+        yield lag
+        yield current
