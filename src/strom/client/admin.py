@@ -37,6 +37,10 @@ from strom.protocol.messages.describe_configs_request import (
     DescribeConfigsRequest,
     DescribeConfigsResource,
 )
+from strom.protocol.messages.describe_log_dirs_request import (
+    DescribableLogDirTopic,
+    DescribeLogDirsRequest,
+)
 from strom.protocol.messages.incremental_alter_configs_request import (
     AlterableConfig,
     AlterConfigsResource,
@@ -56,6 +60,7 @@ DESCRIBE_CONFIGS = 32
 CREATE_PARTITIONS = 37
 INCREMENTAL_ALTER_CONFIGS = 44
 DESCRIBE_CLUSTER = 60
+DESCRIBE_LOG_DIRS = 35
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
@@ -392,3 +397,32 @@ async def describe_cluster(client: Client) -> ClusterInfo:
         except ClientError:  # an unreachable broker shows without versions
             versions[node_id] = {}
     return ClusterInfo(cluster_id, controller, sorted(brokers), versions)
+
+
+async def replica_sizes(
+    client: Client, topic: str, partitions: Iterable[int], brokers: Iterable[int]
+) -> dict[tuple[int, int], int]:
+    """(partition, broker) -> bytes of that replica, from DescribeLogDirs on each broker
+    (brokers that do not answer are left out)."""
+    parts = sorted(partitions)
+    request = DescribeLogDirsRequest(topics=[DescribableLogDirTopic(topic, parts)])
+
+    async def ask(broker: int) -> dict[tuple[int, int], int]:
+        try:
+            response = await client.call(DESCRIBE_LOG_DIRS, request, node_id=broker)
+        except ClientError:
+            return {}
+        sizes: dict[tuple[int, int], int] = {}
+        for result in response.results:
+            for t in result.topics:
+                if t.name != topic:
+                    continue
+                for p in t.partitions:
+                    key = (p.partition_index, broker)
+                    sizes[key] = sizes.get(key, 0) + p.partition_size
+        return sizes
+
+    merged: dict[tuple[int, int], int] = {}
+    for sizes in await asyncio.gather(*(ask(b) for b in sorted(set(brokers)))):
+        merged.update(sizes)
+    return merged

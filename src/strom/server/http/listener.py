@@ -73,6 +73,7 @@ class HttpListener:
         await asyncio.get_running_loop().run_in_executor(None, _import_web_stack)
         from aiohttp import web
 
+        from strom.server.http.console import add_console_routes
         from strom.server.http.prometheus import registry_for
 
         self.registry = registry_for(self.broker, self.dispatcher)
@@ -80,6 +81,7 @@ class HttpListener:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
         app.router.add_get("/ready", self._ready)
+        add_console_routes(app, self.broker)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._runner = runner
