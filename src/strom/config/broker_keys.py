@@ -1,7 +1,8 @@
 """The broker configuration table: every key Kafka 3.9's broker defines, and Kafka's rules.
 
 The rows live in one module per area (broker_cluster_keys, broker_network_keys,
-broker_security_keys, broker_log_keys, broker_coordinator_keys); each row has Kafka's type,
+broker_security_keys, broker_log_keys, broker_coordinator_keys, and broker_strom_keys for
+Strom's own `strom.` keys); each row has Kafka's type,
 default, validator and update mode. Defaults are Kafka's unless the row's doc says why Strom
 differs; `unused=True` marks keys Strom accepts, stores and describes but does not act on.
 
@@ -20,6 +21,7 @@ from strom.config.broker_coordinator_keys import BROKER_COORDINATOR_DEFS
 from strom.config.broker_log_keys import BROKER_LOG_DEFS, HOUR_MS
 from strom.config.broker_network_keys import BROKER_NETWORK_DEFS, DYNAMIC_ONLY_DEFS
 from strom.config.broker_security_keys import BROKER_SECURITY_DEFS
+from strom.config.broker_strom_keys import STROM_BROKER_DEFS
 from strom.config.definitions import ConfigDef, ConfigType, UpdateMode, names
 
 BROKER_DEFS: dict[str, ConfigDef] = names(
@@ -29,6 +31,7 @@ BROKER_DEFS: dict[str, ConfigDef] = names(
         *BROKER_SECURITY_DEFS,
         *BROKER_LOG_DEFS,
         *BROKER_COORDINATOR_DEFS,
+        *STROM_BROKER_DEFS,
     ]
 )
 DYNAMIC_ONLY: dict[str, ConfigDef] = names(DYNAMIC_ONLY_DEFS)

@@ -88,10 +88,6 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
        "mutation quota sample.", at_least(1), unused=True),
     define("client.quota.callback.class", C, None, "Plugin that decides client quotas instead "
        "of the built-in rules.", unused=True),
-    # Strom's own.
-    define("strom.http.listeners", S, None, "Comma-separated http://host:port endpoints of the "
-       "HTTP listener: /metrics (Prometheus), /health, /ready and the web console. Unset: no "
-       "HTTP listener."),
 ]
 
 # Set only through AlterConfigs (Kafka's DynamicConfig.Broker); described only when set.
