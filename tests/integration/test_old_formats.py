@@ -13,6 +13,7 @@ Fetch v3), and hand-built requests for the exact bytes and error codes.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import confluent_kafka as ck
@@ -36,11 +37,9 @@ from .clients import (
 from .conftest import BrokerFactory
 from .kafka_wire import (
     RawRecord,
-    api_versions_request,
     connect,
     fetch_request_v0_3,
     legacy_message,
-    parse_api_versions_v0,
     parse_fetch_v0_3,
     parse_message_set,
     parse_produce_v0_2,
@@ -58,6 +57,16 @@ KP_VERSIONS = [(0, 9), (0, 10, 0), (0, 10, 1)]
 ERR_CORRUPT_MESSAGE = 2
 ERR_UNSUPPORTED_VERSION = 35
 ERR_UNSUPPORTED_COMPRESSION_TYPE = 76
+
+
+@pytest.fixture(scope="module")
+def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """One broker for the module, without the 3 s wait before a new group's first rebalance."""
+    factory = BrokerFactory(tmp_path_factory.mktemp("old-formats"))
+    try:
+        yield factory({"group.initial.rebalance.delay.ms": 0})
+    finally:
+        factory.stop_all()
 
 
 def old_ck(fallback: str) -> dict[str, Any]:
@@ -375,20 +384,6 @@ def test_transactions_seen_by_old_consumers(shared_broker: BrokerProcess, topic:
 # ----------------------------------------------------------------------------- groups
 
 
-def advertised(b: BrokerProcess) -> dict[int, tuple[int, int]]:
-    with connect(b.host, b.port) as s:
-        return parse_api_versions_v0(roundtrip(s, api_versions_request())).api_keys
-
-
-def needs_versions(b: BrokerProcess, wanted: dict[int, int]) -> None:
-    """Skip until the broker serves these old versions of the group APIs (issue #10 adds them
-    next to this work)."""
-    keys = advertised(b)
-    missing = [k for k, v in wanted.items() if k not in keys or keys[k][0] > v]
-    if missing:
-        pytest.skip(f"the broker does not serve the old versions of api keys {missing} yet")
-
-
 def committed_offset(b: BrokerProcess, group: str, topic: str) -> int:
     c = ck.Consumer(ck_conf(b.bootstrap, **{"group.id": group}))
     try:
@@ -398,40 +393,59 @@ def committed_offset(b: BrokerProcess, group: str, topic: str) -> int:
         c.close()
 
 
-def test_librdkafka_0_9_group_commit(shared_broker: BrokerProcess, topic: str) -> None:
-    # JoinGroup v0, ListOffsets v0 (where a group has no offset yet), OffsetCommit v2 and
-    # OffsetFetch v1.
-    needs_versions(shared_broker, {11: 0, 2: 0, 8: 2, 9: 1})
-    create_topic(shared_broker.bootstrap, topic, 1)
-    ck_produce(shared_broker.bootstrap, topic, recs(20))
-    group = f"g-{topic}"
+def ck_group_read(b: BrokerProcess, topic: str, group: str, count: int, **conf: Any) -> list[int]:
+    """Subscribe in `group`, read `count` records, commit synchronously, leave; the offsets."""
     c = ck.Consumer(
         ck_conf(
-            shared_broker.bootstrap,
-            **old_ck("0.9.0"),
-            **{"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False},
+            b.bootstrap,
+            **{
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                **conf,
+            },
         )
     )
-    got: list[ck.Message] = []
+    got: list[int] = []
     try:
         c.subscribe([topic])
         deadline = time.monotonic() + DEADLINE_S
-        while len(got) < 20 and time.monotonic() < deadline:
-            got.extend(m for m in c.consume(50, 0.5) if m.error() is None)
-        assert [m.offset() for m in got] == list(range(20))
+        while len(got) < count and time.monotonic() < deadline:
+            got.extend(m.offset() for m in c.consume(50, 0.5) if m.error() is None)
         c.commit(asynchronous=False)
     finally:
         c.close()
+    return got
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("fallback", FALLBACKS)
+def test_librdkafka_old_group_commit(
+    shared_broker: BrokerProcess, topic: str, fallback: str, codec: str
+) -> None:
+    """Produce, consume in a group and commit with the old protocol (with 0.9.0: Produce v1,
+    Fetch v1, JoinGroup v0, ListOffsets v0, OffsetCommit v2, OffsetFetch v1); the old member
+    and then a new one resume from the commit."""
+    create_topic(shared_broker.bootstrap, topic, 1)
+    old = old_ck(fallback)
+    ck_produce(shared_broker.bootstrap, topic, recs(20), **old, **{"compression.codec": codec})
+    group = f"g-{topic}"
+    assert ck_group_read(shared_broker, topic, group, 20, **old) == list(range(20))
     assert committed_offset(shared_broker, group, topic) == 20
+    ck_produce(
+        shared_broker.bootstrap, topic, recs(5, "more"), **old, **{"compression.codec": codec}
+    )
+    assert ck_group_read(shared_broker, topic, group, 5, **old) == list(range(20, 25))
+    ck_produce(shared_broker.bootstrap, topic, recs(5, "new"))
+    assert ck_group_read(shared_broker, topic, group, 5) == list(range(25, 30))
 
 
 @pytest.mark.parametrize("api_version", KP_VERSIONS, ids=lambda v: ".".join(map(str, v)))
 def test_kafka_python_old_group_commit(
     shared_broker: BrokerProcess, topic: str, api_version: tuple[int, ...]
 ) -> None:
-    join = 1 if api_version >= (0, 10, 1) else 0
-    list_offsets = 1 if api_version >= (0, 10, 1) else 0
-    needs_versions(shared_broker, {11: join, 2: list_offsets, 8: 2, 9: 1})
+    """A kafka-python group member of an old api_version consumes and commits; a new client
+    of the same group resumes from its commit."""
     create_topic(shared_broker.bootstrap, topic, 1)
     kp_produce(shared_broker.bootstrap, topic, recs(15), api_version=api_version)
     group = f"g-{topic}"
@@ -454,3 +468,5 @@ def test_kafka_python_old_group_commit(
     finally:
         c.close()
     wait_until(lambda: committed_offset(shared_broker, group, topic) == 15, "the group's commit")
+    ck_produce(shared_broker.bootstrap, topic, recs(3, "new"))
+    assert ck_group_read(shared_broker, topic, group, 3) == [15, 16, 17]
