@@ -149,7 +149,8 @@ class _FetchPlan:
         self.read_committed = request.isolation_level == READ_COMMITTED
         # Fetch v0-3: the records are converted down, CPU work in Python that goes to the
         # worker pool (with the read) rather than holding up the event loop in one piece.
-        self.converts = down_convert_magic(ctx.api_version) is not None
+        self.to_magic = down_convert_magic(ctx.api_version)
+        self.converts = self.to_magic is not None
         self._size_at_read: dict[tuple[str, int], int] = {}
         self._stable_at_read: dict[tuple[str, int], int] = {}
 
@@ -198,7 +199,7 @@ class _FetchPlan:
             data.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER  # consumers read from leaders
             return data
         version = self.ctx.api_version
-        to_magic = down_convert_magic(version)
+        to_magic = self.to_magic
         if version < 10 and log.config.compression_type == "zstd":
             data.error_code = ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
             return data
