@@ -526,3 +526,24 @@ def test_against_a_broker_with_other_settings(broker_factory: BrokerFactory, top
     ok(strom("group", "seek", group, "--to", "latest", "-b", b))
     ok(strom("group", "delete", group, "-b", b))
     ok(strom("topic", "delete", topic, "-b", b))
+
+
+def test_share_groups_are_listed_and_described(cli_broker: BrokerProcess, topic: str) -> None:
+    from .share_helpers import ShareWorker, prime
+
+    b = cli_broker.bootstrap
+    group = f"share-{topic}"
+    ok(strom("topic", "create", topic, "-p", "1", "-b", b))
+    worker = ShareWorker(b, group, [topic]).start()
+    try:
+        prime(b, topic, [worker])
+        listed = ok(strom("group", "list", "-b", b, "--format", "json")).json()
+        assert next(g for g in listed if g["group"] == group)["type"] == "share"
+        (doc,) = ok(strom("group", "describe", group, "-b", b, "--format", "json")).json()
+        assert doc["protocol_type"] == "share"
+        assert doc["state"] == "Stable"
+        (member,) = doc["members"]
+        assert member["partitions"] == [{"topic": topic, "partition": 0}]
+        assert doc["offsets"] == []
+    finally:
+        worker.stop()

@@ -2,8 +2,9 @@
 offsets, seek (commit new offsets for an inactive group) and delete.
 
 Group requests go to the group's coordinator. A group of the KIP-848 consumer protocol is
-described with ConsumerGroupDescribe (its members have no classic assignment bytes); a classic
-group with DescribeGroups, decoding the consumer protocol's assignments.
+described with ConsumerGroupDescribe (its members have no classic assignment bytes), a share
+group (KIP-932) with ShareGroupDescribe, a classic group with DescribeGroups, decoding the
+consumer protocol's assignments.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from strom.protocol.messages.offset_fetch_request import (
     OffsetFetchRequest,
     OffsetFetchRequestGroup,
 )
+from strom.protocol.messages.share_group_describe_request import ShareGroupDescribeRequest
 from strom.protocol.primitives import Reader
 
 OFFSET_COMMIT = 8
@@ -39,6 +41,7 @@ DESCRIBE_GROUPS = 15
 LIST_GROUPS = 16
 DELETE_GROUPS = 42
 CONSUMER_GROUP_DESCRIBE = 69
+SHARE_GROUP_DESCRIBE = 77
 
 
 @dataclass(slots=True)
@@ -150,6 +153,10 @@ async def describe_group(client: Client, group_id: str) -> GroupDescription:
             )
         if g.error_code not in (ErrorCode.GROUP_ID_NOT_FOUND, ErrorCode.UNSUPPORTED_VERSION):
             check(g.error_code, f"group {group_id!r}", g.error_message)
+    if SHARE_GROUP_DESCRIBE in conn.versions:
+        shared = await _describe_share_group(client, group_id, coordinator)
+        if shared is not None:
+            return shared
     response = await client.call(
         DESCRIBE_GROUPS, DescribeGroupsRequest(groups=[group_id]), node_id=coordinator
     )
@@ -168,6 +175,40 @@ async def describe_group(client: Client, group_id: str) -> GroupDescription:
     ]
     return GroupDescription(
         group_id, d.group_state, d.protocol_type, d.protocol_data, coordinator, members
+    )
+
+
+async def _describe_share_group(
+    client: Client, group_id: str, coordinator: int
+) -> GroupDescription | None:
+    """A share group (KIP-932) described, or None when the group is of another type."""
+    response = await client.call(
+        SHARE_GROUP_DESCRIBE, ShareGroupDescribeRequest(group_ids=[group_id]), node_id=coordinator
+    )
+    g = response.groups[0]
+    if g.error_code in (ErrorCode.GROUP_ID_NOT_FOUND, ErrorCode.UNSUPPORTED_VERSION):
+        return None
+    check(g.error_code, f"share group {group_id!r}", g.error_message)
+    return GroupDescription(
+        group_id,
+        g.group_state,
+        "share",
+        g.assignor_name,
+        coordinator,
+        [
+            GroupMember(
+                m.member_id,
+                None,
+                m.client_id,
+                m.client_host,
+                sorted(
+                    (tp.topic_name, p)
+                    for tp in m.assignment.topic_partitions
+                    for p in tp.partitions
+                ),
+            )
+            for m in g.members
+        ],
     )
 
 
@@ -207,6 +248,10 @@ async def group_lag(
     """Per partition the group reads or has committed: committed offset, log end, lag and the
     member it is assigned to."""
     description = description or await describe_group(client, group_id)
+    if description.protocol_type == "share":
+        # A share group commits no offsets; its progress (the share-partition start offset)
+        # comes from DescribeShareGroupOffsets, which this client does not send yet.
+        return []
     committed = await committed_offsets(client, group_id, description.coordinator)
     owner = {tp: m.member_id for m in description.members for tp in m.assignment}
     partitions = sorted(set(committed) | set(owner))
