@@ -215,9 +215,23 @@ def test_aborted_transactions_leave_a_compacted_topic_across_a_restart(
     for client in CLIENTS:
         assert views(client) == (committed, aborted_values), client
 
+    fillers = [0]
+
+    def write_fillers() -> None:
+        """Overwrites of one key: the active segment rolls, so the records before it become
+        cleanable, and the log stays dirty, as Kafka needs for its next pass."""
+        n = fillers[0]
+        fillers[0] += 4
+        ck_produce(b, topic, [Rec(b"filler", b"f%d" % i, partition=0) for i in range(n, n + 4)])
+        committed[b"filler"] = b"f%d" % (n + 3)
+
+    def aborted_records_gone() -> bool:
+        write_fillers()
+        return not views("confluent-kafka")[1]
+
     _alter_topic(b, topic, "min.compaction.lag.ms", "0")
     wait_until(
-        lambda: not views("confluent-kafka")[1],
+        aborted_records_gone,
         "the first pass to remove the aborted records",
         deadline_s=120,
         interval_s=0.3,
@@ -226,17 +240,12 @@ def test_aborted_transactions_leave_a_compacted_topic_across_a_restart(
         assert views(client) == (committed, set()), client
 
     # The markers outlive their records by delete.retention.ms, stored in the batches: across
-    # a restart too. Later passes (the log kept dirty, as Kafka needs) then remove them.
+    # a restart too. Later passes then remove them.
     broker.restart()
-    fillers = [0]
 
     def markers_gone() -> bool:
-        n = fillers[0]
-        fillers[0] += 4
-        ck_produce(b, topic, [Rec(b"filler", b"f%d" % i, partition=0) for i in range(n, n + 4)])
-        committed[b"filler"] = b"f%d" % (n + 3)
-        batches = stored_batches(partition_dir)
-        return not abort_markers(batches)
+        write_fillers()
+        return not abort_markers(stored_batches(partition_dir))
 
     wait_until(markers_gone, "the ABORT markers removed", deadline_s=120, interval_s=0.3)
     assert not any(path.stat().st_size for path in partition_dir.glob("*.txnindex"))

@@ -41,7 +41,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from strom.protocol.records.batch_header import BatchHeader
 from strom.protocol.records.codec import Record, build_batch, build_empty_batch, decode_records
@@ -131,7 +131,6 @@ class PassStats:
     # The earliest delete horizon of what was kept only because its horizon is still ahead:
     # the time a later pass would remove something (NO_HORIZON: nothing).
     earliest_horizon: int = NO_HORIZON
-    horizon_batches: list[int] = field(default_factory=list)  # base offsets, for tests/logging
 
     def note_horizon(self, horizon: int) -> None:
         self.earliest_horizon = min(self.earliest_horizon, horizon)
@@ -246,7 +245,6 @@ class BatchFilter:
             horizon = header.first_timestamp
         if horizon is not None and (has_tombstone or marker_may_go):
             self.stats.note_horizon(horizon)
-            self.stats.horizon_batches.append(header.base_offset)
         if len(kept) == count and not needs_horizon:
             return bytes(read)
         return build_batch(
