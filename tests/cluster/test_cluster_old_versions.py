@@ -12,23 +12,48 @@
   checks as before.
 - ControlledShutdown v0 (request header v0, no client id, no broker epoch): NOT_CONTROLLER,
   BROKER_NOT_AVAILABLE, then the broker's leadership moves; the connection keeps working.
+- The inter-broker APIs Kafka 3.9's ZooKeeper mode answers: AllocateProducerIds (blocks from
+  /latest_producer_id_block, the broker epoch checked), AlterPartition (the controller writes a
+  leader's ISR with Kafka's checks), UpdateMetadata (fenced; a state reaches the cache),
+  FindCoordinator v6 for the share key, Envelope (the connection closed).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import confluent_kafka as ck
 import kafka
 import kafka.errors as kerr
 import pytest
+from confluent_kafka.admin import NewTopic
 from integration import kafka_wire_v0 as w
 from integration.broker_process import BrokerProcess
 from integration.kafka_wire import api_versions_request, parse_api_versions_v0, recv_frame
 from kafka.admin import KafkaAdminClient
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+from strom.cluster.ids import parse_kafka_uuid
+from strom.protocol.errors import ErrorCode
+from strom.protocol.framing import decode_response, encode_request
+from strom.protocol.messages.allocate_producer_ids_request import AllocateProducerIdsRequest
+from strom.protocol.messages.alter_partition_request import (
+    AlterPartitionRequest,
+    BrokerState,
+    PartitionData,
+    TopicData,
+)
+from strom.protocol.messages.envelope_request import EnvelopeRequest
+from strom.protocol.messages.find_coordinator_request import FindCoordinatorRequest
+from strom.protocol.messages.update_metadata_request import (
+    UpdateMetadataPartitionState,
+    UpdateMetadataRequest,
+    UpdateMetadataTopicState,
+)
 
 from .test_cluster_failover import active_controller, create_assigned, partition0
 from .test_replicated_cluster import Cluster, create_topic, full_isr, wait_for
@@ -150,3 +175,201 @@ def test_controlled_shutdown_v0(cluster: Cluster, zk: KazooClient) -> None:
         "the leadership away from the leaving broker",
         lambda: partition0(cluster, "going", exclude={leaving}).leader in (controller_id, other),
     )
+
+
+def request(broker: BrokerProcess, api_key: int, version: int, message: Any) -> Any:
+    """One request on a fresh connection; the decoded response."""
+    frame = b"".join(bytes(c) for c in encode_request(api_key, version, 5, "test", message))
+    with socket.create_connection((broker.host, broker.port), timeout=40) as sock:
+        sock.sendall(frame)
+        correlation_id, response = decode_response(api_key, version, recv_frame(sock))
+    assert correlation_id == 5
+    return response
+
+
+def registration_epoch(zk: KazooClient, broker_id: int) -> int:
+    return int(zk.get(f"/brokers/ids/{broker_id}")[1].czxid)
+
+
+def test_allocate_producer_ids(cluster: Cluster, zk: KazooClient) -> None:
+    controller_id = wait_for("a controller", lambda: active_controller(zk))
+    other = next(i for i in cluster.brokers if i != controller_id)
+    controller = cluster.brokers[controller_id]
+    epoch = registration_epoch(zk, other)
+
+    def allocate(to: BrokerProcess, broker_id: int, broker_epoch: int) -> Any:
+        return request(to, 67, 0, AllocateProducerIdsRequest(broker_id, broker_epoch))
+
+    assert allocate(cluster.brokers[other], other, epoch).error_code == ErrorCode.NOT_CONTROLLER
+    assert allocate(controller, 42, epoch).error_code == ErrorCode.BROKER_ID_NOT_REGISTERED
+    assert allocate(controller, other, epoch - 1).error_code == ErrorCode.STALE_BROKER_EPOCH
+    first = allocate(controller, other, epoch)
+    second = allocate(controller, other, epoch)
+    assert first.error_code == second.error_code == ErrorCode.NONE
+    assert first.producer_id_len == second.producer_id_len == 1000
+    # Consecutive blocks, recorded where Kafka keeps them.
+    assert second.producer_id_start == first.producer_id_start + 1000
+    block = json.loads(zk.get("/latest_producer_id_block")[0])
+    assert block["broker"] == other
+    assert int(block["block_start"]) == second.producer_id_start
+    assert int(block["block_end"]) == second.producer_id_start + 999
+
+
+def test_alter_partition(cluster: Cluster, zk: KazooClient) -> None:
+    controller_id = wait_for("a controller", lambda: active_controller(zk))
+    leader = next(i for i in cluster.brokers if i != controller_id)
+    third = next(i for i in cluster.brokers if i not in (controller_id, leader))
+    create_assigned(cluster, "isr", [leader, controller_id, third])
+    wait_for("the preferred leader", lambda: partition0(cluster, "isr").leader == leader)
+    controller = cluster.brokers[controller_id]
+    state_path = "/brokers/topics/isr/partitions/0/state"
+    data, stat = zk.get(state_path)
+    state = json.loads(data)
+    topic_id = parse_kafka_uuid(json.loads(zk.get("/brokers/topics/isr")[0])["topic_id"])
+    epoch = registration_epoch(zk, leader)
+
+    def alter(
+        version: int,
+        isr: list[int],
+        leader_epoch: int,
+        partition_epoch: int,
+        to: BrokerProcess = controller,
+        broker_epoch: int = epoch,
+    ) -> Any:
+        partition = PartitionData(
+            partition_index=0,
+            leader_epoch=leader_epoch,
+            new_isr=isr,
+            new_isr_with_epochs=[BrokerState(b, -1) for b in isr],
+            partition_epoch=partition_epoch,
+        )
+        topic = TopicData(topic_name="isr", topic_id=topic_id, partitions=[partition])
+        message = AlterPartitionRequest(leader, broker_epoch, [topic])
+        return request(to, 56, version, message)
+
+    current_epoch, version = state["leader_epoch"], stat.version
+    wrong = alter(3, [leader, controller_id], current_epoch, version, to=cluster.brokers[third])
+    assert wrong.error_code == ErrorCode.NOT_CONTROLLER
+    stale = alter(3, [leader, controller_id], current_epoch, version, broker_epoch=epoch - 1)
+    assert stale.error_code == ErrorCode.STALE_BROKER_EPOCH
+
+    def only(response: Any) -> Any:
+        assert response.error_code == ErrorCode.NONE
+        (topic,) = response.topics
+        (partition,) = topic.partitions
+        return partition
+
+    assert only(alter(3, [leader, 99], current_epoch, version)).error_code == (
+        ErrorCode.INELIGIBLE_REPLICA
+    )
+    assert only(alter(1, [leader, 99], current_epoch, version)).error_code == (
+        ErrorCode.OPERATION_NOT_ATTEMPTED
+    )
+    assert only(alter(3, [leader], current_epoch - 1, version)).error_code == (
+        ErrorCode.FENCED_LEADER_EPOCH
+    )
+    assert only(alter(3, [leader], current_epoch + 1, version)).error_code == (
+        ErrorCode.NOT_CONTROLLER
+    )
+    # The leader shrinks its ISR: written by the controller with the next partition epoch.
+    done = only(alter(2, [leader, controller_id], current_epoch, version))
+    assert (done.error_code, done.leader_id, done.isr) == (0, leader, [leader, controller_id])
+    assert done.partition_epoch == version + 1
+    written = json.loads(zk.get(state_path)[0])
+    assert (written["leader"], written["isr"]) == (leader, [leader, controller_id])
+    # The same proposal again is answered with the state (idempotent); an old partition epoch
+    # with another ISR is refused. Unknown topics and topic ids are named as such.
+    again = only(alter(2, [leader, controller_id], current_epoch, version))
+    assert (again.error_code, again.partition_epoch) == (0, version + 1)
+    assert only(alter(2, [leader], current_epoch, version)).error_code == (
+        ErrorCode.INVALID_UPDATE_VERSION
+    )
+    unknown = AlterPartitionRequest(
+        leader, epoch, [TopicData(topic_name="nope", partitions=[PartitionData(0, 0, [leader])])]
+    )
+    (topic,) = request(controller, 56, 1, unknown).topics
+    assert topic.partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    unknown_id = AlterPartitionRequest(
+        leader,
+        epoch,
+        [
+            TopicData(
+                topic_id=parse_kafka_uuid("AAAAAAAAAAAAAAAAAAAAAQ"),
+                partitions=[PartitionData(0, 0)],
+            )
+        ],
+    )
+    (topic,) = request(controller, 56, 2, unknown_id).topics
+    assert topic.partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_ID
+    # The leader then finds its follower in sync again and expands the ISR itself.
+    wait_for("a full ISR again", lambda: full_isr(cluster, "isr", 1))
+
+
+def test_update_metadata(cluster: Cluster, zk: KazooClient) -> None:
+    controller_id = wait_for("a controller", lambda: active_controller(zk))
+    owner = next(i for i in cluster.brokers if i != controller_id)
+    target = next(i for i in cluster.brokers if i not in (controller_id, owner))
+    admin = cluster.admin()  # kept alive until the answer is in
+    topic = NewTopic("meta", num_partitions=1, replica_assignment=[[owner]])
+    admin.create_topics([topic], request_timeout=30)["meta"].result(timeout=30)
+    broker = cluster.brokers[target]
+    wait_for("the leader known", lambda: partition0(cluster, "meta").leader == owner)
+    data, stat = zk.get("/brokers/topics/meta/partitions/0/state")
+    state = json.loads(data)
+    controller_epoch = int(zk.get("/controller_epoch")[0])
+    epoch = registration_epoch(zk, target)
+
+    def update(
+        leader: int, zk_version: int, controller: int, epoch_of: int, broker_epoch: int
+    ) -> int:
+        partition = UpdateMetadataPartitionState(
+            partition_index=0,
+            controller_epoch=controller_epoch,
+            leader=leader,
+            leader_epoch=state["leader_epoch"],
+            isr=[owner],
+            zk_version=zk_version,
+            replicas=[owner],
+        )
+        message = UpdateMetadataRequest(
+            controller_id=controller,
+            controller_epoch=epoch_of,
+            broker_epoch=broker_epoch,
+            topic_states=[
+                UpdateMetadataTopicState(topic_name="meta", partition_states=[partition])
+            ],
+        )
+        return int(request(broker, 6, 7, message).error_code)
+
+    def leader_seen_by(broker_id: int) -> int:
+        return int(partition0(cluster, "meta", exclude=set(cluster.brokers) - {broker_id}).leader)
+
+    assert update(-1, stat.version + 1, controller_id, controller_epoch - 1, epoch) == (
+        ErrorCode.STALE_CONTROLLER_EPOCH
+    )
+    assert update(-1, stat.version + 1, owner, controller_epoch, epoch) == (
+        ErrorCode.STALE_CONTROLLER_EPOCH  # not the controller ZooKeeper names
+    )
+    assert update(-1, stat.version + 1, controller_id, controller_epoch, epoch - 1) == (
+        ErrorCode.STALE_BROKER_EPOCH
+    )
+    assert leader_seen_by(target) == owner
+    # From the controller: the state reaches this broker's metadata cache (only its).
+    assert update(-1, stat.version + 1, controller_id, controller_epoch, epoch) == ErrorCode.NONE
+    assert leader_seen_by(target) == -1
+    assert leader_seen_by(owner) == owner
+    # An older partition epoch changes nothing; a newer one does.
+    assert update(owner, stat.version, controller_id, controller_epoch, epoch) == ErrorCode.NONE
+    assert leader_seen_by(target) == -1
+    assert update(owner, stat.version + 2, controller_id, controller_epoch, epoch) == ErrorCode.NONE
+    assert leader_seen_by(target) == owner
+
+
+def test_find_coordinator_v6_and_envelope(cluster: Cluster) -> None:
+    broker = cluster.brokers[1]
+    found = request(broker, 10, 6, FindCoordinatorRequest(key_type=2, coordinator_keys=["s"]))
+    assert [c.error_code for c in found.coordinators] == [ErrorCode.COORDINATOR_NOT_AVAILABLE]
+    frame = b"".join(bytes(c) for c in encode_request(58, 0, 1, "test", EnvelopeRequest()))
+    with socket.create_connection((broker.host, broker.port), timeout=40) as sock:
+        sock.sendall(frame)
+        assert sock.recv(1) == b""  # closed, as Kafka without a KRaft migration

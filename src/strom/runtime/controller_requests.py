@@ -1,4 +1,5 @@
-"""Cluster mode, broker side of the controller's requests: LeaderAndIsr and StopReplica.
+"""Cluster mode, broker side of the controller's requests: LeaderAndIsr, UpdateMetadata and
+StopReplica.
 
 Fencing, in this order (the first failing check answers for the whole request):
 - With control.plane.listener.name set, the requests are taken on that listener only; on any
@@ -24,6 +25,13 @@ partition epoch older than the one already known (as Kafka answers a stale leade
 UNKNOWN_TOPIC_OR_PARTITION when this broker is not among the replicas; INCONSISTENT_TOPIC_ID
 (v5+) when the topic id differs from the one this broker knows.
 
+UpdateMetadata puts each partition state into the metadata cache only (the replicas' roles
+change by LeaderAndIsr, as in Kafka), for every partition it names, hosted here or not, of a
+topic the cache knows; newer partition epochs only. A state whose leader is -2 (Kafka's mark
+of a topic being deleted) is left to the topic watch, and the live brokers it lists are not
+read (registrations come from the /brokers/ids watches). Strom's controller does not send it
+(every broker's cache follows ZooKeeper); a controller that does is fenced and applied.
+
 StopReplica removes the replica (and its log when asked to delete) only after ZooKeeper
 confirms that this broker no longer hosts the partition (the topic is gone, or the broker is
 not in its assignment): a forged request must not delete data. A partition ZooKeeper still
@@ -46,6 +54,10 @@ from strom.protocol.messages.leader_and_isr_request import (
     LeaderAndIsrRequest,
 )
 from strom.protocol.messages.stop_replica_request import StopReplicaRequest
+from strom.protocol.messages.update_metadata_request import (
+    UpdateMetadataPartitionState,
+    UpdateMetadataRequest,
+)
 from strom.protocol.primitives import ZERO_UUID
 
 if TYPE_CHECKING:
@@ -57,6 +69,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("strom.cluster")
 
 NO_BROKER_EPOCH = -1
+LEADER_DURING_DELETE = -2
 
 
 class ClusterSession(Protocol):
@@ -236,6 +249,45 @@ class ControllerRequests:
         # assignment's watch applies it when it arrives.
         self.runtime.replicas.apply(tp)
         return ErrorCode.NONE
+
+    # --- UpdateMetadata ------------------------------------------------------------------
+
+    def apply_update_metadata(self, request: UpdateMetadataRequest, version: int) -> int:
+        """Puts the request's partition states into the cache; returns how many were newer."""
+        states: list[UpdateMetadataPartitionState] = list(request.ungrouped_partition_states)
+        if version >= 5:  # grouped by topic, the topic name left out of each state
+            for t in request.topic_states:
+                for p in t.partition_states:
+                    p.topic_name = t.topic_name
+                    states.append(p)
+        metadata = self.runtime.metadata
+        applied = 0
+        for p in states:
+            if p.leader == LEADER_DURING_DELETE or metadata.get_topic(p.topic_name) is None:
+                continue
+            tp = TopicPartition(p.topic_name, p.partition_index)
+            known = metadata.states.get(tp)
+            if known is not None and known.version >= p.zk_version:
+                continue
+            state = PartitionState(
+                leader=p.leader,
+                leader_epoch=p.leader_epoch,
+                isr=tuple(p.isr),
+                controller_epoch=p.controller_epoch,
+                leader_recovery_state=known.state.leader_recovery_state if known else 0,
+            )
+            # The cache only, as Kafka: the replicas' roles change by LeaderAndIsr (or the
+            # state's watch, which applies a state of the same version again).
+            metadata.put_state(tp, VersionedState(state, p.zk_version))
+            applied += 1
+        log.info(
+            "UpdateMetadata from controller %d (epoch %d): %d partition state(s), %d newer",
+            request.controller_id,
+            request.controller_epoch,
+            len(states),
+            applied,
+        )
+        return applied
 
     # --- StopReplica ----------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Only a framing violation closes a connection: an unparsable header, an unknown API key, a
 version no handler covers (except ApiVersions, which answers UNSUPPORTED_VERSION as Kafka
-does so that clients can fall back), or a body that does not decode. Everything a handler can
+does so that clients can fall back), or a body that does not decode; and a handler whose
+answer, as Kafka's, is to close it (`CloseConnection`). Everything a handler can
 express as a Kafka error code goes back as a response.
 """
 
@@ -20,7 +21,7 @@ from strom.protocol.messages import API_SPECS
 from strom.protocol.primitives import Reader
 from strom.server.context import RequestContext
 from strom.server.network import Chunks, KafkaConnection
-from strom.server.registry import HANDLERS
+from strom.server.registry import HANDLERS, CloseConnection
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -93,6 +94,9 @@ class Dispatcher:
         )
         try:
             result = handler.fn(ctx, request)
+        except CloseConnection as exc:
+            conn.close(str(exc))
+            return
         except Exception:
             log.exception("%s v%d from %s failed", spec.name, version, conn.peer)
             conn.close(f"internal error while handling {spec.name}")

@@ -30,6 +30,11 @@ class Handler:
 HANDLERS: dict[int, Handler] = {}
 
 
+class CloseConnection(Exception):
+    """Raised by a handler whose answer, as Kafka's, is to close the connection; the message
+    says why (logged)."""
+
+
 def handles(api_key: int, min_version: int, max_version: int) -> Callable[[HandlerFn], HandlerFn]:
     def register(fn: HandlerFn) -> HandlerFn:
         if api_key in HANDLERS:

@@ -17,6 +17,10 @@ class NotControllerError(Exception):
     """The operation needs the active controller and this broker is not it."""
 
 
+class StaleBrokerEpochError(Exception):
+    """A broker's request named another registration than the one the controller knows."""
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionUpdate:
     """A partition's state as written by the controller, with what a broker needs to act on

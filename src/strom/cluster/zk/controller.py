@@ -41,8 +41,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from strom.cluster.zk import alter_partition
 from strom.cluster.zk import controller_events as events
 from strom.cluster.zk import controller_logic as logic
 from strom.cluster.zk import controller_tasks as tasks
@@ -65,6 +66,7 @@ from strom.cluster.zk.context import (
     ControllerListener,
     NotControllerError,
     PartitionUpdate,
+    StaleBrokerEpochError,
 )
 from strom.cluster.zk.controller_channel import ControllerChannelManager
 from strom.cluster.zk.layout import (
@@ -183,6 +185,25 @@ class ZkController:
             self._active_handler(lambda ctx: events.controlled_shutdown(self, ctx, broker_id)),
         )
         assert isinstance(result, set)
+        return result
+
+    async def alter_partitions(
+        self,
+        broker_id: int,
+        broker_epoch: int,
+        wanted: Mapping[TopicPartition, alter_partition.Proposal],
+        version: int,
+    ) -> dict[TopicPartition, alter_partition.Outcome]:
+        """AlterPartition from the leader `broker_id` (see `alter_partition`). StaleBrokerEpoch
+        when the broker is not registered with exactly that epoch."""
+
+        async def run(ctx: ControllerContext) -> object:
+            if ctx.live.get(broker_id) != broker_epoch:
+                raise StaleBrokerEpochError(f"broker {broker_id} epoch {broker_epoch}")
+            return await alter_partition.alter_partitions(self, ctx, broker_id, wanted, version)
+
+        result = await self._submit("alter-partition", self._active_handler(run))
+        assert isinstance(result, dict)
         return result
 
     async def elect_preferred_leaders(

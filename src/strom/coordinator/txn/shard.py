@@ -269,6 +269,34 @@ class TransactionCoordinatorShard:
             )
         ]
 
+    def verify_partitions(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: Iterable[TopicPartition],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """AddPartitionsToTxn v4+ with verify_only, asked by a partition's leader before it
+        appends a transactional batch (KIP-890): NONE for each partition in the producer's open
+        transaction, TRANSACTION_ABORTABLE for the others; a wrong producer id or epoch, or a
+        transaction being prepared, fails them all (Kafka's verification)."""
+        wanted = list(partitions)
+        if not transactional_id:
+            return dict.fromkeys(wanted, ErrorCode.INVALID_REQUEST)
+        error, meta = self._check_producer(transactional_id, producer_id, producer_epoch)
+        if meta is None:
+            assert error is not None
+            return dict.fromkeys(wanted, error)
+        if meta.state.is_prepare:
+            return dict.fromkeys(wanted, ErrorCode.CONCURRENT_TRANSACTIONS)
+        open_ = meta.state == TxnState.ONGOING
+        return {
+            tp: ErrorCode.NONE
+            if open_ and tp in meta.partitions
+            else ErrorCode.TRANSACTION_ABORTABLE
+            for tp in wanted
+        }
+
     def check_partition(
         self, transactional_id: str, producer_id: int, producer_epoch: int, tp: TopicPartition
     ) -> ErrorCode:

@@ -3,7 +3,9 @@
 from strom.server.handlers import (  # noqa: F401
     add_offsets_to_txn,
     add_partitions_to_txn,
+    allocate_producer_ids,
     alter_configs,
+    alter_partition,
     alter_partition_reassignments,
     api_versions,
     classic_group,
@@ -20,6 +22,7 @@ from strom.server.handlers import (  # noqa: F401
     describe_transactions,
     elect_leaders,
     end_txn,
+    envelope,
     fetch,
     find_coordinator,
     group_admin,
@@ -37,5 +40,6 @@ from strom.server.handlers import (  # noqa: F401
     share_group,
     stop_replica,
     txn_offset_commit,
+    update_metadata,
     write_txn_markers,
 )

@@ -1,10 +1,12 @@
-"""FindCoordinator (key 10), versions 0-5: a single broker coordinates every group and every
+"""FindCoordinator (key 10), versions 0-6: a single broker coordinates every group and every
 transactional id; in cluster mode the coordinator is the broker leading the key's partition of
 `__consumer_offsets` / `__transaction_state` (COORDINATOR_NOT_AVAILABLE while it has none).
 
 Key type 0 (group): the first lookup creates `__consumer_offsets`; key type 1 (transaction):
 the first lookup creates `__transaction_state`, as Kafka does. v4+ batches several keys.
-Not done: key type 2 (share groups, v6).
+Key type 2 (the share-group state coordinator, asked by brokers from v6) answers
+COORDINATOR_NOT_AVAILABLE, as Kafka 3.9 does: there is no share-group state coordinator.
+Below v6, and for any other key type, INVALID_REQUEST.
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ from strom.server.registry import handles
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1
+SHARE_KEY = 2
+SHARE_KEY_VERSION = 6
 
 
 def _lookup(ctx: RequestContext, key: str, key_type: int) -> Coordinator:
     node = ctx.broker.node
     found = Coordinator(key=key, node_id=node.node_id, host=node.host, port=node.port)
-    if key_type not in (GROUP_KEY, TRANSACTION_KEY):
+    if key_type == SHARE_KEY and ctx.api_version >= SHARE_KEY_VERSION:
         found.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
-        found.error_message = f"no coordinator for key type {key_type} on this broker yet"
+        found.error_message = "There is no share-group state coordinator."
+    elif key_type not in (GROUP_KEY, TRANSACTION_KEY):
+        found.error_code = ErrorCode.INVALID_REQUEST
+        found.error_message = f"Unknown coordinator type {key_type} for version {ctx.api_version}."
     elif not key:
         found.error_code = (
             ErrorCode.INVALID_GROUP_ID if key_type == GROUP_KEY else ErrorCode.INVALID_REQUEST
@@ -68,7 +75,7 @@ def _lookup_in_cluster(ctx: RequestContext, key: str, key_type: int, found: Coor
     found.node_id, found.host, found.port = leader.node_id, leader.host, leader.port
 
 
-@handles(10, 0, 5)
+@handles(10, 0, 6)
 def handle_find_coordinator(
     ctx: RequestContext, request: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
