@@ -50,6 +50,24 @@ def test_context_manager_starts_and_stops(tmp_path: Path, topic: str) -> None:
     assert (tmp_path / "kept" / "strom.log").exists()
 
 
+def test_without_the_fork_server(tmp_path: Path, topic: str) -> None:
+    with strom.testing.broker(tmp_path / "plain", fork=False) as b:
+        assert isinstance(b.process, subprocess.Popen)
+        ck_produce(b.bootstrap, topic, [Rec(b"a", b"1", partition=0)])
+        assert [g.value for g in ck_consume(b.bootstrap, topic, [0])] == [b"1"]
+    assert b.process.returncode == 0
+
+
+def test_two_forked_brokers_at_once(topic: str) -> None:
+    with strom.testing.broker() as first, strom.testing.broker() as second:
+        assert first.port != second.port
+        for b in (first, second):
+            ck_produce(b.bootstrap, topic, [Rec(b"k", b.bootstrap.encode(), partition=0)])
+            assert [g.value for g in ck_consume(b.bootstrap, topic, [0])] == [b.bootstrap.encode()]
+        pid = first.process.pid if first.process else 0
+    assert pid and first.process is not None and first.process.poll() == 0
+
+
 def test_a_failed_start_says_why(tmp_path: Path) -> None:
     with (
         pytest.raises(strom.testing.BrokerStartError, match=r"num\.partitions"),

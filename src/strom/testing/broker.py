@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from strom.testing.forkserver import ForkedProcess, ForkServer
+
 # What tests want unless they say otherwise: no 3 s wait before a group's first rebalance, and
 # internal topics of one partition (created on first use, 50 partitions would take a moment).
 TEST_DEFAULTS: dict[str, object] = {
@@ -46,8 +48,12 @@ class StromBroker:
         config: Mapping[str, object] | None = None,
         *,
         host: str = "127.0.0.1",
+        fork: bool = True,
     ) -> None:
         self._owns_dir = data_dir is None
+        # Start through the fork server (fast after the first start); False: a plain
+        # `python -m strom serve` subprocess.
+        self.fork = fork and hasattr(os, "fork")
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="strom-test-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -56,7 +62,7 @@ class StromBroker:
         self.log_path = self.data_dir / "strom.log"
         self.port = 0
         self.http_port: int | None = None
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | ForkedProcess | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -69,16 +75,20 @@ class StromBroker:
         """The HTTP listener's base URL, when `strom.http.listeners` was set."""
         return None if self.http_port is None else f"http://{self.host}:{self.http_port}"
 
-    def command(self) -> list[str]:
+    def arguments(self) -> list[str]:
+        """`strom serve` and its settings (what follows `strom` on a command line)."""
         settings = {
             "listeners": f"PLAINTEXT://{self.host}:0",
             "log.dirs": str(self.data_dir / "data"),
             **self.config,
         }
-        cmd = [sys.executable, "-m", "strom", "serve"]
+        args = ["serve"]
         for key, value in settings.items():
-            cmd += ["--set", f"{key}={value}"]
-        return cmd
+            args += ["--set", f"{key}={value}"]
+        return args
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "strom", *self.arguments()]
 
     def start(self, timeout_s: float = 30.0) -> StromBroker:
         """Start and wait until the broker serves; `BrokerStartError` when it does not."""
@@ -87,15 +97,19 @@ class StromBroker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STROM_")}
         env["PYTHONUNBUFFERED"] = "1"
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches the test runner only
-            )
+        if self.fork:
+            server = ForkServer.shared()
+            self.process = ForkedProcess(server, server.start(self.arguments(), str(self.log_path)))
+        else:
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # a Ctrl-C in the terminal reaches the runner only
+                )
         deadline = time.monotonic() + timeout_s
         while True:
             text = self._log_since(log_start)
@@ -167,10 +181,12 @@ def broker(
     config: Mapping[str, object] | None = None,
     *,
     timeout_s: float = 30.0,
+    fork: bool = True,
 ) -> Iterator[StromBroker]:
     """A started broker for the `with` block; stopped (and its temporary data directory
-    deleted, unless `data_dir` was given) when the block ends."""
-    b = StromBroker(data_dir, config)
+    deleted, unless `data_dir` was given) when the block ends. `fork=False` starts it as a
+    plain subprocess instead of through the fork server."""
+    b = StromBroker(data_dir, config, fork=fork)
     try:
         b.start(timeout_s)
         yield b

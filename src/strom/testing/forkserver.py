@@ -1,0 +1,194 @@
+"""A fork server for test brokers: one process that has imported the broker once and forks a
+broker per request, so a test's broker starts without paying Python's start-up and Strom's
+imports again (about a second of CPU on a 2-core machine; a fork and the broker's own start
+take a few tens of milliseconds).
+
+The test process starts the server once (`ForkServer.shared()`, a `python -c` running
+`serve()`) and talks to it over its stdin/stdout, a JSON object a line:
+
+    {"op": "start", "argv": [...], "log": "/path/strom.log"} -> {"pid": 1234}
+    {"op": "wait", "pid": 1234, "timeout": 20.0}           -> {"code": 0} or {"code": null}
+    {"op": "kill", "pid": 1234, "signal": 15}              -> {}
+
+The server answers one request at a time. A forked broker is a new session (a Ctrl-C in the
+terminal reaches the test runner only) whose stdin is /dev/null and whose stdout and stderr go
+to its log file; it runs `strom serve` as the command line would and exits with its code. The
+server never starts threads or an event loop, so forking it is safe. It exits when its stdin
+closes (the test process ended), after stopping the brokers it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import IO, Any
+
+
+def _child(argv: list[str], log_path: str) -> None:
+    """In the forked child: become a broker."""
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(devnull)
+        os.close(log)
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own fds, kept open
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        from strom.cli.main import main
+
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+    os._exit(code)
+
+
+def _wait(pid: int, timeout_s: float) -> int | None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+
+
+def serve() -> int:
+    # Import what a broker imports before the first fork, so that no child imports it again.
+    import strom.cli.main
+    import strom.server.app  # noqa: F401
+
+    children: set[int] = set()
+    out = sys.stdout
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request["op"]
+        answer: dict[str, Any] = {}
+        if op == "start":
+            out.flush()
+            pid = os.fork()
+            if pid == 0:
+                _child(request["argv"], request["log"])
+            children.add(pid)
+            answer = {"pid": pid}
+        elif op == "wait":
+            code = _wait(int(request["pid"]), float(request["timeout"]))
+            if code is not None:
+                children.discard(int(request["pid"]))
+            answer = {"code": code}
+        elif op == "kill":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(request["pid"]), int(request["signal"]))
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        _wait(pid, 20.0)
+    return 0
+
+
+class ForkServer:
+    """The test process's side: one server per process, started on first use."""
+
+    _shared: ForkServer | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STROM_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.process = subprocess.Popen(
+            # -c rather than -m: `-m strom.testing.forkserver` would import this module twice.
+            [sys.executable, "-c", "from strom.testing.forkserver import serve; serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            start_new_session=True,
+        )
+        self._requests = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> ForkServer:
+        with cls._lock:
+            server = cls._shared
+            if server is None or server.process.poll() is not None:
+                server = cls._shared = ForkServer()
+            return server
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._requests:
+            stdin: IO[str] | None = self.process.stdin
+            stdout: IO[str] | None = self.process.stdout
+            assert stdin is not None and stdout is not None
+            stdin.write(json.dumps(request) + "\n")
+            stdin.flush()
+            line = stdout.readline()
+        if not line:
+            raise RuntimeError("the strom test fork server exited")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def start(self, argv: list[str], log_path: str) -> int:
+        return int(self._ask({"op": "start", "argv": argv, "log": log_path})["pid"])
+
+    def kill(self, pid: int, sig: int) -> None:
+        self._ask({"op": "kill", "pid": pid, "signal": sig})
+
+    def wait(self, pid: int, timeout_s: float) -> int | None:
+        code = self._ask({"op": "wait", "pid": pid, "timeout": timeout_s})["code"]
+        return None if code is None else int(code)
+
+
+class ForkedProcess:
+    """A broker forked by the server, with the part of `subprocess.Popen`'s interface the
+    tests use (`pid`, `poll`, `wait`, `send_signal`, `kill`, `returncode`)."""
+
+    def __init__(self, server: ForkServer, pid: int) -> None:
+        self.server = server
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.server.wait(self.pid, 0.0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = self.server.wait(self.pid, 3600.0 if timeout is None else timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(f"strom serve (pid {self.pid})", timeout or 0.0)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            self.server.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
