@@ -547,3 +547,50 @@ def test_share_groups_are_listed_and_described(cli_broker: BrokerProcess, topic:
         assert doc["offsets"] == []
     finally:
         worker.stop()
+
+
+def test_progress_bars_only_on_a_terminal(
+    cli_broker: BrokerProcess, topic: str, tmp_path: Path
+) -> None:
+    """stderr a terminal: a progress bar; a pipe (every other test here): none."""
+    import os
+    import pty
+
+    b = cli_broker.bootstrap
+    ok(strom("topic", "create", topic, "-p", "1", "-b", b))
+    source = tmp_path / "lines.txt"
+    source.write_text("".join(f"line {i}\n" for i in range(20000)))
+
+    def run_on_tty(*args: str | Path, stdout: int | None = None) -> str:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "strom", *map(str, args)],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else follower,
+            stderr=follower,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("STROM_")},
+                "COLUMNS": "100",
+                "TERM": "xterm",
+            },
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(leader)
+        assert proc.wait(timeout=120) == 0
+        return b"".join(chunks).decode(errors="replace")
+
+    produced = run_on_tty("produce", topic, "-f", source, "-b", b)
+    assert "producing" in produced and "produced 20000 records" in produced
+    with open(tmp_path / "out.txt", "wb") as out:
+        consumed = run_on_tty("consume", topic, "-b", b, stdout=out.fileno())
+    assert "consuming" in consumed
+    assert (tmp_path / "out.txt").read_text().count("\n") == 20000
