@@ -122,6 +122,9 @@ class ZkController:
         self.channel = channel
         self._ctx: ControllerContext | None = None
         self.active_controller_id: int | None = None
+        # Leader changes this broker wrote as controller (a partition whose leader moved to
+        # another live broker), for /metrics: Kafka's LeaderElectionRateAndTimeMs count.
+        self.leader_elections = 0
         self._known_epoch = 0
         self._queue: asyncio.Queue[_Event] = asyncio.Queue()
         self._runner: asyncio.Task[None] | None = None

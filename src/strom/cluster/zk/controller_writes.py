@@ -114,6 +114,8 @@ async def write(
                     ctx.states[tp] = fresh
                 retry.add(tp)
                 continue
+            if current is not None and new.leader >= 0 and new.leader != current.state.leader:
+                controller.leader_elections += 1
             ctx.states[tp] = vs
             written[tp] = vs
         pending = {

@@ -13,6 +13,7 @@ dashboards and alerts written for Kafka read Strom unchanged:
 | kafka_server_replicamanager_{partitioncount,leadercount,underreplicatedpartitions,underminisrpartitioncount} | ReplicaManager |
 | kafka_server_replicamanager_{isrshrinks,isrexpands}_total | ReplicaManager |
 | kafka_controller_kafkacontroller_{activecontrollercount,offlinepartitionscount} | KafkaController |
+| kafka_controller_controllerstats_leaderelections_total | ControllerStats LeaderElectionRateAndTimeMs (count) |
 | kafka_log_log_{size,logendoffset,logstartoffset,numlogsegments}{topic,partition} | Log |
 | kafka_server_socket_server_metrics_{connection_count,connection_creation_total,connection_close_total}{listener} | socket-server-metrics |
 | kafka_network_socketserver_networkprocessoravgidlepercent | SocketServer (the event loop) |
@@ -128,7 +129,7 @@ class BrokerCollector(Collector):
         broker = self.broker
         partitions = len(broker.logs.partitions())
         cluster = broker.cluster
-        isr_shrinks = isr_expands = 0
+        isr_shrinks = isr_expands = elections = 0
         offline = 0
         if cluster is None:
             leaders, under_replicated, under_min_isr = partitions, 0, 0
@@ -142,6 +143,7 @@ class BrokerCollector(Collector):
             isr_shrinks = cluster.replicas.isr_shrinks
             isr_expands = cluster.replicas.isr_expands
             active = int(broker.controller_id() == broker.config.broker_id)
+            elections = cluster.controller.leader_elections
             if active:
                 live = set(cluster.metadata.brokers)
                 offline = sum(
@@ -179,6 +181,11 @@ class BrokerCollector(Collector):
         )
         yield CounterMetricFamily(
             "kafka_server_replicamanager_isrexpands", "ISR expansions written", value=isr_expands
+        )
+        yield CounterMetricFamily(
+            "kafka_controller_controllerstats_leaderelections",
+            "Partition leaders moved to another broker by this broker as controller",
+            value=elections,
         )
 
     def _logs(self) -> Iterator[Metric]:
