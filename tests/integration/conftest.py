@@ -36,6 +36,7 @@ class BrokerFactory:
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
         wait: bool = True,
+        port: int | None = None,
         **kw: object,
     ) -> BrokerProcess:
         merged: dict[str, object] = dict(sets or {})
@@ -49,6 +50,7 @@ class BrokerFactory:
             cwd=cwd,
             env=env,
             name=f"broker{n}",
+            port=port,
         )
         self.brokers.append(b)  # registered before start: teardown covers a failed start
         b.start()

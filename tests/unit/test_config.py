@@ -103,7 +103,7 @@ def test_every_topic_synonym_is_a_defined_broker_key() -> None:
         ("log.segment.bytes", "13", "Value must be at least 14"),
         ("listeners", "localhost:9092", "NAME://host:port"),
         ("listeners", "PLAINTEXT://:99999", "out of range"),
-        ("listeners", "SSL://:9093", "PLAINTEXT only"),
+        ("listeners", "CLIENTS://:9093", "no security protocol defined for listener CLIENTS"),
         ("log.retention.ms", "0", "must be unlimited (-1) or, greater than or equal to 1"),
         ("broker.id", "-1", "does not generate"),
     ],

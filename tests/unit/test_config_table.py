@@ -46,6 +46,14 @@ STROM_DEFAULTS = {
     "transaction.state.log.replication.factor": "1",
     "transaction.state.log.min.isr": "1",
     "group.coordinator.rebalance.protocols": "classic,consumer",
+    # Limits against hostile clients, on by default (Kafka leaves them unlimited).
+    "max.connections": "10000",
+    "max.connections.per.ip": "1000",
+    "max.connection.creation.rate": "1000",
+    "queued.max.request.bytes": "209715200",
+    # Kafka's defaults where Java offers TLS 1.3.
+    "ssl.protocol": "TLSv1.3",
+    "ssl.enabled.protocols": "TLSv1.2,TLSv1.3",
 }
 
 
@@ -458,7 +466,7 @@ def test_kafka_keys_strom_ignores_are_logged_as_no_effect_not_unknown(
             {
                 "sasl.kerberos.min.time.before.relogin": "120000",
                 "remote.log.storage.system.enable": "false",
-                "listener.name.ext.ssl.keystore.location": "/k.jks",
+                "listener.name.ext.ssl.keymanager.algorithm": "SunX509",
                 "super.users": "User:admin",
                 "no.such.kafka.key": "1",
             },
@@ -470,7 +478,7 @@ def test_kafka_keys_strom_ignores_are_logged_as_no_effect_not_unknown(
     for key in (
         "sasl.kerberos.min.time.before.relogin",
         "remote.log.storage.system.enable",
-        "listener.name.ext.ssl.keystore.location",
+        "listener.name.ext.ssl.keymanager.algorithm",
         "super.users",
     ):
         lines = [r for r in caplog.records if r.getMessage().startswith(key)]

@@ -10,7 +10,6 @@ metadata store). A `BrokerConfig` is immutable; a dynamic change builds a new on
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -35,19 +34,14 @@ from strom.config.definitions import (
     format_value,
 )
 from strom.config.dynamic import validate_dynamic_key
-from strom.config.listeners import (
-    Listener,
-    parse_http_listeners,
-    parse_listeners,
-    protocol_map,
-)
+from strom.config.listener_settings import ListenerSettings
+from strom.config.listeners import Listener, parse_http_listeners
 from strom.config.properties import load_properties
 from strom.config.requirements import check_requirements
 
 log = logging.getLogger("strom.config")
 
 ENV_PREFIX = "STROM_"
-_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
 def env_to_key(var: str) -> str | None:
@@ -82,20 +76,14 @@ def log_no_effect(names: Iterable[str], where: Mapping[str, str] | None = None) 
             )
 
 
-class BrokerConfig:
+class BrokerConfig(ListenerSettings):
     """Resolved broker configuration with typed attributes for what the server reads."""
 
     # identity and network
     broker_id: int
     broker_rack: str | None
     zookeeper_connect: str | None
-    listeners: list[Listener]
-    advertised_listeners: list[Listener]
     http_listeners: list[Listener]
-    # Controller-to-broker requests only (None: none); never given to clients.
-    control_plane_listener_name: str | None
-    # Follower fetches and, without a control-plane listener, the controller's requests.
-    inter_broker_listener_name: str
     socket_send_buffer_bytes: int
     socket_receive_buffer_bytes: int
     socket_request_max_bytes: int
@@ -137,6 +125,12 @@ class BrokerConfig:
     transaction_max_timeout_ms: int
     producer_id_expiration_ms: int
     replica_lag_time_max_ms: int
+    # limits against hostile or broken clients
+    queued_max_request_bytes: int  # -1: no limit
+    max_connections: int
+    max_connections_per_ip: int
+    max_connection_creation_rate: int
+    sasl_server_max_receive_size: int
 
     def __init__(
         self,
@@ -269,7 +263,9 @@ class BrokerConfig:
             "offsets.retention.minutes offsets.retention.check.interval.ms "
             "transaction.state.log.num.partitions transaction.state.log.replication.factor "
             "transactional.id.expiration.ms transaction.max.timeout.ms "
-            "producer.id.expiration.ms replica.lag.time.max.ms"
+            "producer.id.expiration.ms replica.lag.time.max.ms queued.max.request.bytes "
+            "max.connections max.connections.per.ip max.connection.creation.rate "
+            "sasl.server.max.receive.size"
         ).split():
             setattr(self, name.replace(".", "_"), self.get_int(name))
         for name in ("auto.create.topics.enable", "delete.topic.enable", "log.cleaner.enable"):
@@ -293,6 +289,7 @@ class BrokerConfig:
         self._derive_listeners()
         self._derive_plane_listeners()
         self.http_listeners = self._derive_http_listeners()
+        self.max_connections_per_ip_overrides = self._derive_per_ip_overrides()
 
     def _derive_broker_id(self) -> int:
         broker_id = self.get_int("broker.id")
@@ -317,57 +314,6 @@ class BrokerConfig:
             raise self._error(key, "lists a directory more than once")
         return [Path(d).expanduser() for d in dirs]
 
-    def _derive_listeners(self) -> None:
-        raw = self._layer_value("listeners")
-        if raw is None:
-            raw = str(BROKER_DEFS["listeners"].default)
-        self.listeners = parse_listeners("listeners", raw, self._origins.get("listeners"))
-        if not self.listeners:
-            raise self._error("listeners", "at least one listener is required")
-        ports = [x.port for x in self.listeners if x.port != 0]
-        if len(set(ports)) != len(ports):
-            raise self._error("listeners", "two listeners use the same port")
-        protocols = protocol_map(self.get_str("listener.security.protocol.map") or "")
-        control = (self.get_str("control.plane.listener.name") or "").strip().upper()
-        if control in {x.name for x in self.listeners} and control not in protocols:
-            # Said before the protocol check below, which would blame the listener instead.
-            raise self._error(
-                "control.plane.listener.name",
-                "must be a listener name defined in listener.security.protocol.map",
-            )
-        for listener in self.listeners:
-            protocol = protocols.get(listener.name, listener.name)
-            if protocol != "PLAINTEXT":
-                raise self._error(
-                    "listeners",
-                    f"listener {listener.name} uses {protocol}; Strom serves PLAINTEXT only",
-                )
-        advertised_raw = self._layer_value("advertised.listeners")
-        if advertised_raw is None:
-            host: str | None = None
-            advertised: list[Listener] = []
-            for x in self.listeners:
-                if x.host in _WILDCARD_HOSTS:
-                    # Clients cannot connect to "every interface"; advertise this machine's name
-                    # as Kafka does.
-                    host = host or socket.gethostname()
-                    advertised.append(Listener(x.name, host, x.port))
-                else:
-                    advertised.append(x)
-            self.advertised_listeners = advertised
-            return
-        self.advertised_listeners = parse_listeners(
-            "advertised.listeners", advertised_raw, self._origins.get("advertised.listeners")
-        )
-        known = {x.name for x in self.listeners}
-        for x in self.advertised_listeners:
-            if x.name not in known:
-                raise self._error("advertised.listeners", f"{x.name} is not among the listeners")
-            if x.host in ("0.0.0.0", "::"):
-                raise self._error(
-                    "advertised.listeners", f"{x.host} cannot be advertised; give a host name"
-                )
-
     def _derive_http_listeners(self) -> list[Listener]:
         key = "strom.http.listeners"
         raw = self._layer_value(key)
@@ -381,63 +327,6 @@ class BrokerConfig:
             if endpoint.port and endpoint.port in {x.port for x in self.listeners}:
                 raise self._error(key, f"port {endpoint.port} is also a Kafka listener's")
         return out
-
-    def _derive_plane_listeners(self) -> None:
-        """control.plane.listener.name and inter.broker.listener.name, checked as Kafka's
-        ZooKeeper-mode broker does: each names a listener that is also advertised, the
-        control-plane one is in listener.security.protocol.map, and they differ."""
-        names = [x.name for x in self.listeners]
-        advertised = {x.name for x in self.advertised_listeners}
-        control = self.get_str("control.plane.listener.name")
-        if control is not None:
-            control = control.strip().upper()
-            key = "control.plane.listener.name"
-            if not self.zookeeper_connect:
-                raise self._error(
-                    key, "only a cluster (zookeeper.connect) has a controller to send on it"
-                )
-            if control not in names:
-                raise self._error(key, f"must be one of the listeners ({', '.join(names)})")
-            if control not in advertised:
-                raise self._error(key, "must be a listener named in advertised.listeners")
-            protocols = protocol_map(self.get_str("listener.security.protocol.map") or "")
-            if control not in protocols:
-                raise self._error(
-                    key, "must be a listener name defined in listener.security.protocol.map"
-                )
-            if len(names) < 2:
-                raise self._error(
-                    key, "needs another listener for clients and replication (listeners)"
-                )
-        self.control_plane_listener_name = control
-        inter = self.get_str("inter.broker.listener.name")
-        if inter is None:
-            inter = next(n for n in names if n != control)
-        else:
-            inter = inter.strip().upper()
-            if inter not in names or inter not in advertised:
-                raise self._error(
-                    "inter.broker.listener.name", "must be a listener named in advertised.listeners"
-                )
-        if control is not None and inter == control:
-            raise self._error(
-                "control.plane.listener.name",
-                f"must differ from inter.broker.listener.name ({inter})",
-            )
-        self.inter_broker_listener_name = inter
-
-    @property
-    def data_plane_listeners(self) -> list[Listener]:
-        """The listeners clients may use: all but the control-plane one."""
-        return [x for x in self.listeners if x.name != self.control_plane_listener_name]
-
-    @property
-    def advertised_data_plane_listeners(self) -> list[Listener]:
-        return [
-            x
-            for x in self.advertised_listeners or self.listeners
-            if x.name != self.control_plane_listener_name
-        ]
 
     # --- reading --------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ throttle rates): AlterConfigs sets them, a properties file does not.
 
 from __future__ import annotations
 
-from strom.config.definitions import INT_MAX, LONG_MAX, ConfigDef
+from strom.config.definitions import LONG_MAX, ConfigDef
 from strom.config.shorthand import CW, PB, C, I, L, S, define
 from strom.config.validators import OneOf, at_least
 
@@ -21,7 +21,8 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
     define("advertised.listeners", S, None, "Endpoints given to clients in metadata, when "
        "they differ from listeners (NAT, containers). Unset means the listeners.", mode=PB),
     define("listener.security.protocol.map", S, PROTOCOL_MAP, "Maps listener names to "
-       "security protocols; Strom serves PLAINTEXT only.", mode=PB),
+       "security protocols (PLAINTEXT, SSL); a listener not named here uses the protocol of "
+       "its own name.", mode=PB),
     define("inter.broker.listener.name", S, None, "Listener the brokers use to reach each "
        "other; unset means the first listener that is not the control-plane listener."),
     define("control.plane.listener.name", S, None, "Listener the controller sends its "
@@ -29,8 +30,9 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
        "traffic; one of listeners, in listener.security.protocol.map, not the inter-broker "
        "listener. Never given to clients in metadata. Unset: the inter-broker listener."),
     define("security.inter.broker.protocol", S, "PLAINTEXT", "Security protocol between "
-       "brokers when inter.broker.listener.name is unset.",
-       OneOf(("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")), unused=True),
+       "brokers when inter.broker.listener.name is unset: when set, the inter-broker listener "
+       "is the listener of that name. Set this or inter.broker.listener.name, not both.",
+       OneOf(("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))),
     define("early.start.listeners", S, None, "Listeners opened before the broker has finished "
        "starting.", unused=True),
     define("socket.send.buffer.bytes", I, 102400, "SO_SNDBUF of client sockets; -1 keeps the "
@@ -41,18 +43,22 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
        "ones close the connection.", at_least(1)),
     define("socket.listen.backlog.size", I, 50, "Pending-connection queue of the listening "
        "socket.", at_least(1), unused=True),
-    define("connections.max.idle.ms", L, 600000, "Connections idle longer than this are "
-       "closed."),
+    define("connections.max.idle.ms", L, 600000, "Connections that neither send nor take "
+       "bytes for longer than this are closed."),
     define("connection.failed.authentication.delay.ms", I, 100, "Delay before the connection "
        "of a client that failed to authenticate is closed.", at_least(0), unused=True),
-    define("max.connections", I, INT_MAX, "Limit on open client connections.",
-       at_least(0), mode=CW, unused=True),
-    define("max.connections.per.ip", I, INT_MAX, "Limit on open connections from one address.",
-       at_least(0), mode=CW, unused=True),
+    define("max.connections", I, 10000, "Most connections the broker keeps open (not counting "
+       "the inter-broker listener when there are others); more are refused. Per listener: "
+       "listener.name.<listener>.max.connections. Strom defaults to 10000 (Kafka: "
+       "unlimited).", at_least(0), mode=CW),
+    define("max.connections.per.ip", I, 1000, "Most connections from one address; more are "
+       "refused. Strom defaults to 1000 (Kafka: unlimited).", at_least(0), mode=CW),
     define("max.connections.per.ip.overrides", S, "", "Per-address connection limits as "
-       "host:count entries, overriding max.connections.per.ip.", mode=CW, unused=True),
-    define("max.connection.creation.rate", I, INT_MAX, "Most new connections accepted per "
-       "second on a listener.", at_least(0), mode=CW, unused=True),
+       "host:count entries, overriding max.connections.per.ip.", mode=CW),
+    define("max.connection.creation.rate", I, 1000, "Most new connections per second (not "
+       "counting the inter-broker listener); more are refused. Per listener: "
+       "listener.name.<listener>.max.connection.creation.rate. Strom defaults to 1000 "
+       "(Kafka: unlimited).", at_least(0), mode=CW),
     define("num.network.threads", I, 3, "Kafka's network thread count; accepted and ignored "
        "because Strom's network layer is one asyncio loop.",
        at_least(1), mode=CW, unused=True),
@@ -62,8 +68,9 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
        at_least(1), mode=CW, unused=True),
     define("queued.max.requests", I, 500, "Requests that may be in progress before the broker "
        "stops reading from connections.", at_least(1), unused=True),
-    define("queued.max.request.bytes", L, -1, "Bytes of queued requests past which the broker "
-       "stops reading; -1 for no limit.", unused=True),
+    define("queued.max.request.bytes", L, 209715200, "Memory for requests being received "
+       "and handled, in bytes; a connection whose request does not fit waits until memory is "
+       "released. -1: no limit. Strom defaults to 200 MiB (Kafka: -1)."),
     define("fetch.max.bytes", I, 57671680, "Most bytes one Fetch response returns.",
        at_least(1024)),
     define("max.incremental.fetch.session.cache.slots", I, 1000, "How many incremental fetch "

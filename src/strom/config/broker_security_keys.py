@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from strom.config.definitions import ConfigDef
 from strom.config.shorthand import LS, PB, SH, B, C, D, I, L, P, S, define
-from strom.config.validators import NonNullString, OneOf, at_least
+from strom.config.validators import ListOf, NonNullString, OneOf, at_least
+
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 DEFAULT_PRINCIPAL_BUILDER = (
     "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"
@@ -17,51 +19,57 @@ DEFAULT_PRINCIPAL_BUILDER = (
 
 # fmt: off
 BROKER_SECURITY_DEFS: list[ConfigDef] = [
-    define("ssl.protocol", S, "TLSv1.2", "TLS protocol used to create the SSL context.",
-       mode=PB, unused=True),
+    define("ssl.protocol", S, "TLSv1.3", "Java's SSLContext protocol; the versions used are "
+       "ssl.enabled.protocols.", mode=PB, unused=True),
     define("ssl.provider", S, None, "Security provider of TLS connections.",
        mode=PB, unused=True),
-    define("ssl.enabled.protocols", LS, "TLSv1.2", "TLS versions accepted from clients.",
-       mode=PB, unused=True),
-    define("ssl.cipher.suites", LS, "", "Cipher suites accepted; empty means the JVM's "
-       "defaults.", mode=PB, unused=True),
-    define("ssl.keystore.type", S, "JKS", "Format of the keystore (JKS, PKCS12, PEM).",
-       mode=PB, unused=True),
-    define("ssl.keystore.location", S, None, "Keystore file with the broker's certificate and "
-       "key.", mode=PB, unused=True),
-    define("ssl.keystore.password", P, None, "TLS keystore password (not used: PLAINTEXT "
-       "only).", mode=PB, unused=True),
-    define("ssl.key.password", P, None, "TLS private key password (not used).",
-       mode=PB, unused=True),
-    define("ssl.keystore.key", P, None, "PEM private key given inline.", mode=PB, unused=True),
-    define("ssl.keystore.certificate.chain", P, None, "PEM certificate chain given inline.",
-       mode=PB, unused=True),
-    define("ssl.truststore.type", S, "JKS", "Format of the truststore.", mode=PB, unused=True),
-    define("ssl.truststore.location", S, None, "Truststore file with the certificates the "
-       "broker trusts.", mode=PB, unused=True),
-    define("ssl.truststore.password", P, None, "TLS truststore password (not used).",
-       mode=PB, unused=True),
-    define("ssl.truststore.certificates", P, None, "PEM trusted certificates given inline.",
-       mode=PB, unused=True),
+    define("ssl.enabled.protocols", LS, "TLSv1.2,TLSv1.3", "TLS versions accepted.",
+       ListOf(TLS_VERSIONS), mode=PB),
+    define("ssl.cipher.suites", LS, "", "Cipher suites allowed for TLS 1.2, by their IANA "
+       "names (TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) or OpenSSL's; empty: Python's defaults. "
+       "TLS 1.3 suites cannot be restricted.", mode=PB),
+    define("ssl.keystore.type", S, "JKS", "Format of the key store: PKCS12 or PEM. A file of "
+       "type JKS is read as PKCS12 when it is one (Java's keytool writes PKCS12 by default); a "
+       "real JKS store must be converted to PKCS12 first.",
+       OneOf(("JKS", "PKCS12", "PEM"), case_sensitive=False), mode=PB),
+    define("ssl.keystore.location", S, None, "The key store file (PKCS12, or PEM with the "
+       "private key and the certificate chain).", mode=PB),
+    define("ssl.keystore.password", P, None, "Password of the key store file.", mode=PB),
+    define("ssl.key.password", P, None, "Password of the private key (PKCS12: tried after the "
+       "store password; PEM: the encrypted key's password).", mode=PB),
+    define("ssl.keystore.key", P, None, "The private key in PEM (PKCS#8) form, with "
+       "ssl.keystore.type=PEM and ssl.keystore.certificate.chain.", mode=PB),
+    define("ssl.keystore.certificate.chain", P, None, "The certificate chain in PEM form, with "
+       "ssl.keystore.type=PEM and ssl.keystore.key.", mode=PB),
+    define("ssl.truststore.type", S, "JKS", "Format of the trust store: PKCS12 or PEM (JKS as "
+       "for ssl.keystore.type).", OneOf(("JKS", "PKCS12", "PEM"), case_sensitive=False),
+       mode=PB),
+    define("ssl.truststore.location", S, None, "The trust store file: the certificates of the "
+       "authorities whose client (and broker) certificates are trusted; unset: the system's.",
+       mode=PB),
+    define("ssl.truststore.password", P, None, "Password of the trust store file.", mode=PB),
+    define("ssl.truststore.certificates", P, None, "Trusted certificates in PEM form, with "
+       "ssl.truststore.type=PEM.", mode=PB),
     define("ssl.keymanager.algorithm", S, "SunX509", "Key manager factory algorithm.",
        mode=PB, unused=True),
     define("ssl.trustmanager.algorithm", S, "PKIX", "Trust manager factory algorithm.",
        mode=PB, unused=True),
-    define("ssl.endpoint.identification.algorithm", S, "https", "Host name check of a peer's "
-       "certificate (https, or empty for none).", mode=PB, unused=True),
+    define("ssl.endpoint.identification.algorithm", S, "https", "https: a broker connecting "
+       "to another checks that the certificate names the host it connected to; empty: no "
+       "check.", mode=PB),
     define("ssl.secure.random.implementation", S, None, "SecureRandom implementation for TLS.",
        mode=PB, unused=True),
     define("ssl.engine.factory.class", C, None, "Plugin that creates TLS engines.",
        mode=PB, unused=True),
     define("ssl.client.auth", S, "none", "Whether TLS clients must (required), may "
        "(requested) or need not (none) present a certificate.",
-       OneOf(("required", "requested", "none")), mode=PB, unused=True),
-    define("ssl.principal.mapping.rules", S, "DEFAULT", "Rules that turn a client "
-       "certificate's distinguished name into a principal.", unused=True),
+       OneOf(("required", "requested", "none")), mode=PB),
+    define("ssl.principal.mapping.rules", S, "DEFAULT", "Rules (RULE:pattern/replacement/[LU], "
+       "DEFAULT) that turn a client certificate's distinguished name into a principal."),
     define("ssl.allow.dn.changes", B, False, "Allow a reloaded keystore certificate to have "
-       "another distinguished name.", unused=True),
+       "another distinguished name."),
     define("ssl.allow.san.changes", B, False, "Allow a reloaded keystore certificate to have "
-       "other subject alternative names.", unused=True),
+       "other subject alternative names."),
     define("sasl.enabled.mechanisms", LS, "GSSAPI", "SASL mechanisms the broker accepts.",
        mode=PB, unused=True),
     define("sasl.mechanism.inter.broker.protocol", S, "GSSAPI", "SASL mechanism brokers use "
@@ -123,8 +131,8 @@ BROKER_SECURITY_DEFS: list[ConfigDef] = [
        unused=True),
     define("sasl.oauthbearer.expected.issuer", S, None, "Issuer a token must name.",
        unused=True),
-    define("sasl.server.max.receive.size", I, 524288, "Largest SASL message accepted before "
-       "authentication.", unused=True),
+    define("sasl.server.max.receive.size", I, 524288, "Largest request a client may send on a "
+       "SASL listener before it has authenticated."),
     define("connections.max.reauth.ms", L, 0, "Longest session lifetime before a client must "
        "authenticate again (KIP-368); 0 for none.", unused=True),
     define("security.providers", S, None, "Classes that register security providers.",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from strom.config.definitions import ConfigError
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _LISTENER = re.compile(
     r"(?P<name>[A-Za-z0-9_]+)://(?P<host>\[[^\]]*\]|[^:\[\]/]*):(?P<port>[0-9]+)"
 )

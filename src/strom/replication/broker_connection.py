@@ -20,6 +20,7 @@ from typing import Any
 from strom.protocol.errors import ErrorCode, ProtocolError
 from strom.protocol.framing import decode_response, encode_request
 from strom.protocol.messages.api_versions_request import ApiVersionsRequest
+from strom.security.client import ClientSecurity
 
 API_VERSIONS = 18
 API_VERSIONS_VERSION = 3
@@ -69,12 +70,21 @@ class BrokerConnection:
 
 
 async def connect_to_broker(
-    host: str, port: int, client_id: str, connect_timeout_s: float, request_timeout_s: float
+    host: str,
+    port: int,
+    client_id: str,
+    connect_timeout_s: float,
+    request_timeout_s: float,
+    security: ClientSecurity | None = None,
 ) -> tuple[BrokerConnection, ApiVersionRanges]:
-    """Open a connection and ask ApiVersions; raises OSError, TimeoutError or ProtocolError
+    """Open a connection (TLS when the listener's protocol says so) and ask ApiVersions;
+    raises OSError (ssl.SSLError for a failed TLS handshake), TimeoutError or ProtocolError
     (the connection is closed then)."""
+    context = security.ssl_context if security is not None else None
     async with asyncio.timeout(connect_timeout_s):
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=context, server_hostname=host if context is not None else None
+        )
     connection = BrokerConnection(reader, writer, client_id)
     try:
         response = await connection.call(

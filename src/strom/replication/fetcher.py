@@ -28,12 +28,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from strom.protocol.errors import ErrorCode, ProtocolError
 from strom.replication.broker_connection import BrokerConnection, connect_to_broker
 from strom.replication.follower import FetcherConfig, FollowerSession, Key
 from strom.replication.replica_state import MonotonicClock
+from strom.security.client import ClientSecurity
 from strom.storage.partition_log import PartitionLog
 
 __all__ = [
@@ -61,6 +62,10 @@ class LeaderEndpoint:
     broker_id: int
     host: str
     port: int
+    # The listener it is on, and how to connect there (TLS, SASL): not part of the
+    # endpoint's identity.
+    listener: str = field(default="", compare=False, hash=False)
+    security: ClientSecurity | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +229,12 @@ class ReplicaFetcher:
             return None  # everything is backing off
         timeout_s = self.config.socket_timeout_ms / 1000.0
         connection, self._versions = await connect_to_broker(
-            self.leader.host, self.leader.port, self.client_id, timeout_s, timeout_s
+            self.leader.host,
+            self.leader.port,
+            self.client_id,
+            timeout_s,
+            timeout_s,
+            self.leader.security,
         )
         self._connection = connection
         log.info(

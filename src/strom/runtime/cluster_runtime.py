@@ -92,6 +92,7 @@ class ClusterRuntime:
                     cfg.control_plane_listener_name,
                     cfg.inter_broker_listener_name,
                     request_timeout_ms=cfg.get_int("controller.socket.timeout.ms"),
+                    security=self.replicas.security,
                 ),
             ),
         )
@@ -152,7 +153,8 @@ class ClusterRuntime:
             else:
                 host = listener.host or node.host
                 port = listener.port or self.broker.bound_ports.get(listener.name, 0)
-            endpoints.append(Endpoint(listener.name, host, port, "PLAINTEXT"))
+            protocol = cfg.listener_protocols.get(listener.name, "PLAINTEXT")
+            endpoints.append(Endpoint(listener.name, host, port, protocol))
         return BrokerRegistration(
             cfg.broker_id, tuple(endpoints), cfg.broker_rack, int(time.time() * 1000)
         )
@@ -349,24 +351,25 @@ class ClusterRuntime:
 
         self._creating_internal[name] = asyncio.ensure_future(write())
 
-    def leader_node(self, topic: str, partition: int) -> Node | None:
+    def leader_node(self, topic: str, partition: int, listener: str = "") -> Node | None:
         """The live broker leading the partition (FindCoordinator), None without one."""
         versioned = self.metadata.state(topic, partition)
         if versioned is None:
             return None
         leader = versioned.state.leader
-        return next((node for node in self.nodes() if node.node_id == leader), None)
+        return next((node for node in self.nodes(listener) if node.node_id == leader), None)
 
     # --- views for Metadata and DescribeCluster -------------------------------------------
 
-    def nodes(self) -> list[Node]:
-        """The live brokers, at the endpoint of the listener clients reach this one on."""
+    def nodes(self, listener: str = "") -> list[Node]:
+        """The live brokers at their endpoints of `listener` (the one a client came in on;
+        brokers without it are left out, as Kafka does); "": the first data-plane one."""
         cfg = self.broker.config
-        wanted = cfg.data_plane_listeners[0].name
+        wanted = listener or cfg.data_plane_listeners[0].name
         out: list[Node] = []
         for broker_id, registration in sorted(self.metadata.brokers.items()):
             if broker_id == self.broker.node.node_id:
-                out.append(self.broker.node)
+                out.append(self.broker.node_for(listener))
                 continue
             usable = [
                 e
@@ -375,7 +378,11 @@ class ClusterRuntime:
             ]
             if not usable:
                 continue
-            endpoint = next((e for e in usable if e.listener_name == wanted), usable[0])
+            endpoint = next((e for e in usable if e.listener_name == wanted), None)
+            if endpoint is None:
+                if listener:
+                    continue
+                endpoint = usable[0]
             out.append(Node(broker_id, endpoint.host, endpoint.port, registration.rack))
         return out
 

@@ -98,6 +98,7 @@ async def _ask_controller(runtime: LeavingBroker, broker_id: int) -> set[TopicPa
             f"broker-{broker_id}-shutdown",
             min(timeout_s, CONNECT_TIMEOUT_S),
             timeout_s,
+            endpoint.security,
         )
         try:
             low, high = versions.get(CONTROLLED_SHUTDOWN, (0, -1))

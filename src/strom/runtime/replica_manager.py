@@ -38,6 +38,7 @@ from strom.replication.replica_state import (
     PendingIsrChange,
     ReplicaState,
 )
+from strom.security.client import inter_broker_security
 
 if TYPE_CHECKING:
     from strom.runtime.host import BrokerHost
@@ -56,6 +57,8 @@ class ReplicaManager:
         self.broker_id = broker.config.broker_id
         cfg = broker.config
         self.lag_max_ms = cfg.replica_lag_time_max_ms
+        # How this broker connects to the others' inter-broker (and control-plane) listeners.
+        self.security = inter_broker_security(cfg)
         self.states: dict[Key, ReplicaState] = {}
         self.following: dict[Key, LeaderEndpoint] = {}
         self.fetchers = ReplicaFetcherManager(
@@ -355,7 +358,13 @@ class ReplicaManager:
             (e for e in registration.endpoints if e.listener_name == wanted),
             registration.endpoints[0],
         )
-        return LeaderEndpoint(broker_id, chosen.host, chosen.port)
+        return LeaderEndpoint(
+            broker_id,
+            chosen.host,
+            chosen.port,
+            chosen.listener_name,
+            self.security.get(chosen.listener_name),
+        )
 
     def topic_config_changed(self, topic: str) -> None:
         self.broker.logs.update_config(topic, self.broker.log_config(topic))

@@ -102,6 +102,7 @@ class InterBrokerClient:
             self._client_id,
             min(CONNECT_TIMEOUT_S, self._timeout_s),
             self._timeout_s,
+            endpoint.security,
         )
         versions = {api_key: high for api_key, (_, high) in ranges.items()}
         self._connections[broker_id] = (endpoint, connection, versions)

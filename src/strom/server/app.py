@@ -11,11 +11,12 @@ import time
 from collections.abc import Awaitable
 
 import strom.server.handlers  # noqa: F401  (registers every API handler)
-from strom.config import BrokerConfig
+from strom.config import BrokerConfig, ConfigError
 from strom.server.broker import Broker, open_cluster_broker
 from strom.server.dispatch import Dispatcher
 from strom.server.http.listener import BrokerState, HttpListener
 from strom.server.network import KafkaConnection
+from strom.server.tls import TlsListener
 
 log = logging.getLogger("strom.server")
 
@@ -29,6 +30,12 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Before anything opens: a key store that cannot be read stops the start.
+    tls_listeners = {
+        x.name: TlsListener(config, x.name)
+        for x in config.listeners
+        if config.listener_protocols[x.name] in ("SSL", "SASL_SSL")
+    }
     if config.zookeeper_connect:
         # Cluster mode: metadata in ZooKeeper, partitions replicated.
         broker = await open_cluster_broker(config)
@@ -36,6 +43,9 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
         broker = await loop.run_in_executor(None, Broker.open, config)
     dispatcher = Dispatcher(broker)
     broker.metrics.idle.install(loop)
+    shared = dispatcher.connections.shared
+    broker.response_budget = lambda: shared.pool.capacity - shared.unsent_bytes
+    broker.reconfigurables.extend(tls_listeners.values())
     servers: list[asyncio.Server] = []
     reaper: asyncio.Task[None] | None = None
     cluster_started = False
@@ -48,7 +58,11 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
                 # Each listener has its own acceptor; the connection knows which one it came
                 # through (controller requests are only taken on the control-plane listener).
                 functools.partial(
-                    KafkaConnection, dispatcher, config.socket_request_max_bytes, listener.name
+                    KafkaConnection,
+                    dispatcher,
+                    shared,
+                    listener.name,
+                    tls_listeners.get(listener.name),
                 ),
                 host=listener.host or None,
                 port=listener.port,
@@ -58,7 +72,13 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             servers.append(server)
             bound = server.sockets[0].getsockname()[1]
             broker.bind_port(bound, listener.name)
-            log.info("listening on %s:%d (%s)", listener.host, bound, listener.name)
+            log.info(
+                "listening on %s:%d (%s, %s)",
+                listener.host,
+                bound,
+                listener.name,
+                config.listener_protocols[listener.name],
+            )
         broker.start_background_tasks()
         if config.http_listeners:
             # Beside the cluster's start, so that /health and /ready answer while it runs.
@@ -69,9 +89,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
         if http_started is not None:
             await _unless_stopped(http_started, stop)
         state.serving = True
-        reaper = asyncio.create_task(
-            _close_idle_connections(dispatcher, config.connections_max_idle_ms)
-        )
+        reaper = asyncio.create_task(_watch_connections(dispatcher))
         if not stop.is_set():
             log.info(
                 "strom broker %d started in %.0f ms; data in %s",
@@ -92,8 +110,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
             await broker.cluster.controlled_shutdown()
         for server in servers:
             server.close()
-        for conn in list(dispatcher.connections):
-            conn.close("broker shutting down")
+        dispatcher.connections.close_all("broker shutting down")
         for server in servers:
             await server.wait_closed()
         if http is not None:
@@ -121,19 +138,37 @@ async def _unless_stopped(starting: Awaitable[None], stop: asyncio.Event) -> boo
     return True
 
 
-async def _close_idle_connections(dispatcher: Dispatcher, max_idle_ms: int) -> None:
-    if max_idle_ms <= 0:
-        return
+async def _watch_connections(dispatcher: Dispatcher) -> None:
+    """Every second: limits that take up dynamic changes, idle connections, stalled ones."""
+    connections = dispatcher.connections
     while True:
-        await asyncio.sleep(min(max_idle_ms / 1000.0, 30.0) / 2)
-        dispatcher.close_idle(max_idle_ms)
+        await asyncio.sleep(1.0)
+        config = dispatcher.broker.config
+        connections.reconfigure(config)
+        connections.close_idle(config.connections_max_idle_ms)
+        connections.relieve_pressure()
+
+
+def _raise_open_file_limit() -> None:
+    """Each client connection takes two descriptors (its socket and the duplicate responses
+    are sent on); the soft limit is often 1024 where the hard one is far higher."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError) as exc:
+        log.debug("open file limit unchanged: %s", exc)
 
 
 def serve(config: BrokerConfig) -> int:
     started_at = time.monotonic()
+    _raise_open_file_limit()
     try:
         asyncio.run(run_broker(config, started_at))
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     except Exception as exc:

@@ -11,9 +11,10 @@ import contextlib
 import logging
 import socket
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from strom.clock import Clock, SystemClock
 from strom.cluster.local_metadata import LocalMetadata, TopicRecord
@@ -61,6 +62,12 @@ SINGLE_NODE_LEADER_EPOCH = 0
 ZERO_UUID = uuid.UUID(int=0)
 
 
+class Reconfigurable(Protocol):
+    def check(self, config: BrokerConfig) -> object: ...
+
+    def reconfigure(self, config: BrokerConfig) -> object: ...
+
+
 class Broker:
     def __init__(
         self,
@@ -96,6 +103,13 @@ class Broker:
         # Cluster mode (zookeeper.connect) only; None on a single broker, where nothing of
         # the replication path runs.
         self.cluster: ClusterRuntime | None = None
+        # Bytes of responses that may still be built before those waiting for slow clients
+        # use up the broker's memory for requests; the network sets it (fetches return less,
+        # at least one batch, when it runs low).
+        self.response_budget: Callable[[], int] = lambda: 1 << 62
+        # What acts on dynamic broker configs besides the logs (TLS listeners): checked before
+        # a change is accepted, told after it is applied.
+        self.reconfigurables: list[Reconfigurable] = []
 
     def _unlink_in_pool(self, paths: list[Path]) -> None:
         try:
@@ -258,6 +272,17 @@ class Broker:
         if host in ("", "0.0.0.0", "::"):
             host = socket.getfqdn()
         return Node(self.config.broker_id, host, listener.port, self.config.broker_rack)
+
+    def node_for(self, listener: str = "") -> Node:
+        """This broker as clients of `listener` reach it (each client is told about the
+        listener it came in on, as Kafka does); "" or an unknown name: the first data-plane
+        listener."""
+        for x in self.config.advertised_data_plane_listeners:
+            if x.name == listener and x.name != self.config.advertised_data_plane_listeners[0].name:
+                host = x.host if x.host not in ("", "0.0.0.0", "::") else self.node.host
+                port = x.port or self.bound_ports.get(x.name, 0)
+                return Node(self.node.node_id, host, port, self.node.rack)
+        return self.node
 
     def bind_port(self, port: int, listener_name: str | None = None) -> None:
         """Called once a listener is bound, so that port 0 advertises the real port."""
@@ -483,6 +508,12 @@ class Broker:
             return
         self._use_config(updated)
 
+    def check_reconfiguration(self, updated: BrokerConfig) -> None:
+        """Raises ConfigError when a dynamic change cannot be applied (a key store that does
+        not load, a certificate whose name changed)."""
+        for part in self.reconfigurables:
+            part.check(updated)
+
     def _use_config(self, updated: BrokerConfig) -> None:
         old, self.config = self.config, updated
         changed = [
@@ -497,6 +528,8 @@ class Broker:
         log_no_effect(changed)
         if updated.producer_id_expiration_ms != old.producer_id_expiration_ms:
             self.logs.set_producer_id_expiration(updated.producer_id_expiration_ms)
+        for part in self.reconfigurables:
+            part.reconfigure(updated)
         for name in self.metadata.topics:
             self.logs.update_config(name, self.log_config(name))
 

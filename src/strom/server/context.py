@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from strom.security.principal import ANONYMOUS, KafkaPrincipal
+
 if TYPE_CHECKING:
     from strom.server.broker import Broker
 
@@ -21,3 +23,6 @@ class RequestContext:
     frame: bytearray
     # The listener the connection came in on ("" when not known, e.g. in unit tests).
     listener: str = ""
+    # Who sent it: the TLS certificate's or SASL's principal, else User:ANONYMOUS. The
+    # authorizer decides on it.
+    principal: KafkaPrincipal = ANONYMOUS

@@ -19,6 +19,7 @@ from strom.protocol.errors import ErrorCode, ProtocolError
 from strom.protocol.framing import encode_response, parse_request
 from strom.protocol.messages import API_SPECS
 from strom.protocol.primitives import Reader
+from strom.server.connections import Connections
 from strom.server.context import RequestContext
 from strom.server.network import Chunks, KafkaConnection
 from strom.server.registry import HANDLERS, CloseConnection
@@ -32,39 +33,36 @@ API_VERSIONS_KEY = 18
 
 
 class Dispatcher:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, connections: Connections | None = None) -> None:
         self.broker = broker
-        self.connections: set[KafkaConnection] = set()
+        self.connections = connections if connections is not None else Connections(broker.config)
 
-    def connection_opened(self, conn: KafkaConnection) -> None:
-        self.connections.add(conn)
+    def connection_opened(self, conn: KafkaConnection) -> bool:
+        self.connections.reconfigure(self.broker.config)
+        if not self.connections.admit(conn):
+            return False
         self.broker.metrics.connection_opened(conn.listener_name)
+        return True
 
     def connection_closed(self, conn: KafkaConnection) -> None:
-        if conn in self.connections:
-            self.connections.discard(conn)
+        if self.connections.release(conn):
             self.broker.metrics.connection_closed(conn.listener_name)
-
-    def close_idle(self, max_idle_ms: int) -> int:
-        """Close connections silent for longer than connections.max.idle.ms."""
-        deadline = time.monotonic() - max_idle_ms / 1000.0
-        idle = [c for c in self.connections if c.last_active < deadline and not c.busy]
-        for conn in idle:
-            conn.close(f"idle for more than {max_idle_ms} ms (connections.max.idle.ms)")
-        return len(idle)
 
     def dispatch(self, conn: KafkaConnection, frame: bytearray) -> None:
         started = time.perf_counter()
         try:
             parsed = parse_request(memoryview(frame))
         except ProtocolError as exc:
-            conn.close(f"malformed request header: {exc}")
+            conn.close(f"malformed request header: {exc}", kind="malformed request")
             return
         api_key, version = parsed.api_key, parsed.api_version
         handler = HANDLERS.get(api_key)
         spec = API_SPECS.get(api_key)
         if handler is None or spec is None:
-            conn.close(f"unknown or unsupported api key {api_key} (version {version})")
+            conn.close(
+                f"unknown or unsupported api key {api_key} (version {version})",
+                kind="malformed request",
+            )
             return
         if not handler.min_version <= version <= handler.max_version:
             if api_key == API_VERSIONS_KEY:
@@ -80,7 +78,7 @@ class Dispatcher:
             # request carries three of them.
             request = spec.request.read(Reader(parsed.body), version)
         except ProtocolError as exc:
-            conn.close(f"malformed {spec.name} v{version} request: {exc}")
+            conn.close(f"malformed {spec.name} v{version} request: {exc}", kind="malformed request")
             return
         ctx = RequestContext(
             broker=self.broker,
@@ -91,6 +89,7 @@ class Dispatcher:
             peer=conn.peer,
             frame=frame,
             listener=conn.listener_name,
+            principal=conn.principal,
         )
         try:
             result = handler.fn(ctx, request)

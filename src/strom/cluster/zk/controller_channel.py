@@ -27,7 +27,7 @@ import functools
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from strom.cluster.ids import parse_kafka_uuid
@@ -48,6 +48,7 @@ from strom.protocol.messages.stop_replica_request import (
 )
 from strom.protocol.primitives import ZERO_UUID
 from strom.replication.broker_connection import BrokerConnection, connect_to_broker
+from strom.security.client import ClientSecurity
 
 __all__ = [
     "ChannelConfig",
@@ -80,6 +81,8 @@ class ChannelConfig:
     connect_timeout_ms: int = 10_000
     reconnect_backoff_ms: int = 500
     max_queued_requests: int = 1000
+    # listener name -> how to connect to it (TLS, SASL); absent: plaintext
+    security: Mapping[str, ClientSecurity] = field(default_factory=dict)
 
 
 def controller_endpoint(registration: BrokerRegistration, config: ChannelConfig) -> Endpoint | None:
@@ -294,6 +297,7 @@ class _BrokerChannel:
             self.client_id,
             min(timeout_s, self.config.connect_timeout_ms / 1000),
             timeout_s,
+            self.config.security.get(self.endpoint.listener_name),
         )
         self._connection = connection
         log.info(

@@ -110,6 +110,8 @@ def replace_broker_configs(
         else:
             updated = current.with_dynamic(per_broker=normalized)
         check_thread_pools(current, updated)
+        if target is None or target == current.broker_id:
+            broker.check_reconfiguration(updated)
         if not validate_only:
             secret = current.get("password.encoder.secret") is not None
             check_password_storage(normalized, target is not None, secret)

@@ -47,7 +47,12 @@ def handle_describe_cluster(
             response.error_message = f"Unknown endpoint type {endpoint_type}."
         response.controller_id = -1
         return response
-    nodes = broker.cluster.nodes() if broker.cluster is not None else [broker.node]
+    # The endpoints of the listener the request came in on, as Kafka answers.
+    nodes = (
+        broker.cluster.nodes(ctx.listener)
+        if broker.cluster is not None
+        else [broker.node_for(ctx.listener)]
+    )
     response.brokers = [
         DescribeClusterBroker(
             broker_id=node.node_id, host=node.host, port=node.port, rack=node.rack

@@ -166,8 +166,11 @@ class _FetchPlan:
         results: list[tuple[_Target, PartitionData]] = []
         total = 0
         errors = False
+        # While responses pile up for clients that do not read them, fetches return less (at
+        # least one batch, as Kafka's max_bytes allows).
+        max_bytes = min(self.max_bytes, max(0, self.broker.response_budget()))
         for target in self.targets:
-            data = self._read_one(target, total, nowait)
+            data = self._read_one(target, total, max_bytes, nowait)
             if data.error_code != ErrorCode.NONE:
                 errors = True
             records = data.records
@@ -176,7 +179,9 @@ class _FetchPlan:
             results.append((target, data))
         return results, total, errors
 
-    def _read_one(self, target: _Target, bytes_so_far: int, nowait: bool) -> PartitionData:
+    def _read_one(
+        self, target: _Target, bytes_so_far: int, max_bytes: int, nowait: bool
+    ) -> PartitionData:
         data = PartitionData(
             partition_index=target.partition,
             error_code=ErrorCode.NONE,
@@ -214,7 +219,7 @@ class _FetchPlan:
         data.high_watermark = high_watermark
         data.last_stable_offset = stable
         data.log_start_offset = log.log_start_offset
-        remaining = self.max_bytes - bytes_so_far
+        remaining = max_bytes - bytes_so_far
         limit = min(target.max_bytes, remaining)
         if limit <= 0 and bytes_so_far > 0:
             return data

@@ -27,7 +27,7 @@ SHARE_KEY_VERSION = 6
 
 
 def _lookup(ctx: RequestContext, key: str, key_type: int) -> Coordinator:
-    node = ctx.broker.node
+    node = ctx.broker.node_for(ctx.listener)
     found = Coordinator(key=key, node_id=node.node_id, host=node.host, port=node.port)
     if key_type == SHARE_KEY and ctx.api_version >= SHARE_KEY_VERSION:
         found.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -67,7 +67,7 @@ def _lookup_in_cluster(ctx: RequestContext, key: str, key_type: int, found: Coor
     if ctx.broker.metadata.get_topic(topic) is None:
         runtime.ensure_topic()  # created in the background; the client asks again
     else:
-        leader = cluster.leader_node(topic, runtime.partition_for(key))
+        leader = cluster.leader_node(topic, runtime.partition_for(key), ctx.listener)
     if leader is None:
         found.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
         found.error_message = "The coordinator is not available."

@@ -96,7 +96,12 @@ def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> MetadataRe
                 topics.append(_error_topic(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
             else:
                 topics.append(describe_topic(ctx, record, name))
-    nodes = broker.cluster.nodes() if broker.cluster is not None else [broker.node]
+    # The endpoints of the listener the request came in on, as Kafka answers.
+    nodes = (
+        broker.cluster.nodes(ctx.listener)
+        if broker.cluster is not None
+        else [broker.node_for(ctx.listener)]
+    )
     return MetadataResponse(
         brokers=[
             MetadataResponseBroker(

@@ -1,0 +1,194 @@
+"""Three brokers whose traffic between each other is encrypted and authenticated: the
+inter-broker listener accepts only TLS with a broker certificate (mutual TLS), so replication,
+the controller's requests and transaction markers can only flow over it. Clients use a TLS
+listener of their own. Every acknowledged record survives the leader's kill -9."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka as ck
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from integration.broker_process import HOST, BrokerProcess, free_port
+from integration.certs import STORE_PASSWORD, Pki
+from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+pytestmark = pytest.mark.cluster
+
+DEADLINE_S = 60.0
+
+
+def wait_for(what: str, check: Any, deadline_s: float = DEADLINE_S) -> Any:
+    end = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            last = check()
+        except Exception as exc:  # a broker restarting: try again
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class SecureCluster:
+    def __init__(self, root: Path, zk_hosts: str, pki: Pki, inter: dict[str, object]) -> None:
+        self.pki = pki
+        self.brokers: dict[int, BrokerProcess] = {}
+        self.client_ports: dict[int, int] = {}
+        trust = pki.ca.write_truststore(pki.directory / "truststore.p12")
+        for broker_id in (1, 2, 3):
+            own = pki.ca.issue(f"broker{broker_id}", "brokers", hosts=("127.0.0.1", "localhost"))
+            store = own.write_pkcs12(pki.directory / f"broker{broker_id}.p12")
+            plain, internal, clients = free_port(), free_port(), free_port()
+            self.client_ports[broker_id] = clients
+            self.brokers[broker_id] = BrokerProcess(
+                root / f"broker{broker_id}",
+                {
+                    "broker.id": broker_id,
+                    "zookeeper.connect": zk_hosts,
+                    "zookeeper.session.timeout.ms": 4000,
+                    "replica.lag.time.max.ms": 5000,
+                    "auto.create.topics.enable": "false",
+                    "auto.leader.rebalance.enable": "false",
+                    "listeners": f"PLAINTEXT://{HOST}:{plain},INTERNAL://{HOST}:{internal},"
+                    f"CLIENTS://{HOST}:{clients}",
+                    "inter.broker.listener.name": "INTERNAL",
+                    "ssl.keystore.type": "PKCS12",
+                    "ssl.keystore.location": store,
+                    "ssl.keystore.password": STORE_PASSWORD,
+                    "ssl.truststore.type": "PKCS12",
+                    "ssl.truststore.location": trust,
+                    "ssl.truststore.password": STORE_PASSWORD,
+                    "listener.name.internal.ssl.client.auth": "required",
+                    **inter,
+                },
+                port=plain,
+                name=f"broker{broker_id}",
+            )
+
+    def client_conf(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": ",".join(
+                f"{HOST}:{p}" for i, p in self.client_ports.items() if self.brokers[i].is_alive()
+            ),
+            "security.protocol": "SSL",
+            "ssl.ca.location": str(self.pki.ca_file),
+        }
+
+    def admin(self) -> AdminClient:
+        return AdminClient(self.client_conf())
+
+    def partitions(self, topic: str) -> dict[int, Any]:
+        found = self.admin().list_topics(topic, timeout=5).topics.get(topic)
+        if found is None or found.error is not None:
+            return {}
+        return dict(found.partitions)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[SecureCluster]:
+        try:
+            for broker in self.brokers.values():
+                broker.start()
+            for broker in self.brokers.values():
+                broker.wait_ready()
+            wait_for(
+                "three brokers in Metadata",
+                lambda: len(self.admin().list_topics(timeout=5).brokers) == 3,
+            )
+            yield self
+        except BaseException:
+            print("\n".join(b.log_tail(40) for b in self.brokers.values()))
+            raise
+        finally:
+            for broker in self.brokers.values():
+                if broker.is_alive():
+                    os.kill(broker.pid, signal.SIGCONT)
+                broker.stop()
+
+
+def full_isr(cluster: SecureCluster, topic: str) -> bool:
+    parts = cluster.partitions(topic)
+    return bool(parts) and all(len(p.isrs) == 3 and p.leader >= 0 for p in parts.values())
+
+
+def produce(cluster: SecureCluster, topic: str, values: range) -> list[int]:
+    acked: list[int] = []
+    producer = ck.Producer(
+        {**cluster.client_conf(), "acks": "all", "enable.idempotence": True, "linger.ms": 5}
+    )
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            acked.append(int(msg.value()))
+
+    for v in values:
+        producer.produce(topic, str(v).encode(), partition=0, on_delivery=delivered)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return acked
+
+
+def consume_all(cluster: SecureCluster, topic: str, count: int) -> list[int]:
+    consumer = ck.Consumer(
+        {**cluster.client_conf(), "group.id": f"{topic}-check", "auto.offset.reset": "earliest"}
+    )
+    consumer.assign([ck.TopicPartition(topic, 0, 0)])
+    got: list[int] = []
+    end = time.monotonic() + DEADLINE_S
+    try:
+        while len(got) < count and time.monotonic() < end:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append(int(msg.value()))
+    finally:
+        consumer.close()
+    return got
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki.make(tmp_path / "pki")
+
+
+def replication_survives_a_leader_kill(cluster: SecureCluster, zk: KazooClient) -> None:
+    registration = json.loads(zk.get("/brokers/ids/1")[0])
+    assert registration["listener_security_protocol_map"]["INTERNAL"].endswith("SSL")
+    admin = cluster.admin()
+    admin.create_topics([NewTopic("orders", 1, 3, config={"min.insync.replicas": "2"})])[
+        "orders"
+    ].result(timeout=30)
+    wait_for("an ISR of three", lambda: full_isr(cluster, "orders"))
+    acked = produce(cluster, "orders", range(200))
+    assert sorted(acked) == list(range(200))
+    leader = cluster.partitions("orders")[0].leader
+    cluster.brokers[leader].kill9()
+    wait_for(
+        "a new leader",
+        lambda: (p := cluster.partitions("orders")) and p[0].leader not in (-1, leader),
+    )
+    acked += produce(cluster, "orders", range(200, 300))
+    assert consume_all(cluster, "orders", 300) == list(range(300))
+    cluster.brokers[leader].start()
+    cluster.brokers[leader].wait_ready()
+    wait_for("the old leader back in the ISR", lambda: full_isr(cluster, "orders"))
+
+
+def test_tls_between_brokers(zk_hosts: str, zk: KazooClient, tmp_path: Path, pki: Pki) -> None:
+    cluster = SecureCluster(
+        tmp_path,
+        zk_hosts,
+        pki,
+        {"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CLIENTS:SSL"},
+    )
+    with cluster.running():
+        replication_survives_a_leader_kill(cluster, zk)
