@@ -13,35 +13,43 @@
   longer active holds the segment's largest timestamp (written on roll and on close), which is
   how retention learns a segment's age without reading it.
 
-Kafka preallocates these files and memory-maps them; we append with os.write and keep the
-entries in Python lists for lookups, so on disk each file is exactly its entries (which is also
-what Kafka leaves behind after it trims the files on close).
+Kafka preallocates these files and memory-maps them. Here an index holds no descriptor: its
+entries are read into two compact arrays the first time the segment needs them (`load`), new
+entries are kept in memory (`_pending`) and written out with one write when the segment is
+flushed, rolled or closed (`write_pending`), each time through a descriptor opened for the
+moment. On disk a file is exactly its written entries (which is also what Kafka leaves behind
+after it trims the files on close). Entries not yet written when the broker dies are rebuilt
+by recovery, which starts at a segment the last flush has not covered; a missing file reads as
+an index without entries.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import os
 import struct
+import sys
+from array import array
 from pathlib import Path
+
+from strom.storage.file_cache import open_fd, read_file
 
 log = logging.getLogger("strom.storage")
 
 OFFSET_ENTRY = struct.Struct(">ii")
 TIME_ENTRY = struct.Struct(">qi")
+# Written out before this much waits in memory, so a busy segment's file keeps up.
+_PENDING_LIMIT = 64 * 1024
 
 
 class IndexCorruptError(ValueError):
     pass
 
 
-def _open_append(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-
-
 class _Index:
-    """Shared file handling: an O_APPEND fd plus a max entry count from segment.index.bytes."""
+    """Shared file handling: entries written so far, entries pending, and the file's path."""
 
     ENTRY: struct.Struct
 
@@ -49,7 +57,12 @@ class _Index:
         self.path = path
         self.base_offset = base_offset
         self.max_entries = max(1, max_index_bytes // self.ENTRY.size)
-        self._fd = _open_append(path)
+        self._written = 0  # entries in the file
+        self._pending = bytearray()  # entries after those, not yet written
+        self._unsynced = False  # written since the last fsync
+        # Neither loaded nor reset: whatever the file holds (a leftover of an earlier segment
+        # at this base) is not this index's, and the first write replaces it.
+        self._fresh = True
 
     @property
     def is_full(self) -> bool:
@@ -58,26 +71,76 @@ class _Index:
     def __len__(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _read_raw(self) -> bytes:
-        size = os.fstat(self._fd).st_size
-        return os.pread(self._fd, size, 0) if size else b""
+    def _read_raw(self) -> bytes | None:
+        """The file's bytes; None when it does not exist."""
+        try:
+            return read_file(self.path)
+        except FileNotFoundError:
+            return None
 
-    def _write(self, data: bytes) -> None:
-        os.write(self._fd, data)
+    def _add(self, entry: bytes) -> None:
+        self._pending += entry
+        if len(self._pending) >= _PENDING_LIMIT:
+            self.write_pending()
+
+    def write_pending(self, create: bool = False) -> None:
+        """Write the entries kept in memory; `create`: make the file even with none."""
+        if not self._pending and not (create and self._written == 0):
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if self._fresh else 0)
+        fd = open_fd(self.path, flags)
+        self._fresh = False
+        try:
+            view = memoryview(self._pending)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        self._written += len(self._pending) // self.ENTRY.size
+        self._pending = bytearray()
+        self._unsynced = True
 
     def _truncate_entries(self, count: int) -> None:
-        os.ftruncate(self._fd, count * self.ENTRY.size)
+        """Keep the first `count` entries, on disk and pending."""
+        if count == 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(self.path, 0)
+            self._written = 0
+            self._pending = bytearray()
+            self._fresh = False
+            self._unsynced = True
+        elif count < self._written:
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(self.path, count * self.ENTRY.size)
+            self._written = count
+            self._pending = bytearray()
+            self._unsynced = True
+        else:
+            del self._pending[(count - self._written) * self.ENTRY.size :]
 
     def fsync(self) -> None:
-        os.fsync(self._fd)
+        """Write what is pending and make it durable."""
+        self.write_pending()
+        if not self._unsynced:
+            return
+        try:
+            fd = open_fd(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # truncated away to nothing and never written again
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._unsynced = False
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Write what is pending (the file then holds every entry)."""
+        self.write_pending()
 
     def rename(self, path: Path) -> None:
-        os.rename(self.path, path)
+        self.write_pending()
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self.path, path)
         self.path = path
 
 
@@ -86,56 +149,73 @@ class OffsetIndex(_Index):
 
     def __init__(self, path: Path, base_offset: int, max_index_bytes: int) -> None:
         super().__init__(path, base_offset, max_index_bytes)
-        self.offsets: list[int] = []  # absolute offsets
-        self.positions: list[int] = []
+        self.relative_offsets = array("i")
+        self.positions = array("i")
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return len(self.relative_offsets)
 
-    def load(self, log_size: int) -> None:
-        """Read the file and check it; raises IndexCorruptError (the caller rebuilds)."""
+    def load(self, log_size: int) -> bool:
+        """Read the file and check it; raises IndexCorruptError (the caller rebuilds). False
+        when there is no file."""
         raw = self._read_raw()
+        self._pending = bytearray()
+        self._fresh = False
+        if raw is None:
+            self.relative_offsets, self.positions = array("i"), array("i")
+            self._written = 0
+            return False
         if len(raw) % self.ENTRY.size:
             raise IndexCorruptError(f"{self.path}: size {len(raw)} is not a multiple of 8")
-        offsets: list[int] = []
-        positions: list[int] = []
-        for rel, pos in self.ENTRY.iter_unpack(raw):
+        entries = array("i", raw)
+        if sys.byteorder == "little":  # the file is big-endian
+            entries.byteswap()
+        relative, positions = entries[0::2], entries[1::2]
+        previous_rel = previous_pos = -1
+        for rel, pos in zip(relative, positions, strict=True):
             if rel < 0 or pos < 0 or pos >= log_size:
                 raise IndexCorruptError(f"{self.path}: entry ({rel}, {pos}) outside the segment")
-            if offsets and (rel + self.base_offset <= offsets[-1] or pos <= positions[-1]):
+            if rel <= previous_rel or pos <= previous_pos:
                 raise IndexCorruptError(f"{self.path}: entries not increasing at ({rel}, {pos})")
-            offsets.append(rel + self.base_offset)
-            positions.append(pos)
-        self.offsets, self.positions = offsets, positions
+            previous_rel, previous_pos = rel, pos
+        self.relative_offsets, self.positions = relative, positions
+        self._written = len(relative)
+        return True
+
+    @property
+    def offsets(self) -> list[int]:
+        """The entries' absolute offsets (for tests and tools; lookups use the arrays)."""
+        return [rel + self.base_offset for rel in self.relative_offsets]
 
     def append(self, offset: int, position: int) -> None:
-        if self.offsets and offset <= self.offsets[-1]:
+        relative = offset - self.base_offset
+        if self.relative_offsets and relative <= self.relative_offsets[-1]:
             return  # Kafka refuses non-increasing entries; so do we, silently
-        self._write(self.ENTRY.pack(offset - self.base_offset, position))
-        self.offsets.append(offset)
+        self._add(self.ENTRY.pack(relative, position))
+        self.relative_offsets.append(relative)
         self.positions.append(position)
 
     def lookup(self, offset: int) -> tuple[int, int]:
         """(offset, position) of the last entry with offset <= target, else (base, 0)."""
-        i = bisect.bisect_right(self.offsets, offset) - 1
+        i = bisect.bisect_right(self.relative_offsets, offset - self.base_offset) - 1
         if i < 0:
             return self.base_offset, 0
-        return self.offsets[i], self.positions[i]
+        return self.relative_offsets[i] + self.base_offset, self.positions[i]
 
     def last_entry(self) -> tuple[int, int]:
-        if not self.offsets:
+        if not self.relative_offsets:
             return self.base_offset, 0
-        return self.offsets[-1], self.positions[-1]
+        return self.relative_offsets[-1] + self.base_offset, self.positions[-1]
 
     def truncate_to(self, offset: int) -> None:
         """Drop entries with offset >= `offset`."""
-        keep = bisect.bisect_left(self.offsets, offset)
-        if keep < len(self.offsets):
-            del self.offsets[keep:], self.positions[keep:]
+        keep = bisect.bisect_left(self.relative_offsets, offset - self.base_offset)
+        if keep < len(self.relative_offsets):
+            del self.relative_offsets[keep:], self.positions[keep:]
             self._truncate_entries(keep)
 
     def reset(self) -> None:
-        self.offsets, self.positions = [], []
+        self.relative_offsets, self.positions = array("i"), array("i")
         self._truncate_entries(0)
 
 
@@ -144,56 +224,73 @@ class TimeIndex(_Index):
 
     def __init__(self, path: Path, base_offset: int, max_index_bytes: int) -> None:
         super().__init__(path, base_offset, max_index_bytes)
-        self.timestamps: list[int] = []
-        self.offsets: list[int] = []  # absolute offsets
+        self.timestamps = array("q")
+        self.relative_offsets = array("i")
 
     def __len__(self) -> int:
         return len(self.timestamps)
 
-    def load(self) -> None:
+    def load(self) -> bool:
         raw = self._read_raw()
+        self._pending = bytearray()
+        self._fresh = False
+        if raw is None:
+            self.timestamps, self.relative_offsets = array("q"), array("i")
+            self._written = 0
+            return False
         if len(raw) % self.ENTRY.size:
             raise IndexCorruptError(f"{self.path}: size {len(raw)} is not a multiple of 12")
-        timestamps: list[int] = []
-        offsets: list[int] = []
+        timestamps = array("q")
+        relative = array("i")
+        previous_ts = previous_rel = -(2**63)
         for ts, rel in self.ENTRY.iter_unpack(raw):
             if rel < 0:
                 raise IndexCorruptError(f"{self.path}: negative relative offset {rel}")
-            if timestamps and (ts <= timestamps[-1] or rel + self.base_offset < offsets[-1]):
+            if ts <= previous_ts or rel < previous_rel:
                 raise IndexCorruptError(f"{self.path}: entries not increasing at ({ts}, {rel})")
+            previous_ts, previous_rel = ts, rel
             timestamps.append(ts)
-            offsets.append(rel + self.base_offset)
-        self.timestamps, self.offsets = timestamps, offsets
+            relative.append(rel)
+        self.timestamps, self.relative_offsets = timestamps, relative
+        self._written = len(timestamps)
+        return True
+
+    @property
+    def offsets(self) -> list[int]:
+        return [rel + self.base_offset for rel in self.relative_offsets]
 
     def maybe_append(self, timestamp: int, offset: int) -> None:
         """Add an entry only when it raises the largest timestamp (and never moves offsets back)."""
-        if self.timestamps and (timestamp <= self.timestamps[-1] or offset < self.offsets[-1]):
+        relative = offset - self.base_offset
+        if self.timestamps and (
+            timestamp <= self.timestamps[-1] or relative < self.relative_offsets[-1]
+        ):
             return
         if timestamp < 0:
             return
-        self._write(self.ENTRY.pack(timestamp, offset - self.base_offset))
+        self._add(self.ENTRY.pack(timestamp, relative))
         self.timestamps.append(timestamp)
-        self.offsets.append(offset)
+        self.relative_offsets.append(relative)
 
     def lookup(self, timestamp: int) -> tuple[int, int]:
         """(timestamp, offset) of the last entry with timestamp <= target, else (-1, base)."""
         i = bisect.bisect_right(self.timestamps, timestamp) - 1
         if i < 0:
             return -1, self.base_offset
-        return self.timestamps[i], self.offsets[i]
+        return self.timestamps[i], self.relative_offsets[i] + self.base_offset
 
     def last_entry(self) -> tuple[int, int]:
         if not self.timestamps:
             return -1, self.base_offset
-        return self.timestamps[-1], self.offsets[-1]
+        return self.timestamps[-1], self.relative_offsets[-1] + self.base_offset
 
     def truncate_to(self, offset: int) -> None:
         """Drop entries with offset >= `offset`."""
-        keep = bisect.bisect_left(self.offsets, offset)
-        if keep < len(self.offsets):
-            del self.offsets[keep:], self.timestamps[keep:]
+        keep = bisect.bisect_left(self.relative_offsets, offset - self.base_offset)
+        if keep < len(self.relative_offsets):
+            del self.relative_offsets[keep:], self.timestamps[keep:]
             self._truncate_entries(keep)
 
     def reset(self) -> None:
-        self.timestamps, self.offsets = [], []
+        self.timestamps, self.relative_offsets = array("q"), array("i")
         self._truncate_entries(0)

@@ -585,10 +585,15 @@ class PartitionLog:
         with self._flush_lock:
             if target <= self.recovery_point and not self._dir_needs_fsync:
                 return
-            for segment in self.segments:
-                if (segment.base_offset < target and segment.next_offset > self.recovery_point) or (
-                    segment.base_offset < target and segment.dirty
-                ):
+            segments = self.segments
+            for i, segment in enumerate(segments):
+                if segment.base_offset >= target:
+                    break
+                following = segments[i + 1] if i + 1 < len(segments) else None
+                # A segment that ends at or below the recovery point was fsynced already
+                # (asked without loading it: it ends where the next one begins, or before).
+                covered = following is not None and following.base_offset <= self.recovery_point
+                if segment.dirty or (not covered and segment.next_offset > self.recovery_point):
                     segment.fsync()
             self.producer_state.sync_snapshots()
             self.leader_epoch_cache.sync()

@@ -134,7 +134,8 @@ def _unlink(path: Path, why: str) -> None:
 def _open_segment(
     directory: Path, base: int, config: LogConfig, now_ms: int, suffix: str = ""
 ) -> Segment:
-    return Segment(directory, base, config, now_ms, suffix)
+    """A segment found on disk: nothing is read until it is loaded, recovered or used."""
+    return Segment(directory, base, config, now_ms, suffix, create=False)
 
 
 def _complete_swap(
@@ -261,22 +262,24 @@ def load_segments(
                     _unlink(path, "index without a .log")
 
     segments = [_open_segment(directory, base, config, now_ms) for base in sorted(bases)]
-    first_unflushed = len(segments)
-    if not clean_shutdown:
-        first_unflushed = 0
-        for i, segment in enumerate(segments):
-            if segment.base_offset <= recovery_point:
-                first_unflushed = i
-    for i, segment in enumerate(segments):
-        if i >= first_unflushed:
-            continue
+    if not segments:
+        return segments
+    if clean_shutdown:
+        # Only the active segment is read now (its tail is the log end); the others load
+        # their indexes when first used.
+        active = segments[-1]
         try:
-            segment.load()
+            active.load()
         except IndexCorruptError as exc:
-            # Only the indexes are suspect after a clean shutdown, so later segments are kept
-            # even if this one turns out to have a bad tail.
-            log.warning("rebuilding the indexes of %s: %s", segment.log_path, exc)
-            recover_segment(segment)
+            log.warning("rebuilding the indexes of %s: %s", active.log_path, exc)
+            recover_segment(active)
+        return segments
+    # Unclean: everything from the segment holding the recovery point on is validated batch
+    # by batch; the segments before it were flushed with their indexes and load lazily.
+    first_unflushed = 0
+    for i, segment in enumerate(segments):
+        if segment.base_offset <= recovery_point:
+            first_unflushed = i
     for i in range(first_unflushed, len(segments)):
         if recover_segment(segments[i]) and i + 1 < len(segments):
             _drop_after(segments, i)
@@ -359,10 +362,13 @@ def rebuild_producer_state(
     limit = log_end_offset if reindex_from is None else min(reindex_from, log_end_offset)
     state.load_latest_snapshot(limit, log_start_offset, now_ms, expiration_ms)
     start = max(state.map_end_offset, log_start_offset)
-    for segment in segments:
+    for i, segment in enumerate(segments):
         reindex = reindex_from is not None and segment.base_offset >= reindex_from
         if reindex:
             segment.txn_index.reset()
+        following = segments[i + 1] if i + 1 < len(segments) else None
+        if following is not None and following.base_offset <= start and not reindex:
+            continue  # ends below the start: not read (nor loaded, if it is not yet)
         if segment.next_offset > start:
             _replay_segment(state, segment, start, log_end_offset, reindex)
     state.map_end_offset = log_end_offset

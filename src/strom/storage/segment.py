@@ -9,9 +9,9 @@ stores them. Invariants kept by this class:
   * `next_offset` is the last batch's last offset + 1 (base_offset when empty);
   * `max_timestamp` / `offset_of_max_timestamp` describe the batch with the largest max timestamp.
 
-Writes are os.write on an O_APPEND fd; reads are os.pread on the same fd (pread ignores
-O_APPEND). The fd is closed under `lock` so that a flush running in a worker thread never
-fsyncs a number that has been closed and reused.
+Writes are os.write on an O_APPEND descriptor; reads are os.pread on the same descriptor (pread
+ignores O_APPEND). The descriptor comes from the file cache (file_cache.py), which never closes
+one in use; `lock` orders reads and fsyncs in worker threads against close().
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from strom.protocol.records.batch_header import BATCH_HEADER_SIZE, BatchHeader
 from strom.storage.batch_io import pread_exact, read_batch_header, scan_headers
 from strom.storage.errors import NotCachedError
+from strom.storage.file_cache import CachedFile
 from strom.storage.indexes import IndexCorruptError, OffsetIndex, TimeIndex
 from strom.storage.log_config import LogConfig
 from strom.storage.txn_index import TXN_INDEX_SUFFIX, TransactionIndex
@@ -79,31 +80,80 @@ class SegmentClosedError(OSError):
 
 
 class Segment:
+    """One segment. The `.log` descriptor lives in the file cache (file_cache.py): it is
+    opened when the segment is written or read and may be closed again whenever it is idle.
+
+    A segment loaded from disk (`create=False`) learns only its size until something needs
+    more: its indexes and tail state (next offset, largest timestamp) are read on first use
+    (`ensure_loaded`), so opening a partition with many segments reads only the active one.
+    """
+
+    __slots__ = (
+        "_bytes_since_index_entry",
+        "_closed",
+        "_first_batch_timestamp",
+        "_loaded",
+        "_max_timestamp",
+        "_next_offset",
+        "_next_read",
+        "_offset_of_max_timestamp",
+        "base_offset",
+        "created_ms",
+        "directory",
+        "dirty",
+        "file",
+        "index_interval_bytes",
+        "lock",
+        "offset_index",
+        "roll_jitter_ms",
+        "size",
+        "suffix",
+        "time_index",
+        "txn_index",
+    )
+
     def __init__(
-        self, directory: Path, base_offset: int, config: LogConfig, now_ms: int, suffix: str = ""
+        self,
+        directory: Path,
+        base_offset: int,
+        config: LogConfig,
+        now_ms: int,
+        suffix: str = "",
+        *,
+        create: bool = True,
     ) -> None:
-        """Open (creating if missing) the three files; call load() or reset state after."""
+        """A segment whose `.log` is created if missing (`create`), its state that of an empty
+        one until load() or recovery; or one found on disk (`create=False`), which touches
+        nothing but the file's size until it is used."""
         self.directory = directory
         self.base_offset = base_offset
         self.suffix = suffix
         self.lock = threading.Lock()
         log_path, index_path, time_path = segment_paths(directory, base_offset, suffix)
-        self.log_path = log_path
-        self._indexes_existed = index_path.exists() and time_path.exists()
-        self._fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.file = CachedFile(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, exists=not create)
         self.offset_index = OffsetIndex(index_path, base_offset, config.segment_index_bytes)
         self.time_index = TimeIndex(time_path, base_offset, config.segment_index_bytes)
         self.txn_index = TransactionIndex(
             txn_index_path(directory, base_offset, suffix), base_offset
         )
         self.index_interval_bytes = config.index_interval_bytes
-        self.size = os.fstat(self._fd).st_size
-        self.next_offset = base_offset
-        self.max_timestamp = -1
-        self.offset_of_max_timestamp = base_offset
+        self._closed = False
+        if create:
+            fd = self.file.acquire()
+            try:
+                self.size = os.fstat(fd).st_size
+            finally:
+                self.file.release()
+        else:
+            self.size = os.stat(log_path).st_size
+        self._next_offset = base_offset
+        self._max_timestamp = -1
+        self._offset_of_max_timestamp = base_offset
         # The timestamp segment.ms is measured from: the first batch's max timestamp (Kafka's
         # "rolling based timestamp"), else the time the segment was created or opened.
-        self.first_batch_timestamp: int | None = None
+        self._first_batch_timestamp: int | None = None
+        # A created segment is empty or about to be recovered: nothing to read lazily.
+        self._loaded = create
         self.created_ms = now_ms
         jitter = config.segment_jitter_ms
         self.roll_jitter_ms = random.randrange(jitter) if jitter > 0 else 0
@@ -112,20 +162,71 @@ class Segment:
         # (next offset, position) where the last read ended: where a consumer continues.
         self._next_read: tuple[int, int] | None = None
 
+    @property
+    def log_path(self) -> Path:
+        return Path(self.file.path)
+
+    # -- state read on first use -----------------------------------------------------------
+
+    @property
+    def next_offset(self) -> int:
+        if not self._loaded:
+            self.ensure_loaded()
+        return self._next_offset
+
+    @next_offset.setter
+    def next_offset(self, value: int) -> None:
+        self._next_offset = value
+
+    @property
+    def max_timestamp(self) -> int:
+        if not self._loaded:
+            self.ensure_loaded()
+        return self._max_timestamp
+
+    @property
+    def offset_of_max_timestamp(self) -> int:
+        if not self._loaded:
+            self.ensure_loaded()
+        return self._offset_of_max_timestamp
+
+    @property
+    def first_batch_timestamp(self) -> int | None:
+        if not self._loaded:
+            self.ensure_loaded()
+        return self._first_batch_timestamp
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def ensure_loaded(self) -> None:
+        """Read the indexes and tail state of a segment found on disk (once). Indexes that do
+        not match the `.log` are rebuilt from its batch headers, with a warning."""
+        if self._loaded:
+            return
+        try:
+            self.load()
+        except IndexCorruptError as exc:
+            log.warning("rebuilding the indexes of %s: %s", self.log_path, exc)
+            self.rebuild_indexes()
+
     # -- loading -------------------------------------------------------------------------------
 
     def load(self) -> None:
         """Read the indexes (raising IndexCorruptError) and derive the tail state from them."""
-        if self.size and not self._indexes_existed:
+        self._loaded = True
+        found = self.offset_index.load(self.size)
+        found = self.time_index.load() and found
+        if self.size and not found:
             raise IndexCorruptError(f"{self.log_path}: index files are missing")
-        self.offset_index.load(self.size)
-        self.time_index.load()
         last_time_offset = self.time_index.last_entry()[1]
         if last_time_offset > self.base_offset + MAX_RELATIVE_OFFSET:
             raise IndexCorruptError(f"{self.time_index.path}: offset beyond the segment")
-        self.max_timestamp, self.offset_of_max_timestamp = self.time_index.last_entry()
+        self._max_timestamp, self._offset_of_max_timestamp = self.time_index.last_entry()
         _, position = self.offset_index.last_entry()
         last_position = position
+        self._next_offset = self.base_offset
         self._bytes_since_index_entry = self.size - position
         for pos, header in scan_headers(self.pread, position, self.size):
             self._note_batch(header)
@@ -136,29 +237,37 @@ class Segment:
             )
         self._load_first_timestamp()
 
+    def rebuild_indexes(self) -> None:
+        """Index every whole batch from the start of the `.log` again (no CRC checks: that is
+        recovery's job after an unclean shutdown)."""
+        self.reset_indexes()
+        for position, header in scan_headers(self.pread, 0, self.size):
+            self.index_batch(position, header)
+
     def _load_first_timestamp(self) -> None:
-        self.first_batch_timestamp = None
+        self._first_batch_timestamp = None
         for _, header in scan_headers(self.pread, 0, self.size):
-            self.first_batch_timestamp = header.max_timestamp
+            self._first_batch_timestamp = header.max_timestamp
             break
 
     def reset_indexes(self) -> None:
         """Forget all index state; recovery then replays every batch through index_batch()."""
+        self._loaded = True
         self.offset_index.reset()
         self.time_index.reset()
-        self.next_offset = self.base_offset
-        self.max_timestamp = -1
-        self.offset_of_max_timestamp = self.base_offset
-        self.first_batch_timestamp = None
+        self._next_offset = self.base_offset
+        self._max_timestamp = -1
+        self._offset_of_max_timestamp = self.base_offset
+        self._first_batch_timestamp = None
         self._bytes_since_index_entry = 0
 
     # -- writing -------------------------------------------------------------------------------
 
     def _note_batch(self, header: BatchHeader) -> None:
-        self.next_offset = header.last_offset + 1
-        if header.max_timestamp > self.max_timestamp:
-            self.max_timestamp = header.max_timestamp
-            self.offset_of_max_timestamp = header.last_offset
+        self._next_offset = header.last_offset + 1
+        if header.max_timestamp > self._max_timestamp:
+            self._max_timestamp = header.max_timestamp
+            self._offset_of_max_timestamp = header.last_offset
 
     def index_batch(self, position: int, header: BatchHeader) -> None:
         """Account for a batch stored at `position` (appended now, or found by recovery).
@@ -167,24 +276,40 @@ class Segment:
         written since the previous one, pointing at the batch that crossed the threshold.
         """
         if position == 0:
-            self.first_batch_timestamp = header.max_timestamp
+            self._first_batch_timestamp = header.max_timestamp
         self._note_batch(header)
         if self._bytes_since_index_entry > self.index_interval_bytes:
             if not self.offset_index.is_full:
                 self.offset_index.append(header.last_offset, position)
             if not self.time_index.is_full:
-                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+                self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp)
             self._bytes_since_index_entry = 0
         self._bytes_since_index_entry += header.size
 
     def append(self, data: bytes | bytearray | memoryview, batches: list[BatchHeader]) -> None:
-        """Write whole batches (already offset-assigned) with one os.write and index them."""
+        """Write whole batches (already offset-assigned) with one os.write and index them.
+
+        A write that fails part way (a full disk) is cut back off the file, which then still
+        ends with a whole batch, and the OSError goes to the caller.
+        """
+        if not self._loaded:
+            self.ensure_loaded()
         position = self.size
         view = memoryview(data)
         total = len(view)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        fd = self.file.acquire()
+        try:
+            try:
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            except OSError:
+                if len(view) != total:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, position)
+                raise
+        finally:
+            self.file.release()
         for header in batches:
             self.index_batch(position, header)
             position += header.size
@@ -196,21 +321,33 @@ class Segment:
 
     @property
     def indexes_full(self) -> bool:
+        if not self._loaded:
+            self.ensure_loaded()
         return self.offset_index.is_full or self.time_index.is_full
 
     def on_become_inactive(self) -> None:
-        """Record the largest timestamp as the last time index entry (read back on load)."""
-        self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        """Record the largest timestamp as the last time index entry (read back on load) and
+        write the indexes out."""
+        if not self._loaded:
+            return  # never touched since it was found on disk: its files are as they were
+        self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp)
+        self.offset_index.write_pending(create=self.size > 0)
+        self.time_index.write_pending(create=self.size > 0)
 
     def truncate_bytes(self, size: int) -> None:
         """Cut the .log file to `size` bytes (a batch boundary) without touching the indexes."""
         self._next_read = None
-        os.ftruncate(self._fd, size)
+        fd = self.file.acquire()
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            self.file.release()
         self.size = size
         self.dirty = True
 
     def truncate_to(self, offset: int) -> int:
         """Remove the batch containing `offset` and everything after; returns bytes removed."""
+        self.ensure_loaded()
         found = self.locate(offset)
         if found is None:
             return 0
@@ -221,13 +358,13 @@ class Segment:
         self.txn_index.truncate_to(offset)
         self.truncate_bytes(position)
         # Re-derive the tail state from what remains, as a load would.
-        self.next_offset = self.base_offset
-        self.max_timestamp, self.offset_of_max_timestamp = self.time_index.last_entry()
+        self._next_offset = self.base_offset
+        self._max_timestamp, self._offset_of_max_timestamp = self.time_index.last_entry()
         _, index_position = self.offset_index.last_entry()
         for _, header in scan_headers(self.pread, index_position, self.size):
             self._note_batch(header)
         if self.size == 0:
-            self.next_offset = self.base_offset
+            self._next_offset = self.base_offset
         self._bytes_since_index_entry = 0
         self._load_first_timestamp()
         return removed
@@ -249,6 +386,8 @@ class Segment:
             found = read_batch_header(self._read_nowait if nowait else self.pread, hint[1])
             if found is not None and found.base_offset == offset:
                 return hint[1], found
+        if not self._loaded:
+            self.ensure_loaded()
         _, position = self.offset_index.lookup(offset)
         reader = self._read_nowait if nowait else self.pread
         for pos, header in scan_headers(reader, position, self.size):
@@ -262,16 +401,22 @@ class Segment:
 
     def locate_timestamp(self, timestamp: int) -> Iterator[tuple[int, BatchHeader]]:
         """Batches from the index's floor entry for `timestamp` onwards."""
+        if not self._loaded:
+            self.ensure_loaded()
         _, offset = self.time_index.lookup(timestamp)
         _, position = self.offset_index.lookup(offset)
         return self.batches(position)
 
     def pread(self, size: int, position: int) -> bytes:
-        """Read under the lock, so a concurrent close can never leave us reading a reused fd."""
+        """Read under the lock, so a concurrent close can never leave us reading a closed file."""
         with self.lock:
-            if self._fd < 0:
+            if self._closed:
                 raise SegmentClosedError(f"{self.log_path} is closed")
-            return pread_exact(self._fd, size, position)
+            fd = self.file.acquire()
+            try:
+                return pread_exact(fd, size, position)
+            finally:
+                self.file.release()
 
     def read(self, position: int, size: int) -> bytes:
         return self.pread(size, position)
@@ -286,16 +431,20 @@ class Segment:
         buf = bytearray(size)
         got = 0
         with self.lock:
-            if self._fd < 0:
+            if self._closed:
                 raise SegmentClosedError(f"{self.log_path} is closed")
-            while got < size:
-                try:
-                    n = os.preadv(self._fd, [memoryview(buf)[got:]], position + got, _RWF_NOWAIT)
-                except BlockingIOError:
-                    raise NotCachedError(f"{self.log_path} at {position + got}") from None
-                if n == 0:
-                    break  # end of file
-                got += n
+            fd = self.file.acquire()
+            try:
+                while got < size:
+                    try:
+                        n = os.preadv(fd, [memoryview(buf)[got:]], position + got, _RWF_NOWAIT)
+                    except BlockingIOError:
+                        raise NotCachedError(f"{self.log_path} at {position + got}") from None
+                    if n == 0:
+                        break  # end of file
+                    got += n
+            finally:
+                self.file.release()
         if got < size:
             del buf[got:]
         return buf
@@ -303,26 +452,39 @@ class Segment:
     # -- durability and lifetime ---------------------------------------------------------------
 
     def fsync(self) -> None:
+        """Write the indexes out and fsync every file of the segment."""
         with self.lock:
-            if self._fd < 0:
+            if self._closed:
                 return
-            os.fsync(self._fd)
+            fd = self.file.acquire()
+            try:
+                os.fsync(fd)
+            finally:
+                self.file.release()
             self.offset_index.fsync()
             self.time_index.fsync()
             self.txn_index.fsync()
             self.dirty = False
 
     def close(self) -> None:
+        """Write the indexes out and give the descriptor back; reads then raise
+        SegmentClosedError."""
         with self.lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-            self.offset_index.close()
-            self.time_index.close()
+            if self._closed:
+                return
+            self._closed = True
+            self.file.close()
+            if self._loaded:
+                self.offset_index.close()
+                self.time_index.close()
             self.txn_index.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def paths(self) -> list[Path]:
-        """Every file of the segment (the .txnindex may not exist)."""
+        """Every file of the segment (the indexes and the .txnindex may not exist)."""
         return [self.log_path, self.offset_index.path, self.time_index.path, self.txn_index.path]
 
     def rename_suffix(self, suffix: str) -> None:
@@ -337,7 +499,7 @@ class Segment:
             self.txn_index.rename(txn_path)
         log_path, index_path, time_path = segment_paths(self.directory, self.base_offset, suffix)
         os.rename(self.log_path, log_path)
-        self.log_path = log_path
+        self.file.rename(log_path)
         self.offset_index.rename(index_path)
         self.time_index.rename(time_path)
         if suffix != ".swap":
@@ -352,7 +514,10 @@ class Segment:
         a large file frees its extents synchronously and would stall the event loop; a crash
         before it runs leaves `.deleted` files, which recovery unlinks.
         """
-        self.close()
+        with self.lock:
+            self._closed = True
+            self.file.close()
+        self.txn_index.close()
         renamed: list[Path] = []
         for path in self.paths():
             deleted = path.with_name(path.name.removesuffix(self.suffix) + ".deleted")
@@ -364,4 +529,4 @@ class Segment:
         (unlink or unlink_paths)(renamed)
 
     def __repr__(self) -> str:
-        return f"Segment(base={self.base_offset}, next={self.next_offset}, size={self.size})"
+        return f"Segment(base={self.base_offset}, next={self._next_offset}, size={self.size})"

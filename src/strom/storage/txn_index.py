@@ -20,6 +20,7 @@ reaches the upper bound (any later abort started at or after that LSO, so beyond
 
 The file is created on the first append (most segments never see an abort). Entries are kept in
 memory once read: indexes are tiny (one entry per aborted transaction) and reads are frequent.
+Aborts are rare, so the file holds no descriptor: each append and fsync opens it for a moment.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from strom.storage.file_cache import open_fd, read_file
 
 log = logging.getLogger("strom.storage")
 
@@ -71,7 +74,7 @@ class TransactionIndex:
         self.path = path
         self.base_offset = base_offset
         self._lock = threading.Lock()  # flush() may fsync from a worker thread
-        self._fd = -1
+        self._unsynced = False
         self._entries: list[AbortedTxn] | None = None  # loaded on first use
 
     # -- reading -------------------------------------------------------------------------------
@@ -79,7 +82,7 @@ class TransactionIndex:
     def entries(self) -> list[AbortedTxn]:
         if self._entries is None:
             try:
-                data = self.path.read_bytes()
+                data = read_file(self.path)
             except FileNotFoundError:
                 data = b""
             entries = decode_entries(data)
@@ -109,9 +112,12 @@ class TransactionIndex:
                 f"at {entries[-1].last_offset}"
             )
         with self._lock:
-            if self._fd < 0:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.write(self._fd, entry.encode())
+            fd = open_fd(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:
+                os.write(fd, entry.encode())
+            finally:
+                os.close(fd)
+            self._unsynced = True
         entries.append(entry)
 
     def truncate_to(self, offset: int) -> None:
@@ -131,19 +137,27 @@ class TransactionIndex:
     def _truncate_file(self, size: int) -> None:
         with self._lock, contextlib.suppress(FileNotFoundError):
             os.truncate(self.path, size)
+            self._unsynced = True
 
     # -- lifetime ------------------------------------------------------------------------------
 
     def fsync(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                os.fsync(self._fd)
+            if not self._unsynced:
+                return
+            try:
+                fd = open_fd(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                self._unsynced = False
+                return
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._unsynced = False
 
     def close(self) -> None:
-        with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+        """Nothing is held open; kept for the segment's symmetry."""
 
     def rename(self, path: Path) -> None:
         """Point at a new name, moving the file if it exists (segment suffix changes)."""
