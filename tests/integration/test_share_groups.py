@@ -239,3 +239,58 @@ def test_share_group_describe_and_errors(broker: BrokerProcess, topic: str) -> N
     assert unknown.error_code == 69  # GROUP_ID_NOT_FOUND
     consumer = ck.ShareConsumer(share_conf(broker.bootstrap, "cg-taken"))
     consumer.close()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_broker_restart_keeps_share_state(
+    broker_factory: BrokerFactory, topic: str, how: str
+) -> None:
+    """Accepted records are never delivered again after a restart, and records that were
+    delivered but not acknowledged (or never delivered) are not lost."""
+    broker = broker_factory()
+    create_topic(broker.bootstrap, topic, partitions=1)
+    primer = ShareWorker(broker.bootstrap, "durable", [topic]).start()
+    try:
+        prime(broker.bootstrap, topic, [primer])
+    finally:
+        primer.stop()
+    expected = _values("d", 60)
+    produce_values(broker.bootstrap, topic, expected)
+    consumer = ck.ShareConsumer(
+        share_conf(broker.bootstrap, "durable", share_acknowledgement_mode="explicit")
+    )
+    consumer.subscribe([topic])
+    accepted: list[bytes] = []
+    held: list[bytes] = []
+    try:
+
+        def poll_some() -> list[ck.Message]:
+            return [m for m in consumer.poll(0.5) if not m.error()]
+
+        first: list[ck.Message] = wait_until(poll_some, "a first batch", interval_s=0.0)
+        for m in first:
+            consumer.acknowledge(m, ck.AcknowledgeType.ACCEPT)
+            accepted.append(m.value())
+        consumer.commit_sync(30)
+        second: list[ck.Message] = wait_until(poll_some, "a second batch", interval_s=0.0)
+        held = [m.value() for m in second]  # delivered, never acknowledged
+        if how == "kill9":
+            broker.kill9()
+        else:
+            broker.stop()
+        broker.restart()
+    finally:
+        consumer.close()
+    accepted = [v for v in accepted if not v.startswith(b"prime-")]
+    assert accepted and held
+    survivor = ShareWorker(broker.bootstrap, "durable", [topic]).start()
+    try:
+        rest = Counter(v for v in expected if v not in accepted)
+        wait_until(
+            lambda: Counter(survivor.values()) == rest,
+            "every record not accepted before the restart, once",
+            deadline_s=LONG_S,
+        )
+    finally:
+        survivor.stop()
+    assert not set(accepted) & set(survivor.values())

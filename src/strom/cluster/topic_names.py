@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 
 MAX_NAME_LENGTH = 249
-INTERNAL_TOPICS: frozenset[str] = frozenset({"__consumer_offsets", "__transaction_state"})
+INTERNAL_TOPICS: frozenset[str] = frozenset(
+    {"__consumer_offsets", "__transaction_state", "__share_group_state"}
+)
 _LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
 
 

@@ -16,10 +16,11 @@ SHARE_SESSION_LIMIT_REACHED.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,7 @@ class ShareRuntime:
         self.broker = broker
         self.partitions: dict[tuple[str, str, int], SharePartition] = {}
         self.sessions: OrderedDict[SessionKey, ShareSession] = OrderedDict()
+        self._pending: set[asyncio.Future[ErrorCode]] = set()
 
     # -- settings ------------------------------------------------------------------------
 
@@ -136,14 +138,22 @@ class ShareRuntime:
         key = (group_id, topic, partition)
         sp = self.partitions.get(key)
         if sp is None:
-            start = self._initial_offset(group_id, log)
+            error, state = self.broker.share_state.read_state(group_id, log.topic_id, partition)
+            fresh = state is None
             sp = SharePartition(
-                start,
+                state.start_offset if state is not None else self._initial_offset(group_id, log),
                 max_in_flight=self._int("group.share.partition.max.record.locks", 200),
                 max_delivery_count=self._int("group.share.delivery.count.limit", 5),
                 lock_duration_ms=self.lock_duration_ms,
+                batches=state.batches if state is not None else (),
             )
             self.partitions[key] = sp
+            if fresh and error == ErrorCode.NONE:
+                # Where the group starts is state too: a restart must not move it.
+                written = self.persist(group_id, (log.topic_id, topic, partition))
+                if isinstance(written, Awaitable):
+                    self._pending.add(asyncio.ensure_future(written))
+                    self._pending = {f for f in self._pending if not f.done()}
         sp.expire_locks(self.now_ms())
         if sp.start_offset < log.log_start_offset:
             sp.reset_start(log.log_start_offset)  # retention deleted what was not delivered
@@ -162,6 +172,19 @@ class ShareRuntime:
             return default
         configs = getter(group_id) or {}
         return str(configs.get(name, default))
+
+    # -- durability ----------------------------------------------------------------------
+
+    def persist(self, group_id: str, key: TopicPartitionKey) -> ErrorCode | Awaitable[ErrorCode]:
+        """Write the share partition's state to the share coordinator (`__share_group_state`);
+        the answer comes once it is committed."""
+        topic_id, topic, partition = key
+        sp = self.partitions.get((group_id, topic, partition))
+        if sp is None:
+            return ErrorCode.NONE
+        return self.broker.share_state.write_state(
+            group_id, topic_id, partition, sp.start_offset, sp.state_batches()
+        )
 
     # -- acknowledgements ----------------------------------------------------------------
 

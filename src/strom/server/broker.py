@@ -34,6 +34,7 @@ from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from strom.runtime.host import CoordinatorHandle, Node
 from strom.runtime.purgatory import Purgatory
+from strom.runtime.share_coordinator_runtime import SHARE_STATE_TOPIC, ShareCoordinatorRuntime
 from strom.runtime.share_runtime import ShareRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.server.fetch_session import FetchSessionCache
@@ -99,6 +100,7 @@ class Broker:
         self.cleaner = CleanerRuntime(self)
         self.groups = GroupCoordinatorRuntime(self)
         self.txns = TransactionCoordinatorRuntime(self)
+        self.share_state = ShareCoordinatorRuntime(self)
         self.shares = ShareRuntime(self)
         # Cluster mode (zookeeper.connect) only; None on a single broker, where nothing of
         # the replication path runs.
@@ -144,6 +146,7 @@ class Broker:
         broker._reconcile_logs()
         broker.groups.load()
         broker.txns.load()  # after the groups: it may write markers to __consumer_offsets
+        broker.share_state.load()
         return broker
 
     @classmethod
@@ -230,6 +233,7 @@ class Broker:
         await self.txns.stop()
         self.txns.close()
         self.groups.close()
+        self.share_state.close()
         self.fetch_purgatory.expire_all()
         self.produce_purgatory.expire_all()
         loop = asyncio.get_running_loop()
@@ -303,6 +307,8 @@ class Broker:
             return self.groups
         if topic == TRANSACTION_STATE_TOPIC:
             return self.txns
+        if topic == SHARE_STATE_TOPIC:
+            return self.share_state
         return None
 
     def partition_log(self, topic: str, partition: int) -> PartitionLog | None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.share_acknowledge_request import ShareAcknowledgeRequest
@@ -52,6 +53,7 @@ from strom.server.registry import handles
 from strom.storage.errors import NotCachedError
 
 AckBatches = list[tuple[int, int, list[int]]]
+T = TypeVar("T")
 
 
 def _no_leader() -> LeaderIdAndEpoch:
@@ -138,6 +140,60 @@ def handle_share_fetch(
     ack_results = _acknowledge_all(
         ctx, shares, group_id, member_id, acks, ctx.api_version >= 2 and request.is_renew_ack
     )
+    pending = _persist(shares, group_id, ack_results)
+
+    def rest() -> ShareFetchResponse | Awaitable[ShareFetchResponse]:
+        assert session is not None
+        return _after_acks(ctx, shares, request, session, wanted, ack_results)
+
+    if pending:
+        return _after_persisted(pending, ack_results, rest)
+    return rest()
+
+
+def _persist(
+    shares: ShareRuntime, group_id: str, results: dict[TopicPartitionKey, ErrorCode]
+) -> list[tuple[TopicPartitionKey, Awaitable[ErrorCode]]]:
+    """Write the state of every partition whose acknowledgements applied; the ones whose
+    write is not committed yet are returned to be waited for."""
+    pending: list[tuple[TopicPartitionKey, Awaitable[ErrorCode]]] = []
+    for key, code in results.items():
+        if code != ErrorCode.NONE:
+            continue
+        written = shares.persist(group_id, key)
+        if isinstance(written, Awaitable):
+            pending.append((key, written))
+        elif written != ErrorCode.NONE:
+            results[key] = written
+    return pending
+
+
+async def _after_persisted(
+    pending: list[tuple[TopicPartitionKey, Awaitable[ErrorCode]]],
+    results: dict[TopicPartitionKey, ErrorCode],
+    rest: Callable[[], T | Awaitable[T]],
+) -> T:
+    for key, written in pending:
+        code = await written
+        if code != ErrorCode.NONE:
+            results[key] = code
+    answer = rest()
+    if isinstance(answer, Awaitable):
+        return await answer
+    return answer
+
+
+def _after_acks(
+    ctx: RequestContext,
+    shares: ShareRuntime,
+    request: ShareFetchRequest,
+    session: ShareSession,
+    wanted: list[TopicPartitionKey],
+    ack_results: dict[TopicPartitionKey, ErrorCode],
+) -> ShareFetchResponse | Awaitable[ShareFetchResponse]:
+    lock_ms = shares.lock_duration_ms
+    group_id, member_id = session.group_id, session.member_id
+    epoch = request.share_session_epoch
     if epoch == FINAL_EPOCH:
         shares.close_session(session)
         return _fetch_response(ack_results, {}, lock_ms)
@@ -294,7 +350,7 @@ def _fetch_response(
 @handles(79, 1, 2)
 def handle_share_acknowledge(
     ctx: RequestContext, request: ShareAcknowledgeRequest
-) -> ShareAcknowledgeResponse:
+) -> ShareAcknowledgeResponse | Awaitable[ShareAcknowledgeResponse]:
     shares: ShareRuntime = ctx.broker.shares
     lock_ms = shares.lock_duration_ms
     group_id = request.group_id or ""
@@ -328,6 +384,15 @@ def handle_share_acknowledge(
         shares.close_session(session)
     else:
         session.next_epoch()
+    pending = _persist(shares, group_id, results)
+    if pending:
+        return _after_persisted(pending, results, lambda: _ack_response(results, lock_ms))
+    return _ack_response(results, lock_ms)
+
+
+def _ack_response(
+    results: dict[TopicPartitionKey, ErrorCode], lock_ms: int
+) -> ShareAcknowledgeResponse:
     topics: dict[uuid.UUID, ShareAcknowledgeTopicResponse] = {}
     for (topic_id, _, partition), code in results.items():
         topics.setdefault(topic_id, ShareAcknowledgeTopicResponse(topic_id, [])).partitions.append(
