@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from strom.coordinator.share.coordinator import coordinator_key
 from strom.coordinator.share.partition import AcknowledgeType, AcquiredRange, SharePartition
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records.batch_header import iter_batch_headers
@@ -182,7 +183,14 @@ class ShareRuntime:
         sp = self.partitions.get((group_id, topic, partition))
         if sp is None:
             return ErrorCode.NONE
-        return self.broker.share_state.write_state(
+        coordinator = self.broker.share_state
+        if self.broker.cluster is not None:
+            # The state's coordinator may be another broker, and Read/WriteShareGroupState
+            # between brokers is not there yet: the state then stays in memory here.
+            where = coordinator.partition_for(coordinator_key(group_id, topic_id, partition))
+            if where not in coordinator.shards:
+                return ErrorCode.NONE
+        return coordinator.write_state(
             group_id, topic_id, partition, sp.start_offset, sp.state_batches()
         )
 
