@@ -41,7 +41,7 @@ def test_illegal_names(name: str, fragment: str) -> None:
 
 
 def test_internal_topics() -> None:
-    assert {"__consumer_offsets", "__transaction_state"} == INTERNAL_TOPICS
+    assert {"__consumer_offsets", "__transaction_state", "__share_group_state"} == INTERNAL_TOPICS
     assert is_internal("__consumer_offsets") and not is_internal("orders")
 
 
