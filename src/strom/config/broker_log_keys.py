@@ -45,7 +45,7 @@ BROKER_LOG_DEFS: list[ConfigDef] = [
     define("num.recovery.threads.per.data.dir", I, 1, "Threads per data directory for "
        "recovery and shutdown flushes.", at_least(1), mode=CW, unused=True),
     define("num.replica.alter.log.dirs.threads", I, None, "Threads that move replicas between "
-       "log directories; unset means one per directory.", unused=True),
+       "log directories; unset means one per directory."),
     define("log.dir.failure.timeout.ms", L, 30000, "KRaft: how long a broker with a failed "
        "log directory may wait for its leaders to move before it stops.",
        at_least(1), unused=True),

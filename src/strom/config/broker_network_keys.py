@@ -106,7 +106,7 @@ DYNAMIC_ONLY_DEFS: list[ConfigDef] = [
        "may fetch for the replicas listed in follower.replication.throttled.replicas; set "
        "only at run time.", at_least(0), mode=CW, unused=True),
     define("replica.alter.log.dirs.io.max.bytes.per.second", L, LONG_MAX, "Bytes per second "
-       "for moving replicas between log directories; set only at run time.",
-       at_least(0), mode=CW, unused=True),
+       "for moving replicas between log directories (AlterReplicaLogDirs), over all moves of "
+       "the broker; set only at run time.", at_least(0), mode=CW),
 ]
 # fmt: on

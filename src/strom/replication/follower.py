@@ -448,6 +448,8 @@ class FollowerSession:
                 return False
             except (StorageError, OSError) as exc:
                 log.error("%s: writing fetched records failed: %s", plog.name, exc)
+                if isinstance(exc, OSError):
+                    plog.report_io_error(exc)
                 entry.status = FetchStatus.FAILED
                 entry.last_error = ErrorCode.KAFKA_STORAGE_ERROR
                 return False

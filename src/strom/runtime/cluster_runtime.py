@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from strom.cluster.local_metadata import TopicRecord
@@ -64,6 +65,9 @@ class _ControllerHooks(ControllerListener):
         for tp, update in updates.items():
             metadata.put_state(tp, VersionedState(update.state, update.zk_version))
             self.runtime.replicas.apply(tp)
+
+    def offline_replicas(self) -> frozenset[TopicPartition]:
+        return frozenset(TopicPartition(*k) for k in self.runtime.broker.logs.offline_partitions)
 
 
 class ClusterRuntime:
@@ -123,6 +127,26 @@ class ClusterRuntime:
         await self.controller.start()
         replicas.apply_all()
         self._shrinker = asyncio.create_task(self._shrink_loop(), name="isr-shrink")
+
+    def log_dir_failed(self, log_dir: Path, offline: Sequence[tuple[str, int]]) -> None:
+        """A log dir of this broker failed: stop serving its partitions and tell the
+        controller through /log_dir_event_notification (ZooKeeper-mode Kafka's way); it asks
+        this broker which replicas are offline and moves their leaderships away."""
+        self.replicas.log_dir_failed(offline)
+        broker_id = self.broker.config.broker_id
+
+        async def notify() -> None:
+            while True:
+                try:
+                    path = await self.metadata.store.notify_log_dir_failure(broker_id)
+                except ZkError as exc:
+                    log.warning("telling the controller that %s failed: %r; retrying", log_dir, exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                log.info("log dir failure of %s announced at %s", log_dir, path)
+                return
+
+        self.replicas._spawn(notify())
 
     def _broker_configs_changed(self) -> None:
         metadata = self.metadata
@@ -389,6 +413,7 @@ class ClusterRuntime:
     def describe_topic(self, record: TopicRecord, name: str) -> MetadataResponseTopic:
         live = set(self.metadata.brokers)
         partitions: list[MetadataResponsePartition] = []
+        me = self.broker.config.broker_id
         for p in range(record.num_partitions):
             replicas = list(self.metadata.replicas(name, p))
             versioned = self.metadata.state(name, p)
@@ -406,7 +431,11 @@ class ClusterRuntime:
                     leader_epoch=epoch,
                     replica_nodes=replicas,
                     isr_nodes=isr,
-                    offline_replicas=[r for r in replicas if r not in live],
+                    offline_replicas=[
+                        r
+                        for r in replicas
+                        if r not in live or (r == me and self.broker.logs.is_offline(name, p))
+                    ],
                 )
             )
         return MetadataResponseTopic(

@@ -23,7 +23,8 @@ its state znode would (the partition epoch is the znode version), and hands it t
 newer to do. Per partition: NONE (applied, or already known); STALE_CONTROLLER_EPOCH for a
 partition epoch older than the one already known (as Kafka answers a stale leader epoch);
 UNKNOWN_TOPIC_OR_PARTITION when this broker is not among the replicas; INCONSISTENT_TOPIC_ID
-(v5+) when the topic id differs from the one this broker knows.
+(v5+) when the topic id differs from the one this broker knows; KAFKA_STORAGE_ERROR when the
+partition's log dir is offline (how the controller learns which replicas a failed log dir took).
 
 UpdateMetadata puts each partition state into the metadata cache only (the replicas' roles
 change by LeaderAndIsr, as in Kafka), for every partition it names, hosted here or not, of a
@@ -240,6 +241,12 @@ class ControllerRequests:
             leader_recovery_state=p.leader_recovery_state,
         )
         known = metadata.states.get(tp)
+        if self.runtime.broker.logs.is_offline(topic, p.partition_index):
+            # Its log dir failed: the controller learns from this answer that the replica is
+            # offline (Kafka's LeaderAndIsr response after a log dir event).
+            if known is None or known.version < p.partition_epoch:
+                metadata.put_state(tp, VersionedState(state, p.partition_epoch))
+            return ErrorCode.KAFKA_STORAGE_ERROR
         if known is not None and known.version >= p.partition_epoch:
             if known.version == p.partition_epoch and known.state == state:
                 return ErrorCode.NONE  # the watch was first

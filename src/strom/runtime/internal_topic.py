@@ -75,14 +75,18 @@ def append_records(
         )
     )
     headers = [header for _, header in iter_batch_headers(batch)]
-    partition_log.append_as_leader(
-        batch,
-        headers,
-        broker.leader_epoch(topic, partition),
-        now,
-        # Coordinator-written transactional batches carry no sequence numbers.
-        origin=Origin.COORDINATOR,
-    )
+    try:
+        partition_log.append_as_leader(
+            batch,
+            headers,
+            broker.leader_epoch(topic, partition),
+            now,
+            # Coordinator-written transactional batches carry no sequence numbers.
+            origin=Origin.COORDINATOR,
+        )
+    except OSError as exc:
+        broker.logs.io_failed(partition_log, exc)
+        raise ApiError(ErrorCode.KAFKA_STORAGE_ERROR) from exc
     end = partition_log.log_end_offset
     broker.after_append(topic, partition)
     return end

@@ -39,6 +39,7 @@ from strom.replication.replica_state import (
     ReplicaState,
 )
 from strom.security.client import inter_broker_security
+from strom.storage.errors import KafkaStorageError
 
 if TYPE_CHECKING:
     from strom.runtime.host import BrokerHost
@@ -98,6 +99,8 @@ class ReplicaManager:
 
     def check_produce(self, topic: str, partition: int, acks: int) -> ErrorCode:
         """Before an append: NONE, or why this broker must not take it."""
+        if self.broker.logs.is_offline(topic, partition):
+            return ErrorCode.KAFKA_STORAGE_ERROR
         state = self.states.get((topic, partition))
         if state is None or not state.is_leader:
             if self.metadata.get_topic(topic) is None:
@@ -236,11 +239,28 @@ class ReplicaManager:
         if self.broker_id not in replicas:
             self._stop_hosting(key, delete=True)
             return
+        if self.broker.logs.is_offline(*key):
+            self._stop_hosting(key, delete=False)  # its log dir failed: nothing to serve
+            return
         plog = self.broker.logs.get(*key)
         if plog is None:
-            plog = self.broker.logs.create(
-                tp.topic, tp.partition, record.topic_id, self.broker.log_config(tp.topic)
-            )
+            assignment = self.metadata.assignments.get(tp.topic)
+            adding = assignment.adding_replicas.get(tp.partition, ()) if assignment else ()
+            try:
+                plog = self.broker.logs.create(
+                    tp.topic,
+                    tp.partition,
+                    record.topic_id,
+                    self.broker.log_config(tp.topic),
+                    # Kafka's isNew: a new partition (its state never changed since the
+                    # controller created it) or a replica a reassignment adds here.
+                    is_new=versioned.version == 0 or self.broker_id in adding,
+                )
+            except KafkaStorageError as exc:
+                log.error("%s-%d: %s", *key, exc)
+                self.broker.logs.offline_partitions[key] = None
+                self._stop_hosting(key, delete=False)
+                return
         state = self.states.get(key)
         if state is None:
             state = ReplicaState(
@@ -382,6 +402,12 @@ class ReplicaManager:
         for _, partition in [k for k in self.broker.logs.partitions() if k[0] == topic]:
             self._stop_hosting((topic, partition), delete=True)
 
+    def log_dir_failed(self, keys: Iterable[Key]) -> None:
+        """Their log dir failed: stop leading and following them (the controller, told
+        through ZooKeeper, moves their leaderships away)."""
+        for key in keys:
+            self._stop_hosting(key, delete=False)
+
     def stop_replica(self, key: Key, delete: bool) -> None:
         """The controller's StopReplica (checked against ZooKeeper by the caller)."""
         self._stop_hosting(key, delete)
@@ -397,6 +423,8 @@ class ReplicaManager:
         if delete and self.broker.logs.get(*key) is not None:
             log.info("%s-%d: no longer a replica here; deleting its log", *key)
             self.broker.logs.delete_partition(*key)
+        elif delete:
+            self.broker.logs.offline_partitions.pop(key, None)
         self.broker.fetch_purgatory.notify(key)
         self.broker.produce_purgatory.notify(key)
 

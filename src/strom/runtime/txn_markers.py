@@ -59,10 +59,18 @@ def append_marker(
             return ErrorCode.NONE, end
         partition_log = broker.partition_log(topic, index)
         if partition_log is None:
-            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1
+            offline = broker.logs.is_offline(topic, index)
+            return (
+                ErrorCode.KAFKA_STORAGE_ERROR if offline else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            ), -1
         partition_log.append_marker(*args, broker.leader_epoch(topic, index), broker.clock.now_ms())
     except ProducerStateError as exc:
         return ErrorCode(exc.error_code), -1
+    except OSError as exc:
+        failed = broker.partition_log(topic, index)
+        if failed is not None:
+            broker.logs.io_failed(failed, exc)
+        return ErrorCode.KAFKA_STORAGE_ERROR, -1
     end = partition_log.log_end_offset
     broker.after_append(topic, index)
     return ErrorCode.NONE, end

@@ -17,6 +17,7 @@ from strom.server.dispatch import Dispatcher
 from strom.server.http.listener import BrokerState, HttpListener
 from strom.server.network import KafkaConnection
 from strom.server.tls import TlsListener
+from strom.storage.log_dirs import LogDirConfigError
 
 log = logging.getLogger("strom.server")
 
@@ -168,7 +169,7 @@ def serve(config: BrokerConfig) -> int:
     _raise_open_file_limit()
     try:
         asyncio.run(run_broker(config, started_at))
-    except (OSError, ConfigError) as exc:
+    except (OSError, ConfigError, LogDirConfigError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     except Exception as exc:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import socket
 import uuid
 from collections.abc import Callable
@@ -28,7 +30,9 @@ from strom.config import (
     log_no_effect,
     validate_topic_configs,
 )
+from strom.config.broker_keys import DYNAMIC_ONLY
 from strom.protocol.errors import ErrorCode
+from strom.replication.alter_log_dirs import UNTHROTTLED, ReplicaAlterLogDirsManager
 from strom.runtime.cleaner_runtime import CleanerRuntime
 from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
@@ -39,6 +43,8 @@ from strom.runtime.share_runtime import ShareRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.server.fetch_session import FetchSessionCache
 from strom.server.metrics import BrokerMetrics
+from strom.storage import faults
+from strom.storage.errors import KafkaStorageError
 from strom.storage.log_config import LogConfig
 from strom.storage.log_manager import LogManager
 from strom.storage.segment import unlink_paths
@@ -50,6 +56,8 @@ if TYPE_CHECKING:
     from strom.storage.partition_log import PartitionLog
 
 log = logging.getLogger("strom.broker")
+
+ALTER_LOG_DIRS_RATE = "replica.alter.log.dirs.io.max.bytes.per.second"
 
 
 def broker_config_write_name(broker_id: int | None) -> str:
@@ -92,6 +100,7 @@ class Broker:
         )
         # Unlinking a large segment frees its extents synchronously: not on the event loop.
         logs.set_unlinker(self._unlink_in_pool)
+        logs.remove_tree = self._remove_tree_in_pool
         self.node = self._advertised_node()
         # Listener name -> the port it is bound to (the registration needs the real ports).
         self.bound_ports: dict[str, int] = {}
@@ -102,6 +111,15 @@ class Broker:
         self.txns = TransactionCoordinatorRuntime(self)
         self.share_state = ShareCoordinatorRuntime(self)
         self.shares = ShareRuntime(self)
+        # Moves replicas between log dirs (AlterReplicaLogDirs), as Kafka with one thread per
+        # log dir (num.replica.alter.log.dirs.threads' default).
+        threads = config.get("num.replica.alter.log.dirs.threads")
+        self.log_dir_moves = ReplicaAlterLogDirsManager(
+            logs,
+            threads if isinstance(threads, int) else len(logs.log_dirs),
+            on_moved=self._replica_moved,
+            rate=self._alter_log_dirs_rate,
+        )
         # Cluster mode (zookeeper.connect) only; None on a single broker, where nothing of
         # the replication path runs.
         self.cluster: ClusterRuntime | None = None
@@ -112,6 +130,13 @@ class Broker:
         # What acts on dynamic broker configs besides the logs (TLS listeners): checked before
         # a change is accepted, told after it is applied.
         self.reconfigurables: list[Reconfigurable] = []
+        self._faults = faults.FaultFile.from_environment()
+
+    def _remove_tree_in_pool(self, path: Path) -> None:
+        try:
+            self.io.submit(shutil.rmtree, path, True)
+        except RuntimeError:  # the pool is shut down (closing): do it here
+            shutil.rmtree(path, ignore_errors=True)
 
     def _unlink_in_pool(self, paths: list[Path]) -> None:
         try:
@@ -123,9 +148,8 @@ class Broker:
 
     @classmethod
     def open(cls, config: BrokerConfig, clock: Clock | None = None) -> Broker:
-        """Load metadata and every partition log (blocking; runs before the loop serves)."""
-        for directory in config.log_dirs:
-            directory.mkdir(parents=True, exist_ok=True)
+        """Load metadata and every partition log (blocking; runs before the loop serves).
+        The metadata file lives in the first log dir, which must therefore be usable."""
         metadata = LocalMetadata.load(config.log_dirs[0])
         # Dynamic broker configs (AlterConfigs) are kept by the metadata store.
         config = config.with_dynamic(
@@ -140,7 +164,13 @@ class Broker:
             record = metadata.get_topic(topic)
             return log_config_for(record.configs if record else {}, config)
 
-        logs = LogManager.open(list(config.log_dirs), config_for, config.producer_id_expiration_ms)
+        logs = LogManager.open(
+            list(config.log_dirs),
+            config_for,
+            config.producer_id_expiration_ms,
+            cluster_id=metadata.cluster_id,
+            broker_id=config.broker_id,
+        )
         broker = cls(config, metadata, logs, clock)
         broker_ref.append(broker)
         broker._reconcile_logs()
@@ -153,8 +183,6 @@ class Broker:
     def open_cluster(cls, config: BrokerConfig, metadata: ZkMetadata) -> Broker:
         """Cluster mode: open the logs against the topics in ZooKeeper (blocking). The
         coordinators load nothing here: their partitions' logs may be follower copies."""
-        for directory in config.log_dirs:
-            directory.mkdir(parents=True, exist_ok=True)
         broker_ref: list[Broker] = []
 
         def config_for(topic: str) -> LogConfig:
@@ -163,7 +191,13 @@ class Broker:
             record = metadata.get_topic(topic)
             return log_config_for(record.configs if record else {}, config)
 
-        logs = LogManager.open(list(config.log_dirs), config_for, config.producer_id_expiration_ms)
+        logs = LogManager.open(
+            list(config.log_dirs),
+            config_for,
+            config.producer_id_expiration_ms,
+            cluster_id=metadata.cluster_id,
+            broker_id=config.broker_id,
+        )
         broker = cls(config, metadata, logs)
         broker_ref.append(broker)
         for topic, partition in list(logs.partitions()):
@@ -182,8 +216,14 @@ class Broker:
         for name, record in self.metadata.topics.items():
             cfg = self.log_config(name)
             for partition in range(record.num_partitions):
-                if self.logs.get(name, partition) is None:
-                    self.logs.create(name, partition, record.topic_id, cfg)
+                if self.logs.get(name, partition) is None and not self.logs.is_offline(
+                    name, partition
+                ):
+                    try:
+                        self.logs.create(name, partition, record.topic_id, cfg, is_new=False)
+                    except KafkaStorageError:
+                        # A log dir is offline: the partition's log may be in it.
+                        self.logs.offline_partitions[(name, partition)] = None
         for topic, partition in list(self.logs.partitions()):
             known = self.metadata.get_topic(topic)
             if known is None or partition >= known.num_partitions:
@@ -196,8 +236,13 @@ class Broker:
 
     def start_background_tasks(self) -> None:
         cfg = self.config
+        loop = asyncio.get_running_loop()
+        self.logs.on_dir_failure = lambda log_dir, reason: loop.call_soon_threadsafe(
+            self.handle_log_dir_failure, log_dir, reason
+        )
         self.groups.start()
         self.txns.start()
+        self.log_dir_moves.resume_all()
         self._background = [
             asyncio.create_task(
                 self._every(cfg.log_retention_check_interval_ms, self._retention), name="retention"
@@ -209,7 +254,18 @@ class Broker:
                 self._every(cfg.log_flush_offset_checkpoint_interval_ms, self._checkpoint),
                 name="checkpoint",
             ),
+            asyncio.create_task(
+                self._every(
+                    cfg.get_int("replica.high.watermark.checkpoint.interval.ms"),
+                    self._checkpoint_high_watermarks,
+                ),
+                name="high-watermark-checkpoint",
+            ),
         ]
+        if self._faults is not None:
+            self._background.append(
+                asyncio.create_task(self._every(100, self._poll_faults), name="fault-injection")
+            )
         self._background.append(
             asyncio.create_task(
                 self._every(
@@ -224,6 +280,7 @@ class Broker:
     async def close(self) -> None:
         if self.cluster is not None:
             await self.cluster.shutdown()
+        await self.log_dir_moves.stop()
         await self.cleaner.stop()  # before the logs close under a pass
         for task in self._background:
             task.cancel()
@@ -265,6 +322,15 @@ class Broker:
 
     async def _checkpoint(self) -> None:
         self.logs.checkpoint()
+
+    async def _checkpoint_high_watermarks(self) -> None:
+        marks = self.logs.high_watermarks_by_dir()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.io, self.logs.write_high_watermarks, marks)
+
+    async def _poll_faults(self) -> None:
+        assert self._faults is not None
+        self._faults.poll()
 
     async def _expire_producers(self) -> None:
         self.logs.remove_expired_producers(self.clock.now_ms())
@@ -335,7 +401,16 @@ class Broker:
             return
         self._flushing.add(partition_log)
         future = asyncio.get_running_loop().run_in_executor(self.io, partition_log.flush)
-        future.add_done_callback(lambda _: self._flushing.discard(partition_log))
+
+        def done(finished: asyncio.Future[None]) -> None:
+            self._flushing.discard(partition_log)
+            exc = None if finished.cancelled() else finished.exception()
+            if isinstance(exc, OSError):
+                self.logs.io_failed(partition_log, exc)
+            elif exc is not None:
+                log.error("flushing %s failed: %r", partition_log.name, exc)
+
+        future.add_done_callback(done)
 
     def leader_epoch(self, topic: str, partition: int) -> int:
         if self.cluster is not None:
@@ -541,6 +616,59 @@ class Broker:
 
     def data_dirs(self) -> list[Path]:
         return list(self.config.log_dirs)
+
+    # -- log directories (JBOD) -------------------------------------------------------------
+
+    def missing_log_error(self, topic: str, partition: int) -> ErrorCode:
+        """Why a partition has no log here: its log dir is offline (KAFKA_STORAGE_ERROR), or
+        this broker does not have it (UNKNOWN_TOPIC_OR_PARTITION)."""
+        if self.logs.is_offline(topic, partition):
+            return ErrorCode.KAFKA_STORAGE_ERROR
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+    def handle_log_dir_failure(self, log_dir: Path, reason: str) -> None:
+        """A log dir failed (I/O error): take it offline and stop serving its partitions;
+        the other directories go on. With none left the broker halts, as Kafka does, and on a
+        single broker also when it is the first one (which holds the topic metadata)."""
+        offline = self.logs.take_offline(log_dir, reason)
+        if not self.logs.live_log_dirs:
+            self._halt(
+                "Shutdown broker because all log dirs in "
+                f"{', '.join(map(str, self.logs.log_dirs))} have failed"
+            )
+        if self.cluster is None and log_dir == self.logs.log_dirs[0]:
+            # It holds strom-metadata.json: as Kafka's metadata log dir, it cannot be lost.
+            self._halt(f"Shutdown broker because the metadata log dir {log_dir} has failed")
+        for topic, partition in offline:
+            if self.cluster is None and topic == OFFSETS_TOPIC:
+                self.groups.resign(partition)
+            elif self.cluster is None and topic == TRANSACTION_STATE_TOPIC:
+                self.txns.resign(partition)
+            self.fetch_purgatory.notify((topic, partition))
+            self.produce_purgatory.notify((topic, partition))
+        if self.cluster is not None:
+            self.cluster.log_dir_failed(log_dir, offline)
+
+    @staticmethod
+    def _halt(message: str) -> None:
+        """Stop at once, as Kafka's Exit.halt: nothing more is written anywhere."""
+        log.critical("%s", message)
+        logging.shutdown()
+        os._exit(1)
+
+    def _alter_log_dirs_rate(self) -> int:
+        """replica.alter.log.dirs.io.max.bytes.per.second: a dynamic-only key (as Kafka's, it
+        is read from this broker's dynamic configs, then the cluster-wide default)."""
+        for layer in (self.config.dynamic_broker_configs, self.config.dynamic_default_configs):
+            value = layer.get(ALTER_LOG_DIRS_RATE)
+            if value is not None:
+                rate = DYNAMIC_ONLY[ALTER_LOG_DIRS_RATE].parse(value, None)
+                if isinstance(rate, int):
+                    return rate
+        return UNTHROTTLED
+
+    def _replica_moved(self, key: tuple[str, int]) -> None:
+        self.fetch_purgatory.notify(key)
 
 
 async def open_cluster_broker(config: BrokerConfig) -> Broker:

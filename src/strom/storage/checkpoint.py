@@ -19,6 +19,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from strom.storage import faults
+
 log = logging.getLogger("strom.storage")
 
 VERSION = 0
@@ -52,6 +54,7 @@ def sync_file(path: Path) -> None:
 
 def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Write via `<name>.tmp` and rename; `sync=False` leaves the fsyncs to `sync_file`."""
+    faults.check(path, "write")
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:

@@ -64,6 +64,10 @@ class LeaderEpochCache:
             self.needs_sync = False
             sync_file(self.path)
 
+    def update_parent_dir(self, directory: Path) -> None:
+        """The partition directory was renamed (its replica moved to another log dir)."""
+        self.path = directory / FILE_NAME
+
     @property
     def latest_epoch(self) -> int:
         return self.epochs[-1] if self.epochs else UNDEFINED_EPOCH

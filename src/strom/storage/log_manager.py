@@ -1,32 +1,54 @@
-"""`LogManager`: every partition log under the configured log directories.
+"""`LogManager`: every partition log under the configured log directories (JBOD, as Kafka).
 
 Per log directory (Kafka's layout):
-  <topic>-<partition>/                  one PartitionLog each (the partition is after the last '-')
+  <topic>-<partition>/                    one PartitionLog each (the partition is after the
+                                          last '-')
+  <topic>-<partition>.<uuid hex>-future/  a replica being moved here from another log dir of
+                                          this broker (AlterReplicaLogDirs, log_moves.py)
   <topic>-<partition>.<uuid hex>-delete/  a deleted partition whose files are being removed
-  recovery-point-offset-checkpoint      "<topic> <partition> <recovery point>" (checkpoint.py)
-  log-start-offset-checkpoint           "<topic> <partition> <log start offset>"
-  cleaner-offset-checkpoint             owned by cleaner.py
-  .kafka_cleanshutdown                  written by close() after everything is flushed; removed
-                                        by open(), so its presence at open means the previous
-                                        run shut down cleanly and segments need no recovery
+  meta.properties                         cluster and broker id (log_dirs.py)
+  recovery-point-offset-checkpoint        "<topic> <partition> <recovery point>" (checkpoint.py)
+  log-start-offset-checkpoint             "<topic> <partition> <log start offset>"
+  replication-offset-checkpoint           "<topic> <partition> <high watermark>"
+  cleaner-offset-checkpoint               owned by cleaner.py
+  .kafka_cleanshutdown                    written by close() after everything is flushed;
+                                          removed by open(), so its presence at open means the
+                                          previous run shut down cleanly and segments need no
+                                          recovery
+The checkpoints of a directory list the logs (current and future) stored in it.
+
+New partitions go to the live directory holding the fewest logs (current and future, ties in
+log.dirs order), unless AlterReplicaLogDirs named one for the partition beforehand. A partition
+found in two directories at start-up stops the broker (Kafka's error and advice).
+
+A directory fails when it cannot be used at start-up (log_dirs.py) or when an I/O error hits a
+file in it (`io_failed`, from any thread). `take_offline` then drops its logs: their partitions
+are offline (`offline_partitions`; the server answers KAFKA_STORAGE_ERROR for them) until the
+broker restarts. While any directory is offline, a log is only created for a partition that is
+new to this broker (Kafka's rule: an existing one may be in the failed directory).
 
 All methods block (file I/O, fsync); the server chooses which to run in worker threads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import re
 import shutil
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from strom.protocol.primitives import ZERO_UUID
-from strom.storage import cleaner
+from strom.storage import cleaner, log_moves
 from strom.storage.checkpoint import fsync_dir, read_offsets, write_atomically, write_offsets
+from strom.storage.errors import KafkaStorageError, StorageError
 from strom.storage.log_config import LogConfig
+from strom.storage.log_dirs import LogDirConfigError, prepare_log_dirs
 from strom.storage.partition_log import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     PartitionLog,
@@ -34,18 +56,31 @@ from strom.storage.partition_log import (
 )
 from strom.storage.partition_metadata import read_partition_metadata
 from strom.storage.retention import delete_expired_segments
+from strom.storage.segment import SegmentClosedError
 
 log = logging.getLogger("strom.storage")
 
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_FILE = "log-start-offset-checkpoint"
+HIGH_WATERMARK_FILE = "replication-offset-checkpoint"
 DELETE_SUFFIX = "-delete"
+FUTURE_SUFFIX = "-future"
 PARTITION_DIR = re.compile(r"^(?P<topic>.+)-(?P<partition>\d+)$")
+# "<topic>-<partition>.<unique id>-delete|-future|-stray" (Kafka's unique id: a uuid's hex)
+SUFFIXED_DIR = re.compile(
+    r"^(?P<topic>.+)-(?P<partition>\d+)\.[0-9A-Za-z]+-(?P<kind>delete|future|stray)$"
+)
 # Kafka's marker content since 3.x; older Kafka wrote an empty file. Readers only test existence.
 CLEAN_SHUTDOWN_CONTENT = b'{"version":0,"brokerEpoch":-1}'
 
 TopicPartition = tuple[str, int]
+
+
+class LogDirNotFoundError(StorageError):
+    """A path that is not one of log.dirs (LOG_DIR_NOT_FOUND)."""
+
+    error_code = 57
 
 
 class LogManager:
@@ -54,15 +89,42 @@ class LogManager:
         log_dirs: list[Path],
         config_for: Callable[[str], LogConfig],
         producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+        offline_dirs: dict[Path, str] | None = None,
     ) -> None:
         if not log_dirs:
             raise ValueError("at least one log directory is needed")
-        self.log_dirs = list(log_dirs)
+        self.log_dirs = [d.absolute() for d in log_dirs]
         self.config_for = config_for
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.logs: dict[TopicPartition, PartitionLog] = {}
         self.log_dir_of: dict[TopicPartition, Path] = {}
+        self.future_logs: dict[TopicPartition, PartitionLog] = {}
+        # Directory -> why it is offline. Changed only on the owning thread (take_offline).
+        self.offline_dirs: dict[Path, str] = {}
+        # Partitions whose log is in an offline directory (None: not known which, it was
+        # offline at start-up).
+        self.offline_partitions: dict[TopicPartition, Path | None] = {}
+        # AlterReplicaLogDirs for a partition not hosted yet: where its log is to be created.
+        self.preferred_dirs: dict[TopicPartition, Path] = {}
+        # Partitions the cleaner leaves alone (being moved between directories).
+        self.cleaning_paused: set[TopicPartition] = set()
         self._unlink: Callable[[list[Path]], object] | None = None
+        # Removes a renamed `-delete` directory; the broker runs it in its worker pool (freeing
+        # a large log's extents takes long). A crash before it runs leaves the directory, which
+        # loading removes.
+        self.remove_tree: Callable[[Path], object] = _remove_tree
+        self._failure_lock = threading.Lock()
+        self._failing: set[Path] = set()
+        # Called (from any thread) when I/O in a live directory fails; it must arrange for
+        # take_offline(log_dir, reason) to run on the thread that owns this manager. The
+        # default runs it at once (tests and tools with one thread).
+        self.on_dir_failure: Callable[[Path, str], object] = self.take_offline
+        # Set by whoever copies into future logs in another thread (the alter-log-dirs mover):
+        # called before a future log is closed or deleted, it returns once no copy into it runs
+        # and none will start.
+        self.release_future: Callable[[TopicPartition], None] = lambda key: None
+        for log_dir, reason in (offline_dirs or {}).items():
+            self.offline_dirs[log_dir.absolute()] = reason
 
     def set_producer_id_expiration(self, expiration_ms: int) -> None:
         """producer.id.expiration.ms changed at run time: every log uses the new value."""
@@ -73,7 +135,7 @@ class LogManager:
     def set_unlinker(self, unlink: Callable[[list[Path]], object]) -> None:
         """Remove the files of deleted segments with `unlink` (the broker: in its worker pool)."""
         self._unlink = unlink
-        for plog in self.logs.values():
+        for plog in [*self.logs.values(), *self.future_logs.values()]:
             plog.unlink_files = unlink
 
     @classmethod
@@ -82,95 +144,283 @@ class LogManager:
         log_dirs: list[Path],
         config_for: Callable[[str], LogConfig],
         producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+        *,
+        cluster_id: str | None = None,
+        broker_id: int | None = None,
     ) -> LogManager:
-        manager = cls(log_dirs, config_for, producer_id_expiration_ms)
-        for log_dir in manager.log_dirs:
-            manager._load_dir(log_dir)
+        """Check the directories (log_dirs.py), then load every log in the usable ones.
+
+        Raises LogDirConfigError when no directory is usable or the directories contradict
+        each other (another broker's, the same partition twice)."""
+        absolute = [d.absolute() for d in log_dirs]
+        offline = prepare_log_dirs(absolute, cluster_id, broker_id)
+        for reason in offline.values():
+            log.error("%s; the log directory is offline", reason)
+        manager = cls(absolute, config_for, producer_id_expiration_ms, offline)
+        for log_dir in manager.live_log_dirs:
+            try:
+                manager._load_dir(log_dir)
+            except OSError as exc:
+                reason = f"Error while loading log dir {log_dir}: {exc}"
+                log.error("%s; the log directory is offline", reason)
+                manager.take_offline(log_dir, reason, quiet=True)
+        if not manager.live_log_dirs:
+            raise LogDirConfigError(
+                "Shutdown broker because none of the specified log dirs from "
+                f"{', '.join(map(str, absolute))} can be created or validated"
+            )
+        log_moves.recover_abandoned_futures(manager)
         return manager
 
     def _load_dir(self, log_dir: Path) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
         marker = log_dir / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
         recovery_points = read_offsets(log_dir / RECOVERY_POINT_FILE)
-        if not clean and any(entry.is_dir() for entry in os.scandir(log_dir)):
+        entries = sorted(os.scandir(log_dir), key=lambda e: e.name)
+        if not clean and any(entry.is_dir() for entry in entries):
             log.warning(
                 "no clean shutdown marker in %s: recovering its partitions' segments past "
                 "their recovery points",
                 log_dir,
             )
         start_offsets = read_offsets(log_dir / LOG_START_OFFSET_FILE)
-        for entry in sorted(os.scandir(log_dir), key=lambda e: e.name):
+        for entry in entries:
             if not entry.is_dir():
                 continue
             path = Path(entry.path)
-            if entry.name.endswith(DELETE_SUFFIX):
-                log.info("finishing the deletion of %s", path)
-                shutil.rmtree(path, ignore_errors=True)
-                continue
-            match = PARTITION_DIR.match(entry.name)
-            if match is None or "." in entry.name.rsplit("-", 1)[1]:
+            future = False
+            suffixed = SUFFIXED_DIR.match(entry.name)
+            if suffixed is not None:
+                if suffixed["kind"] == DELETE_SUFFIX[1:]:
+                    log.info("finishing the deletion of %s", path)
+                    shutil.rmtree(path, ignore_errors=True)
+                    continue
+                if suffixed["kind"] != FUTURE_SUFFIX[1:]:
+                    log.warning("ignoring %s: not a partition directory Strom uses", path)
+                    continue
+                future = True
+                match: re.Match[str] | None = suffixed
+            else:
+                match = PARTITION_DIR.match(entry.name)
+            if match is None or (not future and "." in entry.name.rsplit("-", 1)[1]):
                 log.warning("ignoring %s: not a <topic>-<partition> directory", path)
                 continue
             key = (match["topic"], int(match["partition"]))
-            if key in self.logs:
-                log.error(
-                    "ignoring %s: %s-%d is already loaded from %s", path, *key, self.log_dir_of[key]
-                )
-                continue
-            topic_id = read_partition_metadata(path) or ZERO_UUID
+            self._check_duplicate(key, path, future)
             try:
                 plog = PartitionLog.open(
                     path,
                     key[0],
                     key[1],
-                    topic_id,
+                    read_partition_metadata(path) or ZERO_UUID,
                     self.config_for(key[0]),
                     recovery_points.get(key),
                     clean,
                     start_offsets.get(key),
                     producer_id_expiration_ms=self.producer_id_expiration_ms,
                 )
+            except OSError:
+                raise  # the directory fails
             except Exception:
-                log.exception("could not load %s; leaving it offline", path)
+                log.exception("could not load %s; its partition is offline", path)
+                if not future:
+                    self.offline_partitions[key] = log_dir
                 continue
-            if self._unlink is not None:
-                plog.unlink_files = self._unlink
-            self.logs[key] = plog
-            self.log_dir_of[key] = log_dir
+            self._register(key, plog, log_dir, future)
         if clean:
             # From now on a crash must be recognised as unclean.
             marker.unlink()
             fsync_dir(log_dir)
+
+    def _check_duplicate(self, key: TopicPartition, path: Path, future: bool) -> None:
+        if future and key in self.future_logs:
+            raise LogDirConfigError(
+                f"Duplicate log directories found: {path}, {self.future_logs[key].directory}"
+            )
+        if not future and key in self.logs:
+            raise LogDirConfigError(
+                f"Duplicate log directories for {key[0]}-{key[1]} are found in both {path} and "
+                f"{self.logs[key].directory}. It is likely because log directory failure happened "
+                "while broker was replacing current replica with future replica. Recover broker "
+                "from this failure by manually deleting one of the two directories for this "
+                "partition. It is recommended to delete the partition in the log directory that "
+                "is known to have failed recently."
+            )
+
+    def _register(
+        self, key: TopicPartition, plog: PartitionLog, log_dir: Path, future: bool
+    ) -> None:
+        if self._unlink is not None:
+            plog.unlink_files = self._unlink
+        plog.report_io_error = functools.partial(self.io_failed, plog)
+        if future:
+            self.future_logs[key] = plog
+        else:
+            self.logs[key] = plog
+            self.log_dir_of[key] = log_dir
+
+    # -- directories ---------------------------------------------------------------------------
+
+    @property
+    def live_log_dirs(self) -> list[Path]:
+        return [d for d in self.log_dirs if d not in self.offline_dirs]
+
+    def is_online(self, log_dir: Path) -> bool:
+        """Whether `log_dir` (one of log.dirs, compared as absolute paths) is online; raises
+        LogDirNotFoundError for any other path."""
+        absolute = log_dir.absolute()
+        if absolute not in self.log_dirs:
+            raise LogDirNotFoundError(f"Log dir {log_dir} is not found in the config.")
+        return absolute not in self.offline_dirs
+
+    def log_dir_containing(self, path: Path) -> Path | None:
+        absolute = path.absolute()
+        for log_dir in self.log_dirs:
+            if absolute == log_dir or log_dir in absolute.parents:
+                return log_dir
+        return None
+
+    def logs_in(self, log_dir: Path) -> dict[TopicPartition, PartitionLog]:
+        """The current and future logs stored in `log_dir`."""
+        found = {k: self.logs[k] for k, d in self.log_dir_of.items() if d == log_dir}
+        for key, plog in self.future_logs.items():
+            if plog.directory.parent == log_dir:
+                found[key] = plog
+        return found
+
+    # -- failures ------------------------------------------------------------------------------
+
+    def io_failed(self, where: PartitionLog | Path, exc: BaseException) -> None:
+        """An I/O error hit a log or a file in a log dir (any thread): the directory goes
+        offline (once; later reports of the same directory are ignored)."""
+        if isinstance(exc, SegmentClosedError):
+            return  # a read raced with a swap or close, not a disk failure
+        path = where.directory if isinstance(where, PartitionLog) else where
+        log_dir = self.log_dir_containing(path)
+        if log_dir is None:
+            return
+        with self._failure_lock:
+            if log_dir in self.offline_dirs or log_dir in self._failing:
+                return
+            self._failing.add(log_dir)
+        self.on_dir_failure(log_dir, f"{type(exc).__name__}: {exc}")
+
+    def take_offline(
+        self, log_dir: Path, reason: str, *, quiet: bool = False
+    ) -> list[TopicPartition]:
+        """Stop using `log_dir`: its current logs go offline and its future logs are dropped
+        (their files stay). Returns the partitions now offline. Logs one line unless `quiet`."""
+        with self._failure_lock:
+            if log_dir in self.offline_dirs:
+                return []
+            self.offline_dirs[log_dir] = reason
+            self._failing.discard(log_dir)
+        gone = sorted(k for k, d in self.log_dir_of.items() if d == log_dir)
+        futures = sorted(k for k, f in self.future_logs.items() if f.directory.parent == log_dir)
+        # A partition whose current log is lost cannot finish its move either.
+        for key in sorted(set(futures) | {k for k in gone if k in self.future_logs}):
+            self.release_future(key)
+            _close_quietly(self.future_logs.pop(key))
+        for key in gone:
+            _close_quietly(self.logs.pop(key))
+            del self.log_dir_of[key]
+            self.offline_partitions[key] = log_dir
+            self.cleaning_paused.discard(key)
+        if not quiet:
+            names = ", ".join(f"{t}-{p}" for t, p in gone) or "none"
+            log.error(
+                "Log directory %s failed (%s) and is offline: partitions %s are offline%s",
+                log_dir,
+                reason,
+                names,
+                "; serving the other log directories" if self.live_log_dirs else "",
+            )
+        return gone
+
+    def is_offline(self, topic: str, partition: int) -> bool:
+        return (topic, partition) in self.offline_partitions
 
     # -- partitions ----------------------------------------------------------------------------
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:
         return self.logs.get((topic, partition))
 
+    def get_future(self, topic: str, partition: int) -> PartitionLog | None:
+        return self.future_logs.get((topic, partition))
+
     def partitions(self) -> list[TopicPartition]:
         return list(self.logs)
 
     def all_logs(self) -> list[PartitionLog]:
-        return list(self.logs.values())
+        """Current and future logs (what flushing and checkpoints cover)."""
+        return [*self.logs.values(), *self.future_logs.values()]
+
+    def next_log_dirs(self) -> list[Path]:
+        """Live directories by how many logs they hold, fewest first (Kafka's placement)."""
+        counts = {log_dir: 0 for log_dir in self.live_log_dirs}
+        for plog in self.all_logs():
+            parent = plog.directory.parent
+            if parent in counts:
+                counts[parent] += 1
+        return sorted(counts, key=lambda d: counts[d])
 
     def create(
-        self, topic: str, partition: int, topic_id: uuid.UUID, config: LogConfig
+        self,
+        topic: str,
+        partition: int,
+        topic_id: uuid.UUID,
+        config: LogConfig,
+        *,
+        is_new: bool = True,
     ) -> PartitionLog:
-        """Create a partition log in the log dir holding the fewest partitions (or return it)."""
+        """Create a partition log (or return it): in the directory AlterReplicaLogDirs named
+        for it, else in the live directory holding the fewest logs. `is_new=False` (a replica
+        this broker should already have) raises KafkaStorageError while a directory is
+        offline: its log may be there."""
         key = (topic, partition)
         existing = self.logs.get(key)
         if existing is not None:
             return existing
-        counts = {log_dir: 0 for log_dir in self.log_dirs}
-        for log_dir in self.log_dir_of.values():
-            counts[log_dir] = counts.get(log_dir, 0) + 1
-        log_dir = min(self.log_dirs, key=lambda d: counts[d])
-        log_dir.mkdir(parents=True, exist_ok=True)
+        if key in self.offline_partitions:
+            raise KafkaStorageError(f"{topic}-{partition} is in an offline log directory")
+        if not is_new and self.offline_dirs:
+            raise KafkaStorageError(
+                f"Can not create log for {topic}-{partition} because log directories "
+                f"{', '.join(map(str, self.offline_dirs))} are offline"
+            )
+        preferred = self.preferred_dirs.get(key)
+        candidates = (
+            [preferred] if preferred is not None and preferred not in self.offline_dirs else []
+        )
+        candidates += [d for d in self.next_log_dirs() if d not in candidates]
+        for log_dir in candidates:
+            try:
+                plog = self._create_in(
+                    log_dir, partition_dir_name(topic, partition), key, topic_id, config
+                )
+            except OSError as exc:
+                self.io_failed(log_dir, exc)
+                continue
+            self._register(key, plog, log_dir, future=False)
+            self.preferred_dirs.pop(key, None)
+            log.debug("created log for partition %s-%d in %s", topic, partition, plog.directory)
+            return plog
+        raise KafkaStorageError(
+            f"No log directories available. Tried {', '.join(map(str, candidates))}"
+        )
+
+    def _create_in(
+        self,
+        log_dir: Path,
+        name: str,
+        key: TopicPartition,
+        topic_id: uuid.UUID,
+        config: LogConfig,
+    ) -> PartitionLog:
         plog = PartitionLog.open(
-            log_dir / partition_dir_name(topic, partition),
-            topic,
-            partition,
+            log_dir / name,
+            key[0],
+            key[1],
             topic_id,
             config,
             recovery_point=0,
@@ -179,44 +429,116 @@ class LogManager:
             producer_id_expiration_ms=self.producer_id_expiration_ms,
         )
         fsync_dir(log_dir)
-        if self._unlink is not None:
-            plog.unlink_files = self._unlink
-        self.logs[key] = plog
-        self.log_dir_of[key] = log_dir
         return plog
 
-    def delete_partition(self, topic: str, partition: int) -> None:
-        """Close the log, rename its directory to `...-delete` (durable), then remove it."""
+    def create_future(self, topic: str, partition: int, log_dir: Path) -> PartitionLog:
+        """Create the empty future log of a hosted partition in `log_dir` (another live
+        directory), named `<topic>-<partition>.<uuid>-future`."""
         key = (topic, partition)
+        current = self.logs[key]
+        if self.log_dir_of[key] == log_dir:
+            raise ValueError(f"{topic}-{partition} is already in {log_dir}")
+        if self.offline_dirs:
+            raise KafkaStorageError(
+                f"Can not create the future log of {topic}-{partition} while log directories "
+                f"{', '.join(map(str, self.offline_dirs))} are offline"
+            )
+        try:
+            plog = self._create_in(
+                log_dir,
+                log_moves.future_dir_name(topic, partition),
+                key,
+                current.topic_id,
+                current.config,
+            )
+        except OSError as exc:
+            self.io_failed(log_dir, exc)
+            raise KafkaStorageError(f"Error while creating the future log in {log_dir}") from exc
+        self._register(key, plog, log_dir, future=True)
+        log.info("created future log for partition %s-%d in %s", topic, partition, plog.directory)
+        return plog
+
+    def delete_future(self, topic: str, partition: int) -> None:
+        """Remove the future log (a move cancelled or redirected, or the partition deleted)."""
+        key = (topic, partition)
+        if key not in self.future_logs:
+            return
+        self.release_future(key)
+        plog = self.future_logs.pop(key)
+        self._remove_dir(plog, key)
+
+    def delete_partition(self, topic: str, partition: int) -> None:
+        """Close the log (and its future log), rename its directory to `...-delete`
+        (durable), then remove it."""
+        key = (topic, partition)
+        self.delete_future(topic, partition)
+        self.offline_partitions.pop(key, None)
+        self.preferred_dirs.pop(key, None)
+        self.cleaning_paused.discard(key)
         plog = self.logs.pop(key, None)
         log_dir = self.log_dir_of.pop(key, None)
         if plog is None or log_dir is None:
             return
-        plog.close()
-        doomed = log_dir / f"{plog.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}"
-        os.rename(plog.directory, doomed)
-        fsync_dir(log_dir)
-        cleaner.forget(log_dir, topic, partition)
-        shutil.rmtree(doomed, ignore_errors=True)
+        self._remove_dir(plog, key)
+        try:
+            cleaner.forget(log_dir, topic, partition)
+        except OSError as exc:
+            self.io_failed(log_dir, exc)
+
+    def _remove_dir(self, plog: PartitionLog, key: TopicPartition) -> None:
+        log_dir = plog.directory.parent
+        _close_quietly(plog)
+        doomed = log_dir / log_moves.delete_dir_name(*key)
+        try:
+            os.rename(plog.directory, doomed)
+            fsync_dir(log_dir)
+        except OSError as exc:
+            self.io_failed(log_dir, exc)
+            return
+        self.remove_tree(doomed)
 
     def update_config(self, topic: str, config: LogConfig) -> None:
-        for (name, _), plog in self.logs.items():
-            if name == topic:
+        for plog in self.all_logs():
+            if plog.topic == topic:
                 plog.update_config(config)
 
     # -- background work -----------------------------------------------------------------------
 
     def checkpoint(self) -> None:
-        """Write recovery points and log start offsets of every log, per log dir, atomically."""
-        for log_dir in self.log_dirs:
-            keys = [key for key, d in self.log_dir_of.items() if d == log_dir]
-            write_offsets(
-                log_dir / RECOVERY_POINT_FILE, {key: self.logs[key].recovery_point for key in keys}
-            )
-            write_offsets(
-                log_dir / LOG_START_OFFSET_FILE,
-                {key: self.logs[key].log_start_offset for key in keys},
-            )
+        """Write recovery points and log start offsets of every log, per live log dir,
+        atomically; high watermarks too."""
+        for log_dir in self.live_log_dirs:
+            logs = self.logs_in(log_dir)
+            try:
+                write_offsets(
+                    log_dir / RECOVERY_POINT_FILE,
+                    {key: plog.recovery_point for key, plog in logs.items()},
+                )
+                write_offsets(
+                    log_dir / LOG_START_OFFSET_FILE,
+                    {key: plog.log_start_offset for key, plog in logs.items()},
+                )
+            except OSError as exc:
+                self.io_failed(log_dir, exc)
+        self.write_high_watermarks(self.high_watermarks_by_dir())
+
+    def high_watermarks_by_dir(self) -> dict[Path, dict[TopicPartition, int]]:
+        """The current logs' high watermarks per live directory (for replication-offset-
+        checkpoint, which Kafka's ReplicaManager writes every
+        replica.high.watermark.checkpoint.interval.ms). Taken on the owning thread."""
+        marks: dict[Path, dict[TopicPartition, int]] = {d: {} for d in self.live_log_dirs}
+        for key, log_dir in self.log_dir_of.items():
+            if log_dir in marks:
+                marks[log_dir][key] = self.logs[key].high_watermark
+        return marks
+
+    def write_high_watermarks(self, marks: dict[Path, dict[TopicPartition, int]]) -> None:
+        """Write what `high_watermarks_by_dir` took (may run in a worker thread)."""
+        for log_dir, offsets in marks.items():
+            try:
+                write_offsets(log_dir / HIGH_WATERMARK_FILE, offsets)
+            except OSError as exc:
+                self.io_failed(log_dir, exc)
 
     def run_retention(self, now_ms: int) -> int:
         """Apply retention to every log; returns the number of segments deleted. A log being
@@ -227,8 +549,9 @@ class LogManager:
                 continue
             try:
                 deleted += delete_expired_segments(plog, now_ms)
-            except OSError:
+            except OSError as exc:
                 log.exception("retention failed for %s", plog.name)
+                self.io_failed(plog, exc)
         return deleted
 
     def remove_expired_producers(self, now_ms: int) -> int:
@@ -238,11 +561,11 @@ class LogManager:
     def plan_cleaning(self, now_ms: int) -> list[cleaner.CleanJob]:
         """A cleaning pass for every compacted log that is due one now (cleaner.plan). Each
         planned log is marked as being cleaned until cleaner.finish."""
-        checkpoints = {log_dir: cleaner.read_checkpoint(log_dir) for log_dir in self.log_dirs}
+        checkpoints = {log_dir: cleaner.read_checkpoint(log_dir) for log_dir in self.live_log_dirs}
         jobs = []
         for key, plog in list(self.logs.items()):
-            if not plog.config.compact:
-                continue
+            if not plog.config.compact or key in self.cleaning_paused:
+                continue  # a partition being moved between log dirs is not cleaned (Kafka's rule)
             job = cleaner.plan(plog, now_ms, checkpoints.get(self.log_dir_of[key]))
             if job is not None:
                 jobs.append(job)
@@ -255,8 +578,10 @@ class LogManager:
             outcome = None
             try:
                 outcome = cleaner.run_job(job)
-            except Exception:
+            except Exception as exc:
                 log.exception("cleaning failed for %s", job.plog.name)
+                if isinstance(exc, OSError):
+                    self.io_failed(job.plog, exc)
             result = cleaner.finish(job, outcome)
             if result is not None:
                 results.append(result)
@@ -269,15 +594,43 @@ class LogManager:
                 plog.abort_cleaning()
 
     def flush(self) -> None:
-        for plog in list(self.logs.values()):
-            plog.flush()
+        for plog in self.all_logs():
+            try:
+                plog.flush()
+            except OSError as exc:
+                self.io_failed(plog, exc)
 
     def close(self) -> None:
-        """Flush and close every log, checkpoint, then mark each log dir cleanly shut down."""
-        for plog in self.logs.values():
-            plog.flush()
+        """Flush and close every log, checkpoint, then mark each live log dir cleanly shut
+        down. The future logs' copier must have stopped."""
+        self.flush()
         self.checkpoint()
-        for plog in self.logs.values():
-            plog.close()
-        for log_dir in self.log_dirs:
-            write_atomically(log_dir / CLEAN_SHUTDOWN_FILE, CLEAN_SHUTDOWN_CONTENT)
+        for plog in self.all_logs():
+            _close_quietly(plog)
+        for log_dir in self.live_log_dirs:
+            try:
+                write_atomically(log_dir / CLEAN_SHUTDOWN_FILE, CLEAN_SHUTDOWN_CONTENT)
+            except OSError as exc:
+                log.error("could not mark %s cleanly shut down: %s", log_dir, exc)
+
+    def pause_cleaning(self, keys: Iterable[TopicPartition]) -> None:
+        self.cleaning_paused.update(keys)
+
+    def resume_cleaning(self, key: TopicPartition) -> None:
+        self.cleaning_paused.discard(key)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _close_quietly(plog: PartitionLog) -> None:
+    """Close a log whose directory may have failed: errors are logged, never raised."""
+    try:
+        plog.close()
+    except OSError as exc:
+        log.warning("closing %s: %s", plog.directory, exc)
+        plog.closed = True
+        for segment in plog.segments:
+            with contextlib.suppress(OSError):
+                segment.close()

@@ -21,12 +21,13 @@ raises recovery_point, so appends never wait for it.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,9 @@ class PartitionLog:
         # Removes the `.deleted` files of dropped segments; the broker sets one that runs in
         # its worker pool (LogManager.set_unlinker).
         self.unlink_files: Callable[[list[Path]], object] = unlink_paths
+        # Where a caller outside the broker's own paths (a follower's fetcher) reports an I/O
+        # error of this log, so that its log dir goes offline; LogManager sets it.
+        self.report_io_error: Callable[[OSError], object] = lambda exc: None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -602,6 +606,55 @@ class PartitionLog:
                 fsync_dir(self.directory)
             self.recovery_point = max(self.recovery_point, target)
             self.last_flush_ms = now_wall_ms() if now_ms is None else now_ms
+
+    # -- moving between log dirs ---------------------------------------------------------------
+
+    def rename_dir(self, directory: Path) -> None:
+        """Point every file at `directory`, to which the caller renamed the partition
+        directory (open files stay valid across a rename)."""
+        self.directory = directory
+        for segment in self.segments:
+            segment.update_parent_dir(directory)
+        self.leader_epoch_cache.update_parent_dir(directory)
+        self.producer_state.update_parent_dir(directory)
+
+    @contextlib.contextmanager
+    def flushes_paused(self) -> Iterator[bool]:
+        """Keep flushes of this log from running meanwhile; yields False (pausing nothing)
+        when one is running, so that the caller never waits for an fsync."""
+        acquired = self._flush_lock.acquire(blocking=False)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self._flush_lock.release()
+
+    def take_over(self, future: PartitionLog) -> list[Segment]:
+        """Continue on the files of `future`, a copy of this log in another log dir that has
+        caught up with it (same log end offset; log start offset and high watermark already
+        set from this log). Call with the flushes of both logs paused (`flushes_paused`).
+
+        This object stays the one every caller holds; it takes the future's directory,
+        segments, leader epochs and producer state, and `future` is closed for good (its files
+        are this log's now). Returns the old segments for the caller to close and delete."""
+        if future.log_end_offset != self.log_end_offset:
+            raise ValueError(
+                f"{self.name}: future log ends at {future.log_end_offset}, "
+                f"not {self.log_end_offset}"
+            )
+        with self._segments_lock:
+            old = self.segments
+            self.segments = future.segments
+        self.directory = future.directory
+        self.leader_epoch_cache = future.leader_epoch_cache
+        self.producer_state = future.producer_state
+        self.recovery_point = future.recovery_point
+        self.last_flush_ms = future.last_flush_ms
+        self._dir_needs_fsync = True
+        self.cleaner_horizon_ms = None
+        self.producer_state.on_high_watermark_updated(self.high_watermark)
+        future.closed = True
+        return old
 
     # -- lifetime ------------------------------------------------------------------------------
 

@@ -342,6 +342,11 @@ class ProducerStateManager:
         self.snapshots: list[int] = sorted(self._scan_snapshots())
         self._unsynced: list[Path] = []
 
+    def update_parent_dir(self, directory: Path) -> None:
+        """The partition directory was renamed (its replica moved to another log dir)."""
+        self.directory = directory
+        self._unsynced = [directory / path.name for path in self._unsynced]
+
     # -- validation and updates ----------------------------------------------------------------
 
     def prepare_update(self, producer_id: int, origin: Origin) -> ProducerAppendInfo:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from strom.protocol.records.batch_header import BATCH_HEADER_SIZE, BatchHeader
+from strom.storage import faults
 from strom.storage.batch_io import pread_exact, read_batch_header, scan_headers
 from strom.storage.errors import NotCachedError
 from strom.storage.file_cache import CachedFile
@@ -130,6 +131,7 @@ class Segment:
         self.suffix = suffix
         self.lock = threading.Lock()
         log_path, index_path, time_path = segment_paths(directory, base_offset, suffix)
+        faults.check(log_path, "write")
         self.file = CachedFile(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, exists=not create)
         self.offset_index = OffsetIndex(index_path, base_offset, config.segment_index_bytes)
         self.time_index = TimeIndex(time_path, base_offset, config.segment_index_bytes)
@@ -294,6 +296,7 @@ class Segment:
         """
         if not self._loaded:
             self.ensure_loaded()
+        faults.check(self.log_path, "write")
         position = self.size
         view = memoryview(data)
         total = len(view)
@@ -412,6 +415,7 @@ class Segment:
         with self.lock:
             if self._closed:
                 raise SegmentClosedError(f"{self.log_path} is closed")
+            faults.check(self.log_path, "read")
             fd = self.file.acquire()
             try:
                 return pread_exact(fd, size, position)
@@ -433,6 +437,7 @@ class Segment:
         with self.lock:
             if self._closed:
                 raise SegmentClosedError(f"{self.log_path} is closed")
+            faults.check(self.log_path, "read")
             fd = self.file.acquire()
             try:
                 while got < size:
@@ -456,6 +461,7 @@ class Segment:
         with self.lock:
             if self._closed:
                 return
+            faults.check(self.log_path, "flush")
             fd = self.file.acquire()
             try:
                 os.fsync(fd)
@@ -505,6 +511,15 @@ class Segment:
         if suffix != ".swap":
             self.txn_index.rename(txn_path)
         self.suffix = suffix
+
+    def update_parent_dir(self, directory: Path) -> None:
+        """The partition directory was renamed (its replica moved to another log dir): the
+        open files stay valid, only the names change."""
+        self.directory = directory
+        self.file.rename(directory / self.log_path.name)
+        self.offset_index.path = directory / self.offset_index.path.name
+        self.time_index.path = directory / self.time_index.path.name
+        self.txn_index.path = directory / self.txn_index.path.name
 
     def delete(self, unlink: Callable[[list[Path]], object] | None = None) -> None:
         """Close, rename to `.deleted`, then unlink (file.delete.delay.ms is not honoured).

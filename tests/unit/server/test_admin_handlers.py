@@ -136,7 +136,7 @@ def append(broker: Broker, topic: str, partition: int, count: int) -> None:
 
 
 def test_versions_registered() -> None:
-    expected = {19: (0, 7), 20: (0, 6), 21: (0, 2), 32: (0, 4), 33: (0, 2), 35: (1, 4),
+    expected = {19: (0, 7), 20: (0, 6), 21: (0, 2), 32: (0, 4), 33: (0, 2), 34: (0, 2), 35: (0, 4),
                 37: (0, 3), 44: (0, 1), 60: (0, 1)}  # fmt: skip
     for key, (low, high) in expected.items():
         assert (HANDLERS[key].min_version, HANDLERS[key].max_version) == (low, high)

@@ -46,6 +46,11 @@ class ControllerListener:
     def on_topics_deleted(self, topics: AbstractSet[str]) -> None:
         """Topics whose znodes the controller removed: replicas delete their logs."""
 
+    def offline_replicas(self) -> AbstractSet[TopicPartition]:
+        """The local broker's partitions whose log dir failed (what the other brokers answer
+        LeaderAndIsr with KAFKA_STORAGE_ERROR for)."""
+        return frozenset()
+
 
 @dataclass
 class ControllerContext:
@@ -60,10 +65,18 @@ class ControllerContext:
     states: dict[TopicPartition, VersionedState] = field(default_factory=dict)
     watches: list[WatchHandle] = field(default_factory=list)
     topic_watches: dict[str, WatchHandle] = field(default_factory=dict)
+    # Replicas in failed log dirs, per broker (Kafka's replicasOnOfflineDirs): learnt from
+    # KAFKA_STORAGE_ERROR answers to LeaderAndIsr, forgotten when the broker restarts or dies.
+    offline_replicas: dict[int, set[TopicPartition]] = field(default_factory=dict)
 
     def live_ids(self) -> set[int]:
         # Brokers shutting down lead nothing new (as Kafka's liveBrokerIds).
         return set(self.live) - self.shutting_down
+
+    def live_ids_for(self, tp: TopicPartition) -> set[int]:
+        """The brokers whose replica of `tp` can lead or be in sync: live, not shutting down,
+        and not holding it in a failed log dir."""
+        return {b for b in self.live_ids() if tp not in self.offline_replicas.get(b, ())}
 
     def partitions(
         self, topics: Iterable[str] | None = None

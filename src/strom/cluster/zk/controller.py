@@ -42,6 +42,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from strom.cluster.zk import alter_partition
 from strom.cluster.zk import controller_events as events
@@ -68,7 +69,7 @@ from strom.cluster.zk.context import (
     PartitionUpdate,
     StaleBrokerEpochError,
 )
-from strom.cluster.zk.controller_channel import ControllerChannelManager
+from strom.cluster.zk.controller_channel import LEADER_AND_ISR, ControllerChannelManager
 from strom.cluster.zk.layout import (
     ControllerRegistration,
     PartitionState,
@@ -120,6 +121,8 @@ class ZkController:
         self._rebalance_timer: asyncio.TimerHandle | None = None
         self._clock = clock
         self.channel = channel
+        if channel is not None:
+            channel.on_response = self._on_channel_response
         self._ctx: ControllerContext | None = None
         self.active_controller_id: int | None = None
         # Leader changes this broker wrote as controller (a partition whose leader moved to
@@ -255,6 +258,15 @@ class ZkController:
         if self._ctx is None or tp not in self._ctx.states:
             return None
         return self._ctx.update(tp)
+
+    def _on_channel_response(self, broker_id: int, api_key: int, response: Any) -> None:
+        if api_key == LEADER_AND_ISR and response.error_code == 0 and self._ctx is not None:
+            self._enqueue(
+                "leader-and-isr-response",
+                self._active_handler(
+                    lambda ctx: events.leader_and_isr_answered(self, ctx, broker_id, response)
+                ),
+            )
 
     # --- event machinery ------------------------------------------------------------------
 

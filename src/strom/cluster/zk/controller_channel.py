@@ -183,6 +183,10 @@ def _versioned_stop_replica(request: StopReplicaRequest, version: int) -> StopRe
     return request
 
 
+# (broker id, api key, response): how the controller hears the brokers' answers.
+OnResponse = Callable[[int, int, Any], None]
+
+
 @dataclass(slots=True)
 class _Queued:
     api_key: int
@@ -200,11 +204,13 @@ class _BrokerChannel:
         broker_epoch: int,
         endpoint: Endpoint,
         config: ChannelConfig,
+        on_response: OnResponse | None = None,
     ) -> None:
         self.broker_id = broker_id
         self.broker_epoch = broker_epoch
         self.endpoint = endpoint
         self.config = config
+        self.on_response = on_response
         self.client_id = f"strom-controller-{controller_id}-to-{broker_id}"
         self.queue: deque[_Queued] = deque()
         self.sent = 0
@@ -267,6 +273,8 @@ class _BrokerChannel:
             if response is not None:
                 self.sent += 1
                 _log_errors(self.broker_id, item.what, response)
+                if self.on_response is not None:
+                    self.on_response(self.broker_id, item.api_key, response)
 
     async def _send(self, item: _Queued) -> Any:
         timeout_s = self.config.request_timeout_ms / 1000
@@ -360,6 +368,9 @@ class ControllerChannelManager:
         self.config = config
         self.channels: dict[int, _BrokerChannel] = {}
         self._leaders: dict[int, Endpoint] = {}
+        # Set by the controller: every answer a broker gives (LeaderAndIsr's partition errors
+        # tell it which replicas are in failed log dirs).
+        self.on_response: OnResponse | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
     def add_broker(self, broker_id: int, registration: BrokerRegistration, epoch: int) -> None:
@@ -388,7 +399,7 @@ class ControllerChannelManager:
             )
             return
         self.channels[broker_id] = _BrokerChannel(
-            self.controller_id, broker_id, epoch, endpoint, self.config
+            self.controller_id, broker_id, epoch, endpoint, self.config, self.on_response
         )
 
     def remove_broker(self, broker_id: int) -> None:

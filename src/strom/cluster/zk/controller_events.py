@@ -9,6 +9,8 @@ the controller's event task:
   started, replaced or cancelled;
 - /admin/delete_topics: topics deleted (StopReplica with delete to their replicas);
 - /isr_change_notification: ISRs changed by partition leaders (the cache is re-read);
+- /log_dir_event_notification: a broker's log dir failed; it is asked (LeaderAndIsr) which of
+  its replicas are offline, and their partitions are elected again without them;
 - /admin/preferred_replica_election: preferred replica elections asked for;
 - /config/changes and /admin/reassign_partitions: see `controller_tasks`.
 `resync` runs all of them again after an error or a reconnect, and `controlled_shutdown`
@@ -23,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from strom.cluster.zk import controller_logic as logic
 from strom.cluster.zk import controller_tasks as tasks
@@ -33,6 +35,7 @@ from strom.cluster.zk.client import NoNodeError
 from strom.cluster.zk.context import ControllerContext
 from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import TopicPartition
+from strom.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from strom.cluster.zk.controller import ZkController
@@ -57,6 +60,7 @@ async def failover(controller: ZkController, ctx: ControllerContext) -> None:
         (L.TOPICS, "topics", _topics_changed),
         (L.DELETE_TOPICS, "delete", _delete_topics),
         (L.ISR_CHANGE_NOTIFICATION, "isr", _isr_changed),
+        (L.LOG_DIR_EVENT_NOTIFICATION, "log-dir", _log_dir_event),
         (L.CONFIG_CHANGES, "config", tasks.offline_partitions_after_config_change),
     ):
         ctx.watches.append(await controller.client.watch_children(path, on(name, handler)))
@@ -69,6 +73,9 @@ async def failover(controller: ZkController, ctx: ControllerContext) -> None:
     await writes.open_channels(controller, ctx, ctx.live)
     for topic in await controller.store.topics():
         await _load_topic(controller, ctx, topic)
+    # The other brokers' offline replicas are learnt from their answers to the states sent
+    # below; the local broker's are known at once.
+    _note_local_offline(controller, ctx)
     await writes.reconcile(controller, ctx, ctx.partitions())
     await tasks.advance_reassignments(controller, ctx)  # resumes moves a predecessor began
     if controller._ctx is ctx:
@@ -87,6 +94,7 @@ async def resync(controller: ZkController, ctx: ControllerContext) -> None:
     await _topics_changed(controller, ctx)
     await _delete_topics(controller, ctx)
     await _isr_changed(controller, ctx)
+    await _log_dir_event(controller, ctx)
     await _preferred_requested(controller, ctx)
     await tasks.legacy_reassignment_requested(controller, ctx)
     await tasks.advance_reassignments(controller, ctx)
@@ -108,6 +116,8 @@ async def _brokers_changed(controller: ZkController, ctx: ControllerContext) -> 
         sorted(bounced),
     )
     ctx.shutting_down -= dead | bounced
+    for broker_id in dead | started | bounced:
+        ctx.offline_replicas.pop(broker_id, None)  # a restarted broker reports afresh
     if controller.channel is not None:
         for broker_id in dead | bounced:
             controller.channel.remove_broker(broker_id)
@@ -235,6 +245,92 @@ async def _isr_changed(controller: ZkController, ctx: ControllerContext) -> None
         controller.listener.on_partition_states(updates)
     if changed:
         await tasks.advance_reassignments(controller, ctx)  # new replicas may be in sync now
+
+
+async def _log_dir_event(controller: ZkController, ctx: ControllerContext) -> None:
+    """Brokers announced failed log dirs (Kafka's onBrokerLogDirFailure): every replica they
+    host is sent its state again; a replica in a failed directory answers KAFKA_STORAGE_ERROR
+    (`replicas_reported`). The local broker is asked directly."""
+    children = await controller.client.children(L.LOG_DIR_EVENT_NOTIFICATION)
+    brokers: set[int] = set()
+    for child in children:
+        path = f"{L.LOG_DIR_EVENT_NOTIFICATION}/{child}"
+        found = await controller.client.get_or_none(path)
+        if found is not None:
+            try:
+                brokers.add(L.decode_log_dir_event(found[0]))
+            except L.LayoutError as exc:
+                log.error("ignoring %s: %s", path, exc)
+    if brokers:
+        log.info("controller: handling log dir failures of brokers %s", sorted(brokers))
+    for broker_id in sorted(brokers & set(ctx.live)):
+        hosted = [tp for tp, v in ctx.partitions().items() if broker_id in v.replicas]
+        if broker_id == controller.broker_id:
+            offline = set(controller.listener.offline_replicas())
+            await replicas_reported(controller, ctx, broker_id, offline, set(hosted) - offline)
+        else:
+            writes.send_states(controller, ctx, hosted, [broker_id])
+    for child in children:
+        with contextlib.suppress(NoNodeError):
+            await controller.client.delete(f"{L.LOG_DIR_EVENT_NOTIFICATION}/{child}")
+
+
+async def leader_and_isr_answered(
+    controller: ZkController, ctx: ControllerContext, broker_id: int, response: Any
+) -> None:
+    """A LeaderAndIsr answer: which of the broker's replicas are offline (see
+    `replicas_reported`); v5+ names topics by id."""
+    names = {a.topic_id: topic for topic, a in ctx.assignments.items() if a.topic_id}
+    offline: set[TopicPartition] = set()
+    online: set[TopicPartition] = set()
+    errors = [(e.topic_name, e) for e in response.partition_errors]
+    for topic in response.topics:
+        name = names.get(topic.topic_id)
+        if name is not None:
+            errors.extend((name, e) for e in topic.partition_errors)
+    for name, error in errors:
+        tp = TopicPartition(name, error.partition_index)
+        if error.error_code == ErrorCode.KAFKA_STORAGE_ERROR:
+            offline.add(tp)
+        elif error.error_code == ErrorCode.NONE:
+            online.add(tp)
+    await replicas_reported(controller, ctx, broker_id, offline, online)
+
+
+def _note_local_offline(controller: ZkController, ctx: ControllerContext) -> None:
+    offline = set(controller.listener.offline_replicas())
+    if offline:
+        ctx.offline_replicas[controller.broker_id] = offline
+
+
+async def replicas_reported(
+    controller: ZkController,
+    ctx: ControllerContext,
+    broker_id: int,
+    offline: set[TopicPartition],
+    online: set[TopicPartition],
+) -> None:
+    """A broker answered LeaderAndIsr (Kafka's LeaderAndIsrResponseReceived): replicas that
+    answered KAFKA_STORAGE_ERROR are offline, those that answered NONE online again. Newly
+    offline ones lose their leaderships and ISR places (reconcile with them not live)."""
+    if broker_id not in ctx.live:
+        return
+    before = ctx.offline_replicas.get(broker_id, set())
+    now = (before - online) | offline
+    if now:
+        ctx.offline_replicas[broker_id] = now
+    else:
+        ctx.offline_replicas.pop(broker_id, None)
+    new = now - before
+    if not new:
+        return
+    log.info(
+        "controller: replicas %s on broker %d are offline (failed log dir)",
+        sorted(f"{tp.topic}-{tp.partition}" for tp in new),
+        broker_id,
+    )
+    views = {tp: v for tp, v in ctx.partitions({tp.topic for tp in new}).items() if tp in new}
+    await writes.reconcile(controller, ctx, views)
 
 
 async def _preferred_requested(controller: ZkController, ctx: ControllerContext) -> None:

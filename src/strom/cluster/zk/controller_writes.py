@@ -50,14 +50,20 @@ async def reconcile(
 
     async def prepare(v: Mapping[TopicPartition, PartitionView]) -> None:
         # Only topics with no live in-sync replica left need their config read.
-        for topic in logic.topics_needing_unclean_check(v, ctx.live_ids()):
+        topics: set[str] = set()
+        for live, group in by_liveness(ctx, v):
+            topics |= logic.topics_needing_unclean_check(group, live)
+        for topic in sorted(topics):
             configs = await controller.store.topic_config(topic)
             value = configs.get("unclean.leader.election.enable")
             if (value.lower() == "true") if value is not None else controller.unclean_default:
                 unclean_topics.add(topic)
 
     def decide(v: Mapping[TopicPartition, PartitionView]) -> Changes:
-        return logic.reconcile(v, ctx.live_ids(), ctx.fence.epoch, unclean_topics.__contains__)
+        out: Changes = {}
+        for live, group in by_liveness(ctx, v):
+            out.update(logic.reconcile(group, live, ctx.fence.epoch, unclean_topics.__contains__))
+        return out
 
     return await write(controller, ctx, views, decide, prepare)
 
@@ -70,10 +76,26 @@ async def elect_preferred(
     views = {tp: v for tp, v in ctx.partitions().items() if wanted is None or tp in wanted}
 
     def decide(v: Mapping[TopicPartition, PartitionView]) -> Changes:
-        return logic.preferred_elections(v, ctx.live_ids(), ctx.fence.epoch)
+        out: Changes = {}
+        for live, group in by_liveness(ctx, v):
+            out.update(logic.preferred_elections(group, live, ctx.fence.epoch))
+        return out
 
     written = await write(controller, ctx, views, decide)
     return {tp: vs.state for tp, vs in written.items()}
+
+
+def by_liveness(
+    ctx: ControllerContext, views: Mapping[TopicPartition, PartitionView]
+) -> list[tuple[set[int], dict[TopicPartition, PartitionView]]]:
+    """The partitions grouped by which brokers count as live for them: all of them together
+    unless some replicas are in failed log dirs (those partitions then get their own set)."""
+    if not ctx.offline_replicas:
+        return [(ctx.live_ids(), dict(views))]
+    groups: dict[frozenset[int], dict[TopicPartition, PartitionView]] = {}
+    for tp, view in views.items():
+        groups.setdefault(frozenset(ctx.live_ids_for(tp)), {})[tp] = view
+    return [(set(live), group) for live, group in groups.items()]
 
 
 async def write(

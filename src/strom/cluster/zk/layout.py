@@ -24,6 +24,8 @@ cluster's ZooKeeper reads like a Kafka one:
     /admin/preferred_replica_election         {"version":1,"partitions":[{"topic":..,
                                                "partition":..}]}
     /isr_change_notification/isr_change_<seq> {"version":1,"partitions":[...]}
+    /log_dir_event_notification/log_dir_event_<seq>
+                                              {"version":1,"broker":1,"event":1}
     /latest_producer_id_block                 {"version":1,"broker":0,"block_start":"0",
                                                "block_end":"999"}   (numbers as strings)
     /consumers/<group>/offsets/<topic>/<p>    42         (plain decimal text: offsets committed
@@ -78,6 +80,9 @@ REASSIGN_PARTITIONS = "/admin/reassign_partitions"
 PREFERRED_REPLICA_ELECTION = "/admin/preferred_replica_election"
 ISR_CHANGE_NOTIFICATION = "/isr_change_notification"
 ISR_CHANGE_PREFIX = "isr_change_"
+LOG_DIR_EVENT_NOTIFICATION = "/log_dir_event_notification"
+LOG_DIR_EVENT_PREFIX = "log_dir_event_"
+LOG_DIR_FAILURE_EVENT = 1  # Kafka's only event kind
 PRODUCER_ID_BLOCK = "/latest_producer_id_block"
 CONSUMERS = "/consumers"
 # The name Kafka uses for the cluster-wide default of a config entity.
@@ -94,6 +99,7 @@ PERSISTENT_PATHS = (
     DELETE_TOPICS,
     BROKER_SEQID,
     ISR_CHANGE_NOTIFICATION,
+    LOG_DIR_EVENT_NOTIFICATION,
     PRODUCER_ID_BLOCK,
 )
 
@@ -531,6 +537,16 @@ def encode_isr_change(partitions: Iterable[TopicPartition]) -> bytes:
 
 def decode_isr_change(data: bytes) -> frozenset[TopicPartition]:
     return _decode_partitions(data, ISR_CHANGE_NOTIFICATION)
+
+
+def encode_log_dir_event(broker_id: int) -> bytes:
+    """A sequential child of /log_dir_event_notification: a log dir of this broker failed."""
+    return _dumps({"version": 1, "broker": broker_id, "event": LOG_DIR_FAILURE_EVENT})
+
+
+def decode_log_dir_event(data: bytes) -> int:
+    """The broker whose log dir failed."""
+    return _int(_loads(data, LOG_DIR_EVENT_NOTIFICATION), "broker", LOG_DIR_EVENT_NOTIFICATION)
 
 
 def encode_preferred_replica_election(partitions: Iterable[TopicPartition]) -> bytes:

@@ -240,6 +240,16 @@ class ZkClusterStore:
             make_parents=True,
         )
 
+    async def notify_log_dir_failure(self, broker_id: int) -> str:
+        """A broker tells the controller that one of its log dirs failed (Kafka's
+        propagateLogDirEvent): a sequential /log_dir_event_notification/log_dir_event_<n>."""
+        return await self.client.create(
+            f"{L.LOG_DIR_EVENT_NOTIFICATION}/{L.LOG_DIR_EVENT_PREFIX}",
+            L.encode_log_dir_event(broker_id),
+            sequential=True,
+            make_parents=True,
+        )
+
     async def request_preferred_election(self, partitions: Iterable[TopicPartition]) -> None:
         """The admin path to a preferred replica election (what kafka-preferred-replica-election
         writes); NodeExistsError while a previous request is pending."""

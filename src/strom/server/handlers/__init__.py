@@ -7,6 +7,7 @@ from strom.server.handlers import (  # noqa: F401
     alter_configs,
     alter_partition,
     alter_partition_reassignments,
+    alter_replica_log_dirs,
     api_versions,
     classic_group,
     consumer_group_heartbeat,

@@ -41,7 +41,7 @@ def _delete(
     broker = ctx.broker
     log = broker.partition_log(topic, wanted.partition_index)
     if log is None:
-        result.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        result.error_code = broker.missing_log_error(topic, wanted.partition_index)
         return result
     if topic in INTERNAL_TOPICS:
         result.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION

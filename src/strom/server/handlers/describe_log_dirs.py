@@ -1,17 +1,20 @@
-"""DescribeLogDirs (key 35), versions 1-4: each log directory and the partitions stored in it.
+"""DescribeLogDirs (key 35), versions 0-4: each log directory and the logs stored in it.
 
-Every directory of log.dirs is reported with its absolute path; each partition with its size
-on disk and its offset lag (log end offset minus high watermark). `topics` null means every
-partition; otherwise only the named partitions that exist are listed (unknown ones are left
-out, as in Kafka). v4 adds the total and usable bytes of the volume holding the directory. A
-directory that cannot be read answers KAFKA_STORAGE_ERROR. Not done: future logs (there is no
-AlterReplicaLogDirs, so `is_future_key` is always false); v0 (deprecated).
+As Kafka's ReplicaManager.describeLogDirs: every directory of log.dirs is reported, by its
+absolute path. An offline one (failed at start-up or since) answers KAFKA_STORAGE_ERROR and
+nothing else. An online one lists its logs of the asked partitions (`topics` null: every log on
+the broker), grouped by topic, topics without any left out: the size of the log's segments, its
+offset lag and whether it is a future log (a replica being moved here by AlterReplicaLogDirs).
+The lag of a current log is max(high watermark - log end offset, 0); that of a future log is
+how far it is behind the current log's end (-1 when the current log is not available). v4 adds
+the total and usable bytes of the volume (OSError reading them: KAFKA_STORAGE_ERROR). v0-2 are
+the same answers without the top-level error code (v3) and the byte counts (v4).
+Not done: authorization (Kafka requires DESCRIBE on the cluster).
 """
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from strom.protocol.errors import ErrorCode
@@ -26,62 +29,58 @@ from strom.server.context import RequestContext
 from strom.server.registry import handles
 
 if TYPE_CHECKING:
+    from strom.storage.log_manager import LogManager
     from strom.storage.partition_log import PartitionLog
 
-
-def _wanted(ctx: RequestContext, request: DescribeLogDirsRequest) -> list[tuple[str, int]]:
-    broker = ctx.broker
-    if request.topics is None:
-        return sorted(broker.logs.log_dir_of)
-    wanted: list[tuple[str, int]] = []
-    for topic in request.topics:
-        for partition in topic.partitions:
-            if broker.partition_log(topic.topic, partition) is not None:
-                wanted.append((topic.topic, partition))
-    return sorted(set(wanted))
+INVALID_OFFSET_LAG = -1
 
 
-def _describe(log: PartitionLog, partition: int) -> DescribeLogDirsPartition:
-    return DescribeLogDirsPartition(
-        partition_index=partition,
-        partition_size=log.size_bytes,
-        offset_lag=max(0, log.log_end_offset - log.high_watermark),
-        is_future_key=False,
-    )
+def _lag(logs: LogManager, plog: PartitionLog, future: bool) -> int:
+    current = logs.get(plog.topic, plog.partition)
+    if current is None:
+        return INVALID_OFFSET_LAG
+    if future:
+        return current.log_end_offset - plog.log_end_offset
+    return max(current.high_watermark - current.log_end_offset, 0)
 
 
-@handles(35, 1, 4)
+@handles(35, 0, 4)
 def handle_describe_log_dirs(
     ctx: RequestContext, request: DescribeLogDirsRequest
 ) -> DescribeLogDirsResponse:
-    broker = ctx.broker
-    by_dir: dict[Path, dict[str, list[DescribeLogDirsPartition]]] = {}
-    dirs = [d.absolute() for d in broker.data_dirs()]
-    for directory in dirs:
-        by_dir[directory] = {}
-    for topic, partition in _wanted(ctx, request):
-        log = broker.partition_log(topic, partition)
-        if log is None:
-            continue
-        home = broker.logs.log_dir_of[(topic, partition)].absolute()
-        by_dir.setdefault(home, {}).setdefault(topic, []).append(_describe(log, partition))
+    logs = ctx.broker.logs
+    wanted: set[tuple[str, int]] | None = None
+    if request.topics is not None:
+        wanted = {(t.topic, p) for t in request.topics for p in t.partitions}
     results: list[DescribeLogDirsResult] = []
-    for directory, topics in by_dir.items():
-        result = DescribeLogDirsResult(
-            error_code=ErrorCode.NONE,
-            log_dir=str(directory),
-            topics=[
-                DescribeLogDirsTopic(name=name, partitions=parts)
-                for name, parts in sorted(topics.items())
-            ],
-        )
+    for log_dir in logs.log_dirs:
+        result = DescribeLogDirsResult(error_code=ErrorCode.NONE, log_dir=str(log_dir))
+        results.append(result)
+        if log_dir in logs.offline_dirs:
+            result.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+            continue
         try:
-            usage = shutil.disk_usage(directory)
+            usage = shutil.disk_usage(log_dir)
         except OSError:
             result.error_code = ErrorCode.KAFKA_STORAGE_ERROR
-            result.topics = []
-        else:
-            result.total_bytes = usage.total
-            result.usable_bytes = usage.free
-        results.append(result)
+            continue
+        result.total_bytes = usage.total
+        result.usable_bytes = usage.free
+        by_topic: dict[str, list[DescribeLogDirsPartition]] = {}
+        for key, plog in sorted(logs.logs_in(log_dir).items()):
+            if wanted is not None and key not in wanted:
+                continue
+            future = logs.future_logs.get(key) is plog
+            by_topic.setdefault(key[0], []).append(
+                DescribeLogDirsPartition(
+                    partition_index=key[1],
+                    partition_size=plog.size_bytes,
+                    offset_lag=_lag(logs, plog, future),
+                    is_future_key=future,
+                )
+            )
+        result.topics = [
+            DescribeLogDirsTopic(name=name, partitions=partitions)
+            for name, partitions in by_topic.items()
+        ]
     return DescribeLogDirsResponse(error_code=ErrorCode.NONE, results=results)

@@ -43,8 +43,9 @@ from strom.server.context import RequestContext
 from strom.server.fetch_session import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
 from strom.server.follower_fetch import follower_id, handle_follower_fetch
 from strom.server.registry import handles
-from strom.storage.errors import NotCachedError
+from strom.storage.errors import LogClosedError, NotCachedError
 from strom.storage.partition_log import OffsetOutOfRangeError
+from strom.storage.segment import SegmentClosedError
 
 READ_COMMITTED = 1
 ZERO_UUID = uuid.UUID(int=0)
@@ -197,7 +198,7 @@ class _FetchPlan:
             return data
         log = self.broker.partition_log(target.topic, target.partition)
         if log is None:
-            data.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            data.error_code = self.broker.missing_log_error(target.topic, target.partition)
             return data
         cluster = self.broker.cluster
         if cluster is not None and not cluster.replicas.is_leader(target.topic, target.partition):
@@ -234,6 +235,15 @@ class _FetchPlan:
             )
         except OffsetOutOfRangeError:
             data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+            return data
+        except LogClosedError:  # its log dir went offline (or it was deleted) meanwhile
+            data.error_code = self.broker.missing_log_error(target.topic, target.partition)
+            return data
+        except OSError as exc:
+            if isinstance(exc, SegmentClosedError):
+                return data  # swapped twice under the read: nothing this time, ask again
+            self.broker.logs.io_failed(log, exc)
+            data.error_code = ErrorCode.KAFKA_STORAGE_ERROR
             return data
         if to_magic is not None:
             try:

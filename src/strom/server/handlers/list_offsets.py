@@ -55,7 +55,7 @@ def _leader_log(
 ) -> PartitionLog | ErrorCode:
     log = ctx.broker.partition_log(topic, partition)
     if log is None:
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return ctx.broker.missing_log_error(topic, partition)
     cluster = ctx.broker.cluster
     if (
         cluster is not None
@@ -94,12 +94,15 @@ def _lookup(
         found = (log.log_start_offset, -1)
     elif ts == LATEST:
         found = (last_fetchable, -1)
-    elif ts == MAX_TIMESTAMP:
-        found = log.latest_timestamp()
     elif ts == EARLIEST_PENDING_UPLOAD:
         found = None
     else:
-        found = log.offset_for_timestamp(ts)
+        try:
+            found = log.latest_timestamp() if ts == MAX_TIMESTAMP else log.offset_for_timestamp(ts)
+        except OSError as exc:
+            ctx.broker.logs.io_failed(log, exc)
+            response.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+            return response
     if found is None:
         return response
     offset, timestamp = found

@@ -33,23 +33,28 @@ def describe_topic(ctx: RequestContext, record: TopicRecord, name: str) -> Metad
     if broker.cluster is not None:
         return broker.cluster.describe_topic(record, name)
     node_id = broker.node.node_id
+    partitions = []
+    for p in range(record.num_partitions):
+        # A partition whose log dir failed has no leader (as Kafka's controller leaves it
+        # when its only replica is offline).
+        offline = broker.logs.is_offline(name, p)
+        partitions.append(
+            MetadataResponsePartition(
+                error_code=ErrorCode.LEADER_NOT_AVAILABLE if offline else ErrorCode.NONE,
+                partition_index=p,
+                leader_id=-1 if offline else node_id,
+                leader_epoch=broker.leader_epoch(name, p),
+                replica_nodes=[node_id],
+                isr_nodes=[node_id],
+                offline_replicas=[node_id] if offline else [],
+            )
+        )
     return MetadataResponseTopic(
         error_code=ErrorCode.NONE,
         name=name,
         topic_id=record.topic_id,
         is_internal=name in INTERNAL_TOPICS,
-        partitions=[
-            MetadataResponsePartition(
-                error_code=ErrorCode.NONE,
-                partition_index=p,
-                leader_id=node_id,
-                leader_epoch=broker.leader_epoch(name, p),
-                replica_nodes=[node_id],
-                isr_nodes=[node_id],
-                offline_replicas=[],
-            )
-            for p in range(record.num_partitions)
-        ],
+        partitions=partitions,
         topic_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
     )
 

@@ -72,7 +72,7 @@ def _append(
     broker = ctx.broker
     partition_log = broker.partition_log(topic, data.index)
     if partition_log is None:
-        return _error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION), None, -1
+        return _error(data.index, broker.missing_log_error(topic, data.index)), None, -1
     records = data.records
     if records is None or len(records) == 0:
         return _error(data.index, ErrorCode.INVALID_RECORD, "no record batch"), None, -1
@@ -152,6 +152,9 @@ def _append_batch(
         )
     except ProducerStateError as exc:
         return _error(index, ErrorCode(exc.error_code)), None, -1
+    except OSError as exc:  # the log dir failed: it goes offline, the others keep serving
+        broker.logs.io_failed(partition_log, exc)
+        return _error(index, ErrorCode.KAFKA_STORAGE_ERROR), None, -1
     if result.duplicate:
         # Already in the log: answer as the first time (Kafka sends the batch's timestamp as
         # log_append_time_ms for a duplicate, whatever the topic's timestamp type).
