@@ -95,7 +95,9 @@ class CleanerRuntime:
                     outcome = await asyncio.get_running_loop().run_in_executor(
                         pool, cleaner.run_job, job
                     )
-        except Exception:
+        except Exception as exc:
             log.exception("cleaning %s failed", job.plog.name)
+            if isinstance(exc, OSError):
+                self.broker.logs.io_failed(job.plog, exc)  # its log dir goes offline
         finally:
             cleaner.finish(job, outcome)
