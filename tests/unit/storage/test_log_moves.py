@@ -10,6 +10,7 @@ from storage_helpers import append, read_all
 from strom.replication.follower_log import append_as_follower
 from strom.storage import cleaner
 from strom.storage.checkpoint import read_offsets, write_offsets
+from strom.storage.file_cache import open_files
 from strom.storage.log_config import LogConfig
 from strom.storage.log_manager import LogManager
 from strom.storage.log_moves import replace_current_with_future
@@ -94,3 +95,24 @@ def test_future_log_follows_the_log_start_offset(tmp_path: Path) -> None:
     assert current.log_start_offset == 12
     assert read_all(current)[0].offset == 12
     manager.close()
+
+
+def test_swap_with_descriptors_evicted_reopens_by_the_new_names(tmp_path: Path) -> None:
+    """The file cache may close any idle descriptor and reopen it by name later: after the
+    swap every name points into the new directory."""
+    previous = open_files.capacity
+    open_files.resize(1)
+    try:
+        manager, current, _, target = _setup(tmp_path)
+        before = [r.value for r in read_all(current)]
+        future = manager.create_future("t", 0, target)
+        _copy(current, future)
+        assert replace_current_with_future(manager, ("t", 0))
+        assert all(str(s.log_path).startswith(str(target)) for s in current.segments)
+        assert [r.value for r in read_all(current)] == before
+        append(current, [b"after"], epoch=5)
+        current.flush()
+        assert read_all(current)[-1].value == b"after"
+        manager.close()
+    finally:
+        open_files.resize(previous)
