@@ -198,7 +198,9 @@ def test_authorize_matches_the_rules(
     super_users=st.sets(st.sampled_from(ASKERS), max_size=1),
     principal=st.sampled_from(ASKERS),
     host=st.sampled_from(ASKING_HOSTS),
-    op=st.sampled_from((AclOperation.WRITE, AclOperation.READ, AclOperation.DESCRIBE)),
+    # Not DESCRIBE: the default's first step (authorize on one name) applies implications,
+    # Kafka's AclAuthorizer does not; Kafka only asks this for WRITE.
+    op=st.sampled_from((AclOperation.WRITE, AclOperation.READ, AclOperation.ALTER)),
 )
 def test_authorize_by_resource_type_matches_the_interface_default(
     acls: set[AclBinding], super_users: set[str], principal: str, host: str, op: AclOperation

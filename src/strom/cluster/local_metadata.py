@@ -12,7 +12,6 @@ loop). A write blocks for an fsync, which is acceptable for admin operations.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from strom.cluster.atomic_file import write_atomically
 from strom.cluster.ids import kafka_uuid_str, new_cluster_id, parse_kafka_uuid, random_kafka_uuid
 from strom.cluster.topic_names import validate_topic_name
 
@@ -176,24 +176,7 @@ class LocalMetadata:
         }
 
     def _save(self) -> None:
-        data = (json.dumps(self._encode(), indent=2) + "\n").encode("utf-8")
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._path)
-        # The rename is only durable once the directory entry is.
-        dir_fd = os.open(self._path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(self._path, (json.dumps(self._encode(), indent=2) + "\n").encode("utf-8"))
 
     # --- reading --------------------------------------------------------------------------
 

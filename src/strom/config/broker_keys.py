@@ -62,8 +62,8 @@ def family_of(name: str) -> tuple[str, ...]:
     return (name,)
 
 
-# Kafka keys read by its plugins rather than defined by the broker (the ACL authorizer); a
-# properties file copied from Kafka may hold them, so they load without the unknown-key warning.
+# Kafka keys read by its plugins rather than defined by the broker (the ACL authorizer reads
+# them: server/authz.py); known, so a properties file holding them loads without a warning.
 PLUGIN_KEYS: frozenset[str] = frozenset({"super.users", "allow.everyone.if.no.acl.found"})
 
 
@@ -107,7 +107,7 @@ def is_known_key(name: str) -> bool:
 def has_no_effect(name: str) -> bool:
     """Whether `name` is a Kafka key that Strom accepts but does not act on."""
     d = known_def(name)
-    return name in PLUGIN_KEYS or (d is not None and d.unused)
+    return d is not None and d.unused
 
 
 def config_type_of(name: str) -> ConfigType:

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from strom.config.definitions import ConfigDef
 from strom.config.shorthand import LS, PB, SH, B, C, D, I, L, P, S, define
-from strom.config.validators import ListOf, NonNullString, OneOf, at_least
+from strom.config.validators import ListOf, OneOf, at_least
 
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+# Kafka's class names of its ACL authorizers and Strom's own: each selects the ACL authorizer.
+AUTHORIZER_CLASS_NAMES = (
+    "kafka.security.authorizer.AclAuthorizer",
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "strom.security.authorizer.AclAuthorizer",
+)
 
 DEFAULT_PRINCIPAL_BUILDER = (
     "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"
@@ -139,8 +146,11 @@ BROKER_SECURITY_DEFS: list[ConfigDef] = [
        unused=True),
     define("principal.builder.class", C, DEFAULT_PRINCIPAL_BUILDER, "Builds "
        "the principal of an authenticated connection.", mode=PB, unused=True),
-    define("authorizer.class.name", S, "", "Authorizer plugin; empty for none (every request "
-       "allowed).", NonNullString(), unused=True),
+    define("authorizer.class.name", S, "", "The authorizer: Kafka's "
+       "kafka.security.authorizer.AclAuthorizer or "
+       "org.apache.kafka.metadata.authorizer.StandardAuthorizer, or "
+       "strom.security.authorizer.AclAuthorizer (all three are Strom's ACL authorizer); empty "
+       "for none (every request allowed).", OneOf(("", *AUTHORIZER_CLASS_NAMES))),
     define("delegation.token.master.key", P, None, "Deprecated name of "
        "delegation.token.secret.key.", unused=True),
     define("delegation.token.secret.key", P, None, "Secret that signs delegation tokens; "

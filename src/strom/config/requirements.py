@@ -109,3 +109,11 @@ def check_requirements(config: BrokerConfig) -> None:
             "broker.id must be greater than or equal to -1 and not greater than "
             "reserved.broker.max.id",
         )
+    for item in (config.raw.get("super.users") or "").split(";"):
+        principal_type, sep, _ = item.strip().partition(":")
+        if item.strip() and not (sep and principal_type):
+            raise ConfigError(
+                "super.users: expected a string in format principalType:principalName but "
+                f"got {item.strip()}",
+                "super.users",
+            )

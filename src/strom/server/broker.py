@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from strom.clock import Clock, SystemClock
 from strom.cluster.local_metadata import LocalMetadata, TopicRecord
+from strom.cluster.local_security import LocalSecurityStore
 from strom.cluster.topic_names import INTERNAL_TOPICS, validate_topic_name
 from strom.config import (
     BrokerConfig,
@@ -33,6 +34,7 @@ from strom.config import (
 from strom.config.broker_keys import DYNAMIC_ONLY
 from strom.protocol.errors import ErrorCode
 from strom.replication.alter_log_dirs import UNTHROTTLED, ReplicaAlterLogDirsManager
+from strom.runtime.acl_runtime import AclRuntime, LocalAclBackend
 from strom.runtime.cleaner_runtime import CleanerRuntime
 from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
@@ -41,6 +43,7 @@ from strom.runtime.purgatory import Purgatory
 from strom.runtime.share_coordinator_runtime import SHARE_STATE_TOPIC, ShareCoordinatorRuntime
 from strom.runtime.share_runtime import ShareRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
+from strom.server.authz import authorizer_from_config
 from strom.server.fetch_session import FetchSessionCache
 from strom.server.metrics import BrokerMetrics
 from strom.storage import faults
@@ -130,6 +133,12 @@ class Broker:
         # What acts on dynamic broker configs besides the logs (TLS listeners): checked before
         # a change is accepted, told after it is applied.
         self.reconfigurables: list[Reconfigurable] = []
+        # authorizer.class.name: None (the default) lets every request through. The ACLs it
+        # decides on are kept by `acls` (in the data directory, or ZooKeeper in a cluster).
+        self.authorizer = authorizer_from_config(config)
+        self.acls: AclRuntime | None = None
+        # Single broker: where ACLs and client quotas are kept (strom-security.json).
+        self.security_store: LocalSecurityStore | None = None
         self._faults = faults.FaultFile.from_environment()
 
     def _remove_tree_in_pool(self, path: Path) -> None:
@@ -173,6 +182,10 @@ class Broker:
         )
         broker = cls(config, metadata, logs, clock)
         broker_ref.append(broker)
+        broker.security_store = LocalSecurityStore.load(config.log_dirs[0])
+        if broker.authorizer is not None:
+            broker.authorizer.replace_all(broker.security_store.all_acls())
+            broker.acls = AclRuntime(broker.authorizer, LocalAclBackend(broker.security_store))
         broker._reconcile_logs()
         broker.groups.load()
         broker.txns.load()  # after the groups: it may write markers to __consumer_offsets
@@ -278,6 +291,8 @@ class Broker:
         self.cleaner.start()
 
     async def close(self) -> None:
+        if self.acls is not None:
+            self.acls.stop()
         if self.cluster is not None:
             await self.cluster.shutdown()
         await self.log_dir_moves.stop()
@@ -700,6 +715,12 @@ async def open_cluster_broker(config: BrokerConfig) -> Broker:
         loop = asyncio.get_running_loop()
         broker = await loop.run_in_executor(None, Broker.open_cluster, config, metadata)
         broker.cluster = ClusterRuntime(broker, client, metadata)
+        if broker.authorizer is not None:
+            from strom.cluster.zk.acl_store import ZkAclStore
+
+            broker.acls = await AclRuntime.open_zk(
+                broker.authorizer, ZkAclStore(client), client.connection_timeout_ms / 1000
+            )
         return broker
     except BaseException:
         await client.close()

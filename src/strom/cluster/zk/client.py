@@ -144,10 +144,11 @@ class Stat:
     cversion: int  # children version
     czxid: int  # creation transaction id: tells a re-created znode from the old one
     ephemeral_owner: int  # session id of the owner, 0 for persistent znodes
+    ctime: int = 0  # creation time, ms since the epoch (change notifications expire by it)
 
     @classmethod
     def of(cls, stat: Any) -> Stat:
-        return cls(stat.version, stat.cversion, stat.czxid, stat.ephemeralOwner)
+        return cls(stat.version, stat.cversion, stat.czxid, stat.ephemeralOwner, stat.ctime)
 
 
 @dataclass(frozen=True, slots=True)

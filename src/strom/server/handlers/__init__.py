@@ -1,6 +1,7 @@
 """One module per Kafka API; importing this package registers every handler."""
 
 from strom.server.handlers import (  # noqa: F401
+    acls,
     add_offsets_to_txn,
     add_partitions_to_txn,
     allocate_producer_ids,

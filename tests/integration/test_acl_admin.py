@@ -1,0 +1,269 @@
+"""CreateAcls, DescribeAcls and DeleteAcls through confluent-kafka's and kafka-python's admin
+clients, on a broker with the ACL authorizer; the ACLs survive a restart."""
+
+from __future__ import annotations
+
+import json
+
+import confluent_kafka as ck
+import kafka.admin as kpa
+import kafka.errors
+import pytest
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from .clients import DEADLINE_S, ck_admin
+from .conftest import BrokerFactory
+
+pytestmark = pytest.mark.integration
+
+AUTHORIZER = "kafka.security.authorizer.AclAuthorizer"
+# Plaintext clients are User:ANONYMOUS; as a super user they may manage ACLs.
+ADMIN = {"authorizer.class.name": AUTHORIZER, "super.users": "User:ANONYMOUS"}
+
+
+def binding(
+    rtype: ResourceType,
+    name: str,
+    ptype: ResourcePatternType,
+    principal: str,
+    op: AclOperation,
+    perm: AclPermissionType,
+    host: str = "*",
+) -> AclBinding:
+    return AclBinding(rtype, name, ptype, principal, host, op, perm)
+
+
+def as_tuples(bindings: list[AclBinding]) -> set[tuple[object, ...]]:
+    return {
+        (
+            b.restype,
+            b.name,
+            b.resource_pattern_type,
+            b.principal,
+            b.host,
+            b.operation,
+            b.permission_type,
+        )
+        for b in bindings
+    }
+
+
+def ck_describe(admin: ck.admin.AdminClient, f: AclBindingFilter) -> list[AclBinding]:
+    return list(admin.describe_acls(f).result(timeout=DEADLINE_S))
+
+
+ANY_FILTER = AclBindingFilter(
+    ResourceType.ANY,
+    None,
+    ResourcePatternType.ANY,
+    None,
+    None,
+    AclOperation.ANY,
+    AclPermissionType.ANY,
+)
+
+
+def test_confluent_kafka_manages_acls(broker_factory: BrokerFactory) -> None:
+    b = broker_factory(ADMIN)
+    admin = ck_admin(b.bootstrap)
+    wanted = [
+        binding(
+            ResourceType.TOPIC,
+            "orders",
+            ResourcePatternType.LITERAL,
+            "User:alice",
+            AclOperation.WRITE,
+            AclPermissionType.ALLOW,
+        ),
+        binding(
+            ResourceType.TOPIC,
+            "orders-",
+            ResourcePatternType.PREFIXED,
+            "User:bob",
+            AclOperation.READ,
+            AclPermissionType.ALLOW,
+            host="10.0.0.7",
+        ),
+        binding(
+            ResourceType.GROUP,
+            "*",
+            ResourcePatternType.LITERAL,
+            "User:*",
+            AclOperation.READ,
+            AclPermissionType.DENY,
+        ),
+        binding(
+            ResourceType.BROKER,  # the cluster resource (code 4)
+            "kafka-cluster",
+            ResourcePatternType.LITERAL,
+            "User:ops",
+            AclOperation.ALTER_CONFIGS,
+            AclPermissionType.ALLOW,
+        ),
+        binding(
+            ResourceType.TRANSACTIONAL_ID,
+            "tx-",
+            ResourcePatternType.PREFIXED,
+            "User:alice",
+            AclOperation.WRITE,
+            AclPermissionType.ALLOW,
+        ),
+    ]
+    for fut in admin.create_acls(wanted).values():
+        assert fut.result(timeout=DEADLINE_S) is None
+    assert as_tuples(ck_describe(admin, ANY_FILTER)) == as_tuples(wanted)
+
+    # MATCH: what applies to the topic orders-eu (the prefixed pattern), not the literal one.
+    match = AclBindingFilter(
+        ResourceType.TOPIC,
+        "orders-eu",
+        ResourcePatternType.MATCH,
+        None,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    assert as_tuples(ck_describe(admin, match)) == as_tuples([wanted[1]])
+    by_principal = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        "User:alice",
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    assert as_tuples(ck_describe(admin, by_principal)) == as_tuples([wanted[0], wanted[4]])
+
+    # A bad binding fails alone.
+    bad = binding(
+        ResourceType.BROKER,  # the cluster resource (code 4)
+        "not-the-cluster",
+        ResourcePatternType.LITERAL,
+        "User:x",
+        AclOperation.ALTER,
+        AclPermissionType.ALLOW,
+    )
+    with pytest.raises(ck.KafkaException) as err:
+        admin.create_acls([bad])[bad].result(timeout=DEADLINE_S)
+    assert err.value.args[0].code() == ck.KafkaError.INVALID_REQUEST
+
+    # Delete by filter: every ACL of User:alice, reported as deleted.
+    deleted = admin.delete_acls([by_principal])[by_principal].result(timeout=DEADLINE_S)
+    assert as_tuples(list(deleted)) == as_tuples([wanted[0], wanted[4]])
+    assert as_tuples(ck_describe(admin, ANY_FILTER)) == as_tuples(wanted[1:4])
+
+    # The ACLs are kept in the data directory, in Kafka's shapes, and survive a restart.
+    stored = json.loads((b.data_dir / "strom-security.json").read_text())
+    assert {item["resourceType"] for item in stored["acls"]} == {"Topic", "Group", "Cluster"}
+    b.restart()
+    admin = ck_admin(b.bootstrap)
+    assert as_tuples(ck_describe(admin, ANY_FILTER)) == as_tuples(wanted[1:4])
+
+
+def test_kafka_python_manages_acls(broker_factory: BrokerFactory) -> None:
+    b = broker_factory(ADMIN)
+    admin = kpa.KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    try:
+        acl = kpa.ACL(
+            principal="User:carol",
+            host="*",
+            operation=kpa.ACLOperation.READ,
+            permission_type=kpa.ACLPermissionType.ALLOW,
+            resource_pattern=kpa.ResourcePattern(
+                kpa.ResourceType.GROUP, "readers-", kpa.ACLResourcePatternType.PREFIXED
+            ),
+        )
+        result = admin.create_acls([acl])
+        assert result["failed"] == []
+        group_filter = kpa.ACLFilter(
+            principal=None,
+            host=None,
+            operation=kpa.ACLOperation.ANY,
+            permission_type=kpa.ACLPermissionType.ANY,
+            resource_pattern=kpa.ResourcePatternFilter(
+                kpa.ResourceType.GROUP, None, kpa.ACLResourcePatternType.ANY
+            ),
+        )
+        found, error = admin.describe_acls(group_filter)
+        assert error is kafka.errors.NoError
+        assert [(a.principal, a.resource_pattern.resource_name) for a in found] == [
+            ("User:carol", "readers-")
+        ]
+        deleted = admin.delete_acls([group_filter])
+        [(_, matches, error)] = deleted
+        assert error is kafka.errors.NoError
+        assert [a.principal for a in matches] == ["User:carol"]
+        found, _ = admin.describe_acls(group_filter)
+        assert found == []
+    finally:
+        admin.close()
+
+
+def kp_describe_error(bootstrap: str) -> type[Exception]:
+    admin = kpa.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        everything = kpa.ACLFilter(
+            principal=None,
+            host=None,
+            operation=kpa.ACLOperation.ANY,
+            permission_type=kpa.ACLPermissionType.ANY,
+            resource_pattern=kpa.ResourcePatternFilter(
+                kpa.ResourceType.ANY, None, kpa.ACLResourcePatternType.ANY
+            ),
+        )
+        try:
+            _, error = admin.describe_acls(everything)
+        except kafka.errors.BrokerResponseError as exc:
+            return type(exc)
+        return error  # type: ignore[no-any-return]
+    finally:
+        admin.close()
+
+
+def test_without_an_authorizer_acls_are_security_disabled(broker_factory: BrokerFactory) -> None:
+    b = broker_factory()
+    assert kp_describe_error(b.bootstrap) is kafka.errors.SecurityDisabledError
+    # librdkafka drops DescribeAcls' error code (an empty list is all it reports), but
+    # CreateAcls' results carry theirs.
+    admin = ck_admin(b.bootstrap)
+    assert ck_describe(admin, ANY_FILTER) == []
+    acl = binding(
+        ResourceType.TOPIC,
+        "t",
+        ResourcePatternType.LITERAL,
+        "User:x",
+        AclOperation.READ,
+        AclPermissionType.ALLOW,
+    )
+    with pytest.raises(ck.KafkaException) as err:
+        admin.create_acls([acl])[acl].result(timeout=DEADLINE_S)
+    assert err.value.args[0].code() == ck.KafkaError.SECURITY_DISABLED
+
+
+def test_managing_acls_needs_cluster_permissions(broker_factory: BrokerFactory) -> None:
+    # Without super.users and with no ACL on the cluster, User:ANONYMOUS may not manage ACLs.
+    b = broker_factory({"authorizer.class.name": AUTHORIZER})
+    assert kp_describe_error(b.bootstrap) is kafka.errors.ClusterAuthorizationFailedError
+    admin = ck_admin(b.bootstrap)
+    acl = binding(
+        ResourceType.TOPIC,
+        "t",
+        ResourcePatternType.LITERAL,
+        "User:x",
+        AclOperation.READ,
+        AclPermissionType.ALLOW,
+    )
+    with pytest.raises(ck.KafkaException) as err:
+        admin.create_acls([acl])[acl].result(timeout=DEADLINE_S)
+    assert err.value.args[0].code() == ck.KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    log = b.log_text()
+    assert "Denied operation = Describe from host = 127.0.0.1" in log
+    assert "Principal = User:ANONYMOUS is Denied operation = Alter" in log
