@@ -1,0 +1,187 @@
+"""ACLs in a three-broker cluster: kept in ZooKeeper in Kafka's layout, applied by every broker.
+
+- ACLs created through one broker are in `/kafka-acl/...` and `/kafka-acl-extended/...` in
+  Kafka's JSON, announced under the change paths, and the other brokers describe them (and
+  decide on them) once their watch fires; a deletion travels the same way;
+- ACLs written straight into ZooKeeper with a change notification, as Kafka's own tools do,
+  reach every broker;
+- a broker started later loads every ACL.
+
+Nothing is timed: every wait polls a condition up to a generous deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+from integration.kafka_wire import frame, request_header, roundtrip
+from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+from strom.protocol.messages.describe_acls_request import DescribeAclsRequest
+from strom.protocol.messages.describe_acls_response import DescribeAclsResponse
+
+from .test_replicated_cluster import Cluster, wait_for
+
+pytestmark = pytest.mark.cluster
+
+AUTHORIZER = {
+    "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
+    "super.users": "User:ANONYMOUS",
+}
+
+
+@pytest.fixture
+def cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, zk_hosts)
+    for broker in c.brokers.values():
+        broker.sets.update(AUTHORIZER)
+    with c.running():
+        yield c
+
+
+def acls_seen_by(cluster: Cluster, broker_id: int) -> set[tuple[int, str, int, str, int, int]]:
+    """Every ACL broker `broker_id` describes (DescribeAcls v1 on the wire, ANY filter)."""
+    broker = cluster.brokers[broker_id]
+    request = DescribeAclsRequest(
+        resource_type_filter=1,
+        resource_name_filter=None,
+        pattern_type_filter=1,
+        principal_filter=None,
+        host_filter=None,
+        operation=1,
+        permission_type=1,
+    )
+    with socket.create_connection((broker.host, broker.port), timeout=30) as sock:
+        answer = roundtrip(sock, frame(request_header(29, 1, 7, "test") + request.encode(1)))
+    response = DescribeAclsResponse.decode(answer[4:], 1)
+    assert response.error_code == 0
+    return {
+        (
+            r.resource_type,
+            r.resource_name,
+            r.pattern_type,
+            a.principal,
+            a.operation,
+            a.permission_type,
+        )
+        for r in response.resources
+        for a in r.acls
+    }
+
+
+def test_acls_made_on_one_broker_act_on_every_broker(cluster: Cluster, zk: KazooClient) -> None:
+    admin = AdminClient({"bootstrap.servers": cluster.brokers[1].bootstrap})
+    literal = AclBinding(
+        ResourceType.TOPIC,
+        "orders",
+        ResourcePatternType.LITERAL,
+        "User:alice",
+        "*",
+        AclOperation.WRITE,
+        AclPermissionType.ALLOW,
+    )
+    prefixed = AclBinding(
+        ResourceType.GROUP,
+        "billing-",
+        ResourcePatternType.PREFIXED,
+        "User:bob",
+        "*",
+        AclOperation.READ,
+        AclPermissionType.DENY,
+    )
+    for fut in admin.create_acls([literal, prefixed]).values():
+        assert fut.result(timeout=30) is None
+
+    data, _ = zk.get("/kafka-acl/Topic/orders")
+    assert json.loads(data) == {
+        "version": 1,
+        "acls": [
+            {
+                "principal": "User:alice",
+                "permissionType": "Allow",
+                "operation": "Write",
+                "host": "*",
+            }
+        ],
+    }
+    data, _ = zk.get("/kafka-acl-extended/prefixed/Group/billing-")
+    assert json.loads(data)["acls"][0]["permissionType"] == "Deny"
+    assert zk.get_children("/kafka-acl-changes")
+    changes = zk.get_children("/kafka-acl-extended-changes")
+    assert any(
+        json.loads(zk.get(f"/kafka-acl-extended-changes/{c}")[0])["name"] == "billing-"
+        for c in changes
+    )
+
+    expected = {
+        (2, "orders", 3, "User:alice", 4, 3),
+        (3, "billing-", 4, "User:bob", 3, 2),
+    }
+    for broker_id in cluster.brokers:
+        wait_for(
+            f"broker {broker_id} describing the new ACLs",
+            lambda b=broker_id: acls_seen_by(cluster, b) == expected,
+        )
+
+    # Deleted through another broker: gone from ZooKeeper and from every broker.
+    admin3 = AdminClient({"bootstrap.servers": cluster.brokers[3].bootstrap})
+    everything_of_bob = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        "User:bob",
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    deleted = admin3.delete_acls([everything_of_bob])[everything_of_bob].result(timeout=30)
+    assert [b.name for b in deleted] == ["billing-"]
+    assert not zk.exists("/kafka-acl-extended/prefixed/Group/billing-")
+    for broker_id in cluster.brokers:
+        wait_for(
+            f"broker {broker_id} forgetting the deleted ACL",
+            lambda b=broker_id: acls_seen_by(cluster, b) == {(2, "orders", 3, "User:alice", 4, 3)},
+        )
+
+
+def test_acls_written_into_zookeeper_reach_every_broker(cluster: Cluster, zk: KazooClient) -> None:
+    # What Kafka's kafka-acls.sh --authorizer-properties zookeeper.connect=... writes.
+    zk.create(
+        "/kafka-acl/TransactionalId/payments",
+        json.dumps(
+            {
+                "version": 1,
+                "acls": [
+                    {
+                        "host": "*",
+                        "permissionType": "Allow",
+                        "operation": "Write",
+                        "principal": "User:svc",
+                    }
+                ],
+            }
+        ).encode(),
+        makepath=True,
+    )
+    zk.create("/kafka-acl-changes/acl_changes_", b"TRANSACTIONAL_ID:payments", sequence=True)
+    for broker_id in cluster.brokers:
+        wait_for(
+            f"broker {broker_id} applying the ACL written into ZooKeeper",
+            lambda b=broker_id: acls_seen_by(cluster, b) == {(5, "payments", 3, "User:svc", 4, 3)},
+        )
+    # A broker restarted later loads it from ZooKeeper.
+    cluster.brokers[2].restart()
+    assert acls_seen_by(cluster, 2) == {(5, "payments", 3, "User:svc", 4, 3)}
