@@ -139,7 +139,7 @@ def test_failed_write_keeps_memory_consistent(
     def boom(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("strom.cluster.local_metadata.os.fsync", boom)
+    monkeypatch.setattr("strom.cluster.atomic_file.os.fsync", boom)
     with pytest.raises(OSError):
         store.create_topic("lost", 1, 1)
     with pytest.raises(OSError):
@@ -185,3 +185,38 @@ def test_no_temporary_file_left_behind(tmp_path: Path) -> None:
     store = LocalMetadata.load(tmp_path)
     store.create_topic("t", 1, 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAME]
+
+
+def test_security_store_failed_write_keeps_memory_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strom.cluster.local_security import LocalSecurityStore
+    from strom.security.acl import (
+        AccessControlEntry,
+        AclOperation,
+        AclPermissionType,
+        PatternType,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    store = LocalSecurityStore.load(tmp_path)
+    pattern = ResourcePattern(ResourceType.TOPIC, "t", PatternType.LITERAL)
+    entry = AccessControlEntry("User:a", "*", AclOperation.READ, AclPermissionType.ALLOW)
+    store.update_acls(pattern, lambda current: current | {entry})
+    store.set_entity_configs({"users/a": {"producer_byte_rate": "1024"}})
+
+    def boom(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("strom.cluster.atomic_file.os.fsync", boom)
+    with pytest.raises(OSError):
+        store.update_acls(pattern, lambda current: frozenset())
+    with pytest.raises(OSError):
+        store.set_entity_configs({"users/a": {}})
+    assert store.all_acls() == {pattern: frozenset({entry})}
+    assert store.entity_configs() == {"users/a": {"producer_byte_rate": "1024"}}
+    monkeypatch.undo()
+    reloaded = LocalSecurityStore.load(tmp_path)
+    assert reloaded.all_acls() == store.all_acls()
+    assert reloaded.entity_configs() == store.entity_configs()
