@@ -22,24 +22,11 @@ from strom.cluster.zk.client import ZkClient, ZkError
 from strom.config import BrokerConfig
 from strom.protocol.errors import ErrorCode
 from strom.runtime.controller_requests import ControllerRequests
-from strom.server.context import RequestContext
 
 from .helpers import TestBroker, eventually
 
 BROKER_ID = 7
-
-
-def request_context(listener: str) -> RequestContext:
-    return RequestContext(
-        broker=None,  # type: ignore[arg-type]  # the fencing does not read it
-        api_key=4,
-        api_version=7,
-        correlation_id=1,
-        client_id="test",
-        peer="127.0.0.1:1",
-        frame=bytearray(),
-        listener=listener,
-    )
+PEER = "127.0.0.1:1"
 
 
 def expire_session(hosts: str, client: ZkClient) -> None:
@@ -91,10 +78,11 @@ def test_controller_and_broker_epochs_are_fenced(zk_hosts: str) -> None:
             assert stat is not None
             epoch = stat.czxid
             assert fence.broker_epoch == epoch
-            control = request_context("CONTROL_PLANE")
 
             async def check(controller_id: int, controller_epoch: int, broker_epoch: int) -> int:
-                return await fence.check(control, controller_id, controller_epoch, broker_epoch)
+                return await fence.check(
+                    "CONTROL_PLANE", PEER, controller_id, controller_epoch, broker_epoch
+                )
 
             assert await check(1, 1, epoch) == ErrorCode.NONE
             assert (fence.controller_id, fence.controller_epoch) == (1, 1)
@@ -104,8 +92,8 @@ def test_controller_and_broker_epochs_are_fenced(zk_hosts: str) -> None:
             assert await check(1, 1, epoch - 1) == ErrorCode.STALE_BROKER_EPOCH
             assert await check(1, 1, epoch + 1) == ErrorCode.STALE_BROKER_EPOCH
             assert await check(1, 1, -1) == ErrorCode.NONE  # not given: as Kafka
-            plain = request_context("PLAINTEXT")
-            assert await fence.check(plain, 1, 1, epoch) == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+            refused = await fence.check("PLAINTEXT", PEER, 1, 1, epoch)
+            assert refused == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
 
             # A new controller: believed once ZooKeeper shows it; the old one is stale since.
             await first.stop()
