@@ -368,7 +368,7 @@ def test_update_metadata(cluster: Cluster, zk: KazooClient) -> None:
 def test_find_coordinator_v6_and_envelope(cluster: Cluster) -> None:
     broker = cluster.brokers[1]
     found = request(broker, 10, 6, FindCoordinatorRequest(key_type=2, coordinator_keys=["s"]))
-    assert [c.error_code for c in found.coordinators] == [ErrorCode.COORDINATOR_NOT_AVAILABLE]
+    assert [c.error_code for c in found.coordinators] == [ErrorCode.INVALID_REQUEST]
     frame = b"".join(bytes(c) for c in encode_request(58, 0, 1, "test", EnvelopeRequest()))
     with socket.create_connection((broker.host, broker.port), timeout=40) as sock:
         sock.sendall(frame)

@@ -47,6 +47,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     yield b
     b.txns.close()
     b.groups.close()
+    b.share_state.close()
     b.logs.close()
     b.io.shutdown(wait=True)
 
@@ -60,16 +61,17 @@ async def answer(result: Any) -> Any:
 
 
 def test_find_coordinator_share_key(broker: Broker) -> None:
-    def lookup(version: int, key_type: int) -> tuple[int, int]:
-        request = FindCoordinatorRequest(key="k", key_type=key_type, coordinator_keys=["k"])
+    def lookup(version: int, key_type: int, key: str = "k") -> tuple[int, int]:
+        request = FindCoordinatorRequest(key=key, key_type=key_type, coordinator_keys=[key])
         response = handle_find_coordinator(ctx(broker, 10, version), request)
         if version >= 4:
             (found,) = response.coordinators
             return found.error_code, found.node_id
         return response.error_code, response.node_id
 
-    # Key type 2 asks for the share-group state coordinator: none here (as Kafka 3.9).
-    assert lookup(6, 2) == (ErrorCode.COORDINATOR_NOT_AVAILABLE, -1)
+    # Key type 2 asks for the share coordinator of "group:topicId:partition" (KIP-932).
+    assert lookup(6, 2, "g:AAAAAAAAAAAAAAAAAAAAAA:0") == (ErrorCode.NONE, broker.node.node_id)
+    assert lookup(6, 2) == (ErrorCode.INVALID_REQUEST, -1)  # not a share-partition key
     assert lookup(5, 2) == (ErrorCode.INVALID_REQUEST, -1)
     assert lookup(3, 2) == (ErrorCode.INVALID_REQUEST, -1)
     assert lookup(6, 3) == (ErrorCode.INVALID_REQUEST, -1)

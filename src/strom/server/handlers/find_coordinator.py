@@ -4,9 +4,10 @@ transactional id; in cluster mode the coordinator is the broker leading the key'
 
 Key type 0 (group): the first lookup creates `__consumer_offsets`; key type 1 (transaction):
 the first lookup creates `__transaction_state`, as Kafka does. v4+ batches several keys.
-Key type 2 (the share-group state coordinator, asked by brokers from v6) answers
-COORDINATOR_NOT_AVAILABLE, as Kafka 3.9 does: there is no share-group state coordinator.
-Below v6, and for any other key type, INVALID_REQUEST.
+Key type 2 (v6+, KIP-932): the share coordinator of a share partition, key
+`groupId:topicId:partition`, i.e. the leader of its `__share_group_state` partition (the
+first lookup creates that topic); a key of another form is INVALID_REQUEST. Below v6, and for
+any other key type, INVALID_REQUEST.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from strom.protocol.messages.find_coordinator_request import FindCoordinatorRequ
 from strom.protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
 from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
+from strom.runtime.share_coordinator_runtime import SHARE_STATE_TOPIC, ShareCoordinatorRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.server.context import RequestContext
 from strom.server.registry import handles
@@ -29,10 +31,11 @@ SHARE_KEY_VERSION = 6
 def _lookup(ctx: RequestContext, key: str, key_type: int) -> Coordinator:
     node = ctx.broker.node_for(ctx.listener)
     found = Coordinator(key=key, node_id=node.node_id, host=node.host, port=node.port)
-    if key_type == SHARE_KEY and ctx.api_version >= SHARE_KEY_VERSION:
-        found.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
-        found.error_message = "There is no share-group state coordinator."
-    elif key_type not in (GROUP_KEY, TRANSACTION_KEY):
+    share = key_type == SHARE_KEY and ctx.api_version >= SHARE_KEY_VERSION
+    if share and not _is_share_partition_key(key):
+        found.error_code = ErrorCode.INVALID_REQUEST
+        found.error_message = f"Invalid share coordinator key {key!r}."
+    elif key_type not in (GROUP_KEY, TRANSACTION_KEY) and not share:
         found.error_code = ErrorCode.INVALID_REQUEST
         found.error_message = f"Unknown coordinator type {key_type} for version {ctx.api_version}."
     elif not key:
@@ -45,6 +48,8 @@ def _lookup(ctx: RequestContext, key: str, key_type: int) -> Coordinator:
         try:
             if key_type == GROUP_KEY:
                 ctx.broker.groups.shard_for(key)
+            elif key_type == SHARE_KEY:
+                ctx.broker.share_state.shard_for(key)
             else:
                 ctx.broker.txns.shard_for(key)
         except ApiError as exc:
@@ -58,9 +63,11 @@ def _lookup_in_cluster(ctx: RequestContext, key: str, key_type: int, found: Coor
     """Cluster mode: the coordinator is the broker leading the key's internal partition."""
     cluster = ctx.broker.cluster
     assert cluster is not None
-    runtime: GroupCoordinatorRuntime | TransactionCoordinatorRuntime
+    runtime: GroupCoordinatorRuntime | TransactionCoordinatorRuntime | ShareCoordinatorRuntime
     if key_type == GROUP_KEY:
         runtime, topic = ctx.broker.groups, OFFSETS_TOPIC
+    elif key_type == SHARE_KEY:
+        runtime, topic = ctx.broker.share_state, SHARE_STATE_TOPIC
     else:
         runtime, topic = ctx.broker.txns, TRANSACTION_STATE_TOPIC
     leader = None
@@ -73,6 +80,15 @@ def _lookup_in_cluster(ctx: RequestContext, key: str, key_type: int, found: Coor
         found.error_message = "The coordinator is not available."
         return
     found.node_id, found.host, found.port = leader.node_id, leader.host, leader.port
+
+
+def _is_share_partition_key(key: str) -> bool:
+    """Kafka's SharePartitionKey string: group id, topic id (base64), partition."""
+    group, sep, rest = key.rpartition(":")
+    if not sep:
+        return False
+    group_id, sep, topic_id = group.rpartition(":")
+    return bool(sep and group_id and topic_id and rest.isdigit())
 
 
 @handles(10, 0, 6)
