@@ -130,18 +130,20 @@ def produce_values(bootstrap: str, topic: str, values: list[bytes], partition: i
     ck_produce(bootstrap, topic, recs, **{"linger.ms": 0, "batch.num.messages": 1})
 
 
-def share_group_describe(broker: BrokerProcess, group: str) -> DescribedGroup:
-    request = ShareGroupDescribeRequest(group_ids=[group])
-    header = (
-        struct.pack(">hhi", 77, 1, 9) + struct.pack(">h", 4) + b"test" + b"\x00"
-    )  # request header v2: client id (non-compact), empty tagged fields
-    payload = header + request.encode(1)
+def wire(broker: BrokerProcess, api_key: int, version: int, request: Any, response: Any) -> Any:
+    """One request of a flexible version on the wire (request header v2, response header v1)."""
+    header = struct.pack(">hhi", api_key, version, 9) + struct.pack(">h", 4) + b"test" + b"\x00"
+    payload = header + request.encode(version)
     with socket.create_connection((broker.host, broker.port), timeout=DEADLINE_S) as sock:
         sock.sendall(struct.pack(">i", len(payload)) + payload)
         size = struct.unpack(">i", _recv(sock, 4))[0]
         answer = _recv(sock, size)
-    # response header v1: correlation id, empty tagged fields
-    (group_described,) = ShareGroupDescribeResponse.decode(answer[5:], 1).groups
+    return response.decode(answer[5:], version)  # after the correlation id and tagged fields
+
+
+def share_group_describe(broker: BrokerProcess, group: str) -> DescribedGroup:
+    request = ShareGroupDescribeRequest(group_ids=[group])
+    (group_described,) = wire(broker, 77, 1, request, ShareGroupDescribeResponse).groups
     return group_described
 
 

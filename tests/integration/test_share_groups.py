@@ -17,6 +17,34 @@ from collections import Counter
 
 import confluent_kafka as ck
 import pytest
+from confluent_kafka.admin import AdminClient
+
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.alter_share_group_offsets_request import (
+    AlterShareGroupOffsetsRequest,
+    AlterShareGroupOffsetsRequestPartition,
+    AlterShareGroupOffsetsRequestTopic,
+)
+from strom.protocol.messages.alter_share_group_offsets_response import (
+    AlterShareGroupOffsetsResponse,
+)
+from strom.protocol.messages.delete_share_group_offsets_request import (
+    DeleteShareGroupOffsetsRequest,
+    DeleteShareGroupOffsetsRequestTopic,
+)
+from strom.protocol.messages.delete_share_group_offsets_response import (
+    DeleteShareGroupOffsetsResponse,
+)
+from strom.protocol.messages.describe_share_group_offsets_request import (
+    DescribeShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsRequestGroup,
+    DescribeShareGroupOffsetsRequestTopic,
+)
+from strom.protocol.messages.describe_share_group_offsets_response import (
+    DescribeShareGroupOffsetsResponse,
+)
+from strom.protocol.messages.list_groups_request import ListGroupsRequest
+from strom.protocol.messages.list_groups_response import ListGroupsResponse
 
 from .broker_process import BrokerProcess
 from .clients import ck_consume, create_topic, wait_until
@@ -28,6 +56,7 @@ from .share_helpers import (
     share_conf,
     share_group_describe,
     wait_members,
+    wire,
 )
 
 pytestmark = pytest.mark.integration
@@ -294,3 +323,67 @@ def test_broker_restart_keeps_share_state(
     finally:
         survivor.stop()
     assert not set(accepted) & set(survivor.values())
+
+
+def test_share_group_offsets_admin(broker: BrokerProcess, topic: str) -> None:
+    """Describe (with lag), alter and delete a share group's start offsets on the wire,
+    ListGroups by type, and DeleteGroups through confluent-kafka's AdminClient."""
+    create_topic(broker.bootstrap, topic, partitions=1)
+    group = "admin-sg"
+
+    def describe() -> tuple[int, int, int]:
+        request = DescribeShareGroupOffsetsRequest(
+            groups=[
+                DescribeShareGroupOffsetsRequestGroup(
+                    group, [DescribeShareGroupOffsetsRequestTopic(topic, [0])]
+                )
+            ]
+        )
+        (described,) = wire(broker, 90, 1, request, DescribeShareGroupOffsetsResponse).groups
+        if described.error_code:
+            return described.error_code, -1, -1
+        (row,) = described.topics[0].partitions
+        return row.error_code, row.start_offset, row.lag
+
+    def alter(start: int) -> tuple[int, int]:
+        request = AlterShareGroupOffsetsRequest(
+            group,
+            [
+                AlterShareGroupOffsetsRequestTopic(
+                    topic, [AlterShareGroupOffsetsRequestPartition(0, start)]
+                )
+            ],
+        )
+        response = wire(broker, 91, 0, request, AlterShareGroupOffsetsResponse)
+        if response.error_code:
+            return response.error_code, -1
+        return 0, response.responses[0].partitions[0].error_code
+
+    worker = ShareWorker(broker.bootstrap, group, [topic]).start()
+    try:
+        prime(broker.bootstrap, topic, [worker])
+        values = _values("a", 10)
+        produce_values(broker.bootstrap, topic, values)
+        wait_until(lambda: sorted(worker.values()) == sorted(values), "ten records")
+        assert alter(0) == (ErrorCode.NON_EMPTY_GROUP, -1)
+    finally:
+        worker.stop()
+    high = ck_consume(broker.bootstrap, topic, [0])[-1].offset + 1
+    assert describe() == (0, high, 0)  # everything acknowledged: nothing lags
+    listed = wire(broker, 16, 5, ListGroupsRequest(types_filter=["share"]), ListGroupsResponse)
+    assert [(g.group_id, g.group_type) for g in listed.groups] == [(group, "share")]
+    # Back to ten records before the end: they are delivered again, and lag meanwhile.
+    assert alter(high - 10) == (0, 0)
+    assert describe() == (0, high - 10, 10)
+    again = ShareWorker(broker.bootstrap, group, [topic]).start()
+    try:
+        wait_until(lambda: sorted(again.values()) == sorted(values), "the ten records again")
+    finally:
+        again.stop()
+    request = DeleteShareGroupOffsetsRequest(group, [DeleteShareGroupOffsetsRequestTopic(topic)])
+    deleted = wire(broker, 92, 0, request, DeleteShareGroupOffsetsResponse)
+    assert deleted.error_code == 0 and deleted.responses[0].error_code == 0
+    assert describe() == (0, -1, -1)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_consumer_groups([group])[group].result(30)
+    assert describe()[0] == ErrorCode.GROUP_ID_NOT_FOUND

@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from strom.coordinator.share.coordinator import coordinator_key
-from strom.coordinator.share.partition import AcknowledgeType, AcquiredRange, SharePartition
+from strom.coordinator.share.partition import (
+    FINAL,
+    AcknowledgeType,
+    AcquiredRange,
+    SharePartition,
+)
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records.batch_header import iter_batch_headers
 from strom.storage.errors import OffsetOutOfRangeError
@@ -193,6 +198,43 @@ class ShareRuntime:
         return coordinator.write_state(
             group_id, topic_id, partition, sp.start_offset, sp.state_batches()
         )
+
+    # -- administration ------------------------------------------------------------------
+
+    def describe_partition(
+        self, group_id: str, topic_id: uuid.UUID, topic: str, partition: int
+    ) -> tuple[int, int]:
+        """(start offset, lag) of a share partition; (-1, -1) when it has no state yet.
+
+        The lag counts the records from the start offset to the high watermark that are not
+        yet acknowledged or archived."""
+        log = self.broker.partition_log(topic, partition)
+        sp = self.partitions.get((group_id, topic, partition))
+        if sp is not None:
+            start, done = sp.start_offset, sp.final_count()
+        else:
+            _, state = self.broker.share_state.read_state(group_id, topic_id, partition)
+            if state is None:
+                return -1, -1
+            start = state.start_offset
+            done = sum(
+                b.last_offset - max(b.first_offset, start) + 1
+                for b in state.batches
+                if b.state in FINAL and b.last_offset >= start
+            )
+        if log is None:
+            return start, -1
+        return start, max(log.high_watermark - start - done, 0)
+
+    def reset_partition(
+        self, group_id: str, topic_id: uuid.UUID, topic: str, partition: int, start: int | None
+    ) -> ErrorCode | Awaitable[ErrorCode]:
+        """Alter (start given) or delete (None) a share partition's state; its group must
+        be empty, so nothing is in flight."""
+        self.partitions.pop((group_id, topic, partition), None)
+        if start is None:
+            return self.broker.share_state.delete_state(group_id, topic_id, partition)
+        return self.broker.share_state.write_state(group_id, topic_id, partition, start, [])
 
     # -- acknowledgements ----------------------------------------------------------------
 

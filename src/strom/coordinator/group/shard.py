@@ -41,6 +41,7 @@ from strom.coordinator.group.records import (
     decode,
 )
 from strom.coordinator.group.txn_offsets import TxnOffsets
+from strom.coordinator.share.group import ShareGroup
 from strom.coordinator.share.heartbeat import ShareGroups, describe_share_groups
 from strom.protocol.messages.consumer_group_describe_response import (
     DescribedGroup as ConsumerDescribedGroup,
@@ -237,6 +238,11 @@ class GroupCoordinatorShard:
 
     def share_group_describe(self, group_ids: list[str]) -> list[ShareDescribedGroup]:
         return describe_share_groups(self._ctx, group_ids)
+
+    def share_group_is_empty(self, group_id: str) -> bool | None:
+        """Whether the share group has no members; None when no share group has that id."""
+        group = self._ctx.groups.get(group_id)
+        return group.is_empty() if isinstance(group, ShareGroup) else None
 
     def share_group_members(self, group_id: str) -> set[str]:
         """The member ids of a share group (empty for any other or unknown group)."""

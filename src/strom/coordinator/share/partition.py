@@ -137,6 +137,10 @@ class SharePartition:
     def acquired_count(self) -> int:
         return self._state.count(RecordState.ACQUIRED)
 
+    def final_count(self) -> int:
+        """In-flight records already acknowledged or archived (past the start offset)."""
+        return self._state.count(RecordState.ACKNOWLEDGED) + self._state.count(RecordState.ARCHIVED)
+
     def has_available(self) -> bool:
         return RecordState.AVAILABLE in self._state
 

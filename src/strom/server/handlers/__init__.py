@@ -40,6 +40,7 @@ from strom.server.handlers import (  # noqa: F401
     produce,
     share_fetch,
     share_group,
+    share_group_offsets,
     stop_replica,
     txn_offset_commit,
     update_metadata,

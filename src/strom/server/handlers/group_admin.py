@@ -7,6 +7,7 @@ Not done: authorized operations (no ACLs; always -2147483648).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from strom.coordinator.group.records import CoordinatorRecord
@@ -34,6 +35,8 @@ from strom.server.context import RequestContext
 from strom.server.registry import handles
 
 AUTHORIZED_OPERATIONS_OMITTED = -2147483648
+# Share-state deletions still waiting for their commit (kept referenced until done).
+_DELETIONS: set[asyncio.Future[ErrorCode]] = set()
 
 
 @handles(15, 0, 5)
@@ -75,20 +78,44 @@ def _failed(group_id: str) -> Callable[[ErrorCode], list[tuple[str, int]]]:
 def handle_delete_groups(
     ctx: RequestContext, request: DeleteGroupsRequest
 ) -> DeleteGroupsResponse | Awaitable[DeleteGroupsResponse]:
+    share_groups = {g for g in request.groups_names if _is_share_group(ctx, g)}
     outcomes = [
         ctx.broker.groups.run(group_id, _deleter(group_id), _failed(group_id))
         for group_id in request.groups_names
     ]
-    return then(
-        gather(outcomes),
-        lambda done: DeleteGroupsResponse(
-            results=[
-                DeletableGroupResult(group_id=g, error_code=code)
-                for outcome in done
-                for g, code in outcome
-            ]
-        ),
-    )
+
+    def answer(done: list[list[tuple[str, int]]]) -> DeleteGroupsResponse:
+        results = [(g, code) for outcome in done for g, code in outcome]
+        for g, code in results:
+            if code == ErrorCode.NONE and g in share_groups:
+                _delete_share_state(ctx, g)
+        return DeleteGroupsResponse(
+            results=[DeletableGroupResult(group_id=g, error_code=code) for g, code in results]
+        )
+
+    return then(gather(outcomes), answer)
+
+
+def _is_share_group(ctx: RequestContext, group_id: str) -> bool:
+    try:
+        _, shard = ctx.broker.groups.shard_for(group_id)
+    except ApiError:
+        return False
+    return shard.share_group_is_empty(group_id) is not None
+
+
+def _delete_share_state(ctx: RequestContext, group_id: str) -> None:
+    """A deleted share group's share-partition states go too (tombstones in
+    `__share_group_state`), as in Kafka; the group's answer does not wait for them."""
+    for topic_id, partition in list(ctx.broker.share_state.group_states(group_id)):
+        found = ctx.broker.metadata.topic_by_id(topic_id)
+        written = ctx.broker.shares.reset_partition(
+            group_id, topic_id, found.name if found is not None else "", partition, None
+        )
+        if isinstance(written, Awaitable):
+            task = asyncio.ensure_future(written)
+            _DELETIONS.add(task)
+            task.add_done_callback(_DELETIONS.discard)
 
 
 @handles(69, 0, 0)
