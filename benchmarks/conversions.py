@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/conversions.py            # both parts
     .venv/bin/python benchmarks/conversions.py --codec    # only the in-process part
     .venv/bin/python benchmarks/conversions.py --quick    # smaller volumes
+    .venv/bin/python benchmarks/conversions.py --recompress   # only the v2 recompression rows
 
 Part 1 (one core, no broker, measured in CPU time of this process): the produce path's up-conversion (`up_convert`: a v0/v1 message
 set validated and rebuilt as one v2 batch) and the fetch path's down-conversion (`down_convert`:
 v2 batches to a v0/v1 message set), per codec, for 100-byte and 1 KiB records, next to what the
-v2 produce path does per batch (`validate_batches`: header and CRC-32C) as the reference.
+v2 produce path does per batch (`validate_batches`: header and CRC-32C) as the reference, and
+the v2 produce path into a topic whose compression.type names another codec (`recompress`).
 
 Part 2 (a Strom broker started for the run): the same 1 KiB records produced and consumed by
 librdkafka speaking the current protocol (record batch v2) and with `api.version.request=false`
@@ -39,11 +41,13 @@ from run import StromBroker  # the benchmark driver's broker process
 from strom.protocol.records.codec import Record, build_batch
 from strom.protocol.records.down_conversion import down_convert
 from strom.protocol.records.legacy import encode_message, encode_wrapper
+from strom.protocol.records.recompression import recompress
 from strom.protocol.records.up_conversion import AppendRules, up_convert
 from strom.protocol.records.validation import validate_batches
 
 MB = 1_000_000
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3}
+TARGETS = {**CODECS, "zstd": 4}
 OLD_LIBRDKAFKA = {"api.version.request": False, "broker.version.fallback": "0.9.0"}
 
 
@@ -95,6 +99,32 @@ def codec_rows(records_per_set: int, size: int, min_seconds: float) -> list[str]
         rows.append(
             row(f"v2 produce path (validate_batches), {name}", records_per_set, size, check)
         )
+    return rows
+
+
+# (source, target) codecs of a topic whose compression.type differs from the producer's.
+RECOMPRESSIONS = [
+    ("none", "lz4"),
+    ("lz4", "gzip"),
+    ("lz4", "zstd"),
+    ("gzip", "none"),
+    ("snappy", "lz4"),
+]
+
+
+def recompress_rows(records_per_set: int, size: int, min_seconds: float) -> list[str]:
+    """The v2 produce path when the topic's compression.type names another codec than the
+    batch's: decode the records and build the batch again (`recompress`)."""
+    now = int(time.time() * 1000)
+    records = [Record(i, now, None, payload(size, i)) for i in range(records_per_set)]
+    rows = []
+    for source, target in RECOMPRESSIONS:
+        batch = build_batch(records, compression=CODECS[source])
+        (header,) = validate_batches(batch)
+        seconds = timed(
+            lambda b=batch, h=header, t=TARGETS[target]: recompress(b, h, t, None), min_seconds
+        )
+        rows.append(row(f"recompress v2, {source} -> {target}", records_per_set, size, seconds))
     return rows
 
 
@@ -254,13 +284,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--codec", action="store_true", help="only the in-process part")
     parser.add_argument("--quick", action="store_true", help="smaller volumes")
+    parser.add_argument(
+        "--recompress", action="store_true", help="only the v2 recompression rows (in-process)"
+    )
     args = parser.parse_args()
     min_seconds = 0.3 if args.quick else 1.0
     print("| conversion | record size | records/s | MB/s of record values |")
     print("| --- | --- | --- | --- |")
     for records, size in ((1000, 100), (500, 1024)):
-        for line in codec_rows(records, size, min_seconds):
+        if not args.recompress:
+            for line in codec_rows(records, size, min_seconds):
+                print(line, flush=True)
+        for line in recompress_rows(records, size, min_seconds):
             print(line, flush=True)
+    if args.recompress:
+        return 0
     if not args.codec:
         print()
         print("| workload (1 KiB records, 1 partition) | throughput | broker CPU s/GB |")

@@ -14,6 +14,7 @@ from strom.protocol.compression import CompressionError, compress, decompress
 from strom.protocol.records.batch_header import BATCH_HEADER_SIZE, iter_batch_headers
 from strom.protocol.records.codec import Record, build_batch, decode_records
 from strom.protocol.records.errors import CorruptRecordError, RecordError
+from strom.protocol.records.recompression import recompress
 from strom.protocol.records.validation import validate_batches
 
 pytestmark = pytest.mark.property
@@ -169,3 +170,48 @@ def test_compression_round_trip_and_damage(codec: int, raw: bytes, data: st.Data
     packed[index] ^= data.draw(st.integers(1, 255))
     with contextlib.suppress(CompressionError):
         decompress(codec, packed, max_size=1 << 20)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    record_lists(min_size=1),
+    CODECS,
+    CODECS,
+    st.integers(0, 2**40),
+    st.integers(0, 32767),
+    st.integers(0, 2**31 - 1),
+    st.booleans(),
+)
+def test_recompression_keeps_records_and_producer_fields(
+    recs: list[Record],
+    source: int,
+    target: int,
+    producer_id: int,
+    epoch: int,
+    sequence: int,
+    transactional: bool,
+) -> None:
+    recs = [Record(i, max(r.timestamp, 0), r.key, r.value, r.headers) for i, r in enumerate(recs)]
+    batch = build_batch(
+        recs,
+        compression=source,
+        producer_id=producer_id,
+        producer_epoch=epoch,
+        base_sequence=sequence,
+        is_transactional=transactional,
+    )
+    (header,) = validate_batches(batch)
+    rebuilt = recompress(batch, header, target, None)
+    (again,) = validate_batches(rebuilt.batch)
+    assert again == rebuilt.header
+    assert again.compression == target
+    assert (again.producer_id, again.producer_epoch, again.base_sequence) == (
+        producer_id,
+        epoch,
+        sequence,
+    )
+    assert again.is_transactional == transactional and not again.is_control
+    assert again.records_count == len(recs) and again.last_offset_delta == len(recs) - 1
+    assert again.first_timestamp == recs[0].timestamp
+    assert again.max_timestamp == max(r.timestamp for r in recs)
+    assert decode_records(rebuilt.batch)[1] == recs

@@ -454,3 +454,44 @@ def test_ours_read_by_kafka_python_real_gzip() -> None:
     batch = DefaultRecordBatch(bytearray(raw))
     assert batch.validate_crc()
     assert [r.value for r in batch] == [v for _, v, _ in SAMPLE]
+
+
+# ------------------------------------------------------------------------ levels (KIP-390)
+
+
+@pytest.mark.parametrize(("level", "xfl"), [(1, 4), (-1, 0), (6, 0), (9, 2)])
+def test_gzip_level_is_kafkas_scale(level: int, xfl: int) -> None:
+    """-1 is the JDK's default (zlib 6); the gzip header's XFL byte shows 1 and 9."""
+    packed = compress(CODEC_GZIP, PAYLOADS["text"], level)
+    assert packed[8] == xfl
+    assert gzip.decompress(packed) == PAYLOADS["text"]
+    assert compress(CODEC_GZIP, PAYLOADS["text"]) == compress(CODEC_GZIP, PAYLOADS["text"], 6)
+
+
+@pytest.mark.parametrize("level", [1, 2, 3, 9, 12, 17])
+def test_lz4_levels_round_trip_and_suit_kafkas_reader(level: int) -> None:
+    data = PAYLOADS["mixed"]
+    packed = compress(CODEC_LZ4, data, level)
+    _java_lz4_header_check(packed)
+    assert decompress(CODEC_LZ4, packed) == data
+
+
+def test_lz4_default_level_is_the_fast_compressor_and_others_are_hc() -> None:
+    """Kafka's level 9 is lz4-java's fast compressor; the others are LZ4 HC, which compresses
+    text better."""
+    text = b" ".join(f"word{i % 997} {i * 7919 % 1013}".encode() for i in range(50_000))
+    fast = compress(CODEC_LZ4, text)
+    assert fast == compress(CODEC_LZ4, text, 9)
+    assert len(compress(CODEC_LZ4, text, 12)) < len(fast)
+
+
+@pytest.mark.parametrize("level", [-131072, -5, 1, 3, 19, 22])
+def test_zstd_levels_round_trip(level: int) -> None:
+    data = PAYLOADS["text"]
+    assert decompress(CODEC_ZSTD, compress(CODEC_ZSTD, data, level)) == data
+    if level in (-5, 19):
+        assert len(compress(CODEC_ZSTD, data, 19)) <= len(compress(CODEC_ZSTD, data, -5))
+
+
+def test_snappy_has_no_level() -> None:
+    assert compress(CODEC_SNAPPY, PAYLOADS["text"], 5) == compress(CODEC_SNAPPY, PAYLOADS["text"])

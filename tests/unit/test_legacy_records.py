@@ -15,6 +15,7 @@ import pytest
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 
 from strom.protocol.compression import compress
+from strom.protocol.records.batch_header import BATCH_HEADER_SIZE
 from strom.protocol.records.codec import Record, build_batch, decode_records
 from strom.protocol.records.control import CONTROL_COMMIT, build_control_batch
 from strom.protocol.records.down_conversion import down_convert, down_convert_magic
@@ -100,6 +101,20 @@ def test_topic_compression_type_decides_the_stored_codec() -> None:
     codec, records = converted(plain, compression_type="gzip")
     assert codec == 1 and [r.key for r in records] == [b"k", b"k2"]
     assert target_codec("producer", 2) == 2 and target_codec("snappy", 0) == 2
+
+
+@pytest.mark.parametrize(("compression_type", "xfl"), [("gzip", 4), ("producer", 0)])
+def test_topic_level_applies_only_when_the_topic_names_the_codec(
+    compression_type: str, xfl: int
+) -> None:
+    """compression.gzip.level=1 compresses a gzip topic's batches "fastest" (XFL 4); with
+    `producer` Kafka compresses at the codec's default level whatever the topic's level."""
+    buf = kp_message_set(1, 1, [(NOW, b"k", b"v" * 500)])
+    result = up_convert(
+        buf, AppendRules(now_ms=NOW, compression_type=compression_type, compression_level=1)
+    )
+    assert result.header.compression == 1
+    assert result.batch[BATCH_HEADER_SIZE + 8] == xfl
 
 
 def test_v1_wrapper_with_relative_offsets_and_a_zero_wrapper_offset() -> None:

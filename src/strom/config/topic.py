@@ -177,6 +177,9 @@ def log_config_for(topic_overrides: Mapping[str, str], broker: BrokerConfig) -> 
         min_insync_replicas=_int(v, "min.insync.replicas"),
         unclean_leader_election_enable=_bool(v, "unclean.leader.election.enable"),
         compression_type=str(v["compression.type"]),
+        compression_gzip_level=_int(v, "compression.gzip.level"),
+        compression_lz4_level=_int(v, "compression.lz4.level"),
+        compression_zstd_level=_int(v, "compression.zstd.level"),
         message_downconversion_enable=_bool(v, "message.downconversion.enable"),
         preallocate=_bool(v, "preallocate"),
     )

@@ -71,6 +71,7 @@ __all__ = [
     "CODEC_SNAPPY",
     "CODEC_ZSTD",
     "DEFAULT_MAX_DECOMPRESSED",
+    "LEVEL_DEFAULTS",
     "CompressionError",
     "DecompressedTooLargeError",
     "UnknownCodecError",
@@ -90,6 +91,9 @@ CODEC_NAMES: Final[dict[int, str]] = {
     CODEC_LZ4: "lz4",
     CODEC_ZSTD: "zstd",
 }
+
+# Kafka's default level of each codec that has levels (KIP-390).
+LEVEL_DEFAULTS: Final[dict[int, int]] = {CODEC_GZIP: -1, CODEC_LZ4: 9, CODEC_ZSTD: 3}
 
 # Default ceiling of one batch's decompressed size. Kafka's message.max.bytes (1 MiB by default)
 # bounds the compressed size only; 64 MiB leaves room for very compressible data.
@@ -199,9 +203,9 @@ def _snappy_decompress(data: Buffer, max_size: int) -> bytes:
 # gzip
 
 
-def _gzip_compress(data: Buffer) -> bytes:
-    # Level 6 is the JDK's (and so Kafka's) default for gzip.
-    comp = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+def _gzip_compress(data: Buffer, level: int) -> bytes:
+    # Kafka's -1 is the JDK Deflater's default, zlib's level 6.
+    comp = zlib.compressobj(6 if level == -1 else level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     return comp.compress(data) + comp.flush()
 
 
@@ -240,10 +244,13 @@ _LE_U64: Final = struct.Struct("<Q")
 _LZ4_BLOCK_MAX: Final[dict[int, int]] = {4: 1 << 16, 5: 1 << 18, 6: 1 << 20, 7: 1 << 22}
 
 
-def _lz4_compress(data: Buffer) -> bytes:
+def _lz4_compress(data: Buffer, level: int) -> bytes:
     # Independent blocks (Kafka's reader refuses linked ones), 64 KiB blocks, no content size;
     # cramjam adds block and content checksums, which Kafka's reader verifies.
-    comp = cramjam.lz4.Compressor(block_linked=False)
+    # Kafka's default level (9) is lz4's fast compressor (frame level 0); any other level is
+    # LZ4 HC at that level, which the frame API starts at 2 (Kafka's 1 and 2 both become 2).
+    frame_level = 0 if level == LEVEL_DEFAULTS[CODEC_LZ4] else max(level, 2)
+    comp = cramjam.lz4.Compressor(level=frame_level, block_linked=False)
     comp.compress(data if isinstance(data, bytes) else bytes(data))
     return bytes(comp.finish())
 
@@ -327,7 +334,6 @@ def _lz4_decompress(data: Buffer, max_size: int) -> bytes:
 
 _ZSTD_MAGIC: Final = 0xFD2FB528
 _ZSTD_BLOCK_MAX: Final = 128 * 1024
-_ZSTD_LEVEL: Final = 3  # Kafka's default zstd level
 _FCS_SIZES: Final = (0, 2, 4, 8)
 _DICT_ID_SIZES: Final = (0, 1, 2, 4)
 
@@ -454,18 +460,25 @@ def _decompress_into(
     return bytes(out)
 
 
-def compress(codec: int, data: Buffer) -> bytes:
-    """Compress ``data`` as codec ``codec`` writes it inside a Kafka record batch."""
+def compress(codec: int, data: Buffer, level: int | None = None) -> bytes:
+    """Compress ``data`` as codec ``codec`` writes it inside a Kafka record batch.
+
+    ``level`` is a level of Kafka's scale for the codec (``compression.gzip.level`` -1 or 1-9,
+    ``compression.lz4.level`` 1-17, ``compression.zstd.level`` -131072-22; ignored for snappy),
+    already validated; None is Kafka's default level.
+    """
     if codec == CODEC_NONE:
         return bytes(data)
+    if level is None:
+        level = LEVEL_DEFAULTS.get(codec, 0)
     if codec == CODEC_GZIP:
-        return _gzip_compress(data)
+        return _gzip_compress(data, level)
     if codec == CODEC_SNAPPY:
         return _snappy_compress(data)
     if codec == CODEC_LZ4:
-        return _lz4_compress(data)
+        return _lz4_compress(data, level)
     if codec == CODEC_ZSTD:
-        return bytes(cramjam.zstd.compress(data, level=_ZSTD_LEVEL))
+        return bytes(cramjam.zstd.compress(data, level=level))
     raise UnknownCodecError(f"unknown compression codec id {codec}")
 
 

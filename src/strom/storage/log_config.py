@@ -36,6 +36,11 @@ class LogConfig:
     min_insync_replicas: int = 1
     unclean_leader_election_enable: bool = False
     compression_type: str = "producer"
+    # compression.gzip.level, compression.lz4.level, compression.zstd.level (KIP-390): used
+    # only when the broker compresses a batch in the topic's compression.type.
+    compression_gzip_level: int = -1
+    compression_lz4_level: int = 9
+    compression_zstd_level: int = 3
     message_downconversion_enable: bool = True
     preallocate: bool = False
 

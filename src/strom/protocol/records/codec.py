@@ -269,6 +269,7 @@ def build_batch(
     *,
     base_offset: int | None = None,
     compression: int = 0,
+    compression_level: int | None = None,
     timestamp_type: int = TIMESTAMP_CREATE_TIME,
     producer_id: int = NO_PRODUCER_ID,
     producer_epoch: int = -1,
@@ -289,7 +290,8 @@ def build_batch(
     original last offset), ``first_timestamp`` to the first record's timestamp (give it for a
     delete horizon), ``max_timestamp`` to the largest record timestamp; both are
     ``NO_TIMESTAMP`` for an empty batch. Record timestamps are stored relative to
-    ``first_timestamp``. Misuse (bad offsets, unknown codec) raises ``ValueError``.
+    ``first_timestamp``. ``compression_level`` is Kafka's level for the codec (None: the
+    codec's default). Misuse (bad offsets, unknown codec) raises ``ValueError``.
     """
     if base_offset is None:
         base_offset = records[0].offset if records else 0
@@ -313,7 +315,7 @@ def build_batch(
     )
     body: bytes | bytearray = _encode_records(records, base_offset, first_timestamp)
     if compression:
-        body = compress(compression, body)
+        body = compress(compression, body, compression_level)
     out = bytearray(BATCH_HEADER_SIZE)
     out += body
     HEADER_STRUCT.pack_into(

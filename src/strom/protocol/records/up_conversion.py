@@ -18,7 +18,8 @@ append; :func:`up_convert` does the same, with the same checks and error codes:
 The result is one uncompressed-or-recompressed v2 batch (base offset 0, no producer id, so the
 log assigns offsets as for any batch): records keep their keys, values and timestamps (-1 for
 magic 0; a LogAppendTime wrapper's time for its inner messages); the codec is the topic's
-``compression.type``, or the producer's with ``producer``. The caller appends it as a client
+``compression.type`` at the topic's level for it, or the producer's codec at its default
+level with ``producer``. The caller appends it as a client
 batch, so a LogAppendTime topic stamps it like any other. Its size is checked again against
 ``max.message.bytes`` (MESSAGE_TOO_LARGE), as Kafka re-checks a converted batch: many small
 uncompressed messages may add up to one batch above the limit.
@@ -27,9 +28,9 @@ uncompressed messages may add up to one batch above the limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
-from strom.protocol.compression import CODEC_NAMES, CODEC_NONE, DEFAULT_MAX_DECOMPRESSED
+from strom.protocol.compression import CODEC_NONE, DEFAULT_MAX_DECOMPRESSED
 from strom.protocol.records.batch_header import NO_TIMESTAMP, BatchHeader, parse_batch_header
 from strom.protocol.records.codec import Record, build_batch
 from strom.protocol.records.errors import (
@@ -38,20 +39,16 @@ from strom.protocol.records.errors import (
     RecordTooLargeError,
 )
 from strom.protocol.records.legacy import LegacyMessage, inner_messages, iter_message_set
+from strom.protocol.records.recompression import TOPIC_CODECS
 
 __all__ = ["AppendRules", "UpConverted", "target_codec", "up_convert"]
-
-# compression.type values and their codec ids; "producer" keeps the producer's codec.
-_TOPIC_CODECS: Final = {"uncompressed": CODEC_NONE} | {
-    name: codec for codec, name in CODEC_NAMES.items() if codec != CODEC_NONE
-}
 
 
 def target_codec(compression_type: str, source_codec: int) -> int:
     """The codec a topic stores a batch with (Kafka's ``BrokerCompressionType.targetCompression``)."""
     if compression_type == "producer":
         return source_codec
-    return _TOPIC_CODECS[compression_type]
+    return TOPIC_CODECS[compression_type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +57,9 @@ class AppendRules:
 
     now_ms: int
     compression_type: str = "producer"
+    # The topic's compression.<codec>.level for compression_type's codec (None: its default);
+    # not used with "producer", where Kafka compresses at the codec's default level.
+    compression_level: int | None = None
     create_time: bool = True  # message.timestamp.type; False for LogAppendTime
     timestamp_before_max_ms: int = 2**63 - 1
     timestamp_after_max_ms: int = 2**63 - 1
@@ -148,7 +148,10 @@ def up_convert(
             # the timestamp, so say so.
             raise InvalidTimestampError(f"invalid negative timestamp {record.timestamp}")
     codec = target_codec(rules.compression_type, source_codec)
-    batch = bytearray(build_batch(records, base_offset=0, compression=codec))
+    level = None if rules.compression_type == "producer" else rules.compression_level
+    batch = bytearray(
+        build_batch(records, base_offset=0, compression=codec, compression_level=level)
+    )
     if rules.max_message_bytes is not None and len(batch) > rules.max_message_bytes:
         raise RecordTooLargeError(
             f"the converted batch of {len(batch)} bytes exceeds the maximum of "

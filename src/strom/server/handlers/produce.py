@@ -10,7 +10,11 @@ granularity by `validate_batches` (magic, lengths, CRC-32C, count, size against
 max.message.bytes) and its header timestamps against message.timestamp.before/after.max.ms;
 then the log assigns offsets and the partition leader epoch in place and appends the
 request's own bytes. Records are only decoded where a
-feature needs them: compacted topics refuse records without a key.
+feature needs them: compacted topics refuse records without a key, and a topic whose
+compression.type names another codec than the batch's (not `producer`) stores the batch
+rebuilt in its codec at its compression.<codec>.level, as Kafka's LogValidator does
+(protocol/records/recompression.py); the rebuilt batch is checked against max.message.bytes
+again (MESSAGE_TOO_LARGE).
 
 Idempotent and transactional producers (a batch with a producer id): the log checks the batch
 against its producer state before assigning offsets (storage/producer_state.py has the rules):
@@ -41,13 +45,15 @@ from strom.protocol.messages.produce_response import (
     TopicProduceResponse,
 )
 from strom.protocol.records.batch_header import BatchHeader
-from strom.protocol.records.codec import decode_records
+from strom.protocol.records.codec import Record, decode_records
 from strom.protocol.records.errors import RecordError
 from strom.protocol.records.legacy import is_legacy
+from strom.protocol.records.recompression import TOPIC_CODECS, recompress, topic_codec_level
 from strom.protocol.records.up_conversion import AppendRules, up_convert
 from strom.protocol.records.validation import check_timestamps, validate_batches
 from strom.server.context import RequestContext
 from strom.server.registry import handles
+from strom.storage.log_config import LogConfig
 from strom.storage.partition_log import PartitionLog
 from strom.storage.producer_state import ProducerStateError
 
@@ -83,6 +89,7 @@ def _append(
         rules = AppendRules(
             now_ms=now_ms,
             compression_type=cfg.compression_type,
+            compression_level=_topic_level(cfg, TOPIC_CODECS.get(cfg.compression_type)),
             create_time=cfg.message_timestamp_type == "CreateTime",
             timestamp_before_max_ms=cfg.message_timestamp_before_max_ms,
             timestamp_after_max_ms=cfg.message_timestamp_after_max_ms,
@@ -118,6 +125,7 @@ def _append(
             None,
             -1,
         )
+    decoded: list[Record] | None = None
     if cfg.compact and not batch.is_control:
         try:
             _, decoded = decode_records(view)
@@ -132,7 +140,49 @@ def _append(
                 if record.key is None
             ]
             return response, None, -1
+    if cfg.compression_type != "producer":
+        codec = TOPIC_CODECS[cfg.compression_type]
+        if codec != batch.compression:
+            return _append_recompressed(
+                ctx, topic, data.index, partition_log, view, batch, codec, decoded, now_ms
+            )
     return _append_batch(ctx, topic, data.index, partition_log, view, batches, now_ms)
+
+
+def _topic_level(cfg: LogConfig, codec: int | None) -> int | None:
+    if codec is None:
+        return None
+    return topic_codec_level(
+        codec, cfg.compression_gzip_level, cfg.compression_lz4_level, cfg.compression_zstd_level
+    )
+
+
+def _append_recompressed(
+    ctx: RequestContext,
+    topic: str,
+    index: int,
+    partition_log: PartitionLog,
+    view: memoryview,
+    batch: BatchHeader,
+    codec: int,
+    decoded: list[Record] | None,
+    now_ms: int,
+) -> tuple[PartitionProduceResponse, PartitionLog | None, int]:
+    """Append the batch rebuilt in the topic's codec (protocol/records/recompression.py)."""
+    cfg = partition_log.config
+    try:
+        rebuilt = recompress(view, batch, codec, _topic_level(cfg, codec), decoded)
+    except RecordError as exc:
+        return _error(index, ErrorCode(exc.error_code), str(exc)), None, -1
+    if len(rebuilt.batch) > cfg.max_message_bytes:
+        message = (
+            f"Message batch size is {len(rebuilt.batch)} bytes in append to partition "
+            f"{topic}-{index} which exceeds the maximum configured size of {cfg.max_message_bytes}."
+        )
+        return _error(index, ErrorCode.MESSAGE_TOO_LARGE, message), None, -1
+    return _append_batch(
+        ctx, topic, index, partition_log, memoryview(rebuilt.batch), [rebuilt.header], now_ms
+    )
 
 
 def _append_batch(
