@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -54,6 +55,7 @@ class BrokerProcess:
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
         name: str = "broker",
+        nofile: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +67,8 @@ class BrokerProcess:
         self.with_log_dirs = with_log_dirs
         self.cwd = cwd if cwd is not None else workdir
         self.extra_env = dict(env or {})
+        # RLIMIT_NOFILE (soft and hard) of the broker process, to run it out of descriptors.
+        self.nofile = nofile
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -110,8 +114,17 @@ class BrokerProcess:
                 cwd=self.cwd,
                 env=env,
                 start_new_session=True,  # a Ctrl-C in the terminal goes to pytest only
+                preexec_fn=None if self.nofile is None else self._limit_files,
             )
         return self
+
+    def _limit_files(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+    def open_files(self) -> int:
+        """How many descriptors the broker process holds now."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> BrokerProcess:
         """Poll until a TCP connect succeeds and ApiVersions v0 gets a well-formed answer."""

@@ -37,6 +37,7 @@ class BrokerFactory:
         env: Mapping[str, str] | None = None,
         wait: bool = True,
         port: int | None = None,
+        nofile: int | None = None,
         **kw: object,
     ) -> BrokerProcess:
         merged: dict[str, object] = dict(sets or {})
@@ -51,6 +52,7 @@ class BrokerFactory:
             env=env,
             name=f"broker{n}",
             port=port,
+            nofile=nofile,
         )
         self.brokers.append(b)  # registered before start: teardown covers a failed start
         b.start()

@@ -12,11 +12,14 @@ from collections.abc import Awaitable
 
 import strom.server.handlers  # noqa: F401  (registers every API handler)
 from strom.config import BrokerConfig, ConfigError
+from strom.server.acceptor import Acceptor, bind_listening_sockets
 from strom.server.broker import Broker, open_cluster_broker
+from strom.server.descriptors import configure_open_files
 from strom.server.dispatch import Dispatcher
 from strom.server.http.listener import BrokerState, HttpListener
 from strom.server.network import KafkaConnection
 from strom.server.tls import TlsListener
+from strom.storage.file_cache import open_files
 from strom.storage.log_dirs import LogDirConfigError
 
 log = logging.getLogger("strom.server")
@@ -47,7 +50,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     shared = dispatcher.connections.shared
     broker.response_budget = lambda: shared.pool.capacity - shared.unsent_bytes
     broker.reconfigurables.extend(tls_listeners.values())
-    servers: list[asyncio.Server] = []
+    servers: list[Acceptor] = []
     reaper: asyncio.Task[None] | None = None
     cluster_started = False
     state = BrokerState()
@@ -55,7 +58,8 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     http_started: asyncio.Task[None] | None = None
     try:
         for listener in config.listeners:
-            server = await loop.create_server(
+            server = Acceptor(
+                bind_listening_sockets(listener.host, listener.port),
                 # Each listener has its own acceptor; the connection knows which one it came
                 # through (controller requests are only taken on the control-plane listener).
                 functools.partial(
@@ -65,13 +69,11 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
                     listener.name,
                     tls_listeners.get(listener.name),
                 ),
-                host=listener.host or None,
-                port=listener.port,
-                reuse_address=True,
-                backlog=1024,
+                open_files.relieve,
             )
             servers.append(server)
-            bound = server.sockets[0].getsockname()[1]
+            server.start()
+            bound = server.port
             broker.bind_port(bound, listener.name)
             log.info(
                 "listening on %s:%d (%s, %s)",
@@ -150,23 +152,9 @@ async def _watch_connections(dispatcher: Dispatcher) -> None:
         connections.relieve_pressure()
 
 
-def _raise_open_file_limit() -> None:
-    """Each client connection takes two descriptors (its socket and the duplicate responses
-    are sent on); the soft limit is often 1024 where the hard one is far higher."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        if soft != resource.RLIM_INFINITY and soft < wanted:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    except (ImportError, ValueError, OSError) as exc:
-        log.debug("open file limit unchanged: %s", exc)
-
-
 def serve(config: BrokerConfig) -> int:
     started_at = time.monotonic()
-    _raise_open_file_limit()
+    configure_open_files(config)
     try:
         asyncio.run(run_broker(config, started_at))
     except (OSError, ConfigError, LogDirConfigError) as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -45,9 +46,11 @@ from strom.runtime.share_runtime import ShareRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.server.authz import authorizer_from_config
 from strom.server.fetch_session import FetchSessionCache
+from strom.server.log_limiter import LogLimiter
 from strom.server.metrics import BrokerMetrics
 from strom.storage import faults
 from strom.storage.errors import KafkaStorageError
+from strom.storage.file_cache import open_files
 from strom.storage.log_config import LogConfig
 from strom.storage.log_manager import LogManager
 from strom.storage.segment import unlink_paths
@@ -69,6 +72,10 @@ def broker_config_write_name(broker_id: int | None) -> str:
     return f"broker:{'' if broker_id is None else broker_id}"
 
 
+# Segment files unused this long give their descriptors back (checked this often): a partition
+# neither written nor read holds none.
+IDLE_FILE_S = 60.0
+IDLE_FILE_CHECK_MS = 10_000
 # A single broker leads every partition; its leader epoch never changes.
 SINGLE_NODE_LEADER_EPOCH = 0
 ZERO_UUID = uuid.UUID(int=0)
@@ -146,6 +153,7 @@ class Broker:
             self.io.submit(shutil.rmtree, path, True)
         except RuntimeError:  # the pool is shut down (closing): do it here
             shutil.rmtree(path, ignore_errors=True)
+        self._storage_log = LogLimiter(log)
 
     def _unlink_in_pool(self, paths: list[Path]) -> None:
         try:
@@ -288,6 +296,11 @@ class Broker:
                 name="producer-expiration",
             )
         )
+        self._background.append(
+            asyncio.create_task(
+                self._every(IDLE_FILE_CHECK_MS, self._close_idle_files), name="idle-files"
+            )
+        )
         self.cleaner.start()
 
     async def close(self) -> None:
@@ -334,6 +347,9 @@ class Broker:
         for partition_log in self.logs.all_logs():
             if partition_log.needs_flush(now):
                 self.request_flush(partition_log)
+
+    async def _close_idle_files(self) -> None:
+        open_files.close_idle(IDLE_FILE_S)
 
     async def _checkpoint(self) -> None:
         self.logs.checkpoint()
@@ -421,7 +437,8 @@ class Broker:
             self._flushing.discard(partition_log)
             exc = None if finished.cancelled() else finished.exception()
             if isinstance(exc, OSError):
-                self.logs.io_failed(partition_log, exc)
+                # The recovery point stays where it was; a full disk is tried again later.
+                self.storage_failure(f"flushing {partition_log.name}", exc, partition_log)
             elif exc is not None:
                 log.error("flushing %s failed: %r", partition_log.name, exc)
 
@@ -498,12 +515,55 @@ class Broker:
             )
             return TopicRecord(ZERO_UUID, num_partitions, replication_factor, normalized)
         assert isinstance(self.metadata, LocalMetadata)
-        record = self.metadata.create_topic(name, num_partitions, replication_factor, normalized)
-        cfg = self.log_config(name)
-        for partition in range(num_partitions):
-            self.logs.create(name, partition, record.topic_id, cfg)
+        try:
+            record = self.metadata.create_topic(
+                name, num_partitions, replication_factor, normalized
+            )
+        except OSError as exc:
+            raise self.storage_failure(f"creating topic {name}", exc) from exc
+        try:
+            self._create_logs(name, range(num_partitions), record.topic_id)
+        except ApiError:
+            try:
+                self.metadata.delete_topic(name)
+            except OSError as exc:  # the next start-up creates the missing logs instead
+                log.error("topic %s is kept without all its logs: %s", name, exc)
+            raise
         log.info("created topic %s with %d partition(s)", name, num_partitions)
         return record
+
+    def _create_logs(self, topic: str, partitions: range, topic_id: uuid.UUID) -> None:
+        """Create the partitions' logs, or none of them: out of descriptors or disk space,
+        the ones created are removed again and the request gets KAFKA_STORAGE_ERROR."""
+        cfg = self.log_config(topic)
+        created: list[int] = []
+        try:
+            for partition in partitions:
+                self.logs.create(topic, partition, topic_id, cfg)
+                created.append(partition)
+        except (OSError, KafkaStorageError) as exc:
+            for partition in created:
+                try:
+                    self.logs.delete_partition(topic, partition)
+                except OSError as again:
+                    log.error("could not remove %s-%d again: %s", topic, partition, again)
+            doing = f"creating {len(partitions)} partition(s) of {topic}"
+            if isinstance(exc, KafkaStorageError):  # every log dir is offline
+                raise ApiError(ErrorCode.KAFKA_STORAGE_ERROR, f"{doing} failed: {exc}") from exc
+            raise self.storage_failure(doing, exc) from exc
+
+    def storage_failure(
+        self, doing: str, exc: OSError, where: PartitionLog | Path | None = None
+    ) -> ApiError:
+        """An I/O error while serving a request: one log line per interval and kind, the log
+        directory of `where` taken offline if the disk failed (not when descriptors, memory
+        or, with a single log dir, disk space ran out: LogManager.io_failed), and the error to
+        answer with."""
+        kind = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        self._storage_log.warning(kind, "%s failed: %s", doing, exc)
+        if where is not None:
+            self.logs.io_failed(where, exc)
+        return ApiError(ErrorCode.KAFKA_STORAGE_ERROR, f"{doing} failed: {exc.strerror or exc}")
 
     def create_internal_topic(
         self, name: str, num_partitions: int, replication_factor: int, configs: dict[str, str]
@@ -552,11 +612,14 @@ class Broker:
             self.cluster.start_write(name, lambda: zk.add_partitions(name, count))
             return
         assert isinstance(self.metadata, LocalMetadata)
-        cfg = self.log_config(name)
         old = record.num_partitions
-        self.metadata.set_partition_count(name, count)
-        for partition in range(old, count):
-            self.logs.create(name, partition, record.topic_id, cfg)
+        self._create_logs(name, range(old, count), record.topic_id)
+        try:
+            self.metadata.set_partition_count(name, count)
+        except OSError as exc:
+            for partition in range(old, count):
+                self.logs.delete_partition(name, partition)
+            raise self.storage_failure(f"adding partitions to {name}", exc) from exc
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         """Replace a topic's overrides (already validated) and apply them to its logs."""

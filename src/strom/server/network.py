@@ -56,6 +56,7 @@ from strom.server.connection_quotas import ConnectionLimits, ConnectionQuotas
 from strom.server.log_limiter import LogLimiter
 from strom.server.memory_pool import MemoryPool
 from strom.server.tls import TlsError, TlsListener, TlsSession
+from strom.storage.file_cache import EXHAUSTED, open_files
 
 log = logging.getLogger("strom.network")
 
@@ -82,6 +83,23 @@ _TLS_TRANSPORT_HIGH_WATER = 256 * 1024
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 Chunks = Sequence[bytes | memoryview]
+
+
+def _duplicate(sock: socket.socket) -> socket.socket | None:
+    """The socket to sendmsg on. Out of descriptors even after the segment file cache gave
+    some back: None, and the connection writes through its transport (one copy more)."""
+    for attempt in range(2):
+        try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type, sock.proto)
+        except OSError as exc:
+            if exc.errno not in EXHAUSTED:
+                raise
+            if attempt == 0 and open_files.relieve() > 0:
+                continue
+            return None
+        dup.setblocking(False)
+        return dup
+    return None
 
 
 class ConnectionClosed(Exception):
@@ -193,8 +211,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 # ack, a fetch of a few records) must not wait for the previous one's ACK.
                 # asyncio already does this; it is spelled out because latency depends on it.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._wsock = socket.fromfd(sock.fileno(), sock.family, sock.type, sock.proto)
-            self._wsock.setblocking(False)
+            self._wsock = _duplicate(sock)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True

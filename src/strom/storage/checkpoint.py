@@ -14,12 +14,14 @@ the directory fsynced, so a crash leaves either the old or the new file, never a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from strom.storage import faults
+from strom.storage.file_cache import open_fd, read_file
 
 log = logging.getLogger("strom.storage")
 
@@ -32,7 +34,7 @@ class CheckpointFormatError(ValueError):
 
 def fsync_dir(directory: Path) -> None:
     """Make a rename or file creation in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    fd = open_fd(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
@@ -42,7 +44,7 @@ def fsync_dir(directory: Path) -> None:
 def sync_file(path: Path) -> None:
     """fsync a file written by `write_atomically(..., sync=False)`, then its directory."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_fd(path, os.O_RDONLY)
     except FileNotFoundError:
         return  # replaced or deleted since: whoever did that made it durable
     try:
@@ -56,7 +58,7 @@ def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Write via `<name>.tmp` and rename; `sync=False` leaves the fsyncs to `sync_file`."""
     faults.check(path, "write")
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         view = memoryview(data)
         while view:
@@ -64,6 +66,10 @@ def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
             view = view[written:]
         if sync:
             os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # a full disk: give back what the attempt took
+        raise
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -110,7 +116,7 @@ def write_offsets(path: Path, offsets: Mapping[tuple[str, int], int]) -> None:
 def read_offsets(path: Path) -> dict[tuple[str, int], int]:
     """Read an offset checkpoint; a missing or malformed file reads as empty (and is logged)."""
     try:
-        data = path.read_bytes()
+        data = read_file(path)
     except FileNotFoundError:
         return {}
     try:

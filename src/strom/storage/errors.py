@@ -8,6 +8,25 @@ on its own in tests and tools.
 
 from __future__ import annotations
 
+import errno
+
+# Running short of something for a while, not a failing disk: the operation fails, its log
+# directory stays online, and the same operation succeeds once the resource is back.
+SHORTAGE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_dir_failure(exc: BaseException, log_dirs: int) -> bool:
+    """Whether an I/O error takes its log directory offline. A full disk does only where
+    other log directories can take over (Kafka's failed log directory); with one, produces
+    fail until space is freed and everything else goes on."""
+    code = getattr(exc, "errno", None)
+    if code in SHORTAGE_ERRNOS:
+        return False
+    if code in DISK_FULL_ERRNOS:
+        return log_dirs > 1
+    return True
+
 
 class StorageError(Exception):
     """Base class; `error_code` is UNKNOWN_SERVER_ERROR unless a subclass says otherwise."""

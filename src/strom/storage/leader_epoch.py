@@ -20,6 +20,7 @@ from strom.storage.checkpoint import (
     sync_file,
     write_atomically,
 )
+from strom.storage.file_cache import read_file
 
 log = logging.getLogger("strom.storage")
 
@@ -38,11 +39,14 @@ class LeaderEpochCache:
         # does since KAFKA-15046. Records below the recovery point were flushed with it; the
         # unflushed ones are at the mercy of the page cache exactly as the records are.
         self.needs_sync = False
+        # `assign` could not write the file (a full disk): the next sync writes it, the
+        # entries are in memory meanwhile.
+        self.unwritten = False
         self._load()
 
     def _load(self) -> None:
         try:
-            data = self.path.read_bytes()
+            data = read_file(self.path)
         except FileNotFoundError:
             return
         try:
@@ -59,8 +63,12 @@ class LeaderEpochCache:
         self.needs_sync = not sync
 
     def sync(self) -> None:
-        """fsync a checkpoint that `assign` wrote without it (PartitionLog.flush, in a worker)."""
-        if self.needs_sync:
+        """fsync a checkpoint that `assign` wrote without it (PartitionLog.flush, in a worker),
+        or write it if `assign` could not (raises OSError when it still cannot)."""
+        if self.unwritten:
+            self._flush(sync=True)
+            self.unwritten = False
+        elif self.needs_sync:
             self.needs_sync = False
             sync_file(self.path)
 
@@ -90,7 +98,13 @@ class LeaderEpochCache:
     def assign(self, epoch: int, start_offset: int) -> None:
         """Record that `epoch` starts at `start_offset`, if it is newer than the latest."""
         if self._assign(epoch, start_offset):
-            self._flush(sync=False)
+            try:
+                self._flush(sync=False)
+            except OSError as exc:  # on the produce path, after the records were written
+                log.warning(
+                    "%s: could not be written now (%s); retried at the next flush", self.path, exc
+                )
+                self.unwritten = True
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
         """(epoch, end offset) as OffsetsForLeaderEpoch answers it.

@@ -46,7 +46,7 @@ from pathlib import Path
 from strom.protocol.primitives import ZERO_UUID
 from strom.storage import cleaner, log_moves
 from strom.storage.checkpoint import fsync_dir, read_offsets, write_atomically, write_offsets
-from strom.storage.errors import KafkaStorageError, StorageError
+from strom.storage.errors import KafkaStorageError, StorageError, is_dir_failure
 from strom.storage.log_config import LogConfig
 from strom.storage.log_dirs import LogDirConfigError, prepare_log_dirs
 from strom.storage.partition_log import (
@@ -295,6 +295,8 @@ class LogManager:
         offline (once; later reports of the same directory are ignored)."""
         if isinstance(exc, SegmentClosedError):
             return  # a read raced with a swap or close, not a disk failure
+        if not is_dir_failure(exc, len(self.log_dirs)):
+            return  # descriptors, memory or (one log dir) disk space ran short for a while
         path = where.directory if isinstance(where, PartitionLog) else where
         log_dir = self.log_dir_containing(path)
         if log_dir is None:
@@ -399,6 +401,11 @@ class LogManager:
                     log_dir, partition_dir_name(topic, partition), key, topic_id, config
                 )
             except OSError as exc:
+                if not is_dir_failure(exc, len(self.log_dirs)):
+                    # Out of descriptors or space: no other directory is tried, and what was
+                    # made of this partition goes again (the caller's request fails).
+                    shutil.rmtree(log_dir / partition_dir_name(topic, partition), True)
+                    raise
                 self.io_failed(log_dir, exc)
                 continue
             self._register(key, plog, log_dir, future=False)

@@ -398,11 +398,15 @@ class PartitionLog:
         )
         with self._segments_lock:  # copy-on-write: a flush or the cleaner may be iterating
             self.segments = [*self.segments, segment]
-        # A snapshot at every segment base lets recovery of a segment start from its snapshot
-        # (and retention delete them together). Its fsync waits for the next flush().
-        self.producer_state.map_end_offset = segment.base_offset
-        self.producer_state.take_snapshot(sync=False)
         self._dir_needs_fsync = True
+        # A snapshot at every segment base lets recovery of a segment start from its snapshot
+        # (and retention delete them together). Its fsync waits for the next flush(). Without
+        # it (a full disk) recovery starts from an older one: slower, not wrong.
+        self.producer_state.map_end_offset = segment.base_offset
+        try:
+            self.producer_state.take_snapshot(sync=False)
+        except OSError as exc:
+            log.warning("%s: no producer snapshot at %d: %s", self.name, segment.base_offset, exc)
         log.debug("%s: rolled to segment %d", self.name, segment.base_offset)
         return segment
 

@@ -20,7 +20,6 @@ unlinks a leftover `.tmp`); a file that fails its checks raises CorruptSnapshotE
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 from collections.abc import Sequence
@@ -28,6 +27,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from crc32c import crc32c
+
+from strom.storage.checkpoint import write_atomically
+from strom.storage.file_cache import read_file
 
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOT_FILE = re.compile(r"^(\d{20})\.snapshot$")
@@ -62,21 +64,11 @@ def write_snapshot(path: Path, rows: Sequence[SnapshotRow], sync: bool) -> None:
     for row in rows:
         data += _ENTRY.pack(*row)
     struct.pack_into(">I", data, 2, crc32c(memoryview(data)[_CRC_FROM:]))
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, bytes(data), sync=sync)
 
 
 def read_snapshot(path: Path) -> list[SnapshotRow]:
-    data = path.read_bytes()
+    data = read_file(path)
     if len(data) < _PREFIX.size:
         raise CorruptSnapshotError(f"{path}: {len(data)} bytes is too short for a snapshot")
     version, crc, count = _PREFIX.unpack_from(data)

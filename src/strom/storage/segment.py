@@ -480,10 +480,14 @@ class Segment:
                 return
             self._closed = True
             self.file.close()
-            if self._loaded:
-                self.offset_index.close()
-                self.time_index.close()
-            self.txn_index.close()
+            try:
+                if self._loaded:
+                    self.offset_index.close()
+                    self.time_index.close()
+            finally:
+                # Raises when aborted transactions wait for a full disk: the caller must not
+                # take the log for cleanly closed.
+                self.txn_index.close()
 
     @property
     def closed(self) -> bool:
@@ -532,7 +536,6 @@ class Segment:
         with self.lock:
             self._closed = True
             self.file.close()
-        self.txn_index.close()
         renamed: list[Path] = []
         for path in self.paths():
             deleted = path.with_name(path.name.removesuffix(self.suffix) + ".deleted")

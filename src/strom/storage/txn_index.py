@@ -76,6 +76,9 @@ class TransactionIndex:
         self._lock = threading.Lock()  # flush() may fsync from a worker thread
         self._unsynced = False
         self._entries: list[AbortedTxn] | None = None  # loaded on first use
+        # Entries in the file; those after it in `_entries` are still to be written (an
+        # append that found the disk full: fsync writes them, or fails and so does the flush).
+        self._written = 0
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -90,6 +93,7 @@ class TransactionIndex:
                 log.warning("%s: dropping a torn entry at its end", self.path)
                 self._truncate_file(len(entries) * ENTRY_SIZE)
             self._entries = entries
+            self._written = len(entries)
         return self._entries
 
     def collect(self, fetch_offset: int, upper_bound: int) -> tuple[list[AbortedTxn], bool]:
@@ -105,27 +109,55 @@ class TransactionIndex:
     # -- writing -------------------------------------------------------------------------------
 
     def append(self, entry: AbortedTxn) -> None:
+        """Add an entry; readers see it at once. Written to the file now if the file can take
+        it, else at the next fsync (the marker it describes is in the log already, so the
+        append itself must not fail)."""
         entries = self.entries()
         if entries and entries[-1].last_offset >= entry.last_offset:
             raise ValueError(
                 f"{self.path}: aborted transaction at {entry.last_offset} does not follow the one "
                 f"at {entries[-1].last_offset}"
             )
+        entries.append(entry)
+        try:
+            self._write_pending()
+        except OSError as exc:
+            log.warning(
+                "%s: the aborted transaction at %d waits to be written: %s",
+                self.path,
+                entry.last_offset,
+                exc,
+            )
+
+    def _write_pending(self) -> None:
+        entries = self._entries or []
         with self._lock:
+            if self._written >= len(entries):
+                return
+            data = b"".join(entry.encode() for entry in entries[self._written :])
             fd = open_fd(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             try:
-                os.write(fd, entry.encode())
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, self._written * ENTRY_SIZE)  # no torn entry
+                    raise
             finally:
                 os.close(fd)
+            self._written = len(entries)
             self._unsynced = True
-        entries.append(entry)
 
     def truncate_to(self, offset: int) -> None:
         """Drop the entries whose marker is at or after `offset` (the log was cut there)."""
         entries = self.entries()
         keep = [entry for entry in entries if entry.last_offset < offset]
         if len(keep) != len(entries):
-            self._truncate_file(len(keep) * ENTRY_SIZE)
+            if len(keep) < self._written:
+                self._truncate_file(len(keep) * ENTRY_SIZE)
+                self._written = len(keep)
             self._entries = keep
 
     def reset(self) -> None:
@@ -133,6 +165,7 @@ class TransactionIndex:
         if self.path.exists():
             self._truncate_file(0)
         self._entries = []
+        self._written = 0
 
     def _truncate_file(self, size: int) -> None:
         with self._lock, contextlib.suppress(FileNotFoundError):
@@ -142,6 +175,8 @@ class TransactionIndex:
     # -- lifetime ------------------------------------------------------------------------------
 
     def fsync(self) -> None:
+        """Write what waits and make the file durable (raises OSError when it cannot)."""
+        self._write_pending()
         with self._lock:
             if not self._unsynced:
                 return
@@ -157,11 +192,13 @@ class TransactionIndex:
             self._unsynced = False
 
     def close(self) -> None:
-        """Nothing is held open; kept for the segment's symmetry."""
+        """Write what waits (nothing is held open); raises OSError when it cannot, so that
+        the log is not taken for cleanly shut down."""
+        self._write_pending()
 
     def rename(self, path: Path) -> None:
         """Point at a new name, moving the file if it exists (segment suffix changes)."""
-        self.close()
+        self._write_pending()
         if self.path.exists():
             os.rename(self.path, path)
         self.path = path

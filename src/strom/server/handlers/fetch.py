@@ -242,8 +242,10 @@ class _FetchPlan:
         except OSError as exc:
             if isinstance(exc, SegmentClosedError):
                 return data  # swapped twice under the read: nothing this time, ask again
-            self.broker.logs.io_failed(log, exc)
-            data.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+            # Out of descriptors, or the disk failed: this partition fails, the others are
+            # answered.
+            where = f"reading {target.topic}-{target.partition}"
+            data.error_code = self.broker.storage_failure(where, exc, log).code
             return data
         if to_magic is not None:
             try:

@@ -99,9 +99,8 @@ def _lookup(
     else:
         try:
             found = log.latest_timestamp() if ts == MAX_TIMESTAMP else log.offset_for_timestamp(ts)
-        except OSError as exc:
-            ctx.broker.logs.io_failed(log, exc)
-            response.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+        except OSError as exc:  # this partition fails, the others are answered
+            response.error_code = ctx.broker.storage_failure(f"searching {log.name}", exc, log).code
             return response
     if found is None:
         return response

@@ -21,6 +21,7 @@ from strom.protocol.messages.metadata_response import (
     MetadataResponsePartition,
     MetadataResponseTopic,
 )
+from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -96,7 +97,11 @@ def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> MetadataRe
                 topics.append(_error_topic(name, ErrorCode.INVALID_TOPIC_EXCEPTION))
                 continue
             if record is None and allow_auto:
-                record = broker.maybe_auto_create(name)
+                try:
+                    record = broker.maybe_auto_create(name)
+                except ApiError as exc:  # out of descriptors or disk space
+                    topics.append(_error_topic(name, exc.code))
+                    continue
             if record is None:
                 topics.append(_error_topic(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
             else:

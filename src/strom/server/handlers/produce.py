@@ -202,9 +202,9 @@ def _append_batch(
         )
     except ProducerStateError as exc:
         return _error(index, ErrorCode(exc.error_code)), None, -1
-    except OSError as exc:  # the log dir failed: it goes offline, the others keep serving
-        broker.logs.io_failed(partition_log, exc)
-        return _error(index, ErrorCode.KAFKA_STORAGE_ERROR), None, -1
+    except OSError as exc:  # out of descriptors or disk space, or the disk failed: nothing kept
+        failure = broker.storage_failure(f"appending to {topic}-{index}", exc, partition_log)
+        return _error(index, failure.code, failure.message), None, -1
     if result.duplicate:
         # Already in the log: answer as the first time (Kafka sends the batch's timestamp as
         # log_append_time_ms for a duplicate, whatever the topic's timestamp type).
