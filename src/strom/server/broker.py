@@ -147,13 +147,13 @@ class Broker:
         # Single broker: where ACLs and client quotas are kept (strom-security.json).
         self.security_store: LocalSecurityStore | None = None
         self._faults = faults.FaultFile.from_environment()
+        self._storage_log = LogLimiter(log)
 
     def _remove_tree_in_pool(self, path: Path) -> None:
         try:
             self.io.submit(shutil.rmtree, path, True)
         except RuntimeError:  # the pool is shut down (closing): do it here
             shutil.rmtree(path, ignore_errors=True)
-        self._storage_log = LogLimiter(log)
 
     def _unlink_in_pool(self, paths: list[Path]) -> None:
         try:
