@@ -12,6 +12,7 @@ Fetch v3), and hand-built requests for the exact bytes and error codes.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -378,6 +379,84 @@ def test_transactions_seen_by_old_consumers(shared_broker: BrokerProcess, topic:
         (3, b"a1"),
         (4, b"a2"),
         (6, b"c3"),
+    ]
+
+
+def marker_then_plain_records(b: BrokerProcess, topic: str, plain: int) -> int:
+    """One committed transaction of one record, its marker, then `plain` records one batch
+    each; returns the marker's offset."""
+    create_topic(b.bootstrap, topic, 1)
+    p = ck.Producer(ck_conf(b.bootstrap, **{"transactional.id": f"tx-{topic}"}))
+    p.init_transactions(DEADLINE_S)
+    p.begin_transaction()
+    p.produce(topic, key=b"t", value=b"in-txn", partition=0)
+    p.commit_transaction(DEADLINE_S)
+    for i in range(plain):  # one request per record: one batch each
+        ck_produce(b.bootstrap, topic, [Rec(b"k", f"after-{i}".encode(), partition=0)])
+    return 1
+
+
+OVERFLOW = struct.pack(">qi", -1, 61)
+
+
+def test_raw_fetch_at_a_trailing_marker_answers_the_overflow_entry(
+    shared_broker: BrokerProcess, topic: str
+) -> None:
+    """A read holding only a transaction marker converts to no message: Kafka answers a
+    12-byte entry (offset -1, size 61) that old clients take for a too-large message, not an
+    empty set they would ask for again without end. Once data follows the marker, the same
+    fetch returns it."""
+    marker = marker_then_plain_records(shared_broker, topic, 0)
+    for version in (0, 1, 2, 3):
+        f = raw_fetch_old(shared_broker, version, topic, marker)
+        assert (f.error_code, f.high_watermark, f.records) == (0, marker + 1, OVERFLOW)
+        assert parse_message_set(f.records) == []
+    ck_produce(shared_broker.bootstrap, topic, [Rec(b"k", b"later", partition=0)])
+    for version in (0, 1, 2, 3):
+        f = raw_fetch_old(shared_broker, version, topic, marker)
+        assert [(m.offset, m.value) for m in parse_message_set(f.records)] == [(2, b"later")]
+
+
+def test_raw_fetch_v2_past_a_marker_with_a_small_fetch_size(
+    shared_broker: BrokerProcess, topic: str
+) -> None:
+    """Fetch v0-2 have a hard byte limit: a partition max_bytes that holds the marker but not
+    the batch after it gets the overflow entry; a larger one gets the record after it."""
+    marker = marker_then_plain_records(shared_broker, topic, 2)
+    with connect(shared_broker.host, shared_broker.port) as s:
+        small = parse_fetch_v0_3(
+            2, roundtrip(s, fetch_request_v0_3(2, topic, 0, marker, max_bytes=100))
+        )
+        large = parse_fetch_v0_3(
+            2, roundtrip(s, fetch_request_v0_3(2, topic, 0, marker, max_bytes=300))
+        )
+    assert (small.error_code, small.records) == (0, OVERFLOW)
+    assert [(m.offset, m.value) for m in parse_message_set(large.records)] == [
+        (2, b"after-0"),
+        (3, b"after-1"),
+    ]
+
+
+def test_librdkafka_old_consumer_reads_past_a_marker_its_fetch_size_holds_alone(
+    shared_broker: BrokerProcess, topic: str
+) -> None:
+    """librdkafka (0.9.0 fallback: Fetch v1, message format v0) with a fetch size that holds
+    one batch: at the marker it gets the overflow entry, doubles its fetch size and reads on
+    (with an empty answer it would ask for the marker again for ever)."""
+    marker_then_plain_records(shared_broker, topic, 3)
+    got = ck_consume(
+        shared_broker.bootstrap,
+        topic,
+        {0: 0},
+        count=4,
+        **old_ck("0.9.0"),
+        **{"fetch.message.max.bytes": 100},
+    )
+    assert [(g.offset, g.value) for g in got] == [
+        (0, b"in-txn"),
+        (2, b"after-0"),
+        (3, b"after-1"),
+        (4, b"after-2"),
     ]
 
 

@@ -15,10 +15,14 @@ import pytest
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 
 from strom.protocol.compression import compress
-from strom.protocol.records.batch_header import BATCH_HEADER_SIZE
-from strom.protocol.records.codec import Record, build_batch, decode_records
+from strom.protocol.records.batch_header import BATCH_HEADER_SIZE, parse_batch_header
+from strom.protocol.records.codec import Record, build_batch, build_empty_batch, decode_records
 from strom.protocol.records.control import CONTROL_COMMIT, build_control_batch
-from strom.protocol.records.down_conversion import down_convert, down_convert_magic
+from strom.protocol.records.down_conversion import (
+    OVERFLOW_ENTRY,
+    down_convert,
+    down_convert_magic,
+)
 from strom.protocol.records.errors import (
     CorruptRecordError,
     InvalidRecordError,
@@ -339,8 +343,26 @@ def test_control_batches_are_dropped_transactional_records_kept() -> None:
         is_transactional=True,
     ) + build_control_batch(CONTROL_COMMIT, 5, 0, 0, 2, NOW)
     assert [v for *_, v in kp_read(down_convert(data, 1, 0))] == [b"a", b"b"]
-    only_marker = build_control_batch(CONTROL_COMMIT, 5, 0, 0, 2, NOW)
-    assert down_convert(only_marker, 0, 2) == b""
+
+
+def test_a_read_that_converts_to_nothing_answers_kafkas_overflow_entry() -> None:
+    """Markers and batches emptied by compaction alone: offset -1, size 61, no message (a
+    client sees a message too large for its fetch size); no batch at all: nothing."""
+    marker = build_control_batch(CONTROL_COMMIT, 5, 0, 0, 2, NOW)
+    emptied = build_empty_batch(parse_batch_header(build_batch([Record(3, NOW, b"k", b"v")])))
+    before_offset = build_batch([Record(4, NOW, b"k", b"v"), Record(5, NOW, b"k", b"w")])
+    for magic in (0, 1):
+        for read in (marker, emptied, marker + emptied, marker + marker):
+            out = down_convert(read, magic, 2)
+            assert out == OVERFLOW_ENTRY == struct.pack(">qi", -1, 61)
+            assert kp_read(out) == []
+        # An uncompressed batch whose records all lie before the fetch offset converts to none.
+        assert down_convert(before_offset, magic, 6) == OVERFLOW_ENTRY
+        assert down_convert(b"", magic, 2) == b""
+        assert down_convert(marker[:-1], magic, 2) == b""  # no whole batch
+        data = build_batch([Record(7, NOW, b"k", b"d")])
+        got = kp_read(down_convert(marker + emptied + data, magic, 2))
+        assert [(o, v) for o, *_, v in got] == [(7, b"d")]
 
 
 def test_zstd_batches_cannot_be_converted() -> None:

@@ -20,9 +20,22 @@ Size: the first converted batch is always returned whole (as Kafka guarantees on
 following messages only while the total stays within the size of the v2 data that was read.
 Kafka fills that size exactly, ending in a partial message that old consumers skip; Strom
 returns whole messages only.
+
+Nothing to convert: when the data read holds batches but none of them converts to a message
+(transaction markers, batches emptied by compaction), the answer is not empty but Kafka's
+12-byte "overflow" entry (``LazyDownConversionRecordsSend``): offset -1 and a message size of
+61 with no message after it. An old consumer takes it for a message larger than its fetch
+size: librdkafka doubles its fetch size and asks again (so a longer read reaches the data
+past the empty batches), kafka-python and the Java client report RecordTooLarge (Fetch v0-2)
+or "failed to make progress" (v3), instead of waiting without end for a fetch that never
+moves; a consumer waiting at a trailing marker gets the same until more data arrives, as from
+Kafka. A read of no whole batch stays empty.
 """
 
 from __future__ import annotations
+
+import struct
+from typing import Final
 
 from strom.protocol.compression import CODEC_NONE, CODEC_ZSTD, DEFAULT_MAX_DECOMPRESSED
 from strom.protocol.records.batch_header import NO_TIMESTAMP, iter_batch_headers
@@ -30,7 +43,11 @@ from strom.protocol.records.codec import decode_records
 from strom.protocol.records.errors import UnsupportedCompressionError
 from strom.protocol.records.legacy import ATTR_LOG_APPEND_TIME, encode_message, encode_wrapper
 
-__all__ = ["down_convert", "down_convert_magic"]
+__all__ = ["OVERFLOW_ENTRY", "down_convert", "down_convert_magic"]
+
+# Offset -1 and a size of one record batch header (61), the smallest length Kafka writes there;
+# the 12 bytes are the whole answer, so the message never arrives.
+OVERFLOW_ENTRY: Final = struct.pack(">qi", -1, 61)
 
 
 def down_convert_magic(fetch_version: int) -> int | None:
@@ -51,6 +68,7 @@ def down_convert(
 ) -> bytes:
     """Convert the whole v2 batches of ``records`` to a magic ``to_magic`` message set.
 
+    Returns :data:`OVERFLOW_ENTRY` when ``records`` holds whole batches but none converts.
     Raises :class:`UnsupportedCompressionError` when the first batch to convert is zstd, and
     the :class:`~strom.protocol.records.errors.RecordError` of a batch that cannot be decoded.
     """
@@ -60,7 +78,9 @@ def down_convert(
     limit = len(view)
     out: list[bytes] = []
     size = 0
+    batches = 0
     for position, header in iter_batch_headers(view):
+        batches += 1
         if header.is_control:
             continue
         codec = header.compression
@@ -102,4 +122,6 @@ def down_convert(
                 break
             out.append(wrapper)
             size += len(wrapper)
+    if not out and batches:
+        return OVERFLOW_ENTRY
     return b"".join(out)

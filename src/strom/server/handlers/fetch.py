@@ -4,7 +4,9 @@ Versions 0-3 cannot carry record batch v2: what they read is converted down to m
 (Fetch v0-1) or v1 (v2-3) as Kafka 3.x does (protocol/records/down_conversion.py), unless the
 topic's message.downconversion.enable is false (UNSUPPORTED_VERSION for the partition). They
 have no isolation level (read_uncommitted) and v0-2 a hard byte limit (a first batch above the
-partition's max bytes is not returned). Versions below 10 get UNSUPPORTED_COMPRESSION_TYPE for
+partition's max bytes is not returned); a read whose batches all convert to nothing answers
+Kafka's 12-byte overflow entry, which counts as data for min_bytes (Kafka counts the bytes
+read before the conversion). Versions below 10 get UNSUPPORTED_COMPRESSION_TYPE for
 a topic with compression.type=zstd, as from Kafka.
 
 Each partition is read from its fetch offset up to the high watermark, or with isolation_level
