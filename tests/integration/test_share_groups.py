@@ -387,3 +387,61 @@ def test_share_group_offsets_admin(broker: BrokerProcess, topic: str) -> None:
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.delete_consumer_groups([group])[group].result(30)
     assert describe()[0] == ErrorCode.GROUP_ID_NOT_FOUND
+
+
+def test_group_configs(broker: BrokerProcess, topic: str) -> None:
+    """share.auto.offset.reset, share.isolation.level and share.record.lock.duration.ms set on
+    GROUP resources with confluent-kafka's AdminClient, described back, and acted on."""
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    create_topic(broker.bootstrap, topic, partitions=1)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    group = "configured"
+
+    def alter(**configs: str) -> None:
+        entries = [
+            ConfigEntry(k.replace("_", "."), v, incremental_operation=AlterConfigOpType.SET)
+            for k, v in configs.items()
+        ]
+        resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
+        admin.incremental_alter_configs([resource])[resource].result(30)
+
+    alter(share_auto_offset_reset="earliest", share_isolation_level="read_committed")
+    alter(share_record_lock_duration_ms="20000")
+    with pytest.raises(ck.KafkaException, match=r"INVALID_CONFIG|Invalid value"):
+        alter(share_isolation_level="sometimes")
+    resource = ConfigResource(ResourceType.GROUP, group)
+    described = admin.describe_configs([resource])[resource].result(30)
+    assert described["share.auto.offset.reset"].value == "earliest"
+    assert described["share.record.lock.duration.ms"].value == "20000"
+    assert described["share.isolation.level"].source == 8  # DYNAMIC_GROUP_CONFIG
+
+    # Records written before the group exists are read (earliest); an aborted transaction's
+    # records never are (read_committed).
+    produce_values(broker.bootstrap, topic, [b"plain-0", b"plain-1"])
+    producer = ck.Producer(
+        {"bootstrap.servers": broker.bootstrap, "transactional.id": f"tx-{topic}"}
+    )
+    producer.init_transactions(30)
+    for values, commit in (([b"aborted-0", b"aborted-1"], False), ([b"committed-0"], True)):
+        producer.begin_transaction()
+        for v in values:
+            producer.produce(topic, v, partition=0)
+        producer.flush(30)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+    produce_values(broker.bootstrap, topic, [b"plain-2"])
+    worker = ShareWorker(broker.bootstrap, group, [topic]).start()
+    try:
+        wanted = [b"plain-0", b"plain-1", b"committed-0", b"plain-2"]
+        wait_until(lambda: sorted(worker.values()) == sorted(wanted), "the committed records")
+    finally:
+        worker.stop()
+    assert not [v for v in worker.values() if v.startswith(b"aborted")]

@@ -89,6 +89,8 @@ class LocalMetadata:
         # Key "" holds the cluster-wide defaults, str(broker id) a broker's own values (Kafka's
         # layout for the default and per-broker config resources).
         self._dynamic = dynamic_broker_configs
+        # group id -> group configs (IncrementalAlterConfigs on GROUP resources)
+        self._group_configs: dict[str, dict[str, str]] = {}
         # Producer ids are handed out in reserved blocks; this is the first id of the next
         # block, so no id is ever given twice, even across a crash.
         self._next_producer_id = next_producer_id
@@ -147,7 +149,12 @@ class LocalMetadata:
         if next_producer_id < 0:
             raise ValueError(f"next_producer_id must not be negative, not {next_producer_id}")
         consumer_offsets = _consumer_offsets(doc.get("consumer_offsets", {}))
-        return cls(path, cluster_id, topics, dynamic, next_producer_id, consumer_offsets)
+        store = cls(path, cluster_id, topics, dynamic, next_producer_id, consumer_offsets)
+        store._group_configs = {
+            str(g): _str_map(v, f"configs of group {g!r}")
+            for g, v in doc.get("group_configs", {}).items()
+        }
+        return store
 
     def _encode(self) -> dict[str, Any]:
         return {
@@ -164,6 +171,9 @@ class LocalMetadata:
             },
             "dynamic_broker_configs": {
                 k: dict(sorted(v.items())) for k, v in sorted(self._dynamic.items()) if v
+            },
+            "group_configs": {
+                g: dict(sorted(v.items())) for g, v in sorted(self._group_configs.items()) if v
             },
             "next_producer_id": self._next_producer_id,
             "consumer_offsets": {
@@ -280,6 +290,22 @@ class LocalMetadata:
                 self._dynamic.pop(key, None)
             else:
                 self._dynamic[key] = before
+            raise
+
+    def group_configs(self, group_id: str) -> dict[str, str]:
+        return dict(self._group_configs.get(group_id, {}))
+
+    def set_group_configs(self, group_id: str, configs: Mapping[str, str]) -> None:
+        """Replaces the group's configs (validated by the caller)."""
+        before = self._group_configs.get(group_id)
+        self._group_configs[group_id] = dict(configs)
+        try:
+            self._save()
+        except BaseException:
+            if before is None:
+                self._group_configs.pop(group_id, None)
+            else:
+                self._group_configs[group_id] = before
             raise
 
     def reserve_producer_ids(self, count: int) -> int:

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from strom.config.group import duration_ms
 from strom.coordinator.share.coordinator import coordinator_key
 from strom.coordinator.share.partition import (
     FINAL,
@@ -34,6 +35,7 @@ from strom.coordinator.share.partition import (
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records.batch_header import iter_batch_headers
 from strom.storage.errors import OffsetOutOfRangeError
+from strom.storage.txn_index import AbortedTxn
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -150,7 +152,7 @@ class ShareRuntime:
                 state.start_offset if state is not None else self._initial_offset(group_id, log),
                 max_in_flight=self._int("group.share.partition.max.record.locks", 200),
                 max_delivery_count=self._int("group.share.delivery.count.limit", 5),
-                lock_duration_ms=self.lock_duration_ms,
+                lock_duration_ms=self.lock_duration_for(group_id),
                 batches=state.batches if state is not None else (),
             )
             self.partitions[key] = sp
@@ -160,6 +162,8 @@ class ShareRuntime:
                 if isinstance(written, Awaitable):
                     self._pending.add(asyncio.ensure_future(written))
                     self._pending = {f for f in self._pending if not f.done()}
+        else:
+            sp.lock_duration_ms = self.lock_duration_for(group_id)  # the group's, as altered
         sp.expire_locks(self.now_ms())
         if sp.start_offset < log.log_start_offset:
             sp.reset_start(log.log_start_offset)  # retention deleted what was not delivered
@@ -169,7 +173,15 @@ class ShareRuntime:
         reset = self.group_setting(group_id, "share.auto.offset.reset", "latest")
         if reset == "earliest":
             return log.log_start_offset
+        back = duration_ms(reset)
+        if back is not None:
+            found = log.offset_for_timestamp(self.now_ms() - back)
+            return found[0] if found is not None else log.high_watermark
         return log.high_watermark
+
+    def lock_duration_for(self, group_id: str) -> int:
+        value = self.group_setting(group_id, "share.record.lock.duration.ms", "")
+        return int(value) if value.isdigit() else self.lock_duration_ms
 
     def group_setting(self, group_id: str, name: str, default: str) -> str:
         """A share.* group config (IncrementalAlterConfigs on the GROUP resource)."""
@@ -314,10 +326,15 @@ class ShareRuntime:
             if result.next_offset > sp.end_offset:
                 sp.skip_to(result.next_offset)
             return ShareRead()
-        batches = [
-            (h.base_offset, h.base_offset + h.last_offset_delta, pos, h.batch_length + 12)
-            for pos, h in iter_batch_headers(data)
-        ]
+        aborted = log.collect_aborted_txns(start, result.next_offset) if read_committed else []
+        batches = []
+        for pos, h in iter_batch_headers(data):
+            first, last = h.base_offset, h.base_offset + h.last_offset_delta
+            if read_committed and h.is_transactional and _aborted(aborted, h.producer_id, first):
+                continue  # an aborted transaction's records: never delivered
+            batches.append((first, last, pos, h.batch_length + 12))
+        # Skipped batches become archived gaps once a later batch is acquired (the abort
+        # marker after them always is one).
         if not batches:
             return ShareRead()
         through = batches[-1][1]
@@ -348,12 +365,22 @@ class ShareRuntime:
         sp.expire_locks(self.now_ms())
         if sp.first_available() is not None:
             return True
-        return sp.end_offset < log.high_watermark and sp.in_flight < sp.max_in_flight
+        read_committed = self.group_setting(group_id, "share.isolation.level", "") == (
+            "read_committed"
+        )
+        limit = log.last_stable_offset if read_committed else log.high_watermark
+        return sp.end_offset < limit and sp.in_flight < sp.max_in_flight
 
     def _notify(self, keys: Iterable[TopicPartitionKey]) -> None:
         purgatory = self.broker.fetch_purgatory
         for _, topic, partition in keys:
             purgatory.notify((topic, partition))
+
+
+def _aborted(aborted: list[AbortedTxn], producer_id: int, offset: int) -> bool:
+    return any(
+        t.producer_id == producer_id and t.first_offset <= offset <= t.last_offset for t in aborted
+    )
 
 
 def _runs(first: int, last: int, types: list[int]) -> Iterator[tuple[int, int, int]]:

@@ -8,9 +8,10 @@ the named keys (unknown ones are left out); synonyms are listed only when asked 
 (include_synonyms), documentation likewise (include_documentation, v3+), and the value type
 from v3. Sensitive values are never returned. An unknown topic answers
 UNKNOWN_TOPIC_OR_PARTITION, an illegal topic name INVALID_TOPIC_EXCEPTION, another broker's id
-or a non-numeric broker name INVALID_REQUEST. Not done: BROKER_LOGGER (8) resources, answered
-with INVALID_REQUEST (there are no log4j loggers to describe); GROUP and CLIENT_METRICS
-resources (INVALID_REQUEST).
+or a non-numeric broker name INVALID_REQUEST. GROUP (32) lists the group configs (share.*)
+with the group's values (source DYNAMIC_GROUP_CONFIG) or their defaults. Not done:
+BROKER_LOGGER (8) resources, answered with INVALID_REQUEST (there are no log4j loggers to
+describe); CLIENT_METRICS resources (INVALID_REQUEST).
 
 v0 has no config source: each entry says is_default instead (true for a key at Kafka's default),
 which is what brokers answered when v0 was current; Kafka 3.9 leaves it false for every entry.
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Mapping
 
 from strom.cluster.topic_names import validate_topic_name
 from strom.config import ConfigEntry, ConfigSource, describe_topic_configs
+from strom.config.group import describe_group_configs
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.describe_configs_request import (
     DescribeConfigsRequest,
@@ -40,6 +42,14 @@ from strom.server.registry import handles
 TOPIC = 2
 BROKER = 4
 BROKER_LOGGER = 8
+GROUP = 32
+
+# Broker keys that group configs default to or are bounded by.
+GROUP_BROKER_KEYS = (
+    "group.share.record.lock.duration.ms",
+    "group.share.min.record.lock.duration.ms",
+    "group.share.max.record.lock.duration.ms",
+)
 
 
 def topic_config_entries(
@@ -98,7 +108,18 @@ def _entries(ctx: RequestContext, resource: DescribeConfigsResource) -> list[Con
         if broker_target(ctx, resource.resource_name) is None:
             return ctx.broker.config.describe_default(names)
         return ctx.broker.config.describe(names)
+    if resource.resource_type == GROUP:
+        if not resource.resource_name:
+            raise ApiError(ErrorCode.INVALID_GROUP_ID, "A group resource needs a group id.")
+        getter = getattr(ctx.broker.metadata, "group_configs", None)
+        overrides = getter(resource.resource_name) if getter is not None else {}
+        return describe_group_configs(overrides, broker_values(ctx), names)
     raise unsupported_resource(resource.resource_type)
+
+
+def broker_values(ctx: RequestContext) -> dict[str, str]:
+    """The broker settings group configs fall back to or are bounded by."""
+    return {name: str(ctx.broker.config.get(name)) for name in GROUP_BROKER_KEYS}
 
 
 def _result_entry(

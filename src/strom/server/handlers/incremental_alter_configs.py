@@ -10,8 +10,10 @@ as a whole (unknown keys and bad values answer INVALID_CONFIG) and then stored a
 with AlterConfigs: TOPIC (2) resources change a topic's overrides, BROKER (4) resources the
 dynamic values of this broker (its id) or the cluster-wide defaults (empty name). A null value
 for anything but DELETE, a key named twice in one resource, or a resource named twice answers
-INVALID_REQUEST. validate_only checks and changes nothing. Not done: BROKER_LOGGER, GROUP and
-CLIENT_METRICS resources (INVALID_REQUEST); ACLs; alter-config policies.
+INVALID_REQUEST. validate_only checks and changes nothing. GROUP (32) resources set and delete
+a group's configs (share.*, see strom.config.group; SET and DELETE only; on a single broker,
+kept in the metadata store). Not done: BROKER_LOGGER and CLIENT_METRICS resources
+(INVALID_REQUEST), GROUP resources in cluster mode; ACLs; alter-config policies.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+from strom.cluster.local_metadata import LocalMetadata
 from strom.config import BROKER_DEFS, TOPIC_DEFS, ConfigDef, ConfigType, effective_topic_value
 from strom.config.broker_keys import known_def
 from strom.config.definitions import ConfigValue, format_value
+from strom.config.group import validate_group_config
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.incremental_alter_configs_request import (
     AlterableConfig,
@@ -43,8 +47,10 @@ from strom.server.handlers.alter_configs import (
 )
 from strom.server.handlers.describe_configs import (
     BROKER,
+    GROUP,
     TOPIC,
     broker_target,
+    broker_values,
     unsupported_resource,
 )
 from strom.server.registry import handles
@@ -140,8 +146,40 @@ def _alter(
         effective = {op.name: config.get(op.name) for op in ops if op.name in BROKER_DEFS}
         wanted = apply_ops(current, ops, known_def, effective)
         replace_broker_configs(ctx, target, wanted, validate_only)
+    elif resource_type == GROUP:
+        _alter_group(ctx, resource_name, ops, validate_only)
     else:
         raise unsupported_resource(resource_type)
+
+
+def _alter_group(
+    ctx: RequestContext, group_id: str, ops: list[AlterableConfig], validate_only: bool
+) -> None:
+    """SET and DELETE of group configs (APPEND/SUBTRACT: no group config is a list)."""
+    store = ctx.broker.metadata
+    if not group_id:
+        raise ApiError(ErrorCode.INVALID_GROUP_ID, "A group resource needs a group id.")
+    if not isinstance(store, LocalMetadata):
+        raise ApiError(ErrorCode.INVALID_REQUEST, "Group configs are not kept in cluster mode yet.")
+    wanted = store.group_configs(group_id)
+    broker = broker_values(ctx)
+    for op in ops:
+        if op.config_operation not in (SET, DELETE):
+            raise ApiError(
+                ErrorCode.INVALID_CONFIG, f"{op.name} is not a list: only SET and DELETE apply."
+            )
+        value = op.value if op.config_operation == SET else None
+        if op.config_operation == SET and value is None:
+            raise ApiError(ErrorCode.INVALID_CONFIG, f"Null value for {op.name}.")
+        problem = validate_group_config(op.name, value, broker)
+        if problem is not None:
+            raise ApiError(ErrorCode.INVALID_CONFIG, problem)
+        if value is None:
+            wanted.pop(op.name, None)
+        else:
+            wanted[op.name] = value
+    if not validate_only:
+        store.set_group_configs(group_id, wanted)
 
 
 @handles(44, 0, 1)

@@ -109,7 +109,7 @@ def handle_share_fetch(
     ctx: RequestContext, request: ShareFetchRequest
 ) -> ShareFetchResponse | Awaitable[ShareFetchResponse]:
     shares: ShareRuntime = ctx.broker.shares
-    lock_ms = shares.lock_duration_ms
+    lock_ms = shares.lock_duration_for(request.group_id or "")
 
     def refuse(code: ErrorCode, message: str | None = None) -> ShareFetchResponse:
         return ShareFetchResponse(
@@ -191,8 +191,8 @@ def _after_acks(
     wanted: list[TopicPartitionKey],
     ack_results: dict[TopicPartitionKey, ErrorCode],
 ) -> ShareFetchResponse | Awaitable[ShareFetchResponse]:
-    lock_ms = shares.lock_duration_ms
     group_id, member_id = session.group_id, session.member_id
+    lock_ms = shares.lock_duration_for(group_id)
     epoch = request.share_session_epoch
     if epoch == FINAL_EPOCH:
         shares.close_session(session)
@@ -260,7 +260,7 @@ async def _read_in_pool(
     await loop.run_in_executor(ctx.broker.io, _warm, ctx, keys, shares, group_id)
     reads = _read_all(shares, group_id, member_id, keys, request, nowait=False)
     if _anything(reads) or request.max_wait_ms <= 0:
-        return _fetch_response(ack_results, reads, shares.lock_duration_ms)
+        return _fetch_response(ack_results, reads, shares.lock_duration_for(group_id))
     return await _long_poll(ctx, shares, group_id, member_id, keys, request, ack_results)
 
 
@@ -307,7 +307,7 @@ async def _long_poll(
             _no_wait(request),
             ack_results,
         )
-    return _fetch_response(ack_results, reads, shares.lock_duration_ms)
+    return _fetch_response(ack_results, reads, shares.lock_duration_for(group_id))
 
 
 def _no_wait(request: ShareFetchRequest) -> ShareFetchRequest:
@@ -352,7 +352,7 @@ def handle_share_acknowledge(
     ctx: RequestContext, request: ShareAcknowledgeRequest
 ) -> ShareAcknowledgeResponse | Awaitable[ShareAcknowledgeResponse]:
     shares: ShareRuntime = ctx.broker.shares
-    lock_ms = shares.lock_duration_ms
+    lock_ms = shares.lock_duration_for(request.group_id or "")
     group_id = request.group_id or ""
     member_id = request.member_id or ""
     if not group_id or not member_id:
