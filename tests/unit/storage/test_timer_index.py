@@ -25,7 +25,9 @@ def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(timer_log, "SEGMENT_ENTRIES", 8)
 
 
-@pytest.mark.parametrize("delay", [1, 1023, 1024, 1025, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 1 << 30, 1 << 40])
+@pytest.mark.parametrize(
+    "delay", [1, 1023, 1024, 1025, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 1 << 30, 1 << 40]
+)
 def test_never_early_never_late_across_bucket_edges(tmp_path: Path, delay: int) -> None:
     index = TimerIndex.create(tmp_path / "t", TimerCursor(W))
     index.add(W + delay, 7)
