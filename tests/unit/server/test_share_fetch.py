@@ -1,0 +1,168 @@
+"""ShareFetch and ShareAcknowledge against an in-process broker: share sessions, bad
+acknowledgements (an error, never a crash), redelivery and the persisted state."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strom.config import BrokerConfig
+from strom.protocol.errors import ErrorCode
+from strom.protocol.messages.share_acknowledge_request import (
+    AcknowledgementBatch as AckBatch,
+)
+from strom.protocol.messages.share_acknowledge_request import (
+    AcknowledgePartition,
+    AcknowledgeTopic,
+    ShareAcknowledgeRequest,
+)
+from strom.protocol.messages.share_fetch_request import (
+    AcknowledgementBatch,
+    FetchPartition,
+    FetchTopic,
+    ShareFetchRequest,
+)
+from strom.protocol.records.codec import Record, build_batch
+from strom.protocol.records.validation import validate_batches
+from strom.server.broker import Broker
+from strom.server.context import RequestContext
+from strom.server.handlers.share_fetch import handle_share_acknowledge, handle_share_fetch
+
+TOPIC = "jobs"
+G = "workers"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker.open(
+        BrokerConfig.load(
+            None,
+            {"log.dirs": str(tmp_path / "data"), "group.share.delivery.count.limit": "2"},
+        )
+    )
+    b.create_topic(TOPIC, 1)
+    yield b
+    b.txns.close()
+    b.groups.close()
+    b.share_state.close()
+    b.logs.close()
+    b.io.shutdown(wait=True)
+
+
+def topic_id(b: Broker) -> uuid.UUID:
+    record = b.metadata.get_topic(TOPIC)
+    assert record is not None
+    return record.topic_id
+
+
+def append(b: Broker, *values: bytes) -> None:
+    plog = b.partition_log(TOPIC, 0)
+    assert plog is not None
+    for v in values:
+        data = build_batch([Record(0, 1_000, None, v)])
+        plog.append_as_leader(bytearray(data), validate_batches(data), 0, 10_000)
+    plog.update_high_watermark(plog.log_end_offset)
+
+
+def ctx(b: Broker, api_key: int, version: int = 1) -> RequestContext:
+    return RequestContext(b, api_key, version, 1, "test", "127.0.0.1:1", bytearray())
+
+
+def fetch(
+    b: Broker,
+    member: str,
+    epoch: int,
+    acks: list[tuple[int, int, list[int]]] = (),  # type: ignore[assignment]
+    max_records: int = 10,
+) -> Any:
+    partition = FetchPartition(
+        partition_index=0,
+        acknowledgement_batches=[
+            AcknowledgementBatch(first, last, types) for first, last, types in acks
+        ],
+    )
+    request = ShareFetchRequest(
+        group_id=G,
+        member_id=member,
+        share_session_epoch=epoch,
+        max_wait_ms=0,
+        max_records=max_records,
+        topics=[FetchTopic(topic_id(b), [partition])],
+    )
+    response = handle_share_fetch(ctx(b, 78), request)
+    assert not hasattr(response, "__await__")
+    return response
+
+
+def acquired(response: Any) -> list[tuple[int, int, int]]:
+    return [
+        (r.first_offset, r.last_offset, r.delivery_count)
+        for t in response.responses
+        for p in t.partitions
+        for r in p.acquired_records
+    ]
+
+
+def ack_error(response: Any) -> int:
+    (topic,) = response.responses
+    (partition,) = topic.partitions
+    return int(partition.acknowledge_error_code)
+
+
+def test_sessions_and_acknowledgements(broker: Broker) -> None:
+    b = broker
+    first = fetch(b, "m1", 0)  # opens the session and sets the start: the end of the log
+    assert first.error_code == 0 and acquired(first) == []
+    append(b, b"a", b"b", b"c")
+    got = fetch(b, "m1", 1)
+    assert acquired(got) == [(0, 2, 1)]
+    assert fetch(b, "m1", 5).error_code == ErrorCode.INVALID_SHARE_SESSION_EPOCH
+    assert fetch(b, "nobody", 1).error_code == ErrorCode.SHARE_SESSION_NOT_FOUND
+    assert fetch(b, "m1", 0, [(0, 0, [1])]).error_code == ErrorCode.INVALID_REQUEST
+    # Bad acknowledgements: an error for the partition, nothing changes, the session goes on.
+    assert ack_error(fetch(b, "m1", 2, [(2, 1, [1])], max_records=0)) == ErrorCode.INVALID_REQUEST
+    assert ack_error(fetch(b, "m1", 3, [(0, 2, [7])], max_records=0)) == ErrorCode.INVALID_REQUEST
+    assert ack_error(fetch(b, "m1", 4, [(0, 2, [1, 1])], max_records=0)) == (
+        ErrorCode.INVALID_REQUEST
+    )
+    assert ack_error(fetch(b, "m1", 5, [(0, 9, [1])], max_records=0)) == (
+        ErrorCode.INVALID_RECORD_STATE
+    )
+    fetch(b, "m2", 0)
+    assert ack_error(fetch(b, "m2", 1, [(0, 0, [1])], max_records=0)) == (
+        ErrorCode.INVALID_RECORD_STATE
+    )
+    # Accept a, release b, reject c: only b comes back, to whoever fetches.
+    assert ack_error(fetch(b, "m1", 6, [(0, 2, [1, 2, 3])], max_records=0)) == 0
+    assert acquired(fetch(b, "m2", 2)) == [(1, 1, 2)]
+    # Past the delivery-count limit (2) a released record is archived.
+    ack = ShareAcknowledgeRequest(
+        group_id=G,
+        member_id="m2",
+        share_session_epoch=3,
+        topics=[AcknowledgeTopic(topic_id(b), [AcknowledgePartition(0, [AckBatch(1, 1, [2])])])],
+    )
+    answer = handle_share_acknowledge(ctx(b, 79), ack)
+    assert not hasattr(answer, "__await__")
+    assert answer.responses[0].partitions[0].error_code == 0
+    assert acquired(fetch(b, "m1", 7)) == []
+    sp = b.shares.partitions[(G, TOPIC, 0)]
+    assert sp.start_offset == 3 and sp.in_flight == 0
+    # The state is in __share_group_state: a fresh shard load finds the same start.
+    _, state = b.share_state.read_state(G, topic_id(b), 0)
+    assert state is not None and state.start_offset == 3
+
+
+def test_final_epoch_releases(broker: Broker) -> None:
+    b = broker
+    fetch(b, "m1", 0)
+    append(b, b"x", b"y")
+    assert acquired(fetch(b, "m1", 1)) == [(0, 1, 1)]
+    closing = fetch(b, "m1", -1, [(0, 0, [1])])
+    assert ack_error(closing) == 0 and acquired(closing) == []
+    assert fetch(b, "m1", 2).error_code == ErrorCode.SHARE_SESSION_NOT_FOUND
+    assert acquired(fetch(b, "m2", 0)) == [(1, 1, 2)]  # y, released when m1 left
