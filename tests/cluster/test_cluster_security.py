@@ -1,7 +1,12 @@
-"""Three brokers whose traffic between each other is encrypted and authenticated: the
-inter-broker listener accepts only TLS with a broker certificate (mutual TLS), so replication,
-the controller's requests and transaction markers can only flow over it. Clients use a TLS
-listener of their own. Every acknowledged record survives the leader's kill -9."""
+"""Three brokers whose traffic between each other is encrypted and authenticated, so that
+replication, the controller's requests and transaction markers can only flow over the secured
+inter-broker listener; clients use a secured listener of their own. Every acknowledged record
+survives the leader's kill -9.
+
+- TLS: the inter-broker listener accepts only mutual TLS with a broker certificate.
+- SASL_SSL: brokers authenticate to each other with SCRAM-SHA-512, whose credential was written
+  into ZooKeeper before they started, in Kafka's format (as `kafka-configs --zookeeper` does);
+  a client user created through the admin API on one broker authenticates on all three."""
 
 from __future__ import annotations
 
@@ -16,10 +21,18 @@ from typing import Any
 
 import confluent_kafka as ck
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    NewTopic,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 from integration.broker_process import HOST, BrokerProcess, free_port
 from integration.certs import STORE_PASSWORD, Pki
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
+
+from strom.security.scram import make_credential
 
 pytestmark = pytest.mark.cluster
 
@@ -41,8 +54,17 @@ def wait_for(what: str, check: Any, deadline_s: float = DEADLINE_S) -> Any:
 
 
 class SecureCluster:
-    def __init__(self, root: Path, zk_hosts: str, pki: Pki, inter: dict[str, object]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        zk_hosts: str,
+        pki: Pki,
+        inter: dict[str, object],
+        client_security: dict[str, Any] | None = None,
+    ) -> None:
         self.pki = pki
+        self.client_security = client_security or {"security.protocol": "SSL"}
+        self.plain_ports: dict[int, int] = {}
         self.brokers: dict[int, BrokerProcess] = {}
         self.client_ports: dict[int, int] = {}
         trust = pki.ca.write_truststore(pki.directory / "truststore.p12")
@@ -51,6 +73,7 @@ class SecureCluster:
             store = own.write_pkcs12(pki.directory / f"broker{broker_id}.p12")
             plain, internal, clients = free_port(), free_port(), free_port()
             self.client_ports[broker_id] = clients
+            self.plain_ports[broker_id] = plain
             self.brokers[broker_id] = BrokerProcess(
                 root / f"broker{broker_id}",
                 {
@@ -81,8 +104,8 @@ class SecureCluster:
             "bootstrap.servers": ",".join(
                 f"{HOST}:{p}" for i, p in self.client_ports.items() if self.brokers[i].is_alive()
             ),
-            "security.protocol": "SSL",
             "ssl.ca.location": str(self.pki.ca_file),
+            **self.client_security,
         }
 
     def admin(self) -> AdminClient:
@@ -95,16 +118,17 @@ class SecureCluster:
         return dict(found.partitions)
 
     @contextlib.contextmanager
-    def running(self) -> Iterator[SecureCluster]:
+    def running(self, wait_for_clients: bool = True) -> Iterator[SecureCluster]:
         try:
             for broker in self.brokers.values():
                 broker.start()
             for broker in self.brokers.values():
                 broker.wait_ready()
-            wait_for(
-                "three brokers in Metadata",
-                lambda: len(self.admin().list_topics(timeout=5).brokers) == 3,
-            )
+            if wait_for_clients:
+                wait_for(
+                    "three brokers in Metadata",
+                    lambda: len(self.admin().list_topics(timeout=5).brokers) == 3,
+                )
             yield self
         except BaseException:
             print("\n".join(b.log_tail(40) for b in self.brokers.values()))
@@ -191,4 +215,65 @@ def test_tls_between_brokers(zk_hosts: str, zk: KazooClient, tmp_path: Path, pki
         {"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CLIENTS:SSL"},
     )
     with cluster.running():
+        replication_survives_a_leader_kill(cluster, zk)
+
+
+def test_sasl_ssl_between_brokers(zk_hosts: str, zk: KazooClient, tmp_path: Path, pki: Pki) -> None:
+    broker_credential = make_credential("SCRAM-SHA-512", "broker-secret", 4096)
+    zk.create(
+        "/config/users/broker",
+        json.dumps(
+            {"version": 1, "config": {"SCRAM-SHA-512": broker_credential.to_kafka()}}
+        ).encode(),
+        makepath=True,
+    )
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required"
+    cluster = SecureCluster(
+        tmp_path,
+        zk_hosts,
+        pki,
+        {
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,"
+            "CLIENTS:SASL_SSL",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.internal.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.internal.scram-sha-512.sasl.jaas.config": f'{scram} username="broker" '
+            'password="broker-secret";',
+            "listener.name.internal.ssl.client.auth": "none",
+            "listener.name.clients.sasl.enabled.mechanisms": "SCRAM-SHA-256",
+            "listener.name.clients.scram-sha-256.sasl.jaas.config": f"{scram};",
+        },
+        {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "alice",
+            "sasl.password": "alice-secret",
+        },
+    )
+    with cluster.running(wait_for_clients=False):
+        # A user created on broker 1 (through its PLAINTEXT listener) ...
+        admin = AdminClient({"bootstrap.servers": f"{HOST}:{cluster.plain_ports[1]}"})
+        upsert = UserScramCredentialUpsertion(
+            "alice",
+            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+            b"alice-secret",
+        )
+        admin.alter_user_scram_credentials([upsert])["alice"].result(timeout=30)
+        stored = json.loads(zk.get("/config/users/alice")[0])
+        assert stored["config"]["SCRAM-SHA-256"].startswith("salt=")
+        # ... authenticates on broker 3 at once, which also describes it.
+        other = AdminClient({"bootstrap.servers": f"{HOST}:{cluster.plain_ports[3]}"})
+        wait_for(
+            "the user on broker 3",
+            lambda: other.describe_user_scram_credentials(["alice"])["alice"].result(timeout=5),
+        )
+        on_three = {
+            **cluster.client_conf(),
+            "bootstrap.servers": f"{HOST}:{cluster.client_ports[3]}",
+        }
+        assert AdminClient(on_three).list_topics(timeout=20).brokers
+        wait_for(
+            "three brokers in Metadata",
+            lambda: len(cluster.admin().list_topics(timeout=5).brokers) == 3,
+        )
         replication_survives_a_leader_kill(cluster, zk)

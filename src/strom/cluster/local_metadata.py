@@ -91,6 +91,9 @@ class LocalMetadata:
         self._dynamic = dynamic_broker_configs
         # group id -> group configs (IncrementalAlterConfigs on GROUP resources)
         self._group_configs: dict[str, dict[str, str]] = {}
+        # User -> its config: SCRAM credentials in Kafka's form (salted and hashed), by
+        # mechanism, as a cluster keeps them in /config/users/<user>.
+        self._users: dict[str, dict[str, str]] = {}
         # Producer ids are handed out in reserved blocks; this is the first id of the next
         # block, so no id is ever given twice, even across a crash.
         self._next_producer_id = next_producer_id
@@ -150,6 +153,9 @@ class LocalMetadata:
             raise ValueError(f"next_producer_id must not be negative, not {next_producer_id}")
         consumer_offsets = _consumer_offsets(doc.get("consumer_offsets", {}))
         store = cls(path, cluster_id, topics, dynamic, next_producer_id, consumer_offsets)
+        store._users = {
+            str(k): _str_map(v, f"config of user {k!r}") for k, v in doc.get("users", {}).items()
+        }
         store._group_configs = {
             str(g): _str_map(v, f"configs of group {g!r}")
             for g, v in doc.get("group_configs", {}).items()
@@ -176,6 +182,7 @@ class LocalMetadata:
                 g: dict(sorted(v.items())) for g, v in sorted(self._group_configs.items()) if v
             },
             "next_producer_id": self._next_producer_id,
+            "users": {k: dict(sorted(v.items())) for k, v in sorted(self._users.items()) if v},
             "consumer_offsets": {
                 group: {
                     topic: {str(p): o for p, o in sorted(partitions.items())}
@@ -186,7 +193,10 @@ class LocalMetadata:
         }
 
     def _save(self) -> None:
-        write_atomically(self._path, (json.dumps(self._encode(), indent=2) + "\n").encode("utf-8"))
+        # Owner-only: the file holds the users' salted SCRAM credentials.
+        write_atomically(
+            self._path, (json.dumps(self._encode(), indent=2) + "\n").encode("utf-8"), mode=0o600
+        )
 
     # --- reading --------------------------------------------------------------------------
 
@@ -290,6 +300,26 @@ class LocalMetadata:
                 self._dynamic.pop(key, None)
             else:
                 self._dynamic[key] = before
+            raise
+
+    @property
+    def users(self) -> Mapping[str, Mapping[str, str]]:
+        return MappingProxyType({k: MappingProxyType(v) for k, v in self._users.items()})
+
+    def set_user_config(self, user: str, config: Mapping[str, str]) -> None:
+        """Replaces a user's config (an empty one removes the user)."""
+        before = self._users.get(user)
+        if config:
+            self._users[user] = dict(config)
+        else:
+            self._users.pop(user, None)
+        try:
+            self._save()
+        except BaseException:
+            if before is None:
+                self._users.pop(user, None)
+            else:
+                self._users[user] = before
             raise
 
     def group_configs(self, group_id: str) -> dict[str, str]:

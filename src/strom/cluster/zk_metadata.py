@@ -102,6 +102,10 @@ class ZkMetadata:
         # Dynamic broker configs: this broker's (/config/brokers/<id>) and the cluster-wide
         # default (/config/brokers/<default>, key None), kept current by data watches.
         self.broker_configs: dict[int | None, dict[str, str]] = {}
+        # /config/users/<user>: each user's config (SCRAM credentials in Kafka's form, by
+        # mechanism), kept current by watches; the SASL listeners read it.
+        self.users: dict[str, dict[str, str]] = {}
+        self._user_watches: dict[str, WatchHandle] = {}
         self.states: dict[TopicPartition, VersionedState] = {}
         self._topics: dict[str, TopicRecord] = {}
         self._by_id: dict[uuid.UUID, str] = {}
@@ -125,6 +129,7 @@ class ZkMetadata:
         self._cluster_id = await self.store.get_or_create_cluster_id(proposed_cluster_id)
         self._watches.append(await self.client.watch_children(L.BROKER_IDS, self._brokers_seen))
         self._watches.append(await self.client.watch_children(L.TOPICS, self._topics_seen))
+        self._watches.append(await self.client.watch_children(L.CONFIG_USERS, self._users_seen))
         for entity in (None, self.broker_id):
             self._watches.append(
                 await self.client.watch_data(
@@ -166,6 +171,8 @@ class ZkMetadata:
             handle.cancel()
         for watches in self._topic_watches.values():
             watches.cancel()
+        for handle in self._user_watches.values():
+            handle.cancel()
         for task in list(self._tasks):
             task.cancel()
         for _, fut in self._waiters:
@@ -361,6 +368,49 @@ class ZkMetadata:
             await self.wait_until(
                 lambda: self.broker_configs.get(broker_id, {}) == dict(configs), APPLY_WAIT_S
             )
+
+    async def set_user_config(self, user: str, config: Mapping[str, str]) -> None:
+        """Replaces a user's config (/config/users/<user>, created when missing) and writes
+        the change notification as Kafka does; returns once this broker's watch has it."""
+        path = L.user_config_path(user)
+        data = L.EntityConfig(dict(config)).to_json()
+        try:
+            await self.client.set(path, data)
+        except NoNodeError:
+            try:
+                await self.client.create(path, data, make_parents=True)
+            except NodeExistsError:
+                await self.client.set(path, data)
+        await self._notify_config_change(path.removeprefix(L.CONFIG + "/"))
+        await self.wait_until(lambda: self.users.get(user, {}) == dict(config), APPLY_WAIT_S)
+
+    def _users_seen(self, children: list[str]) -> None:
+        current = set(children)
+        for name in set(self._user_watches) - current:
+            self._user_watches.pop(name).cancel()
+            self.users.pop(L.desanitize(name), None)
+        for name in sorted(current - set(self._user_watches)):
+            self._spawn(self._watch_user(name))
+
+    async def _watch_user(self, name: str) -> None:
+        user = L.desanitize(name)
+
+        def changed(data: bytes | None, stat: Stat | None) -> None:
+            if data is None:
+                self.users.pop(user, None)
+                return
+            try:
+                self.users[user] = dict(L.EntityConfig.from_json(data).config)
+            except L.LayoutError as exc:
+                log.error("ignoring the config of user %s: %s", user, exc)
+                return
+            self._changed()
+
+        handle = await self.client.watch_data(f"{L.CONFIG_USERS}/{name}", changed)
+        if name in self._user_watches:  # seen twice while the first watch was being set up
+            handle.cancel()
+        else:
+            self._user_watches[name] = handle
 
     async def _notify_config_change(self, entity_path: str) -> None:
         with contextlib.suppress(ZkError):

@@ -46,7 +46,7 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
     define("connections.max.idle.ms", L, 600000, "Connections that neither send nor take "
        "bytes for longer than this are closed."),
     define("connection.failed.authentication.delay.ms", I, 100, "Delay before the connection "
-       "of a client that failed to authenticate is closed.", at_least(0), unused=True),
+       "of a client that failed to authenticate is answered and closed.", at_least(0)),
     define("max.connections", I, 10000, "Most connections the broker keeps open (not counting "
        "the inter-broker listener when there are others); more are refused. Per listener: "
        "listener.name.<listener>.max.connections. Strom defaults to 10000 (Kafka: "

@@ -77,16 +77,18 @@ BROKER_SECURITY_DEFS: list[ConfigDef] = [
        "another distinguished name."),
     define("ssl.allow.san.changes", B, False, "Allow a reloaded keystore certificate to have "
        "other subject alternative names."),
-    define("sasl.enabled.mechanisms", LS, "GSSAPI", "SASL mechanisms the broker accepts.",
-       mode=PB, unused=True),
+    define("sasl.enabled.mechanisms", LS, "GSSAPI", "SASL mechanisms offered on SASL listeners: "
+       "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER (Kafka's default GSSAPI needs "
+       "Kerberos, which Strom does not offer).",
+       mode=PB),
     define("sasl.mechanism.inter.broker.protocol", S, "GSSAPI", "SASL mechanism brokers use "
-       "with each other.", mode=PB, unused=True),
-    define("sasl.jaas.config", P, None, "JAAS login configuration, in the format of a JAAS "
-       "file entry.", mode=PB, unused=True),
+       "with each other.", mode=PB),
+    define("sasl.jaas.config", P, None, "JAAS login configuration, read per listener and "
+       "mechanism: listener.name.<listener>.<mechanism>.sasl.jaas.config; the format of a JAAS "
+       "file entry.", mode=PB),
     define("sasl.client.callback.handler.class", C, None, "SASL client callback handler.",
        unused=True),
-    define("sasl.server.callback.handler.class", C, None, "SASL server callback handler.",
-       unused=True),
+    define("sasl.server.callback.handler.class", C, None, "SASL server callback handler."),
     define("sasl.login.class", C, None, "Login class (Kerberos, OAUTHBEARER).", unused=True),
     define("sasl.login.callback.handler.class", C, None, "Callback handler of the login "
        "class.", unused=True),
@@ -119,13 +121,13 @@ BROKER_SECURITY_DEFS: list[ConfigDef] = [
     define("sasl.login.retry.backoff.max.ms", L, 10000, "Longest wait between attempts to log "
        "in to an OAuth provider.", unused=True),
     define("sasl.oauthbearer.scope.claim.name", S, "scope", "JWT claim that holds an "
-       "OAUTHBEARER token's scopes.", unused=True),
+       "OAUTHBEARER token's scopes."),
     define("sasl.oauthbearer.sub.claim.name", S, "sub", "JWT claim that holds an OAUTHBEARER "
-       "token's subject.", unused=True),
+       "token's subject."),
     define("sasl.oauthbearer.token.endpoint.url", S, None, "OAuth endpoint that issues "
        "tokens.", unused=True),
     define("sasl.oauthbearer.jwks.endpoint.url", S, None, "Endpoint with the keys that sign "
-       "OAUTHBEARER tokens.", unused=True),
+       "OAUTHBEARER tokens."),
     define("sasl.oauthbearer.jwks.endpoint.refresh.ms", L, 3600000, "How often the signing "
        "keys are fetched again.", unused=True),
     define("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", L, 100, "First wait between "
@@ -133,15 +135,13 @@ BROKER_SECURITY_DEFS: list[ConfigDef] = [
     define("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms", L, 10000, "Longest wait "
        "between attempts to fetch the signing keys.", unused=True),
     define("sasl.oauthbearer.clock.skew.seconds", I, 30, "Clock difference tolerated when "
-       "checking token times.", unused=True),
-    define("sasl.oauthbearer.expected.audience", LS, None, "Audiences a token must name.",
-       unused=True),
-    define("sasl.oauthbearer.expected.issuer", S, None, "Issuer a token must name.",
-       unused=True),
+       "checking token times."),
+    define("sasl.oauthbearer.expected.audience", LS, None, "Audiences a token must name."),
+    define("sasl.oauthbearer.expected.issuer", S, None, "Issuer a token must name."),
     define("sasl.server.max.receive.size", I, 524288, "Largest request a client may send on a "
        "SASL listener before it has authenticated."),
     define("connections.max.reauth.ms", L, 0, "Longest session lifetime before a client must "
-       "authenticate again (KIP-368); 0 for none.", unused=True),
+       "authenticate again (KIP-368); 0 for none."),
     define("security.providers", S, None, "Classes that register security providers.",
        unused=True),
     define("principal.builder.class", C, DEFAULT_PRINCIPAL_BUILDER, "Builds "

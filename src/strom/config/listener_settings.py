@@ -78,11 +78,6 @@ class ListenerSettings:
                     "listener.security.protocol.map",
                     f"{protocol} is not a security protocol ({', '.join(SECURITY_PROTOCOLS)})",
                 )
-            if protocol.startswith("SASL_"):
-                raise self._error(
-                    "listeners",
-                    f"listener {listener.name} uses {protocol}; Strom serves PLAINTEXT and SSL",
-                )
             self.listener_protocols[listener.name] = protocol
         advertised_raw = self._layer_value("advertised.listeners")
         if advertised_raw is None:

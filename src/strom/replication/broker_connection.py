@@ -20,10 +20,16 @@ from typing import Any
 from strom.protocol.errors import ErrorCode, ProtocolError
 from strom.protocol.framing import decode_response, encode_request
 from strom.protocol.messages.api_versions_request import ApiVersionsRequest
+from strom.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
+from strom.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from strom.security.client import ClientSecurity
+from strom.security.sasl_client import SaslClient, SaslClientError
+from strom.security.scram import ScramError
 
 API_VERSIONS = 18
 API_VERSIONS_VERSION = 3
+SASL_HANDSHAKE = 17
+SASL_AUTHENTICATE = 36
 
 _SIZE = struct.Struct(">i")
 
@@ -92,7 +98,40 @@ async def connect_to_broker(
         )
         if response.error_code != ErrorCode.NONE:
             raise ProtocolError(f"ApiVersions answered error {response.error_code}")
+        versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+        client = security.sasl_client() if security is not None else None
+        if client is not None:
+            await _authenticate(connection, client, versions, request_timeout_s)
     except BaseException:
         await connection.close()
         raise
-    return connection, {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+    return connection, versions
+
+
+async def _authenticate(
+    connection: BrokerConnection, client: SaslClient, versions: ApiVersionRanges, timeout_s: float
+) -> None:
+    """SaslHandshake v1, then SaslAuthenticate until the mechanism is done; raises
+    ConnectionError when the other broker refuses (callers retry as after a lost connection)."""
+    handshake = await connection.call(
+        SASL_HANDSHAKE, 1, SaslHandshakeRequest(client.mechanism), timeout_s
+    )
+    if handshake.error_code != ErrorCode.NONE:
+        raise ConnectionError(
+            f"SASL handshake for {client.mechanism} refused: "
+            f"{ErrorCode(handshake.error_code).name} (it offers {handshake.mechanisms})"
+        )
+    version = min(versions.get(SASL_AUTHENTICATE, (0, 2))[1], 2)
+    token: bytes | None = client.initial()
+    while token is not None:
+        response = await connection.call(
+            SASL_AUTHENTICATE, version, SaslAuthenticateRequest(token), timeout_s
+        )
+        if response.error_code != ErrorCode.NONE:
+            raise ConnectionError(
+                f"SASL {client.mechanism} authentication failed: {response.error_message}"
+            )
+        try:
+            token = client.step(bytes(response.auth_bytes))
+        except (SaslClientError, ScramError) as exc:
+            raise ConnectionError(f"SASL {client.mechanism} authentication failed: {exc}") from None

@@ -12,12 +12,14 @@ from collections.abc import Awaitable
 
 import strom.server.handlers  # noqa: F401  (registers every API handler)
 from strom.config import BrokerConfig, ConfigError
+from strom.security.scram import ScramCredential
 from strom.server.acceptor import Acceptor, bind_listening_sockets
 from strom.server.broker import Broker, open_cluster_broker
 from strom.server.descriptors import configure_open_files
 from strom.server.dispatch import Dispatcher
 from strom.server.http.listener import BrokerState, HttpListener
 from strom.server.network import KafkaConnection
+from strom.server.sasl import SaslListener
 from strom.server.tls import TlsListener
 from strom.storage.file_cache import open_files
 from strom.storage.log_dirs import LogDirConfigError
@@ -40,6 +42,17 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
         for x in config.listeners
         if config.listener_protocols[x.name] in ("SSL", "SASL_SSL")
     }
+    # SCRAM credentials come from the broker's metadata once it is open.
+    opened: list[Broker] = []
+
+    def scram_credential(user: str, mechanism: str) -> ScramCredential | None:
+        return opened[0].scram_credential(user, mechanism) if opened else None
+
+    sasl_listeners = {
+        x.name: SaslListener(config, x.name, scram_credential)
+        for x in config.listeners
+        if config.listener_protocols[x.name] in ("SASL_PLAINTEXT", "SASL_SSL")
+    }
     if config.zookeeper_connect:
         # Cluster mode: metadata in ZooKeeper, partitions replicated.
         broker = await open_cluster_broker(config)
@@ -49,7 +62,9 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     broker.metrics.idle.install(loop)
     shared = dispatcher.connections.shared
     broker.response_budget = lambda: shared.pool.capacity - shared.unsent_bytes
+    opened.append(broker)
     broker.reconfigurables.extend(tls_listeners.values())
+    broker.reconfigurables.extend(sasl_listeners.values())
     servers: list[Acceptor] = []
     reaper: asyncio.Task[None] | None = None
     cluster_started = False
@@ -68,6 +83,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
                     shared,
                     listener.name,
                     tls_listeners.get(listener.name),
+                    sasl_listeners.get(listener.name),
                 ),
                 open_files.relieve,
             )

@@ -14,7 +14,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -44,6 +44,8 @@ from strom.runtime.purgatory import Purgatory
 from strom.runtime.share_coordinator_runtime import SHARE_STATE_TOPIC, ShareCoordinatorRuntime
 from strom.runtime.share_runtime import ShareRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
+from strom.security.scram import MECHANISMS as SCRAM_MECHANISMS
+from strom.security.scram import ScramCredential
 from strom.server.authz import authorizer_from_config
 from strom.server.fetch_session import FetchSessionCache
 from strom.server.log_limiter import LogLimiter
@@ -666,6 +668,65 @@ class Broker:
             log.error("ignoring dynamic broker configs from ZooKeeper: %s", exc)
             return
         self._use_config(updated)
+
+    # -- SCRAM users -------------------------------------------------------------------------
+
+    def scram_users(self) -> dict[str, dict[str, str]]:
+        """User -> SCRAM mechanism -> credential in Kafka's form (salted and hashed)."""
+        return {
+            user: {m: v for m, v in config.items() if m in SCRAM_MECHANISMS}
+            for user, config in self.metadata.users.items()
+        }
+
+    def scram_credential(self, user: str, mechanism: str) -> ScramCredential | None:
+        text = self.metadata.users.get(user, {}).get(mechanism)
+        if text is None:
+            return None
+        try:
+            return ScramCredential.from_kafka(text)
+        except ValueError as exc:
+            log.error("ignoring the %s credential of user %s: %s", mechanism, user, exc)
+            return None
+
+    def set_scram_users(
+        self, changed: dict[str, dict[str, str]]
+    ) -> dict[str, tuple[ErrorCode, str]] | Awaitable[dict[str, tuple[ErrorCode, str]]]:
+        """Replaces the SCRAM credentials of these users (user -> mechanism -> credential;
+        the user's other config entries stay). Single broker: written to the metadata file at
+        once; cluster mode: to /config/users/<user> in ZooKeeper, answered once this broker's
+        watch has it. Returns the users that failed, with the error to answer."""
+
+        def merged(user: str) -> dict[str, str]:
+            config = {
+                k: v
+                for k, v in self.metadata.users.get(user, {}).items()
+                if k not in SCRAM_MECHANISMS
+            }
+            config.update(changed[user])
+            return config
+
+        metadata = self.metadata
+        if isinstance(metadata, LocalMetadata):
+            for user in changed:
+                metadata.set_user_config(user, merged(user))
+            return {}
+        cluster = self.cluster
+        assert cluster is not None
+        names = {}
+        for user in changed:
+            config = merged(user)
+            name = f"user:{user}"
+            names[name] = user
+            cluster.start_write(
+                name,
+                lambda u=user, c=config: metadata.set_user_config(u, c),  # type: ignore[misc]
+            )
+
+        async def settle() -> dict[str, tuple[ErrorCode, str]]:
+            errors = await cluster.settle(set(names))
+            return {names[n]: (e.code, e.message or e.code.name) for n, e in errors.items()}
+
+        return settle()
 
     def check_reconfiguration(self, updated: BrokerConfig) -> None:
         """Raises ConfigError when a dynamic change cannot be applied (a key store that does

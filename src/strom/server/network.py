@@ -51,10 +51,12 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Protocol
 
+from strom.security.authenticator import SASL_HANDSHAKE, SaslAuthenticator, Step
 from strom.security.principal import ANONYMOUS, KafkaPrincipal, NoMatchingRule
 from strom.server.connection_quotas import ConnectionLimits, ConnectionQuotas
 from strom.server.log_limiter import LogLimiter
 from strom.server.memory_pool import MemoryPool
+from strom.server.sasl import SaslListener
 from strom.server.tls import TlsError, TlsListener, TlsSession
 from strom.storage.file_cache import EXHAUSTED, open_files
 
@@ -138,6 +140,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         shared: NetworkShared,
         listener_name: str = "",
         tls: TlsListener | None = None,
+        sasl: SaslListener | None = None,
     ) -> None:
         self._sink = sink
         self._shared = shared
@@ -146,9 +149,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._transport_full = False  # TLS: the transport's buffer is above its high mark
         # Who the client is: from its TLS certificate, or its SASL authentication.
         self.principal: KafkaPrincipal = ANONYMOUS
+        # SASL listeners: requests go to the authenticator until it has authenticated the
+        # client, and are smaller meanwhile.
+        self.authenticator: SaslAuthenticator | None = None
+        self._auth_failed = False
         self.max_request_bytes = shared.max_request_bytes
         # The setting named when a frame exceeds max_request_bytes.
         self.max_request_key = "socket.request.max.bytes"
+        if sasl is not None:
+            self.authenticator = sasl.authenticator()
+            self.max_request_bytes = min(
+                shared.max_request_bytes, self.authenticator.max_receive_bytes
+            )
+            self.max_request_key = "sasl.server.max.receive.size"
         # Received bytes not yet parsed into frames (an incomplete frame, or frames held back
         # while dispatching is paused).
         self._tail = b""
@@ -438,7 +451,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         """Hands a frame to the sink; its `size` bytes stay reserved until its response."""
         self._dispatched_future = None
         try:
-            self._sink.dispatch(self, frame)
+            auth = self.authenticator
+            if auth is None or not self._authenticate(auth, frame):
+                self._sink.dispatch(self, frame)
         finally:
             fut, self._dispatched_future = self._dispatched_future, None
             pool = self._shared.pool
@@ -446,6 +461,61 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 pool.release(size)
             else:
                 fut.add_done_callback(lambda _f: pool.release(size))
+
+    def _authenticate(self, auth: SaslAuthenticator, frame: bytearray) -> bool:
+        """SASL before the dispatcher; True when the frame was taken care of here."""
+        if not auth.authenticating:
+            api_key = int.from_bytes(frame[:2], "big") if len(frame) >= 2 else -1
+            if not (api_key == SASL_HANDSHAKE and auth.begin_reauthentication()):
+                if auth.session_expired(int(time.time() * 1000)):
+                    self.close(
+                        "its SASL session expired without re-authentication "
+                        "(connections.max.reauth.ms, or its token's expiry)",
+                        flush=False,
+                        kind="sasl session expired",
+                    )
+                    return True
+                return False
+        step = auth.receive(frame)
+        if step.dispatch:
+            return False
+        if step.respond is not None:
+            self.respond_now(step.respond)
+        if step.authenticated:
+            assert auth.principal is not None
+            self.principal = auth.principal
+            self.max_request_bytes = self._shared.max_request_bytes
+            self.max_request_key = "socket.request.max.bytes"
+            log.debug("%s authenticated as %s on %s", self.peer, self.principal, self.listener_name)
+        if step.failure is not None:
+            self._authentication_failed(step)
+        return True
+
+    def _authentication_failed(self, step: Step) -> None:
+        """Kafka's delayed close: nothing more is read, and after
+        connection.failed.authentication.delay.ms the error answer goes out and the
+        connection closes (password guessing gets slow)."""
+        auth = self.authenticator
+        mechanism = auth.mechanism if auth is not None else None
+        self._shared.log.warning(
+            f"sasl {step.failure}",
+            "failed authentication with %s (listener %s, %s): %s",
+            self.peer,
+            self.listener_name,
+            mechanism or "no mechanism",
+            step.failure,
+        )
+        self._auth_failed = True
+        self._update_reading()
+
+        def finish() -> None:
+            if self._closed:
+                return
+            if step.failure_response is not None:
+                self._write(step.failure_response)
+            self.close("failed authentication", kind="sasl closed")
+
+        asyncio.get_running_loop().call_later(step.delay_ms / 1000, finish)
 
     def _release_receive_memory(self) -> None:
         if self._big is not None:
@@ -473,7 +543,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def _dispatch_paused(self) -> bool:
         return (
-            len(self._pending) >= MAX_IN_FLIGHT_PER_CONNECTION
+            self._auth_failed
+            or len(self._pending) >= MAX_IN_FLIGHT_PER_CONNECTION
             or self._writing_paused
             or self._out_bytes > WRITE_HIGH_WATER
         )

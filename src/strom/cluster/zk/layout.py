@@ -17,6 +17,9 @@ cluster's ZooKeeper reads like a Kafka one:
                                                "isr":[1,2],"controller_epoch":1}
     /config/topics/<topic>, /config/brokers/<id>|<default>
                                               {"version":1,"config":{"k":"v"}}
+    /config/users/<user, URL-encoded>         {"version":1,"config":{"SCRAM-SHA-256":
+                                               "salt=..,stored_key=..,server_key=..,
+                                               iterations=4096"}}
     /config/changes/config_change_<seq>       {"version":2,"entity_path":"topics/foo"}
     /admin/delete_topics/<topic>              (no data: the child's name is the request)
     /admin/reassign_partitions                {"version":1,"partitions":[{"topic":..,
@@ -40,6 +43,7 @@ as Kafka's Jackson does.
 from __future__ import annotations
 
 import json
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +76,7 @@ TOPICS = "/brokers/topics"
 CONFIG = "/config"
 CONFIG_TOPICS = "/config/topics"
 CONFIG_BROKERS = "/config/brokers"
+CONFIG_USERS = "/config/users"
 CONFIG_CHANGES = "/config/changes"
 CONFIG_CHANGE_PREFIX = "config_change_"
 ADMIN = "/admin"
@@ -96,6 +101,7 @@ PERSISTENT_PATHS = (
     CONFIG_CHANGES,
     CONFIG_TOPICS,
     CONFIG_BROKERS,
+    CONFIG_USERS,
     DELETE_TOPICS,
     BROKER_SEQID,
     ISR_CHANGE_NOTIFICATION,
@@ -131,6 +137,29 @@ def topic_config_path(topic: str) -> str:
 def broker_config_path(broker_id: int | None) -> str:
     """`None` is the cluster-wide default entity (`/config/brokers/<default>`)."""
     return f"{CONFIG_BROKERS}/{DEFAULT_ENTITY if broker_id is None else broker_id}"
+
+
+def sanitize(name: str) -> str:
+    """An entity name as Kafka writes it in a znode name (its Sanitizer): URL encoding as
+    Java's URLEncoder does it (letters, digits, `.`, `-`, `_` kept), with `*` and a space
+    percent-encoded too."""
+    out = []
+    for byte in name.encode():
+        ch = chr(byte)
+        if ch.isascii() and (ch.isalnum() or ch in ".-_"):
+            out.append(ch)
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
+
+
+def desanitize(name: str) -> str:
+    return urllib.parse.unquote(name)
+
+
+def user_config_path(user: str) -> str:
+    """`/config/users/<sanitized user>`: a user's SCRAM credentials (and, in Kafka, quotas)."""
+    return f"{CONFIG_USERS}/{sanitize(user)}"
 
 
 def delete_topic_path(topic: str) -> str:

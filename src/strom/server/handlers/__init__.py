@@ -38,11 +38,13 @@ from strom.server.handlers import (  # noqa: F401
     metadata,
     offsets_for_leader_epoch,
     produce,
+    sasl,
     share_fetch,
     share_group,
     share_group_offsets,
     stop_replica,
     txn_offset_commit,
     update_metadata,
+    user_scram_credentials,
     write_txn_markers,
 )
