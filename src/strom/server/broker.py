@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,9 @@ def broker_config_write_name(broker_id: int | None) -> str:
 # neither written nor read holds none.
 IDLE_FILE_S = 60.0
 IDLE_FILE_CHECK_MS = 10_000
+# The background opening of deferred logs: this long at a time, then this long for the rest.
+WARM_UP_SLICE_S = 0.02
+WARM_UP_PAUSE_S = 0.005
 # A single broker leads every partition; its leader epoch never changes.
 SINGLE_NODE_LEADER_EPOCH = 0
 ZERO_UUID = uuid.UUID(int=0)
@@ -239,9 +243,7 @@ class Broker:
         for name, record in self.metadata.topics.items():
             cfg = self.log_config(name)
             for partition in range(record.num_partitions):
-                if self.logs.get(name, partition) is None and not self.logs.is_offline(
-                    name, partition
-                ):
+                if not self.logs.has(name, partition) and not self.logs.is_offline(name, partition):
                     try:
                         self.logs.create(name, partition, record.topic_id, cfg, is_new=False)
                     except KafkaStorageError:
@@ -303,6 +305,10 @@ class Broker:
                 self._every(IDLE_FILE_CHECK_MS, self._close_idle_files), name="idle-files"
             )
         )
+        if self.logs.deferred:
+            self._background.append(
+                asyncio.create_task(self._open_deferred_logs(), name="open-deferred-logs")
+            )
         self.cleaner.start()
 
     async def close(self) -> None:
@@ -349,6 +355,20 @@ class Broker:
         for partition_log in self.logs.all_logs():
             if partition_log.needs_flush(now):
                 self.request_flush(partition_log)
+
+    async def _open_deferred_logs(self) -> None:
+        """Open the partitions that start-up left unopened (storage/deferred_logs.py), a few
+        milliseconds' worth at a time, so that retention and the cleaner see every log while
+        requests are served in between."""
+        started = time.monotonic()
+        total = len(self.logs.deferred)
+        while self.logs.open_deferred(WARM_UP_SLICE_S):
+            await asyncio.sleep(WARM_UP_PAUSE_S)
+        log.info(
+            "opened the %d partition(s) left unopened at start-up in %.1f s",
+            total,
+            time.monotonic() - started,
+        )
 
     async def _close_idle_files(self) -> None:
         open_files.close_idle(IDLE_FILE_S)
@@ -759,9 +779,10 @@ class Broker:
     # -- log directories (JBOD) -------------------------------------------------------------
 
     def missing_log_error(self, topic: str, partition: int) -> ErrorCode:
-        """Why a partition has no log here: its log dir is offline (KAFKA_STORAGE_ERROR), or
-        this broker does not have it (UNKNOWN_TOPIC_OR_PARTITION)."""
-        if self.logs.is_offline(topic, partition):
+        """Why a partition has no log here: its log dir is offline or its log cannot be
+        opened now (KAFKA_STORAGE_ERROR), or this broker does not have it
+        (UNKNOWN_TOPIC_OR_PARTITION)."""
+        if self.logs.is_unavailable(topic, partition):
             return ErrorCode.KAFKA_STORAGE_ERROR
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
 

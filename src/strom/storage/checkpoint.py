@@ -15,9 +15,10 @@ the directory fsynced, so a crash leaves either the old or the new file, never a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from strom.storage import faults
@@ -39,6 +40,33 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_filesystem(directory: Path) -> None:
+    """Make everything written to the file system holding `directory` durable, with one
+    syncfs(2) instead of an fsync per file (Linux reports the writeback errors of the whole
+    file system to it since 5.8); sync(2) where syncfs is missing."""
+    fd = open_fd(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _syncfs is None:
+            os.sync()
+        elif _syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), str(directory))
+    finally:
+        os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+_syncfs = _load_syncfs()
 
 
 def sync_file(path: Path) -> None:

@@ -76,6 +76,12 @@ class LeaderEpochCache:
         """The partition directory was renamed (its replica moved to another log dir)."""
         self.path = directory / FILE_NAME
 
+    def write_unwritten(self) -> None:
+        """Write the file if `assign` could not, without fsync (raises OSError)."""
+        if self.unwritten:
+            self._flush(sync=False)
+            self.unwritten = False
+
     @property
     def latest_epoch(self) -> int:
         return self.epochs[-1] if self.epochs else UNDEFINED_EPOCH

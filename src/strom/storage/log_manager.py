@@ -11,15 +11,18 @@ Per log directory (Kafka's layout):
   log-start-offset-checkpoint             "<topic> <partition> <log start offset>"
   replication-offset-checkpoint           "<topic> <partition> <high watermark>"
   cleaner-offset-checkpoint               owned by cleaner.py
-  .kafka_cleanshutdown                    written by close() after everything is flushed;
+  .kafka_cleanshutdown                    written by close() after everything is durable;
                                           removed by open(), so its presence at open means the
                                           previous run shut down cleanly and segments need no
                                           recovery
-The checkpoints of a directory list the logs (current and future) stored in it.
+The checkpoints of a directory list the logs (current, future and deferred) stored in it
+(log_checkpoints.py, which also has the clean shutdown).
 
-New partitions go to the live directory holding the fewest logs (current and future, ties in
-log.dirs order), unless AlterReplicaLogDirs named one for the partition beforehand. A partition
-found in two directories at start-up stops the broker (Kafka's error and advice).
+Loading (log_loading.py): after a clean shutdown no log is read at start-up; each is a
+`DeferredLog` until `get` or the broker's warm-up (`open_deferred`) opens it. New partitions go
+to the live directory holding the fewest logs (placement.py), unless AlterReplicaLogDirs named
+one for the partition beforehand. A partition found in two directories at start-up stops the
+broker (Kafka's error and advice).
 
 A directory fails when it cannot be used at start-up (log_dirs.py) or when an I/O error hits a
 file in it (`io_failed`, from any thread). `take_offline` then drops its logs: their partitions
@@ -36,45 +39,37 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import shutil
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from strom.protocol.primitives import ZERO_UUID
-from strom.storage import cleaner, log_moves
-from strom.storage.checkpoint import fsync_dir, read_offsets, write_atomically, write_offsets
+from strom.storage import cleaner, log_checkpoints, log_moves
+from strom.storage.checkpoint import (
+    fsync_dir,
+)
+from strom.storage.deferred_logs import DeferredLog, deferred_size
 from strom.storage.errors import KafkaStorageError, StorageError, is_dir_failure
 from strom.storage.log_config import LogConfig
 from strom.storage.log_dirs import LogDirConfigError, prepare_log_dirs
+from strom.storage.log_loading import (
+    TopicPartition,
+    load_dir,
+    open_deferred_log,
+)
 from strom.storage.partition_log import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     PartitionLog,
     partition_dir_name,
 )
-from strom.storage.partition_metadata import read_partition_metadata
+from strom.storage.placement import CountedDirs, fewest_first
 from strom.storage.retention import delete_expired_segments
 from strom.storage.segment import SegmentClosedError
 
 log = logging.getLogger("strom.storage")
-
-CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
-RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
-LOG_START_OFFSET_FILE = "log-start-offset-checkpoint"
-HIGH_WATERMARK_FILE = "replication-offset-checkpoint"
-DELETE_SUFFIX = "-delete"
-FUTURE_SUFFIX = "-future"
-PARTITION_DIR = re.compile(r"^(?P<topic>.+)-(?P<partition>\d+)$")
-# "<topic>-<partition>.<unique id>-delete|-future|-stray" (Kafka's unique id: a uuid's hex)
-SUFFIXED_DIR = re.compile(
-    r"^(?P<topic>.+)-(?P<partition>\d+)\.[0-9A-Za-z]+-(?P<kind>delete|future|stray)$"
-)
-# Kafka's marker content since 3.x; older Kafka wrote an empty file. Readers only test existence.
-CLEAN_SHUTDOWN_CONTENT = b'{"version":0,"brokerEpoch":-1}'
-
-TopicPartition = tuple[str, int]
 
 
 class LogDirNotFoundError(StorageError):
@@ -97,8 +92,12 @@ class LogManager:
         self.config_for = config_for
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.logs: dict[TopicPartition, PartitionLog] = {}
-        self.log_dir_of: dict[TopicPartition, Path] = {}
+        self.log_dir_of: CountedDirs[TopicPartition, Path] = CountedDirs(lambda d: d)
         self.future_logs: dict[TopicPartition, PartitionLog] = {}
+        # Partitions of cleanly shut down log dirs not opened yet (deferred_logs.py).
+        self.deferred: CountedDirs[TopicPartition, DeferredLog] = CountedDirs(
+            lambda entry: entry.log_dir
+        )
         # Directory -> why it is offline. Changed only on the owning thread (take_offline).
         self.offline_dirs: dict[Path, str] = {}
         # Partitions whose log is in an offline directory (None: not known which, it was
@@ -159,7 +158,7 @@ class LogManager:
         manager = cls(absolute, config_for, producer_id_expiration_ms, offline)
         for log_dir in manager.live_log_dirs:
             try:
-                manager._load_dir(log_dir)
+                load_dir(manager, log_dir)
             except OSError as exc:
                 reason = f"Error while loading log dir {log_dir}: {exc}"
                 log.error("%s; the log directory is offline", reason)
@@ -172,82 +171,7 @@ class LogManager:
         log_moves.recover_abandoned_futures(manager)
         return manager
 
-    def _load_dir(self, log_dir: Path) -> None:
-        marker = log_dir / CLEAN_SHUTDOWN_FILE
-        clean = marker.exists()
-        recovery_points = read_offsets(log_dir / RECOVERY_POINT_FILE)
-        entries = sorted(os.scandir(log_dir), key=lambda e: e.name)
-        if not clean and any(entry.is_dir() for entry in entries):
-            log.warning(
-                "no clean shutdown marker in %s: recovering its partitions' segments past "
-                "their recovery points",
-                log_dir,
-            )
-        start_offsets = read_offsets(log_dir / LOG_START_OFFSET_FILE)
-        for entry in entries:
-            if not entry.is_dir():
-                continue
-            path = Path(entry.path)
-            future = False
-            suffixed = SUFFIXED_DIR.match(entry.name)
-            if suffixed is not None:
-                if suffixed["kind"] == DELETE_SUFFIX[1:]:
-                    log.info("finishing the deletion of %s", path)
-                    shutil.rmtree(path, ignore_errors=True)
-                    continue
-                if suffixed["kind"] != FUTURE_SUFFIX[1:]:
-                    log.warning("ignoring %s: not a partition directory Strom uses", path)
-                    continue
-                future = True
-                match: re.Match[str] | None = suffixed
-            else:
-                match = PARTITION_DIR.match(entry.name)
-            if match is None or (not future and "." in entry.name.rsplit("-", 1)[1]):
-                log.warning("ignoring %s: not a <topic>-<partition> directory", path)
-                continue
-            key = (match["topic"], int(match["partition"]))
-            self._check_duplicate(key, path, future)
-            try:
-                plog = PartitionLog.open(
-                    path,
-                    key[0],
-                    key[1],
-                    read_partition_metadata(path) or ZERO_UUID,
-                    self.config_for(key[0]),
-                    recovery_points.get(key),
-                    clean,
-                    start_offsets.get(key),
-                    producer_id_expiration_ms=self.producer_id_expiration_ms,
-                )
-            except OSError:
-                raise  # the directory fails
-            except Exception:
-                log.exception("could not load %s; its partition is offline", path)
-                if not future:
-                    self.offline_partitions[key] = log_dir
-                continue
-            self._register(key, plog, log_dir, future)
-        if clean:
-            # From now on a crash must be recognised as unclean.
-            marker.unlink()
-            fsync_dir(log_dir)
-
-    def _check_duplicate(self, key: TopicPartition, path: Path, future: bool) -> None:
-        if future and key in self.future_logs:
-            raise LogDirConfigError(
-                f"Duplicate log directories found: {path}, {self.future_logs[key].directory}"
-            )
-        if not future and key in self.logs:
-            raise LogDirConfigError(
-                f"Duplicate log directories for {key[0]}-{key[1]} are found in both {path} and "
-                f"{self.logs[key].directory}. It is likely because log directory failure happened "
-                "while broker was replacing current replica with future replica. Recover broker "
-                "from this failure by manually deleting one of the two directories for this "
-                "partition. It is recommended to delete the partition in the log directory that "
-                "is known to have failed recently."
-            )
-
-    def _register(
+    def register(
         self, key: TopicPartition, plog: PartitionLog, log_dir: Path, future: bool
     ) -> None:
         if self._unlink is not None:
@@ -328,6 +252,11 @@ class LogManager:
             del self.log_dir_of[key]
             self.offline_partitions[key] = log_dir
             self.cleaning_paused.discard(key)
+        unopened = sorted(k for k, d in self.deferred.items() if d.log_dir == log_dir)
+        for key in unopened:
+            del self.deferred[key]
+            self.offline_partitions[key] = log_dir
+        gone = sorted([*gone, *unopened])
         if not quiet:
             names = ", ".join(f"{t}-{p}" for t, p in gone) or "none"
             log.error(
@@ -342,16 +271,51 @@ class LogManager:
     def is_offline(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self.offline_partitions
 
+    def is_unavailable(self, topic: str, partition: int) -> bool:
+        """After `get` found no log: its log dir is offline, or it could not be opened now
+        (descriptors ran out; the next `get` tries again)."""
+        key = (topic, partition)
+        return key in self.offline_partitions or key in self.deferred
+
     # -- partitions ----------------------------------------------------------------------------
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:
-        return self.logs.get((topic, partition))
+        """The partition's log, opened now if it was deferred (None when that fails: its log
+        dir failed, or descriptors ran out and it stays deferred; see is_unavailable)."""
+        plog = self.logs.get((topic, partition))
+        if plog is None and self.deferred:
+            return open_deferred_log(self, (topic, partition))
+        return plog
+
+    def open_deferred(self, budget_s: float) -> int:
+        """Open deferred logs for about `budget_s` seconds (the broker's warm-up); returns
+        how many are left."""
+        deadline = time.monotonic() + budget_s
+        for key in list(self.deferred):
+            if key in self.deferred:
+                open_deferred_log(self, key)
+            if time.monotonic() >= deadline:
+                break
+        return len(self.deferred)
+
+    def deferred_sizes(self, log_dir: Path) -> dict[TopicPartition, int]:
+        """The sizes of `log_dir`'s deferred logs, without opening them."""
+        return {
+            key: deferred_size(entry.log_dir / partition_dir_name(*key))
+            for key, entry in self.deferred.items()
+            if entry.log_dir == log_dir
+        }
 
     def get_future(self, topic: str, partition: int) -> PartitionLog | None:
         return self.future_logs.get((topic, partition))
 
+    def has(self, topic: str, partition: int) -> bool:
+        """Whether the partition has a log here, opened or not."""
+        key = (topic, partition)
+        return key in self.logs or key in self.deferred
+
     def partitions(self) -> list[TopicPartition]:
-        return list(self.logs)
+        return [*self.logs, *self.deferred]
 
     def all_logs(self) -> list[PartitionLog]:
         """Current and future logs (what flushing and checkpoints cover)."""
@@ -359,12 +323,11 @@ class LogManager:
 
     def next_log_dirs(self) -> list[Path]:
         """Live directories by how many logs they hold, fewest first (Kafka's placement)."""
-        counts = {log_dir: 0 for log_dir in self.live_log_dirs}
-        for plog in self.all_logs():
-            parent = plog.directory.parent
-            if parent in counts:
-                counts[parent] += 1
-        return sorted(counts, key=lambda d: counts[d])
+        live = self.live_log_dirs
+        if len(live) <= 1:
+            return live
+        futures = Counter(plog.directory.parent for plog in self.future_logs.values())
+        return fewest_first(live, [self.log_dir_of.counts, self.deferred.counts, futures])
 
     def create(
         self,
@@ -380,9 +343,11 @@ class LogManager:
         this broker should already have) raises KafkaStorageError while a directory is
         offline: its log may be there."""
         key = (topic, partition)
-        existing = self.logs.get(key)
+        existing = self.get(topic, partition)
         if existing is not None:
             return existing
+        if key in self.deferred:
+            raise KafkaStorageError(f"{topic}-{partition} cannot be opened now")
         if key in self.offline_partitions:
             raise KafkaStorageError(f"{topic}-{partition} is in an offline log directory")
         if not is_new and self.offline_dirs:
@@ -408,7 +373,7 @@ class LogManager:
                     raise
                 self.io_failed(log_dir, exc)
                 continue
-            self._register(key, plog, log_dir, future=False)
+            self.register(key, plog, log_dir, future=False)
             self.preferred_dirs.pop(key, None)
             log.debug("created log for partition %s-%d in %s", topic, partition, plog.directory)
             return plog
@@ -435,14 +400,18 @@ class LogManager:
             log_start_offset=0,
             producer_id_expiration_ms=self.producer_id_expiration_ms,
         )
-        fsync_dir(log_dir)
+        # Durable with the log's first flush (PartitionLog.flush syncs a new log's directory
+        # entries); a crash before loses nothing acknowledged, and the topic's metadata makes
+        # the broker create the log again at start-up.
         return plog
 
     def create_future(self, topic: str, partition: int, log_dir: Path) -> PartitionLog:
         """Create the empty future log of a hosted partition in `log_dir` (another live
         directory), named `<topic>-<partition>.<uuid>-future`."""
         key = (topic, partition)
-        current = self.logs[key]
+        current = self.get(topic, partition)
+        if current is None:
+            raise KafkaStorageError(f"{topic}-{partition} cannot be opened now")
         if self.log_dir_of[key] == log_dir:
             raise ValueError(f"{topic}-{partition} is already in {log_dir}")
         if self.offline_dirs:
@@ -461,7 +430,7 @@ class LogManager:
         except OSError as exc:
             self.io_failed(log_dir, exc)
             raise KafkaStorageError(f"Error while creating the future log in {log_dir}") from exc
-        self._register(key, plog, log_dir, future=True)
+        self.register(key, plog, log_dir, future=True)
         log.info("created future log for partition %s-%d in %s", topic, partition, plog.directory)
         return plog
 
@@ -479,6 +448,12 @@ class LogManager:
         (durable), then remove it."""
         key = (topic, partition)
         self.delete_future(topic, partition)
+        if key in self.deferred and self.get(topic, partition) is None:
+            entry = self.deferred[key]  # cannot be opened: its directory goes as it is
+            del self.deferred[key]
+            doomed = entry.log_dir / log_moves.delete_dir_name(*key)
+            os.rename(entry.log_dir / partition_dir_name(*key), doomed)
+            self.remove_tree(doomed)
         self.offline_partitions.pop(key, None)
         self.preferred_dirs.pop(key, None)
         self.cleaning_paused.discard(key)
@@ -512,40 +487,15 @@ class LogManager:
     # -- background work -----------------------------------------------------------------------
 
     def checkpoint(self) -> None:
-        """Write recovery points and log start offsets of every log, per live log dir,
-        atomically; high watermarks too."""
-        for log_dir in self.live_log_dirs:
-            logs = self.logs_in(log_dir)
-            try:
-                write_offsets(
-                    log_dir / RECOVERY_POINT_FILE,
-                    {key: plog.recovery_point for key, plog in logs.items()},
-                )
-                write_offsets(
-                    log_dir / LOG_START_OFFSET_FILE,
-                    {key: plog.log_start_offset for key, plog in logs.items()},
-                )
-            except OSError as exc:
-                self.io_failed(log_dir, exc)
-        self.write_high_watermarks(self.high_watermarks_by_dir())
+        """Write recovery points, log start offsets and high watermarks of every log (opened or
+        deferred), per live log dir, atomically."""
+        log_checkpoints.write_checkpoints(self)
 
     def high_watermarks_by_dir(self) -> dict[Path, dict[TopicPartition, int]]:
-        """The current logs' high watermarks per live directory (for replication-offset-
-        checkpoint, which Kafka's ReplicaManager writes every
-        replica.high.watermark.checkpoint.interval.ms). Taken on the owning thread."""
-        marks: dict[Path, dict[TopicPartition, int]] = {d: {} for d in self.live_log_dirs}
-        for key, log_dir in self.log_dir_of.items():
-            if log_dir in marks:
-                marks[log_dir][key] = self.logs[key].high_watermark
-        return marks
+        return log_checkpoints.high_watermarks_by_dir(self)
 
     def write_high_watermarks(self, marks: dict[Path, dict[TopicPartition, int]]) -> None:
-        """Write what `high_watermarks_by_dir` took (may run in a worker thread)."""
-        for log_dir, offsets in marks.items():
-            try:
-                write_offsets(log_dir / HIGH_WATERMARK_FILE, offsets)
-            except OSError as exc:
-                self.io_failed(log_dir, exc)
+        log_checkpoints.write_high_watermarks(self, marks)
 
     def run_retention(self, now_ms: int) -> int:
         """Apply retention to every log; returns the number of segments deleted. A log being
@@ -608,17 +558,8 @@ class LogManager:
                 self.io_failed(plog, exc)
 
     def close(self) -> None:
-        """Flush and close every log, checkpoint, then mark each live log dir cleanly shut
-        down. The future logs' copier must have stopped."""
-        self.flush()
-        self.checkpoint()
-        for plog in self.all_logs():
-            _close_quietly(plog)
-        for log_dir in self.live_log_dirs:
-            try:
-                write_atomically(log_dir / CLEAN_SHUTDOWN_FILE, CLEAN_SHUTDOWN_CONTENT)
-            except OSError as exc:
-                log.error("could not mark %s cleanly shut down: %s", log_dir, exc)
+        """The clean shutdown (log_checkpoints.close)."""
+        log_checkpoints.close(self)
 
     def pause_cleaning(self, keys: Iterable[TopicPartition]) -> None:
         self.cleaning_paused.update(keys)

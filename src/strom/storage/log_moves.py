@@ -34,7 +34,8 @@ from strom.storage.checkpoint import fsync_dir, read_offsets, write_offsets
 from strom.storage.partition_log import PartitionLog, partition_dir_name
 
 if TYPE_CHECKING:
-    from strom.storage.log_manager import LogManager, TopicPartition
+    from strom.storage.log_loading import TopicPartition
+    from strom.storage.log_manager import LogManager
 
 log = logging.getLogger("strom.storage")
 

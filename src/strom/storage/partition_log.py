@@ -34,10 +34,11 @@ from pathlib import Path
 from strom.protocol.records.batch_header import BatchHeader, assign_offsets, iter_batch_headers
 from strom.protocol.records.control import CONTROL_ABORT, CONTROL_COMMIT, build_control_batch
 from strom.storage import log_reads
-from strom.storage.checkpoint import fsync_dir
+from strom.storage.checkpoint import fsync_dir, sync_file
 from strom.storage.errors import LogClosedError, OffsetOutOfRangeError
 from strom.storage.leader_epoch import LeaderEpochCache
 from strom.storage.log_config import LogConfig
+from strom.storage.partition_metadata import FILE_NAME as PARTITION_METADATA_FILE
 from strom.storage.producer_state import Analysis, Origin, ProducerStateManager
 from strom.storage.recovery import load_log_files, load_producer_state, rebuild_producer_state
 from strom.storage.segment import Segment, SegmentClosedError, unlink_paths
@@ -126,6 +127,8 @@ class PartitionLog:
         self.cleaner_lock = threading.Lock()
         self.cleaner_horizon_ms: int | None = None
         self._dir_needs_fsync = False
+        # The directory or its partition.metadata was just made: see flush().
+        self._new_directory = False
         # Read by DescribeProducers and the cleaner; changed only through this class.
         self.producer_state = ProducerStateManager(directory, self.name)
         self.producer_id_expiration_ms = producer_id_expiration_ms
@@ -160,6 +163,7 @@ class PartitionLog:
         everything on disk was acknowledged; replication passes its checkpointed value.
         """
         now = now_wall_ms() if now_ms is None else now_ms
+        fresh = not (directory / PARTITION_METADATA_FILE).exists()
         stored_id, segments, start, point = load_log_files(
             directory, topic_id, config, recovery_point, clean_shutdown, log_start_offset, now
         )
@@ -175,6 +179,7 @@ class PartitionLog:
             point,
             producer_id_expiration_ms,
         )
+        plog._new_directory = fresh
         plog.high_watermark = (
             end if high_watermark is None else max(start, min(high_watermark, end))
         )
@@ -605,6 +610,13 @@ class PartitionLog:
                     segment.fsync()
             self.producer_state.sync_snapshots()
             self.leader_epoch_cache.sync()
+            if self._new_directory:
+                # Created (or given its partition.metadata) without fsyncs, which would cost
+                # two per partition when a topic of thousands is created: durable now.
+                sync_file(self.directory / PARTITION_METADATA_FILE)
+                fsync_dir(self.directory.parent)
+                self._new_directory = False
+                self._dir_needs_fsync = True
             if self._dir_needs_fsync:
                 self._dir_needs_fsync = False
                 fsync_dir(self.directory)
@@ -662,21 +674,41 @@ class PartitionLog:
 
     # -- lifetime ------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close every file; the active segment records its largest timestamp (as Kafka does)."""
+    def close(self, *, sync: bool = True) -> None:
+        """Close every file; the active segment records its largest timestamp (as Kafka does).
+
+        `sync=False` writes the producer snapshot without fsync: the caller makes everything
+        durable (LogManager.close syncs each log dir's file system once). Raises OSError, with every file closed anyway, when something the
+        next start-up must find could not be written (an aborted transaction's index entry,
+        the leader epochs): the log is then not cleanly closed.
+        """
         if self.closed:
             return
         self.abort_cleaning()
         self.closed = True
-        # The snapshot at the log end makes the next open replay nothing.
+        # The snapshot at the log end makes the next open replay nothing (without it the
+        # replay starts at an older one: slower, not wrong).
         self.producer_state.map_end_offset = self.log_end_offset
         try:
-            self.producer_state.take_snapshot(sync=True)
-        except OSError:
-            log.exception("%s: could not write the producer state snapshot", self.name)
-        self.active_segment.on_become_inactive()
+            self.producer_state.take_snapshot(sync=sync)
+        except OSError as exc:
+            log.error("%s: could not write the producer state snapshot: %s", self.name, exc)
+        failure: OSError | None = None
+        try:
+            self.active_segment.on_become_inactive()
+        except OSError as exc:  # indexes are rebuilt from the .log where they fall short
+            log.error("%s: could not write the indexes: %s", self.name, exc)
+        try:
+            self.leader_epoch_cache.write_unwritten()
+        except OSError as exc:
+            failure = exc
         for segment in self.segments:
-            segment.close()
+            try:
+                segment.close()
+            except OSError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def delete(self) -> None:
         """Close and remove the whole partition directory."""

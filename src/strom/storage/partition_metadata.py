@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from strom.storage.checkpoint import write_atomically
+from strom.storage.file_cache import read_file
 
 FILE_NAME = "partition.metadata"
 
@@ -28,15 +29,16 @@ def parse_kafka_uuid(text: str) -> uuid.UUID:
     return uuid.UUID(bytes=raw)
 
 
-def write_partition_metadata(directory: Path, topic_id: uuid.UUID) -> None:
+def write_partition_metadata(directory: Path, topic_id: uuid.UUID, *, sync: bool = True) -> None:
+    """`sync=False`: no fsyncs (the log's first flush makes it durable)."""
     text = f"version: 0\ntopic_id: {kafka_uuid_string(topic_id)}"
-    write_atomically(directory / FILE_NAME, text.encode())
+    write_atomically(directory / FILE_NAME, text.encode(), sync=sync)
 
 
 def read_partition_metadata(directory: Path) -> uuid.UUID | None:
     """The stored topic id, or None when the file is missing or unreadable."""
     try:
-        text = (directory / FILE_NAME).read_text()
+        text = read_file(directory / FILE_NAME).decode()
     except (FileNotFoundError, UnicodeDecodeError):
         return None
     fields = {}

@@ -174,7 +174,7 @@ def load_log_files(
             f"{directory} belongs to topic id {stored_id}, not {topic_id}"
         )
     if stored_id is None and topic_id != ZERO_UUID:
-        write_partition_metadata(directory, topic_id)
+        write_partition_metadata(directory, topic_id, sync=False)
     segments = load_segments(
         directory,
         config,

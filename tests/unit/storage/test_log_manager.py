@@ -7,7 +7,8 @@ from pathlib import Path
 from storage_helpers import append, read_all
 
 from strom.storage.log_config import LogConfig
-from strom.storage.log_manager import CLEAN_SHUTDOWN_FILE, LogManager
+from strom.storage.log_loading import CLEAN_SHUTDOWN_FILE
+from strom.storage.log_manager import LogManager
 
 CONFIG = LogConfig(segment_bytes=1024, retention_ms=-1)
 
@@ -71,7 +72,7 @@ def test_delete_partition_and_leftovers(tmp_path: Path) -> None:
     (tmp_path / "stray-file").write_text("x")
     reopened = LogManager.open([tmp_path], _config_for)
     assert not (tmp_path / "x-3.0123abcd-delete").exists()
-    assert set(reopened.logs) == {("t", 1)}
+    assert set(reopened.partitions()) == {("t", 1)}
     reopened.close()
 
 
@@ -94,3 +95,66 @@ def test_retention_and_cleaner_through_manager(tmp_path: Path) -> None:
     manager.update_config("del", LogConfig(retention_ms=5))
     assert d.config.retention_ms == 5
     manager.close()
+
+
+def test_clean_restart_defers_opening(tmp_path: Path) -> None:
+    """After a clean shutdown nothing is read per partition at start-up: the logs open when
+    first asked for, and checkpoints keep the offsets of those never opened."""
+    manager = LogManager.open([tmp_path], _config_for)
+    tid = uuid.uuid4()
+    for p in range(3):
+        append(manager.create("t", p, tid, CONFIG), [f"v{p}".encode()] * (p + 1))
+    manager.get("t", 2).delete_records_before(2)  # type: ignore[union-attr]
+    manager.close()
+
+    reopened = LogManager.open([tmp_path], _config_for)
+    assert sorted(reopened.partitions()) == [("t", 0), ("t", 1), ("t", 2)]
+    assert reopened.all_logs() == [] and len(reopened.deferred) == 3
+    assert reopened.has("t", 1) and not reopened.has("t", 3)
+    first = reopened.get("t", 1)
+    assert first is not None and first.log_end_offset == 2 and first.topic_id == tid
+    assert len(reopened.deferred) == 2
+    reopened.checkpoint()
+    points = (tmp_path / "recovery-point-offset-checkpoint").read_text().split("\n")
+    assert sorted(points[2:5]) == ["t 0 1", "t 1 2", "t 2 3"]
+    starts = (tmp_path / "log-start-offset-checkpoint").read_text()
+    assert "t 2 2" in starts
+    assert reopened.open_deferred(budget_s=60.0) == 0
+    last = reopened.get("t", 2)
+    assert last is not None and last.log_start_offset == 2 and last.log_end_offset == 3
+    reopened.close()
+
+
+def test_an_unclean_restart_defers_nothing(tmp_path: Path) -> None:
+    manager = LogManager.open([tmp_path], _config_for)
+    append(manager.create("t", 0, uuid.uuid4(), CONFIG), [b"x"])
+    manager.checkpoint()  # no close: as after kill -9
+    reopened = LogManager.open([tmp_path], _config_for)
+    assert not reopened.deferred and len(reopened.all_logs()) == 1
+    reopened.close()
+
+
+def test_deferred_logs_of_a_failed_dir_go_offline(tmp_path: Path) -> None:
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    manager = LogManager.open(dirs, _config_for)
+    tid = uuid.uuid4()
+    for p in range(4):
+        manager.create("t", p, tid, CONFIG)
+    manager.close()
+    reopened = LogManager.open(dirs, _config_for)
+    gone = reopened.take_offline(dirs[0], "test")
+    assert len(gone) == 2 and all(reopened.is_offline(*key) for key in gone)
+    assert all(reopened.get(*key) is None for key in gone)
+    assert len(reopened.partitions()) == 2
+    reopened.close()
+
+
+def test_deleting_a_deferred_partition(tmp_path: Path) -> None:
+    manager = LogManager.open([tmp_path], _config_for)
+    manager.create("t", 0, uuid.uuid4(), CONFIG)
+    manager.close()
+    reopened = LogManager.open([tmp_path], _config_for)
+    reopened.delete_partition("t", 0)
+    assert reopened.partitions() == []
+    assert not any(p.name.startswith("t-0") for p in tmp_path.iterdir())
+    reopened.close()

@@ -66,19 +66,31 @@ def handle_describe_log_dirs(
             continue
         result.total_bytes = usage.total
         result.usable_bytes = usage.free
-        by_topic: dict[str, list[DescribeLogDirsPartition]] = {}
-        for key, plog in sorted(logs.logs_in(log_dir).items()):
+        found: list[tuple[tuple[str, int], DescribeLogDirsPartition]] = []
+        for key, plog in logs.logs_in(log_dir).items():
             if wanted is not None and key not in wanted:
                 continue
             future = logs.future_logs.get(key) is plog
-            by_topic.setdefault(key[0], []).append(
-                DescribeLogDirsPartition(
-                    partition_index=key[1],
-                    partition_size=plog.size_bytes,
-                    offset_lag=_lag(logs, plog, future),
-                    is_future_key=future,
+            found.append(
+                (
+                    key,
+                    DescribeLogDirsPartition(
+                        partition_index=key[1],
+                        partition_size=plog.size_bytes,
+                        offset_lag=_lag(logs, plog, future),
+                        is_future_key=future,
+                    ),
                 )
             )
+        # Partitions not opened since start-up: sized from their directory listing.
+        for key, size in logs.deferred_sizes(log_dir).items():
+            if wanted is None or key in wanted:
+                found.append(
+                    (key, DescribeLogDirsPartition(partition_index=key[1], partition_size=size))
+                )
+        by_topic: dict[str, list[DescribeLogDirsPartition]] = {}
+        for key, entry in sorted(found, key=lambda item: (item[0], item[1].is_future_key)):
+            by_topic.setdefault(key[0], []).append(entry)
         result.topics = [
             DescribeLogDirsTopic(name=name, partitions=partitions)
             for name, partitions in by_topic.items()
