@@ -24,7 +24,10 @@ TEST_DEFAULTS: dict[str, object] = {
     "transaction.state.log.num.partitions": 1,
 }
 
-_LISTENING = re.compile(r"listening on (?P<host>[^ ]+):(?P<port>\d+) \((?P<name>[A-Z0-9_]+)\)")
+# "listening on HOST:PORT (LISTENER, SECURITY_PROTOCOL)"
+_LISTENING = re.compile(
+    r"listening on (?P<host>[^ ]+):(?P<port>\d+) \((?P<name>[A-Z0-9_]+)(, [A-Z0-9_]+)?\)"
+)
 _STARTED = re.compile(r"strom broker -?\d+ started")
 _HTTP = re.compile(r"HTTP listening on http://(?P<host>[^ ]+):(?P<port>\d+)")
 
