@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import strom.server.handlers  # noqa: F401  (registers every handler)
 from strom.protocol.messages import API_SPECS
 from strom.server.registry import HANDLERS
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from strom.cluster.errors import ClusterMetadataError, ProducerIdsUnavailableError
 from strom.cluster.local_metadata import TopicLookup, TopicRecord
 from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import (
@@ -58,14 +59,6 @@ ZERO_UUID = uuid.UUID(int=0)
 # How long a config write waits for this broker's own watch to apply it (the write itself
 # is done by then; this only makes a describe right after it read its own write).
 APPLY_WAIT_S = 5.0
-
-
-class ClusterMetadataError(Exception):
-    """A cluster-mode operation cannot be done (the message says why)."""
-
-
-class ProducerIdsUnavailableError(ClusterMetadataError):
-    """No block of producer ids has been fetched from ZooKeeper yet."""
 
 
 @dataclass

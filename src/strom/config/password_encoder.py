@@ -19,8 +19,6 @@ import base64
 import hashlib
 import os
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from strom.config.definitions import ConfigError
 
 DEFAULT_KEY_FACTORY = "PBKDF2WithHmacSHA512"
@@ -125,6 +123,9 @@ def _b64(data: bytes) -> str:
 
 
 def _cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    # Imported here: a broker without passwords to encrypt never loads cryptography.
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     return encryptor.update(data) + encryptor.finalize()
 
@@ -132,5 +133,7 @@ def _cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
 def _cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     if not data or len(data) % _BLOCK or len(iv) != _BLOCK:
         raise ValueError("not whole AES blocks")
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
     return decryptor.update(data) + decryptor.finalize()

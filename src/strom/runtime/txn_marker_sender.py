@@ -25,7 +25,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from strom.cluster.zk.layout import NO_LEADER
 from strom.coordinator.txn import MarkerJob
 from strom.protocol.errors import ErrorCode, ProtocolError
 from strom.protocol.messages.write_txn_markers_request import (
@@ -53,6 +52,9 @@ _FINAL = {
     ErrorCode.INVALID_PRODUCER_EPOCH,
     ErrorCode.TRANSACTION_COORDINATOR_FENCED,
 }
+
+# A partition state without a leader (cluster/zk/layout.py, not imported on a single broker).
+NO_LEADER = -1
 
 
 class InterBrokerClient:

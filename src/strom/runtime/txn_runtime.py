@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from strom.cluster.zk_metadata import ProducerIdsUnavailableError
+from strom.cluster.errors import ProducerIdsUnavailableError
 from strom.coordinator.txn import (
     MarkerJob,
     TransactionCoordinatorShard,

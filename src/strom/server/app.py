@@ -10,7 +10,6 @@ import signal
 import time
 from collections.abc import Awaitable
 
-import strom.server.handlers  # noqa: F401  (registers every API handler)
 from strom.config import BrokerConfig, ConfigError
 from strom.security.scram import ScramCredential
 from strom.server.acceptor import Acceptor, bind_listening_sockets

@@ -22,7 +22,7 @@ from strom.protocol.primitives import Reader
 from strom.server.connections import Connections
 from strom.server.context import RequestContext
 from strom.server.network import Chunks, KafkaConnection
-from strom.server.registry import HANDLERS, CloseConnection
+from strom.server.registry import CloseConnection, handler_for
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -56,7 +56,7 @@ class Dispatcher:
             conn.close(f"malformed request header: {exc}", kind="malformed request")
             return
         api_key, version = parsed.api_key, parsed.api_version
-        handler = HANDLERS.get(api_key)
+        handler = handler_for(api_key)
         spec = API_SPECS.get(api_key)
         if handler is None or spec is None:
             conn.close(

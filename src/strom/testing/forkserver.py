@@ -81,6 +81,9 @@ def serve() -> int:
     # Import what a broker imports before the first fork, so that no child imports it again.
     import strom.cli.main
     import strom.server.app  # noqa: F401
+    from strom.server.registry import import_all_handlers
+
+    import_all_handlers()  # a broker imports them on first use; children share these
 
     children: set[int] = set()
     out = sys.stdout

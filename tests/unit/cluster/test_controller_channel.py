@@ -8,7 +8,6 @@ import asyncio
 import struct
 import uuid
 
-import strom.server.handlers  # noqa: F401  (registers every handler, for ApiVersions)
 from strom.cluster.ids import kafka_uuid_str
 from strom.cluster.zk.context import PartitionUpdate
 from strom.cluster.zk.controller_channel import (

@@ -42,7 +42,6 @@ from strom.protocol.messages.offset_fetch_response import (
 from strom.runtime.coordinator_runtime import then
 from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
-from strom.server.handlers import zk_offsets
 from strom.server.registry import handles
 
 
@@ -97,6 +96,8 @@ def handle_offset_commit(
     if not request.topics:
         return _merged(order, unknown, [])
     if ctx.api_version == 0:
+        from strom.server.handlers import zk_offsets  # v0 only: ZooKeeper's layout
+
         stored = zk_offsets.commit_v0(ctx, request)
     else:
         stored = _commit_to_coordinator(ctx, request)
@@ -159,6 +160,8 @@ def handle_offset_fetch(
     ctx: RequestContext, request: OffsetFetchRequest
 ) -> OffsetFetchResponse | Awaitable[OffsetFetchResponse]:
     if ctx.api_version == 0:
+        from strom.server.handlers import zk_offsets
+
         return zk_offsets.fetch_v0(ctx, request)
     groups = ctx.broker.groups
     group_ids = [g.group_id for g in request.groups] if ctx.api_version >= 8 else [request.group_id]

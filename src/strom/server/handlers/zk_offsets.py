@@ -23,7 +23,6 @@ from collections.abc import Awaitable
 
 from strom.cluster.local_metadata import LocalMetadata
 from strom.cluster.zk import layout as L
-from strom.cluster.zk.client import ZkError
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.offset_commit_request import OffsetCommitRequest
 from strom.protocol.messages.offset_commit_response import (
@@ -104,6 +103,8 @@ def commit_v0(
         return answer()
 
     async def in_zookeeper() -> OffsetCommitResponse:
+        from strom.cluster.zk.client import ZkError
+
         store = cluster.metadata.store
         for (topic, partition), offset in wanted.items():
             try:
@@ -165,6 +166,8 @@ def fetch_v0(
         return answer()
 
     async def from_zookeeper() -> OffsetFetchResponse:
+        from strom.cluster.zk.client import ZkError
+
         store = cluster.metadata.store
         for topic, partition in readable:
             try:
