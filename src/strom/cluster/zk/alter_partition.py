@@ -24,7 +24,7 @@ from strom.cluster.zk.store import VersionedState
 from strom.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from strom.cluster.zk.controller import ZkController
+    from strom.cluster.zk.controller_host import ControllerHost
 
 log = logging.getLogger("strom.controller")
 
@@ -84,7 +84,7 @@ def check(
 
 
 async def alter_partitions(
-    controller: ZkController,
+    controller: ControllerHost,
     ctx: ControllerContext,
     leader: int,
     wanted: Mapping[TopicPartition, Proposal],

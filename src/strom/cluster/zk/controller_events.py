@@ -17,7 +17,7 @@ the controller's event task:
 answers a broker's ControlledShutdown. Decisions come from `controller_logic` and are written
 through `controller_writes`. These are the controller's own steps kept apart from its election
 (`controller`): they run on its event task, on its cache, and check that it is still the
-controller (`ZkController._ctx is ctx`) before telling anyone what they did.
+controller (`ControllerHost._ctx is ctx`) before telling anyone what they did.
 """
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ from strom.cluster.zk.layout import TopicPartition
 from strom.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from strom.cluster.zk.controller import ZkController
+    from strom.cluster.zk.controller_host import ControllerHost
 
 log = logging.getLogger("strom.controller")
 
 
-async def failover(controller: ZkController, ctx: ControllerContext) -> None:
+async def failover(controller: ControllerHost, ctx: ControllerContext) -> None:
     """Becoming controller: watch, load the cluster, repair every partition."""
 
     def on(
-        name: str, fn: Callable[[ZkController, ControllerContext], Awaitable[object]]
+        name: str, fn: Callable[[ControllerHost, ControllerContext], Awaitable[object]]
     ) -> Callable[..., None]:
         def callback(*_: object) -> None:
             if controller._ctx is ctx:
@@ -88,7 +88,7 @@ async def failover(controller: ZkController, ctx: ControllerContext) -> None:
 # --- event handlers (active controller only) ----------------------------------------
 
 
-async def resync(controller: ZkController, ctx: ControllerContext) -> None:
+async def resync(controller: ControllerHost, ctx: ControllerContext) -> None:
     """Looks at every watched znode again (after an error or a reconnect)."""
     await _brokers_changed(controller, ctx)
     await _topics_changed(controller, ctx)
@@ -100,7 +100,7 @@ async def resync(controller: ZkController, ctx: ControllerContext) -> None:
     await tasks.advance_reassignments(controller, ctx)
 
 
-async def _brokers_changed(controller: ZkController, ctx: ControllerContext) -> None:
+async def _brokers_changed(controller: ControllerHost, ctx: ControllerContext) -> None:
     now = await controller.store.live_brokers()
     dead = set(ctx.live) - set(now)
     started = set(now) - set(ctx.live)
@@ -140,7 +140,7 @@ async def _brokers_changed(controller: ZkController, ctx: ControllerContext) -> 
     await tasks.advance_reassignments(controller, ctx)
 
 
-async def _topics_changed(controller: ZkController, ctx: ControllerContext) -> None:
+async def _topics_changed(controller: ControllerHost, ctx: ControllerContext) -> None:
     current = set(await controller.store.topics())
     for topic in set(ctx.assignments) - current:  # deleted by someone else
         _forget_topic(controller, ctx, topic)
@@ -149,7 +149,7 @@ async def _topics_changed(controller: ZkController, ctx: ControllerContext) -> N
         await writes.reconcile(controller, ctx, ctx.partitions([topic]))
 
 
-async def _load_topic(controller: ZkController, ctx: ControllerContext, topic: str) -> None:
+async def _load_topic(controller: ControllerHost, ctx: ControllerContext, topic: str) -> None:
     found = await controller.store.versioned_topic_assignment(topic)
     if found is None:
         return
@@ -172,7 +172,7 @@ async def _load_topic(controller: ZkController, ctx: ControllerContext, topic: s
         ctx.topic_watches[topic] = await controller.client.watch_data(L.topic_path(topic), changed)
 
 
-async def _partitions_added(controller: ZkController, ctx: ControllerContext, topic: str) -> None:
+async def _partitions_added(controller: ControllerHost, ctx: ControllerContext, topic: str) -> None:
     """The topic's assignment changed: partitions added, or reassignments started,
     replaced or cancelled."""
     old = ctx.assignments.get(topic)
@@ -189,7 +189,7 @@ async def _partitions_added(controller: ZkController, ctx: ControllerContext, to
     await tasks.advance_reassignments(controller, ctx)
 
 
-def _forget_topic(controller: ZkController, ctx: ControllerContext, topic: str) -> None:
+def _forget_topic(controller: ControllerHost, ctx: ControllerContext, topic: str) -> None:
     ctx.assignments.pop(topic, None)
     ctx.assignment_versions.pop(topic, None)
     handle = ctx.topic_watches.pop(topic, None)
@@ -199,7 +199,7 @@ def _forget_topic(controller: ZkController, ctx: ControllerContext, topic: str) 
         del ctx.states[tp]
 
 
-async def _delete_topics(controller: ZkController, ctx: ControllerContext) -> None:
+async def _delete_topics(controller: ControllerHost, ctx: ControllerContext) -> None:
     deleted: set[str] = set()
     for topic in await controller.store.topics_marked_for_deletion():
         if not controller.delete_topic_enable:
@@ -220,7 +220,7 @@ async def _delete_topics(controller: ZkController, ctx: ControllerContext) -> No
         controller.listener.on_topics_deleted(deleted)
 
 
-async def _isr_changed(controller: ZkController, ctx: ControllerContext) -> None:
+async def _isr_changed(controller: ControllerHost, ctx: ControllerContext) -> None:
     children = await controller.client.children(L.ISR_CHANGE_NOTIFICATION)
     changed: set[TopicPartition] = set()
     for child in children:
@@ -247,7 +247,7 @@ async def _isr_changed(controller: ZkController, ctx: ControllerContext) -> None
         await tasks.advance_reassignments(controller, ctx)  # new replicas may be in sync now
 
 
-async def _log_dir_event(controller: ZkController, ctx: ControllerContext) -> None:
+async def _log_dir_event(controller: ControllerHost, ctx: ControllerContext) -> None:
     """Brokers announced failed log dirs (Kafka's onBrokerLogDirFailure): every replica they
     host is sent its state again; a replica in a failed directory answers KAFKA_STORAGE_ERROR
     (`replicas_reported`). The local broker is asked directly."""
@@ -276,7 +276,7 @@ async def _log_dir_event(controller: ZkController, ctx: ControllerContext) -> No
 
 
 async def leader_and_isr_answered(
-    controller: ZkController, ctx: ControllerContext, broker_id: int, response: Any
+    controller: ControllerHost, ctx: ControllerContext, broker_id: int, response: Any
 ) -> None:
     """A LeaderAndIsr answer: which of the broker's replicas are offline (see
     `replicas_reported`); v5+ names topics by id."""
@@ -297,14 +297,14 @@ async def leader_and_isr_answered(
     await replicas_reported(controller, ctx, broker_id, offline, online)
 
 
-def _note_local_offline(controller: ZkController, ctx: ControllerContext) -> None:
+def _note_local_offline(controller: ControllerHost, ctx: ControllerContext) -> None:
     offline = set(controller.listener.offline_replicas())
     if offline:
         ctx.offline_replicas[controller.broker_id] = offline
 
 
 async def replicas_reported(
-    controller: ZkController,
+    controller: ControllerHost,
     ctx: ControllerContext,
     broker_id: int,
     offline: set[TopicPartition],
@@ -333,7 +333,7 @@ async def replicas_reported(
     await writes.reconcile(controller, ctx, views)
 
 
-async def _preferred_requested(controller: ZkController, ctx: ControllerContext) -> None:
+async def _preferred_requested(controller: ControllerHost, ctx: ControllerContext) -> None:
     found = await writes.read_admin_request(
         controller,
         L.PREFERRED_REPLICA_ELECTION,
@@ -348,7 +348,7 @@ async def _preferred_requested(controller: ZkController, ctx: ControllerContext)
 
 
 async def controlled_shutdown(
-    controller: ZkController, ctx: ControllerContext, broker_id: int
+    controller: ControllerHost, ctx: ControllerContext, broker_id: int
 ) -> set[TopicPartition]:
     if broker_id not in ctx.live:
         raise ValueError(f"broker {broker_id} is not registered")

@@ -31,7 +31,7 @@ from strom.cluster.zk.controller_logic import PartitionView
 from strom.cluster.zk.layout import PartitionState, TopicPartition
 
 if TYPE_CHECKING:
-    from strom.cluster.zk.controller import ZkController
+    from strom.cluster.zk.controller_host import ControllerHost
 
 log = logging.getLogger("strom.controller")
 
@@ -56,7 +56,7 @@ def reassign_views(
     return out
 
 
-async def advance_reassignments(controller: ZkController, ctx: ControllerContext) -> None:
+async def advance_reassignments(controller: ControllerHost, ctx: ControllerContext) -> None:
     """Completes the reassignments whose target replicas are all in sync and removes
     brokers that are no longer replicas from leaders and ISRs."""
     candidates = {tp for tp, view in reassign_views(ctx).items() if R.needs_action(view)}
@@ -81,7 +81,7 @@ async def advance_reassignments(controller: ZkController, ctx: ControllerContext
 
 
 async def _write_assignment(
-    controller: ZkController,
+    controller: ControllerHost,
     ctx: ControllerContext,
     topic: str,
     changes: Mapping[int, R.ReplicaAssignment],
@@ -108,7 +108,7 @@ async def _write_assignment(
 
 
 async def elect_unclean(
-    controller: ZkController, ctx: ControllerContext, wanted: set[TopicPartition]
+    controller: ControllerHost, ctx: ControllerContext, wanted: set[TopicPartition]
 ) -> dict[TopicPartition, PartitionState]:
     """ElectLeaders with election type UNCLEAN: each partition without a live leader gets
     one, from the live in-sync replicas if any, else from any live replica, whatever the
@@ -136,7 +136,7 @@ async def elect_unclean(
 
 
 async def offline_partitions_after_config_change(
-    controller: ZkController, ctx: ControllerContext
+    controller: ControllerHost, ctx: ControllerContext
 ) -> None:
     """A topic config changed (a /config/changes notification): partitions without a live
     leader are elected again, so unclean.leader.election.enable turned on takes effect (as
@@ -152,7 +152,7 @@ async def offline_partitions_after_config_change(
             await writes.reconcile(controller, ctx, views)
 
 
-def schedule_rebalance(controller: ZkController, ctx: ControllerContext, delay_s: float) -> None:
+def schedule_rebalance(controller: ControllerHost, ctx: ControllerContext, delay_s: float) -> None:
     """The next leader imbalance check (auto.leader.rebalance.enable) in `delay_s`; the timer
     is cancelled when the controller resigns."""
     if not controller.auto_leader_rebalance_enable or controller._ctx is not ctx:
@@ -171,7 +171,7 @@ def schedule_rebalance(controller: ZkController, ctx: ControllerContext, delay_s
     controller._rebalance_timer = asyncio.get_running_loop().call_later(delay_s, fire)
 
 
-async def _auto_rebalance(controller: ZkController, ctx: ControllerContext) -> None:
+async def _auto_rebalance(controller: ControllerHost, ctx: ControllerContext) -> None:
     try:
         await rebalance_preferred_leaders(
             controller, ctx, controller.leader_imbalance_per_broker_percentage
@@ -181,7 +181,7 @@ async def _auto_rebalance(controller: ZkController, ctx: ControllerContext) -> N
 
 
 async def rebalance_preferred_leaders(
-    controller: ZkController, ctx: ControllerContext, threshold_percent: float
+    controller: ControllerHost, ctx: ControllerContext, threshold_percent: float
 ) -> None:
     """auto.leader.rebalance.enable: preferred elections for the partitions of every broker
     whose share of partitions led by another broker exceeds leader.imbalance.per.broker.
@@ -192,7 +192,7 @@ async def rebalance_preferred_leaders(
         await writes.elect_preferred(controller, ctx, set(candidates))
 
 
-async def legacy_reassignment_requested(controller: ZkController, ctx: ControllerContext) -> None:
+async def legacy_reassignment_requested(controller: ControllerHost, ctx: ControllerContext) -> None:
     """/admin/reassign_partitions (what older kafka-reassign-partitions tools write): each
     entry is started like an AlterPartitionReassignments entry, invalid ones are logged, and
     the znode is deleted once the moves are recorded in the topics' assignments (where

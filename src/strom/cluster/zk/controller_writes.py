@@ -29,7 +29,7 @@ from strom.cluster.zk.layout import PartitionState, TopicPartition
 from strom.cluster.zk.store import ControllerMovedError, VersionedState
 
 if TYPE_CHECKING:
-    from strom.cluster.zk.controller import ZkController
+    from strom.cluster.zk.controller_host import ControllerHost
 
 log = logging.getLogger("strom.controller")
 T = TypeVar("T")
@@ -43,7 +43,9 @@ Decide = Callable[[Mapping[TopicPartition, PartitionView]], Changes]
 
 
 async def reconcile(
-    controller: ZkController, ctx: ControllerContext, views: Mapping[TopicPartition, PartitionView]
+    controller: ControllerHost,
+    ctx: ControllerContext,
+    views: Mapping[TopicPartition, PartitionView],
 ) -> dict[TopicPartition, VersionedState]:
     """Writes `controller_logic.reconcile` for these partitions."""
     unclean_topics: set[str] = set()
@@ -69,7 +71,7 @@ async def reconcile(
 
 
 async def elect_preferred(
-    controller: ZkController, ctx: ControllerContext, wanted: set[TopicPartition] | None
+    controller: ControllerHost, ctx: ControllerContext, wanted: set[TopicPartition] | None
 ) -> dict[TopicPartition, PartitionState]:
     """Preferred replica election for `wanted` (all partitions when None); returns the states
     written."""
@@ -99,7 +101,7 @@ def by_liveness(
 
 
 async def write(
-    controller: ZkController,
+    controller: ControllerHost,
     ctx: ControllerContext,
     views: Mapping[TopicPartition, PartitionView],
     decide: Decide,
@@ -155,7 +157,7 @@ async def write(
 
 
 async def open_channels(
-    controller: ZkController, ctx: ControllerContext, brokers: Mapping[int, int]
+    controller: ControllerHost, ctx: ControllerContext, brokers: Mapping[int, int]
 ) -> None:
     """Channels to these live brokers, at the endpoints their registrations name."""
     channel = controller.channel
@@ -173,7 +175,7 @@ async def open_channels(
 
 
 def send_states(
-    controller: ZkController,
+    controller: ControllerHost,
     ctx: ControllerContext,
     partitions: Iterable[TopicPartition],
     brokers: Iterable[int] | None = None,
@@ -187,7 +189,7 @@ def send_states(
 
 
 async def read_admin_request(
-    controller: ZkController, path: str, decode: Callable[[bytes], T], unreadable: T
+    controller: ControllerHost, path: str, decode: Callable[[bytes], T], unreadable: T
 ) -> tuple[T, int] | None:
     """The decoded content of an /admin request znode (what Kafka's tools write there) and
     its version; None when there is none, `unreadable` (logged) when it cannot be decoded."""
