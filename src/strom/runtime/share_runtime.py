@@ -22,7 +22,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from strom.config.group import duration_ms
 from strom.coordinator.share.coordinator import coordinator_key
@@ -34,11 +34,12 @@ from strom.coordinator.share.partition import (
 )
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records.batch_header import iter_batch_headers
+from strom.runtime.host import BrokerHost
 from strom.storage.errors import OffsetOutOfRangeError
 from strom.storage.txn_index import AbortedTxn
 
 if TYPE_CHECKING:
-    from strom.server.broker import Broker
+    from strom.runtime.share_coordinator_runtime import ShareCoordinatorRuntime
     from strom.storage.partition_log import PartitionLog
 
 __all__ = ["SessionKey", "ShareRead", "ShareRuntime", "ShareSession", "TopicPartitionKey"]
@@ -71,8 +72,16 @@ class ShareRead:
     acquired: list[AcquiredRange] = field(default_factory=list)
 
 
+class ShareHost(BrokerHost, Protocol):
+    """The broker as share partitions see it: `BrokerHost` and the share coordinator that
+    keeps their state."""
+
+    @property
+    def share_state(self) -> ShareCoordinatorRuntime: ...
+
+
 class ShareRuntime:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: ShareHost) -> None:
         self.broker = broker
         self.partitions: dict[tuple[str, str, int], SharePartition] = {}
         self.sessions: OrderedDict[SessionKey, ShareSession] = OrderedDict()
