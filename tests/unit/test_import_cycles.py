@@ -1,9 +1,10 @@
 """Import cycles (tools/import_cycles.py, TYPE_CHECKING imports included) that were removed
-stay removed: the ZooKeeper controller's steps depend on `ControllerHost`, not on the
+stay removed, and the layers below the server never import it: the ZooKeeper controller's steps depend on `ControllerHost`, not on the
 controller, and the request dispatcher and the network layer import one way."""
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -31,3 +32,41 @@ def test_no_cycle_through_the_zk_controller_or_dispatch_and_network() -> None:
     cycles = import_cycles(ROOT / "src")
     involved = [c for c in cycles if any(m.startswith(KEPT_APART) for m in c)]
     assert involved == []
+
+
+# Packages below the request layer: none of them may import `strom.server` or `strom.cli`
+# (the runtimes see the broker through the protocols of `strom.runtime.host`).
+BELOW_SERVER = (
+    "clock",
+    "protocol",
+    "storage",
+    "cluster",
+    "replication",
+    "coordinator",
+    "runtime",
+    "config",
+    "security",
+    "client",
+)
+
+
+def test_layers_below_the_server_do_not_import_it() -> None:
+    src = ROOT / "src" / "strom"
+    upward: list[str] = []
+    for package in BELOW_SERVER:
+        paths = [src / f"{package}.py"] if (src / f"{package}.py").exists() else []
+        paths += sorted((src / package).rglob("*.py")) if (src / package).is_dir() else []
+        for path in paths:
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                upward += [
+                    f"{path.relative_to(src)}: {name}"
+                    for name in names
+                    if name in ("strom.server", "strom.cli")
+                    or name.startswith(("strom.server.", "strom.cli."))
+                ]
+    assert upward == []
