@@ -1,6 +1,7 @@
 """Import cycles (tools/import_cycles.py, TYPE_CHECKING imports included) that were removed
-stay removed, and the layers below the server never import it: the ZooKeeper controller's steps depend on `ControllerHost`, not on the
-controller, and the request dispatcher and the network layer import one way."""
+stay removed: the ZooKeeper controller's steps depend on `ControllerHost`, not on the
+controller, and the request dispatcher and the network layer import one way. And the layers
+below the server never import it."""
 
 from __future__ import annotations
 
