@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from strom.cluster.features import FinalizedFeatures, default_finalized
 from strom.cluster.ids import kafka_uuid_str, parse_kafka_uuid, random_kafka_uuid
 from strom.cluster.local_metadata import (
     FILE_NAME,
@@ -130,6 +131,28 @@ def test_consumer_offsets_of_offset_commit_v0(tmp_path: Path) -> None:
     assert doc["consumer_offsets"] == {"g": {"t": {"0": 8, "1": 6}, "u": {"0": 7}}}
 
 
+def test_finalized_features(tmp_path: Path) -> None:
+    # A new store finalizes every supported feature at its highest level, epoch 0.
+    store = LocalMetadata.load(tmp_path)
+    assert store.finalized_features == FinalizedFeatures(default_finalized(), 0)
+    written = store.set_finalized_features({"group.version": 1})
+    assert written == FinalizedFeatures({"group.version": 1}, 1)
+    assert store.set_finalized_features({}).epoch == 2
+    again = LocalMetadata.load(tmp_path)
+    assert again.finalized_features == FinalizedFeatures({}, 2)
+    doc = json.loads((tmp_path / FILE_NAME).read_text())
+    assert doc["features"] == {"epoch": 2, "finalized": {}}
+
+
+def test_file_written_before_feature_versioning_gets_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / FILE_NAME).write_text(
+        json.dumps({"version": 1, "cluster_id": "AAAAAAAAAAAAAAAAAAAAAA", "topics": {}})
+    )
+    store = LocalMetadata.load(tmp_path)
+    assert store.finalized_features == FinalizedFeatures(default_finalized(), 0)
+    assert json.loads((tmp_path / FILE_NAME).read_text())["features"]["epoch"] == 0
+
+
 def test_failed_write_keeps_memory_consistent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,6 +171,10 @@ def test_failed_write_keeps_memory_consistent(
     with pytest.raises(OSError):
         store.set_consumer_offsets("g", {("keep", 0): 1})
     assert store.consumer_offset("g", "keep", 0) is None
+    before = store.finalized_features
+    with pytest.raises(OSError):
+        store.set_finalized_features({})
+    assert store.finalized_features == before
 
 
 @pytest.mark.parametrize(
@@ -170,6 +197,22 @@ def test_failed_write_keeps_memory_consistent(
                 "cluster_id": "AAAAAAAAAAAAAAAAAAAAAA",
                 "topics": {},
                 "consumer_offsets": {"g": {"t": {"0": "five"}}},
+            }
+        ),
+        json.dumps(
+            {
+                "version": 1,
+                "cluster_id": "AAAAAAAAAAAAAAAAAAAAAA",
+                "topics": {},
+                "features": {"epoch": 0, "finalized": {"group.version": 0}},
+            }
+        ),
+        json.dumps(
+            {
+                "version": 1,
+                "cluster_id": "AAAAAAAAAAAAAAAAAAAAAA",
+                "topics": {},
+                "features": {"epoch": -1, "finalized": {}},
             }
         ),
     ],

@@ -1,5 +1,5 @@
-"""Single-broker metadata: the cluster id, the topics, dynamic broker configs and the offsets of
-OffsetCommit v0 in one JSON file.
+"""Single-broker metadata: the cluster id, the topics, dynamic broker configs, the offsets of
+OffsetCommit v0 and the finalized features (with their epoch) in one JSON file.
 
 The file (`strom-metadata.json` in the first log dir) is small and changes rarely (topic created,
 deleted, altered; an old client's v0 commit), so every change rewrites it whole: write a temporary file, fsync it, rename it
@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from strom.cluster.atomic_file import write_atomically
+from strom.cluster.features import FinalizedFeatures, default_finalized
 from strom.cluster.ids import kafka_uuid_str, new_cluster_id, parse_kafka_uuid, random_kafka_uuid
 from strom.cluster.topic_names import validate_topic_name
 
@@ -81,6 +82,7 @@ class LocalMetadata:
         dynamic_broker_configs: dict[str, dict[str, str]],
         next_producer_id: int = 0,
         consumer_offsets: dict[str, dict[str, dict[int, int]]] | None = None,
+        features: FinalizedFeatures | None = None,
     ) -> None:
         self._path = path
         self._cluster_id = cluster_id
@@ -100,6 +102,10 @@ class LocalMetadata:
         # {group: {topic: {partition: offset}}}: what a cluster keeps in ZooKeeper under
         # /consumers/<group>/offsets (OffsetCommit v0), apart from the group coordinator's.
         self._consumer_offsets = consumer_offsets or {}
+        # What a cluster keeps in the /feature znode: a file without them (new, or written
+        # before feature versioning) starts with every supported feature at its highest
+        # level, as Kafka's controller creates the znode; the epoch counts changes from 0.
+        self._features = features or FinalizedFeatures(default_finalized(), 0)
 
     # --- loading and saving ---------------------------------------------------------------
 
@@ -117,12 +123,16 @@ class LocalMetadata:
         except (OSError, UnicodeDecodeError) as exc:
             raise CorruptMetadataError(f"cannot read metadata file {path}: {exc}") from exc
         try:
-            return cls._decode(path, json.loads(text))
+            doc = json.loads(text)
+            store = cls._decode(path, doc)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CorruptMetadataError(
                 f"metadata file {path} is corrupt ({exc}); refusing to start so that no topic is "
                 "lost. Restore it from a backup or move it away to start an empty cluster."
             ) from exc
+        if "features" not in doc:
+            store._save()
+        return store
 
     @classmethod
     def _decode(cls, path: Path, doc: Any) -> LocalMetadata:
@@ -152,7 +162,8 @@ class LocalMetadata:
         if next_producer_id < 0:
             raise ValueError(f"next_producer_id must not be negative, not {next_producer_id}")
         consumer_offsets = _consumer_offsets(doc.get("consumer_offsets", {}))
-        store = cls(path, cluster_id, topics, dynamic, next_producer_id, consumer_offsets)
+        features = _features(doc["features"]) if "features" in doc else None
+        store = cls(path, cluster_id, topics, dynamic, next_producer_id, consumer_offsets, features)
         store._users = {
             str(k): _str_map(v, f"config of user {k!r}") for k, v in doc.get("users", {}).items()
         }
@@ -189,6 +200,10 @@ class LocalMetadata:
                     for topic, partitions in sorted(topics.items())
                 }
                 for group, topics in sorted(self._consumer_offsets.items())
+            },
+            "features": {
+                "epoch": self._features.epoch,
+                "finalized": dict(sorted(self._features.levels.items())),
             },
         }
 
@@ -228,6 +243,10 @@ class LocalMetadata:
     def dynamic_configs_for(self, broker_id: int | None) -> dict[str, str]:
         """The dynamic values of one broker (None: the cluster-wide defaults)."""
         return dict(self._dynamic.get("" if broker_id is None else str(broker_id), {}))
+
+    @property
+    def finalized_features(self) -> FinalizedFeatures:
+        return self._features
 
     # --- changing -------------------------------------------------------------------------
 
@@ -352,6 +371,18 @@ class LocalMetadata:
             raise
         return first
 
+    def set_finalized_features(self, levels: Mapping[str, int]) -> FinalizedFeatures:
+        """Replaces the finalized features (UpdateFeatures), one epoch later; persisted
+        before returning."""
+        before = self._features
+        self._features = FinalizedFeatures(dict(levels), before.epoch + 1)
+        try:
+            self._save()
+        except BaseException:
+            self._features = before
+            raise
+        return self._features
+
     def consumer_offset(self, group: str, topic: str, partition: int) -> int | None:
         return self._consumer_offsets.get(group, {}).get(topic, {}).get(partition)
 
@@ -408,6 +439,21 @@ def _str_map(value: Any, what: str) -> dict[str, str]:
     ):
         raise ValueError(f"{what} must map strings to strings")
     return dict(value)
+
+
+def _features(value: Any) -> FinalizedFeatures:
+    if not isinstance(value, dict):
+        raise ValueError("features must be an object")
+    epoch = value.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError(f"the features' epoch must be a non-negative integer, not {epoch!r}")
+    levels = value.get("finalized")
+    if not isinstance(levels, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1
+        for k, v in levels.items()
+    ):
+        raise ValueError("finalized features must map names to levels of at least 1")
+    return FinalizedFeatures(dict(levels), epoch)
 
 
 def _consumer_offsets(value: Any) -> dict[str, dict[str, dict[int, int]]]:

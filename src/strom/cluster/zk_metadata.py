@@ -26,6 +26,12 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from strom.cluster.errors import ClusterMetadataError, ProducerIdsUnavailableError
+from strom.cluster.features import (
+    SUPPORTED_FEATURES,
+    FeatureIncompatibilityError,
+    FinalizedFeatures,
+    incompatibilities,
+)
 from strom.cluster.local_metadata import TopicLookup, TopicRecord
 from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import (
@@ -44,6 +50,7 @@ from strom.cluster.zk.controller_logic import (
     assign_added_partitions,
     assign_replicas,
 )
+from strom.cluster.zk.feature_znode import FEATURE, FeatureZNode
 from strom.cluster.zk.layout import (
     BrokerRegistration,
     PartitionState,
@@ -70,6 +77,8 @@ class MetadataListener:
     on_topic_config: Callable[[str], None] = lambda topic: None
     on_brokers: Callable[[], None] = lambda: None
     on_broker_configs: Callable[[], None] = lambda: None
+    # The finalized features changed to levels this broker does not support (the reason).
+    on_features_incompatible: Callable[[str], None] = lambda reason: None
 
 
 @dataclass
@@ -100,6 +109,10 @@ class ZkMetadata:
         self.users: dict[str, dict[str, str]] = {}
         self._user_watches: dict[str, WatchHandle] = {}
         self.states: dict[TopicPartition, VersionedState] = {}
+        # /feature as this broker reads it (Kafka's ZkMetadataCache features): none, epoch
+        # -1, while the znode is absent, unreadable or disabled.
+        self.finalized_features = FinalizedFeatures()
+        self.feature_problem: str | None = None
         self._topics: dict[str, TopicRecord] = {}
         self._by_id: dict[uuid.UUID, str] = {}
         self._watches: list[WatchHandle] = []
@@ -131,6 +144,17 @@ class ZkMetadata:
             )
         self.client.add_state_listener(self._on_session)
         await self._fetch_producer_id_block()
+        # Before serving: a broker must know the levels it runs at, and must not run at levels
+        # it does not support (FeatureIncompatibilityError, as Kafka's broker stops).
+        await self.store.ensure_feature_znode()
+        self._watches.append(await self.client.watch_data(FEATURE, self._features_seen))
+        found = await self.client.get_or_none(FEATURE)
+        self._features_seen(*(found or (None, None)))
+        if self.feature_problem is not None:
+            raise FeatureIncompatibilityError(
+                "the cluster's finalized features are incompatible with this broker: "
+                + self.feature_problem
+            )
 
     async def load(self) -> None:
         """Reads every topic now (start-up: the logs are reconciled against the result)."""
@@ -432,6 +456,31 @@ class ZkMetadata:
             self._changed()
 
         return changed
+
+    def _features_seen(self, data: bytes | None, stat: Stat | None) -> None:
+        features = FinalizedFeatures()
+        if data is not None and stat is not None:
+            try:
+                node = FeatureZNode.from_json(data)
+            except L.LayoutError as exc:
+                log.error("ignoring %s: %s", FEATURE, exc)
+            else:
+                if node.enabled:
+                    features = FinalizedFeatures(node.in_force(), stat.version)
+        if features == self.finalized_features:
+            return
+        problems = incompatibilities(SUPPORTED_FEATURES, features.levels)
+        if problems:
+            self.feature_problem = ", ".join(
+                f"{name} ({why})" for name, why in sorted(problems.items())
+            )
+            self.listener.on_features_incompatible(self.feature_problem)
+            return
+        self.finalized_features = features
+        log.info(
+            "finalized features %s (epoch %d)", dict(features.levels) or "none", features.epoch
+        )
+        self._changed()
 
     def _spawn(self, coro: Coroutine[object, object, object]) -> None:
         # The task runs the coroutine itself (not a wrapper awaiting it), so one cancelled

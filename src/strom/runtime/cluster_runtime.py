@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from strom.cluster.features import SUPPORTED_FEATURES, registration_features
 from strom.cluster.local_metadata import TopicRecord
 from strom.cluster.topic_names import INTERNAL_TOPICS
 from strom.cluster.zk import controller_logic as logic
@@ -116,6 +119,7 @@ class ClusterRuntime:
             on_topic_config=replicas.topic_config_changed,
             on_brokers=replicas.brokers_changed,
             on_broker_configs=self._broker_configs_changed,
+            on_features_incompatible=self._features_incompatible,
         )
         # A quick restart after kill -9 may find the old session's registration until it
         # expires: wait a little longer than a session timeout for it.
@@ -147,6 +151,17 @@ class ClusterRuntime:
                 return
 
         self.replicas._spawn(notify())
+
+    @staticmethod
+    def _features_incompatible(reason: str) -> None:
+        """/feature now finalizes levels this broker cannot run at. Kafka's broker exits;
+        this one stops as on SIGTERM (its leaderships move away first)."""
+        log.critical(
+            "the cluster's finalized features are incompatible with this broker (%s): "
+            "shutting down",
+            reason,
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def _broker_configs_changed(self) -> None:
         metadata = self.metadata
@@ -180,7 +195,11 @@ class ClusterRuntime:
             protocol = cfg.listener_protocols.get(listener.name, "PLAINTEXT")
             endpoints.append(Endpoint(listener.name, host, port, protocol))
         return BrokerRegistration(
-            cfg.broker_id, tuple(endpoints), cfg.broker_rack, int(time.time() * 1000)
+            cfg.broker_id,
+            tuple(endpoints),
+            cfg.broker_rack,
+            int(time.time() * 1000),
+            registration_features(SUPPORTED_FEATURES),
         )
 
     async def _shrink_loop(self) -> None:

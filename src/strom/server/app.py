@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Awaitable
 
+from strom.cluster.features import FeatureIncompatibilityError
 from strom.config import BrokerConfig, ConfigError
 from strom.security.scram import ScramCredential
 from strom.server.acceptor import Acceptor, bind_listening_sockets
@@ -172,7 +173,7 @@ def serve(config: BrokerConfig) -> int:
     configure_open_files(config)
     try:
         asyncio.run(run_broker(config, started_at))
-    except (OSError, ConfigError, LogDirConfigError) as exc:
+    except (OSError, ConfigError, LogDirConfigError, FeatureIncompatibilityError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     except Exception as exc:

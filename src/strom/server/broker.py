@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from strom.clock import Clock, SystemClock
+from strom.cluster.features import SUPPORTED_FEATURES, check_compatible
 from strom.cluster.local_metadata import LocalMetadata, TopicRecord
 from strom.cluster.local_security import LocalSecurityStore
 from strom.cluster.topic_names import INTERNAL_TOPICS, validate_topic_name
@@ -174,6 +175,8 @@ class Broker:
         """Load metadata and every partition log (blocking; runs before the loop serves).
         The metadata file lives in the first log dir, which must therefore be usable."""
         metadata = LocalMetadata.load(config.log_dirs[0])
+        # Levels this broker cannot run at (a file from a newer Strom, edited by hand).
+        check_compatible(SUPPORTED_FEATURES, metadata.finalized_features.levels)
         # Dynamic broker configs (AlterConfigs) are kept by the metadata store.
         config = config.with_dynamic(
             decode_passwords(metadata.dynamic_configs_for(config.broker_id), config),

@@ -60,6 +60,7 @@ HANDLER_INDEX: Final[dict[int, tuple[str, int, int]]] = {
     50: ("user_scram_credentials", 0, 0),
     51: ("user_scram_credentials", 0, 0),
     56: ("alter_partition", 0, 3),
+    57: ("update_features", 0, 1),
     58: ("envelope", 0, 0),
     60: ("describe_cluster", 0, 1),
     61: ("describe_producers", 0, 0),

@@ -44,8 +44,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from strom.cluster.features import FeatureUpdate
 from strom.cluster.zk import alter_partition
 from strom.cluster.zk import controller_events as events
+from strom.cluster.zk import controller_features as features
 from strom.cluster.zk import controller_logic as logic
 from strom.cluster.zk import controller_tasks as tasks
 from strom.cluster.zk import controller_writes as writes
@@ -210,6 +212,17 @@ class ZkController:
 
         result = await self._submit("alter-partition", self._active_handler(run))
         assert isinstance(result, dict)
+        return result
+
+    async def update_features(
+        self, updates: list[FeatureUpdate], validate_only: bool
+    ) -> features.FeatureOutcome:
+        """UpdateFeatures on the controller's event task (see `controller_features`)."""
+        result = await self._submit(
+            "update-features",
+            self._active_handler(lambda ctx: features.update(self, ctx, updates, validate_only)),
+        )
+        assert isinstance(result, features.FeatureOutcome)
         return result
 
     async def elect_preferred_leaders(

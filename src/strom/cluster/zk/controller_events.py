@@ -1,8 +1,9 @@
 """What the active controller does: take over, and react to znode changes and requests.
 
-`failover` is Kafka's onControllerFailover: right after the election it watches the znodes
-that announce changes, loads the cluster into the controller's cache, repairs every partition
-and tells every broker the new controller epoch. Each watch then only enqueues its handler on
+`failover` is Kafka's onControllerFailover: right after the election it puts /feature in
+force (`controller_features.enable`), watches the znodes that announce changes, loads the
+cluster into the controller's cache, repairs every partition and tells every broker the new
+controller epoch. Each watch then only enqueues its handler on
 the controller's event task:
 - /brokers/ids: brokers that died, started or restarted (their partitions are elected again);
 - /brokers/topics and each topic's znode: topics created, partitions added, reassignments
@@ -27,6 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from strom.cluster.zk import controller_features as features
 from strom.cluster.zk import controller_logic as logic
 from strom.cluster.zk import controller_tasks as tasks
 from strom.cluster.zk import controller_writes as writes
@@ -44,7 +46,9 @@ log = logging.getLogger("strom.controller")
 
 
 async def failover(controller: ControllerHost, ctx: ControllerContext) -> None:
-    """Becoming controller: watch, load the cluster, repair every partition."""
+    """Becoming controller: feature versioning in force, watch, load the cluster, repair
+    every partition."""
+    await features.enable(controller, ctx)
 
     def on(
         name: str, fn: Callable[[ControllerHost, ControllerContext], Awaitable[object]]

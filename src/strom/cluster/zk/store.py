@@ -13,10 +13,12 @@ This is Kafka's ZooKeeper fencing (KIP-380's epoch zkVersion check).
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from strom.cluster.features import default_finalized
 from strom.cluster.ids import random_kafka_uuid
 from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import (
@@ -29,6 +31,7 @@ from strom.cluster.zk.client import (
     ZkClient,
     ZkError,
 )
+from strom.cluster.zk.feature_znode import ENABLED, FEATURE, FeatureZNode
 from strom.cluster.zk.layout import (
     BrokerRegistration,
     PartitionState,
@@ -36,6 +39,8 @@ from strom.cluster.zk.layout import (
     TopicAssignment,
     TopicPartition,
 )
+
+log = logging.getLogger("strom.cluster")
 
 
 class ControllerMovedError(ZkError):
@@ -274,6 +279,40 @@ class ZkClusterStore:
                 return block
             except BadVersionError:
                 continue
+
+    # --- finalized features ---------------------------------------------------------------
+
+    async def feature_znode(self) -> tuple[FeatureZNode, int] | None:
+        """/feature with its data version (the features' epoch); None when absent.
+        LayoutError when it cannot be read."""
+        found = await self.client.get_or_none(FEATURE)
+        if found is None:
+            return None
+        return FeatureZNode.from_json(found[0]), found[1].version
+
+    async def create_feature_znode(self, node: FeatureZNode) -> bool:
+        """Creates /feature unless it exists; True when this call created it."""
+        try:
+            await self.client.create(FEATURE, node.to_json())
+        except NodeExistsError:
+            return False
+        return True
+
+    async def ensure_feature_znode(self) -> bool:
+        """A missing /feature is created with every supported feature at its highest level
+        (what Kafka's controller writes for a new cluster); True when this call created it."""
+        created = await self.create_feature_znode(FeatureZNode(ENABLED, default_finalized()))
+        if created:
+            log.info("created %s with the finalized features %s", FEATURE, default_finalized())
+        return created
+
+    async def set_feature_znode(
+        self, node: FeatureZNode, expected_version: int, fence: ControllerFence
+    ) -> int:
+        """The controller's compare-and-set of /feature; returns the new data version.
+        BadVersionError when it changed since `expected_version`."""
+        await self._fenced([Op.set(FEATURE, node.to_json(), expected_version)], fence)
+        return expected_version + 1
 
     # --- offsets of OffsetCommit v0 -------------------------------------------------------
 

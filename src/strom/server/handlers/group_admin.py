@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from strom.cluster.features import consumer_protocol_enabled
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.shard import GroupCoordinatorShard
 from strom.protocol.errors import ErrorCode
@@ -122,6 +123,14 @@ def _delete_share_state(ctx: RequestContext, group_id: str) -> None:
 def handle_consumer_group_describe(
     ctx: RequestContext, request: ConsumerGroupDescribeRequest
 ) -> ConsumerGroupDescribeResponse:
+    if not consumer_protocol_enabled(ctx.broker.metadata.finalized_features):
+        # group.version below 1: every group answers UNSUPPORTED_VERSION, as Kafka 4.x.
+        return ConsumerGroupDescribeResponse(
+            groups=[
+                ConsumerDescribedGroup(error_code=ErrorCode.UNSUPPORTED_VERSION, group_id=g)
+                for g in request.group_ids
+            ]
+        )
     described: list[ConsumerDescribedGroup] = []
     for group_id in request.group_ids:
         try:

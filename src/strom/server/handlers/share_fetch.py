@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from strom.cluster.features import share_groups_enabled
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.share_acknowledge_request import ShareAcknowledgeRequest
 from strom.protocol.messages.share_acknowledge_response import (
@@ -116,6 +117,8 @@ def handle_share_fetch(
             error_code=code, error_message=message, acquisition_lock_timeout_ms=lock_ms
         )
 
+    if not share_groups_enabled(ctx.broker.metadata.finalized_features):
+        return refuse(ErrorCode.UNSUPPORTED_VERSION)
     group_id = request.group_id or ""
     member_id = request.member_id or ""
     if not group_id or not member_id:
@@ -353,6 +356,10 @@ def handle_share_acknowledge(
 ) -> ShareAcknowledgeResponse | Awaitable[ShareAcknowledgeResponse]:
     shares: ShareRuntime = ctx.broker.shares
     lock_ms = shares.lock_duration_for(request.group_id or "")
+    if not share_groups_enabled(ctx.broker.metadata.finalized_features):
+        return ShareAcknowledgeResponse(
+            error_code=ErrorCode.UNSUPPORTED_VERSION, acquisition_lock_timeout_ms=lock_ms
+        )
     group_id = request.group_id or ""
     member_id = request.member_id or ""
     if not group_id or not member_id:

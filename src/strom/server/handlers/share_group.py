@@ -2,13 +2,17 @@
 
 Both go to the group coordinator of the group id (FindCoordinator key type 0, as for every
 group), which keeps share groups in `__consumer_offsets` with Kafka's share-group records.
-Version 0 (Kafka 3.9's early access, with a server-generated member id) is not served.
+Version 0 (Kafka 3.9's early access, with a server-generated member id) is not served. With
+the finalized `share.version` below 1 share groups are off: UNSUPPORTED_VERSION (per group for
+describe), as Kafka 4.2.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from strom.cluster.features import share_groups_enabled
+from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.share_group_describe_request import ShareGroupDescribeRequest
 from strom.protocol.messages.share_group_describe_response import (
     DescribedGroup,
@@ -28,6 +32,8 @@ AUTHORIZED_OPERATIONS_OMITTED = -2147483648
 def handle_share_group_heartbeat(
     ctx: RequestContext, request: ShareGroupHeartbeatRequest
 ) -> ShareGroupHeartbeatResponse | Awaitable[ShareGroupHeartbeatResponse]:
+    if not share_groups_enabled(ctx.broker.metadata.finalized_features):
+        return ShareGroupHeartbeatResponse(error_code=ErrorCode.UNSUPPORTED_VERSION)
     if request.member_epoch == -1 and request.member_id:
         # Leaving: what the member still holds goes back to the others at once.
         ctx.broker.shares.release_member(request.group_id, request.member_id)
@@ -42,6 +48,13 @@ def handle_share_group_heartbeat(
 def handle_share_group_describe(
     ctx: RequestContext, request: ShareGroupDescribeRequest
 ) -> ShareGroupDescribeResponse:
+    if not share_groups_enabled(ctx.broker.metadata.finalized_features):
+        return ShareGroupDescribeResponse(
+            groups=[
+                DescribedGroup(error_code=ErrorCode.UNSUPPORTED_VERSION, group_id=g)
+                for g in request.group_ids
+            ]
+        )
     described: list[DescribedGroup] = []
     for group_id in request.group_ids:
         try:

@@ -7,7 +7,8 @@ there to the high watermark not yet acknowledged or archived), or -1 where the g
 consumed; alter sets it (the group must be empty: NON_EMPTY_GROUP otherwise) and delete forgets
 it, so the group starts again per share.auto.offset.reset. The states are read from and
 written to `__share_group_state`; on a cluster only the states this broker's share
-coordinator holds are found (no inter-broker share-state requests yet).
+coordinator holds are found (no inter-broker share-state requests yet). With the finalized
+`share.version` below 1 they answer UNSUPPORTED_VERSION (per group for describe), as Kafka 4.2.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable
 
+from strom.cluster.features import share_groups_enabled
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.alter_share_group_offsets_request import (
     AlterShareGroupOffsetsRequest,
@@ -69,6 +71,15 @@ def _topic_id(ctx: RequestContext, name: str) -> uuid.UUID | None:
 def handle_describe_share_group_offsets(
     ctx: RequestContext, request: DescribeShareGroupOffsetsRequest
 ) -> DescribeShareGroupOffsetsResponse:
+    if not share_groups_enabled(ctx.broker.metadata.finalized_features):
+        return DescribeShareGroupOffsetsResponse(
+            groups=[
+                DescribeShareGroupOffsetsResponseGroup(
+                    group_id=g.group_id, error_code=ErrorCode.UNSUPPORTED_VERSION
+                )
+                for g in request.groups
+            ]
+        )
     shares = ctx.broker.shares
     groups: list[DescribeShareGroupOffsetsResponseGroup] = []
     for asked in request.groups:
@@ -115,6 +126,8 @@ def handle_describe_share_group_offsets(
 def handle_alter_share_group_offsets(
     ctx: RequestContext, request: AlterShareGroupOffsetsRequest
 ) -> AlterShareGroupOffsetsResponse | Awaitable[AlterShareGroupOffsetsResponse]:
+    if not share_groups_enabled(ctx.broker.metadata.finalized_features):
+        return AlterShareGroupOffsetsResponse(error_code=ErrorCode.UNSUPPORTED_VERSION)
     error = _group_error(ctx, request.group_id, need_empty=True)
     if error is not None:
         return AlterShareGroupOffsetsResponse(error_code=error)
@@ -162,6 +175,8 @@ def handle_alter_share_group_offsets(
 def handle_delete_share_group_offsets(
     ctx: RequestContext, request: DeleteShareGroupOffsetsRequest
 ) -> DeleteShareGroupOffsetsResponse | Awaitable[DeleteShareGroupOffsetsResponse]:
+    if not share_groups_enabled(ctx.broker.metadata.finalized_features):
+        return DeleteShareGroupOffsetsResponse(error_code=ErrorCode.UNSUPPORTED_VERSION)
     error = _group_error(ctx, request.group_id, need_empty=True)
     if error is not None:
         return DeleteShareGroupOffsetsResponse(error_code=error)
