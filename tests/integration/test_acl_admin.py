@@ -207,6 +207,45 @@ def test_kafka_python_manages_acls(broker_factory: BrokerFactory) -> None:
         admin.close()
 
 
+def test_kafka_python_pinned_to_0_11_uses_version_0(broker_factory: BrokerFactory) -> None:
+    """api_version (0, 11): the ACL APIs at v0, which Kafka 4.0 removed and Kafka 3.9 serves
+    (issue #10). v0 knows LITERAL patterns only: the filter's ANY is read as LITERAL."""
+    b = broker_factory(ADMIN)
+    admin = kpa.KafkaAdminClient(bootstrap_servers=b.bootstrap, api_version=(0, 11))
+    try:
+        versions = admin._manager.broker_version_data.api_versions
+        assert [versions[k] for k in (29, 30, 31)] == [(0, 0)] * 3
+        acl = kpa.ACL(
+            principal="User:dave",
+            host="*",
+            operation=kpa.ACLOperation.WRITE,
+            permission_type=kpa.ACLPermissionType.ALLOW,
+            resource_pattern=kpa.ResourcePattern(
+                kpa.ResourceType.TOPIC, "orders", kpa.ACLResourcePatternType.LITERAL
+            ),
+        )
+        assert admin.create_acls([acl])["failed"] == []
+        topics = kpa.ACLFilter(
+            principal=None,
+            host=None,
+            operation=kpa.ACLOperation.ANY,
+            permission_type=kpa.ACLPermissionType.ANY,
+            resource_pattern=kpa.ResourcePatternFilter(
+                kpa.ResourceType.TOPIC, None, kpa.ACLResourcePatternType.ANY
+            ),
+        )
+        found, error = admin.describe_acls(topics)
+        assert error is kafka.errors.NoError
+        assert [(a.principal, a.resource_pattern.resource_name) for a in found] == [
+            ("User:dave", "orders")
+        ]
+        [(_, matches, error)] = admin.delete_acls([topics])
+        assert error is kafka.errors.NoError and [a.principal for a in matches] == ["User:dave"]
+        assert admin.describe_acls(topics)[0] == []
+    finally:
+        admin.close()
+
+
 def kp_describe_error(bootstrap: str) -> type[Exception]:
     admin = kpa.KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
