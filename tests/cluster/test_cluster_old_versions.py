@@ -49,6 +49,7 @@ from strom.protocol.messages.alter_partition_request import (
 )
 from strom.protocol.messages.envelope_request import EnvelopeRequest
 from strom.protocol.messages.find_coordinator_request import FindCoordinatorRequest
+from strom.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from strom.protocol.messages.update_metadata_request import (
     UpdateMetadataPartitionState,
     UpdateMetadataRequest,
@@ -343,7 +344,10 @@ def test_update_metadata(cluster: Cluster, zk: KazooClient) -> None:
         return int(request(broker, 6, 7, message).error_code)
 
     def leader_seen_by(broker_id: int) -> int:
-        return int(partition0(cluster, "meta", exclude=set(cluster.brokers) - {broker_id}).leader)
+        # Asked on the wire: a client bootstrapped from one broker may ask any other.
+        topics = [MetadataRequestTopic(name="meta")]
+        answer = request(cluster.brokers[broker_id], 3, 12, MetadataRequest(topics=topics))
+        return int(answer.topics[0].partitions[0].leader_id)
 
     assert update(-1, stat.version + 1, controller_id, controller_epoch - 1, epoch) == (
         ErrorCode.STALE_CONTROLLER_EPOCH
