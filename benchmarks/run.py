@@ -646,7 +646,13 @@ def run_cluster(args: argparse.Namespace, volume: int) -> list[Row]:
 
 
 def run_single(args: argparse.Namespace, volume: int) -> list[Row]:
-    broker = None if args.bootstrap else StromBroker(args.set)
+    sets = list(args.set)
+    if args.idle_connections > 0:
+        # All from 127.0.0.1 within a second: above Strom's default connection limits
+        # (max.connections.per.ip, max.connection.creation.rate), which would refuse some.
+        limit = args.idle_connections + 1000
+        sets = [f"max.connections.per.ip={limit}", f"max.connection.creation.rate={limit}", *sets]
+    broker = None if args.bootstrap else StromBroker(sets)
     bootstrap = args.bootstrap or broker.bootstrap  # type: ignore[union-attr]
     setup = Setup(bootstrap, broker, sync_first=args.idle_connections > 0)
     rows: list[Row] = []

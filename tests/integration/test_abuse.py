@@ -152,10 +152,10 @@ def close_all(socks: list[socket.socket]) -> None:
         s.close()
 
 
-def fetch_v4(topic: str, correlation_id: int) -> bytes:
+def fetch_v4(topic: str, correlation_id: int, offset: int = 0, max_wait_ms: int = 500) -> bytes:
     body = (
         i32(-1)  # replica id
-        + i32(500)  # max wait
+        + i32(max_wait_ms)
         + i32(1)  # min bytes
         + i32(50 << 20)  # max bytes
         + i8(0)  # read uncommitted
@@ -163,7 +163,7 @@ def fetch_v4(topic: str, correlation_id: int) -> bytes:
         + string(topic)
         + i32(1)
         + i32(0)  # partition
-        + i64(0)  # fetch offset
+        + i64(offset)  # fetch offset
         + i32(50 << 20)  # partition max bytes
     )
     return frame(request_header(1, 4, correlation_id, "never-reads") + body)
@@ -290,6 +290,20 @@ def test_hostile_clients_are_bounded_and_a_normal_client_keeps_working(
         time.sleep(3)
         keeps_working(traffic, "clients that never read (later)")
         close_all(never)
+
+        # 6. The same with fetches waiting at the log's end (long polls): new data wakes all
+        # 640 of them at once, and they share what may still be read.
+        waiting = open_from("127.0.0.9", port, 10)
+        for s in waiting:
+            s.sendall(b"".join(fetch_v4(bulk, c, offset=45, max_wait_ms=30_000) for c in range(64)))
+        time.sleep(1)
+        more = ck.Producer(ck_conf(broker.bootstrap, **{"linger.ms": 20}))
+        for _ in range(20):
+            more.produce(bulk, value=b"c" * 900_000)
+            more.poll(0)
+        assert more.flush(60) == 0
+        keeps_working(traffic, "long polls woken at once for clients that never read")
+        close_all(waiting)
     sampler.stop.set()
     sampler.join()
     print(f"resident memory: idle {idle_mb:.0f} MB, at most {sampler.max_mb:.0f} MB")

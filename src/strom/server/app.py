@@ -18,6 +18,7 @@ from strom.server.broker import Broker, open_cluster_broker
 from strom.server.descriptors import configure_open_files
 from strom.server.dispatch import Dispatcher
 from strom.server.http.listener import BrokerState, HttpListener
+from strom.server.memory_pool import ResponseBudget
 from strom.server.network import KafkaConnection
 from strom.server.sasl import SaslListener
 from strom.server.tls import TlsListener
@@ -61,7 +62,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     dispatcher = Dispatcher(broker)
     broker.metrics.idle.install(loop)
     shared = dispatcher.connections.shared
-    broker.response_budget = lambda: shared.pool.capacity - shared.unsent_bytes
+    broker.response_budget = ResponseBudget(shared.pool.capacity, lambda: shared.unsent_bytes)
     opened.append(broker)
     broker.reconfigurables.extend(tls_listeners.values())
     broker.reconfigurables.extend(sasl_listeners.values())

@@ -15,7 +15,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -51,6 +51,7 @@ from strom.security.scram import ScramCredential
 from strom.server.authz import authorizer_from_config
 from strom.server.fetch_session import FetchSessionCache
 from strom.server.log_limiter import LogLimiter
+from strom.server.memory_pool import UNLIMITED_RESPONSES, ResponseBudget
 from strom.server.metrics import BrokerMetrics
 from strom.storage import faults
 from strom.storage.errors import KafkaStorageError
@@ -143,7 +144,7 @@ class Broker:
         # Bytes of responses that may still be built before those waiting for slow clients
         # use up the broker's memory for requests; the network sets it (fetches return less,
         # at least one batch, when it runs low).
-        self.response_budget: Callable[[], int] = lambda: 1 << 62
+        self.response_budget = ResponseBudget(UNLIMITED_RESPONSES, lambda: 0)
         # What acts on dynamic broker configs besides the logs (TLS listeners): checked before
         # a change is accepted, told after it is applied.
         self.reconfigurables: list[Reconfigurable] = []

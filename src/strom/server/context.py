@@ -26,3 +26,5 @@ class RequestContext:
     # Who sent it: the TLS certificate's or SASL's principal, else User:ANONYMOUS. The
     # authorizer decides on it.
     principal: KafkaPrincipal = ANONYMOUS
+    # Bytes of the response budget a fetch took; given back once its answer is written.
+    response_charge: int = 0

@@ -10,6 +10,7 @@ express as a Kafka error code goes back as a response.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable
@@ -94,17 +95,26 @@ class Dispatcher:
         try:
             result = handler.fn(ctx, request)
         except CloseConnection as exc:
+            self._give_back(ctx)
             conn.close(str(exc))
             return
         except Exception:
+            self._give_back(ctx)
             log.exception("%s v%d from %s failed", spec.name, version, conn.peer)
             conn.close(f"internal error while handling {spec.name}")
             return
+        written = functools.partial(self._give_back, ctx)
         if isinstance(result, Awaitable):
-            conn.respond_later(asyncio.ensure_future(self._finish(ctx, result, started)))
+            conn.respond_later(asyncio.ensure_future(self._finish(ctx, result, started)), written)
         else:
-            conn.respond_now(self._encode(ctx, result))
+            conn.respond_now(self._encode(ctx, result), written)
             self.broker.metrics.request_done(api_key, started)
+
+    def _give_back(self, ctx: RequestContext) -> None:
+        """A fetch's share of the response budget, once its answer counts as unsent bytes."""
+        if ctx.response_charge:
+            self.broker.response_budget.give_back(ctx.response_charge)
+            ctx.response_charge = 0
 
     async def _finish(
         self, ctx: RequestContext, pending: Awaitable[Any], started: float

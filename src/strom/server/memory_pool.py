@@ -21,6 +21,33 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 
+class ResponseBudget:
+    """Bytes that fetches may read while responses wait for clients that do not read them.
+
+    A fetch takes a grant on the event loop before it reads (a read in the worker pool counts
+    from its start, so many fetches reading at once cannot each see the whole budget), keeps
+    what it read (one batch may exceed the grant, as Kafka's max_bytes allows) and gives that
+    back once the response is queued, where it counts as unsent bytes. A fetch granted nothing
+    returns no records.
+    """
+
+    def __init__(self, capacity: int, unsent: Callable[[], int]) -> None:
+        self.capacity = capacity
+        self._unsent = unsent
+        self.reading = 0
+
+    def take(self, wanted: int) -> int:
+        granted = max(0, min(wanted, self.capacity - self._unsent() - self.reading))
+        self.reading += granted
+        return granted
+
+    def give_back(self, granted: int) -> None:
+        self.reading -= granted
+
+
+UNLIMITED_RESPONSES = 1 << 62
+
+
 class MemoryPool:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity

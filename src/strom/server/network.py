@@ -46,7 +46,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Protocol
@@ -67,9 +67,10 @@ RECEIVE_BUFFER_BYTES = 256 * 1024
 # Frames up to this size are assembled from reads without a reservation; larger ones that do not
 # arrive whole in one read reserve their size in the pool first.
 SMALL_FRAME_BYTES = 64 * 1024
-# A reserved frame's buffer starts at this size (or twice what has arrived) and doubles as bytes
-# arrive, by at most _GROW_STEP at a time.
-_BIG_INITIAL = 64 * 1024
+# A reserved frame's buffer starts at this size (or twice what has arrived, up to the frame's
+# size) and then grows as bytes arrive, by at most _GROW_STEP at a time. Most produce requests
+# (up to 1 MiB) fit the first buffer, so their bytes are never copied again.
+_BIG_INITIAL = 1 << 20
 _GROW_STEP = 1 << 20
 _ZEROS = memoryview(bytes(_GROW_STEP))
 # Stop reading from a client with this many requests in flight, as Kafka's
@@ -172,6 +173,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._big_size = 0
         self._awaiting_memory = 0  # size of a reservation waited for (0: none)
         self._pending: deque[asyncio.Future[Chunks | None]] = deque()
+        # Callbacks of pending answers, called once each answer is written (fetches give back
+        # their share of the response budget then).
+        self._written: dict[asyncio.Future[Chunks | None], Callable[[], None]] = {}
         self._transport: asyncio.Transport | None = None
         self._admitted = False
         self._closed = False
@@ -231,6 +235,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         for fut in self._pending:
             fut.cancel()
         self._pending.clear()
+        for written in self._written.values():
+            written()
+        self._written.clear()
         self._drop_output()
         self._release_receive_memory()
         if self._admitted:
@@ -293,12 +300,20 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 if self._closed:
                     return
             while not self._closed and not self._dispatch_paused() and not self._awaiting_memory:
+                # One decrypt call gives at most one TLS record, and clients write many small
+                # ones (librdkafka one per message): fill the buffer with as many as are there
+                # before the frames are parsed.
                 view = self._offer()
-                got = tls.read_into(view)
+                filled = 0
+                while filled < len(view):
+                    got = tls.read_into(view[filled:])
+                    if got == 0:
+                        break
+                    filled += got
                 del view
-                if got == 0:
+                if filled == 0:
                     break
-                self._received(got)
+                self._received(filled)
         except TlsError as exc:
             self._flush_tls()
             # One log line per kind of failure and interval (a client retrying with a wrong
@@ -585,26 +600,40 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     # -- responses ------------------------------------------------------------------------
 
-    def respond_now(self, chunks: Chunks | None) -> None:
-        """Answer a request that finished synchronously."""
+    def respond_now(self, chunks: Chunks | None, written: Callable[[], None] | None = None) -> None:
+        """Answer a request that finished synchronously. `written` is called once the answer
+        counts among the unsent bytes (or the connection is gone)."""
         if not self._pending:
             if chunks is not None:
                 self._write(chunks)
+            if written is not None:
+                written()
             return
         fut: asyncio.Future[Chunks | None] = asyncio.get_running_loop().create_future()
         fut.set_result(chunks)
         self._pending.append(fut)
+        if written is not None:
+            self._written[fut] = written
 
-    def respond_later(self, fut: asyncio.Future[Chunks | None]) -> None:
-        """Reserve the next response slot for a request still being handled."""
+    def respond_later(
+        self, fut: asyncio.Future[Chunks | None], written: Callable[[], None] | None = None
+    ) -> None:
+        """Reserve the next response slot for a request still being handled; `written` as
+        for respond_now."""
         self._dispatched_future = fut
         self._pending.append(fut)
+        if written is not None:
+            self._written[fut] = written
         fut.add_done_callback(self._on_response_ready)
         self._update_reading()
 
     def _on_response_ready(self, _fut: asyncio.Future[Chunks | None]) -> None:
         while self._pending and self._pending[0].done():
             fut = self._pending.popleft()
+            written = self._written.pop(fut, None)
+            if written is not None:
+                # After the write below: until then the answer's bytes are still the request's.
+                asyncio.get_running_loop().call_soon(written)
             if fut.cancelled():
                 continue
             exc = fut.exception()

@@ -26,6 +26,7 @@ server/follower_fetch.py. Not done yet: preferred read replicas (rack awareness)
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -160,7 +161,19 @@ class _FetchPlan:
     def keys(self) -> list[tuple[str, int]]:
         return [(t.topic, t.partition) for t in self.targets]
 
-    def read(self, nowait: bool = False) -> tuple[list[tuple[_Target, PartitionData]], int, bool]:
+    def settle_charge(self, granted: int, read: int) -> None:
+        """Keep of a grant what the read took (more than granted when one batch was larger):
+        the context holds it until the dispatcher gives it back with the answer written."""
+        self.broker.response_budget.give_back(granted - read)
+        self.ctx.response_charge += read
+
+    def release_charge(self) -> None:
+        self.broker.response_budget.give_back(self.ctx.response_charge)
+        self.ctx.response_charge = 0
+
+    def read(
+        self, nowait: bool = False, max_bytes: int | None = None
+    ) -> tuple[list[tuple[_Target, PartitionData]], int, bool]:
         """Read every partition; returns (results, bytes read, whether an error occurred).
 
         `nowait` (on the event loop): raise NotCachedError as soon as a partition's data is not
@@ -169,9 +182,9 @@ class _FetchPlan:
         results: list[tuple[_Target, PartitionData]] = []
         total = 0
         errors = False
-        # While responses pile up for clients that do not read them, fetches return less (at
-        # least one batch, as Kafka's max_bytes allows).
-        max_bytes = min(self.max_bytes, max(0, self.broker.response_budget()))
+        # `max_bytes`: what the response budget granted (while responses pile up for clients
+        # that do not read them, fetches return less; at least one batch).
+        max_bytes = self.max_bytes if max_bytes is None else min(self.max_bytes, max_bytes)
         for target in self.targets:
             data = self._read_one(target, total, max_bytes, nowait)
             if data.error_code != ErrorCode.NONE:
@@ -231,8 +244,9 @@ class _FetchPlan:
                 target.fetch_offset,
                 max_bytes=max(limit, 0),
                 max_offset=stable if self.read_committed else high_watermark,
-                # v0-2 have a hard byte limit: no batch larger than it is returned.
-                min_one_batch=bytes_so_far == 0 and version >= 3,
+                # v0-2 have a hard byte limit: no batch larger than it is returned. Nor is one
+                # when the response budget is spent (max_bytes 0): then no records at all.
+                min_one_batch=bytes_so_far == 0 and version >= 3 and max_bytes > 0,
                 nowait=nowait,
             )
         except OffsetOutOfRangeError:
@@ -360,7 +374,7 @@ def handle_fetch(
     if plan.converts:
         return _read_from_disk(plan)
     try:
-        results, total, errors = plan.read(nowait=True)
+        results, total, errors = _read_now(plan)
     except NotCachedError:
         return _read_from_disk(plan)
     if errors or total >= request.min_bytes or request.max_wait_ms <= 0 or not targets:
@@ -377,8 +391,7 @@ async def _read_from_disk(plan: _FetchPlan) -> FetchResponse:
     the disk in a worker while the loop serves everyone else.
     """
     request = plan.request
-    loop = asyncio.get_running_loop()
-    results, total, errors = await loop.run_in_executor(plan.broker.io, plan.read)
+    results, total, errors = await _read_in_pool(plan)
     if errors or total >= request.min_bytes or request.max_wait_ms <= 0 or not plan.targets:
         return plan.respond(results)
     return await _long_poll(plan, total)
@@ -390,12 +403,47 @@ async def _long_poll(plan: _FetchPlan, already: int) -> FetchResponse:
     def enough() -> bool:
         return already + plan.grown_by() >= request.min_bytes
 
+    # What was read before the wait is read again after it: it holds no budget meanwhile.
+    plan.release_charge()
     await plan.broker.fetch_purgatory.wait(plan.keys(), enough, request.max_wait_ms)
     if not plan.converts:
         try:
-            return plan.respond(plan.read(nowait=True)[0])
+            return plan.respond(_read_now(plan)[0])
         except NotCachedError:
             pass
-    loop = asyncio.get_running_loop()
-    results, _, _ = await loop.run_in_executor(plan.broker.io, plan.read)
+    results, _, _ = await _read_in_pool(plan)
     return plan.respond(results)
+
+
+_ReadResult = tuple[list[tuple[_Target, PartitionData]], int, bool]
+
+
+def _read_now(plan: _FetchPlan) -> _ReadResult:
+    """The read on the event loop (NotCachedError if it would block), charged to the response
+    budget: granted before, what was read kept after."""
+    budget = plan.broker.response_budget
+    granted = budget.take(plan.max_bytes)
+    try:
+        result = plan.read(nowait=True, max_bytes=granted)
+    except BaseException:
+        budget.give_back(granted)
+        raise
+    plan.settle_charge(granted, result[1])
+    return result
+
+
+async def _read_in_pool(plan: _FetchPlan) -> _ReadResult:
+    """The read in the worker pool, its grant taken on the event loop before it starts (so
+    that fetches reading at once cannot each see the whole budget)."""
+    budget = plan.broker.response_budget
+    granted = budget.take(plan.max_bytes)
+    loop = asyncio.get_running_loop()
+    try:
+        result = await loop.run_in_executor(
+            plan.broker.io, functools.partial(plan.read, max_bytes=granted)
+        )
+    except BaseException:
+        budget.give_back(granted)
+        raise
+    plan.settle_charge(granted, result[1])
+    return result
