@@ -11,7 +11,20 @@ from pathlib import Path
 
 import confluent_kafka as ck
 import pytest
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from .certs import STORE_PASSWORD, Pki
 from .clients import (
@@ -273,6 +286,66 @@ def test_principal_is_mapped_from_the_certificate(mtls_broker: SecureBroker, pki
     """Seen from the outside: the mapped name decides (alice passes RULE .../L, and the
     outsider does not); tests/unit/server/test_tls_session.py checks the name itself."""
     assert not refused(mtls_broker.bootstrap("MTLS"), ck_security("SSL", client_tls(pki, "alice")))
+
+
+def test_mapped_principal_reaches_the_authorizer(pki: Pki, broker_factory: BrokerFactory) -> None:
+    """With ACLs on, the name the mapping rules make of the certificate's DN is the principal:
+    CN=Carol,OU=clients,... maps to User:carol (rule flag L). An ACL for User:carol lets
+    carol's certificate manage SCRAM users; alice's certificate, of the same authority and
+    without an ACL, gets CLUSTER_AUTHORIZATION_FAILED, and so does carol before her ACL."""
+    store = pki.broker.write_pkcs12(pki.directory / "broker-mtls-acl.p12")
+    trust = pki.ca.write_truststore(pki.directory / "truststore-acl.p12")
+    broker = start_secure(
+        broker_factory,
+        {"MTLS": "SSL"},
+        {
+            "listener.name.mtls.ssl.keystore.type": "PKCS12",
+            "listener.name.mtls.ssl.keystore.location": store,
+            "listener.name.mtls.ssl.keystore.password": STORE_PASSWORD,
+            "listener.name.mtls.ssl.truststore.type": "PKCS12",
+            "listener.name.mtls.ssl.truststore.location": trust,
+            "listener.name.mtls.ssl.truststore.password": STORE_PASSWORD,
+            "listener.name.mtls.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": MAPPING,
+            "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
+            "super.users": "User:ANONYMOUS",  # the PLAINTEXT listener manages the ACLs
+        },
+    )
+    cert, key = pki.ca.issue("Carol", "clients").write_pem(pki.directory, "carol")
+    carol = ck_security("SSL", ClientTls(pki.ca_file, cert, key))
+    alice = ck_security("SSL", client_tls(pki, "alice"))
+    bootstrap = broker.bootstrap("MTLS")
+    upsert = UserScramCredentialUpsertion(
+        "frank", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"frank-secret"
+    )
+
+    def alter_as(conf: dict[str, object]) -> int:
+        admin = AdminClient({"bootstrap.servers": bootstrap, **conf})
+        try:
+            admin.alter_user_scram_credentials([upsert])["frank"].result(timeout=30)
+        except ck.KafkaException as exc:
+            code: int = exc.args[0].code()
+            return code
+        return 0
+
+    assert alter_as(carol) == ck.KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    grant = AclBinding(
+        ResourceType.BROKER,
+        "kafka-cluster",
+        ResourcePatternType.LITERAL,
+        "User:carol",
+        "*",
+        AclOperation.ALTER,
+        AclPermissionType.ALLOW,
+    )
+    plain = AdminClient({"bootstrap.servers": broker.plaintext})
+    for fut in plain.create_acls([grant]).values():
+        fut.result(timeout=30)
+    assert alter_as(carol) == 0
+    assert alter_as(alice) == ck.KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    log = broker.process.log_text()
+    assert "User:alice" in log
+    assert "Traceback" not in log
 
 
 # -- protocol versions and ciphers ------------------------------------------------------------
