@@ -17,8 +17,9 @@ Kafka preallocates these files and memory-maps them. Here an index holds no desc
 entries are read into two compact arrays the first time the segment needs them (`load`), new
 entries are kept in memory (`_pending`) and written out with one write when the segment is
 flushed, rolled or closed (`write_pending`), each time through a descriptor opened for the
-moment. On disk a file is exactly its written entries (which is also what Kafka leaves behind
-after it trims the files on close). Entries not yet written when the broker dies are rebuilt
+moment. A segment creates both files empty (Kafka's layout has them from a segment's start);
+on disk a file is exactly its written entries (which is also what Kafka leaves behind after it
+trims the files on close). Entries not yet written when the broker dies are rebuilt
 by recovery, which starts at a segment the last flush has not covered; a missing file reads as
 an index without entries.
 """

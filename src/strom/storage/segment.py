@@ -146,6 +146,11 @@ class Segment:
                 self.size = os.fstat(fd).st_size
             finally:
                 self.file.release()
+            # Kafka's layout: every segment has both index files from the start (Kafka makes
+            # them by its first append at the latest), so tools reading a live log dir find
+            # them; empty until entries are written at flush, roll or close.
+            self.offset_index.write_pending(create=True)
+            self.time_index.write_pending(create=True)
         else:
             self.size = os.stat(log_path).st_size
         self._next_offset = base_offset
