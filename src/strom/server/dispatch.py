@@ -2,8 +2,9 @@
 
 Only a framing violation closes a connection: an unparsable header, an unknown API key, a
 version no handler covers (except ApiVersions, which answers UNSUPPORTED_VERSION as Kafka
-does so that clients can fall back), or a body that does not decode; and a handler whose
-answer, as Kafka's, is to close it (`CloseConnection`). Everything a handler can
+does so that clients can fall back), or a body that does not decode; a handler whose
+answer, as Kafka's, is to close it (`CloseConnection`); and an API whose code cannot be
+imported on its first request even with the descriptor reserve (descriptors.py). Everything a handler can
 express as a Kafka error code goes back as a response.
 """
 
@@ -22,6 +23,7 @@ from strom.protocol.messages import API_SPECS
 from strom.protocol.primitives import Reader
 from strom.server.connections import Connections
 from strom.server.context import RequestContext
+from strom.server.descriptors import reserve
 from strom.server.network import Chunks, KafkaConnection
 from strom.server.registry import CloseConnection, handler_for
 
@@ -37,6 +39,8 @@ class Dispatcher:
     def __init__(self, broker: Broker, connections: Connections | None = None) -> None:
         self.broker = broker
         self.connections = connections if connections is not None else Connections(broker.config)
+        # API keys whose handler and message modules are imported.
+        self._loaded: set[int] = set()
 
     def connection_opened(self, conn: KafkaConnection) -> bool:
         self.connections.reconfigure(self.broker.config)
@@ -57,6 +61,13 @@ class Dispatcher:
             conn.close(f"malformed request header: {exc}", kind="malformed request")
             return
         api_key, version = parsed.api_key, parsed.api_version
+        if api_key not in self._loaded:
+            try:
+                reserve.run(lambda: _load_api(api_key))
+            except OSError as exc:
+                conn.close(f"could not load the code for api key {api_key}: {exc}")
+                return
+            self._loaded.add(api_key)
         handler = handler_for(api_key)
         spec = API_SPECS.get(api_key)
         if handler is None or spec is None:
@@ -141,3 +152,14 @@ class Dispatcher:
 
         response = supported_api_versions(ErrorCode.UNSUPPORTED_VERSION)
         return encode_response(API_VERSIONS_KEY, 0, correlation_id, response)
+
+
+def _load_api(api_key: int) -> None:
+    """Import what answering `api_key` needs: its handler module (which registers it) and its
+    request and response classes."""
+    if handler_for(api_key) is None:
+        return
+    spec = API_SPECS.get(api_key)
+    if spec is not None:
+        spec.request  # noqa: B018 - the property imports the module
+        spec.response  # noqa: B018

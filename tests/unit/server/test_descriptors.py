@@ -42,3 +42,38 @@ def test_start_up_raises_the_soft_limit_to_the_hard_one() -> None:
     )
     assert out.stdout.split() == [str(hard), str(hard)]
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
+
+
+def test_the_reserve_lets_an_import_run_when_descriptors_are_out() -> None:
+    """Every descriptor taken: importing a module fails; through the reserve it succeeds, and
+    the reserve is whole again afterwards (the import closed what it opened)."""
+    script = textwrap.dedent(
+        """
+        import os, resource
+        from strom.server.descriptors import DescriptorReserve
+        reserve = DescriptorReserve(2)
+        top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 8, hard))
+        reserve.refill()
+        held = []
+        while True:
+            try:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        def load():
+            import json.tool  # not imported yet: opens its source or bytecode
+            return "loaded"
+        try:
+            load()
+            print("imported without the reserve")
+        except OSError:
+            pass
+        print(reserve.run(load), len(reserve))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["loaded", "2"]
