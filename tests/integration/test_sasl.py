@@ -434,6 +434,94 @@ def test_session_lifetime_and_reauthentication(pki: Pki, broker_factory: BrokerF
         assert broker.process.log_text().count("SASL session expired") == before
 
 
+@pytest.fixture(scope="module")
+def reauth_broker(pki: Pki, module_factory: BrokerFactory) -> SecureBroker:
+    """SASL_SSL with every mechanism and sessions of 2 s."""
+    store = pki.broker.write_pkcs12(pki.directory / "broker-reauth.p12")
+    broker = start_secure(
+        module_factory,
+        {"SASL_SSL": "SASL_SSL"},
+        {
+            **sasl_sets("SASL_SSL"),
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": store,
+            "ssl.keystore.password": STORE_PASSWORD,
+            "connections.max.reauth.ms": 2000,
+            "group.initial.rebalance.delay.ms": 0,
+        },
+    )
+    for user, password in USERS.items():
+        scram_upsert(broker.plaintext, user, password)
+    return broker
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_reauthentication_over_tls_with_each_mechanism(
+    reauth_broker: SecureBroker, pki: Pki, mechanism: str, topic: str
+) -> None:
+    """librdkafka's producer and a consumer in a group keep their TLS connections across
+    sessions of 2 s by authenticating again on them (KIP-368); for OAUTHBEARER the token lives
+    3 s, so the session ends with the token and librdkafka authenticates with a new one."""
+    broker = reauth_broker
+    conf = ck_sasl("SASL_SSL", mechanism, pki)
+    if mechanism == "OAUTHBEARER":
+        conf["sasl.oauthbearer.config"] = "principal=alice lifeSeconds=3"
+    bootstrap = broker.bootstrap("SASL_SSL")
+    expired_before = broker.process.log_text().count("SASL session expired")
+    consumer = ck.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-g",
+            "auto.offset.reset": "earliest",
+            **conf,
+        }
+    )
+    consumer.subscribe([topic])
+    producer = ck.Producer({"bootstrap.servers": bootstrap, **conf})
+    sent = 0
+    got: list[bytes] = []
+    end = time.monotonic() + 8
+    while time.monotonic() < end:
+        producer.produce(topic, b"%d" % sent)
+        sent += 1
+        producer.poll(0)
+        msg = consumer.poll(0.2)
+        if msg is not None and msg.error() is None:
+            got.append(msg.value())
+    assert producer.flush(30) == 0
+    deadline = time.monotonic() + 60
+    while len(got) < sent:
+        assert time.monotonic() < deadline, f"consumed {len(got)} of {sent}"
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            got.append(msg.value())
+    consumer.close()
+    assert sorted(int(v) for v in got) == list(range(sent))
+    # Nobody ran past the end of a session: every connection authenticated again in time.
+    log = broker.process.log_text()
+    assert log.count("SASL session expired") == expired_before
+    assert "Traceback" not in log
+
+
+def test_kafka_python_reauthenticates_with_scram_over_tls(
+    reauth_broker: SecureBroker, pki: Pki, topic: str
+) -> None:
+    broker = reauth_broker
+    expired_before = broker.process.log_text().count("SASL session expired")
+    conf = kp_sasl("SASL_SSL", "SCRAM-SHA-512", pki)
+    producer = kafka.KafkaProducer(bootstrap_servers=broker.bootstrap("SASL_SSL"), **conf)
+    end = time.monotonic() + 7
+    sent = 0
+    while time.monotonic() < end:
+        producer.send(topic, b"%d" % sent).get(timeout=30)
+        sent += 1
+        time.sleep(0.2)
+    producer.close()
+    got = kp_consume(broker.bootstrap("SASL_SSL"), topic, count=sent, **conf)
+    assert len(got) == sent
+    assert broker.process.log_text().count("SASL session expired") == expired_before
+
+
 # -- SCRAM users through the admin API ----------------------------------------------------------
 
 
