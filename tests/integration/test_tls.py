@@ -464,3 +464,45 @@ def test_keystore_replaced_without_restart(
     assert served_serial(port, pki.ca_file) == again.cert.serial_number
     got = ck_consume(broker.bootstrap("SSL"), topic, count=2, **conf)
     assert [g.value for g in got] == [b"before", b"after"]
+
+
+def test_truststore_replaced_without_restart(pki: Pki, broker_factory: BrokerFactory) -> None:
+    """Whom a mutual-TLS listener admits changes with its trust store, through AlterConfigs of
+    listener.name.<l>.ssl.truststore.location: another authority added, then the first one
+    removed. Connections opened before keep their session."""
+    store = pki.broker.write_pkcs12(pki.directory / "broker-trust.p12")
+    ours = pki.ca.write_pem(pki.directory / "trust-ours.pem")
+    broker = start_secure(
+        broker_factory,
+        {"MTLS": "SSL"},
+        {
+            "listener.name.mtls.ssl.keystore.type": "PKCS12",
+            "listener.name.mtls.ssl.keystore.location": store,
+            "listener.name.mtls.ssl.keystore.password": STORE_PASSWORD,
+            "listener.name.mtls.ssl.truststore.type": "PEM",
+            "listener.name.mtls.ssl.truststore.location": ours,
+            "listener.name.mtls.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": MAPPING,
+        },
+    )
+    bootstrap = broker.bootstrap("MTLS")
+    alice = ck_security("SSL", client_tls(pki, "alice"))
+    mallory = ck_security("SSL", client_tls(pki, "mallory"))  # of the other authority
+    assert not refused(bootstrap, alice)
+    assert refused(bootstrap, mallory)
+    open_before = AdminClient({"bootstrap.servers": bootstrap, **alice})
+    open_before.list_topics(timeout=10)
+
+    both = pki.directory / "trust-both.pem"
+    both.write_bytes(pki.ca.pem() + pki.other_ca.pem())
+    set_broker_config(broker.plaintext, "listener.name.mtls.ssl.truststore.location", str(both))
+    assert not refused(bootstrap, mallory)
+    assert not refused(bootstrap, alice)
+
+    theirs = pki.other_ca.write_pem(pki.directory / "trust-theirs.pem")
+    set_broker_config(broker.plaintext, "listener.name.mtls.ssl.truststore.location", str(theirs))
+    assert refused(bootstrap, alice)
+    assert not refused(bootstrap, mallory)
+    open_before.list_topics(timeout=10)  # its connection was accepted before: it stays
+    log = broker.process.log_text()
+    assert "Traceback" not in log
