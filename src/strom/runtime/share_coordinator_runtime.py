@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.share.coordinator import (
+    UNINITIALIZED_START_OFFSET,
+    Outcome,
     ShareCoordinatorShard,
     ShareState,
+    StateKey,
+    StateWrite,
     coordinator_key,
 )
-from strom.coordinator.share.partition import StateBatch
 from strom.protocol.errors import ErrorCode
 from strom.runtime.coordinator_runtime import CoordinatorRuntime
-from strom.runtime.errors import ApiError
 from strom.runtime.internal_topic import append_records, read_batches, replay_end
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("strom.share")
 
 SHARE_STATE_TOPIC = "__share_group_state"
+# A summary of a share partition with no state (Kafka's PartitionFactory defaults).
+_NO_STATE = ShareState(start_offset=UNINITIALIZED_START_OFFSET, leader_epoch=0)
 
 
 class ShareCoordinatorRuntime(CoordinatorRuntime[ShareCoordinatorShard]):
@@ -86,45 +90,45 @@ class ShareCoordinatorRuntime(CoordinatorRuntime[ShareCoordinatorShard]):
             for record in records:
                 shard.replay(record)
 
-    # -- what the share partitions ask -----------------------------------------------------
+    # -- the share-state operations (handlers of keys 83-87, and this broker's own share
+    # partitions through the persister): each answers once its write is committed ----------
 
-    def read_state(
-        self, group_id: str, topic_id: uuid.UUID, partition: int
-    ) -> tuple[ErrorCode, ShareState | None]:
-        """The persisted state; (error, None) when the coordinator is not here."""
-        try:
-            _, shard = self.shard_for(coordinator_key(group_id, topic_id, partition))
-        except ApiError as exc:
-            return exc.code, None
-        return ErrorCode.NONE, shard.read_state(group_id, topic_id, partition)
+    def _checked(self, topic_id: uuid.UUID, partition: int) -> Outcome | None:
+        """UNKNOWN_TOPIC_OR_PARTITION for a share partition that does not exist."""
+        found = self.broker.metadata.topic_by_id(topic_id)
+        if found is None or not 0 <= partition < found.record.num_partitions:
+            return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        return None
 
-    def write_state(
+    def _operate(
         self,
-        group_id: str,
-        topic_id: uuid.UUID,
-        partition: int,
-        start_offset: int,
-        batches: list[StateBatch],
-    ) -> ErrorCode | Awaitable[ErrorCode]:
-        """Persist a share partition's state; answers once it is committed."""
-        now = self.broker.clock.now_ms()
-        return self.run(
-            coordinator_key(group_id, topic_id, partition),
-            lambda shard: (
-                ErrorCode.NONE,
-                shard.write_state(group_id, topic_id, partition, start_offset, batches, now),
-            ),
-            lambda code: code,
-        )
+        key: StateKey,
+        call: Callable[[ShareCoordinatorShard], tuple[Outcome, list[CoordinatorRecord]]],
+    ) -> Outcome | Awaitable[Outcome]:
+        refused = self._checked(key[1], key[2])
+        if refused is not None:
+            return refused
+        return self.run(coordinator_key(*key), call, lambda code: Outcome(code))
 
-    def delete_state(
-        self, group_id: str, topic_id: uuid.UUID, partition: int
-    ) -> ErrorCode | Awaitable[ErrorCode]:
-        return self.run(
-            coordinator_key(group_id, topic_id, partition),
-            lambda shard: (ErrorCode.NONE, shard.delete_state(group_id, topic_id, partition)),
-            lambda code: code,
-        )
+    def initialize(
+        self, key: StateKey, state_epoch: int, start_offset: int
+    ) -> Outcome | Awaitable[Outcome]:
+        now = self.broker.clock.now_ms()
+        return self._operate(key, lambda s: s.initialize(key, state_epoch, start_offset, now))
+
+    def read(self, key: StateKey, leader_epoch: int) -> Outcome | Awaitable[Outcome]:
+        now = self.broker.clock.now_ms()
+        return self._operate(key, lambda s: s.read(key, leader_epoch, now))
+
+    def write_state(self, key: StateKey, write: StateWrite) -> Outcome | Awaitable[Outcome]:
+        now = self.broker.clock.now_ms()
+        return self._operate(key, lambda s: s.write(key, write, now))
+
+    def delete(self, key: StateKey) -> Outcome | Awaitable[Outcome]:
+        return self._operate(key, lambda s: (Outcome(), s.delete(key)))
+
+    def summary(self, key: StateKey) -> Outcome | Awaitable[Outcome]:
+        return self._operate(key, lambda s: (Outcome(state=s.summary(key) or _NO_STATE), []))
 
     def group_states(self, group_id: str) -> dict[tuple[uuid.UUID, int], ShareState]:
         """Every persisted share partition of a group held by this broker's shards."""

@@ -8,15 +8,24 @@ passed, so an idle partition needs no timer.
 
 Share sessions (KIP-932) are keyed by (group id, member id): epoch 0 opens one, each later
 request must carry the next epoch, -1 closes it and releases what the member still holds.
-The cache holds at most 2000 sessions (Kafka 4.x's default of group.share.max.share.sessions,
-a key Kafka 3.9's configuration, and so Strom's, does not have); a new session past the bound evicts
-the least recently used one that has been idle for a lock duration, else it is refused with
-SHARE_SESSION_LIMIT_REACHED.
+The cache holds at most group.share.max.groups x group.share.max.size sessions (2000 by
+default), the bound Kafka 4.0 derived from these keys (later versions name it
+group.share.max.share.sessions, which Kafka 3.9's configuration, and so Strom's, does not
+have); a new session past the bound evicts the least recently used one that has been idle for
+a lock duration, else it is refused with SHARE_SESSION_LIMIT_REACHED. When the last session of
+a group closes, the group's share partitions are dropped here (loaded again on next use), so a
+group coordinator's AlterShareGroupOffsets or DeleteShareGroupOffsets on the empty group is
+seen.
+
+Loading and persisting a share partition's state is `SharePartitionStore`'s (with the share
+coordinator, on this broker or another). Kafka writes the state on acknowledgements, on
+releases (a session closed, a member gone) and on lock expiry, not on acquisition; so does
+Strom. Each write carries every in-flight record, the acquired ones as Available with their
+delivery counts already incremented.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -25,21 +34,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from strom.config.group import duration_ms
-from strom.coordinator.share.coordinator import coordinator_key
 from strom.coordinator.share.partition import (
-    FINAL,
     AcknowledgeType,
     AcquiredRange,
     SharePartition,
+    StateBatch,
 )
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records.batch_header import iter_batch_headers
 from strom.runtime.host import BrokerHost
+from strom.runtime.share_partition_store import SharePartitionStore
 from strom.storage.errors import OffsetOutOfRangeError
 from strom.storage.txn_index import AbortedTxn
 
 if TYPE_CHECKING:
     from strom.runtime.share_coordinator_runtime import ShareCoordinatorRuntime
+    from strom.runtime.share_persister import SharePersister
     from strom.storage.partition_log import PartitionLog
 
 __all__ = ["SessionKey", "ShareRead", "ShareRuntime", "ShareSession", "TopicPartitionKey"]
@@ -48,7 +58,6 @@ TopicPartitionKey = tuple[uuid.UUID, str, int]  # topic id, topic name, partitio
 SessionKey = tuple[str, str]  # group id, member id
 FINAL_EPOCH = -1
 INITIAL_EPOCH = 0
-DEFAULT_MAX_SESSIONS = 2000
 
 
 @dataclass
@@ -73,19 +82,24 @@ class ShareRead:
 
 
 class ShareHost(BrokerHost, Protocol):
-    """The broker as share partitions see it: `BrokerHost` and the share coordinator that
-    keeps their state."""
+    """The broker as share partitions see it: `BrokerHost`, the share coordinator and the
+    persister that reaches the share coordinators."""
 
     @property
     def share_state(self) -> ShareCoordinatorRuntime: ...
+
+    @property
+    def share_persister(self) -> SharePersister: ...
 
 
 class ShareRuntime:
     def __init__(self, broker: ShareHost) -> None:
         self.broker = broker
-        self.partitions: dict[tuple[str, str, int], SharePartition] = {}
+        self.store = SharePartitionStore(
+            broker, broker.share_persister, self._new_partition, self._initial_offset
+        )
+        self.partitions = self.store.partitions
         self.sessions: OrderedDict[SessionKey, ShareSession] = OrderedDict()
-        self._pending: set[asyncio.Future[ErrorCode]] = set()
 
     # -- settings ------------------------------------------------------------------------
 
@@ -99,7 +113,9 @@ class ShareRuntime:
     def lock_duration_ms(self) -> int:
         return self._int("group.share.record.lock.duration.ms", 30_000)
 
-    max_sessions = DEFAULT_MAX_SESSIONS
+    @property
+    def max_sessions(self) -> int:
+        return self._int("group.share.max.groups", 10) * self._int("group.share.max.size", 200)
 
     def now_ms(self) -> int:
         return self.broker.clock.now_ms()
@@ -135,11 +151,14 @@ class ShareRuntime:
         self.release_session(session)
 
     def release_session(self, session: ShareSession) -> None:
-        for _, topic, partition in session.partitions.values():
-            sp = self.partitions.get((session.group_id, topic, partition))
-            if sp is not None:
-                sp.release_member(session.member_id)
+        group_id = session.group_id
+        for key in session.partitions.values():
+            sp = self.partitions.get((group_id, key[1], key[2]))
+            if sp is not None and sp.release_member(session.member_id):
+                self.store.persist_in_background(group_id, key)
         self._notify(session.partitions.values())
+        if not any(g == group_id for g, _ in self.sessions):
+            self.store.drop_group(group_id)
 
     def release_member(self, group_id: str, member_id: str) -> None:
         """The member left its group or was removed: its records go back to the others."""
@@ -149,34 +168,35 @@ class ShareRuntime:
 
     # -- share partitions ----------------------------------------------------------------
 
+    def prepare(self, group_id: str, keys: Iterable[TopicPartitionKey]) -> Awaitable[None] | None:
+        """Load the share partitions a request names (None: nothing has to wait)."""
+        return self.store.prepare(group_id, keys)
+
     def share_partition(
-        self, group_id: str, topic: str, partition: int, log: PartitionLog
-    ) -> SharePartition:
-        key = (group_id, topic, partition)
-        sp = self.partitions.get(key)
+        self, group_id: str, key: TopicPartitionKey, log: PartitionLog
+    ) -> tuple[SharePartition | None, ErrorCode]:
+        """The loaded share partition with its expired locks released, or None and the
+        error to report."""
+        sp, error = self.store.get(group_id, key)
         if sp is None:
-            error, state = self.broker.share_state.read_state(group_id, log.topic_id, partition)
-            fresh = state is None
-            sp = SharePartition(
-                state.start_offset if state is not None else self._initial_offset(group_id, log),
-                max_in_flight=self._int("group.share.partition.max.record.locks", 200),
-                max_delivery_count=self._int("group.share.delivery.count.limit", 5),
-                lock_duration_ms=self.lock_duration_for(group_id),
-                batches=state.batches if state is not None else (),
-            )
-            self.partitions[key] = sp
-            if fresh and error == ErrorCode.NONE:
-                # Where the group starts is state too: a restart must not move it.
-                written = self.persist(group_id, (log.topic_id, topic, partition))
-                if isinstance(written, Awaitable):
-                    self._pending.add(asyncio.ensure_future(written))
-                    self._pending = {f for f in self._pending if not f.done()}
-        else:
-            sp.lock_duration_ms = self.lock_duration_for(group_id)  # the group's, as altered
-        sp.expire_locks(self.now_ms())
+            return None, error
+        sp.lock_duration_ms = self.lock_duration_for(group_id)  # the group's, as altered
+        if sp.expire_locks(self.now_ms()):
+            self.store.persist_in_background(group_id, key)
         if sp.start_offset < log.log_start_offset:
             sp.reset_start(log.log_start_offset)  # retention deleted what was not delivered
-        return sp
+        return sp, ErrorCode.NONE
+
+    def _new_partition(
+        self, group_id: str, start: int, batches: list[StateBatch]
+    ) -> SharePartition:
+        return SharePartition(
+            start,
+            max_in_flight=self._int("group.share.partition.max.record.locks", 200),
+            max_delivery_count=self._int("group.share.delivery.count.limit", 5),
+            lock_duration_ms=self.lock_duration_for(group_id),
+            batches=batches,
+        )
 
     def _initial_offset(self, group_id: str, log: PartitionLog) -> int:
         reset = self.group_setting(group_id, "share.auto.offset.reset", "latest")
@@ -203,59 +223,9 @@ class ShareRuntime:
     # -- durability ----------------------------------------------------------------------
 
     def persist(self, group_id: str, key: TopicPartitionKey) -> ErrorCode | Awaitable[ErrorCode]:
-        """Write the share partition's state to the share coordinator (`__share_group_state`);
-        the answer comes once it is committed."""
-        topic_id, topic, partition = key
-        sp = self.partitions.get((group_id, topic, partition))
-        if sp is None:
-            return ErrorCode.NONE
-        coordinator = self.broker.share_state
-        if self.broker.cluster is not None:
-            # The state's coordinator may be another broker, and Read/WriteShareGroupState
-            # between brokers is not there yet: the state then stays in memory here.
-            where = coordinator.partition_for(coordinator_key(group_id, topic_id, partition))
-            if where not in coordinator.shards:
-                return ErrorCode.NONE
-        return coordinator.write_state(
-            group_id, topic_id, partition, sp.start_offset, sp.state_batches()
-        )
-
-    # -- administration ------------------------------------------------------------------
-
-    def describe_partition(
-        self, group_id: str, topic_id: uuid.UUID, topic: str, partition: int
-    ) -> tuple[int, int]:
-        """(start offset, lag) of a share partition; (-1, -1) when it has no state yet.
-
-        The lag counts the records from the start offset to the high watermark that are not
-        yet acknowledged or archived."""
-        log = self.broker.partition_log(topic, partition)
-        sp = self.partitions.get((group_id, topic, partition))
-        if sp is not None:
-            start, done = sp.start_offset, sp.final_count()
-        else:
-            _, state = self.broker.share_state.read_state(group_id, topic_id, partition)
-            if state is None:
-                return -1, -1
-            start = state.start_offset
-            done = sum(
-                b.last_offset - max(b.first_offset, start) + 1
-                for b in state.batches
-                if b.state in FINAL and b.last_offset >= start
-            )
-        if log is None:
-            return start, -1
-        return start, max(log.high_watermark - start - done, 0)
-
-    def reset_partition(
-        self, group_id: str, topic_id: uuid.UUID, topic: str, partition: int, start: int | None
-    ) -> ErrorCode | Awaitable[ErrorCode]:
-        """Alter (start given) or delete (None) a share partition's state; its group must
-        be empty, so nothing is in flight."""
-        self.partitions.pop((group_id, topic, partition), None)
-        if start is None:
-            return self.broker.share_state.delete_state(group_id, topic_id, partition)
-        return self.broker.share_state.write_state(group_id, topic_id, partition, start, [])
+        """Write the share partition's state to its share coordinator; the answer comes once
+        it is committed."""
+        return self.store.persist(group_id, key)
 
     # -- acknowledgements ----------------------------------------------------------------
 
@@ -273,7 +243,9 @@ class ShareRuntime:
         log = self.broker.partition_log(topic, partition)
         if log is None:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        sp = self.share_partition(group_id, topic, partition, log)
+        sp, error = self.share_partition(group_id, key, log)
+        if sp is None:
+            return error if error != ErrorCode.NONE else ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
         now = self.now_ms()
         previous_last = -1
         for first, last, types in batches:
@@ -315,7 +287,9 @@ class ShareRuntime:
         cluster = self.broker.cluster
         if cluster is not None and not cluster.replicas.is_leader(topic, partition):
             return ShareRead(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        sp = self.share_partition(group_id, topic, partition, log)
+        sp, error = self.share_partition(group_id, key, log)
+        if sp is None:
+            return ShareRead(error)
         read_committed = self.group_setting(group_id, "share.isolation.level", "") == (
             "read_committed"
         )

@@ -44,6 +44,8 @@ from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from strom.runtime.host import CoordinatorHandle, Node
 from strom.runtime.purgatory import Purgatory
 from strom.runtime.share_coordinator_runtime import SHARE_STATE_TOPIC, ShareCoordinatorRuntime
+from strom.runtime.share_initializer import ShareStateInitializer
+from strom.runtime.share_persister import SharePersister
 from strom.runtime.share_runtime import ShareRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
 from strom.security.scram import MECHANISMS as SCRAM_MECHANISMS
@@ -128,6 +130,10 @@ class Broker:
         self.groups = GroupCoordinatorRuntime(self)
         self.txns = TransactionCoordinatorRuntime(self)
         self.share_state = ShareCoordinatorRuntime(self)
+        # Share-partition state, wherever its share coordinator is: this broker's share
+        # partitions load and write it, the group coordinator initializes and deletes it.
+        self.share_persister: SharePersister = SharePersister(self, self.share_state)
+        self.share_initializer = ShareStateInitializer(self.groups, self.share_persister)
         self.shares = ShareRuntime(self)
         # Moves replicas between log dirs (AlterReplicaLogDirs), as Kafka with one thread per
         # log dir (num.replica.alter.log.dirs.threads' default).
@@ -328,6 +334,9 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.txns.stop()
+        await self.share_initializer.close()
+        self.shares.store.close()
+        await self.share_persister.close()
         self.txns.close()
         self.groups.close()
         self.share_state.close()

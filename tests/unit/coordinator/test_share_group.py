@@ -23,13 +23,25 @@ def beat(
     epoch: int,
     topics: list[str] | None = None,
     group: str = G,
+    initialize: bool = True,
 ) -> ShareGroupHeartbeatResponse:
+    """One heartbeat; the share state it asks for is then initialized (the share
+    coordinator answered), unless `initialize` is False."""
     request = ShareGroupHeartbeatRequest(
         group_id=group, member_id=member, member_epoch=epoch, subscribed_topic_names=topics
     )
-    response, records = h.shard.share_group_heartbeat(request, "client", "/127.0.0.1")
+    (response, init), records = h.shard.share_group_heartbeat(request, "client", "/127.0.0.1")
     h.apply(records)
+    if init is not None and initialize:
+        h.apply(h.shard.share_group_initialized(group, init.topics(), {}))
     return response
+
+
+def join(h: Harness, member: str, topics: list[str]) -> ShareGroupHeartbeatResponse:
+    """Join, then heartbeat once more: partitions whose share state the join initialized are
+    assigned at the next heartbeat."""
+    first = beat(h, member, 0, topics)
+    return beat(h, member, first.member_epoch)
 
 
 def owned(response: ShareGroupHeartbeatResponse) -> dict[uuid.UUID, list[int]]:
@@ -40,32 +52,81 @@ def owned(response: ShareGroupHeartbeatResponse) -> dict[uuid.UUID, list[int]]:
 def test_more_members_than_partitions_all_get_work() -> None:
     h = Harness()
     tid = h.topics.add("t", 1)
-    first = beat(h, "m1", 0, ["t"])
-    assert first.error_code == 0 and first.member_epoch == 1
+    first = join(h, "m1", ["t"])
+    assert first.error_code == 0 and first.member_epoch == 2
     assert owned(first) == {tid: [0]}
-    second = beat(h, "m2", 0, ["t"])
-    assert second.member_epoch == 2 and owned(second) == {tid: [0]}
+    second = beat(h, "m2", 0, ["t"])  # the state exists: assigned at once
+    assert second.member_epoch == 3 and owned(second) == {tid: [0]}
     # m1 moves to the new epoch and keeps its (shared) partition.
-    again = beat(h, "m1", 1)
-    assert again.member_epoch == 2 and owned(again) == {tid: [0]}
+    again = beat(h, "m1", 2)
+    assert again.member_epoch == 3 and owned(again) == {tid: [0]}
 
 
 def test_partitions_spread_over_members() -> None:
     h = Harness()
     tid = h.topics.add("t", 4)
-    beat(h, "a", 0, ["t"])
+    join(h, "a", ["t"])
     b = beat(h, "b", 0, ["t"])
-    a = beat(h, "a", 1)
-    assert beat(h, "b", 2).assignment is None  # unchanged: not sent again
+    a = beat(h, "a", 2)
+    assert beat(h, "b", 3).assignment is None  # unchanged: not sent again
     assert sorted(owned(a)[tid] + owned(b)[tid]) == [0, 1, 2, 3]
     assert set(owned(a)[tid]).isdisjoint(owned(b)[tid])
+
+
+def test_only_partitions_with_share_state_are_assigned() -> None:
+    h = Harness()
+    tid = h.topics.add("t", 2)
+    first = beat(h, "a", 0, ["t"], initialize=False)
+    assert owned(first) == {}
+    request = ShareGroupHeartbeatRequest(group_id=G, member_id="a", member_epoch=1)
+    (response, init), records = h.shard.share_group_heartbeat(request, "c", "/h")
+    h.apply(records)
+    assert init is None  # asked for less than a retry interval ago: not asked again
+    assert response.assignment is None and response.member_epoch == 1
+    state = h.shard.share_group_state_partitions(G)
+    assert state is not None and state.initializing[tid].partitions == {0, 1}
+    # The share coordinator failed for partition 1, has partition 0.
+    h.apply(h.shard.share_group_initialized(G, {tid: frozenset({0})}, {tid: frozenset({1})}))
+    (response, init), records = h.shard.share_group_heartbeat(request, "c", "/h")
+    h.apply(records)
+    assert owned(response) == {tid: [0]} and response.member_epoch == 2
+    assert init is not None and init.partitions == ((tid, 1, 0),)  # asked again, from 0
+    assert init.state_epoch == 2
+    h.apply(h.shard.share_group_initialized(G, init.topics(), {}))
+    assert owned(beat(h, "a", 2)) == {tid: [0, 1]}
+    # A partition added to the topic is initialized from its start (offset 0).
+    h.topics.add("t", 3)
+    request = ShareGroupHeartbeatRequest(group_id=G, member_id="a", member_epoch=3)
+    (_, init), records = h.shard.share_group_heartbeat(request, "c", "/h")
+    h.apply(records)
+    assert init is not None and init.partitions == ((tid, 2, 0),)
+    # The records rebuild the same state.
+    fresh = h.fresh_replay()
+    assert fresh.share_group_state_partitions(G) == h.shard.share_group_state_partitions(G)
+
+
+def test_brand_new_topics_start_where_share_auto_offset_reset_says() -> None:
+    h = Harness()
+    tid = h.topics.add("t", 2)
+    request = ShareGroupHeartbeatRequest(
+        group_id=G, member_id="a", member_epoch=0, subscribed_topic_names=["t"]
+    )
+    (_, init), records = h.shard.share_group_heartbeat(request, "c", "/h")
+    assert init is not None and init.partitions == ((tid, 0, -1), (tid, 1, -1))
+    assert init.state_epoch == 1
+    h.apply(records)
+    # Left initializing (the coordinator moved meanwhile): asked again after 30 s.
+    h.advance(30_000)
+    again = ShareGroupHeartbeatRequest(group_id=G, member_id="a", member_epoch=1)
+    (_, init), _ = h.shard.share_group_heartbeat(again, "c", "/h")
+    assert init is not None and len(init.partitions) == 2
 
 
 def test_simple_assignor_covers_every_partition_and_member() -> None:
     t1, t2 = uuid.uuid4(), uuid.uuid4()
     for members in (1, 2, 3, 5, 8):
         subs = {f"m{i}": ("a", "b") if i % 2 else ("a",) for i in range(members)}
-        result = simple_assignment(subs, {"a": (t1, 3), "b": (t2, 2)})
+        result = simple_assignment(subs, {"a": (t1, [0, 1, 2]), "b": (t2, [0, 1])})
         assert all(result[m].get(t1) for m in subs)  # every member gets work on "a"
         covered = {p for a in result.values() for p in a.get(t1, ())}
         assert covered == {0, 1, 2}
@@ -114,14 +175,14 @@ def test_errors() -> None:
 def test_leave_and_session_expiry_give_partitions_to_the_others() -> None:
     h = Harness(GroupConfig(share_session_timeout_ms=10_000))
     tid = h.topics.add("t", 2)
-    beat(h, "a", 0, ["t"])
+    join(h, "a", ["t"])
     beat(h, "b", 0, ["t"])
-    beat(h, "a", 1)
-    left = beat(h, "b", 2, None)
+    beat(h, "a", 2)
+    left = beat(h, "b", 3, None)
     assert left.error_code == 0
     leave = beat(h, "b", -1)
     assert leave.member_epoch == -1
-    a = beat(h, "a", 2)
+    a = beat(h, "a", 3)
     assert owned(a) == {tid: [0, 1]}
     beat(h, "c", 0, ["t"])
     # a keeps heartbeating, c goes silent: after the session timeout c is removed.
@@ -136,7 +197,7 @@ def test_leave_and_session_expiry_give_partitions_to_the_others() -> None:
 def test_describe_and_list_and_replay() -> None:
     h = Harness()
     tid = h.topics.add("t", 2)
-    beat(h, "a", 0, ["t"])
+    join(h, "a", ["t"])
     (described,) = h.shard.share_group_describe([G])
     assert described.group_state == "Stable" and described.assignor_name == "simple"
     (member,) = described.members
@@ -163,6 +224,7 @@ def test_delete_empty_share_group() -> None:
     beat(h, "a", -1)
     results, records = h.shard.delete_groups([G])
     assert results == [(G, ErrorCode.NONE)]
+    assert len([r for r in records if r.key[:2] == b"\x00\x0f"]) == 1  # type 15 deleted too
     h.apply(records)
     assert G not in h.shard._ctx.groups
     assert G not in h.fresh_replay()._ctx.groups

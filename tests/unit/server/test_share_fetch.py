@@ -45,6 +45,10 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         )
     )
     b.create_topic(TOPIC, 1)
+    # As the group coordinator does before assigning the partition: its share state exists,
+    # the start offset left to the share partition leader.
+    outcome = b.share_state.initialize((G, topic_id(b), 0), 0, -1)
+    assert not hasattr(outcome, "__await__") and outcome.error == ErrorCode.NONE
     yield b
     b.txns.close()
     b.groups.close()
@@ -152,9 +156,28 @@ def test_sessions_and_acknowledgements(broker: Broker) -> None:
     assert acquired(fetch(b, "m1", 7)) == []
     sp = b.shares.partitions[(G, TOPIC, 0)]
     assert sp.start_offset == 3 and sp.in_flight == 0
-    # The state is in __share_group_state: a fresh shard load finds the same start.
-    _, state = b.share_state.read_state(G, topic_id(b), 0)
-    assert state is not None and state.start_offset == 3
+    # The state is in __share_group_state.
+    summary = b.share_state.summary((G, topic_id(b), 0))
+    assert not hasattr(summary, "__await__")
+    assert summary.state is not None and summary.state.start_offset == 3
+    assert summary.state.delivery_complete_count == 0
+
+
+def test_uninitialized_state_is_an_error_for_the_partition(broker: Broker) -> None:
+    b = broker
+    request = ShareFetchRequest(
+        group_id="never-initialized",
+        member_id="m1",
+        share_session_epoch=0,
+        max_wait_ms=0,
+        max_records=10,
+        topics=[FetchTopic(topic_id(b), [FetchPartition(partition_index=0)])],
+    )
+    response = handle_share_fetch(ctx(b, 78), request)
+    assert not hasattr(response, "__await__")
+    (topic,) = response.responses
+    (partition,) = topic.partitions
+    assert partition.error_code == ErrorCode.UNKNOWN_SERVER_ERROR
 
 
 def test_final_epoch_releases(broker: Broker) -> None:

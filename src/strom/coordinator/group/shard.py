@@ -23,6 +23,7 @@ produced (see `ShardContext.own_records`).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from strom.clock import Clock
@@ -41,8 +42,11 @@ from strom.coordinator.group.records import (
     decode,
 )
 from strom.coordinator.group.txn_offsets import TxnOffsets
+from strom.coordinator.share import initialization
 from strom.coordinator.share.group import ShareGroup
-from strom.coordinator.share.heartbeat import ShareGroups, describe_share_groups
+from strom.coordinator.share.heartbeat import HeartbeatResult, ShareGroups, describe_share_groups
+from strom.coordinator.share.state_partitions import Initialization, StatePartitions
+from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.consumer_group_describe_response import (
     DescribedGroup as ConsumerDescribedGroup,
 )
@@ -66,7 +70,6 @@ from strom.protocol.messages.share_group_describe_response import (
     DescribedGroup as ShareDescribedGroup,
 )
 from strom.protocol.messages.share_group_heartbeat_request import ShareGroupHeartbeatRequest
-from strom.protocol.messages.share_group_heartbeat_response import ShareGroupHeartbeatResponse
 from strom.protocol.messages.sync_group_request import SyncGroupRequest
 from strom.protocol.messages.sync_group_response import SyncGroupResponse
 from strom.protocol.messages.txn_offset_commit_request import TxnOffsetCommitRequest
@@ -233,8 +236,30 @@ class GroupCoordinatorShard:
 
     def share_group_heartbeat(
         self, request: ShareGroupHeartbeatRequest, client_id: str = "", client_host: str = ""
-    ) -> tuple[ShareGroupHeartbeatResponse, Records]:
+    ) -> tuple[HeartbeatResult, Records]:
+        """The response, and the share state to initialize (if any) once it is written."""
         return self._share.heartbeat(request, client_id, client_host)
+
+    def share_group_state_partitions(self, group_id: str) -> StatePartitions | None:
+        """Which partitions of the share group have share state (None: no such group)."""
+        return initialization.state_partitions(self._ctx, group_id)
+
+    def share_group_initialized(
+        self,
+        group_id: str,
+        done: dict[uuid.UUID, frozenset[int]],
+        failed: dict[uuid.UUID, frozenset[int]],
+    ) -> Records:
+        """Record how an initialization of share state ended."""
+        return initialization.settled(self._ctx, group_id, done, failed)
+
+    def share_group_forget_topics(self, group_id: str, topic_ids: set[uuid.UUID]) -> Records:
+        return initialization.forget_topics(self._ctx, group_id, topic_ids)
+
+    def share_group_alter_offsets(
+        self, group_id: str, offsets: dict[uuid.UUID, tuple[str, dict[int, int]]]
+    ) -> tuple[tuple[ErrorCode, Initialization | None], Records]:
+        return initialization.alter_offsets(self._ctx, group_id, offsets)
 
     def share_group_describe(self, group_ids: list[str]) -> list[ShareDescribedGroup]:
         return describe_share_groups(self._ctx, group_ids)

@@ -15,6 +15,21 @@ ShareSnapshot on every change (the in-flight window is bounded, so a snapshot is
 reads both kinds, so a log written by Kafka loads too. Acquired records are persisted as
 Available with their delivery counts: a lock does not survive its broker.
 
+The operations are those of Kafka's share-state RPCs, with its rules:
+- initialize (InitializeShareGroupState, from the group coordinator): a fresh snapshot at a
+  state epoch, start offset -1 when the share partition leader is to choose it
+  (share.auto.offset.reset), leader epoch -1; the same epoch and start again is a no-op;
+- read (ReadShareGroupState, from the share partition leader when it loads the partition):
+  refused for a state never initialized (INVALID_REQUEST) and for a leader epoch older than
+  the one recorded (FENCED_LEADER_EPOCH); a newer leader epoch is written, which fences the
+  previous leader's writes;
+- write (WriteShareGroupState): refused for an uninitialized state, an older leader epoch or an
+  older state epoch (FENCED_STATE_EPOCH: the group coordinator initialized the state again,
+  AlterShareGroupOffsets); the batches are laid over the state, the start offset never moves
+  back, and batches before it go;
+- delete (DeleteShareGroupState) writes a tombstone; a summary (ReadShareGroupStateSummary)
+  reads the start offset, epochs and delivery-complete count.
+
 I/O-free like the group coordinator: handlers return records, the state changes only in
 `replay`.
 """
@@ -24,6 +39,7 @@ from __future__ import annotations
 import base64
 import struct
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from strom.coordinator.group.records import CoordinatorRecord
@@ -36,16 +52,28 @@ from strom.coordinator.share.generated.share_snapshot_value import (
 )
 from strom.coordinator.share.generated.share_update_key import ShareUpdateKey
 from strom.coordinator.share.generated.share_update_value import ShareUpdateValue
+from strom.coordinator.share.generated.share_update_value import StateBatch as UpdateBatch
 from strom.coordinator.share.partition import RecordState, StateBatch
-from strom.protocol.errors import ProtocolError
+from strom.protocol.errors import ErrorCode, ProtocolError
 
-__all__ = ["ShareCoordinatorShard", "ShareState", "coordinator_key"]
+__all__ = [
+    "UNINITIALIZED_START_OFFSET",
+    "Outcome",
+    "ShareCoordinatorShard",
+    "ShareState",
+    "StateKey",
+    "StateWrite",
+    "coordinator_key",
+]
 
 _INT16 = struct.Struct(">h")
 SNAPSHOT = 0
 UPDATE = 1
+# Kafka's PartitionFactory: a start offset not chosen yet, epochs not set yet.
+UNINITIALIZED_START_OFFSET = -1
+UNINITIALIZED_EPOCH = -1
 
-StateKey = tuple[str, uuid.UUID, int]
+StateKey = tuple[str, uuid.UUID, int]  # group id, topic id, partition
 
 
 def coordinator_key(group_id: str, topic_id: uuid.UUID, partition: int) -> str:
@@ -63,8 +91,31 @@ class ShareState:
     batches: list[StateBatch] = field(default_factory=list)
     state_epoch: int = 0
     snapshot_epoch: int = 0
-    leader_epoch: int = 0
+    leader_epoch: int = UNINITIALIZED_EPOCH
     create_timestamp: int = 0
+    # Records at or after the start offset whose delivery is complete (acknowledged or
+    # archived; KIP-1226), -1 when unknown.
+    delivery_complete_count: int = -1
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """What a WriteShareGroupState carries for one share partition."""
+
+    state_epoch: int
+    leader_epoch: int
+    start_offset: int  # -1: not being written
+    batches: list[StateBatch]
+    delivery_complete_count: int = -1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An operation's answer: its error (and message), and for reads the state."""
+
+    error: ErrorCode = ErrorCode.NONE
+    message: str | None = None
+    state: ShareState | None = None
 
 
 def _state_of(code: int) -> RecordState:
@@ -74,6 +125,10 @@ def _state_of(code: int) -> RecordState:
         return RecordState.AVAILABLE
 
 
+def _invalid(message: str) -> Outcome:
+    return Outcome(ErrorCode.INVALID_REQUEST, message)
+
+
 class ShareCoordinatorShard:
     def __init__(self, partition: int) -> None:
         self.partition = partition
@@ -81,46 +136,95 @@ class ShareCoordinatorShard:
 
     # -- handlers ------------------------------------------------------------------------
 
-    def read_state(self, group_id: str, topic_id: uuid.UUID, partition: int) -> ShareState | None:
-        return self.states.get((group_id, topic_id, partition))
-
-    def write_state(
-        self,
-        group_id: str,
-        topic_id: uuid.UUID,
-        partition: int,
-        start_offset: int,
-        batches: list[StateBatch],
-        now_ms: int,
-    ) -> list[CoordinatorRecord]:
-        """A ShareSnapshot of the partition's new state."""
-        old = self.states.get((group_id, topic_id, partition))
-        value = ShareSnapshotValue(
-            snapshot_epoch=(old.snapshot_epoch + 1) if old is not None else 0,
-            state_epoch=old.state_epoch if old is not None else 0,
-            leader_epoch=old.leader_epoch if old is not None else 0,
+    def initialize(
+        self, key: StateKey, state_epoch: int, start_offset: int, now_ms: int
+    ) -> tuple[Outcome, list[CoordinatorRecord]]:
+        if key[2] < 0:
+            return _invalid("The partition id cannot be a negative number."), []
+        if state_epoch < 0:
+            return _invalid("The state epoch cannot be a negative number."), []
+        current = self.states.get(key)
+        if (
+            current is not None
+            and current.state_epoch == state_epoch
+            and current.start_offset == start_offset
+        ):
+            return Outcome(), []  # a repeated request
+        state = ShareState(
             start_offset=start_offset,
-            create_timestamp=old.create_timestamp if old is not None else now_ms,
-            write_timestamp=now_ms,
-            state_batches=[
-                SnapshotBatch(b.first_offset, b.last_offset, int(b.state), b.delivery_count)
-                for b in batches
-                if b.last_offset >= start_offset
-            ],
+            state_epoch=state_epoch,
+            snapshot_epoch=current.snapshot_epoch + 1 if current is not None else 0,
+            create_timestamp=now_ms,
+            # From a chosen start offset the completed deliveries are counted; from -1 the
+            # share partition has not started.
+            delivery_complete_count=-1 if start_offset == UNINITIALIZED_START_OFFSET else 0,
         )
-        key = _INT16.pack(SNAPSHOT) + ShareSnapshotKey(group_id, topic_id, partition).encode(0)
-        return [CoordinatorRecord(key, _INT16.pack(0) + value.encode(0))]
+        return Outcome(), [_snapshot_record(key, state, now_ms)]
 
-    def delete_state(
-        self, group_id: str, topic_id: uuid.UUID, partition: int
-    ) -> list[CoordinatorRecord]:
-        if (group_id, topic_id, partition) not in self.states:
+    def read(
+        self, key: StateKey, leader_epoch: int, now_ms: int
+    ) -> tuple[Outcome, list[CoordinatorRecord]]:
+        """The state for a share partition leader loading it; a newer leader epoch is
+        recorded (one snapshot), fencing the writes of the previous leader."""
+        if key[2] < 0:
+            return _invalid("The partition id cannot be a negative number."), []
+        if leader_epoch < 0:
+            return _invalid("The leader epoch cannot be a negative number."), []
+        state = self.states.get(key)
+        if state is None:
+            return _invalid("Read operation on uninitialized share partition not allowed."), []
+        if state.leader_epoch > leader_epoch:
+            return Outcome(ErrorCode.FENCED_LEADER_EPOCH), []
+        answer = Outcome(state=_copy(state))
+        if state.leader_epoch == leader_epoch:
+            return answer, []
+        updated = _copy(state)
+        updated.leader_epoch = leader_epoch
+        updated.snapshot_epoch += 1
+        return answer, [_snapshot_record(key, updated, now_ms)]
+
+    def write(
+        self, key: StateKey, write: StateWrite, now_ms: int
+    ) -> tuple[Outcome, list[CoordinatorRecord]]:
+        if key[2] < 0:
+            return _invalid("The partition id cannot be a negative number."), []
+        if write.leader_epoch < 0:
+            return _invalid("The leader epoch cannot be a negative number."), []
+        if write.state_epoch < 0:
+            return _invalid("The state epoch cannot be a negative number."), []
+        state = self.states.get(key)
+        if state is None:
+            return _invalid("Write operation on uninitialized share partition not allowed."), []
+        if state.leader_epoch > write.leader_epoch:
+            return Outcome(ErrorCode.FENCED_LEADER_EPOCH), []
+        if state.state_epoch > write.state_epoch:
+            return Outcome(ErrorCode.FENCED_STATE_EPOCH), []
+        start = max(write.start_offset, state.start_offset)
+        # Kafka's choice of the delivery-complete count: the writer's, unless it wrote from
+        # behind the recorded start offset.
+        complete = write.delivery_complete_count
+        if write.start_offset == state.start_offset:
+            complete = max(complete, state.delivery_complete_count)
+        elif write.start_offset < state.start_offset:
+            complete = state.delivery_complete_count
+        updated = _copy(state)
+        updated.start_offset = start
+        updated.batches = combine(state.batches, write.batches, start)
+        updated.snapshot_epoch += 1
+        updated.delivery_complete_count = complete
+        return Outcome(), [_snapshot_record(key, updated, now_ms)]
+
+    def delete(self, key: StateKey) -> list[CoordinatorRecord]:
+        if key not in self.states:
             return []
-        key = _INT16.pack(SNAPSHOT) + ShareSnapshotKey(group_id, topic_id, partition).encode(0)
-        return [CoordinatorRecord(key, None)]
+        return [CoordinatorRecord(_snapshot_key(key), None)]
+
+    def summary(self, key: StateKey) -> ShareState | None:
+        state = self.states.get(key)
+        return _copy(state) if state is not None else None
 
     def group_states(self, group_id: str) -> dict[tuple[uuid.UUID, int], ShareState]:
-        return {(t, p): s for (g, t, p), s in self.states.items() if g == group_id}
+        return {(t, p): _copy(s) for (g, t, p), s in self.states.items() if g == group_id}
 
     # -- replay --------------------------------------------------------------------------
 
@@ -145,30 +249,23 @@ class ShareCoordinatorShard:
             snap = ShareSnapshotValue.decode(value, 0)
             self.states[ident] = ShareState(
                 start_offset=snap.start_offset,
-                batches=[
-                    StateBatch(
-                        b.first_offset, b.last_offset, _state_of(b.delivery_state), b.delivery_count
-                    )
-                    for b in snap.state_batches
-                ],
+                batches=_batches(snap.state_batches),
                 state_epoch=snap.state_epoch,
                 snapshot_epoch=snap.snapshot_epoch,
                 leader_epoch=snap.leader_epoch,
                 create_timestamp=snap.create_timestamp,
+                delivery_complete_count=snap.delivery_complete_count,
             )
             return
         update = ShareUpdateValue.decode(value, 0)
         state = self.states.get(ident)
         if state is None:
             state = self.states[ident] = ShareState(start_offset=update.start_offset)
-        if update.start_offset >= 0:
-            state.start_offset = update.start_offset
-        for b in update.state_batches:
-            new = StateBatch(
-                b.first_offset, b.last_offset, _state_of(b.delivery_state), b.delivery_count
-            )
-            state.batches = _overlay(state.batches, new)
-        state.batches = [b for b in state.batches if b.last_offset >= state.start_offset]
+        state.leader_epoch = max(state.leader_epoch, update.leader_epoch)
+        state.start_offset = max(state.start_offset, update.start_offset)
+        state.batches = combine(state.batches, _batches(update.state_batches), state.start_offset)
+        if update.delivery_complete_count >= 0:
+            state.delivery_complete_count = update.delivery_complete_count
 
     # -- the runtime's contract ----------------------------------------------------------
 
@@ -177,6 +274,24 @@ class ShareCoordinatorShard:
 
     def unload(self) -> None:
         self.states.clear()
+
+
+def combine(
+    batches: list[StateBatch], new: Iterable[StateBatch], start_offset: int
+) -> list[StateBatch]:
+    """`batches` with each of `new` written over the offsets it covers, in order, and nothing
+    before `start_offset` (a batch across it is cut there)."""
+    out = list(batches)
+    for batch in new:
+        out = _overlay(out, batch)
+    kept: list[StateBatch] = []
+    for b in out:
+        if b.last_offset < start_offset:
+            continue
+        if b.first_offset < start_offset:
+            b = StateBatch(start_offset, b.last_offset, b.state, b.delivery_count)
+        kept.append(b)
+    return kept
 
 
 def _overlay(batches: list[StateBatch], new: StateBatch) -> list[StateBatch]:
@@ -193,3 +308,43 @@ def _overlay(batches: list[StateBatch], new: StateBatch) -> list[StateBatch]:
     out.append(new)
     out.sort(key=lambda b: b.first_offset)
     return out
+
+
+def _batches(raw: Iterable[SnapshotBatch | UpdateBatch]) -> list[StateBatch]:
+    return [
+        StateBatch(b.first_offset, b.last_offset, _state_of(b.delivery_state), b.delivery_count)
+        for b in raw
+    ]
+
+
+def _copy(state: ShareState) -> ShareState:
+    return ShareState(
+        start_offset=state.start_offset,
+        batches=list(state.batches),
+        state_epoch=state.state_epoch,
+        snapshot_epoch=state.snapshot_epoch,
+        leader_epoch=state.leader_epoch,
+        create_timestamp=state.create_timestamp,
+        delivery_complete_count=state.delivery_complete_count,
+    )
+
+
+def _snapshot_key(key: StateKey) -> bytes:
+    return _INT16.pack(SNAPSHOT) + ShareSnapshotKey(*key).encode(0)
+
+
+def _snapshot_record(key: StateKey, state: ShareState, now_ms: int) -> CoordinatorRecord:
+    value = ShareSnapshotValue(
+        snapshot_epoch=state.snapshot_epoch,
+        state_epoch=state.state_epoch,
+        leader_epoch=state.leader_epoch,
+        start_offset=state.start_offset,
+        delivery_complete_count=state.delivery_complete_count,
+        create_timestamp=state.create_timestamp,
+        write_timestamp=now_ms,
+        state_batches=[
+            SnapshotBatch(b.first_offset, b.last_offset, int(b.state), b.delivery_count)
+            for b in state.batches
+        ],
+    )
+    return CoordinatorRecord(_snapshot_key(key), _INT16.pack(0) + value.encode(0))

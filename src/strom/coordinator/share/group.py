@@ -9,6 +9,7 @@ A share group is persisted in `__consumer_offsets` in Kafka's share-group record
 | 12   | ShareGroupTargetAssignmentMetadata   | the epoch the target assignment is for     |
 | 13   | ShareGroupTargetAssignmentMember     | a member's target partitions               |
 | 14   | ShareGroupCurrentMemberAssignment    | a member's epoch and assigned partitions   |
+| 15   | ShareGroupStatePartitionMetadata     | partitions whose share state exists        |
 
 Members of a share group share partitions, so no partition is ever revoked before another
 member gets it: a member moves to the target assignment in one step. The group changes only
@@ -37,6 +38,9 @@ from strom.coordinator.group.generated.share_group_member_metadata_value import 
 )
 from strom.coordinator.group.generated.share_group_metadata_key import ShareGroupMetadataKey
 from strom.coordinator.group.generated.share_group_metadata_value import ShareGroupMetadataValue
+from strom.coordinator.group.generated.share_group_state_partition_metadata_key import (
+    ShareGroupStatePartitionMetadataKey,
+)
 from strom.coordinator.group.generated.share_group_target_assignment_member_key import (
     ShareGroupTargetAssignmentMemberKey,
 )
@@ -51,6 +55,11 @@ from strom.coordinator.group.generated.share_group_target_assignment_metadata_va
     ShareGroupTargetAssignmentMetadataValue,
 )
 from strom.coordinator.group.records import CoordinatorRecord, DecodedRecord, encode_record
+from strom.coordinator.share.state_partitions import (
+    StatePartitions,
+    replay_state_partitions,
+    state_partitions_tombstone,
+)
 
 __all__ = [
     "Assignment",
@@ -100,6 +109,7 @@ class ShareGroup:
     assignment_epoch: int = 0
     members: dict[str, ShareMember] = field(default_factory=dict)
     target: dict[str, Assignment] = field(default_factory=dict)
+    state_partitions: StatePartitions = field(default_factory=StatePartitions)
     dead: bool = False
 
     @property
@@ -131,6 +141,8 @@ class ShareGroup:
         records.append(_tombstone(TARGET_METADATA, ShareGroupTargetAssignmentMetadataKey(gid)))
         for member_id in self.members:
             records.append(_tombstone(MEMBER_METADATA, _member_key(gid, member_id)))
+        if not self.state_partitions.is_empty():
+            records.append(state_partitions_tombstone(gid))
         records.append(_tombstone(GROUP_METADATA, ShareGroupMetadataKey(gid)))
         return records
 
@@ -214,7 +226,9 @@ def _assignment(topics: list[tuple[uuid.UUID, list[int]]]) -> Assignment:
     return {tid: frozenset(ps) for tid, ps in topics if ps}
 
 
-def replay_share_record(groups: dict[str, Any], decoded: DecodedRecord) -> ShareGroup | None:
+def replay_share_record(
+    groups: dict[str, Any], decoded: DecodedRecord, now_ms: int
+) -> ShareGroup | None:
     """Apply one share-group record to `groups` (the shard's groups of every type); returns
     the share group it touched. A record for a group id held by a group of another type
     replaces that group, as the log's order decides."""
@@ -268,6 +282,6 @@ def replay_share_record(groups: dict[str, Any], decoded: DecodedRecord) -> Share
                     [(tp.topic_id, tp.partitions) for tp in value.assigned_partitions]
                 ),
             )
-    # Type 15 (ShareGroupStatePartitionMetadata) says which partitions the share coordinator
-    # has initialized; Strom's share coordinator initializes a partition on first use.
+    elif isinstance(key, ShareGroupStatePartitionMetadataKey):
+        group.state_partitions = replay_state_partitions(value, now_ms)
     return group

@@ -1,12 +1,16 @@
 """ShareGroupHeartbeat (KIP-932): membership and the server-side assignment of share groups.
 
 Every member heartbeats with a member id it generated itself (v1). The coordinator:
-1. records the member's subscription; a new member, a changed subscription or a change in
-   the subscribed topics' metadata bumps the group epoch;
+1. records the member's subscription; a new member, a changed subscription, a change in
+   the subscribed topics' metadata, or initialized partitions that the target assignment does
+   not cover yet bump the group epoch;
 2. when the group epoch is ahead of the assignment epoch, runs the simple assignor over all
-   members (the target assignment);
+   members and the partitions whose share state is initialized (the target assignment);
 3. moves the member straight to its target: partitions of a share group are shared, so
-   nothing has to be revoked first. The member epoch becomes the assignment epoch.
+   nothing has to be revoked first. The member epoch becomes the assignment epoch;
+4. asks for the share state of subscribed partitions that have none yet (an
+   `Initialization` beside the response, see state_partitions.py): they are assigned once
+   the share coordinator has it, at a later heartbeat.
 A member that stops heartbeating for group.share.session.timeout.ms is removed and the group
 epoch bumped, so the others get its partitions.
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 
 from strom.coordinator.group.context import ShardContext
@@ -35,6 +40,11 @@ from strom.coordinator.share.group import (
     target_epoch_record,
     target_member_record,
     target_member_tombstone,
+)
+from strom.coordinator.share.state_partitions import (
+    Initialization,
+    StatePartitions,
+    state_partitions_record,
 )
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.share_group_describe_response import (
@@ -58,9 +68,10 @@ from strom.protocol.messages.share_group_heartbeat_response import (
     TopicPartitions as ResponseTopicPartitions,
 )
 
-__all__ = ["ShareGroups", "describe_share_groups", "simple_assignment"]
+__all__ = ["HeartbeatResult", "ShareGroups", "describe_share_groups", "simple_assignment"]
 
 Records = list[CoordinatorRecord]
+HeartbeatResult = tuple[ShareGroupHeartbeatResponse, Initialization | None]
 LEAVE_GROUP_MEMBER_EPOCH = -1
 
 
@@ -72,9 +83,10 @@ class _Refused(Exception):
 
 
 def simple_assignment(
-    members: dict[str, tuple[str, ...]], topics: dict[str, tuple[uuid.UUID, int]]
+    members: dict[str, tuple[str, ...]], topics: dict[str, tuple[uuid.UUID, Sequence[int]]]
 ) -> dict[str, Assignment]:
-    """Kafka's simple share assignor, for each topic over the members subscribed to it.
+    """Kafka's simple share assignor, for each topic over the members subscribed to it and
+    the topic's assignable partitions.
 
     With at least as many members as partitions, each member gets one partition and every
     partition goes to at least one member (several members share it); with fewer members,
@@ -83,20 +95,22 @@ def simple_assignment(
     """
     out: dict[str, Assignment] = {m: {} for m in members}
     for name in sorted(topics):
-        topic_id, count = topics[name]
+        topic_id, assignable = topics[name]
+        parts = sorted(assignable)
+        count = len(parts)
         subscribers = sorted(m for m, names in members.items() if name in names)
         if not subscribers or count <= 0:
             continue
         chosen: dict[str, set[int]] = {m: set() for m in subscribers}
         if len(subscribers) >= count:
             for i, member in enumerate(subscribers):
-                chosen[member].add(i % count)
+                chosen[member].add(parts[i % count])
         else:
-            for p in range(count):
-                chosen[subscribers[p % len(subscribers)]].add(p)
-        for member, parts in chosen.items():
-            if parts:
-                out[member][topic_id] = frozenset(parts)
+            for i, p in enumerate(parts):
+                chosen[subscribers[i % len(subscribers)]].add(p)
+        for member, mine in chosen.items():
+            if mine:
+                out[member][topic_id] = frozenset(mine)
     return out
 
 
@@ -108,14 +122,16 @@ class ShareGroups:
 
     def heartbeat(
         self, request: ShareGroupHeartbeatRequest, client_id: str, client_host: str
-    ) -> tuple[ShareGroupHeartbeatResponse, Records]:
+    ) -> tuple[HeartbeatResult, Records]:
         try:
             self._validate(request)
             if request.member_epoch == LEAVE_GROUP_MEMBER_EPOCH:
-                return self._leave(request)
+                response, records = self._leave(request)
+                return (response, None), records
             return self._heartbeat(request, client_id, client_host)
         except _Refused as e:
-            return ShareGroupHeartbeatResponse(error_code=e.code, error_message=e.message), []
+            refused = ShareGroupHeartbeatResponse(error_code=e.code, error_message=e.message)
+            return (refused, None), []
 
     def _validate(self, r: ShareGroupHeartbeatRequest) -> None:
         def invalid(message: str) -> _Refused:
@@ -145,7 +161,7 @@ class ShareGroups:
 
     def _heartbeat(
         self, r: ShareGroupHeartbeatRequest, client_id: str, client_host: str
-    ) -> tuple[ShareGroupHeartbeatResponse, Records]:
+    ) -> tuple[HeartbeatResult, Records]:
         joining = r.member_epoch == 0
         group = self._group(r.group_id, joining)
         gid, mid = group.group_id, r.member_id
@@ -186,17 +202,20 @@ class ShareGroups:
         epoch = group.group_epoch
         if mid not in group.members or updated != member:
             records.append(member_record(gid, updated))
+        state = group.state_partitions
         if (
             mid not in group.members
             or updated.subscribed_topic_names != member.subscribed_topic_names
             or metadata_hash != group.metadata_hash
+            or (group.assignment_epoch >= epoch and _assignment_pending(group, topics))
         ):
             epoch += 1
             records.append(group_epoch_record(gid, epoch, metadata_hash))
         target = group.target
         if epoch > group.assignment_epoch or mid not in group.target:
             target = simple_assignment(
-                {m: x.subscribed_topic_names for m, x in members.items()}, topics
+                {m: x.subscribed_topic_names for m, x in members.items()},
+                _assignable(state, topics),
             )
             for other, assignment in sorted(target.items()):
                 if group.target.get(other) != assignment:
@@ -215,6 +234,19 @@ class ShareGroups:
             records.append(current_assignment_record(gid, updated))
             send_assignment = True
         self._schedule_session_timeout(gid, mid)
+        initialization = None
+        wanted = state.to_initialize(topics, self.ctx.now_ms())
+        if wanted:
+            initialization = Initialization(
+                gid,
+                epoch,
+                tuple(
+                    (topic_id, p, state.start_offset(topic_id))
+                    for topic_id, init in sorted(wanted.items())
+                    for p in sorted(init.partitions)
+                ),
+            )
+            records.append(state_partitions_record(gid, state.with_initializing(wanted)))
         response = ShareGroupHeartbeatResponse(
             member_id=mid,
             member_epoch=updated.member_epoch,
@@ -227,7 +259,7 @@ class ShareGroups:
                     for tid, parts in sorted(updated.assigned.items())
                 ]
             )
-        return response, records
+        return (response, initialization), records
 
     def _leave(self, r: ShareGroupHeartbeatRequest) -> tuple[ShareGroupHeartbeatResponse, Records]:
         group = self._group(r.group_id, False)
@@ -256,7 +288,8 @@ class ShareGroups:
         records.append(group_epoch_record(gid, epoch, _metadata_hash(topics)))
         if members:
             target = simple_assignment(
-                {m: x.subscribed_topic_names for m, x in members.items()}, topics
+                {m: x.subscribed_topic_names for m, x in members.items()},
+                _assignable(group.state_partitions, topics),
             )
             for other, assignment in sorted(target.items()):
                 if group.target.get(other) != assignment:
@@ -291,7 +324,7 @@ class ShareGroups:
     # -- replay and lifecycle ------------------------------------------------------------
 
     def replay(self, decoded: DecodedRecord) -> None:
-        group = replay_share_record(self.ctx.groups, decoded)
+        group = replay_share_record(self.ctx.groups, decoded, self.ctx.now_ms())
         if group is None:
             return
         # Members loaded from the log get a session, as if they had just heartbeated.
@@ -302,6 +335,28 @@ class ShareGroups:
     def member_ids(self, group_id: str) -> set[str]:
         group = self.ctx.groups.get(group_id)
         return set(group.members) if isinstance(group, ShareGroup) else set()
+
+
+def _assignable(
+    state: StatePartitions, topics: dict[str, tuple[uuid.UUID, int]]
+) -> dict[str, tuple[uuid.UUID, Sequence[int]]]:
+    """The subscribed topics' partitions whose share state is initialized."""
+    return {name: (tid, state.assignable(tid, count)) for name, (tid, count) in topics.items()}
+
+
+def _assignment_pending(group: ShareGroup, topics: dict[str, tuple[uuid.UUID, int]]) -> bool:
+    """Whether initialized partitions of subscribed topics differ from those the target
+    assignment covers (Kafka's initializedAssignmentPending)."""
+    if not group.members:
+        return False
+    covered: dict[uuid.UUID, set[int]] = {}
+    for assignment in group.target.values():
+        for tid, parts in assignment.items():
+            covered.setdefault(tid, set()).update(parts)
+    for tid, assignable in _assignable(group.state_partitions, topics).values():
+        if assignable and covered.get(tid, set()) != set(assignable):
+            return True
+    return False
 
 
 def _metadata_hash(topics: dict[str, tuple[uuid.UUID, int]]) -> int:

@@ -8,11 +8,13 @@ Not done: authorized operations (no ACLs; always -2147483648).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 
 from strom.cluster.features import consumer_protocol_enabled
 from strom.coordinator.group.records import CoordinatorRecord
 from strom.coordinator.group.shard import GroupCoordinatorShard
+from strom.coordinator.share.coordinator import Outcome
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
 from strom.protocol.messages.consumer_group_describe_response import (
@@ -37,7 +39,7 @@ from strom.server.registry import handles
 
 AUTHORIZED_OPERATIONS_OMITTED = -2147483648
 # Share-state deletions still waiting for their commit (kept referenced until done).
-_DELETIONS: set[asyncio.Future[ErrorCode]] = set()
+_DELETIONS: set[asyncio.Future[Outcome]] = set()
 
 
 @handles(15, 0, 5)
@@ -79,7 +81,9 @@ def _failed(group_id: str) -> Callable[[ErrorCode], list[tuple[str, int]]]:
 def handle_delete_groups(
     ctx: RequestContext, request: DeleteGroupsRequest
 ) -> DeleteGroupsResponse | Awaitable[DeleteGroupsResponse]:
-    share_groups = {g for g in request.groups_names if _is_share_group(ctx, g)}
+    share_states = {
+        g: known for g in request.groups_names if (known := _share_partitions(ctx, g)) is not None
+    }
     outcomes = [
         ctx.broker.groups.run(group_id, _deleter(group_id), _failed(group_id))
         for group_id in request.groups_names
@@ -88,8 +92,8 @@ def handle_delete_groups(
     def answer(done: list[list[tuple[str, int]]]) -> DeleteGroupsResponse:
         results = [(g, code) for outcome in done for g, code in outcome]
         for g, code in results:
-            if code == ErrorCode.NONE and g in share_groups:
-                _delete_share_state(ctx, g)
+            if code == ErrorCode.NONE and g in share_states:
+                _delete_share_state(ctx, g, share_states[g])
         return DeleteGroupsResponse(
             results=[DeletableGroupResult(group_id=g, error_code=code) for g, code in results]
         )
@@ -97,26 +101,32 @@ def handle_delete_groups(
     return then(gather(outcomes), answer)
 
 
-def _is_share_group(ctx: RequestContext, group_id: str) -> bool:
+def _share_partitions(ctx: RequestContext, group_id: str) -> dict[uuid.UUID, frozenset[int]] | None:
+    """The partitions with share state of a share group (None: not a share group here)."""
     try:
         _, shard = ctx.broker.groups.shard_for(group_id)
     except ApiError:
-        return False
-    return shard.share_group_is_empty(group_id) is not None
+        return None
+    state = shard.share_group_state_partitions(group_id)
+    return state.known() if state is not None else None
 
 
-def _delete_share_state(ctx: RequestContext, group_id: str) -> None:
-    """A deleted share group's share-partition states go too (tombstones in
-    `__share_group_state`), as in Kafka; the group's answer does not wait for them."""
-    for topic_id, partition in list(ctx.broker.share_state.group_states(group_id)):
+def _delete_share_state(
+    ctx: RequestContext, group_id: str, partitions: dict[uuid.UUID, frozenset[int]]
+) -> None:
+    """A deleted share group's share-partition states go too (DeleteShareGroupState to their
+    share coordinators: tombstones in `__share_group_state`), as in Kafka; the group's answer
+    does not wait for them."""
+    for topic_id, parts in partitions.items():
         found = ctx.broker.metadata.topic_by_id(topic_id)
-        written = ctx.broker.shares.reset_partition(
-            group_id, topic_id, found.name if found is not None else "", partition, None
-        )
-        if isinstance(written, Awaitable):
-            task = asyncio.ensure_future(written)
-            _DELETIONS.add(task)
-            task.add_done_callback(_DELETIONS.discard)
+        for partition in sorted(parts):
+            if found is not None:
+                ctx.broker.shares.store.drop((group_id, found.name, partition))
+            deleted = ctx.broker.share_persister.delete((group_id, topic_id, partition))
+            if isinstance(deleted, Awaitable):
+                task = asyncio.ensure_future(deleted)
+                _DELETIONS.add(task)
+                task.add_done_callback(_DELETIONS.discard)
 
 
 @handles(69, 0, 0)

@@ -140,18 +140,34 @@ def handle_share_fetch(
     session, error = _session_for(shares, group_id, member_id, epoch)
     if session is None:
         return refuse(error)
-    ack_results = _acknowledge_all(
-        ctx, shares, group_id, member_id, acks, ctx.api_version >= 2 and request.is_renew_ack
-    )
-    pending = _persist(shares, group_id, ack_results)
+    known = session
 
-    def rest() -> ShareFetchResponse | Awaitable[ShareFetchResponse]:
-        assert session is not None
-        return _after_acks(ctx, shares, request, session, wanted, ack_results)
+    def acknowledged() -> ShareFetchResponse | Awaitable[ShareFetchResponse]:
+        ack_results = _acknowledge_all(
+            ctx, shares, group_id, member_id, acks, ctx.api_version >= 2 and request.is_renew_ack
+        )
+        pending = _persist(shares, group_id, ack_results)
 
-    if pending:
-        return _after_persisted(pending, ack_results, rest)
-    return rest()
+        def rest() -> ShareFetchResponse | Awaitable[ShareFetchResponse]:
+            return _after_acks(ctx, shares, request, known, wanted, ack_results)
+
+        if pending:
+            return _after_persisted(pending, ack_results, rest)
+        return rest()
+
+    # The share partitions' state comes from their share coordinator first.
+    loading = shares.prepare(group_id, [*acks, *wanted, *session.partitions.values()])
+    if loading is not None:
+        return _after_loaded(loading, acknowledged)
+    return acknowledged()
+
+
+async def _after_loaded(loading: Awaitable[None], rest: Callable[[], T | Awaitable[T]]) -> T:
+    await loading
+    answer = rest()
+    if isinstance(answer, Awaitable):
+        return await answer
+    return answer
 
 
 def _persist(
@@ -384,17 +400,26 @@ def handle_share_acknowledge(
                 (b.first_offset, b.last_offset, list(b.acknowledge_types))
                 for b in p.acknowledgement_batches
             )
-    results = _acknowledge_all(
-        ctx, shares, group_id, member_id, acks, ctx.api_version >= 2 and request.is_renew_ack
-    )
-    if epoch == FINAL_EPOCH:
-        shares.close_session(session)
-    else:
-        session.next_epoch()
-    pending = _persist(shares, group_id, results)
-    if pending:
-        return _after_persisted(pending, results, lambda: _ack_response(results, lock_ms))
-    return _ack_response(results, lock_ms)
+    known = session
+
+    def acknowledged() -> ShareAcknowledgeResponse | Awaitable[ShareAcknowledgeResponse]:
+        results = _acknowledge_all(
+            ctx, shares, group_id, member_id, acks, ctx.api_version >= 2 and request.is_renew_ack
+        )
+        # Written before a final epoch closes the session (which releases the rest).
+        pending = _persist(shares, group_id, results)
+        if epoch == FINAL_EPOCH:
+            shares.close_session(known)
+        else:
+            known.next_epoch()
+        if pending:
+            return _after_persisted(pending, results, lambda: _ack_response(results, lock_ms))
+        return _ack_response(results, lock_ms)
+
+    loading = shares.prepare(group_id, acks)
+    if loading is not None:
+        return _after_loaded(loading, acknowledged)
+    return acknowledged()
 
 
 def _ack_response(

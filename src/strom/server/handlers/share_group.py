@@ -1,7 +1,9 @@
 """ShareGroupHeartbeat (76) v1 and ShareGroupDescribe (77) v1: share group membership (KIP-932).
 
 Both go to the group coordinator of the group id (FindCoordinator key type 0, as for every
-group), which keeps share groups in `__consumer_offsets` with Kafka's share-group records.
+group), which keeps share groups in `__consumer_offsets` with Kafka's share-group records. A
+heartbeat that subscribes the group to partitions without share state starts their
+initialization (`ShareStateInitializer`); members are assigned them at a later heartbeat.
 Version 0 (Kafka 3.9's early access, with a server-generated member id) is not served. With
 the finalized `share.version` below 1 share groups are off: UNSUPPORTED_VERSION (per group for
 describe), as Kafka 4.2.
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from strom.cluster.features import share_groups_enabled
+from strom.coordinator.share.heartbeat import HeartbeatResult
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.share_group_describe_request import ShareGroupDescribeRequest
 from strom.protocol.messages.share_group_describe_response import (
@@ -20,6 +23,7 @@ from strom.protocol.messages.share_group_describe_response import (
 )
 from strom.protocol.messages.share_group_heartbeat_request import ShareGroupHeartbeatRequest
 from strom.protocol.messages.share_group_heartbeat_response import ShareGroupHeartbeatResponse
+from strom.runtime.coordinator_runtime import then
 from strom.runtime.errors import ApiError
 from strom.server.context import RequestContext
 from strom.server.handlers.classic_group import client_host
@@ -37,11 +41,20 @@ def handle_share_group_heartbeat(
     if request.member_epoch == -1 and request.member_id:
         # Leaving: what the member still holds goes back to the others at once.
         ctx.broker.shares.release_member(request.group_id, request.member_id)
-    return ctx.broker.groups.run(
+    answer = ctx.broker.groups.run(
         request.group_id,
         lambda shard: shard.share_group_heartbeat(request, ctx.client_id or "", client_host(ctx)),
-        lambda code: ShareGroupHeartbeatResponse(error_code=code),
+        lambda code: (ShareGroupHeartbeatResponse(error_code=code), None),
     )
+
+    def started(result: HeartbeatResult) -> ShareGroupHeartbeatResponse:
+        response, initialization = result
+        # Share state for newly subscribed partitions: asked for once the heartbeat's records
+        # are committed, without holding its answer (the partitions come in a later one).
+        ctx.broker.share_initializer.start(initialization)
+        return response
+
+    return then(answer, started)
 
 
 @handles(77, 1, 1)
