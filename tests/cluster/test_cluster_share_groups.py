@@ -1,6 +1,6 @@
 """Share groups on a three-broker cluster: ShareFetch goes to the partition leaders and the
-group to its coordinator (#11). The failover of share state between brokers is not done yet
-(see docs/compatibility.md, ShareFetch)."""
+group to its coordinator (#11); the share partitions' state to their share coordinators,
+wherever those are (test_cluster_share_failover.py kills them)."""
 
 from __future__ import annotations
 

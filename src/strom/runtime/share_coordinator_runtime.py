@@ -129,10 +129,3 @@ class ShareCoordinatorRuntime(CoordinatorRuntime[ShareCoordinatorShard]):
 
     def summary(self, key: StateKey) -> Outcome | Awaitable[Outcome]:
         return self._operate(key, lambda s: (Outcome(state=s.summary(key) or _NO_STATE), []))
-
-    def group_states(self, group_id: str) -> dict[tuple[uuid.UUID, int], ShareState]:
-        """Every persisted share partition of a group held by this broker's shards."""
-        out: dict[tuple[uuid.UUID, int], ShareState] = {}
-        for shard in self.shards.values():
-            out.update(shard.group_states(group_id))
-        return out

@@ -153,24 +153,36 @@ class SharePartitionStore:
         if loading is not None and loading[0] == epoch:
             return loading[1]
         writer = self._writers.get(pk)
+        pending: Awaitable[Outcome] | None = None
         if writer is None or not writer.busy:
             answer = self.persister.read((group_id, topic_id, partition), epoch)
             if not isinstance(answer, Awaitable):
                 self._install(pk, topic_id, epoch, answer, plog)
                 return None
-        future = asyncio.ensure_future(self._load_later(pk, topic_id, epoch, plog))
+            pending = answer
+        future = asyncio.ensure_future(self._load_later(pk, topic_id, epoch, plog, pending))
         self._loading[pk] = (epoch, future)
         return future
 
     async def _load_later(
-        self, pk: PartitionKey, topic_id: uuid.UUID, epoch: int, plog: PartitionLog
+        self,
+        pk: PartitionKey,
+        topic_id: uuid.UUID,
+        epoch: int,
+        plog: PartitionLog,
+        answer: Awaitable[Outcome] | None,
     ) -> None:
+        """Finish a load: the read under way, or one made once the writes of an earlier
+        load of the same share partition are done."""
         try:
-            writer = self._writers.get(pk)
-            if writer is not None:
-                await writer.idle()
-            answer = self.persister.read((pk[0], topic_id, pk[2]), epoch)
-            outcome = await answer if isinstance(answer, Awaitable) else answer
+            if answer is None:
+                writer = self._writers.get(pk)
+                if writer is not None:
+                    await writer.idle()
+                read = self.persister.read((pk[0], topic_id, pk[2]), epoch)
+                outcome = await read if isinstance(read, Awaitable) else read
+            else:
+                outcome = await answer
             current = self._loading.get(pk)
             if current is not None and current[0] == epoch:
                 self._install(pk, topic_id, epoch, outcome, plog)

@@ -207,20 +207,33 @@ class SharePersister:
     def _call(self, key: StateKey, local: Local, remote: Remote) -> Outcome | Awaitable[Outcome]:
         if self.broker.cluster is None:
             return local()
-        leader = self._leader(key)
-        if leader == self.broker.config.broker_id:
+        first: Outcome | Awaitable[Outcome] | None = None
+        if self._leader(key) == self.broker.config.broker_id:
             first = local()
             if not isinstance(first, Awaitable) and first.error not in RETRIABLE:
                 return first  # answered here, at once
-        return self._retrying(key, local, remote)
+        return self._retrying(key, local, remote, first)
 
-    async def _retrying(self, key: StateKey, local: Local, remote: Remote) -> Outcome:
+    async def _retrying(
+        self,
+        key: StateKey,
+        local: Local,
+        remote: Remote,
+        first: Outcome | Awaitable[Outcome] | None,
+    ) -> Outcome:
+        """Answers of the first attempt (`first`, when made already) and of the next ones,
+        until one is not retriable or the time is up."""
         loop = asyncio.get_running_loop()
-        cfg = self.broker.config
-        deadline = loop.time() + cfg.get_int("request.timeout.ms") / 1000.0
+        deadline = loop.time() + self.broker.config.get_int("request.timeout.ms") / 1000.0
         attempt = 0
         while True:
-            outcome = await self._once(key, local, remote)
+            if first is None:
+                outcome = await self._once(key, local, remote)
+            elif isinstance(first, Awaitable):
+                outcome = await first
+            else:
+                outcome = first
+            first = None
             if outcome.error not in RETRIABLE or loop.time() >= deadline:
                 return outcome
             delay = min(BACKOFF_S * (2**attempt), BACKOFF_MAX_S) * random.uniform(0.8, 1.2)

@@ -223,9 +223,6 @@ class ShareCoordinatorShard:
         state = self.states.get(key)
         return _copy(state) if state is not None else None
 
-    def group_states(self, group_id: str) -> dict[tuple[uuid.UUID, int], ShareState]:
-        return {(t, p): _copy(s) for (g, t, p), s in self.states.items() if g == group_id}
-
     # -- replay --------------------------------------------------------------------------
 
     def replay(self, record: CoordinatorRecord) -> None:
