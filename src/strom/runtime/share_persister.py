@@ -24,71 +24,30 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from strom.cluster.zk.layout import NO_LEADER
 from strom.coordinator.share.coordinator import (
     Outcome,
-    ShareState,
     StateKey,
     StateWrite,
     coordinator_key,
 )
-from strom.coordinator.share.partition import RecordState, StateBatch
 from strom.protocol.errors import ErrorCode, ProtocolError
-from strom.protocol.messages.delete_share_group_state_request import (
-    DeleteShareGroupStateRequest,
-    DeleteStateData,
-)
-from strom.protocol.messages.delete_share_group_state_request import (
-    PartitionData as DeletePartition,
-)
-from strom.protocol.messages.initialize_share_group_state_request import (
-    InitializeShareGroupStateRequest,
-    InitializeStateData,
-)
-from strom.protocol.messages.initialize_share_group_state_request import (
-    PartitionData as InitializePartition,
-)
-from strom.protocol.messages.read_share_group_state_request import (
-    PartitionData as ReadPartition,
-)
-from strom.protocol.messages.read_share_group_state_request import (
-    ReadShareGroupStateRequest,
-    ReadStateData,
-)
-from strom.protocol.messages.read_share_group_state_summary_request import (
-    PartitionData as SummaryPartition,
-)
-from strom.protocol.messages.read_share_group_state_summary_request import (
-    ReadShareGroupStateSummaryRequest,
-    ReadStateSummaryData,
-)
-from strom.protocol.messages.write_share_group_state_request import (
-    PartitionData as WritePartition,
-)
-from strom.protocol.messages.write_share_group_state_request import (
-    StateBatch as WireBatch,
-)
-from strom.protocol.messages.write_share_group_state_request import (
-    WriteShareGroupStateRequest,
-    WriteStateData,
-)
 from strom.replication.broker_client import InterBrokerClient
 from strom.runtime.share_coordinator_runtime import SHARE_STATE_TOPIC
 
 if TYPE_CHECKING:
     from strom.runtime.host import BrokerHost
     from strom.runtime.share_coordinator_runtime import ShareCoordinatorRuntime
+    from strom.runtime.share_state_requests import ShareStateRequest
 
 __all__ = ["RETRIABLE", "SharePersister"]
 
 log = logging.getLogger("strom.share")
 
-INITIALIZE, READ, WRITE, DELETE, SUMMARY = 83, 84, 85, 86, 87
 BACKOFF_S = 0.1
 BACKOFF_MAX_S = 1.0
-MAX_VERSIONS = {INITIALIZE: 0, READ: 0, WRITE: 1, DELETE: 0, SUMMARY: 1}
 
 RETRIABLE = frozenset(
     {
@@ -102,7 +61,9 @@ RETRIABLE = frozenset(
 )
 
 Local = Callable[[], "Outcome | Awaitable[Outcome]"]
-Remote = tuple[int, Any, Callable[[Any], Outcome]]  # api key, request, parse
+# The request for another broker, built from the module of requests (imported on first use:
+# a single broker never needs it).
+Remote = Callable[[ModuleType], "ShareStateRequest"]
 
 
 class SharePersister:
@@ -116,74 +77,29 @@ class SharePersister:
     def initialize(
         self, key: StateKey, state_epoch: int, start_offset: int
     ) -> Outcome | Awaitable[Outcome]:
-        group_id, topic_id, partition = key
-        request = InitializeShareGroupStateRequest(
-            group_id,
-            [
-                InitializeStateData(
-                    topic_id, [InitializePartition(partition, state_epoch, start_offset)]
-                )
-            ],
-        )
         return self._call(
             key,
             lambda: self.coordinator.initialize(key, state_epoch, start_offset),
-            (INITIALIZE, request, _error_only),
+            lambda rq: rq.initialize(key, state_epoch, start_offset),
         )
 
     def read(self, key: StateKey, leader_epoch: int) -> Outcome | Awaitable[Outcome]:
-        group_id, topic_id, partition = key
-        request = ReadShareGroupStateRequest(
-            group_id, [ReadStateData(topic_id, [ReadPartition(partition, leader_epoch)])]
-        )
         return self._call(
-            key, lambda: self.coordinator.read(key, leader_epoch), (READ, request, _read_outcome)
+            key,
+            lambda: self.coordinator.read(key, leader_epoch),
+            lambda rq: rq.read(key, leader_epoch),
         )
 
     def write(self, key: StateKey, write: StateWrite) -> Outcome | Awaitable[Outcome]:
-        group_id, topic_id, partition = key
-        request = WriteShareGroupStateRequest(
-            group_id,
-            [
-                WriteStateData(
-                    topic_id,
-                    [
-                        WritePartition(
-                            partition=partition,
-                            state_epoch=write.state_epoch,
-                            leader_epoch=write.leader_epoch,
-                            start_offset=write.start_offset,
-                            state_batches=[
-                                WireBatch(
-                                    b.first_offset, b.last_offset, int(b.state), b.delivery_count
-                                )
-                                for b in write.batches
-                            ],
-                            delivery_complete_count=write.delivery_complete_count,
-                        )
-                    ],
-                )
-            ],
-        )
         return self._call(
-            key, lambda: self.coordinator.write_state(key, write), (WRITE, request, _error_only)
+            key, lambda: self.coordinator.write_state(key, write), lambda rq: rq.write(key, write)
         )
 
     def delete(self, key: StateKey) -> Outcome | Awaitable[Outcome]:
-        group_id, topic_id, partition = key
-        request = DeleteShareGroupStateRequest(
-            group_id, [DeleteStateData(topic_id, [DeletePartition(partition)])]
-        )
-        return self._call(key, lambda: self.coordinator.delete(key), (DELETE, request, _error_only))
+        return self._call(key, lambda: self.coordinator.delete(key), lambda rq: rq.delete(key))
 
     def summary(self, key: StateKey) -> Outcome | Awaitable[Outcome]:
-        group_id, topic_id, partition = key
-        request = ReadShareGroupStateSummaryRequest(
-            group_id, [ReadStateSummaryData(topic_id, [SummaryPartition(partition, 0)])]
-        )
-        return self._call(
-            key, lambda: self.coordinator.summary(key), (SUMMARY, request, _summary_outcome)
-        )
+        return self._call(key, lambda: self.coordinator.summary(key), lambda rq: rq.summary(key))
 
     async def close(self) -> None:
         if self._client is not None:
@@ -200,7 +116,7 @@ class SharePersister:
             return None
         partition = self.coordinator.partition_for(coordinator_key(*key))
         versioned = cluster.metadata.state(SHARE_STATE_TOPIC, partition)
-        if versioned is None or versioned.state.leader == NO_LEADER:
+        if versioned is None or versioned.state.leader < 0:  # no leader
             return None
         return versioned.state.leader
 
@@ -247,10 +163,12 @@ class SharePersister:
             # Nobody leads (yet): the local runtime creates the topic or says who should.
             answer = local()
             return await answer if isinstance(answer, Awaitable) else answer
-        api_key, request, parse = remote
+        from strom.runtime import share_state_requests
+
+        api_key, request, parse = remote(share_state_requests)
         try:
             response = await self._inter_broker().call(
-                leader, api_key, MAX_VERSIONS[api_key], request
+                leader, api_key, share_state_requests.MAX_VERSIONS[api_key], request
             )
         except (OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError) as exc:
             log.debug("share state request to broker %d failed: %r", leader, exc)
@@ -271,57 +189,3 @@ class SharePersister:
                 self.broker.config.get_int("offsets.commit.timeout.ms") / 1000.0 + 5.0,
             )
         return self._client
-
-
-# -- answers ---------------------------------------------------------------------------------
-
-
-def _code(value: int) -> ErrorCode:
-    try:
-        return ErrorCode(value)
-    except ValueError:
-        return ErrorCode.UNKNOWN_SERVER_ERROR
-
-
-def _error_only(response: Any) -> Outcome:
-    (p,) = response.results[0].partitions
-    return Outcome(_code(p.error_code), p.error_message)
-
-
-def _read_outcome(response: Any) -> Outcome:
-    (p,) = response.results[0].partitions
-    if p.error_code:
-        return Outcome(_code(p.error_code), p.error_message)
-    return Outcome(
-        state=ShareState(
-            start_offset=p.start_offset,
-            state_epoch=p.state_epoch,
-            batches=[
-                StateBatch(
-                    b.first_offset, b.last_offset, _record_state(b.delivery_state), b.delivery_count
-                )
-                for b in p.state_batches
-            ],
-        )
-    )
-
-
-def _summary_outcome(response: Any) -> Outcome:
-    (p,) = response.results[0].partitions
-    if p.error_code:
-        return Outcome(_code(p.error_code), p.error_message)
-    return Outcome(
-        state=ShareState(
-            start_offset=p.start_offset,
-            state_epoch=p.state_epoch,
-            leader_epoch=p.leader_epoch,
-            delivery_complete_count=p.delivery_complete_count,
-        )
-    )
-
-
-def _record_state(code: int) -> RecordState:
-    try:
-        return RecordState(code)
-    except ValueError:
-        return RecordState.AVAILABLE
