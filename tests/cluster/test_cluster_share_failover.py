@@ -96,10 +96,16 @@ def call(broker: BrokerProcess, api_key: int, version: int, message: Any) -> Any
 
 
 def topic_id(broker: BrokerProcess, topic: str) -> uuid.UUID:
-    response = call(broker, 3, 12, MetadataRequest(topics=[MetadataRequestTopic(name=topic)]))
-    (found,) = response.topics
-    assert found.error_code == 0
-    return found.topic_id
+    """The topic's id as `broker` has it, once its metadata cache has heard of the topic (the
+    ISR seen through another broker says nothing of this one's cache)."""
+
+    def known() -> uuid.UUID | None:
+        request = MetadataRequest(topics=[MetadataRequestTopic(name=topic)])
+        (found,) = call(broker, 3, 12, request).topics
+        return found.topic_id if found.error_code == 0 else None
+
+    found: uuid.UUID = wait_for(f"{broker} knowing topic {topic}", known)
+    return found
 
 
 def leaders(cluster: Cluster, topic: str, count: int) -> dict[int, int] | None:

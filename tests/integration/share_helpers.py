@@ -2,9 +2,11 @@
 
 A `ShareWorker` runs one ShareConsumer in its own thread (the consumer is not thread-safe,
 so each stays in the thread that made it) and records every message it gets. A new share
-group starts at the end of the log (share.auto.offset.reset=latest), so `prime` produces
-marker records until one is delivered: the partition's share state then exists and every
-record produced after it is for the group.
+group starts at the end of the log (share.auto.offset.reset=latest), and each share partition
+is placed there when its leader first serves it (a member's first fetch of that partition,
+which for partitions of different leaders or members comes at different times). So `prime`
+produces marker records into one partition until one of that partition is delivered: its share
+state then exists and every record produced into it after that is for the group.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Got:
     offset: int
     delivery_count: int
     value: bytes
+    partition: int = 0
 
 
 def share_conf(bootstrap: str, group: str, **extra: Any) -> dict[str, Any]:
@@ -89,7 +92,9 @@ class ShareWorker:
                         self.errors.append(str(m.error()))
                         continue
                     with self._lock:
-                        self.got.append(Got(m.offset(), m.delivery_count(), m.value()))
+                        self.got.append(
+                            Got(m.offset(), m.delivery_count(), m.value(), m.partition())
+                        )
                     if self.decide is not None:
                         consumer.acknowledge(m, self.decide(m))
                 if self.decide is not None:
@@ -108,13 +113,18 @@ class ShareWorker:
 
 
 def prime(bootstrap: str, topic: str, workers: Iterable[ShareWorker], partition: int = 0) -> None:
-    """Produce marker records until a worker receives one (the share partition exists)."""
+    """Produce marker records into `partition` until a worker receives one of that partition
+    (its share partition exists); markers of other partitions do not count."""
     workers = list(workers)
     n = 0
 
     def delivered() -> bool:
         nonlocal n
-        if any(g.value.startswith(PRIME_PREFIX) for w in workers for g in list(w.got)):
+        if any(
+            g.partition == partition and g.value.startswith(PRIME_PREFIX)
+            for w in workers
+            for g in list(w.got)
+        ):
             return True
         marker = Rec(key=b"prime", value=PRIME_PREFIX + str(n).encode(), partition=partition)
         ck_produce(bootstrap, topic, [marker], **{"linger.ms": 0})

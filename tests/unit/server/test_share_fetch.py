@@ -189,3 +189,30 @@ def test_final_epoch_releases(broker: Broker) -> None:
     assert ack_error(closing) == 0 and acquired(closing) == []
     assert fetch(b, "m1", 2).error_code == ErrorCode.SHARE_SESSION_NOT_FOUND
     assert acquired(fetch(b, "m2", 0)) == [(1, 1, 2)]  # y, released when m1 left
+
+
+def test_a_partition_added_before_its_topic_was_known_is_read_once_it_is(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker's metadata can lag the client's (in a cluster each broker hears of a new topic
+    on its own): the partition stays in the session, unnamed by the client's later requests,
+    and is read as soon as the broker knows the topic."""
+    b = broker
+    known = b.metadata.topic_by_id
+    monkeypatch.setattr(b.metadata, "topic_by_id", lambda _topic_id: None)
+    first = fetch(b, "m1", 0)
+    (topic,) = first.responses
+    assert [p.error_code for p in topic.partitions] == [ErrorCode.UNKNOWN_TOPIC_ID]
+    monkeypatch.setattr(b.metadata, "topic_by_id", known)
+
+    def incremental(epoch: int) -> Any:
+        request = ShareFetchRequest(
+            group_id=G, member_id="m1", share_session_epoch=epoch, max_wait_ms=0, max_records=10
+        )
+        response = handle_share_fetch(ctx(b, 78), request)
+        assert not hasattr(response, "__await__")
+        return response
+
+    assert acquired(incremental(1)) == []  # loaded now, starting at the end of the log
+    append(b, b"a", b"b")
+    assert acquired(incremental(2)) == [(0, 1, 1)]

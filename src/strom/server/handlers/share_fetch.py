@@ -225,7 +225,7 @@ def _after_acks(
         session.next_epoch()
     if request.max_records <= 0 or (ctx.api_version >= 2 and request.is_renew_ack):
         return _fetch_response(ack_results, {}, lock_ms)
-    keys = list(session.partitions.values())
+    keys = _resolved(ctx, session)
     try:
         reads = _read_all(shares, group_id, member_id, keys, request, nowait=True)
     except NotCachedError:
@@ -233,6 +233,16 @@ def _after_acks(
     if _anything(reads) or request.max_wait_ms <= 0 or not keys:
         return _fetch_response(ack_results, reads, lock_ms)
     return _long_poll(ctx, shares, group_id, member_id, keys, request, ack_results)
+
+
+def _resolved(ctx: RequestContext, session: ShareSession) -> list[TopicPartitionKey]:
+    """The session's partitions, with the names of topics this broker's metadata did not know
+    when the partition was added looked up again: a client keeps such a partition in its
+    session without naming it again, so an unresolved name must not stay unresolved."""
+    for where, key in list(session.partitions.items()):
+        if not key[1]:
+            session.partitions[where] = _topic_key(ctx, key[0], key[2])
+    return list(session.partitions.values())
 
 
 def _read_all(
