@@ -7,12 +7,15 @@ tests/fuzz/test_live_server_fuzz.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +39,27 @@ class BrokerStartError(AssertionError):
     pass
 
 
+# Mounts a size-limited tmpfs on $0 in a new user and mount namespace (no root needed where
+# unprivileged user namespaces are allowed), then runs the broker command in it.
+_TMPFS_SCRIPT = 'mount -t tmpfs -o "size=$TMPFS_BYTES" tmpfs "$0" && exec "$@"'
+
+
+@functools.cache
+def tmpfs_available() -> bool:
+    """Whether `unshare` can give a process a tmpfs of its own here (see BrokerProcess's
+    `tmpfs_bytes`)."""
+    if shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory() as probe:
+        done = subprocess.run(
+            ["unshare", "-Urm", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0"', probe],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    return done.returncode == 0
+
+
 class BrokerProcess:
     """A strom broker in its own data directory, logging to a file.
 
@@ -56,6 +80,7 @@ class BrokerProcess:
         env: Mapping[str, str] | None = None,
         name: str = "broker",
         nofile: int | None = None,
+        tmpfs_bytes: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +94,9 @@ class BrokerProcess:
         self.extra_env = dict(env or {})
         # RLIMIT_NOFILE (soft and hard) of the broker process, to run it out of descriptors.
         self.nofile = nofile
+        # The data dir on a tmpfs of this size seen only by the broker process (a disk that
+        # fills up; its content is gone when the process ends). Needs tmpfs_available().
+        self.tmpfs_bytes = tmpfs_bytes
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -93,7 +121,17 @@ class BrokerProcess:
             cmd += ["--set", f"log.dirs={self.data_dir}"]
         for k, v in self.sets.items():
             cmd += ["--set", f"{k}={v}"]
+        if self.tmpfs_bytes is not None:
+            cmd = ["unshare", "-Urm", "sh", "-c", _TMPFS_SCRIPT, str(self.data_dir), *cmd]
         return cmd
+
+    @property
+    def visible_data_dir(self) -> Path:
+        """The data dir as the broker sees it, from this process (through /proc for a tmpfs
+        of the broker's own)."""
+        if self.tmpfs_bytes is None:
+            return self.data_dir
+        return Path(f"/proc/{self.pid}/root{self.data_dir}")
 
     def start(self) -> BrokerProcess:
         assert not self.is_alive(), "broker already running"
@@ -103,6 +141,9 @@ class BrokerProcess:
         for k in [k for k in env if k.startswith("STROM_")]:
             del env[k]  # the broker reads STROM_* as configuration
         env.update(self.extra_env)
+        if self.tmpfs_bytes is not None:
+            env["TMPFS_BYTES"] = str(self.tmpfs_bytes)
+            self.data_dir.mkdir(parents=True, exist_ok=True)  # the mount point
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
             log.flush()

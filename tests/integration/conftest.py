@@ -38,6 +38,7 @@ class BrokerFactory:
         wait: bool = True,
         port: int | None = None,
         nofile: int | None = None,
+        tmpfs_bytes: int | None = None,
         **kw: object,
     ) -> BrokerProcess:
         merged: dict[str, object] = dict(sets or {})
@@ -53,6 +54,7 @@ class BrokerFactory:
             name=f"broker{n}",
             port=port,
             nofile=nofile,
+            tmpfs_bytes=tmpfs_bytes,
         )
         self.brokers.append(b)  # registered before start: teardown covers a failed start
         b.start()

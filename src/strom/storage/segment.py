@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -450,6 +451,12 @@ class Segment:
                         n = os.preadv(fd, [memoryview(buf)[got:]], position + got, _RWF_NOWAIT)
                     except BlockingIOError:
                         raise NotCachedError(f"{self.log_path} at {position + got}") from None
+                    except OSError as exc:
+                        # A file system without RWF_NOWAIT (tmpfs on older kernels): the
+                        # read goes to the worker pool as if uncached.
+                        if exc.errno != errno.EOPNOTSUPP:
+                            raise
+                        raise NotCachedError(f"{self.log_path}: no RWF_NOWAIT") from None
                     if n == 0:
                         break  # end of file
                     got += n
