@@ -7,6 +7,7 @@ KIP-368 says."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -31,6 +32,10 @@ from confluent_kafka.admin import (
 )
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kafka.net.sasl.oauth import AbstractTokenProvider as KpTokenProvider
+
+from strom.protocol.messages.metadata_request import MetadataRequest
+from strom.replication.broker_connection import connect_to_broker
+from strom.security.client import ClientSecurity
 
 from .certs import STORE_PASSWORD, Pki
 from .clients import (
@@ -520,6 +525,51 @@ def test_kafka_python_reauthenticates_with_scram_over_tls(
     got = kp_consume(broker.bootstrap("SASL_SSL"), topic, count=sent, **conf)
     assert len(got) == sent
     assert broker.process.log_text().count("SASL session expired") == expired_before
+
+
+def test_inter_broker_client_reauthenticates(pki: Pki, broker_factory: BrokerFactory) -> None:
+    """The connection one broker opens to another (fetchers, controller, transaction markers)
+    authenticates again before its session ends: against a broker granting 1.5 s sessions it
+    keeps answering for several sessions; the same connection without re-authenticating is
+    closed once its session ended."""
+    sets = sasl_sets("SASL_PLAINTEXT", ["PLAIN", "SCRAM-SHA-512"])
+    sets["connections.max.reauth.ms"] = 1500
+    broker = start_secure(broker_factory, {"SASL_PLAINTEXT": "SASL_PLAINTEXT"}, sets)
+    for user, password in USERS.items():
+        scram_upsert(broker.plaintext, user, password)
+    port = broker.ports["SASL_PLAINTEXT"]
+
+    async def session(mechanism: str, reauthenticate: bool) -> tuple[int, int]:
+        """(metadata requests answered within 6 s, re-authentications)."""
+        security = ClientSecurity(
+            "SASL_PLAINTEXT", None, mechanism, {"username": "admin", "password": "admin-secret"}
+        )
+        connection, _ = await connect_to_broker("127.0.0.1", port, "broker-9", 10, 10, security)
+        answered = 0
+        try:
+            end = time.monotonic() + 6
+            while time.monotonic() < end:
+                if not reauthenticate:
+                    connection.reauthenticate_at = None
+                try:
+                    await connection.call(3, 1, MetadataRequest(topics=[]), 10)
+                except (ConnectionError, OSError):
+                    break
+                answered += 1
+                await asyncio.sleep(0.2)
+        finally:
+            await connection.close()
+        return answered, connection.reauthentications
+
+    for mechanism in ("PLAIN", "SCRAM-SHA-512"):
+        expired_before = broker.process.log_text().count("SASL session expired")
+        answered, reauthentications = asyncio.run(session(mechanism, reauthenticate=True))
+        assert answered >= 10 and reauthentications >= 3
+        assert broker.process.log_text().count("SASL session expired") == expired_before
+    answered, reauthentications = asyncio.run(session("PLAIN", reauthenticate=False))
+    assert reauthentications == 0
+    assert answered < 30  # cut off after one session of 1.5 s
+    assert "SASL session expired" in broker.process.log_text()
 
 
 # -- SCRAM users through the admin API ----------------------------------------------------------

@@ -4,6 +4,11 @@ controller's to every broker (LeaderAndIsr, StopReplica).
 
 A connection carries one request at a time (the callers keep their own order) and is opened
 with an ApiVersions exchange, which tells the caller the versions the other broker handles.
+On a SASL listener it then authenticates, and authenticates again on the same connection
+(KIP-368) before the session the other broker granted ends: the first request after 85-95 %
+of the session lifetime (picked at random, as Kafka's clients do, so that connections opened
+together do not all re-authenticate at once) is preceded by a new SaslHandshake and
+SaslAuthenticate exchange.
 Timeouts use `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11 `wait_for` swallows a
 cancellation that arrives as its inner await completes, and a caller's loop would run on after
 being stopped.
@@ -14,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import struct
+import time
+from collections.abc import Callable
 from typing import Any
 
 from strom.protocol.errors import ErrorCode, ProtocolError
@@ -45,8 +53,43 @@ class BrokerConnection:
         self.writer = writer
         self.client_id = client_id
         self._correlation = itertools.count(1)
+        # SASL: a new client per (re-)authentication, the other broker's versions, and when
+        # (time.monotonic()) to authenticate again; None when the session does not end.
+        self._sasl: Callable[[], SaslClient | None] | None = None
+        self._versions: ApiVersionRanges = {}
+        self.reauthenticate_at: float | None = None
+        self.reauthentications = 0
+
+    async def authenticate(
+        self,
+        sasl: Callable[[], SaslClient | None],
+        versions: ApiVersionRanges,
+        timeout_s: float,
+    ) -> None:
+        self._sasl = sasl
+        self._versions = versions
+        await self._authenticate(timeout_s)
+
+    async def _authenticate(self, timeout_s: float) -> None:
+        assert self._sasl is not None
+        client = self._sasl()
+        if client is None:
+            return
+        lifetime_ms = await _authenticate(self, client, self._versions, timeout_s)
+        self.reauthenticate_at = (
+            time.monotonic() + lifetime_ms / 1000 * random.uniform(0.85, 0.95)
+            if lifetime_ms > 0
+            else None
+        )
 
     async def call(self, api_key: int, version: int, request: Any, timeout_s: float) -> Any:
+        if self.reauthenticate_at is not None and time.monotonic() >= self.reauthenticate_at:
+            self.reauthenticate_at = None
+            await self._authenticate(timeout_s)
+            self.reauthentications += 1
+        return await self._call(api_key, version, request, timeout_s)
+
+    async def _call(self, api_key: int, version: int, request: Any, timeout_s: float) -> Any:
         correlation_id = next(self._correlation)
         chunks = encode_request(api_key, version, correlation_id, self.client_id, request)
         self.writer.write(b"".join(chunks))
@@ -99,9 +142,8 @@ async def connect_to_broker(
         if response.error_code != ErrorCode.NONE:
             raise ProtocolError(f"ApiVersions answered error {response.error_code}")
         versions = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
-        client = security.sasl_client() if security is not None else None
-        if client is not None:
-            await _authenticate(connection, client, versions, request_timeout_s)
+        if security is not None and security.sasl_mechanism is not None:
+            await connection.authenticate(security.sasl_client, versions, request_timeout_s)
     except BaseException:
         await connection.close()
         raise
@@ -110,10 +152,11 @@ async def connect_to_broker(
 
 async def _authenticate(
     connection: BrokerConnection, client: SaslClient, versions: ApiVersionRanges, timeout_s: float
-) -> None:
-    """SaslHandshake v1, then SaslAuthenticate until the mechanism is done; raises
-    ConnectionError when the other broker refuses (callers retry as after a lost connection)."""
-    handshake = await connection.call(
+) -> int:
+    """SaslHandshake v1, then SaslAuthenticate until the mechanism is done; returns the session
+    lifetime in ms the other broker granted (0: no end). Raises ConnectionError when the other
+    broker refuses (callers retry as after a lost connection)."""
+    handshake = await connection._call(
         SASL_HANDSHAKE, 1, SaslHandshakeRequest(client.mechanism), timeout_s
     )
     if handshake.error_code != ErrorCode.NONE:
@@ -123,15 +166,18 @@ async def _authenticate(
         )
     version = min(versions.get(SASL_AUTHENTICATE, (0, 2))[1], 2)
     token: bytes | None = client.initial()
+    lifetime_ms = 0
     while token is not None:
-        response = await connection.call(
+        response = await connection._call(
             SASL_AUTHENTICATE, version, SaslAuthenticateRequest(token), timeout_s
         )
         if response.error_code != ErrorCode.NONE:
             raise ConnectionError(
                 f"SASL {client.mechanism} authentication failed: {response.error_message}"
             )
+        lifetime_ms = response.session_lifetime_ms if version >= 1 else 0
         try:
             token = client.step(bytes(response.auth_bytes))
         except (SaslClientError, ScramError) as exc:
             raise ConnectionError(f"SASL {client.mechanism} authentication failed: {exc}") from None
+    return lifetime_ms
