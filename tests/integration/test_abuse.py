@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import confluent_kafka as ck
 import pytest
 
 from .broker_process import HOST, BrokerProcess
+from .certs import STORE_PASSWORD, Pki
 from .clients import ck_conf, create_topic, wait_until
 from .conftest import BrokerFactory
 from .kafka_wire import (
@@ -35,6 +38,7 @@ from .kafka_wire import (
     request_header,
     string,
 )
+from .secure import start_secure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,6 +52,7 @@ class Traffic:
 
     bootstrap: str
     topic: str
+    security: dict[str, object] = field(default_factory=dict)
     produced: int = 0
     acked: int = 0
     consumed: int = 0
@@ -56,7 +61,7 @@ class Traffic:
     produced_all: threading.Event = field(default_factory=threading.Event)
 
     def run_producer(self) -> None:
-        p = ck.Producer(ck_conf(self.bootstrap, **{"acks": "all", "linger.ms": 5}))
+        p = ck.Producer(ck_conf(self.bootstrap, **self.security, **{"acks": "all", "linger.ms": 5}))
 
         def done(err: ck.KafkaError | None, _msg: ck.Message) -> None:
             if err is not None:
@@ -75,6 +80,7 @@ class Traffic:
         c = ck.Consumer(
             ck_conf(
                 self.bootstrap,
+                **self.security,
                 **{"group.id": f"{self.topic}-g", "auto.offset.reset": "earliest"},
             )
         )
@@ -170,8 +176,13 @@ def fetch_v4(topic: str, correlation_id: int, offset: int = 0, max_wait_ms: int 
 
 
 @contextlib.contextmanager
-def normal_traffic(broker: BrokerProcess, topic: str) -> Iterator[Traffic]:
-    traffic = Traffic(broker.bootstrap, topic)
+def normal_traffic(
+    broker: BrokerProcess,
+    topic: str,
+    bootstrap: str | None = None,
+    security: dict[str, object] | None = None,
+) -> Iterator[Traffic]:
+    traffic = Traffic(bootstrap or broker.bootstrap, topic, security or {})
     threads = [
         threading.Thread(target=traffic.run_producer, daemon=True),
         threading.Thread(target=traffic.run_consumer, daemon=True),
@@ -318,3 +329,109 @@ def test_hostile_clients_are_bounded_and_a_normal_client_keeps_working(
     assert "Traceback" not in log
     assert "queued.max.request.bytes" in log
     assert "max.connections.per.ip" in log
+
+
+def tls_from(source: str, port: int, ca: Path, count: int) -> list[ssl.SSLSocket]:
+    """`count` TLS connections from `source`, handshake done."""
+    context = ssl.create_default_context(cafile=str(ca))
+    socks = []
+    for _ in range(count):
+        raw = socket.socket()
+        raw.bind((source, 0))
+        raw.settimeout(10)
+        raw.connect((HOST, port))
+        socks.append(context.wrap_socket(raw, server_hostname=HOST))
+    return socks
+
+
+def test_hostile_clients_over_tls_are_bounded_too(
+    broker_factory: BrokerFactory, topic: str, tmp_path: Path
+) -> None:
+    """The same limits on a TLS listener, where responses wait as plaintext until the client
+    takes them and each byte a client sends may come in a TLS record of its own: half-open
+    handshakes, huge announced requests, byte-at-a-time senders and clients that never read,
+    beside a normal confluent-kafka producer and consumer on the same TLS listener."""
+    pki = Pki.make(tmp_path / "pki")
+    store = pki.broker.write_pkcs12(pki.directory / "broker.p12")
+    broker = start_secure(
+        broker_factory,
+        {"SSL": "SSL"},
+        {
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": store,
+            "ssl.keystore.password": STORE_PASSWORD,
+            "queued.max.request.bytes": POOL,
+            "socket.request.max.bytes": POOL,
+            "message.max.bytes": 8 << 20,
+            "group.initial.rebalance.delay.ms": 0,
+            "max.connections.per.ip.overrides": "127.0.0.2:600",
+        },
+    )
+    process = broker.process
+    port = broker.ports["SSL"]
+    bulk = f"{topic}-bulk"
+    create_topic(broker.plaintext, topic, 1)
+    create_topic(broker.plaintext, bulk, 1)
+    p = ck.Producer(ck_conf(broker.plaintext, **{"linger.ms": 20}))
+    for _ in range(45):
+        p.produce(bulk, value=b"b" * 900_000)
+        p.poll(0)
+    assert p.flush(60) == 0
+
+    sampler = RssSampler(process.pid)
+    idle_mb = sampler.rss_mb()
+    bound_mb = idle_mb + 2 * POOL / (1 << 20) + IDLE_SLACK_MB
+    sampler.start()
+    security = {"security.protocol": "SSL", "ssl.ca.location": str(pki.ca_file)}
+    with normal_traffic(process, topic, broker.bootstrap("SSL"), security) as traffic:
+        keeps_working(traffic, "the start")
+
+        # 1. TCP connections that never start their TLS handshake.
+        silent = open_from("127.0.0.2", port, 500)
+        keeps_working(traffic, "half-open handshakes")
+
+        # 2. Huge announced requests over TLS: above socket.request.max.bytes closed at once,
+        # below it costing nothing.
+        over = tls_from("127.0.0.3", port, pki.ca_file, 20)
+        under = tls_from("127.0.0.3", port, pki.ca_file, 50)
+        for s in over:
+            s.sendall(struct.pack(">i", 100 << 20))
+        for s in under:
+            s.sendall(struct.pack(">i", 60 << 20))
+        wait_until(lambda: all(closed_by_broker(s) for s in over), "oversized refused", 30)
+        keeps_working(traffic, "huge requests announced over TLS")
+        assert not any(closed_by_broker(s) for s in under)
+        close_all([*over, *under])
+
+        # 3. A byte per TLS record: answered all the same.
+        slow = tls_from("127.0.0.4", port, pki.ca_file, 20)
+        request = api_versions_request(correlation_id=7)
+        for i in range(len(request)):
+            for s in slow:
+                s.sendall(request[i : i + 1])
+            time.sleep(0.01)
+        for s in slow:
+            s.settimeout(30)
+            assert len(recv_frame(s)) > 10
+        close_all(slow)
+        keeps_working(traffic, "byte-at-a-time TLS senders")
+
+        # 4. TLS clients that never read: many fetches of the 40 MB topic each.
+        never = tls_from("127.0.0.5", port, pki.ca_file, 10)
+        for s in never:
+            s.sendall(b"".join(fetch_v4(bulk, c) for c in range(64)))
+        keeps_working(traffic, "TLS clients that never read")
+        time.sleep(3)
+        keeps_working(traffic, "TLS clients that never read (later)")
+        close_all([*never, *silent])
+    sampler.stop.set()
+    sampler.join()
+    print(f"resident memory: idle {idle_mb:.0f} MB, at most {sampler.max_mb:.0f} MB")
+    assert traffic.errors == []
+    assert traffic.consumed >= traffic.acked > 0
+    assert process.is_alive()
+    assert sampler.max_mb < bound_mb, (
+        f"resident memory reached {sampler.max_mb:.0f} MB (idle {idle_mb:.0f} MB, bound "
+        f"{bound_mb:.0f} MB)"
+    )
+    assert "Traceback" not in process.log_text()
