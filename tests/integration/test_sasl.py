@@ -378,6 +378,34 @@ def test_wire_errors_and_size_limit(sasl_broker: SecureBroker) -> None:
     assert "sasl.server.max.receive.size" in sasl_broker.process.log_text()
 
 
+def test_failed_authentication_is_answered_after_the_delay(
+    pki: Pki, broker_factory: BrokerFactory
+) -> None:
+    """connection.failed.authentication.delay.ms holds a failure's answer back (a client
+    guessing passwords gets one guess per delay and connection); meanwhile the broker serves
+    others, and a right password is answered at once."""
+    sets = sasl_sets("SASL_PLAINTEXT", ["PLAIN"])
+    sets["connection.failed.authentication.delay.ms"] = 2000
+    broker = start_secure(broker_factory, {"SASL_PLAINTEXT": "SASL_PLAINTEXT"}, sets)
+    port = broker.ports["SASL_PLAINTEXT"]
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as guesser:
+        assert handshake(guesser, "PLAIN") == 0
+        token = b"\0alice\0guess"
+        sent = time.monotonic()
+        guesser.sendall(request(36, 1, i32(len(token)) + token))
+        # While the failure waits, another client authenticates and is served.
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as other:
+            assert handshake(other, "PLAIN") == 0
+            assert authenticate_plain(other, "alice", "alice-secret")[0] == 0
+            assert metadata_ok(other)
+        answer = recv_frame(guesser)[4:]
+        waited = time.monotonic() - sent
+        assert struct.unpack(">h", answer[:2])[0] == 58  # SASL_AUTHENTICATION_FAILED
+        assert waited >= 2.0
+        with pytest.raises((ConnectionError, OSError)):
+            recv_frame(guesser)
+
+
 def metadata_ok(sock: socket.socket) -> bool:
     sock.sendall(request(3, 1, i32(0), correlation_id=9))
     try:
