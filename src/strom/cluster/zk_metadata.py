@@ -50,6 +50,7 @@ from strom.cluster.zk.controller_logic import (
     assign_added_partitions,
     assign_replicas,
 )
+from strom.cluster.zk.entity_configs import EntityConfigs
 from strom.cluster.zk.feature_znode import FEATURE, FeatureZNode
 from strom.cluster.zk.layout import (
     BrokerRegistration,
@@ -105,9 +106,10 @@ class ZkMetadata:
         # default (/config/brokers/<default>, key None), kept current by data watches.
         self.broker_configs: dict[int | None, dict[str, str]] = {}
         # /config/users/<user>: each user's config (SCRAM credentials in Kafka's form, by
-        # mechanism), kept current by watches; the SASL listeners read it.
-        self.users: dict[str, dict[str, str]] = {}
-        self._user_watches: dict[str, WatchHandle] = {}
+        # mechanism); the SASL listeners read it. /config/groups/<group>: each group's
+        # configs (share.*). Both kept current by watches.
+        self._users = EntityConfigs(client, L.CONFIG_USERS, "user", self._changed, self._spawn)
+        self._groups = EntityConfigs(client, L.CONFIG_GROUPS, "group", self._changed, self._spawn)
         self.states: dict[TopicPartition, VersionedState] = {}
         # /feature as this broker reads it (Kafka's ZkMetadataCache features): none, epoch
         # -1, while the znode is absent, unreadable or disabled.
@@ -135,7 +137,8 @@ class ZkMetadata:
         self._cluster_id = await self.store.get_or_create_cluster_id(proposed_cluster_id)
         self._watches.append(await self.client.watch_children(L.BROKER_IDS, self._brokers_seen))
         self._watches.append(await self.client.watch_children(L.TOPICS, self._topics_seen))
-        self._watches.append(await self.client.watch_children(L.CONFIG_USERS, self._users_seen))
+        await self._users.start()
+        await self._groups.start()
         for entity in (None, self.broker_id):
             self._watches.append(
                 await self.client.watch_data(
@@ -188,8 +191,8 @@ class ZkMetadata:
             handle.cancel()
         for watches in self._topic_watches.values():
             watches.cancel()
-        for handle in self._user_watches.values():
-            handle.cancel()
+        self._users.stop()
+        self._groups.stop()
         for task in list(self._tasks):
             task.cancel()
         for _, fut in self._waiters:
@@ -386,48 +389,28 @@ class ZkMetadata:
                 lambda: self.broker_configs.get(broker_id, {}) == dict(configs), APPLY_WAIT_S
             )
 
+    @property
+    def users(self) -> dict[str, dict[str, str]]:
+        return self._users.configs
+
     async def set_user_config(self, user: str, config: Mapping[str, str]) -> None:
         """Replaces a user's config (/config/users/<user>, created when missing) and writes
         the change notification as Kafka does; returns once this broker's watch has it."""
-        path = L.user_config_path(user)
-        data = L.EntityConfig(dict(config)).to_json()
-        try:
-            await self.client.set(path, data)
-        except NoNodeError:
-            try:
-                await self.client.create(path, data, make_parents=True)
-            except NodeExistsError:
-                await self.client.set(path, data)
-        await self._notify_config_change(path.removeprefix(L.CONFIG + "/"))
+        await self._users.write(user, config)
         await self.wait_until(lambda: self.users.get(user, {}) == dict(config), APPLY_WAIT_S)
 
-    def _users_seen(self, children: list[str]) -> None:
-        current = set(children)
-        for name in set(self._user_watches) - current:
-            self._user_watches.pop(name).cancel()
-            self.users.pop(L.desanitize(name), None)
-        for name in sorted(current - set(self._user_watches)):
-            self._spawn(self._watch_user(name))
+    def group_configs(self, group_id: str) -> dict[str, str]:
+        """A group's configs (IncrementalAlterConfigs on GROUP resources), as LocalMetadata."""
+        return dict(self._groups.configs.get(group_id, {}))
 
-    async def _watch_user(self, name: str) -> None:
-        user = L.desanitize(name)
-
-        def changed(data: bytes | None, stat: Stat | None) -> None:
-            if data is None:
-                self.users.pop(user, None)
-                return
-            try:
-                self.users[user] = dict(L.EntityConfig.from_json(data).config)
-            except L.LayoutError as exc:
-                log.error("ignoring the config of user %s: %s", user, exc)
-                return
-            self._changed()
-
-        handle = await self.client.watch_data(f"{L.CONFIG_USERS}/{name}", changed)
-        if name in self._user_watches:  # seen twice while the first watch was being set up
-            handle.cancel()
-        else:
-            self._user_watches[name] = handle
+    async def set_group_configs(self, group_id: str, configs: Mapping[str, str]) -> None:
+        """Replaces a group's configs (/config/groups/<group>) and writes the change
+        notification; returns once this broker's watch has them (every broker applies them
+        from its own watch)."""
+        await self._groups.write(group_id, configs)
+        await self.wait_until(
+            lambda: self._groups.configs.get(group_id, {}) == dict(configs), APPLY_WAIT_S
+        )
 
     async def _notify_config_change(self, entity_path: str) -> None:
         with contextlib.suppress(ZkError):

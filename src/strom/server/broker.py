@@ -79,6 +79,11 @@ def broker_config_write_name(broker_id: int | None) -> str:
     return f"broker:{'' if broker_id is None else broker_id}"
 
 
+def group_config_write_name(group_id: str) -> str:
+    """How a group config write is named among a cluster's pending admin writes."""
+    return f"group:{group_id}"
+
+
 # Segment files unused this long give their descriptors back (checked this often): a partition
 # neither written nor read holds none.
 IDLE_FILE_S = 60.0
@@ -665,6 +670,18 @@ class Broker:
         assert isinstance(self.metadata, LocalMetadata)
         self.metadata.set_topic_configs(name, configs)
         self.logs.update_config(name, self.log_config(name))
+
+    def set_group_configs(self, group_id: str, configs: dict[str, str]) -> None:
+        """Replace a group's configs (already validated). In cluster mode they go to ZooKeeper
+        (/config/groups/<group>) and every broker reads them from its watch."""
+        if self.cluster is not None:
+            zk = self.cluster.metadata
+            self.cluster.start_write(
+                group_config_write_name(group_id), lambda: zk.set_group_configs(group_id, configs)
+            )
+            return
+        assert isinstance(self.metadata, LocalMetadata)
+        self.metadata.set_group_configs(group_id, configs)
 
     def set_dynamic_broker_configs(self, broker_id: int | None, configs: dict[str, str]) -> None:
         """Replace the dynamic values of this broker (its id) or of the cluster-wide defaults

@@ -20,6 +20,8 @@ cluster's ZooKeeper reads like a Kafka one:
     /config/users/<user, URL-encoded>         {"version":1,"config":{"SCRAM-SHA-256":
                                                "salt=..,stored_key=..,server_key=..,
                                                iterations=4096"}}
+    /config/groups/<group, URL-encoded>       {"version":1,"config":{"share.auto.offset.reset":
+                                               "earliest"}}
     /config/changes/config_change_<seq>       {"version":2,"entity_path":"topics/foo"}
     /admin/delete_topics/<topic>              (no data: the child's name is the request)
     /admin/reassign_partitions                {"version":1,"partitions":[{"topic":..,
@@ -77,6 +79,7 @@ CONFIG = "/config"
 CONFIG_TOPICS = "/config/topics"
 CONFIG_BROKERS = "/config/brokers"
 CONFIG_USERS = "/config/users"
+CONFIG_GROUPS = "/config/groups"
 CONFIG_CHANGES = "/config/changes"
 CONFIG_CHANGE_PREFIX = "config_change_"
 ADMIN = "/admin"
@@ -102,6 +105,7 @@ PERSISTENT_PATHS = (
     CONFIG_TOPICS,
     CONFIG_BROKERS,
     CONFIG_USERS,
+    CONFIG_GROUPS,
     DELETE_TOPICS,
     BROKER_SEQID,
     ISR_CHANGE_NOTIFICATION,

@@ -40,10 +40,11 @@ from strom.protocol.messages.alter_configs_response import (
     AlterConfigsResponse,
 )
 from strom.runtime.errors import ApiError
-from strom.server.broker import broker_config_write_name
+from strom.server.broker import broker_config_write_name, group_config_write_name
 from strom.server.context import RequestContext
 from strom.server.handlers.describe_configs import (
     BROKER,
+    GROUP,
     TOPIC,
     broker_target,
     unsupported_resource,
@@ -150,6 +151,8 @@ async def settle_config_writes(ctx: RequestContext, results: Sequence[ResourceRe
 def _write_name(resource_type: int, resource_name: str) -> str:
     if resource_type == BROKER:  # a valid broker resource: its name is "" or a number
         return broker_config_write_name(None if resource_name == "" else int(resource_name))
+    if resource_type == GROUP:
+        return group_config_write_name(resource_name)
     return resource_name
 
 

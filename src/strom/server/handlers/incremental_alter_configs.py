@@ -11,9 +11,9 @@ with AlterConfigs: TOPIC (2) resources change a topic's overrides, BROKER (4) re
 dynamic values of this broker (its id) or the cluster-wide defaults (empty name). A null value
 for anything but DELETE, a key named twice in one resource, or a resource named twice answers
 INVALID_REQUEST. validate_only checks and changes nothing. GROUP (32) resources set and delete
-a group's configs (share.*, see strom.config.group; SET and DELETE only; on a single broker,
-kept in the metadata store). Not done: BROKER_LOGGER and CLIENT_METRICS resources
-(INVALID_REQUEST), GROUP resources in cluster mode; ACLs; alter-config policies.
+a group's configs (share.*, see strom.config.group; SET and DELETE only; kept in the metadata
+store on a single broker, in /config/groups/<group> in ZooKeeper in cluster mode). Not done:
+BROKER_LOGGER and CLIENT_METRICS resources (INVALID_REQUEST); alter-config policies.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from strom.cluster.local_metadata import LocalMetadata
 from strom.config import BROKER_DEFS, TOPIC_DEFS, ConfigDef, ConfigType, effective_topic_value
 from strom.config.broker_keys import known_def
 from strom.config.definitions import ConfigValue, format_value
@@ -156,12 +155,9 @@ def _alter_group(
     ctx: RequestContext, group_id: str, ops: list[AlterableConfig], validate_only: bool
 ) -> None:
     """SET and DELETE of group configs (APPEND/SUBTRACT: no group config is a list)."""
-    store = ctx.broker.metadata
     if not group_id:
         raise ApiError(ErrorCode.INVALID_GROUP_ID, "A group resource needs a group id.")
-    if not isinstance(store, LocalMetadata):
-        raise ApiError(ErrorCode.INVALID_REQUEST, "Group configs are not kept in cluster mode yet.")
-    wanted = store.group_configs(group_id)
+    wanted = ctx.broker.metadata.group_configs(group_id)
     broker = broker_values(ctx)
     for op in ops:
         if op.config_operation not in (SET, DELETE):
@@ -179,7 +175,7 @@ def _alter_group(
         else:
             wanted[op.name] = value
     if not validate_only:
-        store.set_group_configs(group_id, wanted)
+        ctx.broker.set_group_configs(group_id, wanted)
 
 
 @handles(44, 0, 1)
