@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 
 import confluent_kafka as ck
@@ -45,6 +46,12 @@ from strom.protocol.messages.describe_share_group_offsets_response import (
 )
 from strom.protocol.messages.list_groups_request import ListGroupsRequest
 from strom.protocol.messages.list_groups_response import ListGroupsResponse
+from strom.protocol.messages.share_fetch_request import (
+    FetchPartition,
+    FetchTopic,
+    ShareFetchRequest,
+)
+from strom.protocol.messages.share_fetch_response import ShareFetchResponse
 
 from .broker_process import BrokerProcess
 from .clients import ck_consume, create_topic, wait_until
@@ -445,3 +452,112 @@ def test_group_configs(broker: BrokerProcess, topic: str) -> None:
     finally:
         worker.stop()
     assert not [v for v in worker.values() if v.startswith(b"aborted")]
+
+
+def test_group_max_size_refuses_one_member_too_many(
+    broker_factory: BrokerFactory, topic: str
+) -> None:
+    """group.share.max.size (at least 10, as Kafka): the member past the bound is refused with
+    GROUP_MAX_SIZE_REACHED, which confluent-kafka's ShareConsumer reports as a fatal error;
+    the members in the group go on."""
+    broker = broker_factory({"group.share.max.size": 10})
+    create_topic(broker.bootstrap, topic, partitions=1)
+    members = [ShareWorker(broker.bootstrap, "small", [topic]).start() for _ in range(10)]
+    try:
+        wait_members(broker, "small", 10)
+        extra = ck.ShareConsumer(share_conf(broker.bootstrap, "small"))
+        extra.subscribe([topic])
+        errors: list[ck.KafkaError] = []
+
+        def refused() -> bool:
+            try:
+                errors.extend(m.error() for m in extra.poll(0.5) if m.error())
+            except ck.KafkaException as exc:
+                errors.append(exc.args[0])
+            return any(e.code() == ck.KafkaError.GROUP_MAX_SIZE_REACHED for e in errors)
+
+        try:
+            wait_until(refused, "GROUP_MAX_SIZE_REACHED for the eleventh member")
+        finally:
+            extra.close()
+        assert len(share_group_describe(broker, "small").members) == 10
+        prime(broker.bootstrap, topic, members)
+        produce_values(broker.bootstrap, topic, [b"still-served"])
+        wait_until(
+            lambda: [v for w in members for v in w.values()] == [b"still-served"],
+            "the members' record",
+        )
+    finally:
+        _stop(members)
+
+
+def test_auto_offset_reset_by_duration(broker: BrokerProcess, topic: str) -> None:
+    """share.auto.offset.reset=by_duration:PT1H (KIP-1106), set with confluent-kafka's
+    AdminClient: a new share group starts at the first record at most an hour old."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    create_topic(broker.bootstrap, topic, partitions=1)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    entry = ConfigEntry(
+        "share.auto.offset.reset", "by_duration:PT1H", incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ResourceType.GROUP, "recent", incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(30)
+    producer = ck.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    now_ms = int(time.time() * 1000)
+    for value, age_ms in ((b"two-hours-old", 7_200_000), (b"a-minute-old", 60_000), (b"new", 0)):
+        producer.produce(topic, value, partition=0, timestamp=now_ms - age_ms)
+        producer.flush(30)  # one batch each
+    worker = ShareWorker(broker.bootstrap, "recent", [topic]).start()
+    try:
+        wait_until(
+            lambda: sorted(worker.values()) == [b"a-minute-old", b"new"],
+            "the records of the last hour",
+        )
+    finally:
+        worker.stop()
+    assert b"two-hours-old" not in worker.values()
+
+
+def test_share_sessions_bounded_by_max_groups_times_max_size(
+    broker_factory: BrokerFactory, topic: str
+) -> None:
+    """A broker keeps at most group.share.max.groups x group.share.max.size share sessions
+    (here 1 x 10, as Kafka 4.0 sized its cache): while ten ShareConsumers hold theirs, a new
+    session is refused with SHARE_SESSION_LIMIT_REACHED; once they close, an eleventh
+    ShareConsumer, started meanwhile, is served."""
+    broker = broker_factory({"group.share.max.groups": 1, "group.share.max.size": 10})
+    create_topic(broker.bootstrap, topic, partitions=1)
+    full = [ShareWorker(broker.bootstrap, "ten", [topic]).start() for _ in range(10)]
+    late: ShareWorker | None = None
+    try:
+        wait_members(broker, "ten", 10)
+        prime(broker.bootstrap, topic, full)
+        tid = share_group_describe(broker, "ten").members[0].assignment.topic_partitions[0]
+
+        def open_session(member: str) -> int:
+            request = ShareFetchRequest(
+                group_id="eleventh",
+                member_id=member,
+                share_session_epoch=0,
+                max_wait_ms=0,
+                max_records=1,
+                topics=[FetchTopic(tid.topic_id, [FetchPartition(partition_index=0)])],
+            )
+            return int(wire(broker, 78, 1, request, ShareFetchResponse).error_code)
+
+        # Every one of the ten fetches (long polls renew their sessions): the cache is full.
+        wait_until(
+            lambda: open_session("probe") == ErrorCode.SHARE_SESSION_LIMIT_REACHED,
+            "SHARE_SESSION_LIMIT_REACHED for an eleventh session",
+        )
+        late = ShareWorker(broker.bootstrap, "eleventh", [topic]).start()
+        _stop(full)
+        full = []
+        prime(broker.bootstrap, topic, [late])
+        produce_values(broker.bootstrap, topic, [b"served-at-last"])
+        wait_until(lambda: late.values() == [b"served-at-last"], "the eleventh consumer's record")
+    finally:
+        _stop(full)
+        if late is not None:
+            late.stop()

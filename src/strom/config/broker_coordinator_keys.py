@@ -69,16 +69,17 @@ BROKER_COORDINATOR_DEFS: list[ConfigDef] = [
        "share group members.", at_least(1), unused=True),
     define("group.share.max.size", SH, 200, "Most members of one share group.",
        between(10, 1000)),
-    define("group.share.max.groups", SH, 10, "Most share groups on the broker.",
-       between(1, 100), unused=True),
+    define("group.share.max.groups", SH, 10, "Most share groups on the broker; times "
+       "group.share.max.size, the most share sessions a broker keeps (as Kafka 4.0).",
+       between(1, 100)),
     define("group.share.delivery.count.limit", I, 5, "Deliveries of a record to a share group "
        "before it is archived.", between(2, 10)),
     define("group.share.record.lock.duration.ms", I, 30000, "How long a record handed to a "
        "share consumer stays locked to it.", between(1000, 60000)),
     define("group.share.min.record.lock.duration.ms", I, 15000, "Smallest record lock "
-       "duration a share group may set.", between(1000, 30000), unused=True),
+       "duration a share group may set.", between(1000, 30000)),
     define("group.share.max.record.lock.duration.ms", I, 60000, "Largest record lock duration "
-       "a share group may set.", between(30000, 3600000), unused=True),
+       "a share group may set.", between(30000, 3600000)),
     define("group.share.partition.max.record.locks", I, 200, "Most records of one partition "
        "in flight (acquired, or delivered and not yet past the share-partition start offset) "
        "for one share group (Kafka 3.9's default; Kafka 4.x's is 2000).", between(100, 10000)),
