@@ -89,6 +89,10 @@ def group_config_write_name(group_id: str) -> str:
 IDLE_FILE_S = 60.0
 IDLE_FILE_CHECK_MS = 10_000
 # The background opening of deferred logs: this long at a time, then this long for the rest.
+# Files the produce path and the opening of logs left for later: looked for this often,
+# written this many logs at a time.
+DUE_FILES_INTERVAL_S = 1.0
+DUE_FILES_BATCH = 500
 WARM_UP_SLICE_S = 0.02
 WARM_UP_PAUSE_S = 0.005
 # A single broker leads every partition; its leader epoch never changes.
@@ -240,6 +244,9 @@ class Broker:
             cluster_id=metadata.cluster_id,
             broker_id=config.broker_id,
         )
+        # Here, in a worker thread, rather than partition by partition on the event loop when
+        # the replica manager applies the partition states.
+        logs.open_deferred(budget_s=float("inf"))
         broker = cls(config, metadata, logs)
         broker_ref.append(broker)
         for topic, partition in list(logs.partitions()):
@@ -320,6 +327,7 @@ class Broker:
                 self._every(IDLE_FILE_CHECK_MS, self._close_idle_files), name="idle-files"
             )
         )
+        self._background.append(asyncio.create_task(self._write_due_files(), name="due-files"))
         if self.logs.deferred:
             self._background.append(
                 asyncio.create_task(self._open_deferred_logs(), name="open-deferred-logs")
@@ -373,6 +381,23 @@ class Broker:
         for partition_log in self.logs.all_logs():
             if partition_log.needs_flush(now):
                 self.request_flush(partition_log)
+
+    async def _write_due_files(self) -> None:
+        """Write the files the produce path and the opening of logs left for later (leader
+        epochs, producer snapshots: PartitionLog.files_due), in the worker pool, a batch at a
+        time."""
+        loop = asyncio.get_running_loop()
+        while True:
+            pending = self.logs.take_due_files(DUE_FILES_BATCH)
+            if not pending:
+                await asyncio.sleep(DUE_FILES_INTERVAL_S)
+                continue
+            failed = await loop.run_in_executor(self.io, self.logs.write_due_files, pending)
+            for plog, exc in failed:
+                self.storage_failure(f"writing the files of {plog.name}", exc, plog)
+                plog.files_due(plog)
+            if failed:
+                await asyncio.sleep(DUE_FILES_INTERVAL_S)
 
     async def _open_deferred_logs(self) -> None:
         """Open the partitions that start-up left unopened (storage/deferred_logs.py), a few

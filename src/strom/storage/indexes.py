@@ -49,13 +49,26 @@ class IndexCorruptError(ValueError):
     pass
 
 
+class IndexMissingError(IndexCorruptError):
+    """A non-empty segment without index files (rebuilt from the .log's batch headers)."""
+
+
 class _Index:
     """Shared file handling: entries written so far, entries pending, and the file's path."""
 
     ENTRY: struct.Struct
+    __slots__ = (
+        "_file",
+        "_fresh",
+        "_pending",
+        "_unsynced",
+        "_written",
+        "base_offset",
+        "max_entries",
+    )
 
     def __init__(self, path: Path, base_offset: int, max_index_bytes: int) -> None:
-        self.path = path
+        self._file = str(path)  # a str: a Path per index costs half a kilobyte
         self.base_offset = base_offset
         self.max_entries = max(1, max_index_bytes // self.ENTRY.size)
         self._written = 0  # entries in the file
@@ -64,6 +77,14 @@ class _Index:
         # Neither loaded nor reset: whatever the file holds (a leftover of an earlier segment
         # at this base) is not this index's, and the first write replaces it.
         self._fresh = True
+
+    @property
+    def path(self) -> Path:
+        return Path(self._file)
+
+    @path.setter
+    def path(self, path: Path) -> None:
+        self._file = str(path)
 
     @property
     def is_full(self) -> bool:
@@ -75,7 +96,7 @@ class _Index:
     def _read_raw(self) -> bytes | None:
         """The file's bytes; None when it does not exist."""
         try:
-            return read_file(self.path)
+            return read_file(self._file)
         except FileNotFoundError:
             return None
 
@@ -89,7 +110,7 @@ class _Index:
         if not self._pending and not (create and self._written == 0):
             return
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if self._fresh else 0)
-        fd = open_fd(self.path, flags)
+        fd = open_fd(self._file, flags)
         self._fresh = False
         try:
             view = memoryview(self._pending)
@@ -105,14 +126,14 @@ class _Index:
         """Keep the first `count` entries, on disk and pending."""
         if count == 0:
             with contextlib.suppress(FileNotFoundError):
-                os.truncate(self.path, 0)
+                os.truncate(self._file, 0)
             self._written = 0
             self._pending = bytearray()
             self._fresh = False
             self._unsynced = True
         elif count < self._written:
             with contextlib.suppress(FileNotFoundError):
-                os.truncate(self.path, count * self.ENTRY.size)
+                os.truncate(self._file, count * self.ENTRY.size)
             self._written = count
             self._pending = bytearray()
             self._unsynced = True
@@ -125,7 +146,7 @@ class _Index:
         if not self._unsynced:
             return
         try:
-            fd = open_fd(self.path, os.O_RDONLY)
+            fd = open_fd(self._file, os.O_RDONLY)
         except FileNotFoundError:
             return  # truncated away to nothing and never written again
         try:
@@ -141,12 +162,13 @@ class _Index:
     def rename(self, path: Path) -> None:
         self.write_pending()
         with contextlib.suppress(FileNotFoundError):
-            os.rename(self.path, path)
-        self.path = path
+            os.rename(self._file, path)
+        self._file = str(path)
 
 
 class OffsetIndex(_Index):
     ENTRY = OFFSET_ENTRY
+    __slots__ = ("positions", "relative_offsets")
 
     def __init__(self, path: Path, base_offset: int, max_index_bytes: int) -> None:
         super().__init__(path, base_offset, max_index_bytes)
@@ -222,6 +244,7 @@ class OffsetIndex(_Index):
 
 class TimeIndex(_Index):
     ENTRY = TIME_ENTRY
+    __slots__ = ("relative_offsets", "timestamps")
 
     def __init__(self, path: Path, base_offset: int, max_index_bytes: int) -> None:
         super().__init__(path, base_offset, max_index_bytes)

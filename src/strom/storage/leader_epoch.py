@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
+import threading
 from pathlib import Path
 
 from strom.storage.checkpoint import (
@@ -30,23 +32,47 @@ UNDEFINED_EPOCH_OFFSET = -1
 
 
 class LeaderEpochCache:
+    """Entries in memory, the file written after each change.
+
+    A change made on the produce path (`assign(..., defer=True)`: the first append of a
+    partition and epoch) is not written there: creating a file costs a millisecond or more on
+    some disks, a hundred seconds for the first record of each of 100,000 partitions. The
+    broker writes such files from its worker pool a moment later (`write_unwritten`), the next
+    flush writes and fsyncs them (`sync`), and so does closing the log. A crash before that
+    loses nothing: recovery stamps the epochs again from the batches it validates, as Kafka's
+    does. Kafka writes the file on assign without fsync since KAFKA-15046; the records of an
+    unflushed epoch are at the mercy of the page cache exactly as the file is.
+
+    Writes may come from a worker thread while the event loop changes the entries: every
+    change bumps `_version` and publishes an immutable `_snapshot`; a writer writes a snapshot
+    and records its version, under `_file_lock` (one writer of the file at a time).
+    """
+
+    __slots__ = (
+        "_file",
+        "_file_lock",
+        "_snapshot",
+        "_synced",
+        "_version",
+        "_written",
+        "epochs",
+        "start_offsets",
+    )
+
     def __init__(self, directory: Path) -> None:
-        self.path = directory / FILE_NAME
+        self._file = os.path.join(directory, FILE_NAME)  # a str: a Path costs half a kilobyte
         self.epochs: list[int] = []
         self.start_offsets: list[int] = []
-        # `assign` runs on the produce path (the first append of every partition and epoch):
-        # it writes the file without fsync and leaves that to the log's next flush, as Kafka
-        # does since KAFKA-15046. Records below the recovery point were flushed with it; the
-        # unflushed ones are at the mercy of the page cache exactly as the records are.
-        self.needs_sync = False
-        # `assign` could not write the file (a full disk): the next sync writes it, the
-        # entries are in memory meanwhile.
-        self.unwritten = False
+        self._snapshot: tuple[tuple[int, int], ...] = ()
+        self._version = 0  # bumped by every change
+        self._written = 0  # the version the file holds
+        self._synced = 0  # the version made durable
+        self._file_lock = threading.Lock()
         self._load()
 
     def _load(self) -> None:
         try:
-            data = read_file(self.path)
+            data = read_file(self._file)
         except FileNotFoundError:
             return
         try:
@@ -56,31 +82,53 @@ class LeaderEpochCache:
             return
         for epoch, offset in entries:
             self._assign(epoch, offset)
+        self._snapshot = tuple(zip(self.epochs, self.start_offsets, strict=True))
 
-    def _flush(self, sync: bool = True) -> None:
-        data = format_lines(zip(self.epochs, self.start_offsets, strict=True))
-        write_atomically(self.path, data, sync=sync)
-        self.needs_sync = not sync
+    @property
+    def path(self) -> Path:
+        return Path(self._file)
+
+    @property
+    def unwritten(self) -> bool:
+        return self._version != self._written
+
+    def _changed(self, *, defer: bool = False, sync: bool = False) -> None:
+        self._snapshot = tuple(zip(self.epochs, self.start_offsets, strict=True))
+        self._version += 1
+        if defer:
+            return
+        try:
+            self._write(sync=sync)
+        except OSError as exc:
+            log.warning("%s: could not be written now (%s); retried later", self.path, exc)
+
+    def _write(self, sync: bool) -> None:
+        with self._file_lock:
+            version, snapshot = self._version, self._snapshot
+            if version != self._written:
+                write_atomically(self.path, format_lines(snapshot), sync=sync)
+                self._written = version
+                if sync:
+                    self._synced = version
+            elif sync and self._synced != self._written:
+                sync_file(self.path)
+                self._synced = self._written
+
+    def write_unwritten(self) -> None:
+        """Write the file if the entries changed since it was written, without fsync (any
+        thread; raises OSError)."""
+        if self.unwritten:
+            self._write(sync=False)
 
     def sync(self) -> None:
-        """fsync a checkpoint that `assign` wrote without it (PartitionLog.flush, in a worker),
-        or write it if `assign` could not (raises OSError when it still cannot)."""
-        if self.unwritten:
-            self._flush(sync=True)
-            self.unwritten = False
-        elif self.needs_sync:
-            self.needs_sync = False
-            sync_file(self.path)
+        """Write the file if it is behind and fsync it if that was not done yet
+        (PartitionLog.flush, in a worker thread; raises OSError)."""
+        if self._version != self._synced:
+            self._write(sync=True)
 
     def update_parent_dir(self, directory: Path) -> None:
         """The partition directory was renamed (its replica moved to another log dir)."""
-        self.path = directory / FILE_NAME
-
-    def write_unwritten(self) -> None:
-        """Write the file if `assign` could not, without fsync (raises OSError)."""
-        if self.unwritten:
-            self._flush(sync=False)
-            self.unwritten = False
+        self._file = os.path.join(directory, FILE_NAME)
 
     @property
     def latest_epoch(self) -> int:
@@ -101,16 +149,13 @@ class LeaderEpochCache:
         self.start_offsets.append(start_offset)
         return True
 
-    def assign(self, epoch: int, start_offset: int) -> None:
-        """Record that `epoch` starts at `start_offset`, if it is newer than the latest."""
-        if self._assign(epoch, start_offset):
-            try:
-                self._flush(sync=False)
-            except OSError as exc:  # on the produce path, after the records were written
-                log.warning(
-                    "%s: could not be written now (%s); retried at the next flush", self.path, exc
-                )
-                self.unwritten = True
+    def assign(self, epoch: int, start_offset: int, *, defer: bool = False) -> bool:
+        """Record that `epoch` starts at `start_offset`, if it is newer than the latest;
+        `defer`: leave the file to a later write (see the class). True when it was newer."""
+        if not self._assign(epoch, start_offset):
+            return False
+        self._changed(defer=defer)
+        return True
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
         """(epoch, end offset) as OffsetsForLeaderEpoch answers it.
@@ -135,7 +180,7 @@ class LeaderEpochCache:
         keep = bisect.bisect_left(self.start_offsets, end_offset)
         if keep < len(self.epochs):
             del self.epochs[keep:], self.start_offsets[keep:]
-            self._flush()
+            self._changed(sync=True)
 
     def truncate_from_start(self, start_offset: int) -> None:
         """The log now starts at `start_offset`: older epochs go, the one covering it starts there."""
@@ -144,9 +189,9 @@ class LeaderEpochCache:
             return
         del self.epochs[:covering], self.start_offsets[:covering]
         self.start_offsets[0] = start_offset
-        self._flush()
+        self._changed(sync=True)
 
     def clear(self) -> None:
         if self.epochs:
             self.epochs, self.start_offsets = [], []
-            self._flush()
+            self._changed(sync=True)

@@ -96,14 +96,19 @@ def close(manager: LogManager) -> None:
     for plog in manager.all_logs():
         if plog.directory.parent not in unclean:
             plog.recovery_point = plog.log_end_offset
+    unrecovered = {entry.log_dir for entry in manager.deferred.values() if not entry.clean}
+    for log_dir in unrecovered:
+        log.info("%s holds logs not recovered since a crash: no clean shutdown marker", log_dir)
+    unclean |= unrecovered
     manager.checkpoint()
     for log_dir in manager.live_log_dirs:
         if log_dir in unclean:
-            log.error(
-                "%s is left without its clean shutdown marker: its logs are "
-                "recovered at the next start",
-                log_dir,
-            )
+            if log_dir not in unrecovered:
+                log.error(
+                    "%s is left without its clean shutdown marker: its logs are "
+                    "recovered at the next start",
+                    log_dir,
+                )
             continue
         try:
             write_atomically(log_dir / CLEAN_SHUTDOWN_FILE, CLEAN_SHUTDOWN_CONTENT)

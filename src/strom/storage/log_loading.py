@@ -2,10 +2,11 @@
 
 Names in a log dir (Kafka's layout; see log_manager.py for what each holds) and the rules of
 loading: a `<topic>-<partition>.<id>-delete` directory is removed; a `-future` one (a move
-between log dirs, log_moves.py) is opened as the future log of its partition; a partition in
-two directories stops start-up. After a crash (no `.kafka_cleanshutdown`) every log is opened
-and recovered past its recovery point now; after a clean shutdown none is read: each becomes a
-`DeferredLog` (deferred_logs.py), opened on first use or by the broker's warm-up.
+between log dirs, log_moves.py) is opened at once as the future log of its partition, with its
+current log; a partition in two directories stops start-up. Every other log becomes a
+`DeferredLog` (deferred_logs.py), read only when it is first used or by the broker's warm-up:
+as it was left by a clean shutdown, or recovered past its recovery point after a crash (no
+`.kafka_cleanshutdown`).
 """
 
 from __future__ import annotations
@@ -49,20 +50,20 @@ TopicPartition = tuple[str, int]
 
 
 def load_dir(manager: LogManager, log_dir: Path) -> None:
-    """Load a log dir's logs into `manager`: recovered where the last run crashed, else deferred
-    (deferred_logs.py). Raises OSError when the directory itself cannot be read."""
+    """List a log dir's logs into `manager`, deferred (deferred_logs.py) except the future
+    logs and their current logs. Raises OSError when the directory itself cannot be read."""
     marker = log_dir / CLEAN_SHUTDOWN_FILE
     clean = marker.exists()
     recovery_points = read_offsets(log_dir / RECOVERY_POINT_FILE)
     entries = sorted(os.scandir(log_dir), key=lambda e: e.name)
     if not clean and any(entry.is_dir() for entry in entries):
         log.warning(
-            "no clean shutdown marker in %s: recovering its partitions' segments past "
-            "their recovery points",
+            "no clean shutdown marker in %s: each partition's segments past its recovery "
+            "point are recovered when it is opened",
             log_dir,
         )
     start_offsets = read_offsets(log_dir / LOG_START_OFFSET_FILE)
-    high_watermarks = read_offsets(log_dir / HIGH_WATERMARK_FILE) if clean else {}
+    high_watermarks = read_offsets(log_dir / HIGH_WATERMARK_FILE)
     for entry in entries:
         if not entry.is_dir():
             continue
@@ -86,12 +87,13 @@ def load_dir(manager: LogManager, log_dir: Path) -> None:
             continue
         key = (sys.intern(match["topic"]), int(match["partition"]))
         check_duplicate(manager, key, path, future)
-        if clean and not future:
+        if not future:
             manager.deferred[key] = DeferredLog(
                 log_dir,
                 recovery_points.get(key),
                 start_offsets.get(key),
                 high_watermarks.get(key),
+                clean,
             )
             continue
         try:
@@ -100,7 +102,7 @@ def load_dir(manager: LogManager, log_dir: Path) -> None:
                 key[0],
                 key[1],
                 read_partition_metadata(path) or ZERO_UUID,
-                manager.config_for(key[0]),
+                manager.topic_config(key[0]),
                 recovery_points.get(key),
                 clean,
                 start_offsets.get(key),
@@ -155,9 +157,9 @@ def open_deferred_log(manager: LogManager, key: TopicPartition) -> PartitionLog 
             key[0],
             key[1],
             read_partition_metadata(path) or ZERO_UUID,
-            manager.config_for(key[0]),
+            manager.topic_config(key[0]),
             entry.recovery_point,
-            True,
+            entry.clean,
             entry.log_start_offset,
             producer_id_expiration_ms=manager.producer_id_expiration_ms,
         )

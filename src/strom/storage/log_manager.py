@@ -36,7 +36,6 @@ All methods block (file I/O, fsync); the server chooses which to run in worker t
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -90,10 +89,17 @@ class LogManager:
             raise ValueError("at least one log directory is needed")
         self.log_dirs = [d.absolute() for d in log_dirs]
         self.config_for = config_for
+        self._configs: dict[str, LogConfig] = {}
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.logs: dict[TopicPartition, PartitionLog] = {}
         self.log_dir_of: CountedDirs[TopicPartition, Path] = CountedDirs(lambda d: d)
         self.future_logs: dict[TopicPartition, PartitionLog] = {}
+        # Logs with files left to be written later (PartitionLog.files_due; the broker writes
+        # them from its worker pool through take_due_files and write_due_files).
+        self._files_due: set[PartitionLog] = set()
+        # Shared by every log (a bound method per log would cost memory per partition).
+        self._files_due_add = self._files_due.add
+        self._io_sink = self.io_failed
         # Partitions of cleanly shut down log dirs not opened yet (deferred_logs.py).
         self.deferred: CountedDirs[TopicPartition, DeferredLog] = CountedDirs(
             lambda entry: entry.log_dir
@@ -176,7 +182,10 @@ class LogManager:
     ) -> None:
         if self._unlink is not None:
             plog.unlink_files = self._unlink
-        plog.report_io_error = functools.partial(self.io_failed, plog)
+        plog.set_io_error_sink(self._io_sink)
+        plog.files_due = self._files_due_add
+        if plog.has_due_files:
+            self._files_due.add(plog)
         if future:
             self.future_logs[key] = plog
         else:
@@ -479,12 +488,41 @@ class LogManager:
             return
         self.remove_tree(doomed)
 
+    def topic_config(self, topic: str) -> LogConfig:
+        """`config_for(topic)`, one object shared by the topic's logs opened from disk."""
+        config = self._configs.get(topic)
+        if config is None:
+            config = self._configs[topic] = self.config_for(topic)
+        return config
+
     def update_config(self, topic: str, config: LogConfig) -> None:
+        self._configs[topic] = config
         for plog in self.all_logs():
             if plog.topic == topic:
                 plog.update_config(config)
 
     # -- background work -----------------------------------------------------------------------
+
+    def take_due_files(self, most: int) -> list[PartitionLog]:
+        """Up to `most` logs with files left to be written (on the owning thread); give them
+        to `write_due_files`."""
+        taken: list[PartitionLog] = []
+        while self._files_due and len(taken) < most:
+            taken.append(self._files_due.pop())
+        return taken
+
+    def write_due_files(self, logs: list[PartitionLog]) -> list[tuple[PartitionLog, OSError]]:
+        """Write what `logs` left for later, without fsync (any thread); returns the
+        failures, which the caller gives back with `files_due`."""
+        failed = []
+        for plog in logs:
+            if plog.closed:
+                continue
+            try:
+                plog.write_due_files()
+            except OSError as exc:
+                failed.append((plog, exc))
+        return failed
 
     def checkpoint(self) -> None:
         """Write recovery points, log start offsets and high watermarks of every log (opened or

@@ -61,7 +61,7 @@ def recover_abandoned_futures(manager: LogManager) -> None:
     if manager.offline_dirs:
         return
     for key in sorted(manager.future_logs):
-        if key in manager.logs or key in manager.offline_partitions:
+        if key in manager.logs or key in manager.deferred or key in manager.offline_partitions:
             continue
         future = manager.future_logs.pop(key)
         log_dir = future.directory.parent

@@ -61,6 +61,18 @@ def now_wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _ignore_io_error(_plog: PartitionLog, _exc: OSError) -> None:
+    """Without a LogManager there is no log dir to take offline."""
+
+
+def _write_now(plog: PartitionLog) -> None:
+    """Without a LogManager (tests, tools): the files are written at once."""
+    try:
+        plog.write_due_files()
+    except OSError as exc:
+        log.warning("%s: files not written yet: %s", plog.name, exc)
+
+
 def partition_dir_name(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
 
@@ -88,6 +100,35 @@ class ReadResult:
 
 
 class PartitionLog:
+    # A broker holds one per partition, up to hundreds of thousands: no instance dicts.
+    __slots__ = (
+        "_dir_needs_fsync",
+        "_flush_lock",
+        "_io_failed",
+        "_new_directory",
+        "_segments_lock",
+        "cleaner_horizon_ms",
+        "cleaner_lock",
+        "cleaning",
+        "cleaning_aborted",
+        "closed",
+        "config",
+        "directory",
+        "files_due",
+        "high_watermark",
+        "last_flush_ms",
+        "leader_epoch_cache",
+        "log_start_offset",
+        "partition",
+        "producer_id_expiration_ms",
+        "producer_state",
+        "recovery_point",
+        "segments",
+        "topic",
+        "topic_id",
+        "unlink_files",
+    )
+
     def __init__(
         self,
         directory: Path,
@@ -135,9 +176,21 @@ class PartitionLog:
         # Removes the `.deleted` files of dropped segments; the broker sets one that runs in
         # its worker pool (LogManager.set_unlinker).
         self.unlink_files: Callable[[list[Path]], object] = unlink_paths
-        # Where a caller outside the broker's own paths (a follower's fetcher) reports an I/O
-        # error of this log, so that its log dir goes offline; LogManager sets it.
-        self.report_io_error: Callable[[OSError], object] = lambda exc: None
+        # Where I/O errors of this log go (report_io_error); LogManager sets it, one callable
+        # shared by all its logs.
+        self._io_failed: Callable[[PartitionLog, OSError], object] = _ignore_io_error
+        # Told when files are left to be written later (`write_due_files`: the leader epoch
+        # file of a deferred assign, a producer snapshot taken on opening); LogManager sets it
+        # to collect the logs whose files the broker writes from its worker pool.
+        self.files_due: Callable[[PartitionLog], object] = _write_now
+
+    def report_io_error(self, exc: OSError) -> None:
+        """An I/O error of this log met outside the broker's own paths (a follower's
+        fetcher): its log dir may go offline."""
+        self._io_failed(self, exc)
+
+    def set_io_error_sink(self, sink: Callable[[PartitionLog, OSError], object]) -> None:
+        self._io_failed = sink
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -164,8 +217,16 @@ class PartitionLog:
         """
         now = now_wall_ms() if now_ms is None else now_ms
         fresh = not (directory / PARTITION_METADATA_FILE).exists()
+        recovered_epochs: list[tuple[int, int]] = []
         stored_id, segments, start, point = load_log_files(
-            directory, topic_id, config, recovery_point, clean_shutdown, log_start_offset, now
+            directory,
+            topic_id,
+            config,
+            recovery_point,
+            clean_shutdown,
+            log_start_offset,
+            now,
+            recovered_epochs,
         )
         end = segments[-1].next_offset
         plog = cls(
@@ -184,6 +245,8 @@ class PartitionLog:
             end if high_watermark is None else max(start, min(high_watermark, end))
         )
         plog.leader_epoch_cache.truncate_from_end(end)
+        for epoch, base in recovered_epochs:  # as Kafka's recovery stamps them
+            plog.leader_epoch_cache.assign(epoch, base)
         plog.leader_epoch_cache.truncate_from_start(start)
         load_producer_state(
             plog.producer_state,
@@ -196,9 +259,20 @@ class PartitionLog:
             recovery_point=recovery_point or 0,
         )
         plog.producer_state.on_high_watermark_updated(plog.high_watermark)
+        for segment in segments:  # what opening read is read; the next use opens again
+            segment.file.close()
         return plog
 
     # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def has_due_files(self) -> bool:
+        return self.leader_epoch_cache.unwritten or self.producer_state.snapshot_due
+
+    def write_due_files(self) -> None:
+        """Write what was left for later, without fsync (any thread; raises OSError)."""
+        self.leader_epoch_cache.write_unwritten()
+        self.producer_state.write_due_snapshot()
 
     @property
     def active_segment(self) -> Segment:
@@ -310,8 +384,10 @@ class PartitionLog:
             raise ValueError("buffer does not hold exactly the given batches")
         segment = self.active_segment
         segment.append(buf, assigned)
-        if leader_epoch > self.leader_epoch_cache.latest_epoch:
-            self.leader_epoch_cache.assign(leader_epoch, first_offset)
+        if leader_epoch > self.leader_epoch_cache.latest_epoch and (
+            self.leader_epoch_cache.assign(leader_epoch, first_offset, defer=True)
+        ):
+            self.files_due(self)
         if analysis is not None:
             self.producer_state.apply(analysis, segment.txn_index)
         self.producer_state.map_end_offset = last_offset + 1
@@ -550,6 +626,7 @@ class PartitionLog:
                 now_ms=now,
                 expiration_ms=self.producer_id_expiration_ms,
             )
+            self.files_due(self)  # the snapshot at the new log end
         self.leader_epoch_cache.truncate_from_end(self.log_end_offset)
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
@@ -608,6 +685,7 @@ class PartitionLog:
                 covered = following is not None and following.base_offset <= self.recovery_point
                 if segment.dirty or (not covered and segment.next_offset > self.recovery_point):
                     segment.fsync()
+            self.producer_state.write_due_snapshot()
             self.producer_state.sync_snapshots()
             self.leader_epoch_cache.sync()
             if self._new_directory:
@@ -687,15 +765,22 @@ class PartitionLog:
         self.abort_cleaning()
         self.closed = True
         # The snapshot at the log end makes the next open replay nothing (without it the
-        # replay starts at an older one: slower, not wrong).
-        self.producer_state.map_end_offset = self.log_end_offset
+        # replay starts at an older one: slower, not wrong). A log that never had a producer
+        # id nor a snapshot needs none: a clean open without snapshots starts empty at the
+        # log end (recovery.rebuild_producer_state).
+        state = self.producer_state
+        state.map_end_offset = self.log_end_offset
         try:
-            self.producer_state.take_snapshot(sync=sync)
+            state.write_due_snapshot()
+            if state.producers or state.snapshots:
+                state.take_snapshot(sync=sync)
+            if sync:
+                state.sync_snapshots()
         except OSError as exc:
             log.error("%s: could not write the producer state snapshot: %s", self.name, exc)
         failure: OSError | None = None
         try:
-            self.active_segment.on_become_inactive()
+            self.active_segment.on_become_inactive(write=False)
         except OSError as exc:  # indexes are rebuilt from the .log where they fall short
             log.error("%s: could not write the indexes: %s", self.name, exc)
         try:

@@ -9,11 +9,12 @@ A directory whose file names another topic id belongs to a deleted-and-recreated
 from __future__ import annotations
 
 import base64
+import os
 import uuid
 from pathlib import Path
 
 from strom.storage.checkpoint import write_atomically
-from strom.storage.file_cache import read_file
+from strom.storage.file_cache import open_fd, read_file
 
 FILE_NAME = "partition.metadata"
 
@@ -29,10 +30,24 @@ def parse_kafka_uuid(text: str) -> uuid.UUID:
     return uuid.UUID(bytes=raw)
 
 
-def write_partition_metadata(directory: Path, topic_id: uuid.UUID, *, sync: bool = True) -> None:
-    """`sync=False`: no fsyncs (the log's first flush makes it durable)."""
-    text = f"version: 0\ntopic_id: {kafka_uuid_string(topic_id)}"
-    write_atomically(directory / FILE_NAME, text.encode(), sync=sync)
+def write_partition_metadata(
+    directory: Path, topic_id: uuid.UUID, *, sync: bool = True, new: bool = False
+) -> None:
+    """`sync=False`: no fsyncs (the log's first flush makes it durable). `new`: the file does
+    not exist yet, so it is written in place (one file creation, not a temporary file and a
+    rename: creating a topic of many partitions pays this per partition); a crash may leave it
+    torn, which reads as missing and is written again."""
+    text = f"version: 0\ntopic_id: {kafka_uuid_string(topic_id)}".encode()
+    if not new:
+        write_atomically(directory / FILE_NAME, text, sync=sync)
+        return
+    fd = open_fd(directory / FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        os.write(fd, text)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_partition_metadata(directory: Path) -> uuid.UUID | None:

@@ -329,6 +329,19 @@ class Analysis:
 
 
 class ProducerStateManager:
+    __slots__ = (
+        "_due",
+        "_unsynced",
+        "directory",
+        "last_snap_offset",
+        "map_end_offset",
+        "ongoing",
+        "producers",
+        "snapshots",
+        "unreplicated",
+        "where",
+    )
+
     def __init__(self, directory: Path, where: str) -> None:
         self.directory = directory
         self.where = where
@@ -341,6 +354,8 @@ class ProducerStateManager:
         self.last_snap_offset = 0
         self.snapshots: list[int] = sorted(self._scan_snapshots())
         self._unsynced: list[Path] = []
+        # (offset, rows) of a snapshot taken but not written yet (take_snapshot_later).
+        self._due: tuple[int, list[SnapshotRow]] | None = None
 
     def update_parent_dir(self, directory: Path) -> None:
         """The partition directory was renamed (its replica moved to another log dir)."""
@@ -502,6 +517,38 @@ class ProducerStateManager:
             self._unsynced.append(path)
         return path
 
+    def take_snapshot_later(self) -> None:
+        """As take_snapshot(sync=False), with the file written by `write_due_snapshot`
+        (opening a log must not create a file per partition: it costs a millisecond or more
+        on some disks). The rows are taken now, so later appends do not leak into it."""
+        if self.map_end_offset <= self.last_snap_offset:
+            return
+        offset = self.map_end_offset
+        self._due = (offset, [_snapshot_row(entry) for entry in self.producers.values()])
+        if offset not in self.snapshots:
+            self.snapshots.append(offset)
+            self.snapshots.sort()
+        self.last_snap_offset = offset
+
+    @property
+    def snapshot_due(self) -> bool:
+        return self._due is not None
+
+    def write_due_snapshot(self) -> None:
+        """Write the snapshot `take_snapshot_later` took, without fsync (any thread; raises
+        OSError and keeps it due)."""
+        due, self._due = self._due, None
+        if due is None:
+            return
+        offset, rows = due
+        path = snapshot_path(self.directory, offset)
+        try:
+            write_snapshot(path, rows, sync=False)
+        except OSError:
+            self._due = due
+            raise
+        self._unsynced.append(path)
+
     def sync_snapshots(self) -> None:
         """fsync the snapshots written without it (called by the log's flush, maybe off-loop)."""
         pending, self._unsynced = self._unsynced, []
@@ -516,6 +563,9 @@ class ProducerStateManager:
                 os.close(fd)
 
     def delete_snapshot(self, offset: int) -> None:
+        due = self._due
+        if due is not None and due[0] == offset:
+            self._due = None
         if offset in self.snapshots:
             self.snapshots.remove(offset)
         snapshot_path(self.directory, offset).unlink(missing_ok=True)

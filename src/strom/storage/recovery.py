@@ -49,7 +49,7 @@ from strom.protocol.records.errors import RecordError
 from strom.protocol.records.validation import validate_batches
 from strom.storage.batch_io import FRAMING, LOG_OVERHEAD
 from strom.storage.errors import InconsistentTopicIdError
-from strom.storage.indexes import IndexCorruptError
+from strom.storage.indexes import IndexCorruptError, IndexMissingError
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_metadata import read_partition_metadata, write_partition_metadata
 from strom.storage.producer_state import Origin, ProducerStateError, ProducerStateManager
@@ -65,8 +65,10 @@ RECOVERY_CHUNK = 1024 * 1024
 MIN_BATCH_SIZE = 61
 
 
-def recover_segment(segment: Segment) -> int:
-    """Validate every batch, rebuild the indexes, cut a bad tail; returns the bytes cut."""
+def recover_segment(segment: Segment, epochs: list[tuple[int, int]] | None = None) -> int:
+    """Validate every batch, rebuild the indexes, cut a bad tail; returns the bytes cut.
+    `epochs` collects (leader epoch, base offset) where the batches' epoch changes, for the
+    leader epoch cache (whose file may not have been written before the crash)."""
     segment.reset_indexes()
     end = segment.size
     position = 0
@@ -107,6 +109,9 @@ def recover_segment(segment: Segment) -> int:
                 valid = False
                 break
             segment.index_batch(position + offset_in_chunk, header)
+            epoch = header.partition_leader_epoch
+            if epochs is not None and epoch >= 0 and (not epochs or epochs[-1][0] != epoch):
+                epochs.append((epoch, header.base_offset))
             next_expected = header.next_offset
             offset_in_chunk += size
         position += offset_in_chunk
@@ -163,24 +168,30 @@ def load_log_files(
     clean_shutdown: bool,
     log_start_offset: int | None,
     now_ms: int,
+    epochs: list[tuple[int, int]] | None = None,
 ) -> tuple[uuid.UUID, list[Segment], int, int]:
     """Create or check the partition directory and load its segments (never empty: an empty
     log gets one segment at its start). Returns (topic id, segments, log start offset,
     recovery point). A zero `topic_id` adopts the stored one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    stored_id = read_partition_metadata(directory)
+    try:
+        directory.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
+    stored_id = None if created else read_partition_metadata(directory)
     if stored_id is not None and topic_id != ZERO_UUID and stored_id != topic_id:
         raise InconsistentTopicIdError(
             f"{directory} belongs to topic id {stored_id}, not {topic_id}"
         )
     if stored_id is None and topic_id != ZERO_UUID:
-        write_partition_metadata(directory, topic_id, sync=False)
+        write_partition_metadata(directory, topic_id, sync=False, new=created)
     segments = load_segments(
         directory,
         config,
         recovery_point=0 if recovery_point is None else recovery_point,
         clean_shutdown=clean_shutdown,
         now_ms=now_ms,
+        epochs=epochs,
     )
     first_base = segments[0].base_offset if segments else (log_start_offset or 0)
     start = max(first_base, log_start_offset or 0)
@@ -204,6 +215,7 @@ def load_segments(
     recovery_point: int,
     clean_shutdown: bool,
     now_ms: int,
+    epochs: list[tuple[int, int]] | None = None,
 ) -> list[Segment]:
     """Open every segment of a partition directory in base-offset order (see module doc)."""
     bases: set[int] = set()
@@ -270,6 +282,8 @@ def load_segments(
         active = segments[-1]
         try:
             active.load()
+        except IndexMissingError:  # removed, or a log dir from elsewhere: rebuilt quietly
+            active.rebuild_indexes()
         except IndexCorruptError as exc:
             log.warning("rebuilding the indexes of %s: %s", active.log_path, exc)
             recover_segment(active)
@@ -281,7 +295,7 @@ def load_segments(
         if segment.base_offset <= recovery_point:
             first_unflushed = i
     for i in range(first_unflushed, len(segments)):
-        if recover_segment(segments[i]) and i + 1 < len(segments):
+        if recover_segment(segments[i], epochs) and i + 1 < len(segments):
             _drop_after(segments, i)
             break
     return segments
@@ -357,7 +371,7 @@ def rebuild_producer_state(
     state.clear()
     if clean_shutdown and reindex_from is None and not state.snapshots:
         state.map_end_offset = log_end_offset
-        state.take_snapshot(sync=False)
+        state.take_snapshot_later()
         return
     limit = log_end_offset if reindex_from is None else min(reindex_from, log_end_offset)
     state.load_latest_snapshot(limit, log_start_offset, now_ms, expiration_ms)
@@ -372,7 +386,7 @@ def rebuild_producer_state(
         if segment.next_offset > start:
             _replay_segment(state, segment, start, log_end_offset, reindex)
     state.map_end_offset = log_end_offset
-    state.take_snapshot(sync=False)
+    state.take_snapshot_later()
 
 
 def _replay_segment(

@@ -31,7 +31,7 @@ from strom.storage import faults
 from strom.storage.batch_io import pread_exact, read_batch_header, scan_headers
 from strom.storage.errors import NotCachedError
 from strom.storage.file_cache import CachedFile
-from strom.storage.indexes import IndexCorruptError, OffsetIndex, TimeIndex
+from strom.storage.indexes import IndexCorruptError, IndexMissingError, OffsetIndex, TimeIndex
 from strom.storage.log_config import LogConfig
 from strom.storage.txn_index import TXN_INDEX_SUFFIX, TransactionIndex
 
@@ -152,6 +152,7 @@ class Segment:
             # them; empty until entries are written at flush, roll or close.
             self.offset_index.write_pending(create=True)
             self.time_index.write_pending(create=True)
+            self.file.close()  # a new partition's segment may not be written for long
         else:
             self.size = os.stat(log_path).st_size
         self._next_offset = base_offset
@@ -215,6 +216,8 @@ class Segment:
             return
         try:
             self.load()
+        except IndexMissingError:
+            self.rebuild_indexes()
         except IndexCorruptError as exc:
             log.warning("rebuilding the indexes of %s: %s", self.log_path, exc)
             self.rebuild_indexes()
@@ -227,7 +230,7 @@ class Segment:
         found = self.offset_index.load(self.size)
         found = self.time_index.load() and found
         if self.size and not found:
-            raise IndexCorruptError(f"{self.log_path}: index files are missing")
+            raise IndexMissingError(f"{self.log_path}: index files are missing")
         last_time_offset = self.time_index.last_entry()[1]
         if last_time_offset > self.base_offset + MAX_RELATIVE_OFFSET:
             raise IndexCorruptError(f"{self.time_index.path}: offset beyond the segment")
@@ -334,14 +337,15 @@ class Segment:
             self.ensure_loaded()
         return self.offset_index.is_full or self.time_index.is_full
 
-    def on_become_inactive(self) -> None:
+    def on_become_inactive(self, *, write: bool = True) -> None:
         """Record the largest timestamp as the last time index entry (read back on load) and
-        write the indexes out."""
+        write the indexes out (`write=False`: closing, which decides that, follows)."""
         if not self._loaded:
             return  # never touched since it was found on disk: its files are as they were
         self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp)
-        self.offset_index.write_pending(create=self.size > 0)
-        self.time_index.write_pending(create=self.size > 0)
+        if write:
+            self.offset_index.write_pending(create=self.size > 0)
+            self.time_index.write_pending(create=self.size > 0)
 
     def truncate_bytes(self, size: int) -> None:
         """Cut the .log file to `size` bytes (a batch boundary) without touching the indexes."""
@@ -494,8 +498,9 @@ class Segment:
             self.file.close()
             try:
                 if self._loaded:
-                    self.offset_index.close()
-                    self.time_index.close()
+                    # Kafka's layout: a segment with batches has both index files.
+                    self.offset_index.write_pending(create=self.size > 0)
+                    self.time_index.write_pending(create=self.size > 0)
             finally:
                 # Raises when aborted transactions wait for a full disk: the caller must not
                 # take the log for cleanly closed.

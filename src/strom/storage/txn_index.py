@@ -70,8 +70,10 @@ def decode_entries(data: bytes) -> list[AbortedTxn]:
 
 
 class TransactionIndex:
+    __slots__ = ("_entries", "_file", "_lock", "_unsynced", "_written", "base_offset")
+
     def __init__(self, path: Path, base_offset: int) -> None:
-        self.path = path
+        self._file = str(path)  # a str: a Path per segment costs half a kilobyte
         self.base_offset = base_offset
         self._lock = threading.Lock()  # flush() may fsync from a worker thread
         self._unsynced = False
@@ -80,12 +82,20 @@ class TransactionIndex:
         # append that found the disk full: fsync writes them, or fails and so does the flush).
         self._written = 0
 
+    @property
+    def path(self) -> Path:
+        return Path(self._file)
+
+    @path.setter
+    def path(self, path: Path) -> None:
+        self._file = str(path)
+
     # -- reading -------------------------------------------------------------------------------
 
     def entries(self) -> list[AbortedTxn]:
         if self._entries is None:
             try:
-                data = read_file(self.path)
+                data = read_file(self._file)
             except FileNotFoundError:
                 data = b""
             entries = decode_entries(data)
@@ -135,7 +145,7 @@ class TransactionIndex:
             if self._written >= len(entries):
                 return
             data = b"".join(entry.encode() for entry in entries[self._written :])
-            fd = open_fd(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            fd = open_fd(self._file, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             try:
                 try:
                     view = memoryview(data)
@@ -162,14 +172,14 @@ class TransactionIndex:
 
     def reset(self) -> None:
         """Remove every entry (recovery rebuilds the index while replaying the segment)."""
-        if self.path.exists():
+        if os.path.exists(self._file):
             self._truncate_file(0)
         self._entries = []
         self._written = 0
 
     def _truncate_file(self, size: int) -> None:
         with self._lock, contextlib.suppress(FileNotFoundError):
-            os.truncate(self.path, size)
+            os.truncate(self._file, size)
             self._unsynced = True
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -181,7 +191,7 @@ class TransactionIndex:
             if not self._unsynced:
                 return
             try:
-                fd = open_fd(self.path, os.O_RDONLY)
+                fd = open_fd(self._file, os.O_RDONLY)
             except FileNotFoundError:
                 self._unsynced = False
                 return
@@ -199,6 +209,6 @@ class TransactionIndex:
     def rename(self, path: Path) -> None:
         """Point at a new name, moving the file if it exists (segment suffix changes)."""
         self._write_pending()
-        if self.path.exists():
-            os.rename(self.path, path)
-        self.path = path
+        if os.path.exists(self._file):
+            os.rename(self._file, path)
+        self._file = str(path)

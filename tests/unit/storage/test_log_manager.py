@@ -125,13 +125,33 @@ def test_clean_restart_defers_opening(tmp_path: Path) -> None:
     reopened.close()
 
 
-def test_an_unclean_restart_defers_nothing(tmp_path: Path) -> None:
+def test_after_a_crash_a_log_is_recovered_when_opened(tmp_path: Path) -> None:
+    """kill -9: nothing is read at start-up either; opening a log recovers it from its
+    recovery point (a torn tail goes), and a clean stop before every log was recovered
+    leaves no clean shutdown marker."""
     manager = LogManager.open([tmp_path], _config_for)
-    append(manager.create("t", 0, uuid.uuid4(), CONFIG), [b"x"])
+    tid = uuid.uuid4()
+    for p in range(2):
+        append(manager.create("t", p, tid, CONFIG), [b"kept"])
     manager.checkpoint()  # no close: as after kill -9
+    for p in range(2):
+        with open(sorted((tmp_path / f"t-{p}").glob("*.log"))[-1], "ab") as f:
+            f.write(b"\x00\x00\x00\x00\x00\x00\x00\x01torn")  # a half-written batch
+
     reopened = LogManager.open([tmp_path], _config_for)
-    assert not reopened.deferred and len(reopened.all_logs()) == 1
+    assert len(reopened.deferred) == 2 and not reopened.all_logs()
+    first = reopened.get("t", 0)
+    assert first is not None and [r.value for r in read_all(first)] == [b"kept"]
+    assert first.active_segment.size == os.path.getsize(first.active_segment.log_path)
     reopened.close()
+    assert not (tmp_path / CLEAN_SHUTDOWN_FILE).exists()  # t-1 is still to be recovered
+
+    again = LogManager.open([tmp_path], _config_for)
+    second = again.get("t", 1)
+    assert second is not None and [r.value for r in read_all(second)] == [b"kept"]
+    assert again.open_deferred(budget_s=60.0) == 0  # the warm-up: every log recovered
+    again.close()
+    assert (tmp_path / CLEAN_SHUTDOWN_FILE).exists()
 
 
 def test_deferred_logs_of_a_failed_dir_go_offline(tmp_path: Path) -> None:
@@ -158,3 +178,24 @@ def test_deleting_a_deferred_partition(tmp_path: Path) -> None:
     assert reopened.partitions() == []
     assert not any(p.name.startswith("t-0") for p in tmp_path.iterdir())
     reopened.close()
+
+
+def test_leader_epochs_of_the_produce_path_are_written_later_or_recovered(
+    tmp_path: Path,
+) -> None:
+    manager = LogManager.open([tmp_path], _config_for)
+    plog = manager.create("t", 0, uuid.uuid4(), CONFIG)
+    append(plog, [b"a"], epoch=3)
+    epochs_file = plog.directory / "leader-epoch-checkpoint"
+    assert not epochs_file.exists()  # not on the produce path
+    pending = manager.take_due_files(10)
+    assert pending == [plog] and manager.write_due_files(pending) == []
+    assert epochs_file.read_text() == "0\n1\n3 0\n"
+    append(plog, [b"b"], epoch=4)
+    manager.checkpoint()  # no close and no write of the new epoch: as after kill -9
+    reopened = LogManager.open([tmp_path], _config_for)
+    recovered = reopened.get("t", 0)
+    assert recovered is not None
+    assert recovered.leader_epoch_cache.entries() == [(3, 0), (4, 1)]
+    reopened.close()
+    assert epochs_file.read_text() == "0\n2\n3 0\n4 1\n"
