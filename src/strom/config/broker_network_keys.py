@@ -77,10 +77,10 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
        "sessions (KIP-227) the broker keeps.", at_least(0)),
     define("max.request.partition.size.limit", I, 2000, "Most partitions one request may name "
        "(share fetches, KIP-932).", at_least(1), unused=True),
-    define("quota.window.num", I, 11, "Samples kept for client quotas.",
-       at_least(1), unused=True),
+    define("quota.window.num", I, 11, "Samples kept for client quotas (the rate is measured "
+       "over about this many windows).", at_least(1)),
     define("quota.window.size.seconds", I, 1, "Time span of one client quota sample.",
-       at_least(1), unused=True),
+       at_least(1)),
     define("replication.quota.window.num", I, 11, "Samples kept for replication quotas.",
        at_least(1), unused=True),
     define("replication.quota.window.size.seconds", I, 1, "Time span of one replication quota "
@@ -90,9 +90,9 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
     define("alter.log.dirs.replication.quota.window.size.seconds", I, 1, "Time span of one "
        "sample of that quota.", at_least(1), unused=True),
     define("controller.quota.window.num", I, 11, "Samples kept for controller mutation "
-       "quotas.", at_least(1), unused=True),
+       "quotas (with the window, the burst a mutation quota allows).", at_least(1)),
     define("controller.quota.window.size.seconds", I, 1, "Time span of one controller "
-       "mutation quota sample.", at_least(1), unused=True),
+       "mutation quota sample.", at_least(1)),
     define("client.quota.callback.class", C, None, "Plugin that decides client quotas instead "
        "of the built-in rules.", unused=True),
 ]

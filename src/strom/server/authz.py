@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from strom.config import BrokerConfig
+from strom.protocol.errors import ErrorCode
 from strom.protocol.messages import API_SPECS
 from strom.security.acl import (
     CLUSTER_NAME,
@@ -177,3 +178,33 @@ def authorized_operations(ctx: RequestContext, resource_type: ResourceType, name
     return operations_bitfield(
         authorizer.authorized_operations(principal_of(ctx), host_of(ctx), resource_type, name)
     )
+
+
+# Config resource types (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs).
+_TOPIC_RESOURCE = 2
+_GROUP_RESOURCE = 32
+_CLUSTER_RESOURCES = (4, 8, 16)  # BROKER, BROKER_LOGGER, CLIENT_METRICS
+
+KAFKA_MESSAGES = {
+    ErrorCode.TOPIC_AUTHORIZATION_FAILED: "Topic authorization failed.",
+    ErrorCode.CLUSTER_AUTHORIZATION_FAILED: "Cluster authorization failed.",
+    ErrorCode.GROUP_AUTHORIZATION_FAILED: "Group authorization failed.",
+}
+
+
+def config_resource_refusal(
+    ctx: RequestContext, resource_type: int, name: str, operation: AclOperation
+) -> ErrorCode | None:
+    """Kafka's check of a config resource: a topic needs `operation` (DESCRIBE_CONFIGS or
+    ALTER_CONFIGS) on the topic, a group on the group, a broker, broker logger or client-metrics
+    resource on the cluster. The error to answer, or None (other types are left to the
+    handler)."""
+    if resource_type == _TOPIC_RESOURCE:
+        if not authorize(ctx, operation, ResourceType.TOPIC, name):
+            return ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    elif resource_type == _GROUP_RESOURCE:
+        if not authorize(ctx, operation, ResourceType.GROUP, name):
+            return ErrorCode.GROUP_AUTHORIZATION_FAILED
+    elif resource_type in _CLUSTER_RESOURCES and not authorize_cluster(ctx, operation):
+        return ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    return None

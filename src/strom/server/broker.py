@@ -43,6 +43,7 @@ from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from strom.runtime.host import CoordinatorHandle, Node
 from strom.runtime.purgatory import Purgatory
+from strom.runtime.quota_runtime import LocalQuotaBackend, MemoryQuotaBackend, QuotaRuntime
 from strom.runtime.share_coordinator_runtime import SHARE_STATE_TOPIC, ShareCoordinatorRuntime
 from strom.runtime.share_initializer import ShareStateInitializer
 from strom.runtime.share_persister import SharePersister
@@ -169,6 +170,8 @@ class Broker:
         self.acls: AclRuntime | None = None
         # Single broker: where ACLs and client quotas are kept (strom-security.json).
         self.security_store: LocalSecurityStore | None = None
+        # Client quotas (produce and fetch bytes, request time, controller mutations).
+        self.quotas = QuotaRuntime(config, MemoryQuotaBackend(), {})
         self._faults = faults.FaultFile.from_environment()
         self._storage_log = LogLimiter(log)
 
@@ -216,6 +219,11 @@ class Broker:
         broker = cls(config, metadata, logs, clock)
         broker_ref.append(broker)
         broker.security_store = LocalSecurityStore.load(config.log_dirs[0])
+        broker.quotas = QuotaRuntime(
+            config,
+            LocalQuotaBackend(broker.security_store),
+            broker.security_store.entity_configs(),
+        )
         if broker.authorizer is not None:
             broker.authorizer.replace_all(broker.security_store.all_acls())
             broker.acls = AclRuntime(broker.authorizer, LocalAclBackend(broker.security_store))
@@ -337,6 +345,7 @@ class Broker:
     async def close(self) -> None:
         if self.acls is not None:
             self.acls.stop()
+        self.quotas.stop()
         if self.cluster is not None:
             await self.cluster.shutdown()
         await self.log_dir_moves.stop()
@@ -921,6 +930,11 @@ async def open_cluster_broker(config: BrokerConfig) -> Broker:
             broker.acls = await AclRuntime.open_zk(
                 broker.authorizer, ZkAclStore(client), client.connection_timeout_ms / 1000
             )
+        from strom.cluster.zk.quota_store import ZkQuotaStore
+
+        broker.quotas = await QuotaRuntime.open_zk(
+            config, ZkQuotaStore(client), client.connection_timeout_ms / 1000
+        )
         return broker
     except BaseException:
         await client.close()

@@ -28,3 +28,5 @@ class RequestContext:
     principal: KafkaPrincipal = ANONYMOUS
     # Bytes of the response budget a fetch took; given back once its answer is written.
     response_charge: int = 0
+    # Set by a handler that counted bandwidth against a client quota (server/throttle.py).
+    throttle_ms: int = 0

@@ -26,6 +26,11 @@ from strom.server.context import RequestContext
 from strom.server.descriptors import reserve
 from strom.server.network import Chunks, KafkaConnection
 from strom.server.registry import CloseConnection, handler_for
+from strom.server.throttle import (
+    client_throttles,
+    request_throttle,
+    set_throttle_time,
+)
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -115,11 +120,37 @@ class Dispatcher:
             conn.close(f"internal error while handling {spec.name}")
             return
         written = functools.partial(self._give_back, ctx)
+        # The time spent here counts against a request_percentage quota (not the waiting of
+        # a long poll or of acks=all).
+        throttle = self._throttle(ctx, conn, time.perf_counter() - started)
         if isinstance(result, Awaitable):
-            conn.respond_later(asyncio.ensure_future(self._finish(ctx, result, started)), written)
-        else:
-            conn.respond_now(self._encode(ctx, result), written)
-            self.broker.metrics.request_done(api_key, started)
+            conn.respond_later(
+                asyncio.ensure_future(self._finish(ctx, conn, result, started, throttle)), written
+            )
+            return
+        if throttle:
+            set_throttle_time(result, throttle)
+            if not client_throttles(api_key, version):
+                answer = asyncio.ensure_future(self._later(ctx, result, throttle))
+                conn.respond_later(answer, written)
+                self.broker.metrics.request_done(api_key, started)
+                return
+        conn.respond_now(self._encode(ctx, result), written)
+        self.broker.metrics.request_done(api_key, started)
+
+    def _throttle(self, ctx: RequestContext, conn: KafkaConnection, handled_s: float) -> int:
+        """The throttle time of a request (bandwidth counted by its handler, request time);
+        the connection is muted for it."""
+        throttle = max(ctx.throttle_ms, request_throttle(ctx, handled_s))
+        if throttle > 0:
+            ctx.throttle_ms = throttle
+            conn.throttle(throttle)
+        return throttle
+
+    async def _later(self, ctx: RequestContext, response: Any, throttle_ms: int) -> Chunks | None:
+        """Old clients do not wait by themselves: the answer waits the throttle time."""
+        await asyncio.sleep(throttle_ms / 1000.0)
+        return self._encode(ctx, response)
 
     def _give_back(self, ctx: RequestContext) -> None:
         """A fetch's share of the response budget, once its answer counts as unsent bytes."""
@@ -128,7 +159,12 @@ class Dispatcher:
             ctx.response_charge = 0
 
     async def _finish(
-        self, ctx: RequestContext, pending: Awaitable[Any], started: float
+        self,
+        ctx: RequestContext,
+        conn: KafkaConnection,
+        pending: Awaitable[Any],
+        started: float,
+        throttle_ms: int,
     ) -> Chunks | None:
         try:
             response = await pending
@@ -137,6 +173,14 @@ class Dispatcher:
         except Exception:
             log.exception("request %d (api key %d) failed", ctx.correlation_id, ctx.api_key)
             raise
+        # A handler may count bandwidth once its answer is ready (a long-polled fetch).
+        if ctx.throttle_ms > throttle_ms:
+            throttle_ms = ctx.throttle_ms
+            conn.throttle(throttle_ms)
+        if throttle_ms:
+            set_throttle_time(response, throttle_ms)
+            if not client_throttles(ctx.api_key, ctx.api_version):
+                await asyncio.sleep(throttle_ms / 1000.0)
         encoded = self._encode(ctx, response)
         self.broker.metrics.request_done(ctx.api_key, started)
         return encoded

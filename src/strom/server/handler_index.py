@@ -57,6 +57,8 @@ HANDLER_INDEX: Final[dict[int, tuple[str, int, int]]] = {
     45: ("alter_partition_reassignments", 0, 0),
     46: ("list_partition_reassignments", 0, 0),
     47: ("group_offsets", 0, 0),
+    48: ("client_quotas", 0, 1),
+    49: ("client_quotas", 0, 1),
     50: ("user_scram_credentials", 0, 0),
     51: ("user_scram_credentials", 0, 0),
     56: ("alter_partition", 0, 3),

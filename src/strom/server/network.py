@@ -182,6 +182,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drain_scheduled = False
+        # Muted for a client quota (KIP-219): no request is read until the throttle time ends.
+        self._throttled_until = 0.0
+        self._throttle_timer: asyncio.TimerHandle | None = None
         self._held_back = False  # whole frames wait in _tail until dispatching may go on
         self._parsing = False
         # The response future of the request being dispatched, if it answers later.
@@ -232,6 +235,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._throttle_timer is not None:
+            self._throttle_timer.cancel()
+            self._throttle_timer = None
         for fut in self._pending:
             fut.cancel()
         self._pending.clear()
@@ -562,7 +568,31 @@ class KafkaConnection(asyncio.BufferedProtocol):
             or len(self._pending) >= MAX_IN_FLIGHT_PER_CONNECTION
             or self._writing_paused
             or self._out_bytes > WRITE_HIGH_WATER
+            or self._throttle_timer is not None
         )
+
+    def throttle(self, ms: int) -> None:
+        """Mute the connection for `ms` (a client over its quota, as Kafka mutes the channel):
+        requests already received wait, nothing more is read, until the time is over."""
+        if ms <= 0 or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + ms / 1000.0
+        if until <= self._throttled_until:
+            return
+        self._throttled_until = until
+        if self._throttle_timer is not None:
+            self._throttle_timer.cancel()
+        self._throttle_timer = loop.call_at(until, self._unthrottle)
+        self._update_reading()
+
+    def _unthrottle(self) -> None:
+        self._throttle_timer = None
+        self._update_reading()
+
+    @property
+    def throttled(self) -> bool:
+        return self._throttle_timer is not None
 
     def _update_reading(self) -> None:
         if self._transport is None or self._closed:

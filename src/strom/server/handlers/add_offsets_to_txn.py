@@ -17,6 +17,8 @@ from strom.protocol.messages.add_offsets_to_txn_response import AddOffsetsToTxnR
 from strom.runtime.coordinator_runtime import then
 from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -30,6 +32,10 @@ def handle_add_offsets_to_txn(
         return AddOffsetsToTxnResponse(error_code=ErrorCode.INVALID_REQUEST)
     if not request.group_id:
         return AddOffsetsToTxnResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    if not authorize(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+        return AddOffsetsToTxnResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return AddOffsetsToTxnResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     groups = ctx.broker.groups
     pid, epoch = request.producer_id, request.producer_epoch
 

@@ -13,13 +13,20 @@ only says whether each partition is in the open transaction (NONE, or TRANSACTIO
 a wrong producer id or epoch, or a transaction being prepared, fails all its partitions), as
 Kafka 3.9's coordinator answers leaders that verify a transactional produce. Strom's own
 leaders do not send these (their produces and TxnOffsetCommits are not verified against a
-coordinator on another broker). Not done: authorization (v4+ requires CLUSTER_ACTION).
+coordinator on another broker).
+
+Authorization as Kafka's: v0-3 (clients) need WRITE on the transactional id (every partition
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and on each topic (TOPIC_AUTHORIZATION_FAILED, the
+others OPERATION_NOT_ATTEMPTED); internal topics are always refused there, with or without an
+authorizer, as Kafka does (offsets join a transaction through AddOffsetsToTxn). v4+ (brokers)
+need CLUSTER_ACTION (CLUSTER_AUTHORIZATION_FAILED for the whole request).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from strom.cluster.topic_names import INTERNAL_TOPICS
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.add_partitions_to_txn_request import (
     AddPartitionsToTxnRequest,
@@ -32,6 +39,8 @@ from strom.protocol.messages.add_partitions_to_txn_response import (
     AddPartitionsToTxnTopicResult,
 )
 from strom.runtime.coordinator_runtime import gather, then
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize, authorize_cluster, authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -62,7 +71,21 @@ def _one_transaction(
     """The answer of one transaction's partitions."""
     metadata = ctx.broker.metadata
     unknown: _Codes = {}
+    if ctx.api_version < BATCHED_VERSION:
+        if not authorize(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+            return dict.fromkeys(wanted, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        allowed = authorized_names(
+            ctx,
+            AclOperation.WRITE,
+            ResourceType.TOPIC,
+            {t for t, _ in wanted if t not in INTERNAL_TOPICS},
+        )
+        unknown = {
+            tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED for tp in wanted if tp[0] not in allowed
+        }
     for topic, partition in wanted:
+        if (topic, partition) in unknown:
+            continue
         record = metadata.get_topic(topic)
         if record is None or not 0 <= partition < record.num_partitions:
             unknown[(topic, partition)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -114,6 +137,8 @@ def handle_add_partitions_to_txn(
                 results_by_topic_v3_and_below=_topic_results(wanted, codes)
             ),
         )
+    if not authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
+        return AddPartitionsToTxnResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     transactions = request.transactions
     answers = gather(
         [

@@ -8,7 +8,7 @@ claimed in /latest_producer_id_block with a compare-and-set, the same znode the 
 claims use, so no id is handed out twice; it holds 1000 ids. REQUEST_TIMED_OUT while ZooKeeper
 is unreachable (zookeeper.connection.timeout.ms); UNKNOWN_SERVER_ERROR once the ids are
 exhausted or the znode is unreadable. Strom's brokers claim their blocks in ZooKeeper directly
-and never send this request. Not done: authorization (Kafka requires CLUSTER_ACTION).
+and never send this request. With an authorizer it needs CLUSTER_ACTION on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from strom.cluster.zk.layout import LayoutError
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.allocate_producer_ids_request import AllocateProducerIdsRequest
 from strom.protocol.messages.allocate_producer_ids_response import AllocateProducerIdsResponse
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -32,6 +34,8 @@ log = logging.getLogger("strom.controller")
 def handle_allocate_producer_ids(
     ctx: RequestContext, request: AllocateProducerIdsRequest
 ) -> AllocateProducerIdsResponse | Awaitable[AllocateProducerIdsResponse]:
+    if not authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
+        return AllocateProducerIdsResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     cluster = ctx.broker.cluster
     if cluster is None or not cluster.controller.is_active:
         return AllocateProducerIdsResponse(error_code=ErrorCode.NOT_CONTROLLER)

@@ -12,8 +12,10 @@ define are stored as custom configs. Every key Kafka 3.9 knows is taken, also th
 not act on (one log line says so). Changes are persisted in the metadata store and applied to
 the running logs at once (cluster mode: written to ZooKeeper, answered once this broker's watch
 applied them; the others follow). validate_only checks and changes nothing. A resource named
-twice, or a key named twice in one resource, answers INVALID_REQUEST. Not done: BROKER_LOGGER
-resources (INVALID_REQUEST); ACLs; alter-config policies.
+twice, or a key named twice in one resource, answers INVALID_REQUEST. With an authorizer a
+topic needs ALTER_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED), a broker resource ALTER_CONFIGS on
+the cluster (CLUSTER_AUTHORIZATION_FAILED). Not done: BROKER_LOGGER resources (INVALID_REQUEST);
+alter-config policies.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from strom.protocol.messages.alter_configs_response import (
     AlterConfigsResponse,
 )
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation
+from strom.server.authz import config_resource_refusal
 from strom.server.broker import broker_config_write_name, group_config_write_name
 from strom.server.context import RequestContext
 from strom.server.handlers.describe_configs import (
@@ -179,6 +183,12 @@ def handle_alter_configs(
                 raise ApiError(
                     ErrorCode.INVALID_REQUEST, "The resource appears more than once in the request."
                 )
+            refusal = config_resource_refusal(
+                ctx, resource.resource_type, resource.resource_name, AclOperation.ALTER_CONFIGS
+            )
+            if refusal is not None:
+                response.error_code = refusal
+                continue
             names = Counter(c.name for c in resource.configs)
             repeated = sorted(n for n, count in names.items() if count > 1)
             if repeated:

@@ -10,7 +10,7 @@ INELIGIBLE_REPLICA (v2+; OPERATION_NOT_ATTEMPTED before) for an ISR member that 
 broker; else the state written (or already there): leader, leader epoch, ISR, recovery state
 and partition epoch. v0-1 name topics, v2+ give topic ids (UNKNOWN_TOPIC_ID when unknown);
 v3 gives the ISR with broker epochs, which are not checked (as Kafka's ZooKeeper controller).
-Not done: authorization (Kafka requires CLUSTER_ACTION).
+With an authorizer it needs CLUSTER_ACTION on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from strom.protocol.messages.alter_partition_response import (
     PartitionData,
     TopicData,
 )
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -55,6 +57,8 @@ def handle_alter_partition(
     ctx: RequestContext, request: AlterPartitionRequest
 ) -> AlterPartitionResponse | Awaitable[AlterPartitionResponse]:
     version = ctx.api_version
+    if not authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
+        return AlterPartitionResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     cluster = ctx.broker.cluster
     if cluster is None or not cluster.controller.is_active:
         return AlterPartitionResponse(error_code=ErrorCode.NOT_CONTROLLER)

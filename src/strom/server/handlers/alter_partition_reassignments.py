@@ -13,7 +13,8 @@ Per partition: INVALID_REPLICA_ASSIGNMENT (empty list, repeated or negative ids,
 on a broker that is not live), UNKNOWN_TOPIC_OR_PARTITION (also for a topic being deleted),
 NO_REASSIGNMENT_IN_PROGRESS (cancelling none), REQUEST_TIMED_OUT (ZooKeeper unavailable).
 A single broker (no zookeeper.connect) answers the same checks against itself: only its own id
-is a live broker, so nothing can move. Not done: ACLs, replication throttles.
+is a live broker, so nothing can move. Needs ALTER on the cluster (CLUSTER_AUTHORIZATION_FAILED
+for the whole request). Not done: replication throttles.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from strom.protocol.messages.alter_partition_reassignments_response import (
     ReassignablePartitionResponse,
     ReassignableTopicResponse,
 )
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -97,6 +100,11 @@ def handle_alter_partition_reassignments(
     ctx: RequestContext, request: AlterPartitionReassignmentsRequest
 ) -> AlterPartitionReassignmentsResponse | Awaitable[AlterPartitionReassignmentsResponse]:
     targets = _targets(request)
+    if not authorize_cluster(ctx, AclOperation.ALTER):
+        return AlterPartitionReassignmentsResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+            error_message="Request is not authorized to alter partition reassignments.",
+        )
     if ctx.broker.cluster is None:
         own = ctx.broker.node.node_id
         outcomes: _Outcomes = {}

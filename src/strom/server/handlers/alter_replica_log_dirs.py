@@ -12,8 +12,7 @@ Per partition, as Kafka's ReplicaManager.alterReplicaLogDirs answers it:
   (a future log filled in the background, then swapped in) goes on after the answer; a second
   request naming another directory replaces a move in progress, and naming the current
   directory cancels it. DescribeLogDirs shows the future log and its lag meanwhile.
-Not done: authorization (Kafka requires ALTER on the cluster); replication quotas for moves
-(replica.alter.log.dirs.io.max.bytes.per.second).
+Needs ALTER on the cluster (CLUSTER_AUTHORIZATION_FAILED for every partition), as in Kafka.
 """
 
 from __future__ import annotations
@@ -29,6 +28,8 @@ from strom.protocol.messages.alter_replica_log_dirs_response import (
     AlterReplicaLogDirsResponse,
     AlterReplicaLogDirTopicResult,
 )
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 from strom.storage.errors import KafkaStorageError
@@ -94,10 +95,15 @@ def handle_alter_replica_log_dirs(
     ctx: RequestContext, request: AlterReplicaLogDirsRequest
 ) -> AlterReplicaLogDirsResponse:
     results: dict[str, list[AlterReplicaLogDirPartitionResult]] = {}
+    allowed = authorize_cluster(ctx, AclOperation.ALTER)
     for wanted in request.dirs:
         for topic in wanted.topics:
             for partition in topic.partitions:
-                code = alter_replica_log_dir(ctx.broker, topic.name, partition, wanted.path)
+                code = (
+                    alter_replica_log_dir(ctx.broker, topic.name, partition, wanted.path)
+                    if allowed
+                    else ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+                )
                 results.setdefault(topic.name, []).append(
                     AlterReplicaLogDirPartitionResult(partition_index=partition, error_code=code)
                 )

@@ -6,13 +6,15 @@ route a request to the shard of its group, persist what the shard returns, and a
 JoinGroup or SyncGroup that must wait for the other members parks as a future that the shard
 completes (from another member's request or a timer). In cluster mode an answer goes out once
 what the shard wrote is replicated to the ISR (`CoordinatorRuntime.run`). JoinGroup v0 has no
-rebalance timeout: the session timeout serves as both, as in Kafka.
+rebalance timeout: the session timeout serves as both, as in Kafka. Each needs READ on the group
+(GROUP_AUTHORIZATION_FAILED), checked before the coordinator is asked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.heartbeat_request import HeartbeatRequest
 from strom.protocol.messages.heartbeat_response import HeartbeatResponse
 from strom.protocol.messages.join_group_request import JoinGroupRequest
@@ -21,6 +23,8 @@ from strom.protocol.messages.leave_group_request import LeaveGroupRequest
 from strom.protocol.messages.leave_group_response import LeaveGroupResponse
 from strom.protocol.messages.sync_group_request import SyncGroupRequest
 from strom.protocol.messages.sync_group_response import SyncGroupResponse
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -35,14 +39,18 @@ def handle_join_group(
     ctx: RequestContext, request: JoinGroupRequest
 ) -> JoinGroupResponse | Awaitable[JoinGroupResponse]:
     version = ctx.api_version
+
+    def failed(code: ErrorCode) -> JoinGroupResponse:
+        return JoinGroupResponse(error_code=code, generation_id=-1, member_id=request.member_id)
+
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return failed(ErrorCode.GROUP_AUTHORIZATION_FAILED)
     return ctx.broker.groups.run_waiting(
         request.group_id,
         lambda shard, respond: shard.join_group(
             request, version, ctx.client_id or "", client_host(ctx), respond
         ),
-        lambda code: JoinGroupResponse(
-            error_code=code, generation_id=-1, member_id=request.member_id
-        ),
+        failed,
     )
 
 
@@ -51,6 +59,8 @@ def handle_sync_group(
     ctx: RequestContext, request: SyncGroupRequest
 ) -> SyncGroupResponse | Awaitable[SyncGroupResponse]:
     version = ctx.api_version
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return SyncGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     return ctx.broker.groups.run_waiting(
         request.group_id,
         lambda shard, respond: shard.sync_group(request, version, respond),
@@ -63,6 +73,8 @@ def handle_heartbeat(
     ctx: RequestContext, request: HeartbeatRequest
 ) -> HeartbeatResponse | Awaitable[HeartbeatResponse]:
     version = ctx.api_version
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return HeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     return ctx.broker.groups.run(
         request.group_id,
         lambda shard: shard.heartbeat(request, version),
@@ -75,6 +87,8 @@ def handle_leave_group(
     ctx: RequestContext, request: LeaveGroupRequest
 ) -> LeaveGroupResponse | Awaitable[LeaveGroupResponse]:
     version = ctx.api_version
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return LeaveGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     return ctx.broker.groups.run(
         request.group_id,
         lambda shard: shard.leave_group(request, version),

@@ -15,6 +15,8 @@ from strom.protocol.messages.consumer_group_heartbeat_request import ConsumerGro
 from strom.protocol.messages.consumer_group_heartbeat_response import (
     ConsumerGroupHeartbeatResponse,
 )
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize
 from strom.server.context import RequestContext
 from strom.server.handlers.classic_group import client_host
 from strom.server.registry import handles
@@ -27,6 +29,8 @@ def handle_consumer_group_heartbeat(
     if not consumer_protocol_enabled(ctx.broker.metadata.finalized_features):
         return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.UNSUPPORTED_VERSION)
     version = ctx.api_version
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     return ctx.broker.groups.run(
         request.group_id,
         lambda shard: shard.consumer_group_heartbeat(

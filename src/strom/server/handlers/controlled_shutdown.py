@@ -11,7 +11,7 @@ Errors: NOT_CONTROLLER from a broker that is not the active controller (and from
 broker, which has none); STALE_BROKER_EPOCH (v2+) when the epoch given is older than the
 registration the controller knows; BROKER_NOT_AVAILABLE for a broker that is not registered. v0
 comes with request header v0 (no client id; `protocol/framing.py`) and v0-1 carry no broker
-epoch, so nothing is stale. Not done: authorization (Kafka requires CLUSTER_ACTION).
+epoch, so nothing is stale. With an authorizer it needs CLUSTER_ACTION on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from strom.protocol.messages.controlled_shutdown_response import (
     ControlledShutdownResponse,
     RemainingPartition,
 )
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -35,6 +37,8 @@ NO_BROKER_EPOCH = -1
 def handle_controlled_shutdown(
     ctx: RequestContext, request: ControlledShutdownRequest
 ) -> ControlledShutdownResponse | Awaitable[ControlledShutdownResponse]:
+    if not authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
+        return ControlledShutdownResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     cluster = ctx.broker.cluster
     if cluster is None or not cluster.controller.is_active:
         return ControlledShutdownResponse(error_code=ErrorCode.NOT_CONTROLLER)

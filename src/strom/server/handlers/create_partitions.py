@@ -6,8 +6,9 @@ must list one replica set per new partition, each naming only existing brokers (
 without repeats and with the topic's replication factor; anything else answers
 INVALID_REPLICA_ASSIGNMENT. A topic named twice answers INVALID_REQUEST; an unknown topic
 UNKNOWN_TOPIC_OR_PARTITION; a topic with a partition reassignment in progress (cluster mode)
-REASSIGNMENT_IN_PROGRESS, as Kafka. validate_only runs every check and changes nothing. Not done: ACLs,
-controller mutation quotas.
+REASSIGNMENT_IN_PROGRESS, as Kafka. validate_only runs every check and changes nothing. A topic
+needs ALTER on it (TOPIC_AUTHORIZATION_FAILED). A controller_mutation_rate quota counts the
+partitions added (strict from v3: THROTTLING_QUOTA_EXCEEDED).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from strom.protocol.messages.create_partitions_response import (
     CreatePartitionsTopicResult,
 )
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
+from strom.server.throttle import THROTTLED_MESSAGE, MutationQuota
 
 
 def check_replicas(ctx: RequestContext, broker_ids: list[int], partition_label: str) -> None:
@@ -101,8 +105,10 @@ def handle_create_partitions(
     ctx: RequestContext, request: CreatePartitionsRequest
 ) -> CreatePartitionsResponse | Awaitable[CreatePartitionsResponse]:
     counts = Counter(topic.name for topic in request.topics)
+    may_alter = authorized_names(ctx, AclOperation.ALTER, ResourceType.TOPIC, counts)
     results: list[CreatePartitionsTopicResult] = []
     answered: set[str] = set()
+    mutations = MutationQuota(ctx, strict_from=3)
     for topic in request.topics:
         if topic.name in answered:
             continue  # a duplicated name gets one answer, as in Kafka
@@ -114,12 +120,21 @@ def handle_create_partitions(
         try:
             if counts[topic.name] > 1:
                 raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+            if topic.name not in may_alter:
+                raise ApiError(
+                    ErrorCode.TOPIC_AUTHORIZATION_FAILED, "The topic authorization is failed."
+                )
             _validate(ctx, topic)
             if not request.validate_only:
+                record = ctx.broker.metadata.get_topic(topic.name)
+                added = topic.count - (record.num_partitions if record is not None else 0)
+                if not mutations.take(max(added, 0)):
+                    raise ApiError(ErrorCode.THROTTLING_QUOTA_EXCEEDED, THROTTLED_MESSAGE)
                 ctx.broker.add_partitions(topic.name, topic.count)
         except ApiError as exc:
             result.error_code = exc.code
             result.error_message = exc.message or exc.code.name
+    mutations.finish()
     if ctx.broker.cluster is not None and not request.validate_only:
         return _finish_in_cluster(ctx, CreatePartitionsResponse(results=results), request)
     return CreatePartitionsResponse(results=results)

@@ -12,7 +12,12 @@ INVALID_REQUEST. validate_only (v1+) runs every check and creates nothing. On a 
 is synchronous, so the timeout is not used; in cluster mode the answer waits (up to the
 timeout) until the new partitions have leaders. From v5 a success carries the partition count,
 replication factor and the topic's described configuration; from v7 the new topic id (zero
-when only validating). Not done: ACLs, create-topic policies, controller mutation quotas.
+when only validating). With an authorizer, as Kafka: each topic needs CREATE on the cluster
+or on the topic (TOPIC_AUTHORIZATION_FAILED); a created topic's configuration, partition count,
+replication factor and id are returned only to a principal that may DESCRIBE_CONFIGS it
+(topic_config_error_code TOPIC_AUTHORIZATION_FAILED otherwise). A controller_mutation_rate quota
+counts the partitions created: from v6 a topic that finds it exhausted is refused
+(THROTTLING_QUOTA_EXCEEDED), before it is only throttled. Not done: create-topic policies.
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ from strom.protocol.messages.create_topics_response import (
     CreateTopicsResponse,
 )
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize_cluster, authorized_names
 from strom.server.context import RequestContext
 from strom.server.handlers.create_partitions import check_replicas
 from strom.server.handlers.describe_configs import topic_config_entries
 from strom.server.registry import handles
+from strom.server.throttle import THROTTLED_MESSAGE, MutationQuota
 
 ZERO_UUID = uuid.UUID(int=0)
 UNSET = -1
@@ -99,7 +107,11 @@ def _manual_assignment(ctx: RequestContext, topic: CreatableTopic) -> tuple[int,
 
 
 def _create(
-    ctx: RequestContext, topic: CreatableTopic, validate_only: bool, result: CreatableTopicResult
+    ctx: RequestContext,
+    topic: CreatableTopic,
+    validate_only: bool,
+    result: CreatableTopicResult,
+    mutations: MutationQuota,
 ) -> None:
     broker = ctx.broker
     _check_name(ctx, topic.name)
@@ -133,6 +145,8 @@ def _create(
     except ConfigError as exc:
         raise ApiError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
     topic_id = ZERO_UUID
+    if not validate_only and not mutations.take(num_partitions):
+        raise ApiError(ErrorCode.THROTTLING_QUOTA_EXCEEDED, THROTTLED_MESSAGE)
     if not validate_only:
         manual = {a.partition_index: tuple(a.broker_ids) for a in topic.assignments}
         record = broker.create_topic(
@@ -161,8 +175,16 @@ def handle_create_topics(
     ctx: RequestContext, request: CreateTopicsRequest
 ) -> CreateTopicsResponse | Awaitable[CreateTopicsResponse]:
     counts = Counter(topic.name for topic in request.topics)
+    if authorize_cluster(ctx, AclOperation.CREATE, log_denied=False):
+        may_create = set(counts)
+    else:
+        may_create = authorized_names(ctx, AclOperation.CREATE, ResourceType.TOPIC, counts)
+    may_describe = authorized_names(
+        ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, counts, log_denied=False
+    )
     results: list[CreatableTopicResult] = []
     answered: set[str] = set()
+    mutations = MutationQuota(ctx, strict_from=6)
     for topic in request.topics:
         if topic.name in answered:
             continue  # a duplicated name gets one answer, as in Kafka
@@ -174,10 +196,17 @@ def handle_create_topics(
         try:
             if counts[topic.name] > 1:
                 raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
-            _create(ctx, topic, request.validate_only, result)
+            if topic.name not in may_create:
+                raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
+            _create(ctx, topic, request.validate_only, result, mutations)
+            if topic.name not in may_describe:
+                result.topic_config_error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                result.configs, result.num_partitions, result.replication_factor = [], -1, -1
+                result.topic_id = ZERO_UUID
         except ApiError as exc:
             result.error_code = exc.code
             result.error_message = exc.message or exc.code.name
+    mutations.finish()
     response = CreateTopicsResponse(topics=results)
     cluster = ctx.broker.cluster
     if cluster is not None and not request.validate_only:
@@ -195,6 +224,10 @@ async def _finish_in_cluster(
     await cluster.finish(response.topics, timeout_ms, cluster.topic_ready)
     for result in response.topics:
         record = ctx.broker.metadata.get_topic(result.name)
-        if result.error_code == ErrorCode.NONE and record is not None:
+        if (
+            result.error_code == ErrorCode.NONE
+            and result.topic_config_error_code == ErrorCode.NONE
+            and record is not None
+        ):
             result.topic_id = record.topic_id
     return response

@@ -23,6 +23,8 @@ from strom.protocol.messages.delete_records_response import (
     DeleteRecordsResponse,
     DeleteRecordsTopicResult,
 )
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -64,11 +66,24 @@ def _delete(
 def handle_delete_records(
     ctx: RequestContext, request: DeleteRecordsRequest
 ) -> DeleteRecordsResponse:
+    # DELETE on each topic (TOPIC_AUTHORIZATION_FAILED before anything else), as Kafka's.
+    allowed = authorized_names(
+        ctx, AclOperation.DELETE, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
     return DeleteRecordsResponse(
         topics=[
             DeleteRecordsTopicResult(
                 name=topic.name,
-                partitions=[_delete(ctx, topic.name, p) for p in topic.partitions],
+                partitions=[
+                    _delete(ctx, topic.name, p)
+                    if topic.name in allowed
+                    else DeleteRecordsPartitionResult(
+                        partition_index=p.partition_index,
+                        low_watermark=-1,
+                        error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                    )
+                    for p in topic.partitions
+                ],
             )
             for topic in request.topics
         ]

@@ -6,7 +6,9 @@ reflects the deletion and the timeout is not used. An unknown name answers
 UNKNOWN_TOPIC_OR_PARTITION, an unknown id UNKNOWN_TOPIC_ID; an entry naming both a name and an
 id, neither, or a topic named twice answers INVALID_REQUEST. With delete.topic.enable=false
 every entry answers TOPIC_DELETION_DISABLED (INVALID_REQUEST before v3, which lacks that code).
-Internal topics can be deleted, as in Kafka (which guards them only by ACLs). Not done: ACLs.
+Internal topics can be deleted, as in Kafka (which guards them only by ACLs). With an
+authorizer, a topic needs DELETE (TOPIC_AUTHORIZATION_FAILED), and one named by id also DESCRIBE
+(else its name is not given back), as in Kafka.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from strom.protocol.messages.delete_topics_response import (
     DeleteTopicsResponse,
 )
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
+from strom.server.throttle import THROTTLED_MESSAGE, MutationQuota
 
 ZERO_UUID = uuid.UUID(int=0)
 
@@ -107,6 +112,14 @@ def handle_delete_topics(
         names_seen[name] = names_seen.get(name, 0) + 1
         resolved.append((name, topic_id, ErrorCode.NONE, None))
 
+    # DELETE on each topic; one named by id also needs DESCRIBE, or its name stays hidden.
+    names = [r[0] for r in resolved if r[0] is not None and r[2] == ErrorCode.NONE]
+    may_delete = authorized_names(ctx, AclOperation.DELETE, ResourceType.TOPIC, names)
+    may_describe = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+
+    # controller_mutation_rate counts the partitions deleted (strict from v5, as Kafka).
+    mutations = MutationQuota(ctx, strict_from=5)
+
     # A duplicated name or id gets one answer, as in Kafka.
     answered_ids: set[uuid.UUID] = set()
     answered_names: set[str] = set()
@@ -131,6 +144,12 @@ def handle_delete_topics(
                 "Duplicate topic name (or a topic named both by name and by id).",
             )
             continue
+        if topic_id != ZERO_UUID and name not in may_describe:
+            answer(None, topic_id, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+            continue
+        if name not in may_delete:
+            answer(name, topic_id, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+            continue
         record = broker.metadata.get_topic(name)
         if record is None:
             answer(
@@ -140,6 +159,9 @@ def handle_delete_topics(
                 "This broker has no topic of this name.",
             )
             continue
+        if not mutations.take(record.num_partitions):
+            answer(name, topic_id, ErrorCode.THROTTLING_QUOTA_EXCEEDED, THROTTLED_MESSAGE)
+            continue
         try:
             broker.delete_topic(name)
         except ApiError as exc:
@@ -147,6 +169,7 @@ def handle_delete_topics(
             continue
         broker.fetch_sessions.forget_topic(name)
         answer(name, record.topic_id if ctx.api_version >= 6 else topic_id, ErrorCode.NONE)
+    mutations.finish()
     if broker.cluster is not None:
         return _finish_in_cluster(ctx, DeleteTopicsResponse(responses=results), request.timeout_ms)
     return DeleteTopicsResponse(responses=results)

@@ -3,8 +3,8 @@
 A single broker is its own controller, so `controller_id` is this broker's id and the broker
 list has one entry; in cluster mode they are the live brokers and the elected controller. Only the broker endpoint type (1) is served: asking a broker for the
 controller endpoints (2) answers MISMATCHED_ENDPOINT_TYPE, any other type
-UNSUPPORTED_ENDPOINT_TYPE. Not done: authorized operations (no ACLs; always the "omitted"
-value).
+UNSUPPORTED_ENDPOINT_TYPE. include_cluster_authorized_operations reports what the principal may
+do to the cluster (0 without DESCRIBE on it, as Kafka answers).
 """
 
 from __future__ import annotations
@@ -15,12 +15,17 @@ from strom.protocol.messages.describe_cluster_response import (
     DescribeClusterBroker,
     DescribeClusterResponse,
 )
+from strom.security.acl import CLUSTER_NAME, AclOperation, ResourceType
+from strom.server.authz import (
+    AUTHORIZED_OPERATIONS_OMITTED,
+    authorize_cluster,
+    authorized_operations,
+)
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
 BROKER_ENDPOINTS = 1
 CONTROLLER_ENDPOINTS = 2
-AUTHORIZED_OPERATIONS_OMITTED = -2147483648
 
 
 @handles(60, 0, 1)
@@ -59,4 +64,10 @@ def handle_describe_cluster(
         )
         for node in nodes
     ]
+    if request.include_cluster_authorized_operations:
+        response.cluster_authorized_operations = (
+            authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME)
+            if authorize_cluster(ctx, AclOperation.DESCRIBE)
+            else 0
+        )
     return response

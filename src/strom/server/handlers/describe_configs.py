@@ -9,9 +9,11 @@ the named keys (unknown ones are left out); synonyms are listed only when asked 
 from v3. Sensitive values are never returned. An unknown topic answers
 UNKNOWN_TOPIC_OR_PARTITION, an illegal topic name INVALID_TOPIC_EXCEPTION, another broker's id
 or a non-numeric broker name INVALID_REQUEST. GROUP (32) lists the group configs (share.*)
-with the group's values (source DYNAMIC_GROUP_CONFIG) or their defaults. Not done:
-BROKER_LOGGER (8) resources, answered with INVALID_REQUEST (there are no log4j loggers to
-describe); CLIENT_METRICS resources (INVALID_REQUEST).
+with the group's values (source DYNAMIC_GROUP_CONFIG) or their defaults. With an authorizer a
+topic needs DESCRIBE_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED), a group on the group
+(GROUP_AUTHORIZATION_FAILED), a broker resource on the cluster (CLUSTER_AUTHORIZATION_FAILED).
+Not done: BROKER_LOGGER (8) resources, answered with INVALID_REQUEST (there are no log4j
+loggers to describe); CLIENT_METRICS resources (INVALID_REQUEST).
 
 v0 has no config source: each entry says is_default instead (true for a key at Kafka's default),
 which is what brokers answered when v0 was current; Kafka 3.9 leaves it false for every entry.
@@ -36,6 +38,8 @@ from strom.protocol.messages.describe_configs_response import (
     DescribeConfigsSynonym,
 )
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation
+from strom.server.authz import KAFKA_MESSAGES, config_resource_refusal
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -157,6 +161,13 @@ def handle_describe_configs(
             resource_name=resource.resource_name,
             configs=[],
         )
+        refusal = config_resource_refusal(
+            ctx, resource.resource_type, resource.resource_name, AclOperation.DESCRIBE_CONFIGS
+        )
+        if refusal is not None:
+            result.error_code, result.error_message = refusal, KAFKA_MESSAGES[refusal]
+            results.append(result)
+            continue
         try:
             entries = _entries(ctx, resource)
         except ApiError as exc:

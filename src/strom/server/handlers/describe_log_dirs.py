@@ -9,7 +9,7 @@ The lag of a current log is max(high watermark - log end offset, 0); that of a f
 how far it is behind the current log's end (-1 when the current log is not available). v4 adds
 the total and usable bytes of the volume (OSError reading them: KAFKA_STORAGE_ERROR). v0-2 are
 the same answers without the top-level error code (v3) and the byte counts (v4).
-Not done: authorization (Kafka requires DESCRIBE on the cluster).
+Needs DESCRIBE on the cluster (CLUSTER_AUTHORIZATION_FAILED and no directories, as Kafka).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from strom.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsResult,
     DescribeLogDirsTopic,
 )
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -48,6 +50,8 @@ def _lag(logs: LogManager, plog: PartitionLog, future: bool) -> int:
 def handle_describe_log_dirs(
     ctx: RequestContext, request: DescribeLogDirsRequest
 ) -> DescribeLogDirsResponse:
+    if not authorize_cluster(ctx, AclOperation.DESCRIBE):
+        return DescribeLogDirsResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     logs = ctx.broker.logs
     wanted: set[tuple[str, int]] | None = None
     if request.topics is not None:

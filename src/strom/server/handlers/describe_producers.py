@@ -5,7 +5,7 @@ not passed, or inside a transaction), with their epoch, last sequence, last time
 epoch of the coordinator that wrote their last marker, and the first offset of their open
 transaction (-1 when none). This broker leads every partition, so NOT_LEADER_OR_FOLLOWER is
 never answered; an unknown topic or partition is UNKNOWN_TOPIC_OR_PARTITION.
-Not done: authorization (Kafka requires READ on the topic).
+A topic needs READ (TOPIC_AUTHORIZATION_FAILED for its partitions), as in Kafka.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from strom.protocol.messages.describe_producers_response import (
     ProducerState,
     TopicResponse,
 )
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -50,11 +52,22 @@ def _describe(ctx: RequestContext, topic: str, partition: int) -> PartitionRespo
 def handle_describe_producers(
     ctx: RequestContext, request: DescribeProducersRequest
 ) -> DescribeProducersResponse:
+    # READ on each topic, as Kafka's (TOPIC_AUTHORIZATION_FAILED for its partitions).
+    allowed = authorized_names(
+        ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
     return DescribeProducersResponse(
         topics=[
             TopicResponse(
                 name=topic.name,
-                partitions=[_describe(ctx, topic.name, p) for p in topic.partition_indexes],
+                partitions=[
+                    _describe(ctx, topic.name, p)
+                    if topic.name in allowed
+                    else PartitionResponse(
+                        partition_index=p, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                    )
+                    for p in topic.partition_indexes
+                ],
             )
             for topic in request.topics
         ]

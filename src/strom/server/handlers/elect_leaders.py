@@ -22,7 +22,7 @@ event queue; another broker writes the same decisions with compare-and-set, stam
 controller epoch, and announces them as ISR changes so that the controller re-reads them (the
 way a controlled shutdown does without the controller). A null partition list means every
 partition; then, as in Kafka, the partitions that needed no election are left out of the
-answer. Not done: ACLs.
+answer. Needs ALTER on the cluster (CLUSTER_AUTHORIZATION_FAILED, as Kafka answers).
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from strom.protocol.messages.elect_leaders_response import (
     PartitionResult,
     ReplicaElectionResult,
 )
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -111,6 +113,13 @@ def handle_elect_leaders(
     if election_type not in (PREFERRED, UNCLEAN):
         response = _response(request, {})
         response.error_code = ErrorCode.INVALID_REQUEST
+        return response
+    if not authorize_cluster(ctx, AclOperation.ALTER):
+        named = _requested(ctx, request) if request.topic_partitions is not None else []
+        response = _response(
+            request, dict.fromkeys(named, (ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None))
+        )
+        response.error_code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
         return response
     wanted = _requested(ctx, request)
     if ctx.broker.cluster is None:

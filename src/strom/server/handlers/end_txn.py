@@ -22,6 +22,8 @@ from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.end_txn_request import EndTxnRequest
 from strom.protocol.messages.end_txn_response import EndTxnResponse
 from strom.runtime.coordinator_runtime import then
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -33,6 +35,8 @@ def handle_end_txn(
     txn_id = request.transactional_id
     if not txn_id:
         return EndTxnResponse(error_code=ErrorCode.INVALID_REQUEST)
+    if not authorize(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+        return EndTxnResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     pid, epoch, commit = request.producer_id, request.producer_epoch, request.committed
 
     def respond(code: ErrorCode) -> EndTxnResponse:

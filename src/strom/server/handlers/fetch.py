@@ -20,7 +20,11 @@ makes progress (KIP-74). With fewer than min_bytes available the request waits i
 purgatory until an append to one of its partitions brings enough, or max_wait_ms passes.
 Incremental fetch sessions (KIP-227) from v7; topic ids instead of names from v13.
 Cluster mode: only the leader serves consumers; follower fetches (replica_id >= 0) go to
-server/follower_fetch.py. Not done yet: preferred read replicas (rack awareness).
+server/follower_fetch.py. With an authorizer, a consumer needs READ on each topic and a
+follower CLUSTER_ACTION (TOPIC_AUTHORIZATION_FAILED per partition otherwise, as from Kafka).
+A consumer_byte_rate quota counts the records returned; a fetch that would go over it returns
+none, with throttle_time_ms, and the connection is muted for that time (KIP-219).
+Not done yet: preferred read replicas (rack awareness).
 """
 
 from __future__ import annotations
@@ -41,17 +45,21 @@ from strom.protocol.messages.fetch_response import (
 )
 from strom.protocol.records.down_conversion import down_convert, down_convert_magic
 from strom.protocol.records.errors import RecordError
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize_cluster, authorized_names
 from strom.server.broker import Broker
 from strom.server.context import RequestContext
 from strom.server.fetch_session import FINAL_EPOCH, INITIAL_EPOCH, FetchSession, SessionPartition
 from strom.server.follower_fetch import follower_id, handle_follower_fetch
 from strom.server.registry import handles
+from strom.server.throttle import client_of, user_of
 from strom.storage.errors import LogClosedError, NotCachedError
 from strom.storage.partition_log import OffsetOutOfRangeError
 from strom.storage.segment import SegmentClosedError
 
 READ_COMMITTED = 1
 ZERO_UUID = uuid.UUID(int=0)
+NOTHING_DENIED: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -140,16 +148,34 @@ class _FetchPlan:
         targets: list[_Target],
         session_id: int,
         incremental: bool,
+        deny_all: bool = False,
     ) -> None:
         self.ctx = ctx
         self.broker = ctx.broker
         self.request = request
         self.targets = targets
+        # The topics this consumer may not READ (TOPIC_AUTHORIZATION_FAILED, before anything
+        # else is looked at, as Kafka answers).
+        self.denied = NOTHING_DENIED
+        if deny_all or self.broker.authorizer is not None:
+            names = {t.topic for t in targets if not t.unknown_topic_id}
+            allowed = (
+                set()
+                if deny_all
+                else authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, names)
+            )
+            self.denied = frozenset(names - allowed)
         self.session_id = session_id
         self.incremental = incremental
         self.max_bytes = min(request.max_bytes, self.broker.config.fetch_max_bytes)
         if self.max_bytes <= 0:
             self.max_bytes = self.broker.config.fetch_max_bytes
+        quota = self.broker.quotas.fetch
+        if quota.enabled:
+            # A consumer_byte_rate quota caps a fetch at what one window may carry, as Kafka.
+            window = quota.max_value_in_window(user_of(ctx), client_of(ctx))
+            if window is not None:
+                self.max_bytes = max(1, min(self.max_bytes, int(window)))
         self.read_committed = request.isolation_level == READ_COMMITTED
         # Fetch v0-3: the records are converted down, CPU work in Python that goes to the
         # worker pool (with the read) rather than holding up the event loop in one piece.
@@ -210,6 +236,9 @@ class _FetchPlan:
         )
         if target.unknown_topic_id:
             data.error_code = ErrorCode.UNKNOWN_TOPIC_ID
+            return data
+        if target.topic in self.denied:
+            data.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             return data
         log = self.broker.partition_log(target.topic, target.partition)
         if log is None:
@@ -293,9 +322,28 @@ class _FetchPlan:
             grown += max(0, log.size_bytes - size)
         return grown
 
+    def _over_quota(self, results: list[tuple[_Target, PartitionData]]) -> bool:
+        """Count the records against consumer_byte_rate; True (and the throttle time set for
+        the dispatcher) when that puts the client over its quota."""
+        quota = self.broker.quotas.fetch
+        user, client = user_of(self.ctx), client_of(self.ctx)
+        size = _records_size(results)
+        now_ms = self.broker.clock.now_ms()
+        throttle = quota.record(user, client, size, now_ms)
+        if throttle <= 0:
+            return False
+        quota.unrecord(user, client, size, now_ms)
+        self.ctx.throttle_ms = max(self.ctx.throttle_ms, throttle)
+        return True
+
     def respond(
         self, results: list[tuple[_Target, PartitionData]], error: ErrorCode = ErrorCode.NONE
     ) -> FetchResponse:
+        quota = self.broker.quotas.fetch
+        if quota.enabled and self._over_quota(results):
+            # Throttled: nothing is returned (the bytes are not counted), the session is left
+            # as it was, and the client waits the throttle time (KIP-219).
+            return FetchResponse(error_code=error, session_id=self.session_id, responses=[])
         version = self.ctx.api_version
         topics: list[FetchableTopicResponse] = []
         by_topic: dict[tuple[str, uuid.UUID], FetchableTopicResponse] = {}
@@ -330,6 +378,10 @@ class _FetchPlan:
         return FetchResponse(error_code=error, session_id=self.session_id, responses=topics)
 
 
+def _records_size(results: list[tuple[_Target, PartitionData]]) -> int:
+    return sum(len(data.records) for _, data in results if data.records)
+
+
 def _error_response(code: ErrorCode) -> FetchResponse:
     return FetchResponse(error_code=code, session_id=0, responses=[])
 
@@ -340,8 +392,16 @@ def handle_fetch(
 ) -> FetchResponse | Awaitable[FetchResponse]:
     broker = ctx.broker
     version = ctx.api_version
-    if broker.cluster is not None and follower_id(request, version) >= 0:
-        return handle_follower_fetch(ctx, request, broker.cluster.replicas)
+    # A follower's fetch needs CLUSTER_ACTION; refused, it gets TOPIC_AUTHORIZATION_FAILED
+    # for every partition, as from Kafka.
+    follower_refused = False
+    if follower_id(request, version) >= 0:
+        if broker.authorizer is not None and not authorize_cluster(
+            ctx, AclOperation.CLUSTER_ACTION
+        ):
+            follower_refused = True
+        elif broker.cluster is not None:
+            return handle_follower_fetch(ctx, request, broker.cluster.replicas)
     session_id = 0
     incremental = False
     if version < 7 or (request.session_id == 0 and request.session_epoch == FINAL_EPOCH):
@@ -370,7 +430,7 @@ def handle_fetch(
         session_id = found.session_id
         targets = _session_targets(found)
         incremental = True
-    plan = _FetchPlan(ctx, request, targets, session_id, incremental)
+    plan = _FetchPlan(ctx, request, targets, session_id, incremental, follower_refused)
     if plan.converts:
         return _read_from_disk(plan)
     try:

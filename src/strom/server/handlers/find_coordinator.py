@@ -8,6 +8,9 @@ Key type 2 (v6+, KIP-932): the share coordinator of a share partition, key
 `groupId:topicId:partition`, i.e. the leader of its `__share_group_state` partition (the
 first lookup creates that topic); a key of another form is INVALID_REQUEST. Below v6, and for
 any other key type, INVALID_REQUEST.
+With an authorizer, a group key needs DESCRIBE on the group (GROUP_AUTHORIZATION_FAILED), a
+transactional id DESCRIBE on it (TRANSACTIONAL_ID_AUTHORIZATION_FAILED), a share key
+CLUSTER_ACTION (CLUSTER_AUTHORIZATION_FAILED), as in Kafka.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from strom.runtime.share_coordinator_runtime import SHARE_STATE_TOPIC, ShareCoordinatorRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize, authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -32,7 +37,15 @@ def _lookup(ctx: RequestContext, key: str, key_type: int) -> Coordinator:
     node = ctx.broker.node_for(ctx.listener)
     found = Coordinator(key=key, node_id=node.node_id, host=node.host, port=node.port)
     share = key_type == SHARE_KEY and ctx.api_version >= SHARE_KEY_VERSION
-    if share and not _is_share_partition_key(key):
+    if key_type == GROUP_KEY and not authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, key):
+        found.error_code = ErrorCode.GROUP_AUTHORIZATION_FAILED
+    elif key_type == TRANSACTION_KEY and not authorize(
+        ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key
+    ):
+        found.error_code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif share and not authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
+        found.error_code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    elif share and not _is_share_partition_key(key):
         found.error_code = ErrorCode.INVALID_REQUEST
         found.error_message = f"Invalid share coordinator key {key!r}."
     elif key_type not in (GROUP_KEY, TRANSACTION_KEY) and not share:

@@ -2,7 +2,10 @@
 v0-2, ConsumerGroupDescribe (69) v0.
 
 ListGroups asks every coordinator shard; the others go to the shard of each named group.
-Not done: authorized operations (no ACLs; always -2147483648).
+Authorization as Kafka's: a described group needs DESCRIBE (GROUP_AUTHORIZATION_FAILED), a
+deleted one DELETE; ListGroups lists every group to a principal that may DESCRIBE the cluster,
+else the groups it may DESCRIBE. `include_authorized_operations` (DescribeGroups v3+,
+ConsumerGroupDescribe) reports the operations the principal may perform on each group found.
 """
 
 from __future__ import annotations
@@ -34,10 +37,17 @@ from strom.protocol.messages.list_groups_request import ListGroupsRequest
 from strom.protocol.messages.list_groups_response import ListedGroup, ListGroupsResponse
 from strom.runtime.coordinator_runtime import gather, then
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import (
+    AUTHORIZED_OPERATIONS_OMITTED,
+    authorize,
+    authorize_cluster,
+    authorized_names,
+    authorized_operations,
+)
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
-AUTHORIZED_OPERATIONS_OMITTED = -2147483648
 # Share-state deletions still waiting for their commit (kept referenced until done).
 _DELETIONS: set[asyncio.Future[Outcome]] = set()
 
@@ -48,14 +58,24 @@ def handle_describe_groups(
 ) -> DescribeGroupsResponse:
     described: list[DescribedGroup] = []
     for group_id in request.groups:
+        if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            described.append(
+                DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=group_id)
+            )
+            continue
         try:
             _, shard = ctx.broker.groups.shard_for(group_id)
         except ApiError as exc:
             described.append(DescribedGroup(error_code=exc.code, group_id=group_id))
             continue
         described.extend(shard.describe_groups([group_id], ctx.api_version))
+    wanted = ctx.api_version >= 3 and request.include_authorized_operations
     for group in described:
-        group.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED
+        group.authorized_operations = (
+            authorized_operations(ctx, ResourceType.GROUP, group.group_id)
+            if wanted and group.error_code == ErrorCode.NONE
+            else AUTHORIZED_OPERATIONS_OMITTED
+        )
     return DescribeGroupsResponse(groups=described)
 
 
@@ -64,6 +84,15 @@ def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) -> ListG
     listed: list[ListedGroup] = []
     for _, shard in sorted(ctx.broker.groups.shards.items()):
         listed.extend(shard.list_groups(list(request.states_filter), list(request.types_filter)))
+    if not authorize_cluster(ctx, AclOperation.DESCRIBE, log_denied=False):
+        visible = authorized_names(
+            ctx,
+            AclOperation.DESCRIBE,
+            ResourceType.GROUP,
+            (g.group_id for g in listed),
+            log_denied=False,
+        )
+        listed = [g for g in listed if g.group_id in visible]
     return ListGroupsResponse(error_code=ErrorCode.NONE, groups=listed)
 
 
@@ -81,12 +110,16 @@ def _failed(group_id: str) -> Callable[[ErrorCode], list[tuple[str, int]]]:
 def handle_delete_groups(
     ctx: RequestContext, request: DeleteGroupsRequest
 ) -> DeleteGroupsResponse | Awaitable[DeleteGroupsResponse]:
+    names = list(dict.fromkeys(request.groups_names))
+    allowed = authorized_names(ctx, AclOperation.DELETE, ResourceType.GROUP, names)
     share_states = {
-        g: known for g in request.groups_names if (known := _share_partitions(ctx, g)) is not None
+        g: known for g in names if g in allowed and (known := _share_partitions(ctx, g)) is not None
     }
-    outcomes = [
+    outcomes: list[list[tuple[str, int]] | Awaitable[list[tuple[str, int]]]] = [
         ctx.broker.groups.run(group_id, _deleter(group_id), _failed(group_id))
-        for group_id in request.groups_names
+        if group_id in allowed
+        else [(group_id, ErrorCode.GROUP_AUTHORIZATION_FAILED)]
+        for group_id in names
     ]
 
     def answer(done: list[list[tuple[str, int]]]) -> DeleteGroupsResponse:
@@ -143,6 +176,13 @@ def handle_consumer_group_describe(
         )
     described: list[ConsumerDescribedGroup] = []
     for group_id in request.group_ids:
+        if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            described.append(
+                ConsumerDescribedGroup(
+                    error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=group_id
+                )
+            )
+            continue
         try:
             _, shard = ctx.broker.groups.shard_for(group_id)
         except ApiError as exc:
@@ -150,5 +190,9 @@ def handle_consumer_group_describe(
             continue
         described.extend(shard.consumer_group_describe([group_id], ctx.api_version))
     for group in described:
-        group.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED
+        group.authorized_operations = (
+            authorized_operations(ctx, ResourceType.GROUP, group.group_id)
+            if request.include_authorized_operations and group.error_code == ErrorCode.NONE
+            else AUTHORIZED_OPERATIONS_OMITTED
+        )
     return ConsumerGroupDescribeResponse(groups=described)

@@ -29,7 +29,11 @@ from strom.protocol.messages.offset_commit_response import (
     OffsetCommitResponseTopic,
 )
 from strom.protocol.messages.offset_delete_request import OffsetDeleteRequest
-from strom.protocol.messages.offset_delete_response import OffsetDeleteResponse
+from strom.protocol.messages.offset_delete_response import (
+    OffsetDeleteResponse,
+    OffsetDeleteResponsePartition,
+    OffsetDeleteResponseTopic,
+)
 from strom.protocol.messages.offset_fetch_request import OffsetFetchRequest
 from strom.protocol.messages.offset_fetch_response import (
     OffsetFetchResponse,
@@ -41,17 +45,30 @@ from strom.protocol.messages.offset_fetch_response import (
 )
 from strom.runtime.coordinator_runtime import then
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize, authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
 
+def _refused_topic(topic: OffsetCommitRequestTopic, code: ErrorCode) -> OffsetCommitResponseTopic:
+    return OffsetCommitResponseTopic(
+        topic.name,
+        [OffsetCommitResponsePartition(p.partition_index, code) for p in topic.partitions],
+    )
+
+
 def _split_unknown(
-    ctx: RequestContext, topics: list[OffsetCommitRequestTopic]
+    ctx: RequestContext, topics: list[OffsetCommitRequestTopic], allowed: set[str]
 ) -> tuple[list[OffsetCommitRequestTopic], list[OffsetCommitResponseTopic]]:
-    """(the topics with only the partitions that exist, the answers for the others)."""
+    """(the topics with only the partitions that exist, the answers for the others); topics
+    the principal may not READ are refused before their existence is looked at."""
     known: list[OffsetCommitRequestTopic] = []
     unknown: list[OffsetCommitResponseTopic] = []
     for topic in topics:
+        if topic.name not in allowed:
+            unknown.append(_refused_topic(topic, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+            continue
         record = ctx.broker.metadata.get_topic(topic.name)
         count = 0 if record is None else record.num_partitions
         good = [p for p in topic.partitions if 0 <= p.partition_index < count]
@@ -92,7 +109,13 @@ def handle_offset_commit(
     ctx: RequestContext, request: OffsetCommitRequest
 ) -> OffsetCommitResponse | Awaitable[OffsetCommitResponse]:
     order = request.topics
-    request.topics, unknown = _split_unknown(ctx, order)
+    # READ on the group (GROUP_AUTHORIZATION_FAILED for every partition), then on each topic.
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return OffsetCommitResponse(
+            topics=[_refused_topic(t, ErrorCode.GROUP_AUTHORIZATION_FAILED) for t in order]
+        )
+    allowed = authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in order))
+    request.topics, unknown = _split_unknown(ctx, order, allowed)
     if not request.topics:
         return _merged(order, unknown, [])
     if ctx.api_version == 0:
@@ -139,7 +162,23 @@ def _fetch_group(
     require_stable: bool,
     failed: dict[int, ErrorCode],
 ) -> tuple[int, dict[str, list[tuple[int, int, int, str, int]]]]:
-    """(group error, {topic: [(partition, offset, leader epoch, metadata, error)]})."""
+    """(group error, {topic: [(partition, offset, leader epoch, metadata, error)]}).
+
+    The group needs DESCRIBE; topics the principal may not DESCRIBE are answered
+    TOPIC_AUTHORIZATION_FAILED when named and left out of an all-topics answer, as in Kafka."""
+    if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, {}
+    refused: dict[str, list[tuple[int, int, int, str, int]]] = {}
+    if topics is not None and ctx.broker.authorizer is not None:
+        allowed = authorized_names(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (t for t, _ in topics)
+        )
+        refused = {
+            t: [(p, -1, -1, "", ErrorCode.TOPIC_AUTHORIZATION_FAILED) for p in parts]
+            for t, parts in topics
+            if t not in allowed
+        }
+        topics = [(t, parts) for t, parts in topics if t in allowed]
     try:
         partition, shard = ctx.broker.groups.shard_for(group_id)
     except ApiError as exc:
@@ -152,6 +191,14 @@ def _fetch_group(
         by_topic.setdefault(topic, []).append(
             (partition, offset, leader_epoch, metadata, row_error)
         )
+    if error != ErrorCode.NONE:
+        return error, by_topic
+    if topics is None and ctx.broker.authorizer is not None:
+        visible = authorized_names(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, by_topic, log_denied=False
+        )
+        by_topic = {t: rows for t, rows in by_topic.items() if t in visible}
+    by_topic.update(refused)
     return error, by_topic
 
 
@@ -237,6 +284,9 @@ def _offset_fetch(
         ctx.api_version >= 7 and request.require_stable,
         failed,
     )
+    if error == ErrorCode.GROUP_AUTHORIZATION_FAILED and ctx.api_version < 2 and topics_v1:
+        # v1 has no group error field: Kafka puts it on every partition asked for.
+        by_topic = {t: [(p, -1, -1, "", error) for p in parts] for t, parts in topics_v1}
     response = OffsetFetchResponse(
         error_code=error,
         topics=[
@@ -268,8 +318,43 @@ def handle_offset_delete(
     ctx: RequestContext, request: OffsetDeleteRequest
 ) -> OffsetDeleteResponse | Awaitable[OffsetDeleteResponse]:
     version = ctx.api_version
-    return ctx.broker.groups.run(
-        request.group_id,
-        lambda shard: shard.offset_delete(request, version),
-        lambda code: OffsetDeleteResponse(error_code=code),
+    # DELETE on the group, READ on each topic (refused ones answered before the coordinator).
+    if not authorize(ctx, AclOperation.DELETE, ResourceType.GROUP, request.group_id):
+        return OffsetDeleteResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    names = [t.name for t in request.topics]
+    allowed = authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, names)
+    if len(allowed) == len(set(names)):
+        return ctx.broker.groups.run(
+            request.group_id,
+            lambda shard: shard.offset_delete(request, version),
+            lambda code: OffsetDeleteResponse(error_code=code),
+        )
+    refused = [t for t in request.topics if t.name not in allowed]
+    request.topics = [t for t in request.topics if t.name in allowed]
+
+    def with_refused(answer: OffsetDeleteResponse) -> OffsetDeleteResponse:
+        for topic in refused:
+            answer.topics.append(
+                OffsetDeleteResponseTopic(
+                    name=topic.name,
+                    partitions=[
+                        OffsetDeleteResponsePartition(
+                            partition_index=p.partition_index,
+                            error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                        )
+                        for p in topic.partitions
+                    ],
+                )
+            )
+        return answer
+
+    if not request.topics:
+        return with_refused(OffsetDeleteResponse(error_code=ErrorCode.NONE))
+    return then(
+        ctx.broker.groups.run(
+            request.group_id,
+            lambda shard: shard.offset_delete(request, version),
+            lambda code: OffsetDeleteResponse(error_code=code),
+        ),
+        with_refused,
     )

@@ -12,7 +12,8 @@ dynamic values of this broker (its id) or the cluster-wide defaults (empty name)
 for anything but DELETE, a key named twice in one resource, or a resource named twice answers
 INVALID_REQUEST. validate_only checks and changes nothing. GROUP (32) resources set and delete
 a group's configs (share.*, see strom.config.group; SET and DELETE only; kept in the metadata
-store on a single broker, in /config/groups/<group> in ZooKeeper in cluster mode). Not done:
+store on a single broker, in /config/groups/<group> in ZooKeeper in cluster mode). Authorization
+as for AlterConfigs (ALTER_CONFIGS on the topic, the group or the cluster). Not done:
 BROKER_LOGGER and CLIENT_METRICS resources (INVALID_REQUEST); alter-config policies.
 """
 
@@ -35,6 +36,8 @@ from strom.protocol.messages.incremental_alter_configs_response import (
     IncrementalAlterConfigsResponse,
 )
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation
+from strom.server.authz import config_resource_refusal
 from strom.server.context import RequestContext
 from strom.server.handlers.alter_configs import (
     broker_layer,
@@ -197,6 +200,12 @@ def handle_incremental_alter_configs(
                 raise ApiError(
                     ErrorCode.INVALID_REQUEST, "The resource appears more than once in the request."
                 )
+            refusal = config_resource_refusal(
+                ctx, resource.resource_type, resource.resource_name, AclOperation.ALTER_CONFIGS
+            )
+            if refusal is not None:
+                response.error_code = refusal
+                continue
             _alter(
                 ctx,
                 resource.resource_type,

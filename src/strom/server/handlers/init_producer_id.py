@@ -21,6 +21,8 @@ from strom.protocol.messages.init_producer_id_request import InitProducerIdReque
 from strom.protocol.messages.init_producer_id_response import InitProducerIdResponse
 from strom.runtime.coordinator_runtime import then
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize, authorize_by_resource_type, authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -33,6 +35,17 @@ def handle_init_producer_id(
     if (request.producer_id == -1) != (request.producer_epoch == -1):
         return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST)
     txn_id = request.transactional_id
+    # A transactional id needs WRITE on it; an idempotent producer IDEMPOTENT_WRITE on the
+    # cluster or WRITE on some topic, as Kafka decides.
+    if txn_id is not None:
+        if not authorize(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+            return InitProducerIdResponse(
+                error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+            )
+    elif not authorize_cluster(
+        ctx, AclOperation.IDEMPOTENT_WRITE, log_denied=False
+    ) and not authorize_by_resource_type(ctx, AclOperation.WRITE, ResourceType.TOPIC):
+        return InitProducerIdResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     if txn_id is None:
         try:
             producer_id = runtime.producer_ids.next_id()

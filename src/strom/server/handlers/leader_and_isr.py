@@ -20,6 +20,8 @@ from strom.protocol.messages.leader_and_isr_response import (
     LeaderAndIsrTopicError,
 )
 from strom.protocol.primitives import ZERO_UUID
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -76,7 +78,7 @@ def handle_leader_and_isr(
 ) -> LeaderAndIsrResponse | Awaitable[LeaderAndIsrResponse]:
     version = ctx.api_version
     runtime = ctx.broker.cluster
-    if runtime is None:
+    if runtime is None or not authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
         return _response(request, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, {})
 
     async def run() -> LeaderAndIsrResponse:

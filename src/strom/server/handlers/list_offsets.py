@@ -26,6 +26,8 @@ from strom.protocol.messages.list_offsets_response import (
     ListOffsetsResponse,
     ListOffsetsTopicResponse,
 )
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorized_names
 from strom.server.context import RequestContext
 from strom.server.handlers.leader_epoch import check_leader_epoch
 from strom.server.registry import handles
@@ -143,14 +145,32 @@ def _lookup_v0(
     return response
 
 
+def _refused(partition_index: int) -> ListOffsetsPartitionResponse:
+    return ListOffsetsPartitionResponse(
+        partition_index=partition_index,
+        error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+        timestamp=-1,
+        offset=-1,
+    )
+
+
 @handles(2, 0, 10)
 def handle_list_offsets(ctx: RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse:
+    # DESCRIBE on each topic, checked before anything else about it.
+    allowed = authorized_names(
+        ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
     if ctx.api_version == 0:
         return ListOffsetsResponse(
             topics=[
                 ListOffsetsTopicResponse(
                     name=topic.name,
-                    partitions=[_lookup_v0(ctx, request, topic.name, p) for p in topic.partitions],
+                    partitions=[
+                        _lookup_v0(ctx, request, topic.name, p)
+                        if topic.name in allowed
+                        else _refused(p.partition_index)
+                        for p in topic.partitions
+                    ],
                 )
                 for topic in request.topics
             ]
@@ -161,7 +181,9 @@ def handle_list_offsets(ctx: RequestContext, request: ListOffsetsRequest) -> Lis
             ListOffsetsTopicResponse(
                 name=topic.name,
                 partitions=[
-                    ListOffsetsPartitionResponse(
+                    _refused(p.partition_index)
+                    if topic.name not in allowed
+                    else ListOffsetsPartitionResponse(
                         partition_index=p.partition_index, error_code=ErrorCode.INVALID_REQUEST
                     )
                     if named[(topic.name, p.partition_index)] > 1

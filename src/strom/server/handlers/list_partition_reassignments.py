@@ -4,7 +4,8 @@ Answered by any broker from its cache of the topics' assignment znodes (kept cur
 watches): each partition being reassigned with its full replica set (target then original),
 the replicas being added and the ones being removed. A null topic list means every partition;
 partitions named but not being reassigned (or unknown) are left out, as in Kafka. A single
-broker (no zookeeper.connect) never has a reassignment in progress. Not done: ACLs.
+broker (no zookeeper.connect) never has a reassignment in progress. Needs DESCRIBE on the
+cluster (CLUSTER_AUTHORIZATION_FAILED).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from strom.protocol.messages.list_partition_reassignments_response import (
     OngoingPartitionReassignment,
     OngoingTopicReassignment,
 )
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -28,6 +31,10 @@ def handle_list_partition_reassignments(
     ctx: RequestContext, request: ListPartitionReassignmentsRequest
 ) -> ListPartitionReassignmentsResponse:
     response = ListPartitionReassignmentsResponse(error_code=ErrorCode.NONE, error_message=None)
+    if not authorize_cluster(ctx, AclOperation.DESCRIBE):
+        response.error_code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        response.error_message = "Request is not authorized to list partition reassignments."
+        return response
     cluster = ctx.broker.cluster
     if cluster is None:
         return response

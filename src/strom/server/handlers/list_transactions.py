@@ -11,6 +11,8 @@ from __future__ import annotations
 from strom.coordinator.txn import TxnState
 from strom.protocol.messages.list_transactions_request import ListTransactionsRequest
 from strom.protocol.messages.list_transactions_response import ListTransactionsResponse
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -33,4 +35,16 @@ def handle_list_transactions(
     producer_ids = set(request.producer_id_filters)
     for shard in ctx.broker.txns.shards.values():
         response.transaction_states.extend(shard.list_transactions(states, producer_ids, duration))
+    # Only the transactional ids the principal may describe, as Kafka lists them.
+    if ctx.broker.authorizer is not None:
+        visible = authorized_names(
+            ctx,
+            AclOperation.DESCRIBE,
+            ResourceType.TRANSACTIONAL_ID,
+            (t.transactional_id for t in response.transaction_states),
+            log_denied=False,
+        )
+        response.transaction_states = [
+            t for t in response.transaction_states if t.transactional_id in visible
+        ]
     return response

@@ -22,6 +22,8 @@ from strom.replication.leader_epoch_handler import (
     LocalEpochs,
     handle_offsets_for_leader_epoch,
 )
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize_cluster, authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -50,7 +52,19 @@ def handle_offsets_for_leader_epoch_request(
             return None
         return LocalEpochs(state.leader_epoch, state.is_leader, plog.end_offset_for_epoch)
 
+    # Brokers have CLUSTER_ACTION; consumers (KIP-320) need DESCRIBE on each topic.
+    refused: set[str] = set()
+    if ctx.broker.authorizer is not None and not authorize_cluster(
+        ctx, AclOperation.CLUSTER_ACTION, log_denied=False
+    ):
+        names = {t.topic for t in request.topics}
+        refused = names - authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
     response = handle_offsets_for_leader_epoch(request, resolve)
+    for topic in response.topics:
+        if topic.topic in refused:
+            for p in topic.partitions:
+                p.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                p.leader_epoch, p.end_offset = -1, -1
     if cluster is not None:
         for topic in response.topics:
             for p in topic.partitions:

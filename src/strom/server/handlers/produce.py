@@ -24,7 +24,12 @@ epoch INVALID_PRODUCER_EPOCH, a plain batch inside an open transaction INVALID_T
 with base offset -1 and no message, as Kafka answers. Batches without a producer id (-1) skip
 producer state entirely. Not done: Kafka 4.0's transaction verification (asking the
 coordinator whether the partition was added to the transaction before the first transactional
-batch is accepted; transaction.partition.verification.enable), quotas/throttling.
+batch is accepted; transaction.partition.verification.enable).
+
+With an authorizer: transactional batches need WRITE on the transactional id (every partition
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise), each topic WRITE (TOPIC_AUTHORIZATION_FAILED).
+A producer_byte_rate quota counts the request's bytes; over it, the answer carries
+throttle_time_ms and the connection is muted for that time (server/throttle.py).
 
 acks=0 gets no response; acks=1 is answered once the leader has appended; acks=-1 (all) waits in
 the produce purgatory until the high watermark passes the batch (immediately on a single
@@ -51,13 +56,19 @@ from strom.protocol.records.legacy import is_legacy
 from strom.protocol.records.recompression import TOPIC_CODECS, recompress, topic_codec_level
 from strom.protocol.records.up_conversion import AppendRules, up_convert
 from strom.protocol.records.validation import check_timestamps, validate_batches
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize, authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
+from strom.server.throttle import client_of, user_of
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_log import PartitionLog
 from strom.storage.producer_state import ProducerStateError
 
 VALID_ACKS = (-1, 0, 1)
+NOTHING_DENIED: frozenset[str] = frozenset()
+# A record batch v2's magic byte and the low byte of its attributes (transactional: 0x10).
+_MAGIC_AT, _ATTRIBUTES_LOW_AT, _TRANSACTIONAL = 16, 22, 0x10
 
 
 def _error(index: int, code: ErrorCode, message: str | None = None) -> PartitionProduceResponse:
@@ -230,12 +241,62 @@ def _append_batch(
     return response, partition_log, result.last_offset
 
 
+def _has_transactional_records(request: ProduceRequest) -> bool:
+    for topic in request.topic_data:
+        for data in topic.partition_data:
+            records = data.records
+            if (
+                records is not None
+                and len(records) > _ATTRIBUTES_LOW_AT
+                and records[_MAGIC_AT] == 2
+                and records[_ATTRIBUTES_LOW_AT] & _TRANSACTIONAL
+            ):
+                return True
+    return False
+
+
+def _denied_topics(ctx: RequestContext, request: ProduceRequest) -> frozenset[str] | None:
+    """Kafka's checks: transactional records need WRITE on the transactional id (None: the
+    whole request is refused), every topic WRITE (the topics refused)."""
+    if _has_transactional_records(request) and (
+        request.transactional_id is None
+        or not authorize(
+            ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id
+        )
+    ):
+        return None
+    names = [t.name for t in request.topic_data]
+    return frozenset(names) - authorized_names(ctx, AclOperation.WRITE, ResourceType.TOPIC, names)
+
+
 @handles(0, 0, 11)
 def handle_produce(
     ctx: RequestContext, request: ProduceRequest
 ) -> ProduceResponse | Awaitable[ProduceResponse] | None:
     now_ms = ctx.broker.clock.now_ms()
     acks = request.acks
+    quota = ctx.broker.quotas.produce
+    if quota.enabled:  # producer_byte_rate: the request's bytes (server/throttle.py)
+        ctx.throttle_ms = quota.record(user_of(ctx), client_of(ctx), len(ctx.frame), now_ms)
+    denied = NOTHING_DENIED
+    if ctx.broker.authorizer is not None:
+        topics_refused = _denied_topics(ctx, request)
+        if topics_refused is None:
+            if acks == 0:
+                return None
+            return ProduceResponse(
+                responses=[
+                    TopicProduceResponse(
+                        name=t.name,
+                        partition_responses=[
+                            _error(d.index, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                            for d in t.partition_data
+                        ],
+                    )
+                    for t in request.topic_data
+                ]
+            )
+        denied = topics_refused
     topics: list[TopicProduceResponse] = []
     # (response, log, last offset) of each successful append, for acks=all.
     appended: list[tuple[PartitionProduceResponse, PartitionLog, int]] = []
@@ -245,6 +306,9 @@ def handle_produce(
         for data in topic.partition_data:
             if acks not in VALID_ACKS:
                 partitions.append(_error(data.index, ErrorCode.INVALID_REQUIRED_ACKS))
+                continue
+            if topic.name in denied:
+                partitions.append(_error(data.index, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
                 continue
             if cluster is not None:  # cluster mode: only the leader appends
                 refused = cluster.replicas.check_produce(topic.name, data.index, acks)

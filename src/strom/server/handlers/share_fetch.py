@@ -11,6 +11,10 @@ released for the others.
 Acknowledgement errors are per partition; a bad range or type is INVALID_REQUEST, a record
 not acquired by this member INVALID_RECORD_STATE. Version 0 (Kafka 3.9's early access) is
 not served. Renew acknowledgements (type 4, v2) extend a lock.
+
+Authorization as Kafka's: both need READ on the group (GROUP_AUTHORIZATION_FAILED for the whole
+request) and READ on each topic (TOPIC_AUTHORIZATION_FAILED for its partitions, which are
+neither acknowledged nor fetched).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from strom.protocol.messages.share_fetch_response import (
     ShareFetchableTopicResponse,
     ShareFetchResponse,
 )
+from strom.runtime.coordinator_runtime import then
 from strom.runtime.share_runtime import (
     FINAL_EPOCH,
     INITIAL_EPOCH,
@@ -49,6 +54,8 @@ from strom.runtime.share_runtime import (
     ShareSession,
     TopicPartitionKey,
 )
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize, authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 from strom.storage.errors import NotCachedError
@@ -89,11 +96,15 @@ def _acknowledge_all(
     member_id: str,
     acks: dict[TopicPartitionKey, AckBatches],
     renew_only: bool,
+    denied: frozenset[str] = frozenset(),
 ) -> dict[TopicPartitionKey, ErrorCode]:
     results: dict[TopicPartitionKey, ErrorCode] = {}
     for key, batches in acks.items():
         if not key[1]:
             results[key] = ErrorCode.UNKNOWN_TOPIC_ID
+            continue
+        if key[1] in denied:
+            results[key] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             continue
         if renew_only and any(t != 4 for _, _, types in batches for t in types):
             results[key] = ErrorCode.INVALID_REQUEST
@@ -123,6 +134,8 @@ def handle_share_fetch(
     member_id = request.member_id or ""
     if not group_id or not member_id:
         return refuse(ErrorCode.INVALID_REQUEST, "GroupId and MemberId must be set.")
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, group_id):
+        return refuse(ErrorCode.GROUP_AUTHORIZATION_FAILED)
     epoch = request.share_session_epoch
     acks: dict[TopicPartitionKey, AckBatches] = {}
     wanted: list[TopicPartitionKey] = []
@@ -141,10 +154,22 @@ def handle_share_fetch(
     if session is None:
         return refuse(error)
     known = session
+    denied = _denied_topics(ctx, [*wanted, *acks, *session.partitions.values()])
+    if denied:
+        wanted = [k for k in wanted if k[1] not in denied]
+        for key in list(session.partitions.values()):
+            if key[1] in denied:
+                session.partitions.pop((key[0], key[2]), None)
 
     def acknowledged() -> ShareFetchResponse | Awaitable[ShareFetchResponse]:
         ack_results = _acknowledge_all(
-            ctx, shares, group_id, member_id, acks, ctx.api_version >= 2 and request.is_renew_ack
+            ctx,
+            shares,
+            group_id,
+            member_id,
+            acks,
+            ctx.api_version >= 2 and request.is_renew_ack,
+            denied,
         )
         pending = _persist(shares, group_id, ack_results)
 
@@ -155,11 +180,20 @@ def handle_share_fetch(
             return _after_persisted(pending, ack_results, rest)
         return rest()
 
-    # The share partitions' state comes from their share coordinator first.
-    loading = shares.prepare(group_id, [*acks, *wanted, *session.partitions.values()])
-    if loading is not None:
-        return _after_loaded(loading, acknowledged)
-    return acknowledged()
+    # The share partitions' state comes from their share coordinator first (those of topics
+    # the member may not read are not loaded).
+    loadable = [k for k in [*acks, *wanted, *session.partitions.values()] if k[1] not in denied]
+    loading = shares.prepare(group_id, loadable)
+    answer = _after_loaded(loading, acknowledged) if loading is not None else acknowledged()
+    if not denied:
+        return answer
+    refused = [
+        _topic_key(ctx, t.topic_id, p.partition_index)
+        for t in request.topics
+        for p in t.partitions
+        if _topic_key(ctx, t.topic_id, p.partition_index)[1] in denied
+    ]
+    return then(answer, lambda response: _with_refused(response, refused))
 
 
 async def _after_loaded(loading: Awaitable[None], rest: Callable[[], T | Awaitable[T]]) -> T:
@@ -168,6 +202,31 @@ async def _after_loaded(loading: Awaitable[None], rest: Callable[[], T | Awaitab
     if isinstance(answer, Awaitable):
         return await answer
     return answer
+
+
+def _denied_topics(ctx: RequestContext, keys: list[TopicPartitionKey]) -> frozenset[str]:
+    if ctx.broker.authorizer is None:
+        return frozenset()
+    names = {k[1] for k in keys if k[1]}
+    return frozenset(names - authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, names))
+
+
+def _with_refused(
+    response: ShareFetchResponse, refused: list[TopicPartitionKey]
+) -> ShareFetchResponse:
+    """The partitions of topics the member may not READ, answered TOPIC_AUTHORIZATION_FAILED."""
+    topics = {t.topic_id: t for t in response.responses}
+    for topic_id, _, partition in refused:
+        topic = topics.get(topic_id)
+        if topic is None:
+            topic = topics[topic_id] = ShareFetchableTopicResponse(topic_id, [])
+            response.responses.append(topic)
+        found = next((p for p in topic.partitions if p.partition_index == partition), None)
+        if found is None:
+            found = PartitionData(partition_index=partition, current_leader=_no_leader())
+            topic.partitions.append(found)
+        found.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    return response
 
 
 def _persist(
@@ -394,6 +453,10 @@ def handle_share_acknowledge(
             error_message="GroupId and MemberId must be set.",
             acquisition_lock_timeout_ms=lock_ms,
         )
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, group_id):
+        return ShareAcknowledgeResponse(
+            error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, acquisition_lock_timeout_ms=lock_ms
+        )
     epoch = request.share_session_epoch
     if epoch == INITIAL_EPOCH:
         return ShareAcknowledgeResponse(
@@ -411,10 +474,17 @@ def handle_share_acknowledge(
                 for b in p.acknowledgement_batches
             )
     known = session
+    denied = _denied_topics(ctx, list(acks))
 
     def acknowledged() -> ShareAcknowledgeResponse | Awaitable[ShareAcknowledgeResponse]:
         results = _acknowledge_all(
-            ctx, shares, group_id, member_id, acks, ctx.api_version >= 2 and request.is_renew_ack
+            ctx,
+            shares,
+            group_id,
+            member_id,
+            acks,
+            ctx.api_version >= 2 and request.is_renew_ack,
+            denied,
         )
         # Written before a final epoch closes the session (which releases the rest).
         pending = _persist(shares, group_id, results)
@@ -426,7 +496,7 @@ def handle_share_acknowledge(
             return _after_persisted(pending, results, lambda: _ack_response(results, lock_ms))
         return _ack_response(results, lock_ms)
 
-    loading = shares.prepare(group_id, acks)
+    loading = shares.prepare(group_id, [k for k in acks if k[1] not in denied])
     if loading is not None:
         return _after_loaded(loading, acknowledged)
     return acknowledged()

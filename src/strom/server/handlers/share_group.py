@@ -7,6 +7,8 @@ initialization (`ShareStateInitializer`); members are assigned them at a later h
 Version 0 (Kafka 3.9's early access, with a server-generated member id) is not served. With
 the finalized `share.version` below 1 share groups are off: UNSUPPORTED_VERSION (per group for
 describe), as Kafka 4.2.
+ShareGroupHeartbeat needs READ on the group, ShareGroupDescribe DESCRIBE
+(GROUP_AUTHORIZATION_FAILED), as Kafka's; the latter reports the authorized operations asked for.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from strom.protocol.messages.share_group_heartbeat_request import ShareGroupHear
 from strom.protocol.messages.share_group_heartbeat_response import ShareGroupHeartbeatResponse
 from strom.runtime.coordinator_runtime import then
 from strom.runtime.errors import ApiError
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import AUTHORIZED_OPERATIONS_OMITTED, authorize, authorized_operations
 from strom.server.context import RequestContext
 from strom.server.handlers.classic_group import client_host
 from strom.server.registry import handles
-
-AUTHORIZED_OPERATIONS_OMITTED = -2147483648
 
 
 @handles(76, 1, 1)
@@ -38,6 +40,8 @@ def handle_share_group_heartbeat(
 ) -> ShareGroupHeartbeatResponse | Awaitable[ShareGroupHeartbeatResponse]:
     if not share_groups_enabled(ctx.broker.metadata.finalized_features):
         return ShareGroupHeartbeatResponse(error_code=ErrorCode.UNSUPPORTED_VERSION)
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return ShareGroupHeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if request.member_epoch == -1 and request.member_id:
         # Leaving: what the member still holds goes back to the others at once.
         ctx.broker.shares.release_member(request.group_id, request.member_id)
@@ -70,6 +74,11 @@ def handle_share_group_describe(
         )
     described: list[DescribedGroup] = []
     for group_id in request.group_ids:
+        if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            described.append(
+                DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=group_id)
+            )
+            continue
         try:
             _, shard = ctx.broker.groups.shard_for(group_id)
         except ApiError as exc:
@@ -77,5 +86,9 @@ def handle_share_group_describe(
             continue
         described.extend(shard.share_group_describe([group_id]))
     for group in described:
-        group.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED
+        group.authorized_operations = (
+            authorized_operations(ctx, ResourceType.GROUP, group.group_id)
+            if request.include_authorized_operations and group.error_code == ErrorCode.NONE
+            else AUTHORIZED_OPERATIONS_OMITTED
+        )
     return ShareGroupDescribeResponse(groups=described)

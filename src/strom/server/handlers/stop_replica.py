@@ -18,6 +18,8 @@ from strom.protocol.messages.stop_replica_response import (
     StopReplicaPartitionError,
     StopReplicaResponse,
 )
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -55,7 +57,7 @@ def handle_stop_replica(
 ) -> StopReplicaResponse | Awaitable[StopReplicaResponse]:
     version = ctx.api_version
     runtime = ctx.broker.cluster
-    if runtime is None:
+    if runtime is None or not authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
         return _response(request, version, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, {})
 
     async def run() -> StopReplicaResponse:

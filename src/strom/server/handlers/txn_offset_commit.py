@@ -27,6 +27,8 @@ from strom.protocol.messages.txn_offset_commit_response import (
 from strom.runtime.coordinator_runtime import then
 from strom.runtime.errors import ApiError
 from strom.runtime.group_runtime import OFFSETS_TOPIC
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize, authorized_names
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 from strom.storage.errors import StorageError
@@ -54,9 +56,23 @@ def handle_txn_offset_commit(
 ) -> TxnOffsetCommitResponse | Awaitable[TxnOffsetCommitResponse]:
     broker = ctx.broker
     response = TxnOffsetCommitResponse()
+    # WRITE on the transactional id, READ on the group, then READ on each topic, as Kafka's.
+    if not authorize(
+        ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id
+    ):
+        return _answer_all(request, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, response)
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return _answer_all(request, ErrorCode.GROUP_AUTHORIZATION_FAILED, response)
+    readable = authorized_names(
+        ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
+    refused = TxnOffsetCommitRequest(topics=[t for t in request.topics if t.name not in readable])
+    _answer_all(refused, ErrorCode.TOPIC_AUTHORIZATION_FAILED, response)
     unknown = TxnOffsetCommitRequest()
     valid: list[TxnOffsetCommitRequestTopic] = []
     for topic in request.topics:
+        if topic.name not in readable:
+            continue
         record = broker.metadata.get_topic(topic.name)
         count = record.num_partitions if record is not None else 0
         good = [p for p in topic.partitions if 0 <= p.partition_index < count]

@@ -17,6 +17,8 @@ from collections.abc import Awaitable
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.update_metadata_request import UpdateMetadataRequest
 from strom.protocol.messages.update_metadata_response import UpdateMetadataResponse
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -29,7 +31,7 @@ def handle_update_metadata(
 ) -> UpdateMetadataResponse | Awaitable[UpdateMetadataResponse]:
     version = ctx.api_version
     runtime = ctx.broker.cluster
-    if runtime is None:
+    if runtime is None or not authorize_cluster(ctx, AclOperation.CLUSTER_ACTION):
         return UpdateMetadataResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
 
     async def run() -> UpdateMetadataResponse:

@@ -9,13 +9,15 @@ coordinator epoch (TRANSACTION_COORDINATOR_FENCED). A marker on a `__consumer_of
 partition also settles the producer's pending transactional offsets in the group coordinator.
 The answer goes out once the ISR has every marker written (acks=all, up to request.timeout.ms:
 REQUEST_TIMED_OUT, or NOT_ENOUGH_REPLICAS_AFTER_APPEND), and the coordinator retries what failed.
-Not done: authorization (Kafka requires CLUSTER_ACTION).
+With an authorizer it needs ALTER or CLUSTER_ACTION on the cluster, as in Kafka
+(CLUSTER_AUTHORIZATION_FAILED for every partition otherwise).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.write_txn_markers_request import WriteTxnMarkersRequest
 from strom.protocol.messages.write_txn_markers_response import (
     WritableTxnMarkerPartitionResult,
@@ -24,6 +26,8 @@ from strom.protocol.messages.write_txn_markers_response import (
     WriteTxnMarkersResponse,
 )
 from strom.runtime.txn_markers import TxnMarker, write_markers
+from strom.security.acl import AclOperation
+from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
 from strom.server.registry import handles
 
@@ -31,7 +35,30 @@ from strom.server.registry import handles
 @handles(27, 0, 1)
 def handle_write_txn_markers(
     ctx: RequestContext, request: WriteTxnMarkersRequest
-) -> Awaitable[WriteTxnMarkersResponse]:
+) -> WriteTxnMarkersResponse | Awaitable[WriteTxnMarkersResponse]:
+    if not authorize_cluster(ctx, AclOperation.ALTER, log_denied=False) and not authorize_cluster(
+        ctx, AclOperation.CLUSTER_ACTION
+    ):
+        return WriteTxnMarkersResponse(
+            markers=[
+                WritableTxnMarkerResult(
+                    producer_id=m.producer_id,
+                    topics=[
+                        WritableTxnMarkerTopicResult(
+                            t.name,
+                            [
+                                WritableTxnMarkerPartitionResult(
+                                    p, ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+                                )
+                                for p in t.partition_indexes
+                            ],
+                        )
+                        for t in m.topics
+                    ],
+                )
+                for m in request.markers
+            ]
+        )
     markers = [
         TxnMarker(
             m.producer_id,

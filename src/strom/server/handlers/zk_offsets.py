@@ -36,6 +36,8 @@ from strom.protocol.messages.offset_fetch_response import (
     OffsetFetchResponsePartition,
     OffsetFetchResponseTopic,
 )
+from strom.security.acl import AclOperation, ResourceType
+from strom.server.authz import authorize, authorized_names
 from strom.server.context import RequestContext
 
 log = logging.getLogger("strom.offsets")
@@ -145,8 +147,20 @@ def fetch_v0(
             topics=[OffsetFetchResponseTopic(name, parts) for name, parts in by_topic.items()]
         )
 
+    # The group needs DESCRIBE (else every partition answers GROUP_AUTHORIZATION_FAILED),
+    # each topic DESCRIBE (TOPIC_AUTHORIZATION_FAILED), as Kafka answers v0.
+    group_allowed = authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group)
+    topics_allowed = authorized_names(
+        ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (t for t, _ in keys)
+    )
     readable: list[_Key] = []
     for topic, partition in keys:
+        if not group_allowed:
+            found[(topic, partition)] = ErrorCode.GROUP_AUTHORIZATION_FAILED
+            continue
+        if topic not in topics_allowed:
+            found[(topic, partition)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            continue
         if not _partition_exists(ctx, topic, partition):
             continue
         try:
