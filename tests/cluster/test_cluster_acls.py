@@ -1,11 +1,15 @@
-"""ACLs in a three-broker cluster: kept in ZooKeeper in Kafka's layout, applied by every broker.
+"""ACLs and client quotas in a three-broker cluster: kept in ZooKeeper in Kafka's layout,
+applied by every broker.
 
 - ACLs created through one broker are in `/kafka-acl/...` and `/kafka-acl-extended/...` in
   Kafka's JSON, announced under the change paths, and the other brokers describe them (and
   decide on them) once their watch fires; a deletion travels the same way;
 - ACLs written straight into ZooKeeper with a change notification, as Kafka's own tools do,
   reach every broker;
-- a broker started later loads every ACL.
+- a broker started later loads every ACL;
+- client quotas altered through one broker are in /config/users and /config/clients in Kafka's
+  format (a user's other configs kept), with /config/changes notifications, and every broker
+  describes them; a quota written straight into ZooKeeper reaches them too.
 
 Nothing is timed: every wait polls a condition up to a generous deadline.
 """
@@ -30,8 +34,14 @@ from confluent_kafka.admin import (
 from integration.kafka_wire import frame, request_header, roundtrip
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
+from strom.protocol.messages.alter_client_quotas_request import AlterClientQuotasRequest, OpData
+from strom.protocol.messages.alter_client_quotas_request import EntityData as AlterEntity
+from strom.protocol.messages.alter_client_quotas_request import EntryData as AlterEntry
+from strom.protocol.messages.alter_client_quotas_response import AlterClientQuotasResponse
 from strom.protocol.messages.describe_acls_request import DescribeAclsRequest
 from strom.protocol.messages.describe_acls_response import DescribeAclsResponse
+from strom.protocol.messages.describe_client_quotas_request import DescribeClientQuotasRequest
+from strom.protocol.messages.describe_client_quotas_response import DescribeClientQuotasResponse
 
 from .test_replicated_cluster import Cluster, wait_for
 
@@ -185,3 +195,90 @@ def test_acls_written_into_zookeeper_reach_every_broker(cluster: Cluster, zk: Ka
     # A broker restarted later loads it from ZooKeeper.
     cluster.brokers[2].restart()
     assert acls_seen_by(cluster, 2) == {(5, "payments", 3, "User:svc", 4, 3)}
+
+
+def quotas_seen_by(
+    cluster: Cluster, broker_id: int
+) -> dict[tuple[tuple[str, str | None], ...], dict[str, float]]:
+    broker = cluster.brokers[broker_id]
+    request = DescribeClientQuotasRequest(components=[], strict=False)
+    with socket.create_connection((broker.host, broker.port), timeout=30) as sock:
+        answer = roundtrip(sock, frame(request_header(48, 0, 7, "test") + request.encode(0)))
+    response = DescribeClientQuotasResponse.decode(answer[4:], 0)
+    assert response.error_code == 0
+    return {
+        tuple((e.entity_type, e.entity_name) for e in entry.entity): {
+            v.key: v.value for v in entry.values
+        }
+        for entry in response.entries or []
+    }
+
+
+def alter_quota(
+    cluster: Cluster, broker_id: int, entity: list[tuple[str, str | None]], key: str, value: float
+) -> int:
+    broker = cluster.brokers[broker_id]
+    request = AlterClientQuotasRequest(
+        entries=[
+            AlterEntry(
+                entity=[AlterEntity(t, n) for t, n in entity], ops=[OpData(key, value, False)]
+            )
+        ]
+    )
+    with socket.create_connection((broker.host, broker.port), timeout=30) as sock:
+        answer = roundtrip(sock, frame(request_header(49, 0, 7, "test") + request.encode(0)))
+    (entry,) = AlterClientQuotasResponse.decode(answer[4:], 0).entries
+    return entry.error_code
+
+
+def test_quotas_are_in_zookeeper_and_reach_every_broker(cluster: Cluster, zk: KazooClient) -> None:
+    # A user whose znode already holds other configs (as SCRAM credentials would be).
+    zk.create(
+        "/config/users/alice",
+        json.dumps(
+            {"version": 1, "config": {"SCRAM-SHA-256": "salt=abc,iterations=4096"}}
+        ).encode(),
+        makepath=True,
+    )
+    assert alter_quota(cluster, 1, [("user", "alice")], "producer_byte_rate", 1048576) == 0
+    assert (
+        alter_quota(cluster, 1, [("user", None), ("client-id", "app")], "request_percentage", 25)
+        == 0
+    )
+    assert json.loads(zk.get("/config/users/alice")[0])["config"] == {
+        "SCRAM-SHA-256": "salt=abc,iterations=4096",
+        "producer_byte_rate": "1048576",
+    }
+    assert json.loads(zk.get("/config/users/<default>/clients/app")[0])["config"] == {
+        "request_percentage": "25.0"
+    }
+    paths = {
+        json.loads(zk.get(f"/config/changes/{c}")[0])["entity_path"]
+        for c in zk.get_children("/config/changes")
+    }
+    assert {"users/alice", "users/<default>/clients/app"} <= paths
+    expected = {
+        (("user", "alice"),): {"producer_byte_rate": 1048576.0},
+        (("user", None), ("client-id", "app")): {"request_percentage": 25.0},
+    }
+    for broker_id in cluster.brokers:
+        wait_for(
+            f"broker {broker_id} describing the new quotas",
+            lambda b=broker_id: quotas_seen_by(cluster, b) == expected,
+        )
+    # Written straight into ZooKeeper with a notification, as Kafka's tools do.
+    zk.create(
+        "/config/clients/batch-job",
+        json.dumps({"version": 1, "config": {"consumer_byte_rate": "5000"}}).encode(),
+        makepath=True,
+    )
+    zk.create(
+        "/config/changes/config_change_",
+        json.dumps({"version": 2, "entity_path": "clients/batch-job"}).encode(),
+        sequence=True,
+    )
+    for broker_id in cluster.brokers:
+        wait_for(
+            f"broker {broker_id} applying the quota written into ZooKeeper",
+            lambda b=broker_id: (("client-id", "batch-job"),) in quotas_seen_by(cluster, b),
+        )

@@ -62,36 +62,41 @@ class SampledRate:
         sample.reset(now_ms)
         return sample
 
-    def _purge(self, now_ms: int) -> None:
+    def _measure(self, now_ms: int) -> tuple[float, int]:
+        """(sum of the samples, window in ms) in one pass, forgetting samples that saw no
+        event for a whole window."""
+        if not self._samples:
+            self._samples.append(_Sample(now_ms, now_ms))
         expire = self.samples * self.window_ms
+        total = 0.0
+        oldest = now_ms
         for sample in self._samples:
             if now_ms - sample.last_event_ms >= expire:
                 sample.reset(now_ms)
-
-    def window_size_ms(self, now_ms: int) -> int:
-        self._purge(now_ms)
-        if not self._samples:
-            self._samples.append(_Sample(now_ms, now_ms))
-        oldest = min(s.start_ms for s in self._samples)
+            total += sample.value
+            if sample.start_ms < oldest:
+                oldest = sample.start_ms
         elapsed = now_ms - oldest
         full = elapsed // self.window_ms
         if full < self.samples - 1:
             elapsed += (self.samples - 1 - full) * self.window_ms
-        return max(elapsed, 1)
+        return total, max(elapsed, 1)
+
+    def window_size_ms(self, now_ms: int) -> int:
+        return self._measure(now_ms)[1]
 
     def total(self, now_ms: int) -> float:
-        self._purge(now_ms)
-        return sum(s.value for s in self._samples)
+        return self._measure(now_ms)[0]
 
     def rate(self, now_ms: int) -> float:
         """Per second."""
-        window = self.window_size_ms(now_ms)
-        return self.total(now_ms) / (window / 1000.0)
+        total, window = self._measure(now_ms)
+        return total / (window / 1000.0)
 
     def throttle_ms(self, bound: float, now_ms: int) -> int:
         """How long the client must wait for the rate to come down to `bound` (0: within)."""
-        window = self.window_size_ms(now_ms)
-        observed = self.total(now_ms) / (window / 1000.0)
+        total, window = self._measure(now_ms)
+        observed = total / (window / 1000.0)
         if observed <= bound:
             return 0
         return round((observed - bound) / bound * window)

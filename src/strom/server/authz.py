@@ -150,7 +150,7 @@ def authorized_names(
     principal = principal_of(ctx)
     host = host_of(ctx)
     allowed: set[str] = set()
-    for name in set(names):
+    for name in names if isinstance(names, (set, frozenset)) else set(names):
         if authorizer.authorize(principal, host, operation, resource_type, name):
             allowed.add(name)
         elif log_denied:
