@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from strom.cli.common import EXIT_OK, add_client_options
+from strom.cli.common import EXIT_OK, add_client_options, version
 
 if TYPE_CHECKING:
     from strom.cli.output import Output
@@ -44,7 +44,6 @@ def register(commands: Any) -> None:
 
 
 async def cluster_info(client: Client, out: Output, args: argparse.Namespace) -> int:
-    from strom.cli.main import version
     from strom.client.admin import describe_cluster
     from strom.client.errors import UnsupportedByBrokerError
     from strom.protocol.messages import API_SPECS

@@ -192,3 +192,12 @@ def parse_partitions(spec: str | None) -> list[int] | None:
         except ValueError:
             raise UsageError(f"bad partition list {spec!r} (example: 0,2,5-7)") from None
     return sorted(set(out))
+
+
+def version() -> str:
+    from importlib import metadata  # only `--version` pays for importing it
+
+    try:
+        return metadata.version("strom")
+    except metadata.PackageNotFoundError:  # running from a source tree without installing
+        return "unknown"

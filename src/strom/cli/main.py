@@ -38,15 +38,6 @@ exit codes: 0 done, 1 refused by the broker or not found, 2 bad usage,
 """
 
 
-def version() -> str:
-    from importlib import metadata  # only `--version` pays for importing it
-
-    try:
-        return metadata.version("strom")
-    except metadata.PackageNotFoundError:  # running from a source tree without installing
-        return "unknown"
-
-
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -120,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.version:
+        from strom.cli.common import version
+
         print(f"strom {version()}")
         return 0
     if args.subcommand == "serve":

@@ -14,10 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum, IntEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from strom.config.validators import Validator
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 SHORT_MIN, SHORT_MAX = -(2**15), 2**15 - 1
@@ -37,6 +33,16 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.key = key
         self.value = value
+
+
+class Validator:
+    """Checks a parsed value of key `name`; raises ConfigError when Kafka would refuse it."""
+
+    def validate(self, name: str, value: ConfigValue) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 class InvalidConfigurationError(ConfigError):

@@ -6,8 +6,7 @@ to a line or two that reads like Kafka's ConfigDef.define call it mirrors.
 
 from __future__ import annotations
 
-from strom.config.definitions import ConfigDef, ConfigType, ConfigValue, UpdateMode
-from strom.config.validators import Validator
+from strom.config.definitions import ConfigDef, ConfigType, ConfigValue, UpdateMode, Validator
 
 B, S, I, SH, L, D, LS, C, P = (  # noqa: E741 - short names keep the tables readable
     ConfigType.BOOLEAN,

@@ -17,14 +17,20 @@ from strom.config.broker_log_keys import (
     WEEK_MS,
     ZSTD_LEVEL,
 )
-from strom.config.definitions import LONG_MAX, ConfigDef, ConfigType, ConfigValue, names
+from strom.config.definitions import (
+    LONG_MAX,
+    ConfigDef,
+    ConfigType,
+    ConfigValue,
+    Validator,
+    names,
+)
 from strom.config.shorthand import LS, B, D, I, L, S, define
 from strom.config.validators import (
     ListOf,
     MetadataVersion,
     OneOf,
     ThrottledReplicas,
-    Validator,
     at_least,
     between,
 )

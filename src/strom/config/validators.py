@@ -9,17 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from strom.config.definitions import ConfigError, ConfigValue, invalid, java_str
-
-
-class Validator:
-    """Checks a parsed value of key `name`; raises ConfigError when Kafka would refuse it."""
-
-    def validate(self, name: str, value: ConfigValue) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def describe(self) -> str:  # pragma: no cover - interface
-        raise NotImplementedError
+from strom.config.definitions import ConfigError, ConfigValue, Validator, invalid, java_str
 
 
 def _number(x: float) -> str:
