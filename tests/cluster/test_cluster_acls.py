@@ -7,6 +7,9 @@ applied by every broker.
 - ACLs written straight into ZooKeeper with a change notification, as Kafka's own tools do,
   reach every broker;
 - a broker started later loads every ACL;
+- ACLs created through one broker decide on the others without a restart: a DENY WRITE made
+  on broker 1 refuses producers at the leaders on brokers 2 and 3 and a DENY DESCRIBE hides a
+  topic from their Metadata; deleted through broker 3, every leader takes the records again;
 - client quotas altered through one broker are in /config/users and /config/clients in Kafka's
   format (a user's other configs kept), with /config/changes notifications, and every broker
   describes them; a quota written straight into ZooKeeper reaches them too.
@@ -21,6 +24,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import confluent_kafka as ck
 import pytest
 from confluent_kafka.admin import (
     AclBinding,
@@ -38,12 +42,18 @@ from strom.protocol.messages.alter_client_quotas_request import AlterClientQuota
 from strom.protocol.messages.alter_client_quotas_request import EntityData as AlterEntity
 from strom.protocol.messages.alter_client_quotas_request import EntryData as AlterEntry
 from strom.protocol.messages.alter_client_quotas_response import AlterClientQuotasResponse
+from strom.protocol.messages.create_acls_request import AclCreation, CreateAclsRequest
+from strom.protocol.messages.create_acls_response import CreateAclsResponse
+from strom.protocol.messages.delete_acls_request import DeleteAclsFilter, DeleteAclsRequest
+from strom.protocol.messages.delete_acls_response import DeleteAclsResponse
 from strom.protocol.messages.describe_acls_request import DescribeAclsRequest
 from strom.protocol.messages.describe_acls_response import DescribeAclsResponse
 from strom.protocol.messages.describe_client_quotas_request import DescribeClientQuotasRequest
 from strom.protocol.messages.describe_client_quotas_response import DescribeClientQuotasResponse
+from strom.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from strom.protocol.messages.metadata_response import MetadataResponse
 
-from .test_replicated_cluster import Cluster, wait_for
+from .test_replicated_cluster import Cluster, create_topic, full_isr, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -282,3 +292,116 @@ def test_quotas_are_in_zookeeper_and_reach_every_broker(cluster: Cluster, zk: Ka
             f"broker {broker_id} applying the quota written into ZooKeeper",
             lambda b=broker_id: (("client-id", "batch-job"),) in quotas_seen_by(cluster, b),
         )
+
+
+# Strom's own class name, and no super user: every principal (the brokers' ANONYMOUS too) may
+# do what no ACL names, so the ACLs a test creates close exactly what they name.
+OPEN_AUTHORIZER = {
+    "authorizer.class.name": "strom.security.authorizer.AclAuthorizer",
+    "allow.everyone.if.no.acl.found": "true",
+}
+ANONYMOUS = "User:ANONYMOUS"
+ANY, TOPIC, LITERAL, WRITE, DESCRIBE, READ, DENY, ALLOW = 1, 2, 3, 4, 8, 3, 2, 3
+
+
+@pytest.fixture
+def open_cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, zk_hosts)
+    for broker in c.brokers.values():
+        broker.sets.update(OPEN_AUTHORIZER)
+    with c.running():
+        yield c
+
+
+def wire(cluster: Cluster, broker_id: int, api_key: int, version: int, body: bytes) -> bytes:
+    """One request to one broker (not to whichever a client library picks); the answer's body."""
+    broker = cluster.brokers[broker_id]
+    with socket.create_connection((broker.host, broker.port), timeout=30) as sock:
+        answer = roundtrip(sock, frame(request_header(api_key, version, 7, "test") + body))
+    return answer[4:]
+
+
+def topic_error_at(cluster: Cluster, broker_id: int, topic: str) -> int:
+    """The error broker `broker_id` answers for `topic` named in a Metadata request."""
+    request = MetadataRequest(topics=[MetadataRequestTopic(name=topic)])
+    answer = MetadataResponse.decode(wire(cluster, broker_id, 3, 4, request.encode(4)), 4)
+    (found,) = answer.topics
+    return found.error_code
+
+
+def produce_to_each_partition(cluster: Cluster, topic: str, partitions: int) -> dict[int, str]:
+    """confluent-kafka sends one record to each partition (so to each partition's leader); the
+    outcome per partition: "ok" or the error's name."""
+    producer = ck.Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap(),
+            "enable.idempotence": False,
+            "message.timeout.ms": 20_000,
+            "topic.metadata.refresh.interval.ms": 1000,
+        }
+    )
+    outcome: dict[int, str] = {}
+
+    def delivered(err: ck.KafkaError | None, msg: ck.Message) -> None:
+        outcome[msg.partition()] = "ok" if err is None else err.name()
+
+    for partition in range(partitions):
+        producer.produce(topic, b"v", partition=partition, on_delivery=delivered)
+    assert producer.flush(60) == 0
+    return outcome
+
+
+def test_acl_changes_decide_on_every_broker(open_cluster: Cluster) -> None:
+    c = open_cluster
+    create_topic(c, "guarded", 3, 3)
+    create_topic(c, "secret", 1, 3)
+    wait_for("guarded fully replicated", lambda: full_isr(c, "guarded", 3))
+    leaders = {p.leader for p in c.partitions("guarded").values()}
+    assert leaders == {1, 2, 3}
+    assert produce_to_each_partition(c, "guarded", 3) == {0: "ok", 1: "ok", 2: "ok"}
+    for broker_id in c.brokers:
+        assert topic_error_at(c, broker_id, "secret") == 0
+
+    # Through broker 1 only: guarded readable (so describable) but not writable; secret hidden.
+    creations = [
+        AclCreation(TOPIC, "guarded", LITERAL, ANONYMOUS, "*", READ, ALLOW),
+        AclCreation(TOPIC, "guarded", LITERAL, ANONYMOUS, "*", WRITE, DENY),
+        AclCreation(TOPIC, "secret", LITERAL, ANONYMOUS, "*", DESCRIBE, DENY),
+    ]
+    created = CreateAclsResponse.decode(
+        wire(c, 1, 30, 1, CreateAclsRequest(creations=creations).encode(1)), 1
+    )
+    assert [r.error_code for r in created.results] == [0, 0, 0]
+
+    for broker_id in c.brokers:
+        wait_for(
+            f"broker {broker_id} hiding secret",
+            lambda b=broker_id: topic_error_at(c, b, "secret") == 29,  # TOPIC_AUTHORIZATION_FAILED
+        )
+    wait_for(
+        "every leader refusing the producer",
+        lambda: (
+            set(produce_to_each_partition(c, "guarded", 3).values())
+            == {"TOPIC_AUTHORIZATION_FAILED"}
+        ),
+    )
+
+    # Deleted through broker 3 (guarded's READ too: a topic with any ACL is closed to what its
+    # ACLs do not allow): every leader takes records again, every broker shows secret.
+    delete = DeleteAclsRequest(
+        filters=[
+            DeleteAclsFilter(TOPIC, "guarded", LITERAL, None, None, ANY, ANY),
+            DeleteAclsFilter(TOPIC, "secret", LITERAL, ANONYMOUS, "*", DESCRIBE, DENY),
+        ]
+    )
+    deleted = DeleteAclsResponse.decode(wire(c, 3, 31, 1, delete.encode(1)), 1)
+    assert [len(r.matching_acls) for r in deleted.filter_results] == [2, 1]
+    for broker_id in c.brokers:
+        wait_for(
+            f"broker {broker_id} showing secret again",
+            lambda b=broker_id: topic_error_at(c, b, "secret") == 0,
+        )
+    wait_for(
+        "every leader taking records again",
+        lambda: produce_to_each_partition(c, "guarded", 3) == {0: "ok", 1: "ok", 2: "ok"},
+    )

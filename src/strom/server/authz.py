@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from strom.config import BrokerConfig
@@ -68,11 +69,23 @@ def host_of(ctx: RequestContext) -> str:
 
 
 class AuditLog:
-    """Denials, each (principal, resource, operation) at most once per interval."""
+    """Denials, each (principal, resource, operation) at most once per interval.
 
-    def __init__(self, interval_s: float = AUDIT_INTERVAL_S) -> None:
+    `_last` is in the order the keys were last logged (a key logged again moves to the end),
+    so the oldest are at the front: past AUDIT_KEYS_LIMIT keys those are forgotten first,
+    which bounds the memory of a client naming ever new resources (a forgotten key may be
+    logged again within its minute)."""
+
+    def __init__(
+        self,
+        interval_s: float = AUDIT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        keys_limit: int = AUDIT_KEYS_LIMIT,
+    ) -> None:
         self.interval_s = interval_s
-        self._last: dict[tuple[str, ResourceType, str, AclOperation], float] = {}
+        self.clock = clock
+        self.keys_limit = keys_limit
+        self._last: OrderedDict[tuple[str, ResourceType, str, AclOperation], float] = OrderedDict()
 
     def denied(
         self,
@@ -83,14 +96,19 @@ class AuditLog:
         name: str,
         api_key: int,
     ) -> None:
-        now = time.monotonic()
+        now = self.clock()
         key = (principal, resource_type, name, operation)
         last = self._last.get(key)
         if last is not None and now - last < self.interval_s:
             return
-        if len(self._last) >= AUDIT_KEYS_LIMIT:
-            self._last = {k: t for k, t in self._last.items() if now - t < self.interval_s}
-        self._last[key] = now
+        last_logged = self._last
+        last_logged.pop(key, None)
+        while last_logged:
+            oldest = next(iter(last_logged.values()))
+            if len(last_logged) < self.keys_limit and now - oldest < self.interval_s:
+                break
+            last_logged.popitem(last=False)
+        last_logged[key] = now
         spec = API_SPECS.get(api_key)
         audit.info(
             "Principal = %s is Denied operation = %s from host = %s on resource = %s:%s:%s "
