@@ -1,7 +1,7 @@
 """The `strom` command.
 
 `strom serve [--config FILE] [--set key=value ...] [--log-level LEVEL]` starts a broker;
-`strom topic|group|produce|consume|cluster ...` talk to any Kafka-compatible broker through
+`strom topic|group|produce|consume|cluster|acl|user|quota ...` talk to any Kafka-compatible broker through
 `strom.client`; `strom log dump` reads a data directory offline; `strom --version` prints the
 version. The server package is imported only by `serve`, and rich and the client only by the
 commands that use them, so that `--help`, `--version` and configuration errors answer without
@@ -30,6 +30,9 @@ examples:
   strom consume orders -g readers --follow
   strom group describe readers                  # members and lag
   strom cluster info
+  strom acl create --allow-principal User:alice --operation read --topic orders
+  strom user create alice --password s3cret     # a SCRAM-SHA-256 user
+  strom quota alter --name user=alice --add producer_byte_rate=1048576
   strom log dump strom-data/orders-0 --records  # offline
 
 exit codes: 0 done, 1 refused by the broker or not found, 2 bad usage,
@@ -46,7 +49,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from strom.cli import cluster, consume, group, log_dump, produce, topic
+    from strom.cli import acl, cluster, consume, group, log_dump, produce, quota, topic, user
 
     parser = argparse.ArgumentParser(
         prog="strom",
@@ -76,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default INFO"
     )
-    for module in (topic, group, produce, consume, cluster, log_dump):
+    for module in (topic, group, produce, consume, cluster, acl, user, quota, log_dump):
         module.register(commands)
     return parser
 
