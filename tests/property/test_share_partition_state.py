@@ -97,21 +97,32 @@ class SharePartitionMachine(RuleBasedStateMachine):
                 rec.owner, rec.deadline = member, self.now + LOCK_MS
                 expected.append((o, rec.count))
                 taken += 1
-        limit = self.model_start() + self.max_in_flight - 1
         for base, last in new:
-            if taken >= max_records or self.next_new > limit:
+            if taken >= max_records:
                 break
             first = max(base, self.next_new)
-            if first > limit:
+            if first > last:
+                continue
+            if first > self.model_start() + self.max_in_flight - 1:
                 break
             for o in range(self.next_new, first):
                 self.model[o] = Rec(RecordState.ARCHIVED)
-            stop = min(last, limit)
-            for o in range(first, stop + 1):
-                self.model[o] = Rec(RecordState.ACQUIRED, 1, member, self.now + LOCK_MS)
-                expected.append((o, 1))
-                taken += 1
-            self.next_new = max(self.next_new, stop + 1)
+            self.next_new = max(self.next_new, first)
+            # The whole batch as far as the window admits; the window slides as its front
+            # becomes final.
+            while True:
+                stop = min(last, self.model_start() + self.max_in_flight - 1)
+                if self.next_new > stop:
+                    break
+                for o in range(self.next_new, stop + 1):
+                    self.model[o] = Rec(RecordState.ACQUIRED, 1, member, self.now + LOCK_MS)
+                    expected.append((o, 1))
+                    taken += 1
+                self.next_new = stop + 1
+                if stop >= last:
+                    break
+            if self.next_new <= last:
+                break
         flat = [
             (o, r.delivery_count) for r in got for o in range(r.first_offset, r.last_offset + 1)
         ]
