@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from strom.coordinator.share.filter import (
+from strom.share.filter import (
     And,
     Between,
     Compare,

@@ -23,6 +23,7 @@ from strom.config import (
     validate_topic_configs,
 )
 from strom.config.broker_keys import DYNAMIC_ONLY, listener_base
+from strom.config.broker_newer_keys import BROKER_NEWER_DEFS, NEWER_TOPIC_KEYS
 from strom.config.definitions import UpdateMode, format_value, parse_value
 
 KAFKA = kafka_39_configs()
@@ -72,8 +73,10 @@ def test_every_kafka_39_key_is_in_the_tables_and_no_other() -> None:
     topic = {name for name, _, mode, _ in KAFKA if mode == "topic"}
     assert len(broker) == 328 and len(topic) == 36
     strom_own = {name for name in BROKER_DEFS if name.startswith("strom.")}
-    assert set(BROKER_DEFS) - strom_own == broker
-    assert set(TOPIC_DEFS) == topic
+    newer = {d.name for d in BROKER_NEWER_DEFS}  # Kafka 4.x keys Strom acts on
+    assert set(BROKER_DEFS) - strom_own - newer == broker
+    strom_topic = {name for name in TOPIC_DEFS if name.startswith("strom.")}
+    assert set(TOPIC_DEFS) - strom_topic - NEWER_TOPIC_KEYS == topic
     assert set(DYNAMIC_ONLY) == {
         "leader.replication.throttled.rate",
         "follower.replication.throttled.rate",

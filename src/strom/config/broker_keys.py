@@ -20,6 +20,7 @@ from strom.config.broker_cluster_keys import BROKER_CLUSTER_DEFS
 from strom.config.broker_coordinator_keys import BROKER_COORDINATOR_DEFS
 from strom.config.broker_log_keys import BROKER_LOG_DEFS, HOUR_MS
 from strom.config.broker_network_keys import BROKER_NETWORK_DEFS, DYNAMIC_ONLY_DEFS
+from strom.config.broker_newer_keys import BROKER_NEWER_DEFS
 from strom.config.broker_security_keys import BROKER_SECURITY_DEFS
 from strom.config.broker_strom_keys import STROM_BROKER_DEFS
 from strom.config.definitions import ConfigDef, ConfigType, UpdateMode, names
@@ -31,6 +32,7 @@ BROKER_DEFS: dict[str, ConfigDef] = names(
         *BROKER_SECURITY_DEFS,
         *BROKER_LOG_DEFS,
         *BROKER_COORDINATOR_DEFS,
+        *BROKER_NEWER_DEFS,
         *STROM_BROKER_DEFS,
     ]
 )

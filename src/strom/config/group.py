@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from strom.config.definitions import ConfigEntry, ConfigSource, ConfigType
+from strom.share.filter import FilterError, compile_filter
 
 __all__ = ["GROUP_DEFS", "GroupConfigDef", "describe_group_configs", "validate_group_config"]
 
@@ -67,6 +68,30 @@ def _one_of(*allowed: str) -> Callable[[str, Mapping[str, str]], str | None]:
     return check
 
 
+def _at_least_zero(value: str, broker: Mapping[str, str]) -> str | None:
+    try:
+        n = int(value)
+    except ValueError:
+        return "must be an integer"
+    return None if 0 <= n <= 2**31 - 1 else "must be between 0 and 2147483647"
+
+
+def _boolean(value: str, broker: Mapping[str, str]) -> str | None:
+    return None if value.lower() in ("true", "false") else "must be true or false"
+
+
+def _anything(value: str, broker: Mapping[str, str]) -> str | None:
+    return None
+
+
+def _filter(value: str, broker: Mapping[str, str]) -> str | None:
+    try:
+        compile_filter(value)
+    except FilterError as exc:
+        return str(exc)
+    return None
+
+
 def _reset(value: str, broker: Mapping[str, str]) -> str | None:
     if value in ("latest", "earliest") or duration_ms(value) is not None:
         return None
@@ -102,6 +127,51 @@ GROUP_DEFS: dict[str, GroupConfigDef] = {
                 "group.share.max.record.lock.duration.ms",
             ),
             "How long a record delivered to a share consumer stays locked to it.",
+        ),
+        GroupConfigDef(
+            "errors.deadletterqueue.topic.name",
+            ConfigType.STRING,
+            None,
+            "",
+            _anything,
+            "The topic a share group copies the records it gives up on to (rejected, or "
+            "archived at the delivery-count limit); empty: none (KIP-1191).",
+        ),
+        GroupConfigDef(
+            "errors.deadletterqueue.copy.record.enable",
+            ConfigType.BOOLEAN,
+            None,
+            "true",
+            _boolean,
+            "Whether a dead-letter record carries the original key, value and headers (Strom's "
+            "default; Kafka's is false) or only the context headers.",
+        ),
+        GroupConfigDef(
+            "strom.share.filter",
+            ConfigType.STRING,
+            None,
+            "",
+            _filter,
+            "Strom: an expression over record headers, key and timestamp; the group receives "
+            "only the records it matches, the others are acknowledged for it without being "
+            "delivered. Empty: every record.",
+        ),
+        GroupConfigDef(
+            "strom.share.retry.backoff.ms",
+            ConfigType.INT,
+            None,
+            "0",
+            _at_least_zero,
+            "Strom: how long a released record (or one whose lock expired) waits before it is "
+            "delivered again after its first delivery; doubled for each further one. 0: no wait.",
+        ),
+        GroupConfigDef(
+            "strom.share.retry.backoff.max.ms",
+            ConfigType.INT,
+            None,
+            "60000",
+            _at_least_zero,
+            "Strom: the longest retry backoff.",
         ),
     )
 }

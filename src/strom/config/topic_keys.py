@@ -71,6 +71,8 @@ TOPIC_DEFS: dict[str, ConfigDef] = names(
            ZSTD_LEVEL, ("compression.zstd.level",)),
         _t("delete.retention.ms", L, 86400000, "How long a tombstone stays readable after "
            "compaction reaches it.", at_least(0), ("log.cleaner.delete.retention.ms",)),
+        _t("errors.deadletterqueue.group.enable", B, False, "Whether share groups may use the "
+           "topic as their dead-letter topic (KIP-1191, Kafka 4.4)."),
         _t("file.delete.delay.ms", L, 60000, "Delay before a removed segment's files are "
            "deleted.", at_least(0), ("log.segment.delete.delay.ms",)),
         _t("flush.messages", L, LONG_MAX, "Records appended before the partition is fsynced.",
@@ -140,6 +142,9 @@ TOPIC_DEFS: dict[str, ConfigDef] = names(
            at_least(0), ("log.roll.jitter.ms", "log.roll.jitter.hours")),
         _t("segment.ms", L, WEEK_MS, "Age at which a segment is rolled even if not full.",
            at_least(1), ("log.roll.ms", "log.roll.hours")),
+        _t("strom.delivery.delay.ms", L, 0, "Strom: how long after its timestamp a record "
+           "becomes deliverable to share groups, unless its headers strom.deliver.at or "
+           "strom.delay.ms say otherwise; 0: at once.", at_least(0)),
         _t("unclean.leader.election.enable", B, False, "Allow an out-of-sync replica to become "
            "leader, losing data.", None, ("unclean.leader.election.enable",)),
     ]

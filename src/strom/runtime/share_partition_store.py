@@ -16,6 +16,10 @@ acknowledged are delivered again; nothing is lost). A share partition is dropped
 this broker is no longer the partition's leader or leads it at another leader epoch (it moved
 away and back), and when the group's last share session here closes (Kafka's onGroupEmpty).
 A new load waits for the writes still under way for the same share partition.
+
+What share partitions keep beyond Kafka's state (issue #16: delays, backoffs, dead-letter
+copies) comes in through `ShareExtras`: attached after a load from the state's extension,
+written as the extension with every write, detached when the share partition is dropped.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from strom.coordinator.share.coordinator import (
     UNINITIALIZED_START_OFFSET,
     Outcome,
+    ShareState,
     StateKey,
     StateWrite,
 )
@@ -38,6 +43,7 @@ from strom.protocol.errors import ErrorCode
 from strom.runtime.share_state_writer import StateWriter
 
 if TYPE_CHECKING:
+    from strom.coordinator.share.extension import ShareExtension
     from strom.runtime.host import BrokerHost
     from strom.runtime.share_persister import SharePersister
     from strom.storage.partition_log import PartitionLog
@@ -79,6 +85,19 @@ MakePartition = Callable[[str, int, list[StateBatch]], SharePartition]
 InitialOffset = Callable[[str, "PartitionLog"], int]
 
 
+class ShareExtras(Protocol):
+    def attach(
+        self, pk: PartitionKey, sp: SharePartition, state: ShareState | None, plog: PartitionLog
+    ) -> None:
+        """A share partition was loaded (`state` None: it starts fresh)."""
+
+    def extension(self, sp: SharePartition, token: bytes) -> ShareExtension | None: ...
+
+    def detach(self, pk: PartitionKey, sp: SharePartition) -> ShareExtension | None:
+        """The share partition is dropped (a later load starts from the persisted state);
+        an extension returned is written once more (its timer files were checkpointed)."""
+
+
 class SharePartitionStore:
     def __init__(
         self,
@@ -86,11 +105,13 @@ class SharePartitionStore:
         persister: SharePersister,
         make: MakePartition,
         initial_offset: InitialOffset,
+        extras: ShareExtras | None = None,
     ) -> None:
         self.broker = broker
         self.persister = persister
         self._make = make
         self._initial_offset = initial_offset
+        self.extras = extras
         self.partitions: dict[PartitionKey, SharePartition] = {}
         self._loaded: dict[PartitionKey, _Loaded] = {}
         self._loading: dict[PartitionKey, tuple[int, asyncio.Future[None]]] = {}
@@ -213,24 +234,44 @@ class SharePartitionStore:
         state = outcome.state
         fresh = state.start_offset == UNINITIALIZED_START_OFFSET
         start = self._initial_offset(pk[0], plog) if fresh else state.start_offset
-        self.partitions[pk] = self._make(pk[0], start, list(state.batches))
+        sp = self.partitions[pk] = self._make(pk[0], start, list(state.batches))
         self._loaded[pk] = _Loaded(topic_id, epoch, state.state_epoch)
         self._errors.pop(pk, None)
+        if self.extras is not None:
+            self.extras.attach(pk, sp, None if fresh else state, plog)
         if fresh:
             # Where the group starts is state too: a failover must not move it.
             self.persist_in_background(pk[0], (topic_id, pk[1], pk[2]))
 
     # -- writing ---------------------------------------------------------------------------
 
-    def persist(self, group_id: str, key: TopicPartitionKey) -> ErrorCode | Awaitable[ErrorCode]:
+    def persist(
+        self, group_id: str, key: TopicPartitionKey, token: bytes = b""
+    ) -> ErrorCode | Awaitable[ErrorCode]:
         """Write the share partition's state; the answer (for the client) comes once the
-        share coordinator has it committed."""
+        share coordinator has it committed. `token` names the timer files a clean stop is
+        about to checkpoint."""
         pk = (group_id, key[1], key[2])
         sp = self.partitions.get(pk)
-        loaded = self._loaded.get(pk)
-        if sp is None or loaded is None:
+        if sp is None:
             return ErrorCode.NONE
-        state_key: StateKey = (group_id, loaded.topic_id, pk[2])
+        extras = self.extras
+        if extras is None:
+            return self._write(pk, sp, None)
+        return self._write(pk, sp, lambda: extras.extension(sp, token))
+
+    def _write(
+        self,
+        pk: PartitionKey,
+        sp: SharePartition,
+        extension: Callable[[], ShareExtension | None] | None,
+    ) -> ErrorCode | Awaitable[ErrorCode]:
+        """Queue a write of `sp` (the extension as `extension` gives it when the write is
+        built; None: no extension, Kafka's state only)."""
+        loaded = self._loaded.get(pk)
+        if loaded is None:
+            return ErrorCode.NONE
+        state_key: StateKey = (pk[0], loaded.topic_id, pk[2])
 
         def send() -> Outcome | Awaitable[Outcome]:
             write = StateWrite(
@@ -239,6 +280,8 @@ class SharePartitionStore:
                 start_offset=sp.start_offset,
                 batches=sp.state_batches(),
                 delivery_complete_count=sp.final_count(),
+                extension=extension() if extension is not None else None,
+                with_extension=extension is not None,
             )
             return self.persister.write(state_key, write)
 
@@ -281,6 +324,15 @@ class SharePartitionStore:
 
     def drop(self, pk: PartitionKey) -> None:
         """Forget the share partition (its writes under way go on); the next use loads it."""
+        sp = self.partitions.get(pk)
+        if sp is not None and self.extras is not None:
+            final = self.extras.detach(pk, sp)
+            if final is not None:
+                written = self._write(pk, sp, lambda: final)
+                if isinstance(written, Awaitable):
+                    future = asyncio.ensure_future(written)
+                    self._background.add(future)
+                    future.add_done_callback(self._background.discard)
         self.partitions.pop(pk, None)
         self._loaded.pop(pk, None)
         loading = self._loading.pop(pk, None)

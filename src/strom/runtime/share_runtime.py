@@ -22,10 +22,15 @@ coordinator, on this broker or another). Kafka writes the state on acknowledgeme
 releases (a session closed, a member gone) and on lock expiry, not on acquisition; so does
 Strom. Each write carries every in-flight record, the acquired ones as Available with their
 delivery counts already incremented.
+
+Issue #16's features (filters, delayed delivery, retry backoff, dead-letter copies) are
+`ShareQueues`' (strom.runtime.share_queues): a read marks the records it passes and acquires
+due records first; acknowledgements and releases re-arm the share partition's wake-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -37,6 +42,7 @@ from strom.config.group import duration_ms
 from strom.coordinator.share.partition import (
     AcknowledgeType,
     AcquiredRange,
+    RecordState,
     SharePartition,
     StateBatch,
 )
@@ -44,10 +50,13 @@ from strom.protocol.errors import ErrorCode
 from strom.protocol.records.batch_header import iter_batch_headers
 from strom.runtime.host import BrokerHost
 from strom.runtime.share_partition_store import SharePartitionStore
-from strom.storage.errors import OffsetOutOfRangeError
+from strom.runtime.share_queues import ShareQueues
+from strom.storage.errors import NotCachedError, OffsetOutOfRangeError
 from strom.storage.txn_index import AbortedTxn
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from strom.runtime.share_coordinator_runtime import ShareCoordinatorRuntime
     from strom.runtime.share_persister import SharePersister
     from strom.storage.partition_log import PartitionLog
@@ -91,15 +100,39 @@ class ShareHost(BrokerHost, Protocol):
     @property
     def share_persister(self) -> SharePersister: ...
 
+    # What dead-letter copies need (strom.runtime.dead_letter_runtime).
+    @property
+    def io(self) -> Executor: ...
+
+    def create_topic(
+        self,
+        name: str,
+        num_partitions: int = -1,
+        replication_factor: int = -1,
+        configs: dict[str, str] | None = None,
+    ) -> object: ...
+
+    def next_producer_id(self) -> int: ...
+
+    async def produce_internal(
+        self, topic: str, partition: int, batch: bytes, timeout_ms: int
+    ) -> ErrorCode: ...
+
 
 class ShareRuntime:
     def __init__(self, broker: ShareHost) -> None:
         self.broker = broker
+        self.queues = ShareQueues(self)
         self.store = SharePartitionStore(
-            broker, broker.share_persister, self._new_partition, self._initial_offset
+            broker,
+            broker.share_persister,
+            self._new_partition,
+            self._initial_offset,
+            self.queues,
         )
         self.partitions = self.store.partitions
         self.sessions: OrderedDict[SessionKey, ShareSession] = OrderedDict()
+        self._resuming: set[asyncio.Future[None]] = set()
 
     # -- settings ------------------------------------------------------------------------
 
@@ -154,8 +187,10 @@ class ShareRuntime:
         group_id = session.group_id
         for key in session.partitions.values():
             sp = self.partitions.get((group_id, key[1], key[2]))
-            if sp is not None and sp.release_member(session.member_id):
+            if sp is not None and sp.release_member(session.member_id, self.now_ms()):
                 self.store.persist_in_background(group_id, key)
+            if sp is not None:
+                self.queues.after_change(group_id, key[1], key[2], sp)
         self._notify(session.partitions.values())
         if not any(g == group_id for g, _ in self.sessions):
             self.store.drop_group(group_id)
@@ -181,7 +216,9 @@ class ShareRuntime:
         if sp is None:
             return None, error
         sp.lock_duration_ms = self.lock_duration_for(group_id)  # the group's, as altered
+        self.queues.configure(group_id, sp)
         if sp.expire_locks(self.now_ms()):
+            # Backoffs and given-up records of expired locks survive a restart.
             self.store.persist_in_background(group_id, key)
         if sp.start_offset < log.log_start_offset:
             sp.reset_start(log.log_start_offset)  # retention deleted what was not delivered
@@ -222,10 +259,56 @@ class ShareRuntime:
 
     # -- durability ----------------------------------------------------------------------
 
-    def persist(self, group_id: str, key: TopicPartitionKey) -> ErrorCode | Awaitable[ErrorCode]:
+    def persist(
+        self, group_id: str, key: TopicPartitionKey, token: bytes = b""
+    ) -> ErrorCode | Awaitable[ErrorCode]:
         """Write the share partition's state to its share coordinator; the answer comes once
-        it is committed."""
-        return self.store.persist(group_id, key)
+        it is committed. `token` names the timer files a clean stop is about to checkpoint."""
+        return self.store.persist(group_id, key, token)
+
+    def persist_soon(self, group_id: str, topic: str, partition: int) -> None:
+        """Persist in the background (a change no request waits for)."""
+        log = self.broker.partition_log(topic, partition)
+        if log is not None:
+            self.store.persist_in_background(group_id, (log.topic_id, topic, partition))
+
+    def load_soon(self, group_id: str, topic: str, partition: int) -> None:
+        """Load a share partition that has work of its own (dead-letter copies to write)
+        without waiting for a consumer."""
+        log = self.broker.partition_log(topic, partition)
+        if log is None:
+            return
+        waiting = self.store.prepare(group_id, [(log.topic_id, topic, partition)])
+        if waiting is not None:
+            future = asyncio.ensure_future(waiting)
+            self._resuming.add(future)
+            future.add_done_callback(self._resuming.discard)
+
+    def resume(self) -> None:
+        """After start-up: load the share partitions whose state held by this broker's share
+        coordinator has dead-letter copies to write."""
+        for shard in list(self.broker.share_state.shards.values()):
+            for (group_id, topic_id, partition), state in list(shard.states.items()):
+                ext = state.extension
+                pending = any(b.state == RecordState.ARCHIVING for b in state.batches) or (
+                    ext is not None
+                    and (
+                        ext.copier.in_flight is not None
+                        or any(b.state == RecordState.ARCHIVING for b in ext.due)
+                    )
+                )
+                found = self.broker.metadata.topic_by_id(topic_id) if pending else None
+                if found is not None:
+                    self.load_soon(group_id, found.name, partition)
+
+    async def close(self) -> None:
+        """Checkpoint the timer indexes (after persisting their state) and stop the copies."""
+        for future in self._resuming:
+            future.cancel()
+        await self.queues.close()
+
+    def notify(self, topic: str, partition: int) -> None:
+        self.broker.fetch_purgatory.notify((topic, partition))
 
     # -- acknowledgements ----------------------------------------------------------------
 
@@ -259,8 +342,10 @@ class ShareRuntime:
             for lo, hi, ack in _runs(first, last, types):
                 error = sp.acknowledge(member_id, lo, hi, ack, now)
                 if error != ErrorCode.NONE:
+                    self.queues.after_change(group_id, topic, partition, sp)
                     return error
         self._notify([key])
+        self.queues.after_change(group_id, topic, partition, sp)
         return ErrorCode.NONE
 
     # -- fetching ------------------------------------------------------------------------
@@ -274,12 +359,10 @@ class ShareRuntime:
         max_bytes: int,
         nowait: bool,
     ) -> ShareRead:
-        """Acquire records of one partition for `member_id` and the batches that hold them.
-
-        Reads whole batches from the first record that can be delivered (an Available one in
-        flight, else the end offset); the client keeps the records of its acquired ranges
-        only, so batches are sent as stored. Raises NotCachedError when `nowait` and the
-        data is not in the page cache (the caller retries in the worker pool)."""
+        """Acquire records of one partition for `member_id` and the batches that hold them:
+        due records first (delayed records whose time has come after the start offset passed
+        them), then the window's. Raises NotCachedError when `nowait` and the data is not in
+        the page cache (the caller retries in the worker pool)."""
         _, topic, partition = key
         log = self.broker.partition_log(topic, partition)
         if log is None:
@@ -290,25 +373,68 @@ class ShareRuntime:
         sp, error = self.share_partition(group_id, key, log)
         if sp is None:
             return ShareRead(error)
+        if not self.queues.ready(group_id, topic, partition):
+            return ShareRead()  # its delay index is being rebuilt
+        now = self.now_ms()
+        sp.pull_due(now)
         read_committed = self.group_setting(group_id, "share.isolation.level", "") == (
             "read_committed"
         )
         limit = log.last_stable_offset if read_committed else log.high_watermark
-        start = sp.first_available()
+        max_records = max(max_records, 1)
+        chunks, acquired = self.queues.read_due(
+            member_id, sp, log, max_records, max_bytes, limit, nowait
+        )
+        left = max_records - sum(r.last_offset - r.first_offset + 1 for r in acquired)
+        if left > 0:
+            budget = max(max_bytes - sum(len(c) for c in chunks.values()), 1)
+            try:
+                more, got = self._read_window(
+                    group_id, member_id, sp, log, left, budget, limit, read_committed, nowait
+                )
+            except NotCachedError:
+                if not acquired:
+                    raise
+                more, got = {}, []  # what is acquired goes now; the rest next time
+            chunks.update(more)
+            acquired += got
+        self.queues.after_change(group_id, topic, partition, sp)
+        if not acquired:
+            return ShareRead()
+        return ShareRead(records=b"".join(chunks[b] for b in sorted(chunks)), acquired=acquired)
+
+    def _read_window(
+        self,
+        group_id: str,
+        member_id: str,
+        sp: SharePartition,
+        log: PartitionLog,
+        max_records: int,
+        max_bytes: int,
+        limit: int,
+        read_committed: bool,
+        nowait: bool,
+    ) -> tuple[dict[int, bytes], list[AcquiredRange]]:
+        """Reads whole batches from the first record of the window that can be delivered (an
+        Available one in flight, else the end offset); the client keeps the records of its
+        acquired ranges only, so batches are sent as stored. New records are marked from their
+        contents (filtered out, delayed) when the group or the records ask for it."""
+        now = self.now_ms()
+        start = sp.first_available(now)
         if start is None:
             start = sp.end_offset
-        if start >= limit or (sp.first_available() is None and sp.in_flight >= sp.max_in_flight):
-            return ShareRead()
+        if start >= limit or (sp.first_available(now) is None and sp.in_flight >= sp.max_in_flight):
+            return {}, []
         try:
             result = log.read(start, max(max_bytes, 1), limit, True, nowait=nowait)
         except OffsetOutOfRangeError:
             sp.reset_start(log.log_start_offset)
-            return ShareRead()
+            return {}, []
         data = result.records
         if not data:
             if result.next_offset > sp.end_offset:
                 sp.skip_to(result.next_offset)
-            return ShareRead()
+            return {}, []
         aborted = log.collect_aborted_txns(start, result.next_offset) if read_committed else []
         batches = []
         for pos, h in iter_batch_headers(data):
@@ -319,22 +445,24 @@ class ShareRuntime:
         # Skipped batches become archived gaps once a later batch is acquired (the abort
         # marker after them always is one).
         if not batches:
-            return ShareRead()
+            return {}, []
+        marks = self.queues.marks(
+            group_id, log.topic, data, batches, sp.end_offset, self.queues.settings(group_id)
+        )
         through = batches[-1][1]
         acquired = sp.acquire(
             member_id,
-            self.now_ms(),
-            max(max_records, 1),
+            now,
+            max_records,
             [(base, last) for base, last, _, _ in batches if last >= sp.end_offset],
             through=through,
+            marks=marks,
         )
-        if not acquired:
-            return ShareRead()
-        wanted = bytearray()
+        chunks: dict[int, bytes] = {}
         for base, last, pos, size in batches:
             if any(r.first_offset <= last and base <= r.last_offset for r in acquired):
-                wanted += data[pos : pos + size]
-        return ShareRead(records=bytes(wanted), acquired=acquired)
+                chunks[base] = bytes(data[pos : pos + size])
+        return chunks, acquired
 
     def readable(self, group_id: str, key: TopicPartitionKey) -> bool:
         """Whether a fetch of this partition could acquire something now."""
@@ -343,10 +471,12 @@ class ShareRuntime:
         if log is None:
             return True  # an error to report
         sp = self.partitions.get((group_id, topic, partition))
-        if sp is None:
+        if sp is None or not self.queues.ready(group_id, topic, partition):
             return False
-        sp.expire_locks(self.now_ms())
-        if sp.first_available() is not None:
+        now = self.now_ms()
+        sp.expire_locks(now)
+        sp.pull_due(now)
+        if sp.first_available(now) is not None or sp.due_offsets(now, 1):
             return True
         read_committed = self.group_setting(group_id, "share.isolation.level", "") == (
             "read_committed"

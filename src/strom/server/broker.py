@@ -53,6 +53,7 @@ from strom.security.scram import MECHANISMS as SCRAM_MECHANISMS
 from strom.security.scram import ScramCredential
 from strom.server.authz import authorizer_from_config
 from strom.server.fetch_session import FetchSessionCache
+from strom.server.internal_produce import InternalProducer
 from strom.server.log_limiter import LogLimiter
 from strom.server.memory_pool import UNLIMITED_RESPONSES, ResponseBudget
 from strom.server.metrics import BrokerMetrics
@@ -145,6 +146,7 @@ class Broker:
         self.share_persister: SharePersister = SharePersister(self, self.share_state)
         self.share_initializer = ShareStateInitializer(self.groups, self.share_persister)
         self.shares = ShareRuntime(self)
+        self.internal_producer = InternalProducer(self)
         # Moves replicas between log dirs (AlterReplicaLogDirs), as Kafka with one thread per
         # log dir (num.replica.alter.log.dirs.threads' default).
         threads = config.get("num.replica.alter.log.dirs.threads")
@@ -171,7 +173,7 @@ class Broker:
         # Single broker: where ACLs and client quotas are kept (strom-security.json).
         self.security_store: LocalSecurityStore | None = None
         # Client quotas (produce and fetch bytes, request time, controller mutations).
-        self.quotas = QuotaRuntime(config, MemoryQuotaBackend(), {})
+        self.quotas: QuotaRuntime = QuotaRuntime(config, MemoryQuotaBackend(), {})
         self._faults = faults.FaultFile.from_environment()
         self._storage_log = LogLimiter(log)
 
@@ -297,6 +299,7 @@ class Broker:
         )
         self.groups.start()
         self.txns.start()
+        self.shares.resume()
         self.log_dir_moves.resume_all()
         self._background = [
             asyncio.create_task(
@@ -343,6 +346,10 @@ class Broker:
         self.cleaner.start()
 
     async def close(self) -> None:
+        # While the coordinators still take writes: share partitions persist their state and
+        # checkpoint their delay indexes.
+        await self.shares.close()
+        await self.internal_producer.close()
         if self.acls is not None:
             self.acls.stop()
         self.quotas.stop()
@@ -481,6 +488,16 @@ class Broker:
         if topic == SHARE_STATE_TOPIC:
             return self.share_state
         return None
+
+    def next_producer_id(self) -> int:
+        """A producer id of the broker's own (raises ApiError while none can be had)."""
+        return self.txns.producer_ids.next_id()
+
+    async def produce_internal(
+        self, topic: str, partition: int, batch: bytes, timeout_ms: int
+    ) -> ErrorCode:
+        """Append a batch of the broker's own through the produce path (acks=all)."""
+        return await self.internal_producer.produce(topic, partition, batch, timeout_ms)
 
     def partition_log(self, topic: str, partition: int) -> PartitionLog | None:
         return self.logs.get(topic, partition)

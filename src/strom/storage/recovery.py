@@ -61,6 +61,8 @@ SEGMENT_FILE = re.compile(
     r"^(\d{20})\.(log|index|timeindex|txnindex)(\.swap|\.cleaned|\.deleted)?$"
 )
 KNOWN_FILES = {"leader-epoch-checkpoint", "partition.metadata"}
+# Share groups' delay indexes (strom.storage.timer_index) live beside the segments.
+KNOWN_DIRS = {"strom-share-timers"}
 RECOVERY_CHUNK = 1024 * 1024
 MIN_BATCH_SIZE = 61
 
@@ -227,7 +229,8 @@ def load_segments(
         path = Path(entry.path)
         name = entry.name
         if not entry.is_file():
-            log.warning("ignoring unexpected directory %s", path)
+            if name not in KNOWN_DIRS:
+                log.warning("ignoring unexpected directory %s", path)
             continue
         match = SEGMENT_FILE.match(name)
         if match is None:

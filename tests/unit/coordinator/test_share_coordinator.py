@@ -13,6 +13,7 @@ from strom.coordinator.share.coordinator import (
     StateWrite,
     coordinator_key,
 )
+from strom.coordinator.share.extension import ShareExtension, TimerState
 from strom.coordinator.share.generated.share_update_key import ShareUpdateKey
 from strom.coordinator.share.generated.share_update_value import ShareUpdateValue, StateBatch
 from strom.coordinator.share.partition import RecordState
@@ -145,3 +146,56 @@ def test_update_records_overlay_and_tombstone() -> None:
 def test_coordinator_key_is_kafkas() -> None:
     # SharePartitionKey: "group:<topic id in Kafka's base64>:partition"
     assert coordinator_key("g", TID, 7) == "g:EjRWeBI0VngSNFZ4EjRWeA:7"
+
+
+def _with_extension(w: StateWrite, extension: ShareExtension | None) -> StateWrite:
+    return StateWrite(
+        w.state_epoch,
+        w.leader_epoch,
+        w.start_offset,
+        w.batches,
+        w.delivery_complete_count,
+        extension=extension,
+        with_extension=True,
+    )
+
+
+def test_strom_extension_rides_with_the_snapshot() -> None:
+    """Issue #16's extension record (type 1000): written with a local write, kept by writes
+    that do not carry one (another broker's WriteShareGroupState) and by a read's new leader
+    epoch, gone with a tombstone at a new state epoch; reloads find what the shard had, also
+    when compaction left the extension before its snapshot."""
+    ext = ShareExtension(timer=TimerState(5_000, 7, 3, 2, b"tok"), rejected=[4])
+    log = Log()
+    log.apply(log.shard.initialize(KEY, 1, 0, now_ms=1))
+    log.apply(log.shard.read(KEY, 1, now_ms=2))
+    log.apply(log.shard.write(KEY, _with_extension(write(1, 1, 3), ext), now_ms=3))
+    types = [struct.unpack_from(">h", r.key)[0] for r in log.records]
+    assert types[-2:] == [0, 1000]
+    assert log.shard.states[KEY].extension == ext
+    # A write from another broker: Kafka's fields only, the extension stays.
+    log.apply(log.shard.write(KEY, write(1, 1, 4), now_ms=4))
+    assert log.shard.states[KEY].extension == ext
+    # A new leader epoch: one snapshot, the extension stays; a read hands it out.
+    read = log.apply(log.shard.read(KEY, 2, now_ms=5))
+    assert read.state.extension == ext and log.shard.states[KEY].extension == ext
+    assert log.reloaded().states[KEY].extension == ext
+    # Compaction keeps the newest record per key: the extension may come first.
+    newest: dict[bytes, CoordinatorRecord] = {}
+    for r in log.records:
+        newest.pop(r.key, None)
+        newest[r.key] = r
+    extension_first = sorted(newest.values(), key=lambda r: r.key[:2] != b"\x03\xe8")
+    shard = ShareCoordinatorShard(0)
+    for r in extension_first:
+        shard.replay(r)
+    assert shard.states[KEY].extension == ext
+    # A local write without an extension removes it; so does a new state epoch.
+    log.apply(log.shard.write(KEY, _with_extension(write(1, 2, 4), None), now_ms=6))
+    assert log.shard.states[KEY].extension is None
+    assert struct.unpack_from(">h", log.records[-1].key)[0] == 1000
+    assert log.records[-1].value is None
+    log.apply(log.shard.write(KEY, _with_extension(write(1, 2, 4), ext), now_ms=7))
+    log.apply(log.shard.initialize(KEY, 2, 9, now_ms=8))
+    assert log.shard.states[KEY].extension is None
+    assert log.reloaded().states[KEY].extension is None

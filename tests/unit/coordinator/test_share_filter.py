@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from strom.coordinator.share.filter import (
+from strom.share.filter import (
     MAX_DEPTH,
     MAX_IN_ITEMS,
     MAX_LENGTH,

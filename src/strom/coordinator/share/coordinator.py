@@ -8,11 +8,16 @@ on partition `abs(java_hash(key)) % partitions` of `__share_group_state`, in Kaf
 |----------|------------------------------|---------------------------------------------------|
 | 0        | ShareSnapshotKey / Value     | the whole state: start offset, in-flight batches  |
 | 1        | ShareUpdateKey / Value       | a change: new start offset, batches overlaid      |
+| 1000     | ShareSnapshotKey / Strom's   | delays, due records, backoff, dead-letter copier  |
+|          | extension (extension.py)     | (issue #16), written with the snapshot it extends |
 
 A record key is an int16 record type followed by the key struct; a value is an int16 version
 (0) followed by the value struct; a value of null (tombstone) deletes the state. Strom writes a
 ShareSnapshot on every change (the in-flight window is bounded, so a snapshot is small) and
-reads both kinds, so a log written by Kafka loads too. Acquired records are persisted as
+reads both kinds, so a log written by Kafka loads too. The extension record is written beside
+a snapshot only when the extension changes (a tombstone when it goes); a snapshot replayed
+keeps the extension its partition has, and a new state epoch (initialize) or a deletion drops
+it. Acquired records are persisted as
 Available with their delivery counts: a lock does not survive its broker.
 
 The operations are those of Kafka's share-state RPCs, with its rules:
@@ -43,6 +48,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from strom.coordinator.group.records import CoordinatorRecord
+from strom.coordinator.share.extension import EXTENSION_RECORD_TYPE, ShareExtension
 from strom.coordinator.share.generated.share_snapshot_key import ShareSnapshotKey
 from strom.coordinator.share.generated.share_snapshot_value import (
     ShareSnapshotValue,
@@ -96,6 +102,7 @@ class ShareState:
     # Records at or after the start offset whose delivery is complete (acknowledged or
     # archived; KIP-1226), -1 when unknown.
     delivery_complete_count: int = -1
+    extension: ShareExtension | None = None  # Strom's, beyond Kafka's state (issue #16)
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,10 @@ class StateWrite:
     start_offset: int  # -1: not being written
     batches: list[StateBatch]
     delivery_complete_count: int = -1
+    # Strom's extension as of this write (None: none). Writes from another broker's
+    # WriteShareGroupState do not carry one and leave it as it is.
+    extension: ShareExtension | None = None
+    with_extension: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,9 @@ class ShareCoordinatorShard:
     def __init__(self, partition: int) -> None:
         self.partition = partition
         self.states: dict[StateKey, ShareState] = {}
+        # Extension records replayed before their partition's snapshot (compaction keeps
+        # the newest record per key, so the snapshot may come later in the log).
+        self._early_extensions: dict[StateKey, ShareExtension] = {}
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -159,7 +173,10 @@ class ShareCoordinatorShard:
             # share partition has not started.
             delivery_complete_count=-1 if start_offset == UNINITIALIZED_START_OFFSET else 0,
         )
-        return Outcome(), [_snapshot_record(key, state, now_ms)]
+        records = [_snapshot_record(key, state, now_ms)]
+        if current is not None and current.extension is not None:
+            records.append(CoordinatorRecord(_extension_key(key), None))
+        return Outcome(), records
 
     def read(
         self, key: StateKey, leader_epoch: int, now_ms: int
@@ -212,12 +229,23 @@ class ShareCoordinatorShard:
         updated.batches = combine(state.batches, write.batches, start)
         updated.snapshot_epoch += 1
         updated.delivery_complete_count = complete
-        return Outcome(), [_snapshot_record(key, updated, now_ms)]
+        records = [_snapshot_record(key, updated, now_ms)]
+        if write.with_extension:
+            extension = write.extension if write.extension and not write.extension.empty else None
+            if extension is not None:
+                records.append(CoordinatorRecord(_extension_key(key), extension.encode()))
+            elif state.extension is not None:
+                records.append(CoordinatorRecord(_extension_key(key), None))
+        return Outcome(), records
 
     def delete(self, key: StateKey) -> list[CoordinatorRecord]:
-        if key not in self.states:
+        state = self.states.get(key)
+        if state is None:
             return []
-        return [CoordinatorRecord(_snapshot_key(key), None)]
+        records = [CoordinatorRecord(_snapshot_key(key), None)]
+        if state.extension is not None:
+            records.append(CoordinatorRecord(_extension_key(key), None))
+        return records
 
     def summary(self, key: StateKey) -> ShareState | None:
         state = self.states.get(key)
@@ -236,14 +264,20 @@ class ShareCoordinatorShard:
         elif record_type == UPDATE:
             ukey = ShareUpdateKey.decode(body, UPDATE)
             ident = (ukey.group_id, ukey.topic_id, ukey.partition)
+        elif record_type == EXTENSION_RECORD_TYPE:
+            xkey = ShareSnapshotKey.decode(body, SNAPSHOT)
+            self._replay_extension((xkey.group_id, xkey.topic_id, xkey.partition), record.value)
+            return
         else:
             return  # a record type of a newer Kafka: skipped
         if record.value is None:
             self.states.pop(ident, None)
+            self._early_extensions.pop(ident, None)
             return
         value = memoryview(record.value)[2:]
         if record_type == SNAPSHOT:
             snap = ShareSnapshotValue.decode(value, 0)
+            old = self.states.get(ident)
             self.states[ident] = ShareState(
                 start_offset=snap.start_offset,
                 batches=_batches(snap.state_batches),
@@ -252,6 +286,9 @@ class ShareCoordinatorShard:
                 leader_epoch=snap.leader_epoch,
                 create_timestamp=snap.create_timestamp,
                 delivery_complete_count=snap.delivery_complete_count,
+                extension=(
+                    old.extension if old is not None else self._early_extensions.pop(ident, None)
+                ),
             )
             return
         update = ShareUpdateValue.decode(value, 0)
@@ -264,6 +301,16 @@ class ShareCoordinatorShard:
         if update.delivery_complete_count >= 0:
             state.delivery_complete_count = update.delivery_complete_count
 
+    def _replay_extension(self, ident: StateKey, value: bytes | None) -> None:
+        extension = None if value is None else ShareExtension.decode(value)
+        owner = self.states.get(ident)
+        if owner is not None:
+            owner.extension = extension
+        elif extension is not None:
+            self._early_extensions[ident] = extension
+        else:
+            self._early_extensions.pop(ident, None)
+
     # -- the runtime's contract ----------------------------------------------------------
 
     def next_deadline_ms(self) -> int | None:
@@ -271,6 +318,7 @@ class ShareCoordinatorShard:
 
     def unload(self) -> None:
         self.states.clear()
+        self._early_extensions.clear()
 
 
 def combine(
@@ -323,7 +371,12 @@ def _copy(state: ShareState) -> ShareState:
         leader_epoch=state.leader_epoch,
         create_timestamp=state.create_timestamp,
         delivery_complete_count=state.delivery_complete_count,
+        extension=state.extension,
     )
+
+
+def _extension_key(key: StateKey) -> bytes:
+    return _INT16.pack(EXTENSION_RECORD_TYPE) + ShareSnapshotKey(*key).encode(0)
 
 
 def _snapshot_key(key: StateKey) -> bytes:

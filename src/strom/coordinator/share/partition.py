@@ -443,6 +443,14 @@ class SharePartition:
         """Lock due records (before the start offset) that the caller has read."""
         return self._due.acquire(member_id, offsets, now_ms)
 
+    def undelay(self, offsets: Iterable[int]) -> None:
+        """Delayed records of the window that no delay index holds: Available at once."""
+        for offset in offsets:
+            i = offset - self.start_offset
+            if 0 <= i < len(self._state) and self._state[i] == RecordState.DELAYED:
+                self._state[i] = RecordState.AVAILABLE
+                self._deadline[i] = 0
+
     def drop_due(self, offsets: Iterable[int]) -> None:
         """Due records the log no longer has (retention): done."""
         for offset in offsets:

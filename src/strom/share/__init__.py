@@ -1,0 +1,1 @@
+"""Pieces of Strom's queue features that every layer may use: they import nothing of Strom."""
