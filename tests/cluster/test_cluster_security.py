@@ -15,6 +15,8 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +26,20 @@ import confluent_kafka as ck
 import pytest
 from confluent_kafka.admin import (
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
     NewTopic,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 from integration.broker_process import HOST, BrokerProcess, free_port
-from integration.certs import STORE_PASSWORD, Pki
+from integration.certs import STORE_PASSWORD, Authority, Pki
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
 from strom.security.scram import make_credential
@@ -68,12 +77,14 @@ class SecureCluster:
         self.plain_ports: dict[int, int] = {}
         self.brokers: dict[int, BrokerProcess] = {}
         self.client_ports: dict[int, int] = {}
+        self.internal_ports: dict[int, int] = {}
         trust = pki.ca.write_truststore(pki.directory / "truststore.p12")
         for broker_id in (1, 2, 3):
             own = pki.ca.issue(f"broker{broker_id}", "brokers", hosts=("127.0.0.1", "localhost"))
             store = own.write_pkcs12(pki.directory / f"broker{broker_id}.p12")
             plain, internal, clients = free_port(), free_port(), free_port()
             self.client_ports[broker_id] = clients
+            self.internal_ports[broker_id] = internal
             self.plain_ports[broker_id] = plain
             self.brokers[broker_id] = BrokerProcess(
                 root / f"broker{broker_id}",
@@ -217,6 +228,97 @@ def test_tls_between_brokers(zk_hosts: str, zk: KazooClient, tmp_path: Path, pki
     )
     with cluster.running():
         replication_survives_a_leader_kill(cluster, zk)
+
+
+def set_on_broker(cluster: SecureCluster, broker_id: int, key: str, value: str) -> None:
+    """A per-broker dynamic config, sent to that broker (which checks the new store)."""
+    admin = AdminClient({"bootstrap.servers": f"{HOST}:{cluster.plain_ports[broker_id]}"})
+    resource = ConfigResource(
+        ConfigResource.Type.BROKER,
+        str(broker_id),
+        incremental_configs=[ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)],
+    )
+    for fut in admin.incremental_alter_configs([resource]).values():
+        fut.result(timeout=30)
+
+
+def served_issuer(cluster: SecureCluster, broker_id: int, pki: Pki) -> str:
+    """The issuer's CN of the certificate a broker's inter-broker listener presents (to a
+    client with a certificate of the first authority)."""
+    context = ssl.create_default_context(cafile=None)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    cert, key = pki.client.write_pem(pki.directory, "probe")
+    context.load_cert_chain(str(cert), str(key))
+    port = cluster.internal_ports[broker_id]
+    with (
+        socket.create_connection((HOST, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=HOST) as s,
+    ):
+        der = s.getpeercert(binary_form=True)
+    assert der is not None
+    issuer = x509.load_der_x509_certificate(der).issuer
+    return str(issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+def test_certificates_rotated_between_brokers(
+    zk_hosts: str, zk: KazooClient, tmp_path: Path, pki: Pki
+) -> None:
+    """A new certificate authority brought in on the inter-broker listener while the cluster
+    runs (AlterConfigs of listener.name.internal.ssl.truststore.location on every broker, then
+    of broker 1's ssl.keystore.location to a certificate of the new authority): the brokers'
+    own connections to each other take the new stores too, as Kafka's do. After broker 1
+    restarts, every connection to it must trust the new authority, and its followers replicate
+    a partition it leads with acks=all."""
+    cluster = SecureCluster(
+        tmp_path,
+        zk_hosts,
+        pki,
+        {"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CLIENTS:SSL"},
+    )
+    new_ca = Authority("Strom Test CA 2")
+    both = pki.directory / "truststore-both.p12"
+    both.write_bytes(
+        pkcs12.serialize_java_truststore(
+            [
+                pkcs12.PKCS12Certificate(pki.ca.cert, b"ca"),
+                pkcs12.PKCS12Certificate(new_ca.cert, b"ca2"),
+            ],
+            serialization.BestAvailableEncryption(STORE_PASSWORD.encode()),
+        )
+    )
+    renewed = new_ca.issue("broker1", "brokers", hosts=("127.0.0.1", "localhost"))
+    store = renewed.write_pkcs12(pki.directory / "broker1-ca2.p12")
+    with cluster.running():
+        for broker_id in (1, 2, 3):
+            set_on_broker(
+                cluster, broker_id, "listener.name.internal.ssl.truststore.location", str(both)
+            )
+        set_on_broker(cluster, 1, "listener.name.internal.ssl.keystore.location", str(store))
+        assert served_issuer(cluster, 1, pki) == "Strom Test CA 2"
+        broker1 = cluster.brokers[1]
+        broker1.stop()
+        broker1.start()
+        broker1.wait_ready()
+        assert served_issuer(cluster, 1, pki) == "Strom Test CA 2"
+        wait_for(
+            "three brokers in Metadata",
+            lambda: len(cluster.admin().list_topics(timeout=5).brokers) == 3,
+        )
+        admin = cluster.admin()
+        topic = NewTopic(
+            "rotated",
+            num_partitions=1,
+            replica_assignment=[[1, 2, 3]],
+            config={"min.insync.replicas": "3"},
+        )
+        admin.create_topics([topic])["rotated"].result(timeout=30)
+        wait_for("broker 1 leading", lambda: cluster.partitions("rotated")[0].leader == 1)
+        acked = produce(cluster, "rotated", range(100))
+        assert sorted(acked) == list(range(100))
+        assert consume_all(cluster, "rotated", 100) == list(range(100))
+        for broker in cluster.brokers.values():
+            assert "Traceback" not in broker.log_text()
 
 
 def test_sasl_ssl_between_brokers(zk_hosts: str, zk: KazooClient, tmp_path: Path, pki: Pki) -> None:

@@ -465,6 +465,12 @@ def test_keystore_replaced_without_restart(
     got = ck_consume(broker.bootstrap("SSL"), topic, count=2, **conf)
     assert [g.value for g in got] == [b"before", b"after"]
 
+    # The dynamic location is kept: after a restart the broker serves the same certificate.
+    broker.process.stop()
+    broker.process.start()
+    broker.process.wait_ready()
+    assert served_serial(port, pki.ca_file) == again.cert.serial_number
+
 
 def test_truststore_replaced_without_restart(pki: Pki, broker_factory: BrokerFactory) -> None:
     """Whom a mutual-TLS listener admits changes with its trust store, through AlterConfigs of

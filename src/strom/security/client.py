@@ -5,6 +5,7 @@ SASL listeners, the credentials of `sasl.mechanism.inter.broker.protocol`."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass, field
 
@@ -13,9 +14,16 @@ from strom.security.sasl_client import SaslClient, required_options
 from strom.security.sasl_config import sasl_settings
 from strom.security.tls_config import TlsSettings, client_context
 
+log = logging.getLogger("strom.security")
 
-@dataclass(frozen=True)
+
+@dataclass(eq=False)
 class ClientSecurity:
+    """One per inter-broker listener, shared by everything that connects there (fetchers'
+    endpoints, the controller channel, the inter-broker client): a dynamic change of the
+    listener's key or trust store or JAAS entry is taken over in place (`take`), so each new
+    connection uses the settings in force, as Kafka's reconfigurable channel builders do."""
+
     protocol: str  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
     ssl_context: ssl.SSLContext | None = None
     # SASL_*: sasl.mechanism.inter.broker.protocol and the options of its JAAS entry.
@@ -30,6 +38,12 @@ class ClientSecurity:
     @property
     def uses_tls(self) -> bool:
         return self.ssl_context is not None
+
+    def take(self, other: ClientSecurity) -> None:
+        self.protocol = other.protocol
+        self.ssl_context = other.ssl_context
+        self.sasl_mechanism = other.sasl_mechanism
+        self.sasl_options = other.sasl_options
 
 
 PLAINTEXT_CLIENT = ClientSecurity("PLAINTEXT")
@@ -52,6 +66,31 @@ def inter_broker_security(config: BrokerConfig) -> dict[str, ClientSecurity]:
             mechanism, options = _inter_broker_sasl(config, name)
         out[name] = ClientSecurity(protocol, context, mechanism, options)
     return out
+
+
+class InterBrokerSecurityReload:
+    """Keeps the inter-broker `ClientSecurity` objects in step with dynamic configs (a broker's
+    reconfigurable): `check` refuses a change they cannot use, `reconfigure` reads the key and
+    trust stores and JAAS entry again and takes them over in place."""
+
+    def __init__(self, current: dict[str, ClientSecurity]) -> None:
+        self.current = current
+
+    def check(self, config: BrokerConfig) -> None:
+        inter_broker_security(config)
+
+    def reconfigure(self, config: BrokerConfig) -> None:
+        try:
+            fresh = inter_broker_security(config)
+        except ConfigError as exc:
+            log.error("connections to other brokers keep their security settings: %s", exc)
+            return
+        for name, security in fresh.items():
+            old = self.current.get(name)
+            if old is None:
+                self.current[name] = security
+            else:
+                old.take(security)
 
 
 def _inter_broker_sasl(config: BrokerConfig, listener: str) -> tuple[str, dict[str, str]]:

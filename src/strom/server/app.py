@@ -66,6 +66,12 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     opened.append(broker)
     broker.reconfigurables.extend(tls_listeners.values())
     broker.reconfigurables.extend(sasl_listeners.values())
+    # The dynamic configs stored by AlterConfigs (metadata file or ZooKeeper) are in the
+    # opened broker's config: a key store replaced at run time stays replaced after a restart.
+    for tls in tls_listeners.values():
+        tls.reconfigure(broker.config)
+    for sasl in sasl_listeners.values():
+        sasl.reconfigure(broker.config)
     servers: list[Acceptor] = []
     reaper: asyncio.Task[None] | None = None
     cluster_started = False

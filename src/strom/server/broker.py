@@ -49,6 +49,7 @@ from strom.runtime.share_initializer import ShareStateInitializer
 from strom.runtime.share_persister import SharePersister
 from strom.runtime.share_runtime import ShareRuntime
 from strom.runtime.txn_runtime import TRANSACTION_STATE_TOPIC, TransactionCoordinatorRuntime
+from strom.security.client import InterBrokerSecurityReload
 from strom.security.scram import MECHANISMS as SCRAM_MECHANISMS
 from strom.security.scram import ScramCredential
 from strom.server.authz import authorizer_from_config
@@ -941,6 +942,7 @@ async def open_cluster_broker(config: BrokerConfig) -> Broker:
         loop = asyncio.get_running_loop()
         broker = await loop.run_in_executor(None, Broker.open_cluster, config, metadata)
         broker.cluster = ClusterRuntime(broker, client, metadata)
+        broker.reconfigurables.append(InterBrokerSecurityReload(broker.cluster.replicas.security))
         if broker.authorizer is not None:
             from strom.cluster.zk.acl_store import ZkAclStore
 
