@@ -434,7 +434,9 @@ class Broker:
         open_files.close_idle(IDLE_FILE_S)
 
     async def _checkpoint(self) -> None:
-        self.logs.checkpoint()
+        taken = self.logs.offsets_by_dir()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.io, self.logs.write_offsets_by_dir, taken)
 
     async def _checkpoint_high_watermarks(self) -> None:
         marks = self.logs.high_watermarks_by_dir()

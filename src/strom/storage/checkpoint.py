@@ -137,8 +137,10 @@ def parse_lines(data: bytes, fields: int) -> list[list[str]]:
 
 def write_offsets(path: Path, offsets: Mapping[tuple[str, int], int]) -> None:
     """Write a `<topic> <partition> <offset>` checkpoint, sorted for stable output."""
-    entries = [(topic, partition, offset) for (topic, partition), offset in sorted(offsets.items())]
-    write_atomically(path, format_lines(entries))
+    rows = [
+        f"{topic} {partition} {offset}\n" for (topic, partition), offset in sorted(offsets.items())
+    ]
+    write_atomically(path, f"{VERSION}\n{len(rows)}\n{''.join(rows)}".encode())
 
 
 def read_offsets(path: Path) -> dict[tuple[str, int], int]:

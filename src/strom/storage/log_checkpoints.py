@@ -28,25 +28,62 @@ if TYPE_CHECKING:
 log = logging.getLogger("strom.storage")
 
 
+# Per log dir: (recovery points, log start offsets).
+OffsetsByDir = dict[Path, tuple[dict[TopicPartition, int], dict[TopicPartition, int]]]
+
+
 def write_checkpoints(manager: LogManager) -> None:
     """Write recovery points and log start offsets of every log (deferred ones with the
     values read at start-up), per live log dir, atomically; high watermarks too."""
-    for log_dir in manager.live_log_dirs:
-        logs = manager.logs_in(log_dir)
-        points = {key: plog.recovery_point for key, plog in logs.items()}
-        starts = {key: plog.log_start_offset for key, plog in logs.items()}
-        for key, entry in manager.deferred.items():
-            if entry.log_dir == log_dir:
-                if entry.recovery_point is not None:
-                    points[key] = entry.recovery_point
-                if entry.log_start_offset is not None:
-                    starts[key] = entry.log_start_offset
+    write_offsets_by_dir(manager, offsets_by_dir(manager))
+    write_high_watermarks(manager, high_watermarks_by_dir(manager))
+
+
+def offsets_by_dir(manager: LogManager) -> OffsetsByDir:
+    """Recovery points and log start offsets per live log dir, taken on the owning thread in
+    one pass over the logs (written by `write_offsets_by_dir`, maybe in a worker)."""
+    taken: OffsetsByDir = {d: ({}, {}) for d in manager.live_log_dirs}
+    for key, log_dir in manager.log_dir_of.items():
+        found = taken.get(log_dir)
+        if found is not None:
+            plog = manager.logs[key]
+            found[0][key] = plog.recovery_point
+            found[1][key] = plog.log_start_offset
+    for key, plog in manager.future_logs.items():
+        found = taken.get(plog.directory.parent)
+        if found is not None:
+            found[0][key] = plog.recovery_point
+            found[1][key] = plog.log_start_offset
+    for key, entry in manager.deferred.items():
+        found = taken.get(entry.log_dir)
+        if found is not None:
+            if entry.recovery_point is not None:
+                found[0][key] = entry.recovery_point
+            if entry.log_start_offset is not None:
+                found[1][key] = entry.log_start_offset
+    return taken
+
+
+def write_offsets_by_dir(manager: LogManager, taken: OffsetsByDir) -> None:
+    """Write what `offsets_by_dir` took (any thread)."""
+    for log_dir, (points, starts) in taken.items():
         try:
-            write_offsets(log_dir / RECOVERY_POINT_FILE, points)
-            write_offsets(log_dir / LOG_START_OFFSET_FILE, starts)
+            _write_if_changed(manager, log_dir / RECOVERY_POINT_FILE, points)
+            _write_if_changed(manager, log_dir / LOG_START_OFFSET_FILE, starts)
         except OSError as exc:
             manager.io_failed(log_dir, exc)
-    manager.write_high_watermarks(manager.high_watermarks_by_dir())
+
+
+def _write_if_changed(manager: LogManager, path: Path, offsets: dict[TopicPartition, int]) -> None:
+    """Write a checkpoint unless this process last wrote exactly these offsets there: with
+    many idle partitions most periodic checkpoints repeat the previous one, and comparing
+    two dicts costs far less than formatting and writing a line per partition."""
+    with manager.checkpoint_lock:
+        if manager.checkpoints_written.get(path) == offsets:
+            return
+        manager.checkpoints_written.pop(path, None)
+        write_offsets(path, offsets)
+        manager.checkpoints_written[path] = offsets
 
 
 def high_watermarks_by_dir(manager: LogManager) -> dict[Path, dict[TopicPartition, int]]:
@@ -55,11 +92,13 @@ def high_watermarks_by_dir(manager: LogManager) -> dict[Path, dict[TopicPartitio
     replica.high.watermark.checkpoint.interval.ms). Taken on the owning thread."""
     marks: dict[Path, dict[TopicPartition, int]] = {d: {} for d in manager.live_log_dirs}
     for key, log_dir in manager.log_dir_of.items():
-        if log_dir in marks:
-            marks[log_dir][key] = manager.logs[key].high_watermark
+        found = marks.get(log_dir)
+        if found is not None:
+            found[key] = manager.logs[key].high_watermark
     for key, entry in manager.deferred.items():
-        if entry.log_dir in marks and entry.high_watermark is not None:
-            marks[entry.log_dir][key] = entry.high_watermark
+        found = marks.get(entry.log_dir)
+        if found is not None and entry.high_watermark is not None:
+            found[key] = entry.high_watermark
     return marks
 
 
@@ -69,7 +108,7 @@ def write_high_watermarks(
     """Write what `high_watermarks_by_dir` took (may run in a worker thread)."""
     for log_dir, offsets in marks.items():
         try:
-            write_offsets(log_dir / HIGH_WATERMARK_FILE, offsets)
+            _write_if_changed(manager, log_dir / HIGH_WATERMARK_FILE, offsets)
         except OSError as exc:
             manager.io_failed(log_dir, exc)
 

@@ -97,6 +97,10 @@ class LogManager:
         # Logs with files left to be written later (PartitionLog.files_due; the broker writes
         # them from its worker pool through take_due_files and write_due_files).
         self._files_due: set[PartitionLog] = set()
+        # The offsets each checkpoint file was last written with (log_checkpoints.py), and
+        # one writer of those files at a time (the periodic ones run in worker threads).
+        self.checkpoints_written: dict[Path, dict[TopicPartition, int]] = {}
+        self.checkpoint_lock = threading.Lock()
         # Shared by every log (a bound method per log would cost memory per partition).
         self._files_due_add = self._files_due.add
         self._io_sink = self.io_failed
@@ -528,6 +532,13 @@ class LogManager:
         """Write recovery points, log start offsets and high watermarks of every log (opened or
         deferred), per live log dir, atomically."""
         log_checkpoints.write_checkpoints(self)
+
+    def offsets_by_dir(self) -> log_checkpoints.OffsetsByDir:
+        """`checkpoint` in two halves: this one on the owning thread, the write anywhere."""
+        return log_checkpoints.offsets_by_dir(self)
+
+    def write_offsets_by_dir(self, taken: log_checkpoints.OffsetsByDir) -> None:
+        log_checkpoints.write_offsets_by_dir(self, taken)
 
     def high_watermarks_by_dir(self) -> dict[Path, dict[TopicPartition, int]]:
         return log_checkpoints.high_watermarks_by_dir(self)

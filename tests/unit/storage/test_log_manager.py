@@ -199,3 +199,21 @@ def test_leader_epochs_of_the_produce_path_are_written_later_or_recovered(
     assert recovered.leader_epoch_cache.entries() == [(3, 0), (4, 1)]
     reopened.close()
     assert epochs_file.read_text() == "0\n2\n3 0\n4 1\n"
+
+
+def test_a_checkpoint_is_rewritten_only_when_its_offsets_changed(tmp_path: Path) -> None:
+    manager = LogManager.open([tmp_path], _config_for)
+    tid = uuid.uuid4()
+    logs = [manager.create("t", p, tid, CONFIG) for p in range(3)]
+    names = ["recovery-point-offset-checkpoint", "replication-offset-checkpoint"]
+    manager.checkpoint()
+    inodes = {name: os.stat(tmp_path / name).st_ino for name in names}
+    manager.write_offsets_by_dir(manager.offsets_by_dir())  # as the broker's periodic task
+    manager.write_high_watermarks(manager.high_watermarks_by_dir())
+    assert {name: os.stat(tmp_path / name).st_ino for name in names} == inodes
+    append(logs[1], [b"x"])
+    manager.checkpoint()
+    assert os.stat(tmp_path / "replication-offset-checkpoint").st_ino != inodes[names[1]]
+    assert "t 1 1" in (tmp_path / "replication-offset-checkpoint").read_text()
+    manager.close()
+    assert "t 1 1" in (tmp_path / "recovery-point-offset-checkpoint").read_text()
