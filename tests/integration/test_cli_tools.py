@@ -529,7 +529,10 @@ def test_against_a_broker_with_other_settings(broker_factory: BrokerFactory, top
 
 
 def test_share_groups_are_listed_and_described(cli_broker: BrokerProcess, topic: str) -> None:
-    from .share_helpers import ShareWorker, prime
+    """A share group's members, and its lag from DescribeShareGroupOffsets: the start offset
+    (first record not acknowledged) against the log end."""
+    from .clients import wait_until
+    from .share_helpers import ShareWorker, prime, produce_values
 
     b = cli_broker.bootstrap
     group = f"share-{topic}"
@@ -544,9 +547,40 @@ def test_share_groups_are_listed_and_described(cli_broker: BrokerProcess, topic:
         assert doc["state"] == "Stable"
         (member,) = doc["members"]
         assert member["partitions"] == [{"topic": topic, "partition": 0}]
-        assert doc["offsets"] == []
+        assert [(o["topic"], o["partition"]) for o in doc["offsets"]] == [(topic, 0)]
+        assert doc["offsets"][0]["member_id"] == member["member_id"]
+
+        def all_acknowledged() -> bool:
+            (d,) = ok(strom("group", "describe", group, "-b", b, "--format", "json")).json()
+            (o,) = d["offsets"]
+            return o["start_offset"] == o["log_end_offset"] and o["lag"] == 0
+
+        wait_until(all_acknowledged, "the share group to acknowledge every record")
     finally:
         worker.stop()
+
+    # No member now: records produced are the group's lag, the start offset stays.
+    (before,) = ok(strom("group", "describe", group, "-b", b, "--format", "json")).json()
+    end = before["offsets"][0]["log_end_offset"]
+    produce_values(b, topic, [b"a", b"b", b"c", b"d", b"e"])
+    (doc,) = ok(strom("group", "describe", group, "-b", b, "--format", "json")).json()
+    assert doc["state"] == "Empty"
+    assert doc["members"] == []
+    assert doc["offsets"] == [
+        {
+            "topic": topic,
+            "partition": 0,
+            "start_offset": end,
+            "log_end_offset": end + 5,
+            "lag": 5,
+            "member_id": None,
+        }
+    ]
+    assert doc["total_lag"] == 5
+    table = _table(ok(strom("group", "describe", group, "-b", b)))
+    assert table[-3].split() == ["TOPIC", "PARTITION", "START-OFFSET", "LOG-END", "LAG", "MEMBER"]
+    assert table[-1].split() == [topic, "0", str(end), str(end + 5), "5"]
+    ok(strom("group", "delete", group, "-b", b))
 
 
 def test_progress_bars_only_on_a_terminal(

@@ -171,6 +171,45 @@ def test_pages_show_topics_groups_and_a_record(console_broker: Any, page: Any, t
     page.shoot("overview")
 
 
+def test_share_group_with_its_lag(console_broker: Any, page: Any, topic: str) -> None:
+    """A share group (KIP-932) listed with its type and lag, and its page showing the
+    share-partition start offset against the log end."""
+    from .clients import wait_until
+    from .share_helpers import ShareWorker, prime, produce_values
+
+    b = console_broker.bootstrap
+    group = f"share-{topic}"
+    ok(strom("topic", "create", topic, "-p", "1", "-b", b))
+    worker = ShareWorker(b, group, [topic]).start()
+    try:
+        prime(b, topic, [worker])
+
+        def acknowledged() -> int | None:
+            (d,) = ok(strom("group", "describe", group, "-b", b, "--format", "json")).json()
+            (o,) = d["offsets"]
+            done = o["start_offset"] == o["log_end_offset"]
+            return o["log_end_offset"] if done else None
+
+        end = wait_until(acknowledged, "the share group to acknowledge every record")
+    finally:
+        worker.stop()
+    produce_values(b, topic, [b"x", b"y", b"z"])
+
+    page.goto(f"{console_broker.console}/ui/groups")
+    row = page.locator("#groups tbody tr", has_text=group)
+    cells = row.locator("td").all_inner_texts()
+    assert cells[1:5] == ["Empty", "share", "0", "3"]
+    page.shoot("groups")
+    row.get_by_role("link", name=group).click()
+    page.locator("#lag").wait_for()
+    headers = page.eval_on_selector_all(
+        "#lag thead th", "cells => cells.map(c => c.textContent.trim())"
+    )
+    assert headers[:5] == ["Topic", "Partition", "Start offset", "Log end", "Lag"]
+    assert _cell_texts(page, "#lag") == [[topic, "0", str(end), str(end + 3), "3", ""]]
+    page.shoot("share-group")
+
+
 def test_create_configure_and_delete_a_topic_from_the_page(
     console_broker: Any, page: Any, topic: str
 ) -> None:

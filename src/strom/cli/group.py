@@ -1,4 +1,5 @@
-"""`strom group list|describe|seek|delete`: consumer groups, their members and lag."""
+"""`strom group list|describe|seek|delete`: consumer groups and share groups, their members
+and lag (a share group's from DescribeShareGroupOffsets: start offset and lag per partition)."""
 
 from __future__ import annotations
 
@@ -124,6 +125,9 @@ async def describe_groups(client: Client, out: Output, args: argparse.Namespace)
     for group_id in args.groups:
         description = await describe_group(client, group_id)
         lags = await group_lag(client, group_id, description)
+        # A share group commits nothing: its position is the share-partition start offset.
+        share = description.protocol_type == "share"
+        position_key = "start_offset" if share else "committed_offset"
         described.append(
             {
                 "group": group_id,
@@ -145,7 +149,7 @@ async def describe_groups(client: Client, out: Output, args: argparse.Namespace)
                     {
                         "topic": lag.topic,
                         "partition": lag.partition,
-                        "committed_offset": lag.committed,
+                        position_key: lag.committed,
                         "log_end_offset": lag.log_end,
                         "lag": lag.lag,
                         "member_id": lag.member_id,
@@ -184,21 +188,25 @@ async def describe_groups(client: Client, out: Output, args: argparse.Namespace)
                 ],
             )
         if g["offsets"]:
+            share = g["protocol_type"] == "share"
+            position, key = (
+                ("START-OFFSET", "start_offset") if share else ("COMMITTED", "committed_offset")
+            )
             out.line()
             out.table(
-                ["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"],
+                ["TOPIC", "PARTITION", position, "LOG-END", "LAG", "MEMBER"],
                 [
                     [
                         o["topic"],
                         o["partition"],
-                        "-" if o["committed_offset"] is None else o["committed_offset"],
+                        "-" if o[key] is None else o[key],
                         o["log_end_offset"],
                         "-" if o["lag"] is None else o["lag"],
                         o["member_id"] or "",
                     ]
                     for o in g["offsets"]
                 ],
-                right=["PARTITION", "COMMITTED", "LOG-END", "LAG"],
+                right=["PARTITION", position, "LOG-END", "LAG"],
             )
     return EXIT_OK
 

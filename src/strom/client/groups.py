@@ -3,8 +3,8 @@ offsets, seek (commit new offsets for an inactive group) and delete.
 
 Group requests go to the group's coordinator. A group of the KIP-848 consumer protocol is
 described with ConsumerGroupDescribe (its members have no classic assignment bytes), a share
-group (KIP-932) with ShareGroupDescribe, a classic group with DescribeGroups, decoding the
-consumer protocol's assignments.
+group (KIP-932) with ShareGroupDescribe (its lag with DescribeShareGroupOffsets), a classic
+group with DescribeGroups, decoding the consumer protocol's assignments.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from strom.protocol.messages.consumer_group_describe_request import ConsumerGrou
 from strom.protocol.messages.consumer_protocol_assignment import ConsumerProtocolAssignment
 from strom.protocol.messages.delete_groups_request import DeleteGroupsRequest
 from strom.protocol.messages.describe_groups_request import DescribeGroupsRequest
+from strom.protocol.messages.describe_share_group_offsets_request import (
+    DescribeShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsRequestGroup,
+)
 from strom.protocol.messages.list_groups_request import ListGroupsRequest
 from strom.protocol.messages.offset_commit_request import (
     OffsetCommitRequest,
@@ -42,6 +46,7 @@ LIST_GROUPS = 16
 DELETE_GROUPS = 42
 CONSUMER_GROUP_DESCRIBE = 69
 SHARE_GROUP_DESCRIBE = 77
+DESCRIBE_SHARE_GROUP_OFFSETS = 90
 
 
 @dataclass(slots=True)
@@ -74,14 +79,20 @@ class GroupDescription:
 
 @dataclass(slots=True)
 class PartitionLag:
+    """For a share group `committed` is the share-partition start offset (the first record
+    not yet acknowledged or archived), as DescribeShareGroupOffsets answers it."""
+
     topic: str
     partition: int
-    committed: int | None  # None: nothing committed
+    committed: int | None  # None: nothing committed (a share group: nothing consumed)
     log_end: int
     member_id: str | None
+    reported_lag: int | None = None  # the broker's own figure (DescribeShareGroupOffsets v1)
 
     @property
     def lag(self) -> int | None:
+        if self.reported_lag is not None:
+            return self.reported_lag
         return None if self.committed is None else max(0, self.log_end - self.committed)
 
 
@@ -249,9 +260,7 @@ async def group_lag(
     member it is assigned to."""
     description = description or await describe_group(client, group_id)
     if description.protocol_type == "share":
-        # A share group commits no offsets; its progress (the share-partition start offset)
-        # comes from DescribeShareGroupOffsets, which this client does not send yet.
-        return []
+        return await _share_group_lag(client, group_id, description)
     committed = await committed_offsets(client, group_id, description.coordinator)
     owner = {tp: m.member_id for m in description.members for tp in m.assignment}
     partitions = sorted(set(committed) | set(owner))
@@ -263,6 +272,54 @@ async def group_lag(
         PartitionLag(t, p, committed.get((t, p)), ends[(t, p)].offset, owner.get((t, p)))
         for t, p in partitions
     ]
+
+
+async def share_group_offsets(
+    client: Client, group_id: str, coordinator: int
+) -> dict[TopicPartition, tuple[int, int | None]]:
+    """Per partition the share group has state for: its start offset and, from version 1, the
+    broker's lag; partitions the group has not consumed yet are left out (start offset -1)."""
+    request = DescribeShareGroupOffsetsRequest(
+        groups=[DescribeShareGroupOffsetsRequestGroup(group_id=group_id, topics=None)]
+    )
+    version = await client.version_for(DESCRIBE_SHARE_GROUP_OFFSETS, coordinator)
+    response = await client.call(
+        DESCRIBE_SHARE_GROUP_OFFSETS, request, node_id=coordinator, version=version
+    )
+    (g,) = response.groups
+    check(g.error_code, f"offsets of share group {group_id!r}", g.error_message)
+    out: dict[TopicPartition, tuple[int, int | None]] = {}
+    for t in g.topics:
+        for p in t.partitions:
+            check(p.error_code, f"share group {group_id!r} on {t.topic_name}", p.error_message)
+            if p.start_offset >= 0:
+                lag = p.lag if version >= 1 and p.lag >= 0 else None
+                out[(t.topic_name, p.partition_index)] = (p.start_offset, lag)
+    return out
+
+
+async def _share_group_lag(
+    client: Client, group_id: str, description: GroupDescription
+) -> list[PartitionLag]:
+    """A share group's lag per partition: the broker's figure where it gives one (version 1:
+    records from the start offset to the high watermark not yet acknowledged or archived),
+    else the log end offset minus the start offset, as Kafka's kafka-share-groups tool
+    computes it from version 0."""
+    conn = await client.connection(description.coordinator)
+    if DESCRIBE_SHARE_GROUP_OFFSETS not in conn.versions:
+        return []
+    offsets = await share_group_offsets(client, group_id, description.coordinator)
+    owner = {tp: m.member_id for m in description.members for tp in m.assignment}
+    partitions = sorted(set(offsets) | set(owner))
+    if not partitions:
+        return []
+    await client.metadata(sorted({t for t, _ in partitions}))
+    ends = await list_offsets(client, partitions, LATEST)
+    out = []
+    for tp in partitions:
+        start, lag = offsets.get(tp, (None, None))
+        out.append(PartitionLag(tp[0], tp[1], start, ends[tp].offset, owner.get(tp), lag))
+    return out
 
 
 async def commit_offsets(

@@ -512,6 +512,9 @@ class Console:
             client = await self.client()
             description = await client_groups.describe_group(client, group_id)
             lags = await client_groups.group_lag(client, group_id, description)
+            # A share group's position is its share-partition start offset.
+            share = description.protocol_type == "share"
+            position = "Start offset" if share else "Committed"
             return join(
                 [
                     facts(
@@ -542,7 +545,7 @@ class Console:
                     section(
                         "Lag",
                         table(
-                            ["Topic", "Partition", "Committed", "Log end", "Lag", "Member"],
+                            ["Topic", "Partition", position, "Log end", "Lag", "Member"],
                             [
                                 [
                                     lag.topic,
@@ -554,9 +557,9 @@ class Console:
                                 ]
                                 for lag in lags
                             ],
-                            numeric=["Partition", "Committed", "Log end", "Lag"],
+                            numeric=["Partition", position, "Log end", "Lag"],
                             id_="lag",
-                            empty="no committed offsets",
+                            empty="no committed offsets" if not share else "nothing consumed yet",
                         ),
                     ),
                 ]
