@@ -213,6 +213,115 @@ def test_fetch_purgatory_counts_waiting_fetches(http_broker: Any, topic: str) ->
         consumer.close()
 
 
+def test_share_group_lag(http_broker: Any, topic: str) -> None:
+    """kafka_sharegroup_lag on the share partition's leader: records produced after a share
+    group acknowledged everything are its lag, its start offset stays."""
+    from .clients import wait_until
+    from .share_helpers import ShareWorker, prime, produce_values
+
+    b, port = http_broker.bootstrap, http_broker.http_port
+    group = f"share-{topic}"
+    labels = {"sharegroup": group, "topic": topic, "partition": "0"}
+    worker = ShareWorker(b, group, [topic]).start()
+    try:
+        prime(b, topic, [worker])
+
+        def acknowledged() -> float | None:
+            samples = scrape(port)
+            end = value(samples, "kafka_log_log_logendoffset", topic=topic, partition="0")
+            start = samples.get(("kafka_sharegroup_start_offset", tuple(sorted(labels.items()))))
+            lag = samples.get(("kafka_sharegroup_lag", tuple(sorted(labels.items()))))
+            return start if start == end and lag == 0 else None
+
+        start = wait_until(acknowledged, "the share group to acknowledge every record")
+    finally:
+        worker.stop()
+    produce_values(b, topic, [b"a", b"b", b"c", b"d"])
+    samples = scrape(port)
+    assert value(samples, "kafka_sharegroup_lag", **labels) == 4
+    assert value(samples, "kafka_sharegroup_start_offset", **labels) == start
+
+
+def test_throttle_times_of_a_quota(http_broker: Any, topic: str) -> None:
+    """A producer over its producer_byte_rate gets throttled responses, counted per API."""
+    from .cli_helpers import ok, strom
+
+    b, port = http_broker.bootstrap, http_broker.http_port
+    client_id = f"slow-{topic}"
+    ok(
+        strom("quota", "alter", "--name", f"client-id={client_id}", "--add",
+              "producer_byte_rate=2048", "-b", b)
+    )  # fmt: skip
+    before = scrape(port).get(
+        ("kafka_network_requestmetrics_throttletimems_count", (("request", "Produce"),)), 0
+    )
+    producer = ck.Producer({"bootstrap.servers": b, "client.id": client_id, "linger.ms": 0})
+    for _ in range(20):
+        producer.produce(topic, value=b"x" * 1024, partition=0)
+        producer.poll(0)
+    assert producer.flush(DEADLINE_S) == 0
+    samples = scrape(port)
+    throttled = value(
+        samples, "kafka_network_requestmetrics_throttletimems_count", request="Produce"
+    )
+    assert throttled > before
+    assert value(samples, "kafka_network_requestmetrics_throttletimems_sum", request="Produce") > 0
+    assert (
+        value(
+            samples,
+            "kafka_network_requestmetrics_throttletimems_bucket",
+            request="Produce",
+            le="+Inf",
+        )
+        == throttled
+    )
+
+
+def test_authentications_per_listener(broker_factory: BrokerFactory) -> None:
+    from .secure import ck_security, start_secure
+
+    port = free_port()
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'user_alice="alice-secret";'
+    )
+    secure = start_secure(
+        broker_factory,
+        {"SASL_PLAINTEXT": "SASL_PLAINTEXT"},
+        {
+            "strom.http.listeners": f"http://127.0.0.1:{port}",
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
+            "connection.failed.authentication.delay.ms": 0,
+        },
+    )
+    wait_http(port)
+
+    def login(password: str) -> bool:
+        conf = ck_security(
+            "SASL_PLAINTEXT",
+            **{"sasl.mechanism": "PLAIN", "sasl.username": "alice", "sasl.password": password},
+        )
+        admin = ck.admin.AdminClient(
+            {"bootstrap.servers": secure.bootstrap("SASL_PLAINTEXT"), **conf}
+        )
+        try:
+            admin.list_topics(timeout=5)
+        except ck.KafkaException:
+            return False
+        return True
+
+    assert login("alice-secret")
+    assert not login("wrong")
+    samples = scrape(port)
+    ok_name = "kafka_server_socket_server_metrics_successful_authentication_total"
+    failed_name = "kafka_server_socket_server_metrics_failed_authentication_total"
+    assert value(samples, ok_name, listener="SASL_PLAINTEXT") >= 1
+    assert value(samples, failed_name, listener="SASL_PLAINTEXT") >= 1
+    assert value(samples, ok_name, listener="PLAINTEXT") == 0
+    assert value(samples, failed_name, listener="PLAINTEXT") == 0
+
+
 def _start_fails(tmp_path: Path, setting: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [

@@ -145,6 +145,7 @@ class Dispatcher:
         if throttle > 0:
             ctx.throttle_ms = throttle
             conn.throttle(throttle)
+            self.broker.metrics.throttled(ctx.api_key, throttle)
         return throttle
 
     async def _later(self, ctx: RequestContext, response: Any, throttle_ms: int) -> Chunks | None:

@@ -4,7 +4,9 @@ What is counted on the request path is counted once per request or once per part
 request, never per record: a request's API and its time from frame to encoded response
 (`request_done`), bytes and records a produce appended per topic (`produced`: the record count
 is in the batch header), bytes a fetch returned per topic (`fetched`), connections created per
-listener. Each is an attribute increment or a dict lookup plus one, with no lock (the event loop
+listener, the throttle time of a response a quota delays (`throttled`, per API), and
+successful and failed authentications per listener (in `NetworkShared`, where the connections
+see them). Each is an attribute increment or a dict lookup plus one, with no lock (the event loop
 is the only writer) and no call into a metrics library. Everything else (partitions, ISR state,
 log sizes, group lag, purgatory sizes, connection counts) is read from the broker when
 `/metrics` is scraped, by `server/http/prometheus.py`, which also turns these counters into
@@ -56,6 +58,8 @@ class BrokerMetrics:
     def __init__(self) -> None:
         # api key -> histogram of request time (its count is the request count)
         self.requests: dict[int, LatencyHistogram] = {}
+        # api key -> histogram of the throttle times of throttled responses (quotas)
+        self.throttles: dict[int, LatencyHistogram] = {}
         self.topics: dict[str, TopicCounters] = {}
         self.connections_created: dict[str, int] = {}
         self.connections_closed: dict[str, int] = {}
@@ -66,6 +70,12 @@ class BrokerMetrics:
         if histogram is None:
             histogram = self.requests[api_key] = LatencyHistogram()
         histogram.observe((time.perf_counter() - started) * 1000.0)
+
+    def throttled(self, api_key: int, throttle_ms: int) -> None:
+        histogram = self.throttles.get(api_key)
+        if histogram is None:
+            histogram = self.throttles[api_key] = LatencyHistogram()
+        histogram.observe(float(throttle_ms))
 
     def _topic(self, topic: str) -> TopicCounters:
         counters = self.topics.get(topic)

@@ -132,6 +132,13 @@ class NetworkShared:
     log: LogLimiter = field(default_factory=lambda: LogLimiter(log))
     # Unsent response bytes over all connections.
     unsent_bytes: int = 0
+    # Authentications per listener (SASL, and TLS principal mapping failures), for /metrics.
+    authentications: dict[str, int] = field(default_factory=dict)
+    failed_authentications: dict[str, int] = field(default_factory=dict)
+
+    def authenticated(self, listener: str, ok: bool) -> None:
+        counts = self.authentications if ok else self.failed_authentications
+        counts[listener] = counts.get(listener, 0) + 1
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -333,6 +340,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         try:
             self.principal = tls.principal()
         except NoMatchingRule as exc:
+            self._shared.authenticated(self.listener_name, False)
             self.close(f"failed authentication: {exc}", flush=False, kind="tls principal")
             return
         log.debug(
@@ -505,6 +513,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if step.authenticated:
             assert auth.principal is not None
             self.principal = auth.principal
+            self._shared.authenticated(self.listener_name, True)
             self.max_request_bytes = self._shared.max_request_bytes
             self.max_request_key = "socket.request.max.bytes"
             log.debug("%s authenticated as %s on %s", self.peer, self.principal, self.listener_name)
@@ -518,6 +527,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         connection closes (password guessing gets slow)."""
         auth = self.authenticator
         mechanism = auth.mechanism if auth is not None else None
+        self._shared.authenticated(self.listener_name, False)
         self._shared.log.warning(
             f"sasl {step.failure}",
             "failed authentication with %s (listener %s, %s): %s",

@@ -18,11 +18,15 @@ dashboards and alerts written for Kafka read Strom unchanged:
 | kafka_server_socket_server_metrics_{connection_count,connection_creation_total,connection_close_total}{listener} | socket-server-metrics |
 | kafka_network_socketserver_networkprocessoravgidlepercent | SocketServer (the event loop) |
 | kafka_consumergroup_{lag,current_offset}{consumergroup,topic,partition} | (kafka_exporter's names) |
+| kafka_sharegroup_{lag,start_offset}{sharegroup,topic,partition} | (the same names for share groups; Kafka has no such MBean) |
+| kafka_network_requestmetrics_throttletimems{request} (histogram, ms, throttled responses) | RequestMetrics ThrottleTimeMs |
+| kafka_server_socket_server_metrics_{successful,failed}_authentication_total{listener} | socket-server-metrics |
 | process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... | prometheus_client's process collector |
 
 Gauges are read from the broker at scrape time; counters come from `server/metrics.py`. Per-topic
 counters only (Kafka's topic-less aggregate is `sum()` of them). Group lag is computed for the
-groups this broker coordinates, over the partitions it hosts.
+groups this broker coordinates, over the partitions it hosts; share-group lag for the share
+partitions it leads.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from strom.protocol.messages import API_SPECS
-from strom.server.metrics import LATENCY_BUCKETS_MS
+from strom.server.metrics import LATENCY_BUCKETS_MS, LatencyHistogram
 
 if TYPE_CHECKING:
     from strom.server.broker import Broker
@@ -59,6 +63,18 @@ def registry_for(broker: Broker, dispatcher: Dispatcher) -> CollectorRegistry:
 def _api_name(key: int) -> str:
     spec = API_SPECS.get(key)
     return spec.name if spec is not None else str(key)
+
+
+def _cumulative(histogram: LatencyHistogram) -> list[tuple[str, float]]:
+    """Prometheus' cumulative buckets, the last one +Inf (the count)."""
+    cumulative = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip(LATENCY_BUCKETS_MS, histogram.counts, strict=False):
+        cumulative += count
+        buckets.append((repr(bound), cumulative))
+    cumulative += histogram.counts[-1]
+    buckets.append(("+Inf", cumulative))
+    return buckets
 
 
 class BrokerCollector(Collector):
@@ -103,17 +119,19 @@ class BrokerCollector(Collector):
         )
         for key, histogram in sorted(self.broker.metrics.requests.items()):
             name = _api_name(key)
-            cumulative = 0
-            buckets: list[tuple[str, float]] = []
-            for bound, count in zip(LATENCY_BUCKETS_MS, histogram.counts, strict=False):
-                cumulative += count
-                buckets.append((repr(bound), cumulative))
-            cumulative += histogram.counts[-1]
-            buckets.append(("+Inf", cumulative))
-            requests.add_metric([name], cumulative)
+            buckets = _cumulative(histogram)
+            requests.add_metric([name], buckets[-1][1])
             times.add_metric([name], buckets, histogram.total_ms)
         yield requests
         yield times
+        throttles = HistogramMetricFamily(
+            "kafka_network_requestmetrics_throttletimems",
+            "Throttle time of the responses a client quota delayed, milliseconds",
+            labels=["request"],
+        )
+        for key, histogram in sorted(self.broker.metrics.throttles.items()):
+            throttles.add_metric([_api_name(key)], _cumulative(histogram), histogram.total_ms)
+        yield throttles
 
     def _purgatories(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -235,13 +253,28 @@ class BrokerCollector(Collector):
             "Connections closed",
             labels=["listener"],
         )
+        shared = self.dispatcher.connections.shared
+        succeeded = CounterMetricFamily(
+            "kafka_server_socket_server_metrics_successful_authentication",
+            "Successful SASL authentications (and re-authentications)",
+            labels=["listener"],
+        )
+        failed = CounterMetricFamily(
+            "kafka_server_socket_server_metrics_failed_authentication",
+            "Failed SASL authentications and TLS principals that could not be mapped",
+            labels=["listener"],
+        )
         for listener in sorted(open_by_listener):
             count.add_metric([listener], open_by_listener[listener])
             created.add_metric([listener], metrics.connections_created.get(listener, 0))
             closed.add_metric([listener], metrics.connections_closed.get(listener, 0))
+            succeeded.add_metric([listener], shared.authentications.get(listener, 0))
+            failed.add_metric([listener], shared.failed_authentications.get(listener, 0))
         yield count
         yield created
         yield closed
+        yield succeeded
+        yield failed
         yield GaugeMetricFamily(
             "kafka_network_socketserver_networkprocessoravgidlepercent",
             "Fraction of time the event loop waited for I/O since the previous scrape",
@@ -268,3 +301,28 @@ class BrokerCollector(Collector):
                     lag.add_metric(labels, max(0, plog.high_watermark - offset))
         yield lag
         yield current
+        yield from self._share_group_lag()
+
+    def _share_group_lag(self) -> Iterator[Metric]:
+        """Share groups' lag on the share partitions this broker leads (loaded in memory):
+        the high watermark minus the share-partition start offset, less the records after it
+        already acknowledged or archived, as DescribeShareGroupOffsets v1 answers it."""
+        lag = GaugeMetricFamily(
+            "kafka_sharegroup_lag",
+            "Records of the partition the share group has not finished (acknowledged or archived)",
+            labels=["sharegroup", "topic", "partition"],
+        )
+        start = GaugeMetricFamily(
+            "kafka_sharegroup_start_offset",
+            "The share-partition start offset: every record before it is finished",
+            labels=["sharegroup", "topic", "partition"],
+        )
+        for (group, topic, partition), sp in sorted(self.broker.shares.partitions.items()):
+            labels = [group, topic, str(partition)]
+            start.add_metric(labels, sp.start_offset)
+            plog = self.broker.logs.get(topic, partition)
+            if plog is not None:
+                finished = sp.final_count()
+                lag.add_metric(labels, max(0, plog.high_watermark - sp.start_offset - finished))
+        yield lag
+        yield start
