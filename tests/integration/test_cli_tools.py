@@ -556,6 +556,9 @@ def test_share_groups_are_listed_and_described(cli_broker: BrokerProcess, topic:
             return o["start_offset"] == o["log_end_offset"] and o["lag"] == 0
 
         wait_until(all_acknowledged, "the share group to acknowledge every record")
+        one_line_error(
+            strom("group", "seek", group, "--to", "earliest", "-b", b), 1, "NON_EMPTY_GROUP"
+        )
     finally:
         worker.stop()
 
@@ -580,6 +583,17 @@ def test_share_groups_are_listed_and_described(cli_broker: BrokerProcess, topic:
     table = _table(ok(strom("group", "describe", group, "-b", b)))
     assert table[-3].split() == ["TOPIC", "PARTITION", "START-OFFSET", "LOG-END", "LAG", "MEMBER"]
     assert table[-1].split() == [topic, "0", str(end), str(end + 5), "5"]
+
+    # Seek moves the share-partition start offset (AlterShareGroupOffsets).
+    moved = ok(strom("group", "seek", group, "--to", "latest", "-b", b, "--format", "json"))
+    assert moved.json() == [
+        {"topic": topic, "partition": 0, "previous_offset": end, "new_offset": end + 5}
+    ]
+    (doc,) = ok(strom("group", "describe", group, "-b", b, "--format", "json")).json()
+    assert (doc["offsets"][0]["start_offset"], doc["total_lag"]) == (end + 5, 0)
+    ok(strom("group", "seek", group, "--shift-by", "-2", "-b", b))
+    (doc,) = ok(strom("group", "describe", group, "-b", b, "--format", "json")).json()
+    assert (doc["offsets"][0]["start_offset"], doc["total_lag"]) == (end + 3, 2)
     ok(strom("group", "delete", group, "-b", b))
 
 

@@ -54,7 +54,8 @@ def register(commands: Any) -> None:
 
     seek = sub.add_parser(
         "seek",
-        help="move a group's committed offsets (the group must have no active members)",
+        help="move a group's committed offsets, or a share group's start offsets (the group "
+        "must have no active members)",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -220,9 +221,22 @@ def _partition_list(parts: list[dict[str, Any]]) -> str:
 
 async def seek_group(client: Client, out: Output, args: argparse.Namespace) -> int:
     from strom.client.admin import EARLIEST, LATEST, list_offsets
-    from strom.client.groups import commit_offsets, committed_offsets
+    from strom.client.groups import (
+        alter_share_group_offsets,
+        commit_offsets,
+        committed_offsets,
+        describe_group,
+        share_group_offsets,
+    )
 
-    committed = await committed_offsets(client, args.group)
+    # A share group has start offsets instead of committed ones (AlterShareGroupOffsets).
+    description = await describe_group(client, args.group)
+    share = description.protocol_type == "share"
+    if share:
+        starts_of = await share_group_offsets(client, args.group, description.coordinator)
+        committed = {tp: start for tp, (start, _) in starts_of.items()}
+    else:
+        committed = await committed_offsets(client, args.group)
     if args.topic:
         wanted_topics: dict[str, list[int] | None] = {}
         for spec in args.topic:
@@ -277,7 +291,10 @@ async def seek_group(client: Client, out: Output, args: argparse.Namespace) -> i
     # Kafka's tool clamps to the log's range, so a seek never lands outside it.
     targets = {tp: min(max(o, starts[tp].offset), ends[tp].offset) for tp, o in targets.items()}
     if not args.dry_run:
-        await commit_offsets(client, args.group, targets)
+        if share:
+            await alter_share_group_offsets(client, args.group, targets)
+        else:
+            await commit_offsets(client, args.group, targets)
     rows = [
         {
             "topic": t,

@@ -18,6 +18,11 @@ from strom.client.admin import LATEST, TopicPartition, list_offsets
 from strom.client.client import Client
 from strom.client.errors import ClientError, KafkaError, check
 from strom.protocol.errors import ErrorCode, ProtocolError
+from strom.protocol.messages.alter_share_group_offsets_request import (
+    AlterShareGroupOffsetsRequest,
+    AlterShareGroupOffsetsRequestPartition,
+    AlterShareGroupOffsetsRequestTopic,
+)
 from strom.protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
 from strom.protocol.messages.consumer_protocol_assignment import ConsumerProtocolAssignment
 from strom.protocol.messages.delete_groups_request import DeleteGroupsRequest
@@ -47,6 +52,7 @@ DELETE_GROUPS = 42
 CONSUMER_GROUP_DESCRIBE = 69
 SHARE_GROUP_DESCRIBE = 77
 DESCRIBE_SHARE_GROUP_OFFSETS = 90
+ALTER_SHARE_GROUP_OFFSETS = 91
 
 
 @dataclass(slots=True)
@@ -356,6 +362,36 @@ async def commit_offsets(
                     "the group has active members; stop them first",
                 )
             check(p.error_code, f"commit for group {group_id!r} on {t.name}-{p.partition_index}")
+
+
+async def alter_share_group_offsets(
+    client: Client, group_id: str, offsets: Mapping[TopicPartition, int]
+) -> None:
+    """Set a share group's start offsets (what kafka-share-groups --reset-offsets does); the
+    group must have no members (else NON_EMPTY_GROUP)."""
+    coordinator = await client.find_coordinator(group_id)
+    topics: dict[str, list[AlterShareGroupOffsetsRequestPartition]] = defaultdict(list)
+    for (topic, partition), offset in sorted(offsets.items()):
+        topics[topic].append(AlterShareGroupOffsetsRequestPartition(partition, offset))
+    request = AlterShareGroupOffsetsRequest(
+        group_id=group_id,
+        topics=[AlterShareGroupOffsetsRequestTopic(t, ps) for t, ps in topics.items()],
+    )
+    response = await client.call(ALTER_SHARE_GROUP_OFFSETS, request, node_id=coordinator)
+    if response.error_code == ErrorCode.NON_EMPTY_GROUP:
+        raise KafkaError(
+            response.error_code,
+            f"share group {group_id!r}",
+            "the group has members; stop them first",
+        )
+    check(response.error_code, f"share group {group_id!r}", response.error_message)
+    for t in response.responses:
+        for p in t.partitions:
+            check(
+                p.error_code,
+                f"share group {group_id!r} on {t.topic_name}-{p.partition_index}",
+                p.error_message,
+            )
 
 
 async def delete_groups(client: Client, group_ids: Iterable[str]) -> dict[str, KafkaError | None]:
