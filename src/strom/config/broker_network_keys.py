@@ -82,9 +82,9 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
     define("quota.window.size.seconds", I, 1, "Time span of one client quota sample.",
        at_least(1)),
     define("replication.quota.window.num", I, 11, "Samples kept for replication quotas.",
-       at_least(1), unused=True),
+       at_least(1)),
     define("replication.quota.window.size.seconds", I, 1, "Time span of one replication quota "
-       "sample.", at_least(1), unused=True),
+       "sample.", at_least(1)),
     define("alter.log.dirs.replication.quota.window.num", I, 11, "Samples kept for the quota "
        "of moves between log directories.", at_least(1), unused=True),
     define("alter.log.dirs.replication.quota.window.size.seconds", I, 1, "Time span of one "
@@ -101,10 +101,10 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
 DYNAMIC_ONLY_DEFS: list[ConfigDef] = [
     define("leader.replication.throttled.rate", L, LONG_MAX, "Bytes per second a leader may "
        "send to the replicas listed in leader.replication.throttled.replicas; set only at run "
-       "time.", at_least(0), mode=CW, unused=True),
+       "time.", at_least(0), mode=CW),
     define("follower.replication.throttled.rate", L, LONG_MAX, "Bytes per second a follower "
        "may fetch for the replicas listed in follower.replication.throttled.replicas; set "
-       "only at run time.", at_least(0), mode=CW, unused=True),
+       "only at run time.", at_least(0), mode=CW),
     define("replica.alter.log.dirs.io.max.bytes.per.second", L, LONG_MAX, "Bytes per second "
        "for moving replicas between log directories (AlterReplicaLogDirs), over all moves of "
        "the broker; set only at run time.", at_least(0), mode=CW),

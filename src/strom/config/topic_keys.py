@@ -80,13 +80,11 @@ TOPIC_DEFS: dict[str, ConfigDef] = names(
         _t("flush.ms", L, LONG_MAX, "Longest time appended data stays unsynced.", at_least(0),
            ("log.flush.interval.ms", "log.flush.scheduler.interval.ms")),
         _t("follower.replication.throttled.replicas", LS, "", "Replicas (partition:broker, or *) "
-           "whose replication is throttled on the follower side.", ThrottledReplicas(),
-           unused=True),
+           "whose replication is throttled on the follower side.", ThrottledReplicas()),
         _t("index.interval.bytes", I, 4096, "Bytes of log between offset index entries.",
            at_least(0), ("log.index.interval.bytes",)),
         _t("leader.replication.throttled.replicas", LS, "", "Replicas (partition:broker, or *) "
-           "whose replication is throttled on the leader side.", ThrottledReplicas(),
-           unused=True),
+           "whose replication is throttled on the leader side.", ThrottledReplicas()),
         _t("local.retention.bytes", L, -2, "Tiered storage: local size kept once segments are "
            "copied to remote storage; -2 means retention.bytes.",
            at_least(-2), ("log.local.retention.bytes",), unused=True),

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from strom.protocol.errors import ErrorCode, ProtocolError
+from strom.quota.replication import ReplicationQuota
 from strom.replication.broker_connection import BrokerConnection, connect_to_broker
 from strom.replication.follower import FetcherConfig, FollowerSession, Key
 from strom.replication.replica_state import MonotonicClock
@@ -85,11 +86,12 @@ class ReplicaFetcher:
         config: FetcherConfig | None = None,
         clock: MonotonicClock | None = None,
         on_progress: Callable[[Iterable[Key]], None] | None = None,
+        quota: ReplicationQuota | None = None,
     ) -> None:
         self.leader = leader
         self.config = config or FetcherConfig()
         self.clock: MonotonicClock = clock or _MonotonicSystemClock()
-        self.session = FollowerSession(local_broker_id, self.config)
+        self.session = FollowerSession(local_broker_id, self.config, quota=quota)
         # Called (on the event loop) with the partitions whose log or high watermark changed,
         # e.g. to wake purgatories or report replication progress.
         self.on_progress = on_progress
@@ -272,11 +274,14 @@ class ReplicaFetcherManager:
         config: FetcherConfig | None = None,
         clock: MonotonicClock | None = None,
         on_progress: Callable[[Iterable[Key]], None] | None = None,
+        quota: ReplicationQuota | None = None,
     ) -> None:
         self.local_broker_id = local_broker_id
         self.config = config or FetcherConfig()
         self.clock = clock
         self.on_progress = on_progress
+        # The broker's follower replication quota, shared by all its fetchers.
+        self.quota = quota
         self.fetchers: dict[LeaderEndpoint, ReplicaFetcher] = {}
 
     def add_partitions(
@@ -289,7 +294,12 @@ class ReplicaFetcherManager:
         fetcher = self.fetchers.get(leader)
         if fetcher is None:
             fetcher = ReplicaFetcher(
-                self.local_broker_id, leader, self.config, self.clock, self.on_progress
+                self.local_broker_id,
+                leader,
+                self.config,
+                self.clock,
+                self.on_progress,
+                self.quota,
             )
             self.fetchers[leader] = fetcher
         fetcher.add_partitions(partitions)

@@ -45,6 +45,7 @@ from strom.protocol.messages.offset_for_leader_epoch_request import (
 )
 from strom.protocol.messages.offset_for_leader_epoch_response import OffsetForLeaderEpochResponse
 from strom.protocol.records.errors import RecordError
+from strom.quota.replication import ReplicationQuota
 from strom.replication.follower_log import append_as_follower, truncate_fully_and_start_at
 from strom.storage.errors import StorageError
 from strom.storage.partition_log import PartitionLog
@@ -160,6 +161,13 @@ class FollowerPartition:
     status: FetchStatus = FetchStatus.TRUNCATING
     delayed_until_ms: int | None = None
     last_error: ErrorCode = ErrorCode.NONE
+    # How far the log was behind the leader's high watermark after the last fetch applied
+    # (None: no fetch yet); 0 is in sync, for the replication quota.
+    lag: int | None = None
+
+    @property
+    def in_sync(self) -> bool:
+        return self.lag is not None and self.lag <= 0
 
     @property
     def key(self) -> Key:
@@ -188,6 +196,11 @@ class FollowerSession:
     local_broker_id: int
     config: FetcherConfig = field(default_factory=FetcherConfig)
     partitions: dict[Key, FollowerPartition] = field(default_factory=dict)
+    # follower.replication.throttled.rate and the topics' throttled replicas: a throttled
+    # partition that is not in sync is left out of the fetch while the rate is exceeded (and
+    # tried again after replica.fetch.backoff.ms); the bytes fetched for throttled partitions
+    # count towards the rate.
+    quota: ReplicationQuota | None = None
 
     # -- membership ------------------------------------------------------------------------
 
@@ -334,6 +347,17 @@ class FollowerSession:
             for e in self.partitions.values()
             if e.status is FetchStatus.FETCHING and e.ready(now_ms)
         ]
+        quota = self.quota
+        if quota is not None:
+            throttled = [
+                e for e in ready if quota.should_throttle(e.topic, e.partition, e.in_sync, now_ms)
+            ]
+            for entry in throttled:
+                entry.delayed_until_ms = now_ms + self.config.fetch_backoff_ms
+            if throttled:
+                quota.throttled_fetches += 1
+                skipped = {e.key for e in throttled}
+                ready = [e for e in ready if e.key not in skipped]
         if not ready:
             return None
         version = min(leader_max_version, self.config.fetch_max_version)
@@ -409,6 +433,12 @@ class FollowerSession:
                     continue
                 if self._process_partition(entry, data, sent.version, now_ms):
                     changed.append(key)
+                if (
+                    self.quota is not None
+                    and data.records
+                    and self.quota.is_throttled(entry.topic, entry.partition)
+                ):
+                    self.quota.record(len(data.records), now_ms)
         return changed
 
     def _process_partition(
@@ -459,6 +489,7 @@ class FollowerSession:
         # back (a new leader that knows less), as in Kafka.
         if data.high_watermark >= 0:
             plog.update_high_watermark(min(data.high_watermark, plog.log_end_offset))
+            entry.lag = max(0, data.high_watermark - plog.log_end_offset)
         leader_start = data.log_start_offset
         if 0 <= leader_start <= plog.high_watermark:
             plog.maybe_increment_log_start_offset(leader_start)

@@ -28,6 +28,7 @@ from strom.cluster.zk.layout import NO_LEADER, TopicPartition
 from strom.cluster.zk_metadata import ZkMetadata
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.produce_response import PartitionProduceResponse, ProduceResponse
+from strom.quota.replication import UNLIMITED, ReplicationQuota
 from strom.replication.fetcher import LeaderEndpoint, PartitionToFollow, ReplicaFetcherManager
 from strom.replication.follower import FetcherConfig
 from strom.replication.replica_state import (
@@ -49,6 +50,10 @@ log = logging.getLogger("strom.replication")
 
 Key = tuple[str, int]
 ISR_RETRY_DELAY_S = 0.5
+LEADER_THROTTLED_RATE = "leader.replication.throttled.rate"
+FOLLOWER_THROTTLED_RATE = "follower.replication.throttled.rate"
+LEADER_THROTTLED_REPLICAS = "leader.replication.throttled.replicas"
+FOLLOWER_THROTTLED_REPLICAS = "follower.replication.throttled.replicas"
 
 
 class ReplicaManager:
@@ -62,6 +67,22 @@ class ReplicaManager:
         self.security = inter_broker_security(cfg)
         self.states: dict[Key, ReplicaState] = {}
         self.following: dict[Key, LeaderEndpoint] = {}
+        samples = cfg.get_int("replication.quota.window.num")
+        window_ms = cfg.get_int("replication.quota.window.size.seconds") * 1000
+        self.leader_quota = ReplicationQuota(
+            self.broker_id,
+            lambda: self._throttled_rate(LEADER_THROTTLED_RATE),
+            lambda topic: self._topic_config(topic, LEADER_THROTTLED_REPLICAS),
+            samples,
+            window_ms,
+        )
+        self.follower_quota = ReplicationQuota(
+            self.broker_id,
+            lambda: self._throttled_rate(FOLLOWER_THROTTLED_RATE),
+            lambda topic: self._topic_config(topic, FOLLOWER_THROTTLED_REPLICAS),
+            samples,
+            window_ms,
+        )
         self.fetchers = ReplicaFetcherManager(
             self.broker_id,
             FetcherConfig(
@@ -72,6 +93,7 @@ class ReplicaManager:
             ),
             broker.clock,
             on_progress=self._follower_progress,
+            quota=self.follower_quota,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
@@ -83,6 +105,21 @@ class ReplicaManager:
         # controller sends it StopReplica for that), so no leader takes it back into an ISR
         # in the moments before it stops.
         self._leaving = False
+
+    def _throttled_rate(self, key: str) -> int:
+        """A replication rate bound: dynamic-only, this broker's value, then the cluster-wide
+        default (Kafka's DynamicConfig.Broker), unbounded when neither is set."""
+        config = self.broker.config
+        for layer in (config.dynamic_broker_configs, config.dynamic_default_configs):
+            value = layer.get(key)
+            if value is not None:
+                with contextlib.suppress(ValueError):
+                    return int(value)
+        return UNLIMITED
+
+    def _topic_config(self, topic: str, key: str) -> str:
+        record = self.metadata.get_topic(topic)
+        return (record.configs.get(key) or "") if record is not None else ""
 
     # --- views used by the handlers -----------------------------------------------------------
 

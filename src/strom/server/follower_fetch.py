@@ -8,6 +8,11 @@ follower's last fetched epoch (a diverging follower gets the epoch's end and no 
 its fetch is not recorded); then the read, then `update_follower_fetch_state` (which may
 expand the ISR and move the high watermark).
 
+Replication quota (quota/replication.py): a replica the topic's
+leader.replication.throttled.replicas names for this broker that is not in the ISR gets no
+records while leader.replication.throttled.rate is exceeded (its fetch state is still
+updated); the records answered for throttled replicas count towards the rate.
+
 Sessionless only (followers here send session id 0); a fetch with nothing to return waits in
 the fetch purgatory until one of its partitions grows or max_wait_ms passes.
 """
@@ -67,7 +72,7 @@ def _parts(replicas: ReplicaManager, request: FetchRequest, version: int) -> lis
 
 
 def _read(
-    replicas: ReplicaManager, replica_id: int, part: _Part, version: int, limit: int
+    replicas: ReplicaManager, replica_id: int, part: _Part, version: int, limit: int, now_ms: int
 ) -> PartitionData:
     req = part.request
     data = PartitionData(
@@ -117,6 +122,18 @@ def _read(
             data.diverging_epoch = EpochEndOffset(epoch=epoch, end_offset=end_offset)
             return data
     log_end = plog.log_end_offset
+    if replicas.leader_quota.should_throttle(
+        part.topic, req.partition, replica_id in state.isr, now_ms
+    ):
+        replicas.leader_quota.throttled_fetches += 1
+        replicas.handle_events(
+            key,
+            state.update_follower_fetch_state(
+                replica_id, req.fetch_offset, req.log_start_offset, log_end
+            ),
+        )
+        data.high_watermark = plog.high_watermark
+        return data
     try:
         result = plog.read(
             req.fetch_offset,
@@ -138,7 +155,16 @@ def _read(
     return data
 
 
-def _respond(results: list[tuple[_Part, PartitionData]], version: int) -> FetchResponse:
+def _respond(
+    replicas: ReplicaManager, results: list[tuple[_Part, PartitionData]], version: int
+) -> FetchResponse:
+    quota = replicas.leader_quota
+    throttled_bytes = sum(
+        len(data.records)
+        for part, data in results
+        if data.records and quota.is_throttled(part.topic, data.partition_index)
+    )
+    quota.record(throttled_bytes, replicas.broker.clock.monotonic_ms())
     topics: list[FetchableTopicResponse] = []
     by_topic: dict[tuple[str, uuid.UUID], FetchableTopicResponse] = {}
     for part, data in results:
@@ -166,8 +192,9 @@ def _read_all(
     total = 0
     errors = False
     results: list[tuple[_Part, PartitionData]] = []
+    now_ms = replicas.broker.clock.monotonic_ms()
     for part in parts:
-        data = _read(replicas, replica_id, part, version, request.max_bytes - total)
+        data = _read(replicas, replica_id, part, version, request.max_bytes - total, now_ms)
         if data.error_code != ErrorCode.NONE or data.diverging_epoch.epoch >= 0:
             errors = True
         if data.records:
@@ -184,7 +211,7 @@ async def handle_follower_fetch(
     parts = _parts(replicas, request, version)
     results, total, errors = _read_all(replicas, replica_id, parts, request, version)
     if errors or total >= request.min_bytes or request.max_wait_ms <= 0 or not parts:
-        return _respond(results, version)
+        return _respond(replicas, results, version)
     logs = replicas.broker.logs
     ends = {
         (p.topic, p.request.partition): (plog.log_end_offset if plog else -1)
@@ -202,4 +229,4 @@ async def handle_follower_fetch(
 
     await replicas.broker.fetch_purgatory.wait(list(ends), grown, request.max_wait_ms)
     results, _, _ = _read_all(replicas, replica_id, parts, request, version)
-    return _respond(results, version)
+    return _respond(replicas, results, version)

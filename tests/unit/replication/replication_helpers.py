@@ -104,11 +104,19 @@ class LeaderSim:
         self.state = ReplicaState(self.broker_id, self.clock)
         self.become_leader(self.epoch)
 
-    def become_leader(self, epoch: int, version: int | None = None) -> None:
+    def become_leader(
+        self, epoch: int, version: int | None = None, isr: tuple[int, ...] | None = None
+    ) -> None:
+        """Lead in `epoch` with every replica in the ISR, or with `isr` (the ISR changes this
+        leader then proposes are never committed)."""
         self.epoch = epoch
         replicas = (self.broker_id, *self.followers)
         update = PartitionStateUpdate(
-            self.broker_id, epoch, replicas, replicas, epoch if version is None else version
+            self.broker_id,
+            epoch,
+            replicas if isr is None else isr,
+            replicas,
+            epoch if version is None else version,
         )
         result = self.state.become_leader(update, self.log.log_end_offset, self.log.high_watermark)
         if result.new_leader_epoch:

@@ -200,11 +200,35 @@ class BrokerCollector(Collector):
         yield CounterMetricFamily(
             "kafka_server_replicamanager_isrexpands", "ISR expansions written", value=isr_expands
         )
+        yield from self._replication_quotas()
         yield CounterMetricFamily(
             "kafka_controller_controllerstats_leaderelections",
             "Partition leaders moved to another broker by this broker as controller",
             value=elections,
         )
+
+    def _replication_quotas(self) -> Iterator[Metric]:
+        """Kafka's LeaderReplication and FollowerReplication byte-rate (the bytes per second
+        moved for throttled replicas) and the fetches in which a throttled replica got
+        nothing."""
+        cluster = self.broker.cluster
+        if cluster is None:
+            return
+        now_ms = self.broker.clock.monotonic_ms()
+        for side, quota in (
+            ("leader", cluster.replicas.leader_quota),
+            ("follower", cluster.replicas.follower_quota),
+        ):
+            yield GaugeMetricFamily(
+                f"kafka_server_{side}replication_byte_rate",
+                f"Bytes per second moved for replicas throttled as a {side}",
+                value=quota.rate.rate(now_ms),
+            )
+            yield CounterMetricFamily(
+                f"kafka_server_{side}replication_throttledfetches",
+                f"Fetches in which a throttled replica got nothing ({side} side)",
+                value=quota.throttled_fetches,
+            )
 
     def _logs(self) -> Iterator[Metric]:
         families = {
