@@ -35,8 +35,14 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from strom.protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
+from strom.protocol.messages.consumer_group_describe_response import (
+    ConsumerGroupDescribeResponse,
+)
 from strom.protocol.messages.controlled_shutdown_request import ControlledShutdownRequest
 from strom.protocol.messages.controlled_shutdown_response import ControlledShutdownResponse
+from strom.protocol.messages.describe_groups_request import DescribeGroupsRequest
+from strom.protocol.messages.describe_groups_response import DescribeGroupsResponse
 from strom.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
 from strom.protocol.messages.fetch_response import FetchResponse
 from strom.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
@@ -55,9 +61,11 @@ from .clients import (
     create_topic,
     kp_produce,
     make_recs,
+    wait_until,
 )
 from .conftest import BrokerFactory
 from .kafka_wire import frame, recv_frame, request_header
+from .share_helpers import ShareWorker, prime, share_conf
 
 pytestmark = pytest.mark.integration
 
@@ -388,3 +396,114 @@ def test_denials_are_logged_once_per_minute(broker_factory: BrokerFactory) -> No
     ]
     assert len(lines) == 1, lines
     assert "Principal = User:ANONYMOUS" in lines[0] and "from host = 127.0.0.1" in lines[0]
+
+
+def test_group_authorized_operations_are_the_principals(open_broker: BrokerProcess) -> None:
+    """DescribeGroups (a classic group) and ConsumerGroupDescribe (a KIP-848 group) report
+    what the principal may do to each group, through confluent-kafka and on the wire."""
+    b = open_broker
+    create_topic(b.bootstrap, "ops-groups-t")
+    ck_produce(b.bootstrap, "ops-groups-t", make_recs(2))
+    grant(
+        b,
+        acl(ResourceType.GROUP, "ops-classic", AclOperation.READ),
+        acl(ResourceType.GROUP, "ops-848", AclOperation.READ),
+        acl(ResourceType.GROUP, "ops-848", AclOperation.DELETE),
+    )
+    consumers = []
+    try:
+        for group, protocol in (("ops-classic", "classic"), ("ops-848", "consumer")):
+            c = ck.Consumer(
+                ck_conf(
+                    b.bootstrap,
+                    **{
+                        "group.id": group,
+                        "group.protocol": protocol,
+                        "auto.offset.reset": "earliest",
+                    },
+                )
+            )
+            consumers.append(c)
+            c.subscribe(["ops-groups-t"])
+            read = 0
+            end = time.monotonic() + DEADLINE_S
+            while read < 2 and time.monotonic() < end:
+                msg = c.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    read += 1
+            assert read == 2, group
+        admin = ck_admin(b.bootstrap)
+        described = admin.describe_consumer_groups(
+            ["ops-classic", "ops-848"], include_authorized_operations=True
+        )
+        ops = {
+            group: set(future.result(timeout=DEADLINE_S).authorized_operations)
+            for group, future in described.items()
+        }
+        assert ops == {
+            "ops-classic": {AclOperation.READ, AclOperation.DESCRIBE},
+            "ops-848": {AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE},
+        }
+        # DescribeGroups v3 and ConsumerGroupDescribe v0 themselves (the latter flexible:
+        # request header v2, response header v1).
+        classic = DescribeGroupsRequest(groups=["ops-classic"], include_authorized_operations=True)
+        answer = DescribeGroupsResponse.decode(raw(b, 15, 3, classic.encode(3)), 3)
+        assert answer.groups[0].error_code == 0
+        assert answer.groups[0].authorized_operations == (1 << 3) | (1 << 8)
+        request = ConsumerGroupDescribeRequest(
+            group_ids=["ops-848"], include_authorized_operations=True
+        )
+        with socket.create_connection((b.host, b.port), timeout=30) as sock:
+            sock.sendall(frame(request_header(69, 0, 9, "authz") + b"\x00" + request.encode(0)))
+            answer = recv_frame(sock)
+        (group,) = ConsumerGroupDescribeResponse.decode(answer[5:], 0).groups
+        assert group.error_code == 0
+        # READ (3), DELETE (6), DESCRIBE (8).
+        assert group.authorized_operations == (1 << 3) | (1 << 6) | (1 << 8)
+    finally:
+        for c in consumers:
+            c.close()
+
+
+def share_refusal(bootstrap: str, group: str, topic: str) -> int | None:
+    """The error a ShareConsumer of `group` on `topic` raises from poll (None: none before
+    the deadline)."""
+    consumer = ck.ShareConsumer(share_conf(bootstrap, group))
+    try:
+        consumer.subscribe([topic])
+        end = time.monotonic() + DEADLINE_S
+        while time.monotonic() < end:
+            try:
+                for m in consumer.poll(0.5):
+                    if m.error() is not None:
+                        return int(m.error().code())
+            except ck.KafkaException as exc:
+                return int(exc.args[0].code())
+        return None
+    finally:
+        consumer.close()
+
+
+def test_share_groups_need_read_on_the_group_and_the_topic(open_broker: BrokerProcess) -> None:
+    """confluent-kafka's ShareConsumer, as Kafka authorizes share groups: READ on the group
+    (FindCoordinator, ShareGroupHeartbeat) and on each topic (ShareFetch)."""
+    b = open_broker
+    for t in ("share-open", "share-closed"):
+        create_topic(b.bootstrap, t)
+    grant(
+        b,
+        acl(ResourceType.GROUP, "share-denied", AclOperation.READ, AclPermissionType.DENY),
+        acl(ResourceType.TOPIC, "share-closed", AclOperation.DESCRIBE),
+        acl(ResourceType.TOPIC, "share-closed", AclOperation.READ, AclPermissionType.DENY),
+    )
+    assert share_refusal(b.bootstrap, "share-denied", "share-open") == GROUP_AUTHORIZATION_FAILED
+    assert share_refusal(b.bootstrap, "share-other", "share-closed") == TOPIC_AUTHORIZATION_FAILED
+    # A group and a topic no ACL closes: records are delivered.
+    allowed = ShareWorker(b.bootstrap, "share-allowed", ["share-open"]).start()
+    try:
+        prime(b.bootstrap, "share-open", [allowed])
+        ck_produce(b.bootstrap, "share-open", [Rec(b"k", b"after-prime")])
+        wait_until(lambda: b"after-prime" in allowed.values(), "the allowed share consumer")
+        assert allowed.errors == []
+    finally:
+        allowed.stop()

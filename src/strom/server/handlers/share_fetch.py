@@ -223,7 +223,9 @@ def _with_refused(
             response.responses.append(topic)
         found = next((p for p in topic.partitions if p.partition_index == partition), None)
         if found is None:
-            found = PartitionData(partition_index=partition, current_leader=_no_leader())
+            found = PartitionData(
+                partition_index=partition, current_leader=_no_leader(), records=b""
+            )
             topic.partitions.append(found)
         found.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
     return response
