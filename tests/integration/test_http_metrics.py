@@ -162,6 +162,10 @@ def test_metrics_follow_produce_consume_and_a_group(http_broker: Any, topic: str
             )
             == committed[p]
         )
+    assert (
+        value(samples, "kafka_server_group_coordinator_metrics_group_count", protocol="classic")
+        == 1
+    )
     assert value(samples, "kafka_server_replicamanager_partitioncount") >= 2
     assert value(samples, "kafka_server_replicamanager_underreplicatedpartitions") == 0
     assert value(samples, "kafka_controller_kafkacontroller_activecontrollercount") == 1
@@ -240,6 +244,13 @@ def test_share_group_lag(http_broker: Any, topic: str) -> None:
     samples = scrape(port)
     assert value(samples, "kafka_sharegroup_lag", **labels) == 4
     assert value(samples, "kafka_sharegroup_start_offset", **labels) == start
+    # Its coordinator counts it, empty now that its member left.
+    shares = value(samples, "kafka_server_group_coordinator_metrics_group_count", protocol="share")
+    assert shares >= 1
+    empty = value(
+        samples, "kafka_server_group_coordinator_metrics_share_group_count", state="empty"
+    )
+    assert empty >= 1
 
 
 def test_throttle_times_of_a_quota(http_broker: Any, topic: str) -> None:

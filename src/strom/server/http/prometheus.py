@@ -19,6 +19,7 @@ dashboards and alerts written for Kafka read Strom unchanged:
 | kafka_network_socketserver_networkprocessoravgidlepercent | SocketServer (the event loop) |
 | kafka_consumergroup_{lag,current_offset}{consumergroup,topic,partition} | (kafka_exporter's names) |
 | kafka_sharegroup_{lag,start_offset}{sharegroup,topic,partition} | (the same names for share groups; Kafka has no such MBean) |
+| kafka_server_group_coordinator_metrics_group_count{protocol}, ..._{consumer,share}_group_count{state} | group-coordinator-metrics |
 | kafka_network_requestmetrics_throttletimems{request} (histogram, ms, throttled responses) | RequestMetrics ThrottleTimeMs |
 | kafka_server_socket_server_metrics_{successful,failed}_authentication_total{listener} | socket-server-metrics |
 | process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... | prometheus_client's process collector |
@@ -326,6 +327,38 @@ class BrokerCollector(Collector):
         yield lag
         yield current
         yield from self._share_group_lag()
+        yield from self._group_counts()
+
+    def _group_counts(self) -> Iterator[Metric]:
+        """Groups this broker coordinates, by protocol and, for consumer and share groups, by
+        state (Kafka's GroupCoordinatorMetrics group-count, consumer-group-count and
+        share-group-count)."""
+        by_protocol = dict.fromkeys(("classic", "consumer", "share"), 0)
+        by_state: dict[str, dict[str, int]] = {"consumer": {}, "share": {}}
+        for shard in list(self.broker.groups.shards.values()):
+            for g in shard.list_groups([], []):
+                kind = g.group_type or "classic"
+                by_protocol[kind] = by_protocol.get(kind, 0) + 1
+                if kind in by_state:
+                    state = g.group_state.lower()
+                    by_state[kind][state] = by_state[kind].get(state, 0) + 1
+        count = GaugeMetricFamily(
+            "kafka_server_group_coordinator_metrics_group_count",
+            "Groups this broker coordinates, per protocol",
+            labels=["protocol"],
+        )
+        for kind, n in sorted(by_protocol.items()):
+            count.add_metric([kind], n)
+        yield count
+        for kind, states in by_state.items():
+            family = GaugeMetricFamily(
+                f"kafka_server_group_coordinator_metrics_{kind}_group_count",
+                f"{kind.capitalize()} groups this broker coordinates, per state",
+                labels=["state"],
+            )
+            for state, n in sorted(states.items()):
+                family.add_metric([state], n)
+            yield family
 
     def _share_group_lag(self) -> Iterator[Metric]:
         """Share groups' lag on the share partitions this broker leads (loaded in memory):
