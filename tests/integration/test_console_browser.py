@@ -84,6 +84,9 @@ def page(browser_context: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     shots = ARTIFACTS / re.sub(r"[^a-zA-Z0-9_.-]", "_", request.node.name)
     shots.mkdir(parents=True, exist_ok=True)
     tab.shoot = lambda name: tab.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    # Every URL the page asks for (documents, scripts, styles, XHR), to prove none is external.
+    tab.urls = []
+    tab.on("request", lambda r: tab.urls.append(r.url))
     try:
         yield tab
     finally:
@@ -169,6 +172,12 @@ def test_pages_show_topics_groups_and_a_record(console_broker: Any, page: Any, t
     page.wait_for_url("**/ui")
     assert _cell_texts(page, "#brokers")[0][:2] == ["0", "127.0.0.1"]
     page.shoot("overview")
+
+    # Nothing fetched from elsewhere: the vendored htmx and uPlot came from the broker.
+    assert page.urls
+    assert [u for u in page.urls if not u.startswith(console_broker.console + "/")] == []
+    assert any("/static/vendor/htmx" in u for u in page.urls)
+    assert any("/static/vendor/uPlot" in u for u in page.urls)
 
 
 def test_share_group_with_its_lag(console_broker: Any, page: Any, topic: str) -> None:
