@@ -583,6 +583,14 @@ def test_share_groups_are_listed_and_described(cli_broker: BrokerProcess, topic:
     table = _table(ok(strom("group", "describe", group, "-b", b)))
     assert table[-3].split() == ["TOPIC", "PARTITION", "START-OFFSET", "LOG-END", "LAG", "MEMBER"]
     assert table[-1].split() == [topic, "0", str(end), str(end + 5), "5"]
+    listed = ok(strom("group", "list", "--lag", "-b", b, "--format", "json")).json()
+    row = next(g for g in listed if g["group"] == group)
+    assert (row["type"], row["state"], row["members"], row["total_lag"]) == ("share", "Empty", 0, 5)
+    lines = _table(ok(strom("group", "list", "--lag", "-b", b)))
+    assert lines[0].split() == ["GROUP", "STATE", "TYPE", "COORDINATOR", "MEMBERS", "TOTAL-LAG"]
+    assert next(line for line in lines if line.startswith(group)).split() == [
+        group, "Empty", "share", "0", "0", "5"
+    ]  # fmt: skip
 
     # Seek moves the share-partition start offset (AlterShareGroupOffsets).
     moved = ok(strom("group", "seek", group, "--to", "latest", "-b", b, "--format", "json"))

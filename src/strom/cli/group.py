@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 examples:
   strom group list
+  strom group list --lag                        # members and total lag of each group
   strom group describe readers                  # members, and lag per partition
   strom group seek readers --to earliest --topic orders
   strom group seek readers --to 1200 --topic orders:0,1
@@ -43,7 +44,12 @@ def register(commands: Any) -> None:
     )
     sub = group.add_subparsers(dest="group_command", metavar="COMMAND", required=True)
 
-    list_ = sub.add_parser("list", help="list groups")
+    list_ = sub.add_parser("list", help="list groups (consumer, classic and share groups)")
+    list_.add_argument(
+        "--lag",
+        action="store_true",
+        help="describe each group too: its members and total lag (a request or two per group)",
+    )
     add_client_options(list_)
     list_.set_defaults(command=list_groups)
 
@@ -99,7 +105,7 @@ async def list_groups(client: Client, out: Output, args: argparse.Namespace) -> 
     from strom.client.groups import list_groups as list_all
 
     groups = await list_all(client)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "group": g.group_id,
             "state": g.state,
@@ -109,12 +115,24 @@ async def list_groups(client: Client, out: Output, args: argparse.Namespace) -> 
         }
         for g in groups
     ]
+    columns = ["GROUP", "STATE", "TYPE", "COORDINATOR"]
+    if args.lag:
+        from strom.client.groups import describe_group, group_lag
+
+        for row in rows:
+            description = await describe_group(client, row["group"])
+            lags = await group_lag(client, row["group"], description)
+            row["members"] = len(description.members)
+            row["total_lag"] = sum(lag.lag or 0 for lag in lags)
+        columns += ["MEMBERS", "TOTAL-LAG"]
     if out.json:
         out.emit_json(rows)
     else:
+        keys = ["group", "state", "type", "coordinator", "members", "total_lag"]
         out.table(
-            ["GROUP", "STATE", "TYPE", "COORDINATOR"],
-            [[r["group"], r["state"], r["type"], r["coordinator"]] for r in rows],
+            columns,
+            [[r[k] for k in keys[: len(columns)]] for r in rows],
+            right=["COORDINATOR", "MEMBERS", "TOTAL-LAG"],
         )
     return EXIT_OK
 
