@@ -4,6 +4,10 @@ clients, on a broker with the ACL authorizer; the ACLs survive a restart."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import confluent_kafka as ck
 import kafka.admin as kpa
@@ -306,3 +310,83 @@ def test_managing_acls_needs_cluster_permissions(broker_factory: BrokerFactory) 
     log = b.log_text()
     assert "Denied operation = Describe from host = 127.0.0.1" in log
     assert "Principal = User:ANONYMOUS is Denied operation = Alter" in log
+
+
+JS_DIR = Path(__file__).parent / "js"
+# KafkaJS's codes are Kafka's: resource ANY 1, TOPIC 2, GROUP 3, CLUSTER 4; pattern ANY 1,
+# LITERAL 3, PREFIXED 4; operation ANY 1, READ 3, ALTER 7; permission ANY 1, DENY 2, ALLOW 3.
+ANY_JS_FILTER = {"resourceType": 1, "resourcePatternType": 1, "operation": 1, "permissionType": 1}
+
+
+def kafkajs(bootstrap: str, command: dict[str, Any]) -> dict[str, Any]:
+    """Run tests/integration/js/acls.js (KafkaJS's admin client) with one command."""
+    if shutil.which("node") is None or not (JS_DIR / "node_modules" / "kafkajs").is_dir():
+        pytest.skip("KafkaJS is not installed: npm ci --prefix tests/integration/js")
+    done = subprocess.run(
+        ["node", str(JS_DIR / "acls.js"), bootstrap, json.dumps(command)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S * 2,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+def js_bindings(resources: list[dict[str, Any]]) -> set[tuple[object, ...]]:
+    return {
+        (
+            r["resourceType"],
+            r["resourceName"],
+            r["resourcePatternType"],
+            a["principal"],
+            a["host"],
+            a["operation"],
+            a["permissionType"],
+        )
+        for r in resources
+        for a in r["acls"]
+    }
+
+
+def test_kafkajs_manages_acls(broker_factory: BrokerFactory) -> None:
+    b = broker_factory(ADMIN)
+    alice = (2, "orders", 3, "User:alice", "*", 3, 3)
+    bob_group = (3, "billing-", 4, "User:bob", "10.0.0.1", 3, 2)
+    bob_cluster = (4, "kafka-cluster", 3, "User:bob", "*", 7, 3)
+    fields = (
+        "resourceType",
+        "resourceName",
+        "resourcePatternType",
+        "principal",
+        "host",
+        "operation",
+        "permissionType",
+    )
+    out = kafkajs(
+        b.bootstrap,
+        {
+            "create": [
+                dict(zip(fields, acl, strict=True)) for acl in (alice, bob_group, bob_cluster)
+            ],
+            "describe": ANY_JS_FILTER,
+            "delete": [{**ANY_JS_FILTER, "principal": "User:bob"}],
+        },
+    )
+    assert "error" not in out, out
+    assert js_bindings(out["described"]) == {alice, bob_group, bob_cluster}
+    deleted = [
+        tuple(m[f] for f in fields) for response in out["deleted"] for m in response["matchingAcls"]
+    ]
+    assert sorted(deleted) == sorted([bob_group, bob_cluster])
+    assert js_bindings(out["after"]) == {alice}
+    # What confluent-kafka sees agrees.
+    left = ck_describe(ck_admin(b.bootstrap), ANY_FILTER)
+    assert [(x.name, x.principal) for x in left] == [("orders", "User:alice")]
+
+
+def test_kafkajs_is_refused_without_cluster_permissions(broker_factory: BrokerFactory) -> None:
+    b = broker_factory({"authorizer.class.name": AUTHORIZER})
+    out = kafkajs(b.bootstrap, {"describe": ANY_JS_FILTER})
+    assert out["error"]["type"] == "CLUSTER_AUTHORIZATION_FAILED", out
