@@ -158,7 +158,7 @@ def test_pages_show_topics_groups_and_a_record(console_broker: Any, page: Any, t
     assert cells[4] == "source=it"
     page.shoot("messages")
 
-    page.get_by_role("link", name="Consumer groups").click()
+    page.get_by_role("link", name="Groups").click()
     page.wait_for_url("**/ui/groups")
     group_row = page.locator("#groups tbody tr", has_text=group)
     assert group_row.locator("td").nth(4).inner_text() == "5"  # 9 records, committed 4

@@ -1,5 +1,6 @@
 """The web console: brokers, topics (partitions, offsets, sizes, configs, throughput), a message
-browser, consumer groups with lag; creating and deleting topics and editing their configs.
+browser, consumer groups and share groups with lag; creating and deleting topics and editing
+their configs.
 
 It is served by the broker's HTTP listener and reads the cluster the way any client does:
 through `strom.client`, connected to this broker's own Kafka listener, so in a cluster it
@@ -170,7 +171,7 @@ class Console:
                             ("Brokers", len(info.brokers)),
                             ("Topics", len(topics)),
                             ("Partitions", partitions),
-                            ("Consumer groups", len(groups)),
+                            ("Groups", len(groups)),
                         ]
                     ),
                     section("Brokers", self._brokers_table(info)),
@@ -500,10 +501,10 @@ class Console:
                 rows,
                 numeric=["Members", "Lag", "Coordinator"],
                 id_="groups",
-                empty="no consumer groups",
+                empty="no groups",
             )
 
-        return await self._guarded(request, "Consumer groups", build)
+        return await self._guarded(request, "Groups (consumer and share)", build)
 
     async def group(self, request: web.Request) -> web.Response:
         group_id = request.match_info["group"]

@@ -17,7 +17,7 @@ UPLOT_CSS = "/static/vendor/uPlot-1.6.32.min.css"
 NAV = (
     ("/ui", "Overview"),
     ("/ui/topics", "Topics"),
-    ("/ui/groups", "Consumer groups"),
+    ("/ui/groups", "Groups"),
     ("/ui/brokers", "Brokers"),
 )
 
