@@ -27,11 +27,13 @@ from strom.protocol.messages.describe_share_group_offsets_response import (
 from strom.protocol.records.batch_header import iter_batch_headers
 from strom.protocol.records.codec import decode_records
 
-from .broker_process import BrokerProcess
+from .broker_process import BrokerProcess, free_port
 from .clients import ck_watermarks, create_topic, wait_until
 from .conftest import BrokerFactory
 from .queue_helpers import Arrival, Receiver, alter_group, describe_group, now_ms, read_all
 from .share_helpers import wire
+from .test_http_metrics import scrape
+from .test_http_metrics import value as sample_value
 
 pytestmark = pytest.mark.integration
 
@@ -112,13 +114,12 @@ def test_delayed_records_are_never_early_and_arrive_once(
     try:
         immediate = {b"now-0", b"now-1", b"now-2", b"past"}
         wait_until(lambda: immediate <= set(receiver.values()), "the records without a delay")
-        # The share-partition start offset moves past records waiting for their time.
+        # The share-partition start offset moves past records waiting for their time (the
+        # marker record is offset 0).
+        five = [1 + o for o, v in enumerate(sent) if v in (b"in-5s", b"at-5s")]
         wait_until(
-            lambda: (
-                share_start_offset(broker, "timers", topic) > len(sent)
-                or len(receiver.values()) == len(sent)
-            ),
-            "the start offset past the delayed records",
+            lambda: share_start_offset(broker, "timers", topic) > max(five),
+            "the start offset past the records waiting 5 s",
         )
         wait_until(
             lambda: Counter(receiver.values()) == Counter(list(sent)),
@@ -565,3 +566,54 @@ def test_dead_letters_once_across_kill9(broker_factory: BrokerFactory, topic: st
         reject.stop()
     offsets = [int(_dlq_headers(m)["__dlq.errors.offset"]) for m in read_all(broker.bootstrap, dlq)]
     assert sorted(offsets) == list(range(total))
+
+
+def test_describe_and_metrics_show_dead_letters_delays_and_filter(
+    broker_factory: BrokerFactory, topic: str
+) -> None:
+    """DescribeConfigs on the group shows its dead-letter topic and filter; /metrics shows the
+    records waiting for their time and the dead-letter copies written."""
+    port = free_port()
+    broker = broker_factory({"strom.http.listeners": f"http://127.0.0.1:{port}"})
+    dlq = f"dlq.{topic}"
+    create_topic(broker.bootstrap, topic, partitions=1)
+    create_topic(broker.bootstrap, dlq, config={"errors.deadletterqueue.group.enable": "true"})
+    alter_group(
+        broker.bootstrap,
+        "shown",
+        share_auto_offset_reset="earliest",
+        errors_deadletterqueue_topic_name=dlq,
+        strom_share_filter="header.kind = 'job'",
+    )
+    p = producer_for("plain", broker.bootstrap, topic)
+    tomorrow = str(now_ms() + 86_400_000).encode()
+    for i in range(7):
+        p.produce(
+            topic, f"later-{i}".encode(), headers=[("kind", b"job"), ("strom.deliver.at", tomorrow)]
+        )
+    for i in range(3):
+        p.produce(topic, f"now-{i}".encode(), headers=[("kind", b"job")])
+        p.produce(topic, f"other-{i}".encode(), headers=[("kind", b"mail")])
+    p.produce(topic, b"bad", headers=[("kind", b"job")])
+    finish(p, "plain")
+
+    def decide(a: Arrival) -> ck.AcknowledgeType:
+        return ck.AcknowledgeType.REJECT if a.value == b"bad" else ck.AcknowledgeType.ACCEPT
+
+    receiver = Receiver(broker.bootstrap, "shown", [topic], decide=decide).start()
+    try:
+        wait_until(lambda: len(receiver.values()) == 4, "the four due matching records")
+        wait_until(lambda: read_all(broker.bootstrap, dlq), "the dead-letter copy")
+        # Records waiting a day do not hold the share-partition start offset back.
+        wait_until(lambda: share_start_offset(broker, "shown", topic) == 14, "the start at the end")
+    finally:
+        receiver.stop()
+    assert sorted(receiver.values()) == [b"bad", b"now-0", b"now-1", b"now-2"]
+    described = describe_group(broker.bootstrap, "shown")
+    assert described["errors.deadletterqueue.topic.name"] == dlq
+    assert described["strom.share.filter"] == "header.kind = 'job'"
+    labels = {"sharegroup": "shown", "topic": topic, "partition": "0"}
+    samples = scrape(port)
+    assert sample_value(samples, "strom_share_partition_delayed_records", **labels) == 7
+    assert sample_value(samples, "strom_share_partition_archiving_records", **labels) == 0
+    assert sample_value(samples, "strom_share_dead_letter_records_total") == 1

@@ -22,6 +22,8 @@ dashboards and alerts written for Kafka read Strom unchanged:
 | kafka_server_group_coordinator_metrics_group_count{protocol}, ..._{consumer,share}_group_count{state} | group-coordinator-metrics |
 | kafka_network_requestmetrics_throttletimems{request} (histogram, ms, throttled responses) | RequestMetrics ThrottleTimeMs |
 | kafka_server_socket_server_metrics_{successful,failed}_authentication_total{listener} | socket-server-metrics |
+| strom_share_partition_{in_flight,delayed_records,archiving_records}{sharegroup,topic,partition} | (Strom's: share partitions led here) |
+| strom_share_dead_letter_records_total | (Strom's: dead-letter copies written by this broker) |
 | process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... | prometheus_client's process collector |
 
 Gauges are read from the broker at scrape time; counters come from `server/metrics.py`. Per-topic
@@ -91,6 +93,7 @@ class BrokerCollector(Collector):
         yield from self._logs()
         yield from self._connections()
         yield from self._group_lag()
+        yield from self._share_partitions()
 
     def _topic_counters(self) -> Iterator[Metric]:
         topics = self.broker.metrics.topics
@@ -383,3 +386,35 @@ class BrokerCollector(Collector):
                 lag.add_metric(labels, max(0, plog.high_watermark - sp.start_offset - finished))
         yield lag
         yield start
+
+    def _share_partitions(self) -> Iterator[Metric]:
+        labels = ["sharegroup", "topic", "partition"]
+        families = {
+            "in_flight": GaugeMetricFamily(
+                "strom_share_partition_in_flight",
+                "Records between the start offset and the end of the share partition's window",
+                labels=labels,
+            ),
+            "delayed": GaugeMetricFamily(
+                "strom_share_partition_delayed_records",
+                "Records waiting for their delivery time (strom.deliver.at, strom.delay.ms)",
+                labels=labels,
+            ),
+            "archiving": GaugeMetricFamily(
+                "strom_share_partition_archiving_records",
+                "Records given up on that wait for their dead-letter copy",
+                labels=labels,
+            ),
+        }
+        shares = self.broker.shares
+        for (group, topic, partition), sp in list(shares.partitions.items()):
+            values = [group, topic, str(partition)]
+            families["in_flight"].add_metric(values, sp.in_flight)
+            families["delayed"].add_metric(values, sp.delayed_pending)
+            families["archiving"].add_metric(values, len(sp.archiving_offsets()))
+        yield from families.values()
+        yield CounterMetricFamily(
+            "strom_share_dead_letter_records",
+            "Dead-letter copies this broker wrote for share groups",
+            value=shares.queues.dead_letters.copied,
+        )
