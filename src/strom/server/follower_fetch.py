@@ -11,7 +11,8 @@ expand the ISR and move the high watermark).
 Replication quota (quota/replication.py): a replica the topic's
 leader.replication.throttled.replicas names for this broker that is not in the ISR gets no
 records while leader.replication.throttled.rate is exceeded (its fetch state is still
-updated); the records answered for throttled replicas count towards the rate.
+updated, and its partition growing does not end a waiting fetch); the records answered for
+throttled replicas count towards the rate.
 
 Sessionless only (followers here send session id 0); a fetch with nothing to return waits in
 the fetch purgatory until one of its partitions grows or max_wait_ms passes.
@@ -219,11 +220,20 @@ async def handle_follower_fetch(
         for plog in [logs.get(p.topic, p.request.partition)]
     }
 
+    quota = replicas.leader_quota
+    clock = replicas.broker.clock
+
     def grown() -> bool:
         for key, end in ends.items():
             plog = logs.get(*key)
             state = replicas.states.get(key)
-            if plog is None or state is None or not state.is_leader or plog.log_end_offset > end:
+            if plog is None or state is None or not state.is_leader:
+                return True
+            # A replica held back by the replication quota would get nothing yet: its
+            # partition's growth does not end the wait (Kafka's DelayedFetch).
+            if plog.log_end_offset > end and not quota.should_throttle(
+                key[0], key[1], replica_id in state.isr, clock.monotonic_ms()
+            ):
                 return True
         return False
 
