@@ -240,6 +240,16 @@ def test_share_group_lag(http_broker: Any, topic: str) -> None:
         start = wait_until(acknowledged, "the share group to acknowledge every record")
     finally:
         worker.stop()
+    # Every record the consumer received accepted once (implicit acknowledgement).
+    samples = scrape(port)
+    accepted = value(
+        samples, "kafka_server_share_group_metrics_record_acknowledgement_total", ack_type="accept"
+    )
+    assert accepted == len({g.offset for g in worker.got}) >= 1
+    assert value(samples, "kafka_server_share_group_metrics_share_acknowledgement_total") >= 1
+    for kind in ("release", "reject"):
+        name = "kafka_server_share_group_metrics_record_acknowledgement_total"
+        assert value(samples, name, ack_type=kind) == 0
     produce_values(b, topic, [b"a", b"b", b"c", b"d"])
     samples = scrape(port)
     assert value(samples, "kafka_sharegroup_lag", **labels) == 4

@@ -61,6 +61,10 @@ class BrokerMetrics:
         # api key -> histogram of the throttle times of throttled responses (quotas)
         self.throttles: dict[int, LatencyHistogram] = {}
         self.topics: dict[str, TopicCounters] = {}
+        # Share groups' acknowledgements: partitions acknowledged (Kafka counts requests per
+        # partition as share-acknowledgement) and records per acknowledge type.
+        self.share_acknowledgements = 0
+        self.share_records_acknowledged: dict[int, int] = {}
         self.connections_created: dict[str, int] = {}
         self.connections_closed: dict[str, int] = {}
         self.idle = LoopIdleMeter()
@@ -76,6 +80,18 @@ class BrokerMetrics:
         if histogram is None:
             histogram = self.throttles[api_key] = LatencyHistogram()
         histogram.observe(float(throttle_ms))
+
+    def share_acknowledged(self, batches: list[tuple[int, int, list[int]]]) -> None:
+        """One partition's acknowledgement batches (first offset, last offset, a type for the
+        whole range or one per offset), counted per batch."""
+        self.share_acknowledgements += 1
+        counts = self.share_records_acknowledged
+        for first, last, types in batches:
+            if len(types) == 1:
+                counts[types[0]] = counts.get(types[0], 0) + last - first + 1
+            else:
+                for kind in set(types):
+                    counts[kind] = counts.get(kind, 0) + types.count(kind)
 
     def _topic(self, topic: str) -> TopicCounters:
         counters = self.topics.get(topic)

@@ -109,7 +109,9 @@ def _acknowledge_all(
         if renew_only and any(t != 4 for _, _, types in batches for t in types):
             results[key] = ErrorCode.INVALID_REQUEST
             continue
-        results[key] = shares.acknowledge(group_id, member_id, key, batches)
+        results[key] = code = shares.acknowledge(group_id, member_id, key, batches)
+        if code == ErrorCode.NONE:
+            ctx.broker.metrics.share_acknowledged(batches)
     return results
 
 

@@ -19,6 +19,7 @@ dashboards and alerts written for Kafka read Strom unchanged:
 | kafka_network_socketserver_networkprocessoravgidlepercent | SocketServer (the event loop) |
 | kafka_consumergroup_{lag,current_offset}{consumergroup,topic,partition} | (kafka_exporter's names) |
 | kafka_sharegroup_{lag,start_offset}{sharegroup,topic,partition} | (the same names for share groups; Kafka has no such MBean) |
+| kafka_server_share_group_metrics_{share_acknowledgement,record_acknowledgement}_total | share-group-metrics |
 | kafka_server_group_coordinator_metrics_group_count{protocol}, ..._{consumer,share}_group_count{state} | group-coordinator-metrics |
 | kafka_network_requestmetrics_throttletimems{request} (histogram, ms, throttled responses) | RequestMetrics ThrottleTimeMs |
 | kafka_server_socket_server_metrics_{successful,failed}_authentication_total{listener} | socket-server-metrics |
@@ -66,6 +67,10 @@ def registry_for(broker: Broker, dispatcher: Dispatcher) -> CollectorRegistry:
 def _api_name(key: int) -> str:
     spec = API_SPECS.get(key)
     return spec.name if spec is not None else str(key)
+
+
+# ShareAcknowledge's acknowledge types (0 is a gap: no record there).
+ACKNOWLEDGE_TYPES = {1: "accept", 2: "release", 3: "reject", 4: "renew"}
 
 
 def _cumulative(histogram: LatencyHistogram) -> list[tuple[str, float]]:
@@ -386,6 +391,20 @@ class BrokerCollector(Collector):
                 lag.add_metric(labels, max(0, plog.high_watermark - sp.start_offset - finished))
         yield lag
         yield start
+        metrics = self.broker.metrics
+        yield CounterMetricFamily(
+            "kafka_server_share_group_metrics_share_acknowledgement",
+            "Partitions whose acknowledgements a ShareFetch or ShareAcknowledge applied",
+            value=metrics.share_acknowledgements,
+        )
+        records = CounterMetricFamily(
+            "kafka_server_share_group_metrics_record_acknowledgement",
+            "Records acknowledged by share consumers, per acknowledge type",
+            labels=["ack_type"],
+        )
+        for code, name in ACKNOWLEDGE_TYPES.items():
+            records.add_metric([name], metrics.share_records_acknowledged.get(code, 0))
+        yield records
 
     def _share_partitions(self) -> Iterator[Metric]:
         labels = ["sharegroup", "topic", "partition"]
