@@ -50,8 +50,14 @@ from strom.protocol.messages.describe_acls_request import DescribeAclsRequest
 from strom.protocol.messages.describe_acls_response import DescribeAclsResponse
 from strom.protocol.messages.describe_client_quotas_request import DescribeClientQuotasRequest
 from strom.protocol.messages.describe_client_quotas_response import DescribeClientQuotasResponse
+from strom.protocol.messages.leader_and_isr_request import LeaderAndIsrRequest
+from strom.protocol.messages.leader_and_isr_response import LeaderAndIsrResponse
 from strom.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from strom.protocol.messages.metadata_response import MetadataResponse
+from strom.protocol.messages.stop_replica_request import StopReplicaRequest
+from strom.protocol.messages.stop_replica_response import StopReplicaResponse
+from strom.protocol.messages.update_metadata_request import UpdateMetadataRequest
+from strom.protocol.messages.update_metadata_response import UpdateMetadataResponse
 
 from .test_replicated_cluster import Cluster, create_topic, full_isr, wait_for
 
@@ -313,10 +319,20 @@ def open_cluster(zk_hosts: str, tmp_path: Path) -> Iterator[Cluster]:
         yield c
 
 
-def wire(cluster: Cluster, broker_id: int, api_key: int, version: int, body: bytes) -> bytes:
-    """One request to one broker (not to whichever a client library picks); the answer's body."""
+def wire(
+    cluster: Cluster,
+    broker_id: int,
+    api_key: int,
+    version: int,
+    body: bytes,
+    source: str = "127.0.0.1",
+) -> bytes:
+    """One request to one broker (not to whichever a client library picks), from `source`;
+    the answer's body."""
     broker = cluster.brokers[broker_id]
-    with socket.create_connection((broker.host, broker.port), timeout=30) as sock:
+    with socket.create_connection(
+        (broker.host, broker.port), timeout=30, source_address=(source, 0)
+    ) as sock:
         answer = roundtrip(sock, frame(request_header(api_key, version, 7, "test") + body))
     return answer[4:]
 
@@ -405,3 +421,44 @@ def test_acl_changes_decide_on_every_broker(open_cluster: Cluster) -> None:
         "every leader taking records again",
         lambda: produce_to_each_partition(c, "guarded", 3) == {0: "ok", 1: "ok", 2: "ok"},
     )
+
+
+def test_controller_requests_need_cluster_action(open_cluster: Cluster) -> None:
+    """LeaderAndIsr, StopReplica and UpdateMetadata are authorized before anything else: with
+    CLUSTER_ACTION denied to 127.0.0.2 (the brokers talk from 127.0.0.1), a request from there
+    is refused with CLUSTER_AUTHORIZATION_FAILED by every broker, one from 127.0.0.1 gets
+    past it (to the controller-epoch checks)."""
+    c = open_cluster
+    # Once the cluster has an ACL, allow.everyone.if.no.acl.found no longer opens it: ALL for
+    # everyone, with CLUSTER_ACTION denied from 127.0.0.2 (DENY wins).
+    creations = [
+        AclCreation(4, "kafka-cluster", LITERAL, ANONYMOUS, "*", 2, ALLOW),
+        AclCreation(4, "kafka-cluster", LITERAL, ANONYMOUS, "127.0.0.2", 9, DENY),
+    ]
+    created = CreateAclsResponse.decode(
+        wire(c, 1, 30, 1, CreateAclsRequest(creations=creations).encode(1)), 1
+    )
+    assert [r.error_code for r in created.results] == [0, 0]
+    requests = [
+        (4, 2, LeaderAndIsrRequest(controller_id=1).encode(2), LeaderAndIsrResponse),
+        (5, 1, StopReplicaRequest(controller_id=1).encode(1), StopReplicaResponse),
+        (6, 5, UpdateMetadataRequest(controller_id=1).encode(5), UpdateMetadataResponse),
+    ]
+
+    def error(broker_id: int, api_key: int, source: str) -> int:
+        for key, version, body, response_type in requests:
+            if key == api_key:
+                answer = wire(c, broker_id, key, version, body, source)
+                return int(response_type.decode(answer, version).error_code)
+        raise AssertionError(api_key)
+
+    for broker_id in c.brokers:
+        for api_key, _, _, _ in requests:
+            wait_for(
+                f"broker {broker_id} refusing API {api_key} from 127.0.0.2",
+                lambda b=broker_id, k=api_key: error(b, k, "127.0.0.2") == 31,
+            )
+            assert error(broker_id, api_key, "127.0.0.1") != 31
+    # The brokers themselves (127.0.0.1) still replicate: a new topic gets its full ISR.
+    create_topic(c, "after-deny", 1, 3)
+    wait_for("after-deny fully replicated", lambda: full_isr(c, "after-deny", 1))

@@ -47,6 +47,12 @@ from strom.protocol.messages.fetch_request import FetchPartition, FetchRequest, 
 from strom.protocol.messages.fetch_response import FetchResponse
 from strom.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from strom.protocol.messages.metadata_response import MetadataResponse
+from strom.protocol.messages.write_txn_markers_request import (
+    WritableTxnMarker,
+    WritableTxnMarkerTopic,
+    WriteTxnMarkersRequest,
+)
+from strom.protocol.messages.write_txn_markers_response import WriteTxnMarkersResponse
 
 from .broker_process import BrokerProcess
 from .clients import (
@@ -350,17 +356,40 @@ def test_a_super_user_passes_every_acl(broker_factory: BrokerFactory) -> None:
 def test_broker_requests_need_cluster_action(broker_factory: BrokerFactory) -> None:
     b = broker_factory(AUTHORIZER)
     create_topic(b.bootstrap, "replicated")
-    # Only 127.0.0.1 may act as a broker; the same principal from 127.0.0.2 may not.
+    # Only 127.0.0.1 may act as a broker (or alter the cluster, which Kafka also accepts for
+    # transaction markers); the same principal from 127.0.0.2 may not.
     grant(
         b,
         acl(ResourceType.BROKER, "kafka-cluster", AclOperation.CLUSTER_ACTION, host="127.0.0.1"),
-        acl(ResourceType.BROKER, "kafka-cluster", AclOperation.ALTER),
+        acl(ResourceType.BROKER, "kafka-cluster", AclOperation.ALTER, host="127.0.0.1"),
     )
     shutdown = ControlledShutdownRequest(broker_id=0, broker_epoch=-1).encode(2)
     here = ControlledShutdownResponse.decode(raw(b, 7, 2, shutdown), 2)
     assert here.error_code == 41  # NOT_CONTROLLER: authorized, but there is no controller
     there = ControlledShutdownResponse.decode(raw(b, 7, 2, shutdown, source="127.0.0.2"), 2)
     assert there.error_code == CLUSTER_AUTHORIZATION_FAILED
+
+    # Transaction markers (what a transaction coordinator sends the partitions' leaders):
+    # refused from 127.0.0.2 only. (The controller's requests are refused by a single broker
+    # whoever sends them: tests/cluster/test_cluster_acls.py checks them.)
+    markers = WriteTxnMarkersRequest(
+        markers=[
+            WritableTxnMarker(
+                producer_id=1,
+                producer_epoch=0,
+                transaction_result=True,
+                topics=[WritableTxnMarkerTopic(name="replicated", partition_indexes=[0])],
+                coordinator_epoch=0,
+            )
+        ]
+    ).encode(0)
+
+    def marker_error(source: str) -> int:
+        answer = WriteTxnMarkersResponse.decode(raw(b, 27, 0, markers, source), 0)
+        return answer.markers[0].topics[0].partitions[0].error_code
+
+    assert marker_error("127.0.0.2") == CLUSTER_AUTHORIZATION_FAILED
+    assert marker_error("127.0.0.1") != CLUSTER_AUTHORIZATION_FAILED
 
     # A follower's fetch (replica_id >= 0) from 127.0.0.2: every partition refused.
     fetch = FetchRequest(

@@ -4,9 +4,10 @@ StopReplica.
 Fencing, in this order (the first failing check answers for the whole request):
 - With control.plane.listener.name set, the requests are taken on that listener only; on any
   other listener they answer CLUSTER_AUTHORIZATION_FAILED. (Kafka takes them on any listener
-  and refuses them only through an authorizer's ClusterAction check; Strom has no authorizer,
-  so the listener is the boundary. The controller never sends them elsewhere when the target
-  registered a control-plane endpoint.)
+  and refuses them only through an authorizer's ClusterAction check, which the handlers make
+  before this one when `authorizer.class.name` is set; without an authorizer the listener is
+  the boundary. The controller never sends them elsewhere when the target registered a
+  control-plane endpoint.)
 - The controller epoch: an epoch older than the newest one this broker has seen answers
   STALE_CONTROLLER_EPOCH, as Kafka. A controller id or epoch not seen before is believed only
   if ZooKeeper says so (/controller and /controller_epoch, read once per new controller), so
