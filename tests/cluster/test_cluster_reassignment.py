@@ -154,7 +154,8 @@ def freeze(broker: BrokerProcess) -> None:
 
 def test_move_a_partition_while_producing(cluster: Cluster) -> None:
     create(cluster, "moved", [[1, 2]], **{"min.insync.replicas": "2"})
-    assert partition0(cluster, "moved").leader == 1
+    # The broker asked may not have heard of the leader's registration yet.
+    wait_for("broker 1 leading", lambda: partition0(cluster, "moved").leader == 1)
     wait_for("broker 1's log", lambda: cluster.brokers[1].partition_dir("moved", 0).is_dir())
     prod = producer(cluster.bootstrap())
     acked: list[int] = []

@@ -104,7 +104,7 @@ def create_span_topic(cluster: Cluster) -> None:
     )
     admin.create_topics([topic], request_timeout=30)[TOPIC].result(timeout=30)
     wait_for("an ISR of three", lambda: full_isr(cluster, TOPIC, 3))
-    assert leaders(cluster, TOPIC) == {0: 1, 1: 2, 2: 3}
+    wait_for("the preferred leaders", lambda: leaders(cluster, TOPIC) == {0: 1, 1: 2, 2: 3})
 
 
 def coordinator_of(cluster: Cluster, internal_topic: str, key: str) -> int:

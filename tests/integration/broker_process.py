@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import resource
 import shutil
 import signal
@@ -24,6 +25,7 @@ from .kafka_wire import api_versions_ok
 
 HOST = "127.0.0.1"
 READY_DEADLINE_S = 30.0
+_HTTP_LISTENING = re.compile(r"HTTP listening on http://[^ ]+:(?P<port>\d+)")
 STOP_DEADLINE_S = 20.0
 LOG_TAIL_LINES = 80
 
@@ -247,6 +249,18 @@ class BrokerProcess:
         marker = f"===== start #{self.starts}:"
         i = text.rfind(marker)
         return text if i < 0 else text[i:]
+
+    def http_listening_port(self, deadline_s: float = READY_DEADLINE_S) -> int:
+        """The port this start's HTTP listener bound (`strom.http.listeners` with port 0 lets
+        the kernel choose, so no other process can take it between choosing and binding)."""
+        end = time.monotonic() + deadline_s
+        while True:
+            found = _HTTP_LISTENING.search(self.log_text_since_last_start())
+            if found is not None:
+                return int(found["port"])
+            if not self.is_alive() or time.monotonic() > end:
+                raise BrokerStartError(f"no HTTP listener reported\n{self.log_tail()}")
+            time.sleep(0.05)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         tail = self.log_text().splitlines()[-lines:]

@@ -16,11 +16,9 @@ from typing import Any
 import confluent_kafka as ck
 import pytest
 
-from .broker_process import free_port
 from .cli_helpers import ok, strom
 from .clients import Rec, ck_produce
 from .conftest import BrokerFactory
-from .test_http_metrics import wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -62,17 +60,15 @@ def browser_context() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def console_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     factory = BrokerFactory(tmp_path_factory.mktemp("console"))
-    port = free_port()
     try:
         b = factory(
             {
-                "strom.http.listeners": f"http://127.0.0.1:{port}",
+                "strom.http.listeners": "http://127.0.0.1:0",
                 "group.initial.rebalance.delay.ms": 0,
                 "offsets.topic.num.partitions": 2,
             }
         )
-        wait_http(port)
-        b.console = f"http://127.0.0.1:{port}"
+        b.console = f"http://127.0.0.1:{b.http_listening_port()}"
         yield b
     finally:
         factory.stop_all()

@@ -66,16 +66,14 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 @pytest.fixture
 def http_broker(broker_factory: BrokerFactory) -> Any:
-    port = free_port()
     b = broker_factory(
         {
-            "strom.http.listeners": f"http://127.0.0.1:{port}",
+            "strom.http.listeners": "http://127.0.0.1:0",
             "group.initial.rebalance.delay.ms": 0,
             "offsets.topic.num.partitions": 2,
         }
     )
-    wait_http(port)
-    b.http_port = port
+    b.http_port = b.http_listening_port()
     return b
 
 
@@ -301,7 +299,6 @@ def test_throttle_times_of_a_quota(http_broker: Any, topic: str) -> None:
 def test_authentications_per_listener(broker_factory: BrokerFactory) -> None:
     from .secure import ck_security, start_secure
 
-    port = free_port()
     jaas = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
         'user_alice="alice-secret";'
@@ -310,13 +307,13 @@ def test_authentications_per_listener(broker_factory: BrokerFactory) -> None:
         broker_factory,
         {"SASL_PLAINTEXT": "SASL_PLAINTEXT"},
         {
-            "strom.http.listeners": f"http://127.0.0.1:{port}",
+            "strom.http.listeners": "http://127.0.0.1:0",
             "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
             "connection.failed.authentication.delay.ms": 0,
         },
     )
-    wait_http(port)
+    port = secure.process.http_listening_port()
 
     def login(password: str) -> bool:
         conf = ck_security(

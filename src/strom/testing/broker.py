@@ -120,6 +120,8 @@ class StromBroker:
                 self._read_ports(text)
                 return self
             if self.process.poll() is not None:
+                # Read again: it may have written its last lines after the read above.
+                text = self._log_since(log_start)
                 raise BrokerStartError(
                     f"strom serve exited with code {self.process.returncode}:\n{text}"
                 )
