@@ -282,6 +282,43 @@ def test_mutual_tls_refusals(mtls_broker: SecureBroker, pki: Pki) -> None:
     assert not refused(bootstrap, ck_security("SSL", client_tls(pki, "alice")))
 
 
+def test_refused_handshakes_are_failed_authentications(
+    pki: Pki, broker_factory: BrokerFactory
+) -> None:
+    """kafka_server_socket_server_metrics_failed_authentication_total counts the clients a
+    mutual-TLS listener refused; a client it accepts is not counted."""
+    from .broker_process import free_port
+    from .test_http_metrics import scrape, value, wait_http
+
+    port = free_port()
+    store = pki.broker.write_pkcs12(pki.directory / "broker-metrics.p12")
+    trust = pki.ca.write_truststore(pki.directory / "truststore-metrics.p12")
+    broker = start_secure(
+        broker_factory,
+        {"MTLS": "SSL"},
+        {
+            "strom.http.listeners": f"http://127.0.0.1:{port}",
+            "listener.name.mtls.ssl.keystore.type": "PKCS12",
+            "listener.name.mtls.ssl.keystore.location": store,
+            "listener.name.mtls.ssl.keystore.password": STORE_PASSWORD,
+            "listener.name.mtls.ssl.truststore.type": "PKCS12",
+            "listener.name.mtls.ssl.truststore.location": trust,
+            "listener.name.mtls.ssl.truststore.password": STORE_PASSWORD,
+            "listener.name.mtls.ssl.client.auth": "required",
+        },
+    )
+    wait_http(port)
+    name = "kafka_server_socket_server_metrics_failed_authentication_total"
+    bootstrap = broker.bootstrap("MTLS")
+    assert not refused(bootstrap, ck_security("SSL", client_tls(pki, "alice")))
+    assert value(scrape(port), name, listener="MTLS") == 0
+    assert refused(bootstrap, ck_security("SSL", ClientTls(pki.ca_file)))
+    assert refused(bootstrap, ck_security("SSL", client_tls(pki, "mallory")))
+    samples = scrape(port)
+    assert value(samples, name, listener="MTLS") >= 2
+    assert value(samples, name, listener="PLAINTEXT") == 0
+
+
 def test_principal_is_mapped_from_the_certificate(mtls_broker: SecureBroker, pki: Pki) -> None:
     """Seen from the outside: the mapped name decides (alice passes RULE .../L, and the
     outsider does not); tests/unit/server/test_tls_session.py checks the name itself."""

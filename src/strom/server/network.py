@@ -132,7 +132,8 @@ class NetworkShared:
     log: LogLimiter = field(default_factory=lambda: LogLimiter(log))
     # Unsent response bytes over all connections.
     unsent_bytes: int = 0
-    # Authentications per listener (SASL, and TLS principal mapping failures), for /metrics.
+    # Authentications per listener for /metrics: SASL ones, and as failures TLS handshakes
+    # refused and certificates no principal mapping rule accepts.
     authentications: dict[str, int] = field(default_factory=dict)
     failed_authentications: dict[str, int] = field(default_factory=dict)
 
@@ -328,6 +329,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     break
                 self._received(filled)
         except TlsError as exc:
+            if not tls.established:  # a refused handshake: Kafka counts it as authentication
+                self._shared.authenticated(self.listener_name, False)
             self._flush_tls()
             # One log line per kind of failure and interval (a client retrying with a wrong
             # certificate must not fill the log).

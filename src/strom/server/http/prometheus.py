@@ -294,7 +294,7 @@ class BrokerCollector(Collector):
         )
         failed = CounterMetricFamily(
             "kafka_server_socket_server_metrics_failed_authentication",
-            "Failed SASL authentications and TLS principals that could not be mapped",
+            "Failed SASL authentications, refused TLS handshakes and unmapped TLS principals",
             labels=["listener"],
         )
         for listener in sorted(open_by_listener):
