@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from strom.clock import ManualClock
 from strom.config import BrokerConfig
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.share_acknowledge_request import (
@@ -216,3 +217,62 @@ def test_a_partition_added_before_its_topic_was_known_is_read_once_it_is(
     assert acquired(incremental(1)) == []  # loaded now, starting at the end of the log
     append(b, b"a", b"b")
     assert acquired(incremental(2)) == [(0, 1, 1)]
+
+
+def test_renew_extends_a_lock(tmp_path: Path) -> None:
+    """Renew (KIP-1222, ShareFetch v2 with is_renew_ack): the record stays locked to its
+    member for another lock duration from the renewal; a renew request carrying another type
+    is INVALID_REQUEST for the partition."""
+    clock = ManualClock()
+    b = Broker.open(
+        BrokerConfig.load(
+            None,
+            {"log.dirs": str(tmp_path / "data"), "group.share.record.lock.duration.ms": "30000"},
+        ),
+        clock,
+    )
+    try:
+        b.create_topic(TOPIC, 1)
+        b.share_state.initialize((G, topic_id(b), 0), 0, -1)
+        fetch(b, "m1", 0)
+        append(b, b"slow")
+        assert acquired(fetch(b, "m1", 1)) == [(0, 0, 1)]
+
+        def renew(epoch: int, ack_type: int) -> int:
+            request = ShareFetchRequest(
+                group_id=G,
+                member_id="m1",
+                share_session_epoch=epoch,
+                max_wait_ms=0,
+                max_records=10,
+                is_renew_ack=True,
+                topics=[
+                    FetchTopic(
+                        topic_id(b),
+                        [
+                            FetchPartition(
+                                0, acknowledgement_batches=[AcknowledgementBatch(0, 0, [ack_type])]
+                            )
+                        ],
+                    )
+                ],
+            )
+            response = handle_share_fetch(ctx(b, 78, 2), request)
+            assert not hasattr(response, "__await__")
+            assert acquired(response) == []  # a renew request fetches nothing
+            return ack_error(response)
+
+        clock.advance(20_000)
+        assert renew(2, 1) == ErrorCode.INVALID_REQUEST  # accept in a renew request
+        assert renew(3, 4) == 0
+        clock.advance(20_000)  # 40 s after the delivery, 20 s after the renewal
+        fetch(b, "m2", 0)
+        assert acquired(fetch(b, "m2", 1)) == []
+        clock.advance(15_000)  # the renewed lock has passed
+        assert acquired(fetch(b, "m2", 2)) == [(0, 0, 2)]
+    finally:
+        b.txns.close()
+        b.groups.close()
+        b.share_state.close()
+        b.logs.close()
+        b.io.shutdown(wait=True)
