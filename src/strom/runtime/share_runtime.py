@@ -6,8 +6,9 @@ the offset `share.auto.offset.reset` names (latest by default: the high watermar
 expire lazily: every fetch or acknowledgement first releases the records whose lock has
 passed, so an idle partition needs no timer.
 
-Share sessions (KIP-932) are keyed by (group id, member id): epoch 0 opens one, each later
-request must carry the next epoch, -1 closes it and releases what the member still holds.
+Share sessions (KIP-932) are keyed by (group id, member id): epoch 0 opens one (replacing the
+member's earlier one, whose records stay acquired by the member), each later request must
+carry the next epoch, -1 closes it and releases what the member still holds.
 The cache holds at most group.share.max.groups x group.share.max.size sessions (2000 by
 default), the bound Kafka 4.0 derived from these keys (later versions name it
 group.share.max.share.sessions, which Kafka 3.9's configuration, and so Strom's, does not
@@ -156,11 +157,13 @@ class ShareRuntime:
     # -- sessions ------------------------------------------------------------------------
 
     def open_session(self, group_id: str, member_id: str) -> ShareSession | None:
-        """A new session (replacing the member's previous one); None when the cache is full."""
+        """A new session (replacing the member's previous one); None when the cache is full.
+
+        The records the member holds stay acquired by it, as in Kafka: a client opens a new
+        session after a session error without having lost what it was given, and
+        acknowledges those records in the new one (or their locks expire)."""
         key = (group_id, member_id)
-        old = self.sessions.pop(key, None)
-        if old is not None:
-            self.release_session(old)
+        self.sessions.pop(key, None)
         if len(self.sessions) >= self.max_sessions:
             idle_before = time.monotonic() - self.lock_duration_ms / 1000.0
             victim = next(iter(self.sessions.values()), None)

@@ -276,3 +276,19 @@ def test_renew_extends_a_lock(tmp_path: Path) -> None:
         b.share_state.close()
         b.logs.close()
         b.io.shutdown(wait=True)
+
+
+def test_a_new_session_keeps_the_members_records(broker: Broker) -> None:
+    """A member opening a new session (epoch 0, as librdkafka does after a session error)
+    keeps the records it holds, as in Kafka: it acknowledges them in the new session, and
+    nobody else gets them meanwhile."""
+    b = broker
+    fetch(b, "m1", 0)
+    append(b, b"a", b"b")
+    assert acquired(fetch(b, "m1", 1)) == [(0, 1, 1)]
+    fetch(b, "m1", 0, max_records=0)
+    fetch(b, "m2", 0)
+    assert acquired(fetch(b, "m2", 1)) == []
+    assert ack_error(fetch(b, "m1", 1, [(0, 1, [1])], max_records=0)) == 0
+    sp = b.shares.partitions[(G, TOPIC, 0)]
+    assert sp.start_offset == 2 and sp.in_flight == 0
