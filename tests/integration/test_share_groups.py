@@ -561,3 +561,62 @@ def test_share_sessions_bounded_by_max_groups_times_max_size(
         _stop(full)
         if late is not None:
             late.stop()
+
+
+def test_in_flight_records_bounded_per_partition(broker_factory: BrokerFactory, topic: str) -> None:
+    """group.share.partition.max.record.locks (100 here): a member that fetches without ever
+    acknowledging holds at most that many records of the partition and nobody acquires more;
+    once it closes its session they are released and a ShareConsumer reads all of them once."""
+    broker = broker_factory({"group.share.partition.max.record.locks": 100})
+    create_topic(broker.bootstrap, topic, partitions=1)
+    first = ShareWorker(broker.bootstrap, "window", [topic]).start()
+    try:
+        prime(broker.bootstrap, topic, [first])  # the group's share state starts here
+        (assigned,) = wait_members(broker, "window", 1).members[0].assignment.topic_partitions
+    finally:
+        first.stop()
+    values = _values("held", 150)
+    produce_values(broker.bootstrap, topic, values)
+    epochs = {"hoarder": 0, "other": 0}
+
+    def share_fetch(member: str, max_records: int = 1000) -> int:
+        epoch = epochs[member]
+        request = ShareFetchRequest(
+            group_id="window",
+            member_id=member,
+            share_session_epoch=epoch,
+            max_wait_ms=0,
+            max_records=max_records,
+            topics=[FetchTopic(assigned.topic_id, [FetchPartition(partition_index=0)])],
+        )
+        response = wire(broker, 78, 1, request, ShareFetchResponse)
+        assert response.error_code == 0
+        epochs[member] = 1 if epoch in (0, -1) else epoch + 1
+        return sum(
+            r.last_offset - r.first_offset + 1
+            for t in response.responses
+            for p in t.partitions
+            for r in p.acquired_records
+        )
+
+    held = 0
+
+    def window_full() -> bool:
+        nonlocal held
+        held += share_fetch("hoarder")
+        return held >= 100
+
+    wait_until(window_full, "the hoarder to hold a full window")
+    assert held == 100
+    assert share_fetch("other") == 0 and share_fetch("other") == 0
+    second = ShareWorker(broker.bootstrap, "window", [topic]).start()
+    try:
+        epochs["hoarder"] = -1
+        share_fetch("hoarder", max_records=0)  # closes the session: its records are released
+        wait_until(
+            lambda: Counter(second.values()) == Counter(values),
+            "every held record read once",
+            deadline_s=LONG_S,
+        )
+    finally:
+        second.stop()
