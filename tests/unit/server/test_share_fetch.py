@@ -29,6 +29,15 @@ from strom.protocol.messages.share_fetch_request import (
 )
 from strom.protocol.records.codec import Record, build_batch
 from strom.protocol.records.validation import validate_batches
+from strom.security.acl import (
+    AccessControlEntry,
+    AclOperation,
+    AclPermissionType,
+    PatternType,
+    ResourcePattern,
+    ResourceType,
+)
+from strom.security.principal import KafkaPrincipal
 from strom.server.broker import Broker
 from strom.server.context import RequestContext
 from strom.server.handlers.share_fetch import handle_share_acknowledge, handle_share_fetch
@@ -292,3 +301,71 @@ def test_a_new_session_keeps_the_members_records(broker: Broker) -> None:
     assert ack_error(fetch(b, "m1", 1, [(0, 1, [1])], max_records=0)) == 0
     sp = b.shares.partitions[(G, TOPIC, 0)]
     assert sp.start_offset == 2 and sp.in_flight == 0
+
+
+def test_a_topic_resolved_late_is_authorized_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition whose topic the broker learns of after the session named it is authorized
+    (READ on the topic) before anything of it is read: a member with READ on the group only
+    gets nothing."""
+    b = Broker.open(
+        BrokerConfig.load(
+            None,
+            {
+                "log.dirs": str(tmp_path / "data"),
+                "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
+            },
+        )
+    )
+    try:
+        b.create_topic(TOPIC, 1)
+        b.share_state.initialize((G, topic_id(b), 0), 0, -1)
+        assert b.authorizer is not None
+        group_read = AccessControlEntry(
+            "User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW
+        )
+        b.authorizer.replace_all(
+            {ResourcePattern(ResourceType.GROUP, G, PatternType.LITERAL): [group_read]}
+        )
+        alice = RequestContext(
+            b,
+            78,
+            1,
+            1,
+            "test",
+            "127.0.0.1:1",
+            bytearray(),
+            principal=KafkaPrincipal("User", "alice"),
+        )
+
+        def share_fetch(epoch: int, name_it: bool) -> Any:
+            topics = (
+                [FetchTopic(topic_id(b), [FetchPartition(partition_index=0)])] if name_it else []
+            )
+            request = ShareFetchRequest(
+                group_id=G,
+                member_id="m1",
+                share_session_epoch=epoch,
+                max_wait_ms=0,
+                max_records=10,
+                topics=topics,
+            )
+            response = handle_share_fetch(alice, request)
+            assert not hasattr(response, "__await__")
+            return response
+
+        known = b.metadata.topic_by_id
+        monkeypatch.setattr(b.metadata, "topic_by_id", lambda _topic_id: None)
+        share_fetch(0, name_it=True)
+        monkeypatch.setattr(b.metadata, "topic_by_id", known)
+        append(b, b"secret")
+        assert acquired(share_fetch(1, name_it=False)) == []
+        assert acquired(share_fetch(2, name_it=False)) == []
+        assert (G, TOPIC, 0) not in b.shares.partitions
+    finally:
+        b.txns.close()
+        b.groups.close()
+        b.share_state.close()
+        b.logs.close()
+        b.io.shutdown(wait=True)

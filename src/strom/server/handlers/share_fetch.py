@@ -156,6 +156,7 @@ def handle_share_fetch(
     if session is None:
         return refuse(error)
     known = session
+    _resolve(ctx, session)  # before the topics are authorized
     denied = _denied_topics(ctx, [*wanted, *acks, *session.partitions.values()])
     if denied:
         wanted = [k for k in wanted if k[1] not in denied]
@@ -288,7 +289,7 @@ def _after_acks(
         session.next_epoch()
     if request.max_records <= 0 or (ctx.api_version >= 2 and request.is_renew_ack):
         return _fetch_response(ack_results, {}, lock_ms)
-    keys = _resolved(ctx, session)
+    keys = list(session.partitions.values())
     try:
         reads = _read_all(shares, group_id, member_id, keys, request, nowait=True)
     except NotCachedError:
@@ -298,14 +299,13 @@ def _after_acks(
     return _long_poll(ctx, shares, group_id, member_id, keys, request, ack_results)
 
 
-def _resolved(ctx: RequestContext, session: ShareSession) -> list[TopicPartitionKey]:
-    """The session's partitions, with the names of topics this broker's metadata did not know
-    when the partition was added looked up again: a client keeps such a partition in its
-    session without naming it again, so an unresolved name must not stay unresolved."""
+def _resolve(ctx: RequestContext, session: ShareSession) -> None:
+    """Look up again the names of the session's topics this broker's metadata did not know
+    when their partitions were added: a client keeps such a partition in its session without
+    naming it again, so an unresolved name must not stay unresolved."""
     for where, key in list(session.partitions.items()):
         if not key[1]:
             session.partitions[where] = _topic_key(ctx, key[0], key[2])
-    return list(session.partitions.values())
 
 
 def _read_all(
