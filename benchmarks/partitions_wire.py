@@ -123,11 +123,13 @@ async def read_all(
         async def fetch(part: list[TopicPartition]) -> None:
             left = list(part)
             while left:
+                # 8 MB a response: four in flight stay below what the broker lets wait
+                # unread on one connection (it closes a connection past that).
                 request = FetchRequest(
                     replica_id=-1,
                     max_wait_ms=100,
                     min_bytes=1,
-                    max_bytes=64 * 1024 * 1024,
+                    max_bytes=8 * 1024 * 1024,
                     isolation_level=0,
                     session_id=0,
                     session_epoch=-1,
