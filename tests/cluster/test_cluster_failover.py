@@ -34,7 +34,14 @@ from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.elect_leaders_request import ElectLeadersRequest, TopicPartitions
 from strom.protocol.messages.elect_leaders_response import ElectLeadersResponse
 
-from .test_replicated_cluster import Cluster, consume_all, full_isr, produce_some, wait_for
+from .test_replicated_cluster import (
+    Cluster,
+    consume_all,
+    full_isr,
+    known_everywhere,
+    produce_some,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -58,6 +65,7 @@ def create_assigned(cluster: Cluster, name: str, replicas: list[int]) -> None:
     )
     admin.create_topics([topic], request_timeout=30)[name].result(timeout=30)
     wait_for("an ISR of three", lambda: full_isr(cluster, name, 1))
+    wait_for("the leader known to every broker", lambda: known_everywhere(cluster, name, 1))
 
 
 def partition0(cluster: Cluster, topic: str, exclude: set[int] | None = None) -> Any:

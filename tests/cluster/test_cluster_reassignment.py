@@ -64,6 +64,7 @@ from .test_replicated_cluster import (
     Cluster,
     brokers_seen_by,
     consume_all,
+    known_everywhere,
     produce_some,
     wait_for,
 )
@@ -104,6 +105,9 @@ def create(cluster: Cluster, name: str, replicas: list[list[int]], **configs: st
             and len(parts) == len(replicas)
             and all(sorted(p.isrs) == sorted(replicas[i]) for i, p in parts.items())
         ),
+    )
+    wait_for(
+        "the leaders known to every broker", lambda: known_everywhere(cluster, name, len(replicas))
     )
 
 

@@ -159,6 +159,26 @@ def full_isr(cluster: Cluster, topic: str, count: int, size: int = 3) -> bool:
     )
 
 
+def leaders_seen_by(broker: BrokerProcess, topic: str) -> dict[int, int]:
+    """partition -> leader in this broker's own Metadata answer (-1 where it answers an error);
+    asked on the wire, since a client bootstrapped from one broker may ask another."""
+    with socket.create_connection((broker.host, broker.port), timeout=10) as sock:
+        answer = parse_metadata_v1(roundtrip(sock, metadata_request_v1([topic])))
+    _, partitions = answer.topics.get(topic, (0, []))
+    return {index: leader if error == 0 else -1 for index, error, leader in partitions}
+
+
+def known_everywhere(cluster: Cluster, topic: str, count: int) -> bool:
+    """Every running broker's cache has a live leader for each of the topic's partitions
+    (brokers learn partition states from their own ZooKeeper watches, one after another)."""
+    for broker in cluster.brokers.values():
+        if broker.is_alive():
+            leaders = leaders_seen_by(broker, topic)
+            if len(leaders) != count or min(leaders.values()) < 0:
+                return False
+    return True
+
+
 def test_three_brokers_form_a_cluster(cluster: Cluster) -> None:
     md = wait_for(
         "three brokers and a controller in Metadata",
