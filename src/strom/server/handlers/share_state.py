@@ -16,8 +16,8 @@ every listener, as Kafka's brokers do ("listeners": ["broker"]).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
 from strom.coordinator.share.coordinator import Outcome, StateKey, StateWrite
 from strom.coordinator.share.partition import RecordState, StateBatch
@@ -63,6 +63,9 @@ from strom.protocol.messages.read_share_group_state_summary_response import (
     ReadShareGroupStateSummaryResponse,
     ReadStateSummaryResult,
 )
+from strom.protocol.messages.write_share_group_state_request import (
+    PartitionData as WritePartitionData,
+)
 from strom.protocol.messages.write_share_group_state_request import WriteShareGroupStateRequest
 from strom.protocol.messages.write_share_group_state_response import (
     PartitionResult as WritePartitionResult,
@@ -72,6 +75,7 @@ from strom.protocol.messages.write_share_group_state_response import (
     WriteStateResult,
 )
 from strom.runtime.coordinator_runtime import gather
+from strom.runtime.share_coordinator_runtime import ShareCoordinatorRuntime
 from strom.security.acl import AclOperation
 from strom.server.authz import authorize_cluster
 from strom.server.context import RequestContext
@@ -126,32 +130,67 @@ def _state(code: int) -> RecordState:
         return RecordState.AVAILABLE
 
 
+class _RequestPartition(Protocol):
+    @property
+    def partition(self) -> int: ...
+
+
+P = TypeVar("P", bound=_RequestPartition)
+P_co = TypeVar("P_co", bound=_RequestPartition, covariant=True)
+
+
+class _RequestTopic(Protocol[P_co]):
+    @property
+    def topic_id(self) -> uuid.UUID: ...
+
+    @property
+    def partitions(self) -> Sequence[P_co]: ...
+
+
+def _each_partition(
+    ctx: RequestContext,
+    group_id: str,
+    topics: Sequence[_RequestTopic[P]],
+    act: Callable[[StateKey, P], Answer],
+) -> tuple[list[tuple[uuid.UUID, int]], list[Answer]]:
+    """The (topic id, partition) of every partition a request names, and what `act` answers
+    for it (CLUSTER_AUTHORIZATION_FAILED for all without CLUSTER_ACTION)."""
+    allowed = _allowed(ctx)
+    keys: list[tuple[uuid.UUID, int]] = []
+    outcomes: list[Answer] = []
+    for topic in topics:
+        for p in topic.partitions:
+            keys.append((topic.topic_id, p.partition))
+            outcomes.append(
+                act((group_id, topic.topic_id, p.partition), p) if allowed else _refused()
+            )
+    return keys, outcomes
+
+
+def _rows(
+    results: list[tuple[uuid.UUID, int, Outcome]], row: Callable[[int, Outcome], R]
+) -> list[tuple[uuid.UUID, list[R]]]:
+    """The partitions' answers grouped by topic, in the order the request named them."""
+    return [
+        (topic_id, [row(p, o) for p, o in rows]) for topic_id, rows in _by_topic(results).items()
+    ]
+
+
 @handles(83, 0, 0)
 def handle_initialize_share_group_state(
     ctx: RequestContext, request: InitializeShareGroupStateRequest
 ) -> InitializeShareGroupStateResponse | Awaitable[InitializeShareGroupStateResponse]:
-    allowed = _allowed(ctx)
     runtime = ctx.broker.share_state
-    keys: list[tuple[uuid.UUID, int]] = []
-    outcomes: list[Answer] = []
-    for topic in request.topics:
-        for p in topic.partitions:
-            key: StateKey = (request.group_id, topic.topic_id, p.partition)
-            keys.append((topic.topic_id, p.partition))
-            outcomes.append(
-                runtime.initialize(key, p.state_epoch, p.start_offset) if allowed else _refused()
-            )
+    keys, outcomes = _each_partition(
+        ctx,
+        request.group_id,
+        request.topics,
+        lambda key, p: runtime.initialize(key, p.state_epoch, p.start_offset),
+    )
 
     def build(results: list[tuple[uuid.UUID, int, Outcome]]) -> InitializeShareGroupStateResponse:
-        return InitializeShareGroupStateResponse(
-            [
-                InitializeStateResult(
-                    topic_id,
-                    [InitializePartitionResult(p, o.error, o.message) for p, o in rows],
-                )
-                for topic_id, rows in _by_topic(results).items()
-            ]
-        )
+        rows = _rows(results, lambda p, o: InitializePartitionResult(p, o.error, o.message))
+        return InitializeShareGroupStateResponse([InitializeStateResult(t, r) for t, r in rows])
 
     return _answer(keys, outcomes, build)
 
@@ -160,15 +199,10 @@ def handle_initialize_share_group_state(
 def handle_read_share_group_state(
     ctx: RequestContext, request: ReadShareGroupStateRequest
 ) -> ReadShareGroupStateResponse | Awaitable[ReadShareGroupStateResponse]:
-    allowed = _allowed(ctx)
     runtime = ctx.broker.share_state
-    keys: list[tuple[uuid.UUID, int]] = []
-    outcomes: list[Answer] = []
-    for topic in request.topics:
-        for p in topic.partitions:
-            key: StateKey = (request.group_id, topic.topic_id, p.partition)
-            keys.append((topic.topic_id, p.partition))
-            outcomes.append(runtime.read(key, p.leader_epoch) if allowed else _refused())
+    keys, outcomes = _each_partition(
+        ctx, request.group_id, request.topics, lambda key, p: runtime.read(key, p.leader_epoch)
+    )
 
     def row(partition: int, o: Outcome) -> ReadPartitionResult:
         if o.error != ErrorCode.NONE or o.state is None:
@@ -186,60 +220,39 @@ def handle_read_share_group_state(
         )
 
     def build(results: list[tuple[uuid.UUID, int, Outcome]]) -> ReadShareGroupStateResponse:
-        return ReadShareGroupStateResponse(
-            [
-                ReadStateResult(topic_id, [row(p, o) for p, o in rows])
-                for topic_id, rows in _by_topic(results).items()
-            ]
-        )
+        return ReadShareGroupStateResponse([ReadStateResult(t, r) for t, r in _rows(results, row)])
 
     return _answer(keys, outcomes, build)
+
+
+def _write(runtime: ShareCoordinatorRuntime, key: StateKey, p: WritePartitionData) -> Answer:
+    if any(b.last_offset < b.first_offset for b in p.state_batches):
+        return Outcome(ErrorCode.INVALID_REQUEST, "A state batch ends before it starts.")
+    write = StateWrite(
+        state_epoch=p.state_epoch,
+        leader_epoch=p.leader_epoch,
+        start_offset=p.start_offset,
+        batches=[
+            StateBatch(b.first_offset, b.last_offset, _state(b.delivery_state), b.delivery_count)
+            for b in p.state_batches
+        ],
+        delivery_complete_count=p.delivery_complete_count,
+    )
+    return runtime.write_state(key, write)
 
 
 @handles(85, 0, 1)
 def handle_write_share_group_state(
     ctx: RequestContext, request: WriteShareGroupStateRequest
 ) -> WriteShareGroupStateResponse | Awaitable[WriteShareGroupStateResponse]:
-    allowed = _allowed(ctx)
     runtime = ctx.broker.share_state
-    keys: list[tuple[uuid.UUID, int]] = []
-    outcomes: list[Answer] = []
-    for topic in request.topics:
-        for p in topic.partitions:
-            key: StateKey = (request.group_id, topic.topic_id, p.partition)
-            keys.append((topic.topic_id, p.partition))
-            if not allowed:
-                outcomes.append(_refused())
-                continue
-            bad = [b for b in p.state_batches if b.last_offset < b.first_offset]
-            if bad:
-                outcomes.append(
-                    Outcome(ErrorCode.INVALID_REQUEST, "A state batch ends before it starts.")
-                )
-                continue
-            write = StateWrite(
-                state_epoch=p.state_epoch,
-                leader_epoch=p.leader_epoch,
-                start_offset=p.start_offset,
-                batches=[
-                    StateBatch(
-                        b.first_offset, b.last_offset, _state(b.delivery_state), b.delivery_count
-                    )
-                    for b in p.state_batches
-                ],
-                delivery_complete_count=p.delivery_complete_count,
-            )
-            outcomes.append(runtime.write_state(key, write))
+    keys, outcomes = _each_partition(
+        ctx, request.group_id, request.topics, lambda key, p: _write(runtime, key, p)
+    )
 
     def build(results: list[tuple[uuid.UUID, int, Outcome]]) -> WriteShareGroupStateResponse:
-        return WriteShareGroupStateResponse(
-            [
-                WriteStateResult(
-                    topic_id, [WritePartitionResult(p, o.error, o.message) for p, o in rows]
-                )
-                for topic_id, rows in _by_topic(results).items()
-            ]
-        )
+        rows = _rows(results, lambda p, o: WritePartitionResult(p, o.error, o.message))
+        return WriteShareGroupStateResponse([WriteStateResult(t, r) for t, r in rows])
 
     return _answer(keys, outcomes, build)
 
@@ -248,25 +261,14 @@ def handle_write_share_group_state(
 def handle_delete_share_group_state(
     ctx: RequestContext, request: DeleteShareGroupStateRequest
 ) -> DeleteShareGroupStateResponse | Awaitable[DeleteShareGroupStateResponse]:
-    allowed = _allowed(ctx)
     runtime = ctx.broker.share_state
-    keys: list[tuple[uuid.UUID, int]] = []
-    outcomes: list[Answer] = []
-    for topic in request.topics:
-        for p in topic.partitions:
-            key: StateKey = (request.group_id, topic.topic_id, p.partition)
-            keys.append((topic.topic_id, p.partition))
-            outcomes.append(runtime.delete(key) if allowed else _refused())
+    keys, outcomes = _each_partition(
+        ctx, request.group_id, request.topics, lambda key, _p: runtime.delete(key)
+    )
 
     def build(results: list[tuple[uuid.UUID, int, Outcome]]) -> DeleteShareGroupStateResponse:
-        return DeleteShareGroupStateResponse(
-            [
-                DeleteStateResult(
-                    topic_id, [DeletePartitionResult(p, o.error, o.message) for p, o in rows]
-                )
-                for topic_id, rows in _by_topic(results).items()
-            ]
-        )
+        rows = _rows(results, lambda p, o: DeletePartitionResult(p, o.error, o.message))
+        return DeleteShareGroupStateResponse([DeleteStateResult(t, r) for t, r in rows])
 
     return _answer(keys, outcomes, build)
 
@@ -275,15 +277,10 @@ def handle_delete_share_group_state(
 def handle_read_share_group_state_summary(
     ctx: RequestContext, request: ReadShareGroupStateSummaryRequest
 ) -> ReadShareGroupStateSummaryResponse | Awaitable[ReadShareGroupStateSummaryResponse]:
-    allowed = _allowed(ctx)
     runtime = ctx.broker.share_state
-    keys: list[tuple[uuid.UUID, int]] = []
-    outcomes: list[Answer] = []
-    for topic in request.topics:
-        for p in topic.partitions:
-            key: StateKey = (request.group_id, topic.topic_id, p.partition)
-            keys.append((topic.topic_id, p.partition))
-            outcomes.append(runtime.summary(key) if allowed else _refused())
+    keys, outcomes = _each_partition(
+        ctx, request.group_id, request.topics, lambda key, _p: runtime.summary(key)
+    )
 
     def row(partition: int, o: Outcome) -> SummaryPartitionResult:
         if o.error != ErrorCode.NONE or o.state is None:
@@ -299,14 +296,8 @@ def handle_read_share_group_state_summary(
             delivery_complete_count=s.delivery_complete_count,
         )
 
-    def build(
-        results: list[tuple[uuid.UUID, int, Outcome]],
-    ) -> ReadShareGroupStateSummaryResponse:
-        return ReadShareGroupStateSummaryResponse(
-            [
-                ReadStateSummaryResult(topic_id, [row(p, o) for p, o in rows])
-                for topic_id, rows in _by_topic(results).items()
-            ]
-        )
+    def build(results: list[tuple[uuid.UUID, int, Outcome]]) -> ReadShareGroupStateSummaryResponse:
+        rows = _rows(results, row)
+        return ReadShareGroupStateSummaryResponse([ReadStateSummaryResult(t, r) for t, r in rows])
 
     return _answer(keys, outcomes, build)
