@@ -37,7 +37,6 @@ from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import (
     BadVersionError,
     NodeExistsError,
-    NoNodeError,
     SessionState,
     Stat,
     WatchHandle,
@@ -50,7 +49,11 @@ from strom.cluster.zk.controller_logic import (
     assign_added_partitions,
     assign_replicas,
 )
-from strom.cluster.zk.entity_configs import EntityConfigs
+from strom.cluster.zk.entity_configs import (
+    EntityConfigs,
+    notify_config_change,
+    write_entity_config,
+)
 from strom.cluster.zk.feature_znode import FEATURE, FeatureZNode
 from strom.cluster.zk.layout import (
     BrokerRegistration,
@@ -364,7 +367,7 @@ class ZkMetadata:
         """Replaces the topic's overrides; every broker's config watch applies them. The
         change notification is written too, for Kafka tools that read it."""
         await self.client.set(L.topic_config_path(name), L.EntityConfig(dict(configs)).to_json())
-        await self._notify_config_change(f"topics/{name}")
+        await notify_config_change(self.client, f"topics/{name}")
         # Answer once this broker applies them: a DescribeConfigs here then shows them.
         await self.wait_until(lambda: self.configs.get(name) == dict(configs), APPLY_WAIT_S)
 
@@ -374,16 +377,7 @@ class ZkMetadata:
         """Replaces a broker's (or, with None, the cluster default's) dynamic configs; the
         brokers concerned apply them from their watch. As Kafka, a change notification is
         written too."""
-        path = L.broker_config_path(broker_id)
-        data = L.EntityConfig(dict(configs)).to_json()
-        try:
-            await self.client.set(path, data)
-        except NoNodeError:
-            try:
-                await self.client.create(path, data, make_parents=True)
-            except NodeExistsError:  # created meanwhile by another broker: ours is newer
-                await self.client.set(path, data)
-        await self._notify_config_change(path.removeprefix(L.CONFIG + "/"))
+        await write_entity_config(self.client, L.broker_config_path(broker_id), configs)
         if broker_id in (None, self.broker_id):
             await self.wait_until(
                 lambda: self.broker_configs.get(broker_id, {}) == dict(configs), APPLY_WAIT_S
@@ -411,15 +405,6 @@ class ZkMetadata:
         await self.wait_until(
             lambda: self._groups.configs.get(group_id, {}) == dict(configs), APPLY_WAIT_S
         )
-
-    async def _notify_config_change(self, entity_path: str) -> None:
-        with contextlib.suppress(ZkError):
-            await self.client.create(
-                f"{L.CONFIG_CHANGES}/{L.CONFIG_CHANGE_PREFIX}",
-                L.ConfigChangeNotification(entity_path).to_json(),
-                sequential=True,
-                make_parents=True,
-            )
 
     # --- watches ------------------------------------------------------------------------
 

@@ -32,6 +32,32 @@ log = logging.getLogger("strom.cluster")
 Spawn = Callable[[Coroutine[object, object, object]], None]
 
 
+async def write_entity_config(client: ZkClient, path: str, config: Mapping[str, str]) -> None:
+    """Replace the config znode at `path` (created when missing) and write the change
+    notification, as Kafka does for every entity config."""
+    data = L.EntityConfig(dict(config)).to_json()
+    try:
+        await client.set(path, data)
+    except NoNodeError:
+        try:
+            await client.create(path, data, make_parents=True)
+        except NodeExistsError:  # created meanwhile by another broker: ours is newer
+            await client.set(path, data)
+    await notify_config_change(client, path.removeprefix(L.CONFIG + "/"))
+
+
+async def notify_config_change(client: ZkClient, entity_path: str) -> None:
+    """A sequential /config/changes notification naming `entity_path` (e.g. `topics/t`);
+    best effort, as the watches on the entity znodes carry the change itself."""
+    with contextlib.suppress(ZkError):
+        await client.create(
+            f"{L.CONFIG_CHANGES}/{L.CONFIG_CHANGE_PREFIX}",
+            L.ConfigChangeNotification(entity_path).to_json(),
+            sequential=True,
+            make_parents=True,
+        )
+
+
 class EntityConfigs:
     """`configs[name]`: the config of every entity under `root` (names desanitized)."""
 
@@ -63,22 +89,7 @@ class EntityConfigs:
     async def write(self, name: str, config: Mapping[str, str]) -> None:
         """Replace an entity's config (its znode created when missing) and write the change
         notification as Kafka does."""
-        path = self.path(name)
-        data = L.EntityConfig(dict(config)).to_json()
-        try:
-            await self.client.set(path, data)
-        except NoNodeError:
-            try:
-                await self.client.create(path, data, make_parents=True)
-            except NodeExistsError:  # created meanwhile by another broker: ours is newer
-                await self.client.set(path, data)
-        with contextlib.suppress(ZkError):
-            await self.client.create(
-                f"{L.CONFIG_CHANGES}/{L.CONFIG_CHANGE_PREFIX}",
-                L.ConfigChangeNotification(path.removeprefix(L.CONFIG + "/")).to_json(),
-                sequential=True,
-                make_parents=True,
-            )
+        await write_entity_config(self.client, self.path(name), config)
 
     def _seen(self, children: list[str]) -> None:
         current = set(children)
