@@ -8,9 +8,13 @@ The test process starts the server once (`ForkServer.shared()`, a `python -c` ru
 
     {"op": "start", "argv": [...], "log": "/path/strom.log"} -> {"pid": 1234}
     {"op": "wait", "pid": 1234, "timeout": 20.0}           -> {"code": 0} or {"code": null}
-    {"op": "kill", "pid": 1234, "signal": 15}              -> {}
+    {"op": "kill", "pid": 1234, "signal": 15}              -> {"sent": true}
 
-The server answers one request at a time. A forked broker is a new session (a Ctrl-C in the
+The server answers one request at a time. It signals only children it has not reaped yet: until
+`waitpid` reaps a child, its pid (running or a zombie) cannot be given to another process, but
+once reaped the kernel may reuse it for anything, so a late kill of a broker that has exited is
+answered `"sent": false` instead of reaching a stranger. A reaped child's exit code is kept, so
+waiting for it again answers the same code. A forked broker is a new session (a Ctrl-C in the
 terminal reaches the test runner only) whose stdin is /dev/null and whose stdout and stderr go
 to its log file; it runs `strom serve` as the command line would and exits with its code. The
 server never starts threads or an event loop, so forking it is safe. It exits when its stdin
@@ -63,13 +67,18 @@ def _child(argv: list[str], log_path: str) -> None:
     os._exit(code)
 
 
+class _Gone(Exception):
+    """waitpid knows no such child: it was never ours or was reaped already."""
+
+
 def _wait(pid: int, timeout_s: float) -> int | None:
+    """The exit code once the child has exited (reaping it), or None at the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            return None
+            raise _Gone(pid) from None
         if done:
             return os.waitstatus_to_exitcode(status)
         if time.monotonic() > deadline:
@@ -85,7 +94,8 @@ def serve() -> int:
 
     import_all_handlers()  # a broker imports them on first use; children share these
 
-    children: set[int] = set()
+    children: set[int] = set()  # forked and not reaped: these pids are still ours
+    exited: dict[int, int] = {}  # reaped children's exit codes
     out = sys.stdout
     for line in sys.stdin:
         request = json.loads(line)
@@ -99,20 +109,29 @@ def serve() -> int:
             children.add(pid)
             answer = {"pid": pid}
         elif op == "wait":
-            code = _wait(int(request["pid"]), float(request["timeout"]))
-            if code is not None:
-                children.discard(int(request["pid"]))
+            pid = int(request["pid"])
+            code = exited.get(pid)
+            if code is None and pid in children:
+                try:
+                    code = _wait(pid, float(request["timeout"]))
+                except _Gone:
+                    children.discard(pid)
+                if code is not None:
+                    children.discard(pid)
+                    exited[pid] = code
             answer = {"code": code}
         elif op == "kill":
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(request["pid"]), int(request["signal"]))
+            pid = int(request["pid"])
+            answer = {"sent": pid in children}
+            if pid in children:
+                os.kill(pid, int(request["signal"]))
         out.write(json.dumps(answer) + "\n")
         out.flush()
     for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
     for pid in children:
-        _wait(pid, 20.0)
+        with contextlib.suppress(_Gone):
+            _wait(pid, 20.0)
     return 0
 
 
@@ -160,8 +179,9 @@ class ForkServer:
     def start(self, argv: list[str], log_path: str) -> int:
         return int(self._ask({"op": "start", "argv": argv, "log": log_path})["pid"])
 
-    def kill(self, pid: int, sig: int) -> None:
-        self._ask({"op": "kill", "pid": pid, "signal": sig})
+    def kill(self, pid: int, sig: int) -> bool:
+        """Signals a child not reaped yet; False (nothing sent) for one that was."""
+        return bool(self._ask({"op": "kill", "pid": pid, "signal": sig})["sent"])
 
     def wait(self, pid: int, timeout_s: float) -> int | None:
         code = self._ask({"op": "wait", "pid": pid, "timeout": timeout_s})["code"]
