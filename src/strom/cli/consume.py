@@ -1,7 +1,9 @@
-"""`strom consume`: records from offsets, a time, or as a member of a consumer group.
+"""`strom consume`: records from offsets, a time, or as a member of a consumer group or a
+share group.
 
 Without `--follow` it stops at the end of each partition as it was when consuming started (as
-`kcat -e`); with it, it waits for new records until interrupted or `--num` is reached.
+`kcat -e`); with it, it waits for new records until interrupted or `--num` is reached. A share
+group has no end to reach: there it stops once no record has come for `--idle-timeout`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import base64
 import contextlib
 import json
 import re
-import sys
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from strom.cli.common import (
     parse_partitions,
     parse_timestamp_ms,
 )
+from strom.cli.record_sink import Sink
 
 if TYPE_CHECKING:
     from strom.cli.output import Output
@@ -41,6 +42,8 @@ examples:
   strom consume orders --since 15m --format json    # the last 15 minutes, as JSON lines
   strom consume orders --from-timestamp 2024-05-01T12:00:00Z
   strom consume orders -g readers --follow          # as a member of group readers
+  strom consume jobs --share-group workers -n 10    # take 10 records from a queue, accept them
+  strom consume jobs --share-group workers --release  # look at records, give them back
   strom consume orders -F '%p:%o %k=%s %h\\n'       # kcat-style template
 """
 
@@ -62,6 +65,31 @@ def register(commands: Any) -> None:
         metavar="GROUP",
         help="consume as a member of this group: partitions are shared with "
         "its other members, offsets are committed",
+    )
+    consume.add_argument(
+        "-G",
+        "--share-group",
+        metavar="GROUP",
+        help="consume as a member of this share group (a queue): records are spread over "
+        "its members one by one and acknowledged once printed",
+    )
+    settle = consume.add_mutually_exclusive_group()
+    settle.add_argument(
+        "--release",
+        action="store_true",
+        help="with --share-group: release the printed records (they are delivered again)",
+    )
+    settle.add_argument(
+        "--reject",
+        action="store_true",
+        help="with --share-group: reject the printed records (never delivered again)",
+    )
+    consume.add_argument(
+        "--idle-timeout",
+        metavar="DURATION",
+        default="2s",
+        help="with --share-group and without --follow: stop when no record has come for "
+        "this long (default 2s)",
     )
     consume.add_argument(
         "-p",
@@ -212,9 +240,17 @@ async def consume_records(client: Client, out: Output, args: argparse.Namespace)
 
     if args.group and args.partitions:
         raise UsageError("--partitions and --group do not go together (the group assigns)")
+    if args.share_group:
+        _check_share_options(args)
+    elif args.release or args.reject:
+        raise UsageError("--release and --reject go with --share-group")
     render = (
         json_renderer(args.encoding) if args.format == "json" else compile_template(args.template)
     )
+    if args.share_group:
+        from strom.cli.share_consume import consume_from_share_group
+
+        return await consume_from_share_group(client, out, args, Sink(out, render, args.num))
     start = _start(args)
     metadata = await client.metadata(args.topics)
     partitions = topic_partitions(metadata, args.topics)
@@ -224,7 +260,7 @@ async def consume_records(client: Client, out: Output, args: argparse.Namespace)
         if missing:
             raise UsageError(f"no partition {missing[0]} in {', '.join(args.topics)}")
         partitions = [(t, p) for t, p in partitions if p in wanted]
-    sink = _Sink(out, render, args.num)
+    sink = Sink(out, render, args.num)
     if args.group:
         return await _consume_in_group(client, args, start, sink)
     from strom.client.fetcher import Fetcher, resolve_positions
@@ -256,6 +292,21 @@ async def consume_records(client: Client, out: Output, args: argparse.Namespace)
     return EXIT_OK
 
 
+def _check_share_options(args: argparse.Namespace) -> None:
+    """A share group decides what each member gets and where the group starts."""
+    if args.group:
+        raise UsageError("--group and --share-group do not go together")
+    if args.partitions:
+        raise UsageError("--partitions and --share-group do not go together (the group assigns)")
+    if args.offset or args.from_timestamp or args.since:
+        raise UsageError(
+            "a share group starts where its share.auto.offset.reset config says; move it with "
+            "`strom group seek`"
+        )
+    if args.read_committed:
+        raise UsageError("a share group's isolation is its share.isolation.level config")
+
+
 def _start(args: argparse.Namespace) -> int | str:
     if args.from_timestamp is not None:
         return f"@{parse_timestamp_ms(args.from_timestamp)}"
@@ -272,7 +323,7 @@ def _start(args: argparse.Namespace) -> int | str:
 
 
 async def _consume_in_group(
-    client: Client, args: argparse.Namespace, start: int | str, sink: _Sink
+    client: Client, args: argparse.Namespace, start: int | str, sink: Sink
 ) -> int:
     from strom.client.admin import LATEST, list_offsets
     from strom.client.fetcher import Fetcher, resolve_positions
@@ -339,70 +390,3 @@ async def _idle(member: Any) -> None:
 
     while not member.rejoin_needed:
         await asyncio.sleep(0.2)
-
-
-class _Sink:
-    """Writes rendered records to stdout, counts them against --num, shows progress."""
-
-    def __init__(
-        self, out: Output, render: Callable[[str, int, Record], bytes], limit: int | None
-    ) -> None:
-        self.render = render
-        self.limit = limit
-        self.count = 0
-        self.stream = sys.stdout.buffer
-        self._printed: dict[tuple[str, int], int] = {}
-        self._progress: Any = None
-        self._task: Any = None
-        self._out = out
-        self._last = 0.0
-
-    def expect(self, total: int) -> None:
-        if self.limit is not None:
-            total = min(total, self.limit)
-        self._start_progress(total)
-
-    def _start_progress(self, total: int | None) -> None:
-        if not sys.stderr.isatty() or sys.stdout.isatty():
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self._progress = Progress(
-            TextColumn("consuming"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=self._out.err,
-            transient=True,
-        )
-        self._task = self._progress.add_task("consume", total=total)
-        self._progress.start()
-
-    @property
-    def full(self) -> bool:
-        return self.limit is not None and self.count >= self.limit
-
-    def write(self, topic: str, partition: int, records: list[Record], end: int | None) -> bool:
-        """Print `records` up to --num and below `end`; False when some were left out."""
-        chunks = []
-        complete = True
-        for record in records:
-            if self.full or (end is not None and record.offset >= end):
-                complete = False
-                break
-            chunks.append(self.render(topic, partition, record))
-            self.count += 1
-            self._printed[(topic, partition)] = record.offset + 1
-        if chunks:
-            self.stream.write(b"".join(chunks))
-            self.stream.flush()
-        if self._progress is not None and time.monotonic() - self._last > 0.1:
-            self._last = time.monotonic()
-            self._progress.update(self._task, completed=self.count)
-        return complete
-
-    def positions_printed(self) -> dict[tuple[str, int], int]:
-        return dict(self._printed)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
