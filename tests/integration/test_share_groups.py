@@ -54,7 +54,7 @@ from strom.protocol.messages.share_fetch_request import (
 from strom.protocol.messages.share_fetch_response import ShareFetchResponse
 
 from .broker_process import BrokerProcess
-from .clients import ck_consume, create_topic, wait_until
+from .clients import DEADLINE_S, ck_consume, create_topic, wait_until
 from .conftest import BrokerFactory
 from .share_helpers import (
     ShareWorker,
@@ -135,6 +135,76 @@ def test_release_and_reject(broker_factory: BrokerFactory, topic: str) -> None:
     }
     assert {g.offset for g in worker.got} <= acknowledged
     assert not worker.errors
+
+
+def test_closed_connection_releases_its_records(broker_factory: BrokerFactory, topic: str) -> None:
+    """A member whose share-session connection closes loses its records at once (Kafka 4.1+),
+    although it stays in the group and its locks (an hour here) have long to run: another
+    member gets them, delivered a second time."""
+    import asyncio
+
+    from strom.client import Client
+    from strom.client.share_consumer import ShareFetcher, ShareMember
+
+    broker = broker_factory({"group.share.max.record.lock.duration.ms": 3_600_000})
+    create_topic(broker.bootstrap, topic, partitions=1)
+    group = "dropped"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    resource = ck.admin.ConfigResource(
+        ck.admin.ResourceType.GROUP,
+        group,
+        incremental_configs=[
+            ck.admin.ConfigEntry(name, value, incremental_operation=ck.admin.AlterConfigOpType.SET)
+            for name, value in (
+                ("share.auto.offset.reset", "earliest"),
+                ("share.record.lock.duration.ms", "3600000"),
+            )
+        ],
+    )
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(DEADLINE_S)
+    expected = _values("held", 10)
+    produce_values(broker.bootstrap, topic, expected)
+
+    async def hold_then_drop_connection(then: threading.Event, done: threading.Event) -> None:
+        async with Client(broker.bootstrap) as client:
+            member = ShareMember(client, group, [topic])
+            await member.join()
+            fetcher = ShareFetcher(member)
+            held: list[bytes] = []
+            deadline = time.monotonic() + LONG_S
+            while len(held) < len(expected) and time.monotonic() < deadline:
+                held += [bytes(r.record.value or b"") for r in await fetcher.fetch()]
+            assert sorted(held) == sorted(expected)
+            # The connection that carries the share session (and the heartbeats) goes away;
+            # the next heartbeat opens another one, so the member stays in the group.
+            await (await client.connection(0)).close()
+            then.set()
+            while not done.is_set():
+                await asyncio.sleep(0.2)
+            await member.leave()
+
+    dropped, finished = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=lambda: asyncio.run(hold_then_drop_connection(dropped, finished)), daemon=True
+    )
+    holder.start()
+    worker: ShareWorker | None = None
+    try:
+        assert dropped.wait(LONG_S), "the first member did not get the records"
+        worker = ShareWorker(broker.bootstrap, group, [topic]).start()
+        wait_until(
+            lambda: sorted(worker.values()) == sorted(expected),
+            "the released records at the second member",
+            deadline_s=LONG_S,
+        )
+        assert {g.delivery_count for g in worker.got} == {2}
+        assert len(share_group_describe(broker, group).members) == 2
+    finally:
+        if worker is not None:
+            worker.stop()
+        finished.set()
+        holder.join(DEADLINE_S)
 
 
 def test_delivery_count_limit_archives(broker_factory: BrokerFactory, topic: str) -> None:

@@ -77,6 +77,9 @@ class ShareSession:
     epoch: int = 1  # the epoch the next request must carry
     partitions: dict[tuple[uuid.UUID, int], TopicPartitionKey] = field(default_factory=dict)
     last_used: float = 0.0
+    # The connection that opened the session (0: none known). When it closes, the session
+    # goes and the member's records are released, as Kafka 4.1+ does.
+    connection_id: int = 0
 
     def next_epoch(self) -> None:
         self.epoch = self.epoch + 1 if self.epoch < 0x7FFFFFFF else 1
@@ -133,6 +136,9 @@ class ShareRuntime:
         )
         self.partitions = self.store.partitions
         self.sessions: OrderedDict[SessionKey, ShareSession] = OrderedDict()
+        # connection id -> the sessions opened on it; an entry whose session was replaced by
+        # one opened on another connection is ignored when its connection closes.
+        self._by_connection: dict[int, set[SessionKey]] = {}
         self._resuming: set[asyncio.Future[None]] = set()
 
     # -- settings ------------------------------------------------------------------------
@@ -156,7 +162,9 @@ class ShareRuntime:
 
     # -- sessions ------------------------------------------------------------------------
 
-    def open_session(self, group_id: str, member_id: str) -> ShareSession | None:
+    def open_session(
+        self, group_id: str, member_id: str, connection_id: int = 0
+    ) -> ShareSession | None:
         """A new session (replacing the member's previous one); None when the cache is full.
 
         The records the member holds stay acquired by it, as in Kafka: a client opens a new
@@ -171,8 +179,12 @@ class ShareRuntime:
                 return None
             del self.sessions[(victim.group_id, victim.member_id)]
             self.release_session(victim)
-        session = ShareSession(group_id, member_id, last_used=time.monotonic())
+        session = ShareSession(
+            group_id, member_id, last_used=time.monotonic(), connection_id=connection_id
+        )
         self.sessions[key] = session
+        if connection_id:
+            self._by_connection.setdefault(connection_id, set()).add(key)
         return session
 
     def session(self, group_id: str, member_id: str) -> ShareSession | None:
@@ -197,6 +209,15 @@ class ShareRuntime:
         self._notify(session.partitions.values())
         if not any(g == group_id for g, _ in self.sessions):
             self.store.drop_group(group_id)
+
+    def connection_closed(self, connection_id: int) -> None:
+        """A client connection went away: the sessions it opened (and not replaced since on
+        another connection) are closed, so their members' records go back to the group at
+        once instead of when their acquisition locks expire."""
+        for key in self._by_connection.pop(connection_id, ()):
+            session = self.sessions.get(key)
+            if session is not None and session.connection_id == connection_id:
+                self.close_session(session)
 
     def release_member(self, group_id: str, member_id: str) -> None:
         """The member left its group or was removed: its records go back to the others."""

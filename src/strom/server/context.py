@@ -28,5 +28,8 @@ class RequestContext:
     principal: KafkaPrincipal = ANONYMOUS
     # Bytes of the response budget a fetch took; given back once its answer is written.
     response_charge: int = 0
+    # Which client connection sent it (0: none, e.g. a broker-internal request); share
+    # sessions are tied to it.
+    connection_id: int = 0
     # Set by a handler that counted bandwidth against a client quota (server/throttle.py).
     throttle_ms: int = 0

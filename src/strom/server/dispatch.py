@@ -57,6 +57,7 @@ class Dispatcher:
     def connection_closed(self, conn: KafkaConnection) -> None:
         if self.connections.release(conn):
             self.broker.metrics.connection_closed(conn.listener_name)
+        self.broker.shares.connection_closed(_connection_id(conn))
 
     def dispatch(self, conn: KafkaConnection, frame: bytearray) -> None:
         started = time.perf_counter()
@@ -107,6 +108,7 @@ class Dispatcher:
             frame=frame,
             listener=conn.listener_name,
             principal=conn.principal,
+            connection_id=_connection_id(conn),
         )
         try:
             result = handler.fn(ctx, request)
@@ -208,3 +210,9 @@ def _load_api(api_key: int) -> None:
     if spec is not None:
         spec.request  # noqa: B018 - the property imports the module
         spec.response  # noqa: B018
+
+
+def _connection_id(conn: KafkaConnection) -> int:
+    """A connection's id for the state tied to it. `id()` is unique while the connection
+    lives, and that state is dropped when it closes, before the id can be reused."""
+    return id(conn)

@@ -74,10 +74,10 @@ def _topic_key(ctx: RequestContext, topic_id: uuid.UUID, partition: int) -> Topi
 
 
 def _session_for(
-    shares: ShareRuntime, group_id: str, member_id: str, epoch: int
+    ctx: RequestContext, shares: ShareRuntime, group_id: str, member_id: str, epoch: int
 ) -> tuple[ShareSession | None, ErrorCode]:
     if epoch == INITIAL_EPOCH:
-        session = shares.open_session(group_id, member_id)
+        session = shares.open_session(group_id, member_id, ctx.connection_id)
         if session is None:
             return None, ErrorCode.SHARE_SESSION_LIMIT_REACHED
         return session, ErrorCode.NONE
@@ -152,7 +152,7 @@ def handle_share_fetch(
                 )
     if epoch == INITIAL_EPOCH and acks:
         return refuse(ErrorCode.INVALID_REQUEST, "Acknowledgements need an open share session.")
-    session, error = _session_for(shares, group_id, member_id, epoch)
+    session, error = _session_for(ctx, shares, group_id, member_id, epoch)
     if session is None:
         return refuse(error)
     known = session
@@ -466,7 +466,7 @@ def handle_share_acknowledge(
         return ShareAcknowledgeResponse(
             error_code=ErrorCode.INVALID_SHARE_SESSION_EPOCH, acquisition_lock_timeout_ms=lock_ms
         )
-    session, error = _session_for(shares, group_id, member_id, epoch)
+    session, error = _session_for(ctx, shares, group_id, member_id, epoch)
     if session is None:
         return ShareAcknowledgeResponse(error_code=error, acquisition_lock_timeout_ms=lock_ms)
     acks: dict[TopicPartitionKey, AckBatches] = {}
