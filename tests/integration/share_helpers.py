@@ -140,15 +140,32 @@ def produce_values(bootstrap: str, topic: str, values: list[bytes], partition: i
     ck_produce(bootstrap, topic, recs, **{"linger.ms": 0, "batch.num.messages": 1})
 
 
+class WireConnection:
+    """One connection to a broker for requests of flexible versions (request header v2,
+    response header v1). Share sessions live as long as the connection that opened them."""
+
+    def __init__(self, broker: BrokerProcess) -> None:
+        self.sock = socket.create_connection((broker.host, broker.port), timeout=DEADLINE_S)
+
+    def __enter__(self) -> WireConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def call(self, api_key: int, version: int, request: Any, response: Any) -> Any:
+        header = struct.pack(">hhi", api_key, version, 9) + struct.pack(">h", 4) + b"test\x00"
+        payload = header + request.encode(version)
+        self.sock.sendall(struct.pack(">i", len(payload)) + payload)
+        size = struct.unpack(">i", _recv(self.sock, 4))[0]
+        answer = _recv(self.sock, size)
+        return response.decode(answer[5:], version)  # after the correlation id and tags
+
+
 def wire(broker: BrokerProcess, api_key: int, version: int, request: Any, response: Any) -> Any:
-    """One request of a flexible version on the wire (request header v2, response header v1)."""
-    header = struct.pack(">hhi", api_key, version, 9) + struct.pack(">h", 4) + b"test" + b"\x00"
-    payload = header + request.encode(version)
-    with socket.create_connection((broker.host, broker.port), timeout=DEADLINE_S) as sock:
-        sock.sendall(struct.pack(">i", len(payload)) + payload)
-        size = struct.unpack(">i", _recv(sock, 4))[0]
-        answer = _recv(sock, size)
-    return response.decode(answer[5:], version)  # after the correlation id and tagged fields
+    """One request on a connection of its own."""
+    with WireConnection(broker) as conn:
+        return conn.call(api_key, version, request, response)
 
 
 def share_group_describe(broker: BrokerProcess, group: str) -> DescribedGroup:

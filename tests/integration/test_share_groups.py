@@ -58,6 +58,7 @@ from .clients import DEADLINE_S, ck_consume, create_topic, wait_until
 from .conftest import BrokerFactory
 from .share_helpers import (
     ShareWorker,
+    WireConnection,
     prime,
     produce_values,
     share_conf,
@@ -648,6 +649,8 @@ def test_in_flight_records_bounded_per_partition(broker_factory: BrokerFactory, 
     values = _values("held", 150)
     produce_values(broker.bootstrap, topic, values)
     epochs = {"hoarder": 0, "other": 0}
+    # Each member on a connection of its own, kept open: closing one ends its share session.
+    connections = {member: WireConnection(broker) for member in epochs}
 
     def share_fetch(member: str, max_records: int = 1000) -> int:
         epoch = epochs[member]
@@ -659,7 +662,7 @@ def test_in_flight_records_bounded_per_partition(broker_factory: BrokerFactory, 
             max_records=max_records,
             topics=[FetchTopic(assigned.topic_id, [FetchPartition(partition_index=0)])],
         )
-        response = wire(broker, 78, 1, request, ShareFetchResponse)
+        response = connections[member].call(78, 1, request, ShareFetchResponse)
         assert response.error_code == 0
         epochs[member] = 1 if epoch in (0, -1) else epoch + 1
         return sum(
@@ -690,3 +693,5 @@ def test_in_flight_records_bounded_per_partition(broker_factory: BrokerFactory, 
         )
     finally:
         second.stop()
+        for conn in connections.values():
+            conn.sock.close()
