@@ -103,6 +103,7 @@ def append_as_follower(
         group.append(header)
         position += header.size
     _write(log_, view[group_start:position], group)
+    log_.on_change(log_)  # retention.bytes may apply before the high watermark moves
     return FollowerAppendResult(
         first_offset=headers[0].base_offset,
         last_offset=headers[-1].last_offset,

@@ -198,6 +198,7 @@ class ReplicaManager:
         plog = self.broker.logs.get(topic, partition)
         state = self.states.get(key)
         if plog is not None and state is not None:
+            plog.on_change(plog)  # retention.bytes may apply before the high watermark moves
             self.handle_events(key, state.on_local_append(plog.log_end_offset))
         self.broker.fetch_purgatory.notify(key)
 

@@ -52,6 +52,7 @@ __all__ = [
     "clean",
     "finish",
     "forget",
+    "next_due_ms",
     "plan",
     "run_job",
 ]
@@ -189,6 +190,41 @@ def plan(
     )
 
 
+def next_due_ms(
+    plog: PartitionLog, now_ms: int, checkpoints: Checkpoints | None = None
+) -> int | None:
+    """After `plan(plog, now_ms)` found nothing due: the earliest moment at which the clock
+    alone could make a pass due (None: only a change to the log can). The candidates: the
+    delete horizon stored in the batches passing, the first dirty segment blocked by
+    min.compaction.lag.ms becoming cleanable, and the oldest dirty segment reaching
+    max.compaction.lag.ms. An early answer costs one extra plan; a late one would delay a pass."""
+    config = plog.config
+    if not config.compact or plog.closed:
+        return None
+    candidates = []
+    horizon = plog.cleaner_horizon_ms
+    if horizon is not None:
+        candidates.append(horizon)
+    segments = plog.segments
+    active = segments[-1]
+    dirty = segments[floor_index(segments, first_dirty_offset(plog, checkpoints)) :]
+    lag = config.min_compaction_lag_ms
+    if lag > 0:
+        for segment in dirty:
+            if segment is not active and _largest_timestamp(segment) > now_ms - lag:
+                candidates.append(_largest_timestamp(segment) + lag)
+                break
+    first_timestamps = [
+        s.first_batch_timestamp
+        for s in dirty
+        if s is not active and s.first_batch_timestamp is not None and s.first_batch_timestamp > 0
+    ]
+    if first_timestamps:
+        candidates.append(min(first_timestamps) + config.max_compaction_lag_ms + 1)
+    later = [when for when in candidates if when > now_ms]
+    return min(later) if later else None
+
+
 # -- running (cleaner thread) and finishing (event loop) ----------------------------------------
 
 
@@ -202,6 +238,7 @@ def finish(job: CleanJob, outcome: PassOutcome | None) -> CleanResult | None:
     the segments merged away go, as Kafka deletes them with the segments."""
     plog = job.plog
     plog.cleaning = False
+    plog.on_change(plog)  # the next round plans again from what the pass left
     if outcome is None:
         plog.cleaner_horizon_ms = None
         return None

@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from strom.storage import cleaner, log_checkpoints, log_moves
+from strom.storage.check_schedule import CheckSchedule
 from strom.storage.checkpoint import (
     fsync_dir,
 )
@@ -65,7 +66,7 @@ from strom.storage.partition_log import (
     partition_dir_name,
 )
 from strom.storage.placement import CountedDirs, fewest_first
-from strom.storage.retention import delete_expired_segments
+from strom.storage.retention import delete_expired_segments, next_expiry_ms
 from strom.storage.segment import SegmentClosedError
 
 log = logging.getLogger("strom.storage")
@@ -103,6 +104,9 @@ class LogManager:
         self.checkpoint_lock = threading.Lock()
         # Shared by every log (a bound method per log would cost memory per partition).
         self._files_due_add = self._files_due.add
+        # The logs retention and the cleaner look at in their next rounds (check_schedule.py).
+        self.retention_checks = CheckSchedule()
+        self.cleaner_checks = CheckSchedule()
         self._io_sink = self.io_failed
         # Partitions of cleanly shut down log dirs not opened yet (deferred_logs.py).
         self.deferred: CountedDirs[TopicPartition, DeferredLog] = CountedDirs(
@@ -188,6 +192,8 @@ class LogManager:
             plog.unlink_files = self._unlink
         plog.set_io_error_sink(self._io_sink)
         plog.files_due = self._files_due_add
+        plog.on_change = self.log_changed
+        self.log_changed(plog)
         if plog.has_due_files:
             self._files_due.add(plog)
         if future:
@@ -195,6 +201,15 @@ class LogManager:
         else:
             self.logs[key] = plog
             self.log_dir_of[key] = log_dir
+
+    def log_changed(self, plog: PartitionLog) -> None:
+        """Retention and the cleaner look at `plog` in their next rounds (PartitionLog.on_change)."""
+        self.retention_checks.changed.add(plog)
+        self.cleaner_checks.changed.add(plog)
+
+    def _forget(self, plog: PartitionLog) -> None:
+        self.retention_checks.forget(plog)
+        self.cleaner_checks.forget(plog)
 
     # -- directories ---------------------------------------------------------------------------
 
@@ -261,7 +276,9 @@ class LogManager:
             self.release_future(key)
             _close_quietly(self.future_logs.pop(key))
         for key in gone:
-            _close_quietly(self.logs.pop(key))
+            plog = self.logs.pop(key)
+            self._forget(plog)
+            _close_quietly(plog)
             del self.log_dir_of[key]
             self.offline_partitions[key] = log_dir
             self.cleaning_paused.discard(key)
@@ -482,6 +499,7 @@ class LogManager:
 
     def _remove_dir(self, plog: PartitionLog, key: TopicPartition) -> None:
         log_dir = plog.directory.parent
+        self._forget(plog)
         _close_quietly(plog)
         doomed = log_dir / log_moves.delete_dir_name(*key)
         try:
@@ -546,18 +564,31 @@ class LogManager:
     def write_high_watermarks(self, marks: dict[Path, dict[TopicPartition, int]]) -> None:
         log_checkpoints.write_high_watermarks(self, marks)
 
+    def _is_current(self, plog: PartitionLog) -> bool:
+        return self.logs.get((plog.topic, plog.partition)) is plog
+
     def run_retention(self, now_ms: int) -> int:
-        """Apply retention to every log; returns the number of segments deleted. A log being
+        """Apply retention to the logs that changed since their last check or reached their
+        next expiry (check_schedule.py); returns the number of segments deleted. A log being
         cleaned is left for the next round (as Kafka's retention leaves a log the cleaner holds)."""
         deleted = 0
-        for plog in list(self.logs.values()):
+        checks = self.retention_checks
+        for plog in checks.take(now_ms):
+            if not self._is_current(plog):
+                continue  # a future log: retention comes with the move
             if plog.cleaning:
+                checks.changed.add(plog)
                 continue
             try:
                 deleted += delete_expired_segments(plog, now_ms)
             except OSError as exc:
                 log.exception("retention failed for %s", plog.name)
                 self.io_failed(plog, exc)
+                checks.changed.add(plog)
+                continue
+            # Its own deletions left nothing more for retention at `now_ms`.
+            checks.changed.discard(plog)
+            checks.due_at(plog, next_expiry_ms(plog, now_ms))
         return deleted
 
     def remove_expired_producers(self, now_ms: int) -> int:
@@ -565,16 +596,27 @@ class LogManager:
         return sum(plog.remove_expired_producers(now_ms) for plog in list(self.logs.values()))
 
     def plan_cleaning(self, now_ms: int) -> list[cleaner.CleanJob]:
-        """A cleaning pass for every compacted log that is due one now (cleaner.plan). Each
-        planned log is marked as being cleaned until cleaner.finish."""
-        checkpoints = {log_dir: cleaner.read_checkpoint(log_dir) for log_dir in self.live_log_dirs}
+        """A cleaning pass for every compacted log that is due one now (cleaner.plan), looking
+        only at the logs that changed since their last check or reached a due time
+        (check_schedule.py). Each planned log is marked as being cleaned until cleaner.finish,
+        which marks it changed again."""
+        checkpoints: dict[Path, cleaner.Checkpoints] = {}
+        checks = self.cleaner_checks
         jobs = []
-        for key, plog in list(self.logs.items()):
-            if not plog.config.compact or key in self.cleaning_paused:
+        for plog in checks.take(now_ms):
+            key = (plog.topic, plog.partition)
+            if not plog.config.compact or plog.cleaning or not self._is_current(plog):
+                continue
+            if key in self.cleaning_paused:
                 continue  # a partition being moved between log dirs is not cleaned (Kafka's rule)
-            job = cleaner.plan(plog, now_ms, checkpoints.get(self.log_dir_of[key]))
+            log_dir = self.log_dir_of[key]
+            if log_dir not in checkpoints:
+                checkpoints[log_dir] = cleaner.read_checkpoint(log_dir)
+            job = cleaner.plan(plog, now_ms, checkpoints[log_dir])
             if job is not None:
                 jobs.append(job)
+            else:
+                checks.due_at(plog, cleaner.next_due_ms(plog, now_ms, checkpoints[log_dir]))
         return jobs
 
     def run_cleaner(self, now_ms: int) -> list[cleaner.CleanResult]:
@@ -615,6 +657,9 @@ class LogManager:
 
     def resume_cleaning(self, key: TopicPartition) -> None:
         self.cleaning_paused.discard(key)
+        plog = self.logs.get(key)
+        if plog is not None:
+            self.cleaner_checks.changed.add(plog)
 
 
 def _remove_tree(path: Path) -> None:

@@ -65,6 +65,10 @@ def _ignore_io_error(_plog: PartitionLog, _exc: OSError) -> None:
     """Without a LogManager there is no log dir to take offline."""
 
 
+def _ignore_change(_plog: PartitionLog) -> None:
+    """Without a LogManager nothing schedules checks."""
+
+
 def _write_now(plog: PartitionLog) -> None:
     """Without a LogManager (tests, tools): the files are written at once."""
     try:
@@ -119,6 +123,7 @@ class PartitionLog:
         "last_flush_ms",
         "leader_epoch_cache",
         "log_start_offset",
+        "on_change",
         "partition",
         "producer_id_expiration_ms",
         "producer_state",
@@ -183,6 +188,10 @@ class PartitionLog:
         # file of a deferred assign, a producer snapshot taken on opening); LogManager sets it
         # to collect the logs whose files the broker writes from its worker pool.
         self.files_due: Callable[[PartitionLog], object] = _write_now
+        # Told when something retention or the cleaner decides on may have changed (high
+        # watermark, log start offset, segment list, config); LogManager sets it to feed its
+        # check schedules (check_schedule.py), so their rounds skip the logs that did not.
+        self.on_change: Callable[[PartitionLog], object] = _ignore_change
 
     def report_io_error(self, exc: OSError) -> None:
         """An I/O error of this log met outside the broker's own paths (a follower's
@@ -296,7 +305,10 @@ class PartitionLog:
 
     def update_high_watermark(self, offset: int) -> int:
         """Set the high watermark, clamped into [log_start_offset, log_end_offset]."""
-        self.high_watermark = max(self.log_start_offset, min(offset, self.log_end_offset))
+        high_watermark = max(self.log_start_offset, min(offset, self.log_end_offset))
+        if high_watermark != self.high_watermark:
+            self.high_watermark = high_watermark
+            self.on_change(self)
         if self.producer_state.unreplicated:
             self.producer_state.on_high_watermark_updated(self.high_watermark)
         return self.high_watermark
@@ -315,6 +327,7 @@ class PartitionLog:
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
+        self.on_change(self)
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """(epoch, end offset) for OffsetsForLeaderEpoch; (-1, -1) when unknown."""
@@ -479,6 +492,7 @@ class PartitionLog:
         )
         with self._segments_lock:  # copy-on-write: a flush or the cleaner may be iterating
             self.segments = [*self.segments, segment]
+        self.on_change(self)
         self._dir_needs_fsync = True
         # A snapshot at every segment base lets recovery of a segment start from its snapshot
         # (and retention delete them together). Its fsync waits for the next flush(). Without
@@ -579,6 +593,7 @@ class PartitionLog:
         self.high_watermark = max(self.high_watermark, offset)
         self.leader_epoch_cache.truncate_from_start(offset)
         self.producer_state.on_log_start_offset_incremented(offset)
+        self.on_change(self)
         return True
 
     def delete_records_before(self, offset: int) -> int:
@@ -630,6 +645,7 @@ class PartitionLog:
         self.leader_epoch_cache.truncate_from_end(self.log_end_offset)
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        self.on_change(self)
 
     def remove_segments(self, doomed: list[Segment]) -> None:
         """Drop segments from the list (copy-on-write) and delete their files."""
@@ -748,6 +764,7 @@ class PartitionLog:
         self.cleaner_horizon_ms = None
         self.producer_state.on_high_watermark_updated(self.high_watermark)
         future.closed = True
+        self.on_change(self)
         return old
 
     # -- lifetime ------------------------------------------------------------------------------

@@ -46,6 +46,22 @@ def delete_expired_segments(plog: PartitionLog, now_ms: int) -> int:
     return deleted
 
 
+def next_expiry_ms(plog: PartitionLog, now_ms: int) -> int | None:
+    """After `delete_expired_segments(plog, now_ms)`: when retention.ms next deletes from
+    `plog` if nothing else changes it (None: not by time alone). Deletion by time starts at
+    the oldest segment, so its expiry is the one moment to look again; one already expired
+    that stayed is held back by the high watermark (or is the empty active segment), which
+    only a change to the log releases."""
+    config = plog.config
+    if not config.delete or config.retention_ms < 0:
+        return None
+    oldest = plog.segments[0]
+    if oldest.size == 0 and oldest is plog.active_segment:
+        return None
+    expiry = _largest_timestamp(oldest) + config.retention_ms + 1
+    return expiry if expiry > now_ms else None
+
+
 def _largest_timestamp(segment: Segment) -> int:
     if segment.max_timestamp >= 0:
         return segment.max_timestamp
