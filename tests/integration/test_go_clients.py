@@ -4,7 +4,8 @@ tests/integration/go/sarama_client.go.
 One broker with the ACL authorizer: a PLAINTEXT listener (User:ANONYMOUS, a super user, creates
 topics and sets quotas), SASL_PLAINTEXT and SASL_SSL listeners with PLAIN, SCRAM-SHA-256 and
 SCRAM-SHA-512 users. User:admin is a super user and manages ACLs from Go; the others have only
-the ACLs a test gives them (allow.everyone.if.no.acl.found is false).
+the ACLs a test gives them (allow.everyone.if.no.acl.found is false): a producer, a partition
+consumer and a consumer group are refused with Kafka's errors until the admin's ACLs let them.
 
 Sarama 1.22 has no client quota calls (DescribeClientQuotas/AlterClientQuotas came to Sarama
 years later): quotas are set through kafka-python here, and the Go side proves the
@@ -31,6 +32,7 @@ from .certs import STORE_PASSWORD, Pki
 from .clients import DEADLINE_S, ck_admin, create_topic
 from .conftest import BrokerFactory
 from .go_client import build_sarama_client, run_sarama
+from .group_helpers import ck_committed
 from .secure import SecureBroker, start_secure
 from .test_client_quotas import QuotaAdmin
 from .test_sasl import scram_upsert
@@ -59,6 +61,7 @@ READ, WRITE, DESCRIBE = 3, 4, 8
 DENY, ALLOW = 2, 3
 ANY_FILTER = {"resource_type": ANY, "pattern_type": ANY, "operation": ANY, "permission": ANY}
 TOPIC_AUTHORIZATION_FAILED = 29
+GROUP_AUTHORIZATION_FAILED = 30
 CLUSTER_AUTHORIZATION_FAILED = 31
 SASL_AUTHENTICATION_FAILED = 58
 
@@ -406,3 +409,66 @@ def test_sarama_producer_over_its_quota_is_throttled(
     assert len(throttled["throttle_ms"]) == 16 and max(throttled["throttle_ms"]) > 0, throttled
     (free,) = run_sarama(sarama_client, sasl, [step], as_user("admin", "SCRAM-SHA-256"))
     assert free == {"throttle_ms": [0] * 16}
+
+
+def test_sarama_consumer_group_needs_read_on_its_group(
+    broker: SecureBroker, sarama_client: Path, topic: str
+) -> None:
+    create_topic(broker.plaintext, topic)
+    sasl = broker.bootstrap("SASL_PLAINTEXT")
+    group = f"readers-{topic}"
+    produced, granted = run_sarama(
+        sarama_client,
+        sasl,
+        [
+            {"op": "produce", "topic": topic, "count": 3},
+            {
+                "op": "create_acls",
+                "version": 1,
+                "acls": [acl(TOPIC, topic, LITERAL, "User:bob", READ)],
+            },
+        ],
+        as_user("admin"),
+    )
+    assert produced == {"offsets": [0, 1, 2]}
+    assert granted == {"error_codes": [0]}
+    consume = {"op": "group_consume", "topic": topic, "group": group, "count": 3}
+    bob = as_user("bob", "SCRAM-SHA-512")
+    # Without any ACL on the group FindCoordinator is refused (Sarama's consumer group would
+    # retry that for ever: its client's Coordinator call shows the error).
+    (refused,) = run_sarama(sarama_client, sasl, [{"op": "coordinator", "group": group}], bob)
+    assert refused.get("error_code") == GROUP_AUTHORIZATION_FAILED, refused
+    # DESCRIBE on the group finds the coordinator, but joining needs READ.
+    (granted,) = run_sarama(
+        sarama_client,
+        sasl,
+        [
+            {
+                "op": "create_acls",
+                "version": 1,
+                "acls": [acl(GROUP, group, LITERAL, "User:bob", DESCRIBE)],
+            }
+        ],
+        as_user("admin"),
+    )
+    assert granted == {"error_codes": [0]}
+    (refused,) = run_sarama(sarama_client, sasl, [consume], bob)
+    assert refused.get("error_code") == GROUP_AUTHORIZATION_FAILED, refused
+
+    (granted,) = run_sarama(
+        sarama_client,
+        sasl,
+        [
+            {
+                "op": "create_acls",
+                "version": 1,
+                "acls": [acl(GROUP, "readers-", PREFIXED, "User:bob", READ)],
+            }
+        ],
+        as_user("admin"),
+    )
+    assert granted == {"error_codes": [0]}
+    (consumed,) = run_sarama(sarama_client, sasl, [consume], bob)
+    assert consumed == {"values": [f"{topic}-{i}-" for i in range(3)]}
+    # The group's offsets were committed (OffsetCommit allowed by the group READ).
+    assert ck_committed(broker.plaintext, group, [(topic, 0)]) == {(topic, 0): 3}

@@ -13,15 +13,19 @@
 // requests at version 0 (LITERAL patterns only, errors of a creation dropped): the "admin"
 // steps use ClusterAdmin as a Go program would, the others send Sarama's own request types
 // at the version asked for to the controller, reporting every error code.
+//
+// STROM_SARAMA_LOG=<file> appends Sarama's own log to that file.
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/ioutil"
+	"log"
 	"os"
 	"strings"
 	"time"
@@ -57,6 +61,7 @@ type step struct {
 	Count    int       `json:"count"`
 	Size     int       `json:"size"`
 	ClientID string    `json:"client_id"`
+	Group    string    `json:"group"`
 }
 
 type command struct {
@@ -314,6 +319,18 @@ func (s *session) run(st step) answer {
 		return s.produceThrottled(st)
 	case "consume":
 		return s.consume(st)
+	case "group_consume":
+		return s.groupConsume(st)
+	case "coordinator":
+		client, err := s.getClient()
+		if err != nil {
+			return errorAnswer(err)
+		}
+		coordinator, err := client.Coordinator(st.Group)
+		if err != nil {
+			return errorAnswer(err)
+		}
+		return answer{"coordinator": coordinator.ID()}
 	}
 	return answer{"error": "unknown op " + st.Op}
 }
@@ -510,6 +527,83 @@ func (s *session) consume(st step) answer {
 	return answer{"values": got}
 }
 
+type groupHandler struct{ got chan string }
+
+func (h groupHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	for m := range claim.Messages() {
+		sess.MarkMessage(m, "")
+		select {
+		case h.got <- string(m.Value):
+		case <-sess.Context().Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// groupConsume reads count records as a member of st.Group (from the earliest offset when the
+// group has none committed), committing its offsets when it leaves. Sarama 1.22 retries a
+// FindCoordinator error for ever here (the "coordinator" step shows it); errors of JoinGroup
+// and later end the step.
+func (s *session) groupConsume(st step) answer {
+	conf, err := config(s.sec, st.ClientID)
+	if err != nil {
+		return errorAnswer(err)
+	}
+	conf.Consumer.Offsets.Initial = sarama.OffsetOldest
+	conf.Consumer.Group.Rebalance.Retry.Max = 1
+	group, err := sarama.NewConsumerGroup(s.bootstrap, st.Group, conf)
+	if err != nil {
+		return errorAnswer(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	handler := groupHandler{got: make(chan string)}
+	failed := make(chan error, 2)
+	go func() {
+		for err := range group.Errors() {
+			select {
+			case failed <- err:
+			default:
+			}
+		}
+	}()
+	go func() {
+		for ctx.Err() == nil {
+			if err := group.Consume(ctx, []string{st.Topic}, handler); err != nil {
+				select {
+				case failed <- err:
+				default:
+				}
+				return
+			}
+		}
+	}()
+	got := []string{}
+	out := answer{}
+	deadline := time.After(30 * time.Second)
+	for len(got) < st.Count && len(out) == 0 {
+		select {
+		case v := <-handler.got:
+			got = append(got, v)
+		case err := <-failed:
+			out = errorAnswer(err)
+		case <-deadline:
+			out = answer{"error": "timed out"}
+		}
+	}
+	cancel()
+	if err := group.Close(); err != nil && len(out) == 0 {
+		return errorAnswer(err)
+	}
+	if len(out) == 0 {
+		out["values"] = got
+	}
+	return out
+}
+
 func main() {
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: sarama_client JSON-COMMAND")
@@ -519,6 +613,16 @@ func main() {
 	if err := json.Unmarshal([]byte(os.Args[1]), &cmd); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+	// STROM_SARAMA_LOG names a file for Sarama's own log, to see what it did.
+	if path := os.Getenv("STROM_SARAMA_LOG"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		sarama.Logger = log.New(f, "[sarama] ", log.LstdFlags|log.Lmicroseconds)
 	}
 	s := &session{bootstrap: strings.Split(cmd.Bootstrap, ","), sec: cmd.Security}
 	defer s.close()
