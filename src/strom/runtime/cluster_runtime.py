@@ -1,8 +1,8 @@
 """Cluster mode (zookeeper.connect set): ZooKeeper session, metadata cache, controller, replicas.
 
-`strom.server.broker.open_cluster_broker` builds a `Broker` whose metadata is a `ZkMetadata`
-and attaches a `ClusterRuntime` to it (`broker.cluster`); `ClusterRuntime.start` runs once the listeners are
-bound (the registration must carry the real port): it registers the broker in /brokers/ids,
+`strom.server.cluster_startup.open_cluster_broker` builds a `Broker` whose metadata is a
+`ZkMetadata` and attaches a `ClusterRuntime` to it (`broker.cluster`); `ClusterRuntime.start`
+runs once the listeners are bound (the registration must carry the real port): it registers the broker in /brokers/ids,
 runs for controller (every broker runs a `ZkController`, one wins) and applies the partition
 states. On SIGTERM, `controlled_shutdown` moves leaderships to other in-sync replicas while
 the listeners still serve, then `shutdown` closes the session (its ephemeral znodes disappear

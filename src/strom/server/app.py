@@ -14,7 +14,8 @@ from strom.cluster.features import FeatureIncompatibilityError
 from strom.config import BrokerConfig, ConfigError
 from strom.security.scram import ScramCredential
 from strom.server.acceptor import Acceptor, bind_listening_sockets
-from strom.server.broker import Broker, open_cluster_broker
+from strom.server.broker import Broker
+from strom.server.cluster_startup import open_cluster_broker
 from strom.server.descriptors import configure_open_files
 from strom.server.dispatch import Dispatcher
 from strom.server.http.listener import BrokerState, HttpListener

@@ -44,8 +44,8 @@ from strom.protocol.messages.alter_configs_response import (
 from strom.runtime.errors import ApiError
 from strom.security.acl import AclOperation
 from strom.server.authz import config_resource_refusal
-from strom.server.broker import broker_config_write_name, group_config_write_name
 from strom.server.context import RequestContext
+from strom.server.dynamic_configs import broker_config_write_name, group_config_write_name
 from strom.server.handlers.describe_configs import (
     BROKER,
     GROUP,
