@@ -91,6 +91,11 @@ def section(title: str, *body: object) -> Html:
     return tag("section", tag("h2", title) + join(body))
 
 
+def field(label: str, control: Html) -> Html:
+    """A form control with its label."""
+    return tag("label", h(label) + control)
+
+
 def page(title: str, main: Html, *, cluster_id: str | None, fragment: bool) -> Html:
     content = tag("h1", title) + main
     if fragment:
