@@ -27,7 +27,7 @@ from strom.protocol.records.control import CONTROL_ABORT, CONTROL_COMMIT, parse_
 from strom.protocol.records.errors import CorruptRecordError, RecordError
 from strom.protocol.records.validation import validate_batches
 from strom.storage.partition_log import PartitionLog
-from strom.storage.producer_state import Origin, ProducerStateError
+from strom.storage.producer_append import Origin, ProducerStateError
 from strom.storage.segment import Segment
 
 __all__ = [

@@ -17,7 +17,7 @@ from strom.protocol.errors import ErrorCode
 from strom.protocol.records.batch_header import BatchHeader, iter_batch_headers
 from strom.protocol.records.codec import Record, build_batch, decode_records
 from strom.runtime.errors import ApiError
-from strom.storage.producer_state import Origin
+from strom.storage.producer_append import Origin
 
 if TYPE_CHECKING:
     from strom.runtime.host import BrokerHost

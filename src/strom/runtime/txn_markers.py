@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from strom.protocol.errors import ErrorCode
 from strom.runtime.group_runtime import OFFSETS_TOPIC
-from strom.storage.producer_state import ProducerStateError
+from strom.storage.producer_append import ProducerStateError
 
 if TYPE_CHECKING:
     from strom.runtime.host import BrokerHost

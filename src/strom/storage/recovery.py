@@ -52,7 +52,8 @@ from strom.storage.errors import InconsistentTopicIdError
 from strom.storage.indexes import IndexCorruptError, IndexMissingError
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_metadata import read_partition_metadata, write_partition_metadata
-from strom.storage.producer_state import Origin, ProducerStateError, ProducerStateManager
+from strom.storage.producer_append import Origin, ProducerStateError
+from strom.storage.producer_state import ProducerStateManager
 from strom.storage.segment import Segment, segment_paths, txn_index_path
 
 log = logging.getLogger("strom.storage")

@@ -20,7 +20,7 @@ from strom.protocol.records.validation import validate_batches
 from strom.storage import cleaner
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_log import PartitionLog
-from strom.storage.producer_state import OutOfOrderSequenceError
+from strom.storage.producer_append import OutOfOrderSequenceError
 from strom.storage.segment import Segment
 
 COMPACT = LogConfig(

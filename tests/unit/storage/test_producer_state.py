@@ -14,19 +14,17 @@ from strom.protocol.records.codec import Record, build_batch
 from strom.protocol.records.validation import validate_batches
 from strom.storage.log_config import LogConfig
 from strom.storage.partition_log import PartitionLog
-from strom.storage.producer_snapshot import snapshot_path
-from strom.storage.producer_state import (
+from strom.storage.producer_append import (
     INT32_MAX,
     InvalidProducerEpochError,
     InvalidTxnStateError,
     Origin,
     OutOfOrderSequenceError,
     ProducerStateEntry,
-    ProducerStateManager,
     TransactionCoordinatorFencedError,
-    read_entries,
-    write_entries,
 )
+from strom.storage.producer_snapshot import snapshot_path
+from strom.storage.producer_state import ProducerStateManager, read_entries, write_entries
 
 PID = 1000
 
