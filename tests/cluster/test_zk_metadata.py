@@ -11,10 +11,11 @@ import time
 
 import pytest
 
+from strom.cluster.errors import ProducerIdsUnavailableError
 from strom.cluster.zk import layout as L
 from strom.cluster.zk.client import NodeExistsError, ZkClient
 from strom.cluster.zk.layout import BrokerRegistration, Endpoint, TopicPartition
-from strom.cluster.zk_metadata import MetadataListener, ProducerIdsUnavailableError, ZkMetadata
+from strom.cluster.zk_metadata import MetadataListener, ZkMetadata
 
 from .helpers import TestBroker, eventually
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from strom.cluster.errors import ClusterMetadataError, ProducerIdsUnavailableError
+from strom.cluster.errors import ClusterMetadataError
 from strom.cluster.features import (
     SUPPORTED_FEATURES,
     FeatureIncompatibilityError,
@@ -58,10 +58,10 @@ from strom.cluster.zk.feature_znode import FEATURE, FeatureZNode
 from strom.cluster.zk.layout import (
     BrokerRegistration,
     PartitionState,
-    ProducerIdBlock,
     TopicAssignment,
     TopicPartition,
 )
+from strom.cluster.zk.producer_id_blocks import ProducerIdBlocks
 from strom.cluster.zk.store import VersionedState, ZkClusterStore
 
 log = logging.getLogger("strom.cluster")
@@ -126,12 +126,7 @@ class ZkMetadata:
         self._brokers_refreshing = False
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._tasks: set[asyncio.Future[object]] = set()
-        # Producer ids: the current block (next, end exclusive) and the next one, fetched
-        # ahead so that InitProducerId (synchronous) never waits for ZooKeeper.
-        self._pid_next = 0
-        self._pid_end = 0
-        self._pid_spare: ProducerIdBlock | None = None
-        self._pid_fetching = False
+        self._producer_ids = ProducerIdBlocks(self.store, broker_id, self._spawn)
 
     # --- start and stop -----------------------------------------------------------------
 
@@ -149,7 +144,7 @@ class ZkMetadata:
                 )
             )
         self.client.add_state_listener(self._on_session)
-        await self._fetch_producer_id_block()
+        await self._producer_ids.fetch_ahead()
         # Before serving: a broker must know the levels it runs at, and must not run at levels
         # it does not support (FeatureIncompatibilityError, as Kafka's broker stops).
         await self.store.ensure_feature_znode()
@@ -225,30 +220,7 @@ class ZkMetadata:
 
     def reserve_producer_ids(self, count: int) -> int:
         """`count` ids from the blocks claimed in ZooKeeper (at most one block's worth)."""
-        if self._pid_next + count > self._pid_end:
-            spare, self._pid_spare = self._pid_spare, None
-            if spare is None or spare.block_end - spare.block_start + 1 < count:
-                self._spawn(self._fetch_producer_id_block())
-                raise ProducerIdsUnavailableError("no producer id block available yet")
-            self._pid_next, self._pid_end = spare.block_start, spare.block_end + 1
-            self._spawn(self._fetch_producer_id_block())
-        first = self._pid_next
-        self._pid_next += count
-        return first
-
-    async def _fetch_producer_id_block(self) -> None:
-        if self._pid_fetching or self._pid_spare is not None:
-            return
-        self._pid_fetching = True
-        try:
-            block = await self.store.allocate_producer_id_block(self.broker_id)
-        finally:
-            self._pid_fetching = False
-        if self._pid_next >= self._pid_end:
-            self._pid_next, self._pid_end = block.block_start, block.block_end + 1
-            self._spawn(self._fetch_producer_id_block())
-        else:
-            self._pid_spare = block
+        return self._producer_ids.reserve(count)
 
     # --- cluster views ------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from strom.cluster.errors import ProducerIdsUnavailableError
 from strom.cluster.local_metadata import LocalMetadata
-from strom.cluster.zk_metadata import ProducerIdsUnavailableError
 from strom.config import BrokerConfig
 from strom.coordinator.txn import InitResult, TxnState
 from strom.protocol.errors import ErrorCode
