@@ -1,8 +1,11 @@
 """Import cycles (tools/import_cycles.py, TYPE_CHECKING imports included) that were removed
 stay removed: the ZooKeeper controller's steps depend on `ControllerHost`, not on the
 controller, the request dispatcher and the network layer import one way, as do the CLI's
-commands and its entry point and the config definitions and their validators. And the layers
-below the server never import it."""
+commands and its entry point, the config definitions and their validators, and the broker's
+config and its cross-key checks (`config.requirements` reads it through a protocol). The
+broker's parts (topic administration, dynamic configs, SCRAM users, log-dir failures, disk
+work, background jobs, cluster start-up), the HTTP side and producer state are in no cycle
+either. And the layers below the server never import it."""
 
 from __future__ import annotations
 
@@ -22,6 +25,17 @@ KEPT_APART = (
     "strom.cli.",
     "strom.config.definitions",
     "strom.config.validators",
+    "strom.config.broker",
+    "strom.config.requirements",
+    "strom.server.topic_admin",
+    "strom.server.dynamic_configs",
+    "strom.server.scram_users",
+    "strom.server.log_dir_failures",
+    "strom.server.disk_io",
+    "strom.server.background_jobs",
+    "strom.server.cluster_startup",
+    "strom.server.http.",
+    "strom.storage.producer_",
 )
 
 

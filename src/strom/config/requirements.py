@@ -7,16 +7,35 @@ so a start-up error says where to look; a dynamic change gets Kafka's message al
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from strom.config.broker_keys import family_of
 from strom.config.definitions import ConfigError, ConfigSource
 
-if TYPE_CHECKING:
-    from strom.config.broker import BrokerConfig
+
+class CheckedConfig(Protocol):
+    """What the checks read of a `strom.config.broker.BrokerConfig` being built (which calls
+    them, so they see it through this protocol rather than importing it)."""
+
+    log_retention_ms: int
+    log_roll_ms: int
+    log_roll_jitter_ms: int
+
+    @property
+    def raw(self) -> dict[str, str]: ...
+
+    def get_int(self, name: str) -> int: ...
+
+    def get_bool(self, name: str) -> bool: ...
+
+    def get_str(self, name: str) -> str | None: ...
+
+    def origin(self, name: str) -> str | None: ...
+
+    def source(self, name: str) -> ConfigSource: ...
 
 
-def _require(config: BrokerConfig, ok: bool, keys: tuple[str, ...], message: str) -> None:
+def _require(config: CheckedConfig, ok: bool, keys: tuple[str, ...], message: str) -> None:
     """Kafka's cross-key checks (KafkaConfig.validateValues) with their messages; the keys
     involved that were set in the file or on the command line are named after it."""
     if ok:
@@ -32,7 +51,7 @@ def _require(config: BrokerConfig, ok: bool, keys: tuple[str, ...], message: str
     raise ConfigError(f"requirement failed: {message}" + (f" ({where})" if where else ""), keys[0])
 
 
-def check_requirements(config: BrokerConfig) -> None:
+def check_requirements(config: CheckedConfig) -> None:
     """Kafka's checks across keys (KafkaConfig.validateValues), with its messages."""
     _require(
         config,
