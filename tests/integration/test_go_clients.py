@@ -110,7 +110,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[SecureBroker]:
+def broker(
+    tmp_path_factory: pytest.TempPathFactory, sarama_client: Path, pki: Pki
+) -> Iterator[SecureBroker]:
+    """Started after the Go client is built (so a machine without Go skips before this)."""
     factory = BrokerFactory(tmp_path_factory.mktemp("go-brokers"))
     store = pki.broker.write_pkcs12(pki.directory / "broker.p12")
     sets: dict[str, object] = {
