@@ -9,6 +9,7 @@ Usage (from the repository root):
 The protocol package is generated from the current specs merged with the older set that
 still defines the versions Kafka 3.9 serves (see tools/spec_merge.py): versions up to the
 older set's newest are laid out as it lays them out, newer ones as the current specs do.
+Strom's own tagged fields (tools/strom_fields.py) are added to the merged specs.
 
 Data specs that live elsewhere (the records of `__consumer_offsets`) are generated
 into their own package with `--package`, e.g.
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from spec_merge import APPENDED, coordinator_record_as_data, merge_spec_sets
+from strom_fields import add_strom_fields
 
 GENERATOR = "tools/generate_messages.py"
 HEADER = (
@@ -1057,6 +1059,7 @@ def load_messages(spec_dir: Path, legacy_dir: Path | None = None) -> list[Messag
     specs = load_specs(spec_dir)
     if legacy_dir is not None:
         specs = merge_spec_sets(load_specs(legacy_dir), specs)
+    specs = add_strom_fields(specs)
     messages = []
     for stem in sorted(specs):
         messages.append(SpecParser(coordinator_record_as_data(specs[stem]), stem).parse())

@@ -577,12 +577,15 @@ def test_share_groups_are_listed_and_described(cli_broker: BrokerProcess, topic:
             "log_end_offset": end + 5,
             "lag": 5,
             "member_id": None,
+            "delayed": 0,
         }
     ]
     assert doc["total_lag"] == 5
     table = _table(ok(strom("group", "describe", group, "-b", b)))
-    assert table[-3].split() == ["TOPIC", "PARTITION", "START-OFFSET", "LOG-END", "LAG", "MEMBER"]
-    assert table[-1].split() == [topic, "0", str(end), str(end + 5), "5"]
+    assert table[-3].split() == [
+        "TOPIC", "PARTITION", "START-OFFSET", "LOG-END", "LAG", "DELAYED", "MEMBER"
+    ]  # fmt: skip
+    assert table[-1].split() == [topic, "0", str(end), str(end + 5), "5", "0"]
     listed = ok(strom("group", "list", "--lag", "-b", b, "--format", "json")).json()
     row = next(g for g in listed if g["group"] == group)
     assert (row["type"], row["state"], row["members"], row["total_lag"]) == ("share", "Empty", 0, 5)

@@ -57,6 +57,12 @@ def assert_not_early(arrivals: list[Arrival], topic_delay_ms: int = 0) -> None:
 
 
 def share_start_offset(broker: BrokerProcess, group: str, topic: str) -> int:
+    return described_partition(broker, group, topic)[0]
+
+
+def described_partition(broker: BrokerProcess, group: str, topic: str) -> tuple[int, int]:
+    """(start offset, records waiting for their time) of partition 0, as
+    DescribeShareGroupOffsets answers them (the second in Strom's tagged field)."""
     request = DescribeShareGroupOffsetsRequest(
         groups=[
             DescribeShareGroupOffsetsRequestGroup(
@@ -65,7 +71,8 @@ def share_start_offset(broker: BrokerProcess, group: str, topic: str) -> int:
         ]
     )
     response = wire(broker, 90, 0, request, DescribeShareGroupOffsetsResponse)
-    return response.groups[0].topics[0].partitions[0].start_offset
+    row = response.groups[0].topics[0].partitions[0]
+    return row.start_offset, row.strom_delayed_records
 
 
 def producer_for(kind: str, bootstrap: str, topic: str) -> ck.Producer:
@@ -571,8 +578,9 @@ def test_dead_letters_once_across_kill9(broker_factory: BrokerFactory, topic: st
 def test_describe_and_metrics_show_dead_letters_delays_and_filter(
     broker_factory: BrokerFactory, topic: str
 ) -> None:
-    """DescribeConfigs on the group shows its dead-letter topic and filter; /metrics shows the
-    records waiting for their time and the dead-letter copies written."""
+    """DescribeConfigs on the group shows its dead-letter topic and filter; /metrics and
+    DescribeShareGroupOffsets show the records waiting for their time, /metrics the
+    dead-letter copies written."""
     port = free_port()
     broker = broker_factory({"strom.http.listeners": f"http://127.0.0.1:{port}"})
     dlq = f"dlq.{topic}"
@@ -615,5 +623,10 @@ def test_describe_and_metrics_show_dead_letters_delays_and_filter(
     labels = {"sharegroup": "shown", "topic": topic, "partition": "0"}
     samples = scrape(port)
     assert sample_value(samples, "strom_share_partition_delayed_records", **labels) == 7
+    # DescribeShareGroupOffsets says it too, from the share state last written.
+    wait_until(
+        lambda: described_partition(broker, "shown", topic) == (14, 7),
+        "the seven delayed records described",
+    )
     assert sample_value(samples, "strom_share_partition_archiving_records", **labels) == 0
     assert sample_value(samples, "strom_share_dead_letter_records_total") == 1

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from strom.coordinator.share.dead_letter import CopyPlan, DeadLetterCopier
+from strom.coordinator.share.extension import ShareExtension, TimerState
 from strom.protocol.errors import ErrorCode
 from strom.protocol.messages.api_versions_request import ApiVersionsRequest
 from strom.protocol.messages.api_versions_response import ApiVersionsResponse
@@ -117,7 +119,12 @@ class Rpcs:
         return only(wire(self.broker, 84, 0, request, ReadShareGroupStateResponse))
 
     def write(
-        self, state_epoch: int, leader_epoch: int, start: int, batches: list[StateBatch]
+        self,
+        state_epoch: int,
+        leader_epoch: int,
+        start: int,
+        batches: list[StateBatch],
+        extension: bytes | None = None,
     ) -> Any:
         partition = WritePartition(
             partition=self.partition,
@@ -126,6 +133,7 @@ class Rpcs:
             start_offset=start,
             state_batches=batches,
             delivery_complete_count=2,
+            strom_extension=extension,
         )
         request = WriteShareGroupStateRequest(GROUP, [WriteStateData(self.tid, [partition])])
         return only(wire(self.broker, 85, 1, request, WriteShareGroupStateResponse))
@@ -187,6 +195,40 @@ def test_share_state_lifecycle_on_the_wire(broker: BrokerProcess, topic: str) ->
     assert rpc.summary().start_offset == -1
     assert rpc.read(6).error_code == ErrorCode.INVALID_REQUEST
     assert rpc.delete().error_code == 0  # nothing left to delete: no error
+
+
+def test_strom_extension_travels_in_tagged_fields(broker: BrokerProcess, topic: str) -> None:
+    """What a share partition keeps beyond Kafka's state (delay index cursor, due records,
+    backoffs, the dead-letter plan in flight) is written with WriteShareGroupState and read
+    back with ReadShareGroupState in Strom's tagged field, so that a share partition leader on
+    another broker than its share coordinator keeps it; a write without the field (as a Kafka
+    broker sends) leaves it, an empty one removes it, a malformed one is refused."""
+    create_topic(broker.bootstrap, topic, partitions=1)
+    rpc = Rpcs(broker, topic_id(broker, topic))
+    assert rpc.initialize(0, 0).error_code == 0
+    assert rpc.read(1).strom_extension is None
+    copier = DeadLetterCopier(producer_id=42, producer_epoch=0, next_sequence=7)
+    copier.in_flight = CopyPlan(42, 0, 7, 0, (3, 4))
+    extension = ShareExtension(
+        timer=TimerState(1_000, 5, 2, 9, b"token"),
+        backoff=[(8, 9, 123_456)],
+        rejected=[3],
+        copier=copier,
+    )
+    batches = [StateBatch(3, 4, 3, 1), StateBatch(5, 7, 16, 0), StateBatch(8, 9, 0, 1)]
+    assert rpc.write(0, 1, 3, batches, extension.encode()).error_code == 0
+    got = ShareExtension.decode(rpc.read(1).strom_extension)
+    assert got.encode() == extension.encode()
+    assert (got.timer, got.copier.in_flight) == (extension.timer, copier.in_flight)
+    assert rpc.summary().strom_delayed_records == 9
+    # A write without the field keeps the extension; a newer leader reads it.
+    assert rpc.write(0, 1, 3, batches).error_code == 0
+    assert rpc.read(2).strom_extension == extension.encode()
+    assert rpc.write(0, 2, 3, batches, b"\x00\x07").error_code == ErrorCode.INVALID_REQUEST
+    assert rpc.read(2).strom_extension == extension.encode()
+    assert rpc.write(0, 2, 3, batches, b"").error_code == 0
+    assert rpc.read(2).strom_extension is None
+    assert rpc.summary().strom_delayed_records == 0
 
 
 def test_cluster_action_is_required(broker_factory: BrokerFactory) -> None:

@@ -172,6 +172,7 @@ async def describe_groups(client: Client, out: Output, args: argparse.Namespace)
                         "log_end_offset": lag.log_end,
                         "lag": lag.lag,
                         "member_id": lag.member_id,
+                        **({"delayed": lag.delayed} if share else {}),
                     }
                     for lag in lags
                 ],
@@ -211,9 +212,12 @@ async def describe_groups(client: Client, out: Output, args: argparse.Namespace)
             position, key = (
                 ("START-OFFSET", "start_offset") if share else ("COMMITTED", "committed_offset")
             )
+            # A share group's records waiting for their delivery time (strom.deliver.at,
+            # strom.delay.ms), as a Strom broker reports them.
+            delayed = ["DELAYED"] if share else []
             out.line()
             out.table(
-                ["TOPIC", "PARTITION", position, "LOG-END", "LAG", "MEMBER"],
+                ["TOPIC", "PARTITION", position, "LOG-END", "LAG", *delayed, "MEMBER"],
                 [
                     [
                         o["topic"],
@@ -221,11 +225,12 @@ async def describe_groups(client: Client, out: Output, args: argparse.Namespace)
                         "-" if o[key] is None else o[key],
                         o["log_end_offset"],
                         "-" if o["lag"] is None else o["lag"],
+                        *(["-" if o["delayed"] is None else o["delayed"]] if share else []),
                         o["member_id"] or "",
                     ]
                     for o in g["offsets"]
                 ],
-                right=["PARTITION", position, "LOG-END", "LAG"],
+                right=["PARTITION", position, "LOG-END", "LAG", *delayed],
             )
     return EXIT_OK
 
@@ -252,7 +257,7 @@ async def seek_group(client: Client, out: Output, args: argparse.Namespace) -> i
     share = description.protocol_type == "share"
     if share:
         starts_of = await share_group_offsets(client, args.group, description.coordinator)
-        committed = {tp: start for tp, (start, _) in starts_of.items()}
+        committed = {tp: start for tp, (start, _, _) in starts_of.items()}
     else:
         committed = await committed_offsets(client, args.group)
     if args.topic:

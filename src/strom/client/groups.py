@@ -94,6 +94,8 @@ class PartitionLag:
     log_end: int
     member_id: str | None
     reported_lag: int | None = None  # the broker's own figure (DescribeShareGroupOffsets v1)
+    # A share group's records waiting for their delivery time (a Strom broker's figure).
+    delayed: int | None = None
 
     @property
     def lag(self) -> int | None:
@@ -282,9 +284,10 @@ async def group_lag(
 
 async def share_group_offsets(
     client: Client, group_id: str, coordinator: int
-) -> dict[TopicPartition, tuple[int, int | None]]:
-    """Per partition the share group has state for: its start offset and, from version 1, the
-    broker's lag; partitions the group has not consumed yet are left out (start offset -1)."""
+) -> dict[TopicPartition, tuple[int, int | None, int | None]]:
+    """Per partition the share group has state for: its start offset, from version 1 the
+    broker's lag, and from a Strom broker the records waiting for their delivery time;
+    partitions the group has not consumed yet are left out (start offset -1)."""
     request = DescribeShareGroupOffsetsRequest(
         groups=[DescribeShareGroupOffsetsRequestGroup(group_id=group_id, topics=None)]
     )
@@ -294,13 +297,14 @@ async def share_group_offsets(
     )
     (g,) = response.groups
     check(g.error_code, f"offsets of share group {group_id!r}", g.error_message)
-    out: dict[TopicPartition, tuple[int, int | None]] = {}
+    out: dict[TopicPartition, tuple[int, int | None, int | None]] = {}
     for t in g.topics:
         for p in t.partitions:
             check(p.error_code, f"share group {group_id!r} on {t.topic_name}", p.error_message)
             if p.start_offset >= 0:
                 lag = p.lag if version >= 1 and p.lag >= 0 else None
-                out[(t.topic_name, p.partition_index)] = (p.start_offset, lag)
+                delayed = p.strom_delayed_records if p.strom_delayed_records >= 0 else None
+                out[(t.topic_name, p.partition_index)] = (p.start_offset, lag, delayed)
     return out
 
 
@@ -323,8 +327,8 @@ async def _share_group_lag(
     ends = await list_offsets(client, partitions, LATEST)
     out = []
     for tp in partitions:
-        start, lag = offsets.get(tp, (None, None))
-        out.append(PartitionLag(tp[0], tp[1], start, ends[tp].offset, owner.get(tp), lag))
+        start, lag, delayed = offsets.get(tp, (None, None, None))
+        out.append(PartitionLag(tp[0], tp[1], start, ends[tp].offset, owner.get(tp), lag, delayed))
     return out
 
 

@@ -148,17 +148,7 @@ class ShareQueues:
             return TimerIndex.create(directory, TimerCursor(due_ms, offset))
 
         key = (group_id, partition_log.topic, partition_log.partition)
-        if self.broker.cluster is None:
-            sp.open_delays = open_delays
-        else:
-            # WriteShareGroupState and ReadShareGroupState between brokers carry Kafka's
-            # fields only, so a new leader could not learn of records the start offset passed
-            # while they wait: they would be lost. Delivered at once instead.
-            log.warning(
-                "share group %s: delayed delivery is not done in cluster mode yet: the delayed "
-                "records of %s-%d are delivered at once",
-                *key,
-            )
+        sp.open_delays = open_delays
         if extension is None:
             if directory.exists():  # a delay index of a share partition since reset
                 with contextlib.suppress(OSError):

@@ -1,6 +1,11 @@
 """The share-state requests one broker sends another (keys 83-87) and how their answers
 read, for `SharePersister`: one share partition per request. Imported on the first request
 to another broker, so a single broker never loads these message modules.
+
+What a share partition keeps beyond Kafka's state (strom.coordinator.share.extension) travels
+in Strom's tagged fields (tools/strom_fields.py): `StromExtension` of WriteShareGroupState's
+partitions (null: the write leaves the extension as it is; empty: there is none) and of
+ReadShareGroupState's answers, `StromDelayedRecords` of ReadShareGroupStateSummary's.
 """
 
 from __future__ import annotations
@@ -9,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from strom.coordinator.share.coordinator import Outcome, ShareState, StateKey, StateWrite
+from strom.coordinator.share.extension import ShareExtension, TimerState
 from strom.coordinator.share.partition import RecordState, StateBatch
-from strom.protocol.errors import ErrorCode
+from strom.protocol.errors import ErrorCode, ProtocolError
 from strom.protocol.messages.delete_share_group_state_request import (
     DeleteShareGroupStateRequest,
     DeleteStateData,
@@ -92,6 +98,7 @@ def write(key: StateKey, write: StateWrite) -> ShareStateRequest:
             for b in write.batches
         ],
         delivery_complete_count=write.delivery_complete_count,
+        strom_extension=encode_extension(write),
     )
     return (
         WRITE,
@@ -119,6 +126,14 @@ def summary(key: StateKey) -> ShareStateRequest:
 # -- answers ---------------------------------------------------------------------------------
 
 
+def encode_extension(write: StateWrite) -> bytes | None:
+    """A write's `StromExtension`: None when it does not carry one, empty for none."""
+    if not write.with_extension:
+        return None
+    extension = write.extension
+    return b"" if extension is None or extension.empty else extension.encode()
+
+
 def _code(value: int) -> ErrorCode:
     try:
         return ErrorCode(value)
@@ -135,10 +150,16 @@ def _read_outcome(response: Any) -> Outcome:
     (p,) = response.results[0].partitions
     if p.error_code:
         return Outcome(_code(p.error_code), p.error_message)
+    try:
+        data = p.strom_extension
+        extension = ShareExtension.decode(data) if data else None
+    except ProtocolError as exc:
+        return Outcome(ErrorCode.UNKNOWN_SERVER_ERROR, f"malformed share state extension: {exc}")
     return Outcome(
         state=ShareState(
             start_offset=p.start_offset,
             state_epoch=p.state_epoch,
+            extension=extension,
             batches=[
                 StateBatch(
                     b.first_offset, b.last_offset, _record_state(b.delivery_state), b.delivery_count
@@ -159,6 +180,12 @@ def _summary_outcome(response: Any) -> Outcome:
             state_epoch=p.state_epoch,
             leader_epoch=p.leader_epoch,
             delivery_complete_count=p.delivery_complete_count,
+            # A summary carries only the count of the extension.
+            extension=(
+                ShareExtension(timer=TimerState(0, 0, -1, p.strom_delayed_records))
+                if p.strom_delayed_records > 0
+                else None
+            ),
         )
     )
 

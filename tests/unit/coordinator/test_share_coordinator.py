@@ -161,8 +161,8 @@ def _with_extension(w: StateWrite, extension: ShareExtension | None) -> StateWri
 
 
 def test_strom_extension_rides_with_the_snapshot() -> None:
-    """Issue #16's extension record (type 1000): written with a local write, kept by writes
-    that do not carry one (another broker's WriteShareGroupState) and by a read's new leader
+    """Issue #16's extension record (type 1000): written with a write that carries a changed
+    one, kept by writes that do not carry one (a Kafka broker's) and by a read's new leader
     epoch, gone with a tombstone at a new state epoch; reloads find what the shard had, also
     when compaction left the extension before its snapshot."""
     ext = ShareExtension(timer=TimerState(5_000, 7, 3, 2, b"tok"), rejected=[4])
@@ -173,7 +173,11 @@ def test_strom_extension_rides_with_the_snapshot() -> None:
     types = [struct.unpack_from(">h", r.key)[0] for r in log.records]
     assert types[-2:] == [0, 1000]
     assert log.shard.states[KEY].extension == ext
-    # A write from another broker: Kafka's fields only, the extension stays.
+    # The same extension again is not written again.
+    count = len(log.records)
+    log.apply(log.shard.write(KEY, _with_extension(write(1, 1, 3), ext), now_ms=3))
+    assert [struct.unpack_from(">h", r.key)[0] for r in log.records[count:]] == [0]
+    # A write from a Kafka broker: Kafka's fields only, the extension stays.
     log.apply(log.shard.write(KEY, write(1, 1, 4), now_ms=4))
     assert log.shard.states[KEY].extension == ext
     # A new leader epoch: one snapshot, the extension stays; a read hands it out.

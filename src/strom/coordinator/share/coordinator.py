@@ -104,6 +104,12 @@ class ShareState:
     delivery_complete_count: int = -1
     extension: ShareExtension | None = None  # Strom's, beyond Kafka's state (issue #16)
 
+    @property
+    def delayed_records(self) -> int:
+        """Records waiting for their delivery time, as last written."""
+        timer = self.extension.timer if self.extension is not None else None
+        return timer.pending if timer is not None else 0
+
 
 @dataclass(frozen=True)
 class StateWrite:
@@ -114,8 +120,8 @@ class StateWrite:
     start_offset: int  # -1: not being written
     batches: list[StateBatch]
     delivery_complete_count: int = -1
-    # Strom's extension as of this write (None: none). Writes from another broker's
-    # WriteShareGroupState do not carry one and leave it as it is.
+    # Strom's extension as of this write (None: none), when `with_extension`. Writes that do
+    # not carry one (a Kafka broker's WriteShareGroupState) leave it as it is.
     extension: ShareExtension | None = None
     with_extension: bool = False
 
@@ -233,7 +239,9 @@ class ShareCoordinatorShard:
         if write.with_extension:
             extension = write.extension if write.extension and not write.extension.empty else None
             if extension is not None:
-                records.append(CoordinatorRecord(_extension_key(key), extension.encode()))
+                encoded = extension.encode()
+                if state.extension is None or state.extension.encode() != encoded:
+                    records.append(CoordinatorRecord(_extension_key(key), encoded))
             elif state.extension is not None:
                 records.append(CoordinatorRecord(_extension_key(key), None))
         return Outcome(), records

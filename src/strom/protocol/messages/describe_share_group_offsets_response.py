@@ -22,6 +22,7 @@ class DescribeShareGroupOffsetsResponsePartition:
     lag: int = -1
     error_code: int = 0
     error_message: str | None = None
+    strom_delayed_records: int = -1
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
         FieldSpec('partition_index', 'int32', (0, 32767), None, None, None, None),
@@ -30,6 +31,7 @@ class DescribeShareGroupOffsetsResponsePartition:
         FieldSpec('lag', 'int64', (1, 32767), None, None, None, None),
         FieldSpec('error_code', 'int16', (0, 32767), None, None, None, None),
         FieldSpec('error_message', 'string', (0, 32767), (0, 32767), None, None, None),
+        FieldSpec('strom_delayed_records', 'int64', (0, 32767), None, 10001, (0, 32767), None),
     )
 
     @classmethod
@@ -42,8 +44,16 @@ class DescribeShareGroupOffsetsResponsePartition:
             _lag = reader.read_int64()
         _error_code: int = reader.read_int16()
         _error_message: str | None = reader.read_compact_nullable_string()
-        reader.skip_tagged_fields()
-        return cls(_partition_index, _start_offset, _leader_epoch, _lag, _error_code, _error_message)
+        _strom_delayed_records: int = -1
+        for _ in range(reader.read_uvarint()):
+            tag = reader.read_uvarint()
+            size = reader.read_uvarint()
+            if tag == 10001:
+                sub = reader.sub_reader(size)
+                _strom_delayed_records = sub.read_int64()
+            else:
+                reader.skip(size)
+        return cls(_partition_index, _start_offset, _leader_epoch, _lag, _error_code, _error_message, _strom_delayed_records)
 
     def write(self, writer: Writer, version: int) -> None:
         writer.write_int32(self.partition_index)
@@ -53,7 +63,12 @@ class DescribeShareGroupOffsetsResponsePartition:
             writer.write_int64(self.lag)
         writer.write_int16(self.error_code)
         writer.write_compact_nullable_string(self.error_message)
-        writer.write_empty_tagged_fields()
+        t_strom_delayed_records = self.strom_delayed_records != -1
+        writer.write_uvarint(int(t_strom_delayed_records))
+        if t_strom_delayed_records:
+            sub = Writer()
+            sub.write_int64(self.strom_delayed_records)
+            writer.write_tagged_field(10001, sub)
 
 
 @dataclass(slots=True)

@@ -53,6 +53,7 @@ class PartitionResult:
     state_epoch: int = 0
     start_offset: int = 0
     state_batches: list[StateBatch] = field(default_factory=list)
+    strom_extension: bytes | None = None
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
         FieldSpec('partition', 'int32', (0, 32767), None, None, None, None),
@@ -61,6 +62,7 @@ class PartitionResult:
         FieldSpec('state_epoch', 'int32', (0, 32767), None, None, None, None),
         FieldSpec('start_offset', 'int64', (0, 32767), None, None, None, None),
         FieldSpec('state_batches', '[]struct', (0, 32767), None, None, None, StateBatch),
+        FieldSpec('strom_extension', 'bytes', (0, 32767), (0, 32767), 10000, (0, 32767), None),
     )
 
     @classmethod
@@ -73,8 +75,16 @@ class PartitionResult:
         _state_batches: list[StateBatch]
         n = reader.read_compact_array_length()
         _state_batches = [StateBatch.read(reader, version) for _ in range(n)]
-        reader.skip_tagged_fields()
-        return cls(_partition, _error_code, _error_message, _state_epoch, _start_offset, _state_batches)
+        _strom_extension: bytes | None = None
+        for _ in range(reader.read_uvarint()):
+            tag = reader.read_uvarint()
+            size = reader.read_uvarint()
+            if tag == 10000:
+                sub = reader.sub_reader(size)
+                _strom_extension = sub.read_compact_nullable_bytes()
+            else:
+                reader.skip(size)
+        return cls(_partition, _error_code, _error_message, _state_epoch, _start_offset, _state_batches, _strom_extension)
 
     def write(self, writer: Writer, version: int) -> None:
         writer.write_int32(self.partition)
@@ -85,7 +95,12 @@ class PartitionResult:
         writer.write_compact_array_length(len(self.state_batches))
         for state_batches_elem in self.state_batches:
             state_batches_elem.write(writer, version)
-        writer.write_empty_tagged_fields()
+        t_strom_extension = self.strom_extension is not None
+        writer.write_uvarint(int(t_strom_extension))
+        if t_strom_extension:
+            sub = Writer()
+            sub.write_compact_nullable_bytes(self.strom_extension)
+            writer.write_tagged_field(10000, sub)
 
 
 @dataclass(slots=True)

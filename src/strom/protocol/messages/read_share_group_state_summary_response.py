@@ -23,6 +23,7 @@ class PartitionResult:
     start_offset: int = 0
     leader_epoch: int = 0
     delivery_complete_count: int = -1
+    strom_delayed_records: int = -1
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = (
         FieldSpec('partition', 'int32', (0, 32767), None, None, None, None),
@@ -32,6 +33,7 @@ class PartitionResult:
         FieldSpec('leader_epoch', 'int32', (1, 32767), None, None, None, None),
         FieldSpec('start_offset', 'int64', (0, 32767), None, None, None, None),
         FieldSpec('delivery_complete_count', 'int32', (1, 32767), None, None, None, None),
+        FieldSpec('strom_delayed_records', 'int64', (0, 32767), None, 10001, (0, 32767), None),
     )
 
     @classmethod
@@ -47,8 +49,16 @@ class PartitionResult:
         _delivery_complete_count: int = -1
         if version >= 1:
             _delivery_complete_count = reader.read_int32()
-        reader.skip_tagged_fields()
-        return cls(_partition, _error_code, _error_message, _state_epoch, _start_offset, _leader_epoch, _delivery_complete_count)
+        _strom_delayed_records: int = -1
+        for _ in range(reader.read_uvarint()):
+            tag = reader.read_uvarint()
+            size = reader.read_uvarint()
+            if tag == 10001:
+                sub = reader.sub_reader(size)
+                _strom_delayed_records = sub.read_int64()
+            else:
+                reader.skip(size)
+        return cls(_partition, _error_code, _error_message, _state_epoch, _start_offset, _leader_epoch, _delivery_complete_count, _strom_delayed_records)
 
     def write(self, writer: Writer, version: int) -> None:
         writer.write_int32(self.partition)
@@ -60,7 +70,12 @@ class PartitionResult:
         writer.write_int64(self.start_offset)
         if version >= 1:
             writer.write_int32(self.delivery_complete_count)
-        writer.write_empty_tagged_fields()
+        t_strom_delayed_records = self.strom_delayed_records != -1
+        writer.write_uvarint(int(t_strom_delayed_records))
+        if t_strom_delayed_records:
+            sub = Writer()
+            sub.write_int64(self.strom_delayed_records)
+            writer.write_tagged_field(10001, sub)
 
 
 @dataclass(slots=True)

@@ -15,6 +15,9 @@ the share coordinators (`SharePersister`: on this broker or another), as Kafka's
   still write;
 - delete (the group must be empty) deletes the topics' state (DeleteShareGroupState) and
   forgets them in the group, so it starts them again per share.auto.offset.reset.
+Describe also answers, in Strom's tagged field `StromDelayedRecords` (tools/strom_fields.py),
+each partition's records waiting for their delivery time as its share state last recorded
+them (Kafka's clients skip the field).
 With the finalized `share.version` below 1 they answer UNSUPPORTED_VERSION (per group for
 describe), as Kafka 4.2.
 """
@@ -151,6 +154,8 @@ def handle_describe_share_group_offsets(
             row.leader_epoch = (
                 state.leader_epoch if state is not None and row.start_offset >= 0 else 0
             )
+            if state is not None and row.start_offset >= 0:
+                row.strom_delayed_records = state.delayed_records
         return response
 
     done = gather(summaries)

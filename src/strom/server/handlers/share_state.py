@@ -11,6 +11,11 @@ another broker leads that partition, COORDINATOR_NOT_AVAILABLE when the write ca
 replicated in time. As in Kafka they need CLUSTER_ACTION on the cluster
 (CLUSTER_AUTHORIZATION_FAILED for every partition otherwise), and ApiVersions lists them on
 every listener, as Kafka's brokers do ("listeners": ["broker"]).
+
+Strom's tagged fields (tools/strom_fields.py) carry a share partition's extension
+(strom.coordinator.share.extension) in WriteShareGroupState and ReadShareGroupState, and its
+count of delayed records in ReadShareGroupStateSummary; Kafka's brokers neither send nor
+read them, so a write without one leaves the extension as it is.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 from strom.coordinator.share.coordinator import Outcome, StateKey, StateWrite
+from strom.coordinator.share.extension import ShareExtension
 from strom.coordinator.share.partition import RecordState, StateBatch
-from strom.protocol.errors import ErrorCode
+from strom.protocol.errors import ErrorCode, ProtocolError
 from strom.protocol.messages.delete_share_group_state_request import (
     DeleteShareGroupStateRequest,
 )
@@ -217,6 +223,7 @@ def handle_read_share_group_state(
                 ReadBatch(b.first_offset, b.last_offset, int(b.state), b.delivery_count)
                 for b in o.state.batches
             ],
+            strom_extension=(o.state.extension.encode() if o.state.extension is not None else None),
         )
 
     def build(results: list[tuple[uuid.UUID, int, Outcome]]) -> ReadShareGroupStateResponse:
@@ -228,6 +235,11 @@ def handle_read_share_group_state(
 def _write(runtime: ShareCoordinatorRuntime, key: StateKey, p: WritePartitionData) -> Answer:
     if any(b.last_offset < b.first_offset for b in p.state_batches):
         return Outcome(ErrorCode.INVALID_REQUEST, "A state batch ends before it starts.")
+    try:
+        data = p.strom_extension
+        extension = ShareExtension.decode(data) if data else None
+    except ProtocolError as exc:
+        return Outcome(ErrorCode.INVALID_REQUEST, f"Malformed Strom share state extension: {exc}")
     write = StateWrite(
         state_epoch=p.state_epoch,
         leader_epoch=p.leader_epoch,
@@ -237,6 +249,8 @@ def _write(runtime: ShareCoordinatorRuntime, key: StateKey, p: WritePartitionDat
             for b in p.state_batches
         ],
         delivery_complete_count=p.delivery_complete_count,
+        extension=extension,
+        with_extension=p.strom_extension is not None,
     )
     return runtime.write_state(key, write)
 
@@ -294,6 +308,7 @@ def handle_read_share_group_state_summary(
             start_offset=s.start_offset,
             leader_epoch=s.leader_epoch,
             delivery_complete_count=s.delivery_complete_count,
+            strom_delayed_records=s.delayed_records,
         )
 
     def build(results: list[tuple[uuid.UUID, int, Outcome]]) -> ReadShareGroupStateSummaryResponse:
