@@ -29,8 +29,10 @@ from strom.protocol.messages.produce_request import (
 from .broker_process import BrokerProcess
 from .clients import (
     Rec,
+    ck_admin,
     ck_consume,
     ck_produce,
+    ck_watermarks,
     create_topic,
     topic_partition_count,
     wait_until,
@@ -225,3 +227,41 @@ def test_starts_under_a_tiny_limit(broker_factory: BrokerFactory, topic: str, li
     create_topic(b.bootstrap, topic, 300)
     _produce(b.bootstrap, topic, 300, range(1))
     _read_back(b.bootstrap, topic, _values(300, range(1)))
+
+
+# -- creating a big topic -----------------------------------------------------------------------
+
+
+def test_other_clients_are_answered_while_a_big_topic_is_created(
+    broker_factory: BrokerFactory, topic: str
+) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    partitions = 4_000  # a few seconds of file creation at the least
+    b = broker_factory()
+    small, big = f"{topic}-small", f"{topic}-big"
+    create_topic(b.bootstrap, small, 1)
+    admin = ck_admin(b.bootstrap)  # kept: the request goes with its client
+    creating = admin.create_topics(
+        [NewTopic(big, num_partitions=partitions, replication_factor=1)],
+        request_timeout=DEADLINE_S * 5,
+    )[big]
+
+    def made() -> int:
+        return sum(1 for _ in b.visible_data_dir.glob(f"{big}-*"))
+
+    wait_until(lambda: made() > 0, "the broker starts making the big topic's logs")
+    # Another client's Metadata and Produce, answered while the logs are being made.
+    metadata = ck_admin(b.bootstrap).list_topics(timeout=DEADLINE_S)
+    ck_produce(b.bootstrap, small, [Rec(key=None, value=b"meanwhile", partition=0)])
+    assert made() < partitions, "answered only after every log of the big topic was made"
+    assert not creating.done()
+    # The big topic was recorded first; partitions whose logs were not made had no leader.
+    leaders = [p.leader for p in metadata.topics[big].partitions.values()]
+    assert len(leaders) == partitions and -1 in leaders
+
+    creating.result(timeout=DEADLINE_S * 5)
+    assert made() == partitions
+    assert topic_partition_count(b.bootstrap, big) == partitions
+    ck_produce(b.bootstrap, big, [Rec(key=None, value=b"last", partition=partitions - 1)])
+    assert ck_watermarks(b.bootstrap, big, partitions - 1) == (0, 1)

@@ -83,6 +83,8 @@ class Broker(TopicAdmin, DynamicConfigs, ScramUsers, LogDirFailures):
         )
         self.disk = DiskWork(logs, config.num_io_threads)
         self.io = self.disk.pool
+        # One topic's logs are created at a time (server/log_creation.py).
+        self.log_creation_lock = asyncio.Lock()
         self.node = self._advertised_node()
         # Listener name -> the port it is bound to (the registration needs the real ports).
         self.bound_ports: dict[str, int] = {}

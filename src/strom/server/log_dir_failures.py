@@ -36,10 +36,12 @@ class LogDirFailures:
 
     def missing_log_error(self, topic: str, partition: int) -> ErrorCode:
         """Why a partition has no log here: its log dir is offline or its log cannot be
-        opened now (KAFKA_STORAGE_ERROR), or this broker does not have it
-        (UNKNOWN_TOPIC_OR_PARTITION)."""
+        opened now (KAFKA_STORAGE_ERROR), its new log is still being made
+        (NOT_LEADER_OR_FOLLOWER), or this broker does not have it (UNKNOWN_TOPIC_OR_PARTITION)."""
         if self.logs.is_unavailable(topic, partition):
             return ErrorCode.KAFKA_STORAGE_ERROR
+        if (topic, partition) in self.logs.pending:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER  # its log is being created
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
 
     def handle_log_dir_failure(self, log_dir: Path, reason: str) -> None:

@@ -111,8 +111,12 @@ class TopicAdmin:
         replication_factor: int = -1,
         configs: dict[str, str] | None = None,
         replicas: dict[int, tuple[int, ...]] | None = None,
+        *,
+        logs_later: bool = False,
     ) -> TopicRecord:
-        """Create a topic; `replicas` (a manual assignment) only matters in cluster mode."""
+        """Create a topic; `replicas` (a manual assignment) only matters in cluster mode.
+        `logs_later`: a single broker only records the topic, its partitions pending, and the
+        caller creates their logs off the event loop (server/log_creation.py)."""
         num_partitions, replication_factor, normalized = self.validate_new_topic(
             name, num_partitions, replication_factor, configs or {}
         )
@@ -130,6 +134,10 @@ class TopicAdmin:
             )
         except OSError as exc:
             raise self.disk.storage_failure(f"creating topic {name}", exc) from exc
+        if logs_later:
+            for partition in range(num_partitions):
+                self.logs.pending[(name, partition)] = record.topic_id
+            return record
         try:
             self._create_logs(name, range(num_partitions), record.topic_id)
         except ApiError:
@@ -141,6 +149,14 @@ class TopicAdmin:
         log.info("created topic %s with %d partition(s)", name, num_partitions)
         return record
 
+    def remove_created_logs(self, topic: str, partitions: list[int]) -> None:
+        """Remove logs just created for a request that fails."""
+        for partition in partitions:
+            try:
+                self.logs.delete_partition(topic, partition)
+            except OSError as again:
+                log.error("could not remove %s-%d again: %s", topic, partition, again)
+
     def _create_logs(self, topic: str, partitions: range, topic_id: uuid.UUID) -> None:
         """Create the partitions' logs, or none of them: out of descriptors or disk space,
         the ones created are removed again and the request gets KAFKA_STORAGE_ERROR."""
@@ -151,11 +167,7 @@ class TopicAdmin:
                 self.logs.create(topic, partition, topic_id, cfg)
                 created.append(partition)
         except (OSError, KafkaStorageError) as exc:
-            for partition in created:
-                try:
-                    self.logs.delete_partition(topic, partition)
-                except OSError as again:
-                    log.error("could not remove %s-%d again: %s", topic, partition, again)
+            self.remove_created_logs(topic, created)
             doing = f"creating {len(partitions)} partition(s) of {topic}"
             if isinstance(exc, KafkaStorageError):  # every log dir is offline
                 raise ApiError(ErrorCode.KAFKA_STORAGE_ERROR, f"{doing} failed: {exc}") from exc

@@ -119,6 +119,9 @@ class LogManager:
         self.offline_partitions: dict[TopicPartition, Path | None] = {}
         # AlterReplicaLogDirs for a partition not hosted yet: where its log is to be created.
         self.preferred_dirs: dict[TopicPartition, Path] = {}
+        # Partitions of new topics whose logs are being created (off the owning thread, by
+        # make_logs) -> their topic id; until then they have no leader here.
+        self.pending: dict[TopicPartition, uuid.UUID] = {}
         # Partitions the cleaner leaves alone (being moved between directories).
         self.cleaning_paused: set[TopicPartition] = set()
         self._unlink: Callable[[list[Path]], object] | None = None
@@ -410,6 +413,55 @@ class LogManager:
         raise KafkaStorageError(
             f"No log directories available. Tried {', '.join(map(str, candidates))}"
         )
+
+    def place(self, keys: list[TopicPartition]) -> list[tuple[TopicPartition, Path]]:
+        """Where `create` would put the new logs of `keys`, each counted as placed for the
+        next (owning thread). Raises KafkaStorageError when no live directory is left."""
+        with self._failure_lock:
+            live = [d for d in self.live_log_dirs if d not in self._failing]
+        if not live:
+            raise KafkaStorageError("No log directories available")
+        counts = Counter(self.log_dir_of.counts)
+        counts.update(self.deferred.counts)
+        counts.update(plog.directory.parent for plog in self.future_logs.values())
+        placed = []
+        for key in keys:
+            preferred = self.preferred_dirs.get(key)
+            if preferred is not None and preferred in live:
+                log_dir = preferred
+            else:
+                log_dir = min(live, key=lambda d: counts[d])  # the first of equals: log.dirs order
+            counts[log_dir] += 1
+            placed.append((key, log_dir))
+        return placed
+
+    def make_logs(
+        self, placed: list[tuple[TopicPartition, Path]], topic_id: uuid.UUID, config: LogConfig
+    ) -> tuple[list[PartitionLog], tuple[Path, OSError] | None]:
+        """Create the files of new logs where `place` put them (blocking; any thread), in
+        order, up to the first that fails. Returns the logs made, for `adopt` on the owning
+        thread, and the failure (its directory and error; the failed partition's files are
+        removed unless its directory failed)."""
+        made = []
+        for key, log_dir in placed:
+            name = partition_dir_name(*key)
+            try:
+                made.append(self._create_in(log_dir, name, key, topic_id, config))
+            except OSError as exc:
+                if not is_dir_failure(exc, len(self.log_dirs)):
+                    shutil.rmtree(log_dir / name, True)
+                return made, (log_dir, exc)
+        return made, None
+
+    def adopt(self, plog: PartitionLog) -> None:
+        """Serve a log made by `make_logs` (owning thread)."""
+        key = (plog.topic, plog.partition)
+        self.register(key, plog, plog.directory.parent, future=False)
+        self.preferred_dirs.pop(key, None)
+
+    def discard(self, plog: PartitionLog) -> None:
+        """Remove a log made by `make_logs` that is not to be served (its topic went)."""
+        self._remove_dir(plog, (plog.topic, plog.partition))
 
     def _create_in(
         self,

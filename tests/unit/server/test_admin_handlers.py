@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,7 +116,10 @@ def create(
     broker: Broker, *topics: CreatableTopic, validate_only: bool = False, version: int = 7
 ) -> Any:
     request = CreateTopicsRequest(topics=list(topics), timeout_ms=1000, validate_only=validate_only)
-    return handle_create_topics(ctx(broker, 19, version), request)
+    response = handle_create_topics(ctx(broker, 19, version), request)
+    if inspect.iscoroutine(response):  # a single broker makes the logs in its worker pool
+        return asyncio.run(response)
+    return response
 
 
 def codes(results: list[Any]) -> dict[str | None, int]:

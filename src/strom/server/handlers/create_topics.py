@@ -8,9 +8,9 @@ once each, with the same number of replicas each, only live brokers and no broke
 (INVALID_REPLICA_ASSIGNMENT). Configs are validated as topic overrides (INVALID_CONFIG). A name
 that is illegal, or that differs from an existing topic only by '.' versus '_', answers
 INVALID_TOPIC_EXCEPTION; an existing one TOPIC_ALREADY_EXISTS; a name given twice in one request
-INVALID_REQUEST. validate_only (v1+) runs every check and creates nothing. On a single broker creation
-is synchronous, so the timeout is not used; in cluster mode the answer waits (up to the
-timeout) until the new partitions have leaders. From v5 a success carries the partition count,
+INVALID_REQUEST. validate_only (v1+) runs every check and creates nothing. On a single broker the
+answer waits until every log is made (in the worker pool, server/log_creation.py; the timeout is
+not used); in cluster mode it waits (up to the timeout) until the new partitions have leaders. From v5 a success carries the partition count,
 replication factor and the topic's described configuration; from v7 the new topic id (zero
 when only validating). With an authorizer, as Kafka: each topic needs CREATE on the cluster
 or on the topic (TOPIC_AUTHORIZATION_FAILED); a created topic's configuration, partition count,
@@ -26,6 +26,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable
 
+from strom.cluster.local_metadata import TopicRecord
 from strom.cluster.topic_names import has_collision_chars, validate_topic_name
 from strom.config import ConfigError, log_config_for, log_no_effect_topic_keys
 from strom.protocol.errors import ErrorCode
@@ -41,6 +42,7 @@ from strom.server.authz import authorize_cluster, authorized_names
 from strom.server.context import RequestContext
 from strom.server.handlers.create_partitions import check_replicas
 from strom.server.handlers.describe_configs import topic_config_entries
+from strom.server.log_creation import create_pending_logs
 from strom.server.registry import handles
 from strom.server.throttle import THROTTLED_MESSAGE, MutationQuota
 
@@ -112,7 +114,9 @@ def _create(
     validate_only: bool,
     result: CreatableTopicResult,
     mutations: MutationQuota,
-) -> None:
+) -> TopicRecord | None:
+    """Check and record the topic; returns its record when its logs are still to be made
+    (a single broker makes them off the event loop: server/log_creation.py)."""
     broker = ctx.broker
     _check_name(ctx, topic.name)
     num_partitions, replication_factor = topic.num_partitions, topic.replication_factor
@@ -147,13 +151,21 @@ def _create(
     topic_id = ZERO_UUID
     if not validate_only and not mutations.take(num_partitions):
         raise ApiError(ErrorCode.THROTTLING_QUOTA_EXCEEDED, THROTTLED_MESSAGE)
+    pending = None
     if not validate_only:
         manual = {a.partition_index: tuple(a.broker_ids) for a in topic.assignments}
         record = broker.create_topic(
-            topic.name, num_partitions, replication_factor, normalized, manual or None
+            topic.name,
+            num_partitions,
+            replication_factor,
+            normalized,
+            manual or None,
+            logs_later=True,
         )
         log_no_effect_topic_keys(topic.name, normalized)
         topic_id = record.topic_id
+        if broker.cluster is None:
+            pending = record
     result.topic_id = topic_id
     result.num_partitions = num_partitions
     result.replication_factor = replication_factor
@@ -168,6 +180,7 @@ def _create(
         )
         for entry in topic_config_entries(ctx, normalized)
     ]
+    return pending
 
 
 @handles(19, 0, 7)
@@ -183,6 +196,7 @@ def handle_create_topics(
         ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, counts, log_denied=False
     )
     results: list[CreatableTopicResult] = []
+    later: list[tuple[CreatableTopicResult, TopicRecord]] = []
     answered: set[str] = set()
     mutations = MutationQuota(ctx, strict_from=6)
     for topic in request.topics:
@@ -198,7 +212,9 @@ def handle_create_topics(
                 raise ApiError(ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
             if topic.name not in may_create:
                 raise ApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
-            _create(ctx, topic, request.validate_only, result, mutations)
+            pending = _create(ctx, topic, request.validate_only, result, mutations)
+            if pending is not None:
+                later.append((result, pending))
             if topic.name not in may_describe:
                 result.topic_config_error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
                 result.configs, result.num_partitions, result.replication_factor = [], -1, -1
@@ -211,6 +227,27 @@ def handle_create_topics(
     cluster = ctx.broker.cluster
     if cluster is not None and not request.validate_only:
         return _finish_in_cluster(ctx, response, request.timeout_ms)
+    if later:
+        return _make_logs(ctx, response, later)
+    return response
+
+
+async def _make_logs(
+    ctx: RequestContext,
+    response: CreateTopicsResponse,
+    later: list[tuple[CreatableTopicResult, TopicRecord]],
+) -> CreateTopicsResponse:
+    """A single broker: make the recorded topics' logs, off the event loop, then answer."""
+    for result, record in later:
+        try:
+            await create_pending_logs(ctx.broker, result.name, record)
+        except ApiError as exc:
+            failed = CreatableTopicResult(
+                name=result.name,
+                error_code=exc.code,
+                error_message=exc.message or exc.code.name,
+            )
+            response.topics[response.topics.index(result)] = failed
     return response
 
 

@@ -50,13 +50,14 @@ def describe_topic(ctx: RequestContext, record: TopicRecord, name: str) -> Metad
     partitions = []
     for p in range(record.num_partitions):
         # A partition whose log dir failed has no leader (as Kafka's controller leaves it
-        # when its only replica is offline).
+        # when its only replica is offline), nor one whose log is still being created.
         offline = broker.logs.is_offline(name, p)
+        leaderless = offline or (name, p) in broker.logs.pending
         partitions.append(
             MetadataResponsePartition(
-                error_code=ErrorCode.LEADER_NOT_AVAILABLE if offline else ErrorCode.NONE,
+                error_code=ErrorCode.LEADER_NOT_AVAILABLE if leaderless else ErrorCode.NONE,
                 partition_index=p,
-                leader_id=-1 if offline else node_id,
+                leader_id=-1 if leaderless else node_id,
                 leader_epoch=broker.leader_epoch(name, p),
                 replica_nodes=[node_id],
                 isr_nodes=[node_id],
