@@ -8,8 +8,8 @@ that reject the records named `bad-*` and accept the others, some of which carry
 leader writes its state, extension included (Strom's tagged fields of WriteShareGroupState),
 to another broker. The group's dead-letter topic is a group config (kept in ZooKeeper). Once
 the leader has persisted the delayed records as pending (DescribeShareGroupOffsets says so)
-and some dead-letter copies are written, broker 1 is killed with kill -9 and production goes
-on through the others.
+and while dead-letter copies are being written, broker 1 is killed with kill -9 and
+production goes on through the others.
 
 What must hold: every rejected record is in the dead-letter topic exactly once (with its value
 and the context headers naming its source offset), and every delayed record is delivered, none
@@ -283,6 +283,17 @@ def test_dead_letters_and_delayed_records_survive_a_leader_kill(cluster: ShareCl
             deadline_s=LONG_S,
         )
         assert not set(later_before) & {a.value for a in arrivals()}
+        # Kill while copies are being written: the share state then most likely has a plan
+        # in flight (the new leader's log says "sending the dead-letter copies ... again").
+        bad_during = [f"bad-during-{i}".encode() for i in range(60)]
+        for value in bad_during:
+            producer.produce(TOPIC, value, partition=0)
+        assert producer.flush(60) == 0
+        wait_for(
+            "dead-letter copies under way",
+            lambda: len(set(copied(bootstrap, group)) & set(bad_during)) >= 5,
+            deadline_s=LONG_S,
+        )
         cluster.brokers[LEADER].kill9()
         wait_for(
             "the next leader",
@@ -298,7 +309,7 @@ def test_dead_letters_and_delayed_records_survive_a_leader_kill(cluster: ShareCl
             producer.produce(TOPIC, bad, partition=0)
             producer.produce(TOPIC, later, partition=0, headers=[("strom.deliver.at", at)])
         assert producer.flush(60) == 0
-        bad = set(bad_before) | set(bad_after)
+        bad = set(bad_before) | set(bad_during) | set(bad_after)
         later = set(later_before) | set(later_after)
         wait_for(
             "every rejected record in the dead-letter topic",

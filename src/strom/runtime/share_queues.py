@@ -156,6 +156,17 @@ class ShareQueues:
             return
         sp.restore_extras(extension.due, extension.backoff, extension.rejected)
         sp.copier = copy.deepcopy(extension.copier)  # the coordinator's copy stays its own
+        plan = sp.copier.in_flight
+        if plan is not None and plan.offsets:
+            log.info(
+                "share group %s: sending the dead-letter copies of %s-%d offsets %d..%d again "
+                "(producer id %d, sequence %d): they may have been written already",
+                *key,
+                plan.offsets[0],
+                plan.offsets[-1],
+                plan.producer_id,
+                plan.base_sequence,
+            )
         self.after_change(group_id, partition_log.topic, partition_log.partition, sp)
         timer = extension.timer
         if timer is None:
