@@ -21,7 +21,10 @@ moment. A segment creates both files empty (Kafka's layout has them from a segme
 on disk a file is exactly its written entries (which is also what Kafka leaves behind after it
 trims the files on close). Entries not yet written when the broker dies are rebuilt
 by recovery, which starts at a segment the last flush has not covered; a missing file reads as
-an index without entries.
+an index without entries. Recovery rebuilds the entries in memory and leaves the files alone:
+the flush or close that moves the recovery point past the segment replaces them (or empties
+one that holds entries while none are left), so opening a partition after a crash costs no
+file-system write per index.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class _Index:
         "_file",
         "_fresh",
         "_pending",
+        "_stale",
         "_unsynced",
         "_written",
         "base_offset",
@@ -77,6 +81,11 @@ class _Index:
         # Neither loaded nor reset: whatever the file holds (a leftover of an earlier segment
         # at this base) is not this index's, and the first write replaces it.
         self._fresh = True
+        # Reset by recovery: the file's entries are not to be trusted, and the next write (at
+        # the flush or close that recovery is followed by) replaces the file, or empties it
+        # when no entry is pending. Until then a crash leaves the segment past the recovery
+        # point, so that the next recovery resets it again.
+        self._stale = False
 
     @property
     def path(self) -> Path:
@@ -108,10 +117,13 @@ class _Index:
     def write_pending(self, create: bool = False) -> None:
         """Write the entries kept in memory; `create`: make the file even with none."""
         if not self._pending and not (create and self._written == 0):
+            if self._stale:
+                self._empty_stale_file()
             return
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if self._fresh else 0)
+        replace = self._fresh or self._stale
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if replace else 0)
         fd = open_fd(self._file, flags)
-        self._fresh = False
+        self._fresh = self._stale = False
         try:
             view = memoryview(self._pending)
             while view:
@@ -122,6 +134,21 @@ class _Index:
         self._pending = bytearray()
         self._unsynced = True
 
+    def _empty_stale_file(self) -> None:
+        """The file of a reset index with no entry to write: emptied, when it is not (most
+        are: a segment under index.interval.bytes has no entries)."""
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self._file).st_size:
+                os.truncate(self._file, 0)
+                self._unsynced = True
+        self._fresh = self._stale = False
+
+    def _reset_entries(self) -> None:
+        """Forget every entry; the file is dealt with at the next write (`_stale`)."""
+        self._written = 0
+        self._pending = bytearray()
+        self._stale = True
+
     def _truncate_entries(self, count: int) -> None:
         """Keep the first `count` entries, on disk and pending."""
         if count == 0:
@@ -129,7 +156,7 @@ class _Index:
                 os.truncate(self._file, 0)
             self._written = 0
             self._pending = bytearray()
-            self._fresh = False
+            self._fresh = self._stale = False
             self._unsynced = True
         elif count < self._written:
             with contextlib.suppress(FileNotFoundError):
@@ -239,7 +266,7 @@ class OffsetIndex(_Index):
 
     def reset(self) -> None:
         self.relative_offsets, self.positions = array("i"), array("i")
-        self._truncate_entries(0)
+        self._reset_entries()
 
 
 class TimeIndex(_Index):
@@ -317,4 +344,4 @@ class TimeIndex(_Index):
 
     def reset(self) -> None:
         self.timestamps, self.relative_offsets = array("q"), array("i")
-        self._truncate_entries(0)
+        self._reset_entries()

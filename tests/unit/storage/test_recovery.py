@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from storage_helpers import append, open_log, read_all
 
+from strom.storage.indexes import OFFSET_ENTRY
 from strom.storage.log_config import LogConfig
 
 
@@ -155,3 +156,51 @@ def test_clean_open_with_torn_tail_still_repairs(tmp_path: Path, small_config: L
     plog = open_log(tmp_path, small_config, recovery_point=len(values), clean=True)
     assert plog.log_end_offset == len(values) - 1
     plog.close()
+
+
+def test_recovery_leaves_the_index_files_to_the_next_write(
+    tmp_path: Path, small_config: LogConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = _fill(tmp_path, small_config)
+    last = _log_files(tmp_path)[-1]
+    os.truncate(last, last.stat().st_size - 7)  # a torn last batch
+    index = last.with_suffix(".index")
+    stale = OFFSET_ENTRY.pack(10_000, 900)  # an entry past the log: not to survive
+    index.write_bytes(index.read_bytes() + stale)
+    truncated: list[str] = []
+    truncate = os.truncate
+
+    def counting(path: str | Path, length: int) -> None:
+        truncated.append(str(path))
+        truncate(path, length)
+
+    monkeypatch.setattr(os, "truncate", counting)
+    plog = open_log(tmp_path, small_config, recovery_point=0, clean=False)
+    # Opening rebuilt the indexes in memory and truncated no index file.
+    assert [path for path in truncated if path.endswith((".index", ".timeindex"))] == []
+    recovered = [segment.offset_index.path for segment in plog.segments]
+    assert [r.value for r in read_all(plog)] == values[:-1]
+    plog.flush()  # the recovery point passes the segments: their index files are replaced
+    plog.close()
+    for path in recovered:
+        entries = path.read_bytes()
+        assert stale not in entries and len(entries) % OFFSET_ENTRY.size == 0
+    reopened = open_log(tmp_path, small_config)
+    assert [r.value for r in read_all(reopened)] == values[:-1]
+    assert [r.value for r in read_all(reopened, start=len(values) - 3)] == values[-3:-1]
+    reopened.close()
+
+
+def test_a_crash_before_the_index_files_are_replaced_recovers_again(
+    tmp_path: Path, small_config: LogConfig
+) -> None:
+    values = _fill(tmp_path, small_config)
+    last = _log_files(tmp_path)[-1]
+    index = last.with_suffix(".index")
+    index.write_bytes(index.read_bytes() + OFFSET_ENTRY.pack(10_000, 900))
+    crashed = open_log(tmp_path, small_config, recovery_point=0, clean=False)
+    assert crashed.log_end_offset == len(values)
+    # No flush, no close: the files are as the first crash left them, and so is the recovery point.
+    again = open_log(tmp_path, small_config, recovery_point=0, clean=False)
+    assert [r.value for r in read_all(again)] == values
+    again.close()
