@@ -166,3 +166,51 @@ def test_share_options_that_do_not_fit(broker: BrokerProcess, topic: str) -> Non
         1,
         "UNKNOWN_TOPIC_OR_PARTITION",
     )
+
+
+def test_group_configs_shape_what_the_cli_member_gets(broker: BrokerProcess, topic: str) -> None:
+    """`strom group alter-config` sets a share group's filter and dead-letter topic,
+    `strom group describe` shows them, and the CLI member gets only the matching records."""
+    b = broker.bootstrap
+    group = f"filtered-{topic}"
+    ok(strom("topic", "create", topic, "-p", "1", "-b", b))
+    one_line_error(
+        strom(
+            "group", "alter-config", group, "--set", "strom.share.filter=header.kind ==", "-b", b
+        ),
+        1,
+        "INVALID_CONFIG",
+    )
+    altered = ok(
+        strom(
+            "group",
+            "alter-config",
+            group,
+            "--set",
+            "strom.share.filter=header.kind = 'job'",
+            "--set",
+            "errors.deadletterqueue.topic.name=dlq.cli",
+            "--set",
+            "share.auto.offset.reset=earliest",
+            "-b",
+            b,
+            "--format",
+            "json",
+        )
+    )
+    assert altered.json() == [{"group": group, "status": "altered", "error": None}]
+    for i in range(6):
+        kind = "job" if i % 2 == 0 else "other"
+        ok(strom("produce", topic, "-H", f"kind={kind}", "-b", b, input=f"{kind}-{i}\n"))
+    got = ok(strom("consume", topic, "--share-group", group, "--idle-timeout", "1s", "-b", b))
+    assert sorted(got.out.splitlines()) == ["job-0", "job-2", "job-4"]
+
+    (doc,) = ok(strom("group", "describe", group, "-b", b, "--format", "json")).json()
+    assert (doc["dead_letter_topic"], doc["filter"]) == ("dlq.cli", "header.kind = 'job'")
+    table = ok(strom("group", "describe", group, "-b", b)).out.splitlines()
+    assert table[4].split()[:1] == ["DEAD-LETTER-TOPIC"]
+    assert table[6].split()[0] == "dlq.cli"
+
+    ok(strom("group", "alter-config", group, "--delete", "strom.share.filter", "-b", b))
+    (doc,) = ok(strom("group", "describe", group, "-b", b, "--format", "json")).json()
+    assert (doc["dead_letter_topic"], doc["filter"]) == ("dlq.cli", None)

@@ -1,5 +1,6 @@
-"""`strom group list|describe|seek|delete`: consumer groups and share groups, their members
-and lag (a share group's from DescribeShareGroupOffsets: start offset and lag per partition)."""
+"""`strom group list|describe|seek|alter-config|delete`: consumer groups and share groups,
+their members and lag (a share group's from DescribeShareGroupOffsets: start offset and lag per
+partition), and group configs (a share group's start, locks, dead-letter topic, filter)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from strom.cli.common import (
     parse_partitions,
     parse_timestamp_ms,
 )
+from strom.cli.configs import add_alter_config_parser, alter_resource_configs
 
 if TYPE_CHECKING:
     from strom.cli.output import Output
@@ -30,6 +32,8 @@ examples:
   strom group seek readers --to 1200 --topic orders:0,1
   strom group seek readers --to-timestamp 2024-05-01T12:00:00Z --topic orders
   strom group seek readers --to-duration 15m --topic orders   # where it was 15 minutes ago
+  strom group alter-config workers --set errors.deadletterqueue.topic.name=dlq.jobs
+  strom group alter-config workers --set strom.share.filter="header.kind = 'order'"
   strom group delete readers
 """
 
@@ -37,8 +41,8 @@ examples:
 def register(commands: Any) -> None:
     group = commands.add_parser(
         "group",
-        help="list, describe (lag), seek and delete consumer groups",
-        description="List, describe, seek and delete consumer groups.",
+        help="list, describe (lag), seek, configure and delete groups",
+        description="List, describe, seek, configure and delete consumer and share groups.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -95,10 +99,19 @@ def register(commands: Any) -> None:
     add_client_options(seek)
     seek.set_defaults(command=seek_group)
 
+    alter = add_alter_config_parser(sub, "group")
+    alter.set_defaults(command=alter_group_config)
+
     delete = sub.add_parser("delete", help="delete groups (with no active members)")
     delete.add_argument("groups", nargs="+", metavar="GROUP")
     add_client_options(delete)
     delete.set_defaults(command=delete_groups)
+
+
+async def alter_group_config(client: Client, out: Output, args: argparse.Namespace) -> int:
+    from strom.client.admin import RESOURCE_GROUP
+
+    return await alter_resource_configs(client, out, args, RESOURCE_GROUP, "group")
 
 
 async def list_groups(client: Client, out: Output, args: argparse.Namespace) -> int:
@@ -177,6 +190,7 @@ async def describe_groups(client: Client, out: Output, args: argparse.Namespace)
                     for lag in lags
                 ],
                 "total_lag": sum(lag.lag or 0 for lag in lags),
+                **(await _share_queue_configs(client, group_id) if share else {}),
             }
         )
     if out.json:
@@ -198,6 +212,12 @@ async def describe_groups(client: Client, out: Output, args: argparse.Namespace)
                 ]
             ],
         )
+        if g["protocol_type"] == "share":
+            out.line()
+            out.table(
+                ["DEAD-LETTER-TOPIC", "FILTER"],
+                [[g["dead_letter_topic"] or "-", g["filter"] or "-"]],
+            )
         if g["members"]:
             out.line()
             out.table(
@@ -233,6 +253,26 @@ async def describe_groups(client: Client, out: Output, args: argparse.Namespace)
                 right=["PARTITION", position, "LOG-END", "LAG", *delayed],
             )
     return EXIT_OK
+
+
+_DEAD_LETTER_TOPIC = "errors.deadletterqueue.topic.name"
+_FILTER = "strom.share.filter"
+
+
+async def _share_queue_configs(client: Client, group_id: str) -> dict[str, str | None]:
+    """A share group's dead-letter topic and filter (None: not set, or a broker that does not
+    describe group configs)."""
+    from strom.client import KafkaError
+    from strom.client.admin import RESOURCE_GROUP, describe_configs
+
+    try:
+        entries = await describe_configs(
+            client, RESOURCE_GROUP, group_id, [_DEAD_LETTER_TOPIC, _FILTER]
+        )
+    except KafkaError:
+        entries = []
+    values = {e.name: e.value or None for e in entries}
+    return {"dead_letter_topic": values.get(_DEAD_LETTER_TOPIC), "filter": values.get(_FILTER)}
 
 
 def _partition_list(parts: list[dict[str, Any]]) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from strom.cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_client_options, key_values
+from strom.cli.common import EXIT_FAILED, EXIT_OK, add_client_options, key_values
+from strom.cli.configs import add_alter_config_parser, alter_resource_configs
 
 if TYPE_CHECKING:
     from strom.cli.output import Output
@@ -84,20 +85,7 @@ def register(commands: Any) -> None:
     add_client_options(describe)
     describe.set_defaults(command=describe_topics)
 
-    alter = sub.add_parser("alter-config", help="set or delete topic configs")
-    alter.add_argument("topics", nargs="+", metavar="TOPIC")
-    alter.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", dest="set_", help="set a config (repeatable)"
-    )
-    alter.add_argument(
-        "--delete",
-        action="append",
-        metavar="KEY",
-        default=[],
-        help="return a config to its default (repeatable)",
-    )
-    alter.add_argument("--dry-run", action="store_true", help="validate only")
-    add_client_options(alter)
+    alter = add_alter_config_parser(sub, "topic")
     alter.set_defaults(command=alter_config)
 
     grow = sub.add_parser("add-partitions", help="add partitions to topics")
@@ -278,26 +266,9 @@ def _ids(ids: list[int]) -> str:
 
 
 async def alter_config(client: Client, out: Output, args: argparse.Namespace) -> int:
-    from strom.client import KafkaError
-    from strom.client.admin import RESOURCE_TOPIC, alter_configs
+    from strom.client.admin import RESOURCE_TOPIC
 
-    to_set = key_values(args.set_, "--set")
-    if not to_set and not args.delete:
-        raise UsageError("nothing to change: give --set KEY=VALUE or --delete KEY")
-    rows, failed = [], False
-    for name in args.topics:
-        try:
-            await alter_configs(
-                client, RESOURCE_TOPIC, name, to_set, args.delete, validate_only=args.dry_run
-            )
-            rows.append(
-                {"topic": name, "status": "valid" if args.dry_run else "altered", "error": None}
-            )
-        except KafkaError as exc:
-            failed = True
-            rows.append({"topic": name, "status": "failed", "error": str(exc)})
-    _status(out, rows)
-    return EXIT_FAILED if failed else EXIT_OK
+    return await alter_resource_configs(client, out, args, RESOURCE_TOPIC, "topic")
 
 
 async def add_partitions(client: Client, out: Output, args: argparse.Namespace) -> int:

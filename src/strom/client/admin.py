@@ -64,6 +64,9 @@ DESCRIBE_LOG_DIRS = 35
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
+RESOURCE_GROUP = 32
+
+_RESOURCE_NOUNS = {RESOURCE_TOPIC: "topic", RESOURCE_BROKER: "broker", RESOURCE_GROUP: "group"}
 
 OP_SET = 0
 OP_DELETE = 1
@@ -254,7 +257,7 @@ async def describe_configs(
     )
     response = await client.call(DESCRIBE_CONFIGS, request, node_id=node)
     result = response.results[0]
-    what = f"{'topic' if resource_type == RESOURCE_TOPIC else 'broker'} {name!r}"
+    what = f"{_RESOURCE_NOUNS.get(resource_type, 'resource')} {name!r}"
     check(result.error_code, what, result.error_message)
     entries = []
     for c in result.configs:
@@ -298,7 +301,7 @@ async def alter_configs(
     )
     response = await client.call(INCREMENTAL_ALTER_CONFIGS, request, node_id=node)
     result = response.responses[0]
-    what = f"{'topic' if resource_type == RESOURCE_TOPIC else 'broker'} {name!r}"
+    what = f"{_RESOURCE_NOUNS.get(resource_type, 'resource')} {name!r}"
     check(result.error_code, what, result.error_message)
 
 
