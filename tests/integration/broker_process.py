@@ -1,4 +1,6 @@
-"""`BrokerProcess`: one `python -m strom serve` subprocess on a free loopback port.
+"""`BrokerProcess`: one `strom serve` process on a free loopback port, forked by the test
+process's fork server (strom.testing.forkserver), or a `python -m strom serve` subprocess when
+it needs a file limit or a tmpfs of its own.
 
 Used by the integration tests (through the fixtures in conftest.py) and by
 tests/fuzz/test_live_server_fuzz.py.
@@ -20,6 +22,8 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from strom.testing.forkserver import ForkedProcess, ForkServer
 
 from .kafka_wire import api_versions_ok
 
@@ -99,7 +103,7 @@ class BrokerProcess:
         # The data dir on a tmpfs of this size seen only by the broker process (a disk that
         # fills up; its content is gone when the process ends). Needs tmpfs_available().
         self.tmpfs_bytes = tmpfs_bytes
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
         self.starts = 0
 
     # ------------------------------------------------------------------ addresses
@@ -115,7 +119,14 @@ class BrokerProcess:
     # ------------------------------------------------------------------ lifecycle
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "strom", "serve"]
+        cmd = [sys.executable, "-m", "strom", *self.arguments()]
+        if self.tmpfs_bytes is not None:
+            cmd = ["unshare", "-Urm", "sh", "-c", _TMPFS_SCRIPT, str(self.data_dir), *cmd]
+        return cmd
+
+    def arguments(self) -> list[str]:
+        """`strom serve` and its settings (what follows `strom` on a command line)."""
+        cmd = ["serve"]
         if self.config_file is not None:
             cmd += ["--config", str(self.config_file)]
         cmd += ["--set", f"listeners=PLAINTEXT://{HOST}:{self.port}"]
@@ -123,8 +134,6 @@ class BrokerProcess:
             cmd += ["--set", f"log.dirs={self.data_dir}"]
         for k, v in self.sets.items():
             cmd += ["--set", f"{k}={v}"]
-        if self.tmpfs_bytes is not None:
-            cmd = ["unshare", "-Urm", "sh", "-c", _TMPFS_SCRIPT, str(self.data_dir), *cmd]
         return cmd
 
     @property
@@ -149,6 +158,14 @@ class BrokerProcess:
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
             log.flush()
+        if self.tmpfs_bytes is None and self.nofile is None:
+            # Forked from the worker's fork server, which has imported the broker already: a
+            # start costs no interpreter start-up and imports (about a second of CPU each).
+            server = ForkServer.shared()
+            pid = server.start(self.arguments(), str(self.log_path), str(self.cwd), self.extra_env)
+            self.proc = ForkedProcess(server, pid)
+            return self
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(),
                 stdin=subprocess.DEVNULL,

@@ -6,7 +6,8 @@ take a few tens of milliseconds).
 The test process starts the server once (`ForkServer.shared()`, a `python -c` running
 `serve()`) and talks to it over its stdin/stdout, a JSON object a line:
 
-    {"op": "start", "argv": [...], "log": "/path/strom.log"} -> {"pid": 1234}
+    {"op": "start", "argv": [...], "log": "/path/strom.log",
+     "cwd": "/path" (optional), "env": {"NAME": "value"} (optional)} -> {"pid": 1234}
     {"op": "wait", "pid": 1234, "timeout": 20.0}           -> {"code": 0} or {"code": null}
     {"op": "kill", "pid": 1234, "signal": 15}              -> {"sent": true}
 
@@ -34,10 +35,13 @@ import time
 from typing import IO, Any
 
 
-def _child(argv: list[str], log_path: str) -> None:
-    """In the forked child: become a broker."""
+def _child(argv: list[str], log_path: str, cwd: str | None, env: dict[str, str]) -> None:
+    """In the forked child: become a broker (in `cwd`, with `env` added to the environment)."""
     try:
         os.setsid()
+        if cwd is not None:
+            os.chdir(cwd)
+        os.environ.update(env)
         devnull = os.open(os.devnull, os.O_RDONLY)
         log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(devnull, 0)
@@ -48,7 +52,9 @@ def _child(argv: list[str], log_path: str) -> None:
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own fds, kept open
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+        # The dispositions a fresh interpreter starts with.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         from strom.cli.main import main
 
@@ -105,7 +111,7 @@ def serve() -> int:
             out.flush()
             pid = os.fork()
             if pid == 0:
-                _child(request["argv"], request["log"])
+                _child(request["argv"], request["log"], request.get("cwd"), request.get("env", {}))
             children.add(pid)
             answer = {"pid": pid}
         elif op == "wait":
@@ -176,8 +182,15 @@ class ForkServer:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    def start(self, argv: list[str], log_path: str) -> int:
-        return int(self._ask({"op": "start", "argv": argv, "log": log_path})["pid"])
+    def start(
+        self,
+        argv: list[str],
+        log_path: str,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> int:
+        request = {"op": "start", "argv": argv, "log": log_path, "cwd": cwd, "env": env or {}}
+        return int(self._ask(request)["pid"])
 
     def kill(self, pid: int, sig: int) -> bool:
         """Signals a child not reaped yet; False (nothing sent) for one that was."""
@@ -203,8 +216,14 @@ class ForkedProcess:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            self.returncode = self.server.wait(self.pid, 3600.0 if timeout is None else timeout)
+        # In short slices: the server answers one request at a time, and another thread may
+        # want to start or poll a broker meanwhile.
+        deadline = time.monotonic() + (3600.0 if timeout is None else timeout)
+        while self.returncode is None:
+            remaining = deadline - time.monotonic()
+            self.returncode = self.server.wait(self.pid, max(0.0, min(0.2, remaining)))
+            if remaining <= 0:
+                break
         if self.returncode is None:
             raise subprocess.TimeoutExpired(f"strom serve (pid {self.pid})", timeout or 0.0)
         return self.returncode
