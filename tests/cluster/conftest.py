@@ -4,7 +4,8 @@
 - `zk_hosts`: a connect string into a fresh chroot of that server, so tests never see each
   other's znodes (`127.0.0.1:port/strom-<random>`).
 - `zk`: a kazoo client on that chroot, to look at (and poke) the cluster's znodes.
-- `zk_server_factory()`: a private server for tests that stop, kill or restart ZooKeeper;
+- `zk_server_factory(max_session_timeout_ms=None)`: a private server for tests that stop, kill
+  or restart ZooKeeper;
   every server it starts is stopped at teardown.
 
 Every test in this directory is marked `cluster`; without Java or the zookeeper package the
@@ -67,14 +68,14 @@ def zk(zk_hosts: str) -> Iterator[KazooClient]:
 @pytest.fixture
 def zk_server_factory(
     tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[[], ZooKeeperServer]]:
+) -> Iterator[Callable[..., ZooKeeperServer]]:
     reason = zookeeper_available()
     if reason:
         pytest.skip(reason)
     servers: list[ZooKeeperServer] = []
 
-    def make() -> ZooKeeperServer:
-        server = ZooKeeperServer(tmp_path / f"zk{len(servers)}")
+    def make(max_session_timeout_ms: int | None = None) -> ZooKeeperServer:
+        server = ZooKeeperServer(tmp_path / f"zk{len(servers)}", 200, max_session_timeout_ms)
         servers.append(server)  # registered before start: teardown covers a failed start
         server.start()
         return server

@@ -4,7 +4,7 @@ Uses Debian's `zookeeper` package: /usr/share/java/zookeeper.jar names its depen
 manifest Class-Path, so the class path is that jar plus an slf4j binding for the log.
 `ZooKeeperServerMain <config>` runs a standalone server; the generated config listens on
 127.0.0.1 only, on a free port, with a short tick (200 ms, so sessions may be as short as
-400 ms), no admin HTTP server, and without fsync (a test server needs no durability).
+400 ms and, unless a longer cap is asked for, as long as 4 s), no admin HTTP server, and without fsync (a test server needs no durability).
 
 Readiness is the `srvr` four-letter command answering with a "Mode:" line (only a serving
 server does). Startup takes about a second, mostly the JVM.
@@ -54,9 +54,13 @@ def four_letter(port: int, command: bytes, timeout: float = 1.0) -> bytes:
 
 
 class ZooKeeperServer:
-    def __init__(self, root: Path, tick_ms: int = 200) -> None:
+    def __init__(
+        self, root: Path, tick_ms: int = 200, max_session_timeout_ms: int | None = None
+    ) -> None:
         self.root = root
         self.tick_ms = tick_ms
+        # ZooKeeper's default cap is 20 ticks (4 s at the test tick).
+        self.max_session_timeout_ms = max_session_timeout_ms
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = root / "zookeeper.log"
@@ -79,6 +83,11 @@ class ZooKeeperServer:
                     "4lw.commands.whitelist=srvr,ruok,stat",
                     "forceSync=no",
                     "maxClientCnxns=0",
+                    *(
+                        [f"maxSessionTimeout={self.max_session_timeout_ms}"]
+                        if self.max_session_timeout_ms is not None
+                        else []
+                    ),
                     "",
                 ]
             )
