@@ -1,14 +1,22 @@
-"""Running the `strom` command as a user would: a subprocess, its output and exit code."""
+"""Running the `strom` command as a user would: its own process, its output and exit code.
+
+The process is a fork of the test process's fork server (strom.testing.forkserver), which runs
+`strom <args>` as `python -m strom` would without paying for the interpreter's start and
+Strom's imports again (a second or more of CPU per command on a busy 2-core machine).
+test_config_cli.py runs `python -m strom` itself and test_packaging.py the installed command.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from strom.testing.forkserver import ForkedProcess, ForkServer
 
 CLI_DEADLINE_S = 120.0
 
@@ -33,24 +41,29 @@ def strom(
     cwd: Path | None = None,
     deadline_s: float = CLI_DEADLINE_S,
 ) -> Ran:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STROM_")}
-    env["COLUMNS"] = "200"
     data = input.encode() if isinstance(input, str) else input
-    proc = subprocess.run(
-        [sys.executable, "-m", "strom", *map(str, args)],
-        input=data,
-        capture_output=True,
-        timeout=deadline_s,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
-    return Ran(
-        proc.returncode,
-        proc.stdout.decode(errors="replace"),
-        proc.stderr.decode(errors="replace"),
-        proc.stdout,
-    )
+    server = ForkServer.shared()  # its environment has no STROM_* variables
+    with tempfile.TemporaryDirectory(prefix="strom-cli-") as tmp:
+        files = Path(tmp)
+        (files / "in").write_bytes(data or b"")
+        pid = server.start(
+            [str(a) for a in args],
+            str(files / "out"),
+            cwd=str(cwd or os.getcwd()),
+            env={"COLUMNS": "200"},
+            stdin=str(files / "in"),
+            stderr=str(files / "err"),
+        )
+        process = ForkedProcess(server, pid)
+        try:
+            code = process.wait(timeout=deadline_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=deadline_s)
+            raise
+        out = (files / "out").read_bytes() if (files / "out").exists() else b""
+        err = (files / "err").read_bytes() if (files / "err").exists() else b""
+    return Ran(code, out.decode(errors="replace"), err.decode(errors="replace"), out)
 
 
 def ok(ran: Ran) -> Ran:

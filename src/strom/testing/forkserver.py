@@ -7,7 +7,8 @@ The test process starts the server once (`ForkServer.shared()`, a `python -c` ru
 `serve()`) and talks to it over its stdin/stdout, a JSON object a line:
 
     {"op": "start", "argv": [...], "log": "/path/strom.log",
-     "cwd": "/path" (optional), "env": {"NAME": "value"} (optional)} -> {"pid": 1234}
+     "cwd": "/path", "env": {"NAME": "value"},
+     "stdin": "/path/in", "stderr": "/path/err"}             -> {"pid": 1234}
     {"op": "wait", "pid": 1234, "timeout": 20.0}           -> {"code": 0} or {"code": null}
     {"op": "kill", "pid": 1234, "signal": 15}              -> {"sent": true}
 
@@ -16,8 +17,10 @@ The server answers one request at a time. It signals only children it has not re
 once reaped the kernel may reuse it for anything, so a late kill of a broker that has exited is
 answered `"sent": false` instead of reaching a stranger. A reaped child's exit code is kept, so
 waiting for it again answers the same code. A forked broker is a new session (a Ctrl-C in the
-terminal reaches the test runner only) whose stdin is /dev/null and whose stdout and stderr go
-to its log file; it runs `strom serve` as the command line would and exits with its code. The
+terminal reaches the test runner only) whose stdin is /dev/null (or the file "stdin" names) and
+whose stdout and stderr go to its log file (stderr to its own file when "stderr" names one); it
+runs `strom <argv>` as the command line would and exits with its code. "cwd", "env" (added to
+the server's environment), "stdin" and "stderr" are optional. The
 server never starts threads or an event loop, so forking it is safe. It exits when its stdin
 closes (the test process ended), after stopping the brokers it started.
 """
@@ -35,20 +38,22 @@ import time
 from typing import IO, Any
 
 
-def _child(argv: list[str], log_path: str, cwd: str | None, env: dict[str, str]) -> None:
-    """In the forked child: become a broker (in `cwd`, with `env` added to the environment)."""
+def _child(request: dict[str, Any]) -> None:
+    """In the forked child: become `strom <argv>`."""
     try:
         os.setsid()
-        if cwd is not None:
-            os.chdir(cwd)
-        os.environ.update(env)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(devnull, 0)
+        if request.get("cwd") is not None:
+            os.chdir(request["cwd"])
+        os.environ.update(request.get("env") or {})
+        stdin = os.open(request.get("stdin") or os.devnull, os.O_RDONLY)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        log = os.open(request["log"], flags, 0o644)
+        err = os.open(request["stderr"], flags, 0o644) if request.get("stderr") else log
+        os.dup2(stdin, 0)
         os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(devnull)
-        os.close(log)
+        os.dup2(err, 2)
+        for fd in {stdin, log, err}:
+            os.close(fd)
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own fds, kept open
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
@@ -58,7 +63,7 @@ def _child(argv: list[str], log_path: str, cwd: str | None, env: dict[str, str])
             signal.signal(sig, signal.SIG_DFL)
         from strom.cli.main import main
 
-        code = main(argv)
+        code = main(request["argv"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -111,7 +116,7 @@ def serve() -> int:
             out.flush()
             pid = os.fork()
             if pid == 0:
-                _child(request["argv"], request["log"], request.get("cwd"), request.get("env", {}))
+                _child(request)
             children.add(pid)
             answer = {"pid": pid}
         elif op == "wait":
@@ -188,8 +193,11 @@ class ForkServer:
         log_path: str,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        stderr: str | None = None,
     ) -> int:
         request = {"op": "start", "argv": argv, "log": log_path, "cwd": cwd, "env": env or {}}
+        request |= {"stdin": stdin, "stderr": stderr}
         return int(self._ask(request)["pid"])
 
     def kill(self, pid: int, sig: int) -> bool:
