@@ -35,7 +35,13 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
-from integration.kafka_wire import frame, request_header, roundtrip
+from integration.kafka_wire import (
+    ConnectionClosed,
+    api_versions_request,
+    frame,
+    request_header,
+    roundtrip,
+)
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
 from strom.protocol.messages.alter_client_quotas_request import AlterClientQuotasRequest, OpData
@@ -231,13 +237,18 @@ def quotas_seen_by(
 
 
 def alter_quota(
-    cluster: Cluster, broker_id: int, entity: list[tuple[str, str | None]], key: str, value: float
+    cluster: Cluster,
+    broker_id: int,
+    entity: list[tuple[str, str | None]],
+    key: str,
+    value: float,
+    remove: bool = False,
 ) -> int:
     broker = cluster.brokers[broker_id]
     request = AlterClientQuotasRequest(
         entries=[
             AlterEntry(
-                entity=[AlterEntity(t, n) for t, n in entity], ops=[OpData(key, value, False)]
+                entity=[AlterEntity(t, n) for t, n in entity], ops=[OpData(key, value, remove)]
             )
         ]
     )
@@ -297,6 +308,39 @@ def test_quotas_are_in_zookeeper_and_reach_every_broker(cluster: Cluster, zk: Ka
         wait_for(
             f"broker {broker_id} applying the quota written into ZooKeeper",
             lambda b=broker_id: (("client-id", "batch-job"),) in quotas_seen_by(cluster, b),
+        )
+
+
+def served_from(source: str, host: str, port: int) -> bool:
+    """A connection from `source` answers ApiVersions (False: the broker closed it)."""
+    with socket.socket() as sock:
+        sock.bind((source, 0))
+        sock.settimeout(30)
+        sock.connect((host, port))
+        try:
+            return len(roundtrip(sock, api_versions_request())) > 0
+        except (OSError, ConnectionClosed):
+            return False
+
+
+def test_ip_connection_rates_reach_every_broker(cluster: Cluster, zk: KazooClient) -> None:
+    """connection_creation_rate of an ip entity, altered through one broker: in /config/ips,
+    and every broker closes connections from that address beyond it, until it is removed."""
+    assert alter_quota(cluster, 1, [("ip", "127.0.0.7")], "connection_creation_rate", 1) == 0
+    assert json.loads(zk.get("/config/ips/127.0.0.7")[0])["config"] == {
+        "connection_creation_rate": "1"
+    }
+    for broker in cluster.brokers.values():
+        wait_for(
+            f"{broker} closing connections from 127.0.0.7 beyond 1 a second",
+            lambda b=broker: not all(served_from("127.0.0.7", b.host, b.port) for _ in range(5)),
+        )
+        assert all(served_from("127.0.0.8", broker.host, broker.port) for _ in range(5))
+    assert alter_quota(cluster, 2, [("ip", "127.0.0.7")], "connection_creation_rate", 0, True) == 0
+    for broker in cluster.brokers.values():
+        wait_for(
+            f"{broker} serving 127.0.0.7 again",
+            lambda b=broker: all(served_from("127.0.0.7", b.host, b.port) for _ in range(10)),
         )
 
 

@@ -47,16 +47,17 @@ BROKER_NETWORK_DEFS: list[ConfigDef] = [
        "bytes for longer than this are closed."),
     define("connection.failed.authentication.delay.ms", I, 100, "Delay before the connection "
        "of a client that failed to authenticate is answered and closed.", at_least(0)),
-    define("max.connections", I, 10000, "Most connections the broker keeps open (not counting "
-       "the inter-broker listener when there are others); more are refused. Per listener: "
-       "listener.name.<listener>.max.connections. Strom defaults to 10000 (Kafka: "
-       "unlimited).", at_least(0), mode=CW),
+    define("max.connections", I, 10000, "Most connections the broker keeps open; beyond it "
+       "new connections wait until one closes. The inter-broker listener, when there are "
+       "others, is admitted beyond it and the least recently active other connections are "
+       "closed. Per listener: listener.name.<listener>.max.connections. Strom defaults to "
+       "10000 (Kafka: unlimited).", at_least(0), mode=CW),
     define("max.connections.per.ip", I, 1000, "Most connections from one address; more are "
        "refused. Strom defaults to 1000 (Kafka: unlimited).", at_least(0), mode=CW),
     define("max.connections.per.ip.overrides", S, "", "Per-address connection limits as "
        "host:count entries, overriding max.connections.per.ip.", mode=CW),
     define("max.connection.creation.rate", I, 1000, "Most new connections per second (not "
-       "counting the inter-broker listener); more are refused. Per listener: "
+       "counting the inter-broker listener); beyond it accepting is delayed. Per listener: "
        "listener.name.<listener>.max.connection.creation.rate. Strom defaults to 1000 "
        "(Kafka: unlimited).", at_least(0), mode=CW),
     define("num.network.threads", I, 3, "Kafka's network thread count; accepted and ignored "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from strom.protocol.errors import ErrorCode
 from strom.quota.admin import FilterComponent, QuotaRequestError, altered, describe, entity_of
 from strom.quota.entities import (
+    CONNECTION_CREATION_RATE,
     CONSUMER_BYTE_RATE,
     PRODUCER_BYTE_RATE,
     REQUEST_PERCENTAGE,
@@ -86,6 +87,10 @@ class QuotaRuntime:
         self.write_timeout_s = write_timeout_s
         self._configs: dict[str, Configs] = {k: dict(v) for k, v in configs.items()}
         self._zk: ZkQuotaStore | None = None
+        # connection_creation_rate of the ip entities (address or <default> -> rate), enforced
+        # by the listeners' acceptors, which watch it.
+        self.connection_rates: dict[str, int] = {}
+        self._rate_watchers: list[Callable[[Mapping[str, int]], None]] = []
         self._apply()
 
     @classmethod
@@ -124,6 +129,20 @@ class QuotaRuntime:
                 quotas[entity] = values
         for manager in (self.produce, self.fetch, self.request, self.controller):
             manager.update(quotas)
+        rates = {
+            entity.ip: round(values[CONNECTION_CREATION_RATE])
+            for entity, values in quotas.items()
+            if entity.ip is not None and CONNECTION_CREATION_RATE in values
+        }
+        if rates != self.connection_rates:
+            self.connection_rates = rates
+            for watcher in self._rate_watchers:
+                watcher(rates)
+
+    def watch_connection_rates(self, watcher: Callable[[Mapping[str, int]], None]) -> None:
+        """`watcher` gets the ip entities' connection creation rates now and at each change."""
+        self._rate_watchers.append(watcher)
+        watcher(self.connection_rates)
 
     def expire(self, now_ms: int) -> None:
         for manager in (self.produce, self.fetch, self.request):

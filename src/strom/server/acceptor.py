@@ -10,7 +10,16 @@ pause, for `RETRY_DELAY_S`, with one log line per `LogLimiter` interval. The cac
 leaves a reserve of descriptors below the process limit for connections
 (`strom.max.open.files`), so this is the last line of defence, not the normal path.
 
-Each accepted socket becomes a transport and protocol through `loop.connect_accepted_socket`.
+Connection quotas (connection_quotas.py) are applied here, as Kafka's acceptor applies them: a
+connection over a creation rate, or without a free slot under `max.connections`, is held
+(accepted but not set up) and the listener accepts nothing more until the throttle time has
+passed and a slot is free; the rest wait in the kernel's backlog. A connection over its
+address's creation rate is held unread and closed when its throttle time has passed; one over
+`max.connections.per.ip` is closed at once.
+
+Each admitted socket becomes a transport and protocol through `loop.connect_accepted_socket`;
+the protocol factory is given the peer's address and the connection's slot, which the protocol
+releases when the connection ends.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import logging
 import socket
 from collections.abc import Callable
 
+from strom.server.connection_quotas import ConnectionQuotas, ConnectionSlot, Verdict
 from strom.server.log_limiter import LogLimiter
 
 log = logging.getLogger("strom.network")
@@ -67,25 +77,45 @@ def bind_listening_sockets(host: str | None, port: int) -> list[socket.socket]:
     return sockets
 
 
+ProtocolFactory = Callable[[str, ConnectionSlot | None], asyncio.BaseProtocol]
+
+
+def _host(address: object) -> str:
+    return str(address[0]) if isinstance(address, tuple) else str(address)
+
+
 class Acceptor:
-    """Accepts connections on `sockets` for `protocol_factory` until closed."""
+    """Accepts connections on `sockets` of listener `listener` for `protocol_factory` until
+    closed, within `quotas` when given."""
 
     def __init__(
         self,
         sockets: list[socket.socket],
-        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        protocol_factory: ProtocolFactory,
         relieve: Callable[[], int],
         *,
+        listener: str = "",
+        quotas: ConnectionQuotas | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.sockets = sockets
+        self.listener = listener
         self._factory = protocol_factory
         self._relieve = relieve
+        self._quotas = quotas
         self._loop = loop or asyncio.get_running_loop()
         self._closed = False
         self._paused: set[socket.socket] = set()
         self._limited = LogLimiter(log)
         self._setting_up: set[asyncio.Task[object]] = set()
+        # The connection the listener waits to take (a creation rate's throttle, no free
+        # slot), the loop time its throttle ends, and whether a slot is being waited for.
+        self._held: tuple[socket.socket, str] | None = None
+        self._held_until = 0.0
+        self._held_timer: asyncio.TimerHandle | None = None
+        self._awaiting_slot = False
+        # Connections over their address's creation rate, closed when their time is up.
+        self._throttled: dict[socket.socket, asyncio.TimerHandle] = {}
 
     @property
     def port(self) -> int:
@@ -97,8 +127,10 @@ class Acceptor:
 
     def _accept(self, sock: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
+            if self._held is not None or self._closed:
+                return
             try:
-                conn, _ = sock.accept()
+                conn, address = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -111,22 +143,91 @@ class Acceptor:
                     continue  # descriptors were given back: the next accept can have one
                 self._pause(sock, exc)
                 return
-            self._connect(conn)
+            self._arrived(conn, _host(address))
 
-    def _connect(self, conn: socket.socket) -> None:
+    # -- quotas ------------------------------------------------------------------------------
+
+    def _arrived(self, conn: socket.socket, host: str) -> None:
+        quotas = self._quotas
+        if quotas is None:
+            self._connect(conn, host, None)
+            return
+        delay = quotas.record_connection(self.listener)
+        if delay <= 0 and quotas.slot_available(self.listener):
+            self._admit(conn, host)
+            return
+        # Kafka's acceptor blocks here: the listener takes nothing more meanwhile.
+        self._held = (conn, host)
+        self._held_until = self._loop.time() + delay
+        for sock in self.sockets:
+            if sock not in self._paused:
+                self._loop.remove_reader(sock.fileno())
+        if delay > 0:
+            self._held_timer = self._loop.call_at(self._held_until, self._take_held)
+        else:
+            self._take_held()
+
+    def _take_held(self) -> None:
+        """Takes the held connection once its throttle time is over and a slot is free."""
+        self._held_timer = None
+        quotas = self._quotas
+        if self._held is None or self._closed or quotas is None:
+            return
+        if self._loop.time() < self._held_until:
+            if self._held_timer is None:
+                self._held_timer = self._loop.call_at(self._held_until, self._take_held)
+            return
+        if not quotas.slot_available(self.listener):
+            if not self._awaiting_slot:
+                quotas.log_waiting_for_slot(self.listener)
+                self._awaiting_slot = True
+                quotas.wait_for_slot(self._slot_freed)
+            return
+        conn, host = self._held
+        self._held = None
+        self._admit(conn, host)
+        for sock in self.sockets:
+            if sock not in self._paused:
+                self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _slot_freed(self) -> None:
+        # Called from inside a release (a connection being torn down): look again afterwards.
+        self._awaiting_slot = False
+        self._loop.call_soon(self._take_held)
+
+    def _admit(self, conn: socket.socket, host: str) -> None:
+        assert self._quotas is not None
+        verdict, delay, slot = self._quotas.admit(self.listener, host)
+        if verdict is Verdict.ADMITTED:
+            self._connect(conn, host, slot)
+        elif verdict is Verdict.IP_THROTTLED:
+            self._throttled[conn] = self._loop.call_later(delay, self._close_throttled, conn)
+        else:
+            conn.close()
+
+    def _close_throttled(self, conn: socket.socket) -> None:
+        self._throttled.pop(conn, None)
+        conn.close()
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _connect(self, conn: socket.socket, host: str, slot: ConnectionSlot | None) -> None:
         conn.setblocking(False)
         task: asyncio.Task[object] = self._loop.create_task(
-            self._loop.connect_accepted_socket(self._factory, conn)
+            self._loop.connect_accepted_socket(lambda: self._factory(host, slot), conn)
         )
         self._setting_up.add(task)
-        task.add_done_callback(self._connected)
+        task.add_done_callback(lambda t: self._connected(t, slot))
 
-    def _connected(self, task: asyncio.Task[object]) -> None:
+    def _connected(self, task: asyncio.Task[object], slot: ConnectionSlot | None) -> None:
         self._setting_up.discard(task)
         if task.cancelled():
             return
         exc = task.exception()
         if exc is not None:
+            # The transport was not made, so no protocol will release the slot.
+            if slot is not None:
+                slot.release()
             log.warning("setting up an accepted connection failed: %r", exc)
 
     def _pause(self, sock: socket.socket, exc: OSError) -> None:
@@ -148,7 +249,8 @@ class Acceptor:
         if self._closed or sock not in self._paused:
             return
         self._paused.discard(sock)
-        self._loop.add_reader(sock.fileno(), self._accept, sock)
+        if self._held is None:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
 
     def close(self) -> None:
         if self._closed:
@@ -159,6 +261,15 @@ class Acceptor:
                 self._loop.remove_reader(sock.fileno())
             sock.close()
         self._paused.clear()
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+        if self._held is not None:
+            self._held[0].close()
+            self._held = None
+        for conn, timer in self._throttled.items():
+            timer.cancel()
+            conn.close()
+        self._throttled.clear()
 
     async def wait_closed(self) -> None:
         """Connections still being set up finish (each closes itself if the broker is

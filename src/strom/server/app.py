@@ -16,11 +16,12 @@ from strom.security.scram import ScramCredential
 from strom.server.acceptor import Acceptor, bind_listening_sockets
 from strom.server.broker import Broker
 from strom.server.cluster_startup import open_cluster_broker
+from strom.server.connection_quotas import ConnectionSlot
 from strom.server.descriptors import configure_open_files
 from strom.server.dispatch import Dispatcher
 from strom.server.http.listener import BrokerState, HttpListener
 from strom.server.memory_pool import ResponseBudget
-from strom.server.network import KafkaConnection
+from strom.server.network import KafkaConnection, NetworkShared
 from strom.server.sasl import SaslListener
 from strom.server.tls import TlsListener
 from strom.storage.file_cache import open_files
@@ -65,6 +66,9 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
     shared = dispatcher.connections.shared
     broker.response_budget = ResponseBudget(shared.pool.capacity, lambda: shared.unsent_bytes)
     opened.append(broker)
+    # Connection limits change with the configuration and the ip client-quota entities.
+    broker.reconfigurables.append(dispatcher.connections)
+    broker.quotas.watch_connection_rates(dispatcher.connections.set_ip_rates)
     broker.reconfigurables.extend(tls_listeners.values())
     broker.reconfigurables.extend(sasl_listeners.values())
     # The dynamic configs stored by AlterConfigs (metadata file or ZooKeeper) are in the
@@ -86,7 +90,7 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
                 # Each listener has its own acceptor; the connection knows which one it came
                 # through (controller requests are only taken on the control-plane listener).
                 functools.partial(
-                    KafkaConnection,
+                    _connection,
                     dispatcher,
                     shared,
                     listener.name,
@@ -94,6 +98,8 @@ async def run_broker(config: BrokerConfig, started_at: float | None = None) -> N
                     sasl_listeners.get(listener.name),
                 ),
                 open_files.relieve,
+                listener=listener.name,
+                quotas=dispatcher.connections.quotas,
             )
             servers.append(server)
             server.start()
@@ -174,6 +180,20 @@ async def _watch_connections(dispatcher: Dispatcher) -> None:
         connections.reconfigure(config)
         connections.close_idle(config.connections_max_idle_ms)
         connections.relieve_pressure()
+        connections.close_excess()
+        connections.quotas.expire()
+
+
+def _connection(
+    dispatcher: Dispatcher,
+    shared: NetworkShared,
+    listener: str,
+    tls: TlsListener | None,
+    sasl: SaslListener | None,
+    host: str,
+    slot: ConnectionSlot | None,
+) -> KafkaConnection:
+    return KafkaConnection(dispatcher, shared, listener, tls, sasl, peer_host=host, slot=slot)
 
 
 def serve(config: BrokerConfig) -> int:

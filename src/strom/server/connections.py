@@ -1,7 +1,8 @@
 """The broker's open client connections and the limits that police them.
 
-Admission (`ConnectionQuotas`), the shared receive memory (`MemoryPool`), and a watch that runs
-every second:
+The connection quotas (`ConnectionQuotas`, applied by each listener's acceptor) with the limits
+of the configuration and of the ip client-quota entities, the shared receive memory
+(`MemoryPool`), and a watch that runs every second:
 - connections that neither sent nor took a byte for `connections.max.idle.ms` are closed (also
   those with requests in flight whose responses wait for a client that does not read);
 - while other connections wait for receive memory, a connection whose reserved frame has had no
@@ -13,10 +14,11 @@ every second:
 
 from __future__ import annotations
 
+import heapq
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from strom.config import BrokerConfig
 from strom.server.connection_quotas import ConnectionLimits, ConnectionQuotas
@@ -49,6 +51,8 @@ def connection_limits(config: BrokerConfig) -> ConnectionLimits:
             for name in listeners
         },
         protected_listener=config.inter_broker_listener_name if len(listeners) > 1 else None,
+        quota_samples=config.get_int("quota.window.num"),
+        quota_window_ms=config.get_int("quota.window.size.seconds") * 1000,
     )
 
 
@@ -69,13 +73,13 @@ def network_shared(config: BrokerConfig) -> NetworkShared:
         max_request_bytes=config.socket_request_max_bytes,
         # One whole fetch response may wait for a slow reader, and a little more.
         max_unsent_bytes=config.fetch_max_bytes + WRITE_HIGH_WATER,
-        quotas=ConnectionQuotas(connection_limits(config)),
     )
 
 
 class Connections:
     def __init__(self, config: BrokerConfig, shared: NetworkShared | None = None) -> None:
         self.shared = shared if shared is not None else network_shared(config)
+        self.quotas = ConnectionQuotas(connection_limits(config))
         self._config = config
         self._open: set[KafkaConnection] = set()
 
@@ -85,8 +89,12 @@ class Connections:
     def __len__(self) -> int:
         return len(self._open)
 
+    def check(self, config: BrokerConfig) -> None:
+        """Any valid configuration's limits can be applied."""
+
     def reconfigure(self, config: BrokerConfig) -> None:
-        """Takes up dynamically changed limits (max.connections and friends)."""
+        """Takes up dynamically changed limits (max.connections and friends): waiting
+        listeners look again, and connections beyond a lowered max.connections are closed."""
         if config is self._config:
             return
         old = self._config
@@ -104,13 +112,19 @@ class Connections:
             for x in config.listeners
             for key in ("max.connections", "max.connection.creation.rate")
         ):
-            self.shared.quotas.limits = connection_limits(config)
-            log.info("connection limits now %s", self.shared.quotas.limits)
+            self.quotas.limits = connection_limits(config)
+            log.info("connection limits now %s", self.quotas.limits)
+            self.close_excess()
+
+    def set_ip_rates(self, rates: Mapping[str, int]) -> None:
+        """connection_creation_rate of the ip quota entities, as they change."""
+        self.quotas.set_ip_rates(rates)
+        log.info("connection creation rates per address now %s", dict(rates) or "unlimited")
 
     def admit(self, conn: KafkaConnection) -> bool:
-        if not self.shared.quotas.admit(conn.listener_name, conn.peer_host):
-            return False
+        """Registers a connection its acceptor admitted."""
         self._open.add(conn)
+        self.close_excess()
         return True
 
     def release(self, conn: KafkaConnection) -> bool:
@@ -118,8 +132,29 @@ class Connections:
         if conn not in self._open:
             return False
         self._open.discard(conn)
-        self.shared.quotas.release(conn.listener_name, conn.peer_host)
         return True
+
+    def close_excess(self) -> int:
+        """Beyond max.connections (the protected listener's connections count but are admitted
+        anyway, or the limit was lowered): closes the least recently active connections of the
+        other listeners, as Kafka's processors do."""
+        quotas = self.quotas
+        if not quotas.excess():
+            return 0
+        others = [c for c in self._open if not quotas.is_protected(c.listener_name)]
+        # Closed ones still count until their transport is gone.
+        excess = quotas.excess() - sum(1 for c in others if c.closed)
+        victims = heapq.nsmallest(
+            max(0, excess), (c for c in others if not c.closed), key=lambda c: c.last_active
+        )
+        for conn in victims:
+            conn.close(
+                f"the broker has more than max.connections={quotas.limits.max_connections} "
+                "connections; the least recently active one is closed (max.connections)",
+                flush=False,
+                kind="max.connections exceeded",
+            )
+        return len(victims)
 
     def close_idle(self, max_idle_ms: int, now: float | None = None) -> int:
         """Closes connections silent in both directions for longer than max_idle_ms."""

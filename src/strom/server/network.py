@@ -53,7 +53,7 @@ from typing import Protocol
 
 from strom.security.authenticator import SASL_HANDSHAKE, SaslAuthenticator, Step
 from strom.security.principal import ANONYMOUS, KafkaPrincipal, NoMatchingRule
-from strom.server.connection_quotas import ConnectionLimits, ConnectionQuotas
+from strom.server.connection_quotas import ConnectionSlot
 from strom.server.log_limiter import LogLimiter
 from strom.server.memory_pool import MemoryPool
 from strom.server.sasl import SaslListener
@@ -121,13 +121,12 @@ class RequestSink(Protocol):
 
 @dataclass
 class NetworkShared:
-    """What all connections of a broker share: the receive buffer and the limits."""
+    """What all connections of a broker share: the receive buffer and the memory limits."""
 
     pool: MemoryPool
     max_request_bytes: int  # socket.request.max.bytes
     # Unsent response bytes past which a client that does not read is disconnected.
     max_unsent_bytes: int
-    quotas: ConnectionQuotas = field(default_factory=lambda: ConnectionQuotas(ConnectionLimits()))
     scratch: bytearray = field(default_factory=lambda: bytearray(RECEIVE_BUFFER_BYTES))
     log: LogLimiter = field(default_factory=lambda: LogLimiter(log))
     # Unsent response bytes over all connections.
@@ -150,8 +149,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         listener_name: str = "",
         tls: TlsListener | None = None,
         sasl: SaslListener | None = None,
+        peer_host: str | None = None,
+        slot: ConnectionSlot | None = None,
     ) -> None:
         self._sink = sink
+        # Its place under the connection quotas, given back when the connection ends.
+        self._slot = slot
         self._shared = shared
         self.listener_name = listener_name
         self._tls: TlsSession | None = tls.session() if tls is not None else None
@@ -205,8 +208,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._writer_registered = False
         # While a read is parsed, responses are queued and sent together afterwards.
         self._batching = False
-        self.peer = "?"
-        self.peer_host = "?"
+        self.peer = self.peer_host = peer_host or "?"
         now = time.monotonic()
         self.last_active = now  # last byte received or sent
         self.last_received = now
@@ -218,11 +220,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple):
-            self.peer_host = str(peer[0])
-            self.peer = f"{peer[0]}:{peer[1]}"
-        else:
-            self.peer = self.peer_host = str(peer)
+        if isinstance(peer, tuple):  # else: the address the acceptor saw, if any
+            self.peer_host, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
         if not self._sink.connection_opened(self):
             self._closed = True
             transport.abort()
@@ -257,6 +256,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self._admitted:
             self._admitted = False
             self._sink.connection_closed(self)
+        if self._slot is not None:
+            self._slot.release()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._tls is not None:

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from strom.config import BrokerConfig, ConfigError
-from strom.server.connection_quotas import ConnectionLimits, ConnectionQuotas
+from strom.server.connection_quotas import (
+    DEFAULT_IP,
+    ConnectionLimits,
+    ConnectionQuotas,
+    Verdict,
+)
 from strom.server.connections import connection_limits
 from strom.server.memory_pool import MemoryPool
 
@@ -19,64 +24,118 @@ class Clock:
         return self.now
 
 
+ADMITTED, TOO_MANY, THROTTLED = Verdict.ADMITTED, Verdict.TOO_MANY_FROM_IP, Verdict.IP_THROTTLED
+
+
+def admit(quotas: ConnectionQuotas, listener: str, ip: str) -> Verdict:
+    return quotas.admit(listener, ip)[0]
+
+
 def test_per_ip_limit_and_overrides() -> None:
     quotas = ConnectionQuotas(
         ConnectionLimits(max_connections_per_ip=2, per_ip_overrides={"10.0.0.9": 3})
     )
-    assert quotas.admit("PLAINTEXT", "10.0.0.1")
-    assert quotas.admit("PLAINTEXT", "10.0.0.1")
-    assert not quotas.admit("PLAINTEXT", "10.0.0.1")
-    assert quotas.admit("PLAINTEXT", "10.0.0.2")  # another address has its own count
-    assert all(quotas.admit("PLAINTEXT", "10.0.0.9") for _ in range(3))
-    assert not quotas.admit("PLAINTEXT", "10.0.0.9")
-    quotas.release("PLAINTEXT", "10.0.0.1")
-    assert quotas.admit("PLAINTEXT", "10.0.0.1")
-
-
-def test_broker_wide_limit_spares_the_inter_broker_listener() -> None:
-    quotas = ConnectionQuotas(ConnectionLimits(max_connections=2, protected_listener="INTERNAL"))
-    assert quotas.admit("CLIENTS", "10.0.0.1")
-    assert quotas.admit("CLIENTS", "10.0.0.2")
-    assert not quotas.admit("CLIENTS", "10.0.0.3")
-    assert quotas.admit("INTERNAL", "10.0.0.4")
-    quotas.release("CLIENTS", "10.0.0.1")
-    assert quotas.admit("CLIENTS", "10.0.0.3")
-
-
-def test_listener_limit() -> None:
-    quotas = ConnectionQuotas(ConnectionLimits(per_listener={"SSL": (1, 2**31 - 1)}))
-    assert quotas.admit("SSL", "10.0.0.1")
-    assert not quotas.admit("SSL", "10.0.0.2")
-    assert quotas.admit("PLAINTEXT", "10.0.0.2")
-
-
-def test_creation_rate_over_the_last_second() -> None:
-    clock = Clock()
-    quotas = ConnectionQuotas(ConnectionLimits(max_connection_creation_rate=3), clock)
-    assert [quotas.admit("PLAINTEXT", f"10.0.0.{i}") for i in range(5)] == [
-        True,
-        True,
-        True,
-        False,
-        False,
+    assert [admit(quotas, "PLAINTEXT", "10.0.0.1") for _ in range(3)] == [
+        ADMITTED,
+        ADMITTED,
+        TOO_MANY,
     ]
-    clock.now += 0.5
-    assert not quotas.admit("PLAINTEXT", "10.0.0.9")
-    clock.now += 0.6
-    assert quotas.admit("PLAINTEXT", "10.0.0.9")
+    assert admit(quotas, "PLAINTEXT", "10.0.0.2") is ADMITTED  # its own count
+    assert [admit(quotas, "PLAINTEXT", "10.0.0.9") for _ in range(4)][-2:] == [ADMITTED, TOO_MANY]
+    assert quotas.count("10.0.0.1") == 2 and quotas.count() == 6  # refusals are not counted
+    quotas.release("PLAINTEXT", "10.0.0.1")
+    assert admit(quotas, "PLAINTEXT", "10.0.0.1") is ADMITTED
 
 
-def test_refusals_are_logged_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+def test_broker_wide_limit_waits_and_spares_the_inter_broker_listener() -> None:
+    quotas = ConnectionQuotas(ConnectionLimits(max_connections=2, protected_listener="INTERNAL"))
+    woken: list[str] = []
+    slots = [quotas.admit("CLIENTS", f"10.0.0.{i}")[2] for i in (1, 2)]
+    assert not quotas.slot_available("CLIENTS")
+    quotas.wait_for_slot(lambda: woken.append("clients"))
+    # The inter-broker listener is admitted beyond the limit and counts: one client
+    # connection too many, to be closed.
+    assert quotas.slot_available("INTERNAL")
+    assert admit(quotas, "INTERNAL", "10.0.0.4") is ADMITTED
+    assert quotas.excess() == 1 and woken == []
+    assert slots[0] is not None
+    slots[0].release()
+    slots[0].release()  # a slot is given back once
+    assert woken == ["clients"] and quotas.count() == 2 and quotas.excess() == 0
+    assert not quotas.slot_available("CLIENTS")  # the inter-broker connection took it
+    quotas.release("INTERNAL", "10.0.0.4")
+    assert quotas.slot_available("CLIENTS")
+
+
+def test_listener_limit_and_new_limits_wake_waiters() -> None:
+    quotas = ConnectionQuotas(ConnectionLimits(per_listener={"SSL": (1, 2**31 - 1)}))
+    assert admit(quotas, "SSL", "10.0.0.1") is ADMITTED
+    assert not quotas.slot_available("SSL") and quotas.slot_available("PLAINTEXT")
+    woken: list[bool] = []
+    quotas.wait_for_slot(lambda: woken.append(True))
+    quotas.limits = ConnectionLimits(per_listener={"SSL": (2, 2**31 - 1)})
+    assert woken == [True] and quotas.slot_available("SSL")
+
+
+def test_creation_rate_delays_by_kafkas_throttle_time() -> None:
     clock = Clock()
-    quotas = ConnectionQuotas(ConnectionLimits(max_connections_per_ip=0), clock)
+    limits = ConnectionLimits(max_connection_creation_rate=3, quota_samples=2)
+    quotas = ConnectionQuotas(limits, clock)
+    # Two samples of a second: the rate is counted over at least one second.
+    delays = [quotas.record_connection("PLAINTEXT") for _ in range(5)]
+    assert delays[:3] == [0, 0, 0]
+    # 4 in a second against 3: (4 - 3) / 3 of the window; then capped at one window.
+    assert delays[3] == pytest.approx(0.333, abs=0.001)
+    assert 0.333 < delays[4] <= 1.0
+    clock.now += 60  # long quiet: the samples are forgotten
+    assert quotas.record_connection("PLAINTEXT") == 0
+    # A listener's own rate counts too, and the protected listener only that one.
+    quotas.limits = ConnectionLimits(
+        max_connection_creation_rate=1,
+        per_listener={"INTERNAL": (2**31 - 1, 2**31 - 1)},
+        protected_listener="INTERNAL",
+        quota_samples=2,
+    )
+    assert all(quotas.record_connection("INTERNAL") == 0 for _ in range(10))
+
+
+def test_address_creation_rate_closes_without_counting() -> None:
+    clock = Clock()
+    quotas = ConnectionQuotas(ConnectionLimits(quota_samples=2), clock)
+    quotas.set_ip_rates({"10.0.0.9": 2, DEFAULT_IP: 1, "::0001": 1})
+    assert quotas.ip_rate("10.0.0.9") == 2 and quotas.ip_rate("10.0.0.1") == 1
+    assert quotas.ip_rate("::1") == 1
+    verdicts = [quotas.admit("PLAINTEXT", "10.0.0.9") for _ in range(4)]
+    assert [v[0] for v in verdicts] == [ADMITTED, ADMITTED, THROTTLED, THROTTLED]
+    assert 0 < verdicts[2][1] <= 1.0 and verdicts[2][2] is None
+    assert quotas.count("10.0.0.9") == 2
+    assert admit(quotas, "PLAINTEXT", "10.0.0.1") is ADMITTED
+    assert admit(quotas, "PLAINTEXT", "10.0.0.1") is THROTTLED
+    # Taken back: throttled ones do not fill the address's rate, so it recovers.
+    clock.now += 1.5
+    assert admit(quotas, "PLAINTEXT", "10.0.0.9") is ADMITTED
+    quotas.set_ip_rates({})
+    assert all(admit(quotas, "PLAINTEXT", "10.0.0.1") is ADMITTED for _ in range(20))
+
+
+def test_delays_and_refusals_are_logged_at_most_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    quotas = ConnectionQuotas(
+        ConnectionLimits(max_connections_per_ip=0, max_connection_creation_rate=1), clock
+    )
     for _ in range(100):
         quotas.admit("PLAINTEXT", "10.0.0.1")
-    assert len(caplog.records) == 1
-    assert "max.connections.per.ip" in caplog.records[0].getMessage()
+        quotas.record_connection("PLAINTEXT")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert sum("(max.connections.per.ip)" in m for m in messages) == 1
+    assert sum("(max.connection.creation.rate)" in m for m in messages) == 1
+    assert sum("(listener.name.plaintext.max.connection.creation.rate)" in m for m in messages) == 0
     clock.now += 11
     quotas.admit("PLAINTEXT", "10.0.0.1")
-    assert len(caplog.records) == 2
-    assert "99 more like this" in caplog.records[1].getMessage()
+    assert "99 more like this" in caplog.records[-1].getMessage()
 
 
 def test_pool_grants_whole_reservations_in_order() -> None:
