@@ -22,10 +22,14 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 SLF4J_BINDING = Path("/usr/share/java/slf4j-simple.jar")
+# Netty's codec (SslHandler's base) and resolver, which the manifest of Debian's ZooKeeper
+# 3.8 does not name: its Netty server needs them for a secureClientPort.
+NETTY_FOR_TLS = ("netty-codec.jar", "netty-resolver.jar", "netty-transport-native-unix-common.jar")
 
 
 def zookeeper_available() -> str | None:
@@ -53,15 +57,41 @@ def four_letter(port: int, command: bytes, timeout: float = 1.0) -> bytes:
     return b"".join(chunks)
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A secureClientPort through Netty: ZooKeeper's key (PEM: key and certificate chain in
+    one file), the authorities it trusts (PEM) and whether clients need certificates."""
+
+    keystore: Path
+    truststore: Path
+    client_auth: str = "need"
+
+    def jvm_options(self) -> list[str]:
+        return [
+            "-Dzookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"-Dzookeeper.ssl.keyStore.location={self.keystore}",
+            "-Dzookeeper.ssl.keyStore.type=PEM",
+            f"-Dzookeeper.ssl.trustStore.location={self.truststore}",
+            "-Dzookeeper.ssl.trustStore.type=PEM",
+            f"-Dzookeeper.ssl.clientAuth={self.client_auth}",
+        ]
+
+
 class ZooKeeperServer:
     def __init__(
-        self, root: Path, tick_ms: int = 200, max_session_timeout_ms: int | None = None
+        self,
+        root: Path,
+        tick_ms: int = 200,
+        max_session_timeout_ms: int | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self.root = root
         self.tick_ms = tick_ms
         # ZooKeeper's default cap is 20 ticks (4 s at the test tick).
         self.max_session_timeout_ms = max_session_timeout_ms
+        self.tls = tls
         self.port = 0
+        self.secure_port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = root / "zookeeper.log"
         self.startup_seconds: list[float] = []
@@ -69,6 +99,10 @@ class ZooKeeperServer:
     @property
     def hosts(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def secure_hosts(self) -> str:
+        return f"127.0.0.1:{self.secure_port}"
 
     def _write_config(self) -> Path:
         config = self.root / "zoo.cfg"
@@ -88,6 +122,14 @@ class ZooKeeperServer:
                         if self.max_session_timeout_ms is not None
                         else []
                     ),
+                    *(
+                        [
+                            f"secureClientPort={self.secure_port}",
+                            "secureClientPortAddress=127.0.0.1",
+                        ]
+                        if self.tls is not None
+                        else []
+                    ),
                     "",
                 ]
             )
@@ -105,6 +147,7 @@ class ZooKeeperServer:
         for attempt in range(attempts):
             if not restart:
                 self.port = free_port()
+                self.secure_port = free_port() if self.tls is not None else 0
             config = self._write_config()
             began = time.monotonic()
             with open(self.log_path, "ab") as log:
@@ -115,8 +158,18 @@ class ZooKeeperServer:
                         "-XX:+UseSerialGC",
                         "-XX:TieredStopAtLevel=1",
                         "-Dzookeeper.admin.enableServer=false",
+                        *(self.tls.jvm_options() if self.tls is not None else []),
                         "-cp",
-                        f"{ZOOKEEPER_JAR}:{SLF4J_BINDING}",
+                        ":".join(
+                            [
+                                str(ZOOKEEPER_JAR),
+                                str(SLF4J_BINDING),
+                                *(
+                                    f"/usr/share/java/{jar}"
+                                    for jar in (NETTY_FOR_TLS if self.tls is not None else ())
+                                ),
+                            ]
+                        ),
                         "org.apache.zookeeper.server.ZooKeeperServerMain",
                         str(config),
                     ],

@@ -36,28 +36,28 @@ BROKER_CLUSTER_DEFS: list[ConfigDef] = [
        "broker may have before it waits.", at_least(1), unused=True),
     define("zookeeper.clientCnxnSocket", S, None, "ZooKeeper client socket implementation "
        "(Netty for TLS to ZooKeeper).", unused=True),
-    define("zookeeper.ssl.client.enable", B, False, "Connect to ZooKeeper over TLS.",
-       unused=True),
+    define("zookeeper.ssl.client.enable", B, False, "Connect to ZooKeeper over TLS (its "
+       "secureClientPort)."),
     define("zookeeper.ssl.keystore.location", S, None, "Keystore file of the TLS connection "
-       "to ZooKeeper.", unused=True),
+       "to ZooKeeper."),
     define("zookeeper.ssl.keystore.password", P, None, "Password of "
-       "zookeeper.ssl.keystore.location.", unused=True),
+       "zookeeper.ssl.keystore.location."),
     define("zookeeper.ssl.keystore.type", S, None, "Keystore format of the ZooKeeper TLS "
-       "connection (JKS, PKCS12, PEM).", unused=True),
+       "connection (JKS, PKCS12, PEM)."),
     define("zookeeper.ssl.truststore.location", S, None, "Truststore file of the TLS "
-       "connection to ZooKeeper.", unused=True),
+       "connection to ZooKeeper."),
     define("zookeeper.ssl.truststore.password", P, None, "Password of "
-       "zookeeper.ssl.truststore.location.", unused=True),
+       "zookeeper.ssl.truststore.location."),
     define("zookeeper.ssl.truststore.type", S, None, "Truststore format of the ZooKeeper TLS "
-       "connection.", unused=True),
-    define("zookeeper.ssl.protocol", S, "TLSv1.2", "TLS protocol of the ZooKeeper connection.",
-       unused=True),
+       "connection (JKS, PKCS12, PEM); without a truststore the system's authorities are "
+       "trusted."),
+    define("zookeeper.ssl.protocol", S, "TLSv1.2", "TLS protocol of the ZooKeeper connection, "
+       "when zookeeper.ssl.enabled.protocols is not set."),
     define("zookeeper.ssl.enabled.protocols", LS, None, "TLS protocol versions allowed "
-       "towards ZooKeeper.", unused=True),
-    define("zookeeper.ssl.cipher.suites", LS, None, "Cipher suites allowed towards ZooKeeper.",
-       unused=True),
+       "towards ZooKeeper."),
+    define("zookeeper.ssl.cipher.suites", LS, None, "Cipher suites allowed towards ZooKeeper."),
     define("zookeeper.ssl.endpoint.identification.algorithm", S, "HTTPS", "Host name check of "
-       "ZooKeeper's certificate (HTTPS, or empty for none).", unused=True),
+       "ZooKeeper's certificate (HTTPS, or empty for none)."),
     define("zookeeper.ssl.crl.enable", B, False, "Check certificate revocation lists on the "
        "ZooKeeper connection.", unused=True),
     define("zookeeper.ssl.ocsp.enable", B, False, "Check certificates through OCSP on the "

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # loading it at start-up.
 
 _JKS_MAGIC = b"\xfe\xed\xfe\xed"
-_TLS_VERSIONS = {
+TLS_VERSIONS = {
     "TLSv1": ssl.TLSVersion.TLSv1,
     "TLSv1.1": ssl.TLSVersion.TLSv1_1,
     "TLSv1.2": ssl.TLSVersion.TLSv1_2,
@@ -300,7 +300,7 @@ def _trust(context: ssl.SSLContext, settings: TlsSettings) -> None:
 
 def _versions_and_ciphers(context: ssl.SSLContext, settings: TlsSettings) -> None:
     enabled = settings.values["ssl.enabled.protocols"] or ["TLSv1.2", "TLSv1.3"]
-    versions = sorted(_TLS_VERSIONS[v] for v in enabled)
+    versions = sorted(TLS_VERSIONS[v] for v in enabled)
     try:
         context.minimum_version = versions[0]
         context.maximum_version = versions[-1]

@@ -20,6 +20,7 @@ log = logging.getLogger("strom.broker")
 async def open_cluster_broker(config: BrokerConfig) -> Broker:
     from strom.cluster.ids import new_cluster_id
     from strom.cluster.zk.client import ZkClient
+    from strom.cluster.zk.zk_tls import zookeeper_tls_context
     from strom.cluster.zk_metadata import ZkMetadata
     from strom.runtime.cluster_runtime import ClusterRuntime
 
@@ -28,6 +29,7 @@ async def open_cluster_broker(config: BrokerConfig) -> Broker:
         config.zookeeper_connect,
         session_timeout_ms=config.get_int("zookeeper.session.timeout.ms"),
         connection_timeout_ms=config.get("zookeeper.connection.timeout.ms"),  # type: ignore[arg-type]
+        tls=zookeeper_tls_context(config),
     )
     await client.start()
     try:

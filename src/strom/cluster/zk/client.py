@@ -31,6 +31,8 @@ import asyncio
 import contextlib
 import enum
 import logging
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +67,10 @@ from kazoo.exceptions import (
 from kazoo.exceptions import (
     SessionExpiredError as _KzSessionExpired,
 )
-from kazoo.handlers.threading import KazooTimeoutError  # type: ignore[import-untyped]
+from kazoo.handlers.threading import (  # type: ignore[import-untyped]
+    KazooTimeoutError,
+    SequentialThreadingHandler,
+)
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch  # type: ignore[import-untyped]
 from kazoo.retry import KazooRetry  # type: ignore[import-untyped]
 
@@ -189,6 +194,31 @@ class WatchHandle:
         self.cancelled = True
 
 
+class _TlsHandler(SequentialThreadingHandler):  # type: ignore[misc]
+    """kazoo's threading handler with connections made through our own TLS context (kazoo
+    builds one from PEM file names only; the context takes PKCS12 stores and Kafka's protocol
+    and cipher settings too)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
+        self._context = context
+
+    def create_connection(
+        self,
+        address: tuple[str, int],
+        hostname: str | None = None,
+        timeout: float | None = None,
+        **_kazoo_tls_options: Any,
+    ) -> ssl.SSLSocket:
+        sock = socket.create_connection(address, timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return self._context.wrap_socket(sock, server_hostname=hostname or address[0])
+        except BaseException:
+            sock.close()
+            raise
+
+
 class ZkClient:
     def __init__(
         self,
@@ -197,6 +227,7 @@ class ZkClient:
         session_timeout_ms: int = 18000,
         connection_timeout_ms: int | None = None,
         client_id: tuple[int, bytes] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.hosts = hosts
         self.session_timeout_ms = session_timeout_ms
@@ -210,6 +241,7 @@ class ZkClient:
             # must find a restarted ZooKeeper within a second or so.
             connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=1.0),
             command_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=1.0),
+            **({} if tls is None else {"handler": _TlsHandler(tls), "use_ssl": True}),
         )
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="strom-zk")
         self._loop: asyncio.AbstractEventLoop | None = None
