@@ -281,7 +281,8 @@ def test_hostile_clients_are_bounded_and_a_normal_client_keeps_working(
         close_all(slow)
 
         # 4. Thousands of connections at once: beyond max.connections.per.ip (100 for these
-        # addresses) and max.connection.creation.rate (1000/s) refused, the rest cheap.
+        # addresses) closed at once, the rest cheap (max.connection.creation.rate, 1000/s
+        # over Kafka's quota window, would delay accepting, never refuse).
         flood = []
         for source in ("127.0.0.5", "127.0.0.6", "127.0.0.7"):
             flood += open_from(source, port, 1200, blocking=False)
