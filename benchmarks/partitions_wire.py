@@ -73,12 +73,13 @@ async def produce(
     batch: bytes,
     per_request: int,
     in_flight: int,
+    repeat: int = 1,
 ) -> tuple[float, int]:
-    """Send `batch` once to every partition; returns (seconds, requests sent)."""
+    """Send `batch` `repeat` times to every partition; returns (seconds, requests sent)."""
     async with Client(bootstrap, request_timeout_s=600) as client:
         node = next(iter((await client.metadata([])).brokers))
         gate = asyncio.Semaphore(in_flight)
-        requests = slices(where, per_request)
+        requests = slices(where, per_request) * repeat
 
         async def send(part: list[TopicPartition]) -> None:
             request = ProduceRequest(
@@ -247,6 +248,12 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=4, help="requests in flight")
     parser.add_argument("--rounds", type=int, default=1, help="produce rounds over all")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="requests to each slice per round, pipelined (the single-partition figure)",
+    )
+    parser.add_argument(
         "--confluent",
         default="",
         help="after the restarts: rounds of N confluent-kafka producers over slices (N,M,...)",
@@ -286,9 +293,11 @@ def main() -> int:
             os.sync()
             cpu0 = broker.cpu_seconds()
             seconds, requests = asyncio.run(
-                produce(broker.bootstrap, where, batch, args.per_request, args.in_flight)
+                produce(
+                    broker.bootstrap, where, batch, args.per_request, args.in_flight, args.repeat
+                )
             )
-            records = len(where) * args.per_partition
+            records = len(where) * args.per_partition * args.repeat
             report(
                 f"produce round {r + 1} ({requests} requests of {args.per_request:,} partitions)",
                 broker,
@@ -297,7 +306,7 @@ def main() -> int:
                 records * args.size,
                 broker.cpu_seconds() - cpu0,
             )
-        expected = args.rounds * args.per_partition
+        expected = args.rounds * args.repeat * args.per_partition
 
         def read(what: str) -> None:
             cpu0 = broker.cpu_seconds()

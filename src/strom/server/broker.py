@@ -296,15 +296,19 @@ class Broker(TopicAdmin, DynamicConfigs, ScramUsers, LogDirFailures):
     def partition_log(self, topic: str, partition: int) -> PartitionLog | None:
         return self.logs.get(topic, partition)
 
-    def after_append(self, topic: str, partition: int) -> None:
+    def after_append(
+        self, topic: str, partition: int, partition_log: PartitionLog | None = None
+    ) -> None:
         """After any append (produce, transaction marker): move the high watermark and, with it,
         the last stable offset, then wake the fetches waiting on the partition. One broker is
         the whole ISR, so its log end is the high watermark. In cluster mode the ISR decides
-        (runtime/replica_manager.py)."""
+        (runtime/replica_manager.py). `partition_log`: the log appended to, when the caller
+        has it at hand."""
         if self.cluster is not None:
             self.cluster.replicas.after_append(topic, partition)
             return
-        partition_log = self.logs.get(topic, partition)
+        if partition_log is None:
+            partition_log = self.logs.get(topic, partition)
         if partition_log is not None:
             partition_log.update_high_watermark(partition_log.log_end_offset)
             self.fetch_purgatory.notify((topic, partition))

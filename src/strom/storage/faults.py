@@ -64,11 +64,12 @@ def _parse_ops(ops: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def check(path: Path, op: str) -> None:
-    """Raise OSError(EIO) when `op` is to fail for `path` (a file or directory in a log dir)."""
+def check(path: Path | str, op: str) -> None:
+    """Raise OSError(EIO) when `op` is to fail for `path` (a file or directory in a log dir).
+    A path may be given as a string: nothing is built from it unless a rule exists."""
     if not _rules:
         return
-    _check(path, op)
+    _check(Path(path), op)
 
 
 def _check(path: Path, op: str) -> None:

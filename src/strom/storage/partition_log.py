@@ -31,7 +31,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from strom.protocol.records.batch_header import BatchHeader, assign_offsets, iter_batch_headers
+from strom.protocol.records.batch_header import (
+    BatchHeader,
+    assign_offsets,
+    iter_batch_headers,
+    parse_batch_header,
+)
 from strom.protocol.records.control import CONTROL_ABORT, CONTROL_COMMIT, build_control_batch
 from strom.storage import log_reads
 from strom.storage.checkpoint import fsync_dir, sync_file
@@ -387,13 +392,19 @@ class PartitionLog:
         position = 0
         next_offset = first_offset
         append_time = now_ms if log_append_time else None
+        assigned: list[BatchHeader] = []
         for header in batches:
+            if position + header.size > len(buf):
+                raise ValueError("buffer does not hold exactly the given batches")
             assign_offsets(buf, position, next_offset, leader_epoch, append_time)
+            # Re-read the patched header (base offset, epoch, max timestamp changed in place).
+            patched = parse_batch_header(buf, position)
+            if patched.size != header.size:
+                raise ValueError("buffer does not hold exactly the given batches")
+            assigned.append(patched)
             position += header.size
             next_offset += header.last_offset_delta + 1
-        # Re-read the patched headers (base offset, epoch, max timestamp changed in place).
-        assigned = [header for _, header in iter_batch_headers(memoryview(buf))]
-        if len(assigned) != len(batches) or position != len(buf):
+        if position != len(buf):
             raise ValueError("buffer does not hold exactly the given batches")
         segment = self.active_segment
         segment.append(buf, assigned)

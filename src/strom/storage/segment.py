@@ -305,7 +305,7 @@ class Segment:
         """
         if not self._loaded:
             self.ensure_loaded()
-        faults.check(self.log_path, "write")
+        faults.check(self.file.path, "write")
         position = self.size
         view = memoryview(data)
         total = len(view)
@@ -425,7 +425,7 @@ class Segment:
         with self.lock:
             if self._closed:
                 raise SegmentClosedError(f"{self.log_path} is closed")
-            faults.check(self.log_path, "read")
+            faults.check(self.file.path, "read")
             fd = self.file.acquire()
             try:
                 return pread_exact(fd, size, position)
@@ -447,7 +447,7 @@ class Segment:
         with self.lock:
             if self._closed:
                 raise SegmentClosedError(f"{self.log_path} is closed")
-            faults.check(self.log_path, "read")
+            faults.check(self.file.path, "read")
             fd = self.file.acquire()
             try:
                 while got < size:
@@ -477,7 +477,7 @@ class Segment:
         with self.lock:
             if self._closed:
                 return
-            faults.check(self.log_path, "flush")
+            faults.check(self.file.path, "flush")
             fd = self.file.acquire()
             try:
                 os.fsync(fd)

@@ -227,7 +227,7 @@ def _append_batch(
             log_start_offset=result.log_start_offset,
         )
         return response, partition_log, result.last_offset
-    broker.after_append(topic, index)
+    broker.after_append(topic, index, partition_log)
     broker.metrics.produced(topic, len(view), sum(b.records_count for b in batches))
     if partition_log.needs_flush(now_ms):
         broker.request_flush(partition_log)
