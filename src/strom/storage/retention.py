@@ -49,17 +49,17 @@ def delete_expired_segments(plog: PartitionLog, now_ms: int) -> int:
 def next_expiry_ms(plog: PartitionLog, now_ms: int) -> int | None:
     """After `delete_expired_segments(plog, now_ms)`: when retention.ms next deletes from
     `plog` if nothing else changes it (None: not by time alone). Deletion by time starts at
-    the oldest segment, so its expiry is the one moment to look again; one already expired
-    that stayed is held back by the high watermark (or is the empty active segment), which
-    only a change to the log releases."""
+    the oldest segment, so its expiry is the one moment to look again. An oldest segment
+    already expired is looked at again at once: the time rule may have run before the log
+    start offset rule made it the oldest, as a check over every log would find next round
+    (one held back by the high watermark is looked at each round until the mark moves)."""
     config = plog.config
     if not config.delete or config.retention_ms < 0:
         return None
     oldest = plog.segments[0]
     if oldest.size == 0 and oldest is plog.active_segment:
         return None
-    expiry = _largest_timestamp(oldest) + config.retention_ms + 1
-    return expiry if expiry > now_ms else None
+    return max(_largest_timestamp(oldest) + config.retention_ms + 1, now_ms)
 
 
 def _largest_timestamp(segment: Segment) -> int:

@@ -118,6 +118,25 @@ def test_time_based_retention_checks_a_partition_when_its_oldest_segment_expires
     assert idle.segments[0].size == 0
 
 
+def test_a_segment_the_log_start_rule_leaves_oldest_and_expired_is_deleted_next_round(
+    manager: LogManager, touched: Touched
+) -> None:
+    """One check runs the time rule before the log start offset rule: an expired segment
+    that only became the oldest when the latter deleted the one before it goes at the next
+    round, as a round over every log would delete it (found by the property test)."""
+    (plog,) = _create(manager, "del", 1)
+    append(plog, [b"new"], timestamp=100_000)
+    plog.roll()
+    append(plog, [b"old"], timestamp=1_000)
+    plog.delete_records_before(plog.log_end_offset)
+    assert manager.run_retention(now_ms=100_000) == 1  # below the log start offset
+    assert manager.run_retention(now_ms=100_000) == 1  # expired (1,000 + 60,000)
+    assert plog.segments[0].size == 0
+    touched.reset()
+    assert manager.run_retention(now_ms=100_000) == 0
+    assert touched.retention == []
+
+
 def test_changes_that_retention_depends_on_schedule_a_check(
     manager: LogManager, touched: Touched
 ) -> None:
