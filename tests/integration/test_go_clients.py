@@ -145,6 +145,13 @@ def as_user(
     return {"protocol": protocol, "mechanism": mechanism, "user": user, "password": USERS[user]}
 
 
+def grant(sarama_client: Path, address: str, *acls: dict[str, object]) -> dict[str, object]:
+    """CreateAcls v1 from Go as the super user; returns the step's result."""
+    step = {"op": "create_acls", "version": 1, "acls": list(acls)}
+    (result,) = run_sarama(sarama_client, address, [step], as_user("admin"))
+    return result
+
+
 def test_sarama_manages_acls(broker: SecureBroker, sarama_client: Path) -> None:
     alice_topic = acl(TOPIC, "orders", LITERAL, "User:alice", WRITE)
     bob_group = acl(GROUP, "billing", LITERAL, "User:bob", READ, DENY, host="10.0.0.7")
@@ -266,18 +273,7 @@ def test_sarama_producer_needs_write(broker: SecureBroker, sarama_client: Path, 
     sasl = broker.bootstrap("SASL_PLAINTEXT")
     produce = {"op": "produce", "topic": topic, "count": 3}
     # dave may see the topic but not write it; bob has no ACL on it at all.
-    (granted,) = run_sarama(
-        sarama_client,
-        sasl,
-        [
-            {
-                "op": "create_acls",
-                "version": 1,
-                "acls": [acl(TOPIC, topic, LITERAL, "User:dave", DESCRIBE)],
-            }
-        ],
-        as_user("admin"),
-    )
+    granted = grant(sarama_client, sasl, acl(TOPIC, topic, LITERAL, "User:dave", DESCRIBE))
     assert granted == {"error_codes": [0]}
     for user in ("dave", "bob"):
         (refused,) = run_sarama(sarama_client, sasl, [produce], as_user(user, "SCRAM-SHA-512"))
@@ -289,20 +285,11 @@ def test_sarama_producer_needs_write(broker: SecureBroker, sarama_client: Path, 
 
     # The admin allows WRITE and READ on the topic's prefix: dave produces and reads back.
     prefix = topic[: len(topic) // 2]
-    (granted,) = run_sarama(
+    granted = grant(
         sarama_client,
         sasl,
-        [
-            {
-                "op": "create_acls",
-                "version": 1,
-                "acls": [
-                    acl(TOPIC, prefix, PREFIXED, "User:dave", WRITE),
-                    acl(TOPIC, prefix, PREFIXED, "User:dave", READ),
-                ],
-            }
-        ],
-        as_user("admin"),
+        acl(TOPIC, prefix, PREFIXED, "User:dave", WRITE),
+        acl(TOPIC, prefix, PREFIXED, "User:dave", READ),
     )
     assert granted == {"error_codes": [0, 0]}
     produced, consumed = run_sarama(
@@ -318,18 +305,7 @@ def test_sarama_producer_needs_write(broker: SecureBroker, sarama_client: Path, 
     assert refused.get("error_code") == TOPIC_AUTHORIZATION_FAILED, refused
 
     # A DENY wins over the ALLOW.
-    (denied,) = run_sarama(
-        sarama_client,
-        sasl,
-        [
-            {
-                "op": "create_acls",
-                "version": 1,
-                "acls": [acl(TOPIC, topic, LITERAL, "User:dave", WRITE, DENY)],
-            }
-        ],
-        as_user("admin"),
-    )
+    denied = grant(sarama_client, sasl, acl(TOPIC, topic, LITERAL, "User:dave", WRITE, DENY))
     assert denied == {"error_codes": [0]}
     (refused,) = run_sarama(sarama_client, sasl, [produce], as_user("dave"))
     assert refused.get("error_code") == TOPIC_AUTHORIZATION_FAILED, refused
@@ -442,34 +418,12 @@ def test_sarama_consumer_group_needs_read_on_its_group(
     (refused,) = run_sarama(sarama_client, sasl, [{"op": "coordinator", "group": group}], bob)
     assert refused.get("error_code") == GROUP_AUTHORIZATION_FAILED, refused
     # DESCRIBE on the group finds the coordinator, but joining needs READ.
-    (granted,) = run_sarama(
-        sarama_client,
-        sasl,
-        [
-            {
-                "op": "create_acls",
-                "version": 1,
-                "acls": [acl(GROUP, group, LITERAL, "User:bob", DESCRIBE)],
-            }
-        ],
-        as_user("admin"),
-    )
+    granted = grant(sarama_client, sasl, acl(GROUP, group, LITERAL, "User:bob", DESCRIBE))
     assert granted == {"error_codes": [0]}
     (refused,) = run_sarama(sarama_client, sasl, [consume], bob)
     assert refused.get("error_code") == GROUP_AUTHORIZATION_FAILED, refused
 
-    (granted,) = run_sarama(
-        sarama_client,
-        sasl,
-        [
-            {
-                "op": "create_acls",
-                "version": 1,
-                "acls": [acl(GROUP, "readers-", PREFIXED, "User:bob", READ)],
-            }
-        ],
-        as_user("admin"),
-    )
+    granted = grant(sarama_client, sasl, acl(GROUP, "readers-", PREFIXED, "User:bob", READ))
     assert granted == {"error_codes": [0]}
     (consumed,) = run_sarama(sarama_client, sasl, [consume], bob)
     assert consumed == {"values": [f"{topic}-{i}-" for i in range(3)]}
